@@ -1,0 +1,116 @@
+"""Build cconv's Cython extensions.
+
+OpenMP: used when the compiler can build an OpenMP test program (``-fopenmp``);
+otherwise the package builds without it and runs on one thread.
+``CCONV_DEBUG=1`` at build time turns on Cython bounds checks and C asserts.
+"""
+import os
+import sys
+import sysconfig
+import tempfile
+import textwrap
+from setuptools import setup, Extension
+from setuptools.command.build_ext import build_ext
+
+import numpy as np
+from Cython.Build import cythonize
+
+DEBUG = os.environ.get("CCONV_DEBUG", "0") not in ("", "0")
+KERNEL_DIR = os.path.join("src", "cconv", "_kernels")
+
+# Every extension that runs GEMM-based code compiles the kernels into itself:
+# no shared library to locate at run time.
+KERNEL_SOURCES = [os.path.join(KERNEL_DIR, "gemm.c"), os.path.join(KERNEL_DIR, "pack.c")]
+
+EXTENSIONS = {
+    "cconv._core": [],
+    "cconv._direct": [],
+    "cconv._im2col": KERNEL_SOURCES,
+    "cconv._gemm": KERNEL_SOURCES,
+}
+
+
+def _compiler_has_openmp(cc):
+    """Try to compile and link a tiny OpenMP program with this compiler."""
+    src = textwrap.dedent(
+        """
+        #include <omp.h>
+        int main(void) {
+            int n = 0;
+            #pragma omp parallel reduction(+:n)
+            n += 1;
+            return omp_get_max_threads() > 0 ? 0 : 1;
+        }
+        """
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "omp_test.c")
+        with open(path, "w") as f:
+            f.write(src)
+        try:
+            objs = cc.compile([path], output_dir=tmp, extra_postargs=["-fopenmp"])
+            cc.link_executable(objs, os.path.join(tmp, "omp_test"), extra_postargs=["-fopenmp"])
+        except Exception:
+            return False
+    return True
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        use_omp = os.environ.get("CCONV_NO_OPENMP", "0") in ("", "0") and _compiler_has_openmp(
+            self.compiler
+        )
+        cflags = ["-O3", "-std=c11", "-fno-strict-aliasing"]
+        if not DEBUG:
+            cflags.append("-DNDEBUG")
+        else:
+            cflags += ["-UNDEBUG", "-g"]
+        # No -ffast-math: it breaks NaN/Inf handling and reproducibility.
+        # FMA contraction off in generic C so every ISA path rounds the same way
+        # as written (the SIMD paths use explicit FMA intrinsics).
+        cflags.append("-ffp-contract=off")
+        ldflags = []
+        if use_omp:
+            cflags.append("-fopenmp")
+            ldflags.append("-fopenmp")
+        for ext in self.extensions:
+            ext.extra_compile_args = list(cflags)
+            ext.extra_link_args = list(ldflags)
+            ext.define_macros = list(ext.define_macros or []) + [
+                ("CCONV_OPENMP", "1" if use_omp else "0"),
+                ("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+            ]
+        self._cconv_openmp = use_omp
+        super().build_extensions()
+
+
+def extensions():
+    exts = []
+    for name, extra in EXTENSIONS.items():
+        pyx = os.path.join("src", *name.split(".")) + ".pyx"
+        exts.append(
+            Extension(
+                name,
+                [pyx] + list(extra),
+                include_dirs=[np.get_include(), KERNEL_DIR],
+                language="c",
+            )
+        )
+    directives = {
+        "language_level": 3,
+        "boundscheck": DEBUG,
+        "wraparound": False,
+        "initializedcheck": DEBUG,
+        "cdivision": True,
+        "embedsignature": True,
+    }
+    compile_time_env = {"CCONV_DEBUG": DEBUG}
+    return cythonize(
+        exts,
+        compiler_directives=directives,
+        compile_time_env=compile_time_env,
+        include_path=[os.path.join("src", "cconv"), KERNEL_DIR],
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

@@ -1,0 +1,72 @@
+/* cconv GEMM core: BLIS-style packed GEMM with runtime ISA dispatch.
+ *
+ * Conventions (all kernels):
+ *   - Matrices are addressed with explicit element strides; indices are int64.
+ *   - A packed A ("Ap") holds ceil(m/MR) panels. Panel p holds rows p*MR..p*MR+MR-1
+ *     for k = 0..kc-1, stored k-major: element (i, k) at panel + k*MR + (i % MR).
+ *     Rows past m are zero (packing pads the edges, kernels never branch on them).
+ *   - A packed B ("Bp") holds ceil(n/NR) panels. Panel q holds columns q*NR..q*NR+NR-1,
+ *     element (k, j) at panel + k*NR + (j % NR). Columns past n are zero.
+ *   - C is row-major with row stride ldc and unit column stride.
+ *   - Every element of C is accumulated as a single running sum over k in increasing
+ *     order with fused multiply-add, on every ISA path: results are bitwise identical
+ *     across ISA paths and thread counts for the same KC blocking.
+ *   - MR and NR depend on the active ISA and dtype: query them, never assume.
+ */
+#ifndef CCONV_GEMM_H
+#define CCONV_GEMM_H
+
+#include <stdint.h>
+
+typedef int64_t cc_idx;
+
+enum { CCONV_ISA_GENERIC = 0, CCONV_ISA_AVX2 = 1, CCONV_ISA_AVX512 = 2 };
+
+/* Best ISA path the running CPU supports. */
+int cconv_isa_best(void);
+/* Active path (initially the best one). */
+int cconv_isa_active(void);
+/* Select a path: returns 0, or -1 when the CPU lacks it (active path unchanged). */
+int cconv_isa_select(int isa);
+/* "generic", "avx2", "avx512"; NULL for an unknown id. */
+const char *cconv_isa_name(int isa);
+
+/* Register-tile geometry of the active path. */
+int cconv_mr_f32(void);
+int cconv_nr_f32(void);
+int cconv_mr_f64(void);
+int cconv_nr_f64(void);
+
+/* K blocking used by every driver (fixed: part of the reproducibility contract). */
+#define CCONV_KC_F32 256
+#define CCONV_KC_F64 256
+
+/* Pack an m x k block of A (element (i,kk) at a[i*rs + kk*cs]) into MR panels. */
+void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap);
+void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap);
+/* Pack a k x n block of B (element (kk,j) at b[kk*rs + j*cs]) into NR panels. */
+void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp);
+void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp);
+
+/* Macro-kernel over packed panels:
+ *   C[0:m, 0:n] = (accumulate ? C : 0) + A[0:m, 0:kc] * B[0:kc, 0:n]
+ * ap: first A panel; consecutive A panels are ps_a elements apart (ps_a >= kc*MR, so a
+ *     panel packed with a longer k can be sliced: ap = base + k0*MR, ps_a = K*MR).
+ * bp: first B panel; consecutive B panels are ps_b elements apart (ps_b >= kc*NR).
+ * Partial tiles at the m and n edges are handled inside (only C[0:m,0:n] is touched).
+ * kc may be 0 (then C = accumulate ? C : 0). Single-threaded. */
+void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
+                          const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate);
+void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
+                          const double *bp, cc_idx ps_b, double *c, cc_idx ldc, int accumulate);
+
+/* Plain GEMM C[m,n] = A[m,k] * B[k,n] (general strides for A and B, row-major C with
+ * row stride ldc), blocked for the caches, on nthreads OpenMP threads (split over
+ * M and N blocks only, so the result does not depend on nthreads).
+ * Returns 0, or -1 if workspace could not be allocated. */
+int cconv_gemm_f32(cc_idx m, cc_idx n, cc_idx k, const float *a, cc_idx rsa, cc_idx csa,
+                   const float *b, cc_idx rsb, cc_idx csb, float *c, cc_idx ldc, int nthreads);
+int cconv_gemm_f64(cc_idx m, cc_idx n, cc_idx k, const double *a, cc_idx rsa, cc_idx csa,
+                   const double *b, cc_idx rsb, cc_idx csb, double *c, cc_idx ldc, int nthreads);
+
+#endif
