@@ -1,0 +1,1 @@
+# placeholder so setup.py builds in the kernels worktree; replaced at merge

@@ -1,0 +1,1 @@
+/* implicit im2col packing: written in the main branch */
