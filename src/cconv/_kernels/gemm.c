@@ -11,6 +11,7 @@
  * kernels are compiled with per-function target attributes so one build runs on any
  * x86-64 CPU; the active path is chosen at run time (cconv_isa_select).
  */
+#define _POSIX_C_SOURCE 200112L /* posix_memalign under -std=c11 */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
