@@ -11,6 +11,7 @@
  * kernels are compiled with per-function target attributes so one build runs on any
  * x86-64 CPU; the active path is chosen at run time (cconv_isa_select).
  */
+#define _POSIX_C_SOURCE 200112L /* posix_memalign under -std=c11 */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,15 +102,35 @@ typedef struct {
     int mr, nr, mc, nc;
 } blocking;
 
+/* Overridable at compile time for tuning runs (-DCCONV_MC_F32_AVX512=...). */
+#ifndef CCONV_MC_F32_AVX512
+#define CCONV_MC_F32_AVX512 192
+#endif
+#ifndef CCONV_NC_F32_AVX512
+#define CCONV_NC_F32_AVX512 4096
+#endif
+#ifndef CCONV_MC_F64_AVX512
+#define CCONV_MC_F64_AVX512 96
+#endif
+#ifndef CCONV_NC_F64_AVX512
+#define CCONV_NC_F64_AVX512 4096
+#endif
+#ifndef CCONV_MC_F32_AVX2
+#define CCONV_MC_F32_AVX2 144
+#endif
+#ifndef CCONV_MC_F64_AVX2
+#define CCONV_MC_F64_AVX2 96
+#endif
+
 static const blocking BLK_F32[3] = {
     [CCONV_ISA_GENERIC] = {4, 8, 128, 2048},
-    [CCONV_ISA_AVX2] = {6, 16, 144, 4096},
-    [CCONV_ISA_AVX512] = {12, 32, 192, 4096},
+    [CCONV_ISA_AVX2] = {6, 16, CCONV_MC_F32_AVX2, 4096},
+    [CCONV_ISA_AVX512] = {12, 32, CCONV_MC_F32_AVX512, CCONV_NC_F32_AVX512},
 };
 static const blocking BLK_F64[3] = {
     [CCONV_ISA_GENERIC] = {4, 8, 96, 2048},
-    [CCONV_ISA_AVX2] = {6, 8, 96, 4096},
-    [CCONV_ISA_AVX512] = {12, 16, 96, 4096},
+    [CCONV_ISA_AVX2] = {6, 8, CCONV_MC_F64_AVX2, 4096},
+    [CCONV_ISA_AVX512] = {12, 16, CCONV_MC_F64_AVX512, CCONV_NC_F64_AVX512},
 };
 
 int cconv_mr_f32(void) { return BLK_F32[cconv_isa_active()].mr; }
@@ -123,27 +144,36 @@ int cconv_nr_f64(void) { return BLK_F64[cconv_isa_active()].nr; }
  * compiler vectorise the copies.
  * ---------------------------------------------------------------------------------- */
 
-#define DEFINE_PACK_A(NAME, T)                                                             \
+/* One full MR-row panel of a row-major A (unit column stride): k outer so the writes are
+ * contiguous and the MR row streams are read in parallel; MR is a compile-time constant
+ * in each instance so the inner copy is fully unrolled. */
+#define DEFINE_PACK_A_ROWMAJOR_PANEL(NAME, T, MR)                                          \
+    static void NAME(cc_idx k, const T *restrict a, cc_idx rs, T *restrict dst)            \
+    {                                                                                      \
+        for (cc_idx kk = 0; kk < k; kk++)                                                  \
+            for (int i = 0; i < (MR); i++)                                                 \
+                dst[kk * (MR) + i] = a[i * rs + kk];                                       \
+    }
+
+/* Pack m x k of A into MR panels. Fast paths: row-major full panels (above), column-
+ * major panels (one memcpy per k). Everything else, and the zero-padded edge panel,
+ * goes through the general strided loop. */
+#define DEFINE_PACK_A(NAME, T, PANEL4, PANEL6, PANEL12)                                    \
     static void NAME(cc_idx mr, cc_idx m, cc_idx k, const T *a, cc_idx rs, cc_idx cs, T *ap) \
     {                                                                                      \
         for (cc_idx i0 = 0; i0 < m; i0 += mr) {                                            \
             const cc_idx mb = CC_MIN(mr, m - i0);                                          \
             const T *ai = a + i0 * rs;                                                     \
             T *dst = ap + i0 * k; /* panel i0/mr starts at (i0/mr)*mr*k */                 \
-            if (mb == mr && rs == 1) {                                                     \
-                /* column-major A: each k step is one contiguous run of mr values */       \
+            if (mb == mr && cs == 1 && mr == 12) {                                         \
+                PANEL12(k, ai, rs, dst);                                                   \
+            } else if (mb == mr && cs == 1 && mr == 6) {                                   \
+                PANEL6(k, ai, rs, dst);                                                    \
+            } else if (mb == mr && cs == 1 && mr == 4) {                                   \
+                PANEL4(k, ai, rs, dst);                                                    \
+            } else if (mb == mr && rs == 1) {                                              \
                 for (cc_idx kk = 0; kk < k; kk++)                                          \
                     memcpy(dst + kk * mr, ai + kk * cs, (size_t)mr * sizeof(T));           \
-            } else if (cs == 1) {                                                          \
-                /* row-major A: read each row contiguously, scatter with stride mr */      \
-                for (cc_idx i = 0; i < mb; i++) {                                          \
-                    const T *row = ai + i * rs;                                            \
-                    for (cc_idx kk = 0; kk < k; kk++)                                      \
-                        dst[kk * mr + i] = row[kk];                                        \
-                }                                                                          \
-                for (cc_idx i = mb; i < mr; i++)                                           \
-                    for (cc_idx kk = 0; kk < k; kk++)                                      \
-                        dst[kk * mr + i] = (T)0;                                           \
             } else {                                                                       \
                 for (cc_idx kk = 0; kk < k; kk++) {                                        \
                     T *d = dst + kk * mr;                                                  \
@@ -157,23 +187,35 @@ int cconv_nr_f64(void) { return BLK_F64[cconv_isa_active()].nr; }
         }                                                                                  \
     }
 
+/* Pack k x n of B into NR panels. Row-major B (unit column stride): k outer, so each
+ * source row is read once, sequentially, and split into the panels. Column-major B:
+ * each column is read contiguously. Otherwise a general strided loop. */
 #define DEFINE_PACK_B(NAME, T)                                                             \
     static void NAME(cc_idx nr, cc_idx k, cc_idx n, const T *b, cc_idx rs, cc_idx cs, T *bp) \
     {                                                                                      \
+        const cc_idx n_full = n / nr * nr;                                                 \
+        if (cs == 1) {                                                                     \
+            for (cc_idx kk = 0; kk < k; kk++) {                                            \
+                const T *src = b + kk * rs;                                                \
+                T *d = bp + kk * nr;                                                       \
+                for (cc_idx j0 = 0; j0 < n_full; j0 += nr)                                 \
+                    memcpy(d + j0 * k, src + j0, (size_t)nr * sizeof(T));                  \
+                if (n_full < n) {                                                          \
+                    T *e = d + n_full * k;                                                 \
+                    cc_idx j = 0;                                                          \
+                    for (; j < n - n_full; j++)                                            \
+                        e[j] = src[n_full + j];                                            \
+                    for (; j < nr; j++)                                                    \
+                        e[j] = (T)0;                                                       \
+                }                                                                          \
+            }                                                                              \
+            return;                                                                        \
+        }                                                                                  \
         for (cc_idx j0 = 0; j0 < n; j0 += nr) {                                            \
             const cc_idx nb = CC_MIN(nr, n - j0);                                          \
             const T *bj = b + j0 * cs;                                                     \
             T *dst = bp + j0 * k; /* panel j0/nr starts at (j0/nr)*nr*k */                 \
-            if (cs == 1) {                                                                 \
-                /* row-major B: each k step is one contiguous run of nb values */          \
-                for (cc_idx kk = 0; kk < k; kk++) {                                        \
-                    T *d = dst + kk * nr;                                                  \
-                    memcpy(d, bj + kk * rs, (size_t)nb * sizeof(T));                       \
-                    for (cc_idx j = nb; j < nr; j++)                                       \
-                        d[j] = (T)0;                                                       \
-                }                                                                          \
-            } else if (rs == 1) {                                                          \
-                /* column-major B: read each column contiguously */                        \
+            if (rs == 1) {                                                                 \
                 for (cc_idx j = 0; j < nb; j++) {                                          \
                     const T *col = bj + j * cs;                                            \
                     for (cc_idx kk = 0; kk < k; kk++)                                      \
@@ -195,8 +237,16 @@ int cconv_nr_f64(void) { return BLK_F64[cconv_isa_active()].nr; }
         }                                                                                  \
     }
 
-DEFINE_PACK_A(pack_a_panels_f32, float)
-DEFINE_PACK_A(pack_a_panels_f64, double)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel4_f32, float, 4)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel6_f32, float, 6)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel12_f32, float, 12)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel4_f64, double, 4)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel6_f64, double, 6)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel12_f64, double, 12)
+DEFINE_PACK_A(pack_a_panels_f32, float, pack_a_rowmajor_panel4_f32,
+              pack_a_rowmajor_panel6_f32, pack_a_rowmajor_panel12_f32)
+DEFINE_PACK_A(pack_a_panels_f64, double, pack_a_rowmajor_panel4_f64,
+              pack_a_rowmajor_panel6_f64, pack_a_rowmajor_panel12_f64)
 DEFINE_PACK_B(pack_b_panels_f32, float)
 DEFINE_PACK_B(pack_b_panels_f64, double)
 
@@ -453,6 +503,19 @@ TARGET_AVX2 static inline void dgemm_ukernel_6x8_avx2(cc_idx kc, const double *r
  * One instance per (ISA, dtype), so the micro-kernel is inlined with its target.
  * ---------------------------------------------------------------------------------- */
 
+/* Prefetch the C tile of the next micro-kernel call: C is usually far out of cache, and
+ * the kernel loads it before its first FMA, so an unprefetched tile stalls every call. */
+static inline void prefetch_c_tile(const void *c, cc_idx row_stride_bytes, cc_idx rows,
+                                   cc_idx row_bytes)
+{
+    for (cc_idx i = 0; i < rows; i++) {
+        const char *row = (const char *)c + i * row_stride_bytes;
+        for (cc_idx off = 0; off < row_bytes; off += 64)
+            __builtin_prefetch(row + off, 1, 3);
+        __builtin_prefetch(row + row_bytes - 1, 1, 3); /* unaligned rows span one more line */
+    }
+}
+
 #define DEFINE_MACRO_KERNEL(NAME, ATTR, T, MR, NR, UKERNEL)                                \
     ATTR static void NAME(cc_idx m, cc_idx n, cc_idx kc, const T *ap, cc_idx ps_a,         \
                           const T *bp, cc_idx ps_b, T *c, cc_idx ldc, int accumulate)      \
@@ -464,6 +527,12 @@ TARGET_AVX2 static inline void dgemm_ukernel_6x8_avx2(cc_idx kc, const double *r
                 const cc_idx mb = CC_MIN((cc_idx)(MR), m - i0);                            \
                 const T *a = ap + (i0 / (MR)) * ps_a;                                      \
                 T *cij = c + i0 * ldc + j0;                                                \
+                if (i0 + (MR) < m)                                                         \
+                    prefetch_c_tile(cij + (MR) * ldc, ldc * (cc_idx)sizeof(T),             \
+                                    CC_MIN((cc_idx)(MR), m - i0 - (MR)), nb * (cc_idx)sizeof(T)); \
+                else if (j0 + (NR) < n)                                                    \
+                    prefetch_c_tile(c + j0 + (NR), ldc * (cc_idx)sizeof(T), CC_MIN((cc_idx)(MR), m), \
+                                    CC_MIN((cc_idx)(NR), n - j0 - (NR)) * (cc_idx)sizeof(T)); \
                 if (mb == (MR) && nb == (NR)) {                                            \
                     UKERNEL(kc, a, b, cij, ldc, accumulate);                               \
                 } else {                                                                   \
