@@ -92,3 +92,32 @@ def cconv_mod():
     import cconv
 
     return cconv
+
+
+def subprocess_env(**overrides):
+    """Environment for a child Python that imports the same cconv and the test helpers.
+    A value of None removes the variable."""
+    import importlib.util
+
+    env = dict(os.environ)
+    paths = [HERE]
+    spec = importlib.util.find_spec("cconv")
+    if spec is not None and spec.origin:
+        paths.append(os.path.dirname(os.path.dirname(spec.origin)))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    for k, v in overrides.items():
+        if v is None:
+            env.pop(k, None)
+        else:
+            env[k] = str(v)
+    return env
+
+
+def run_python(code, timeout=300, **env_overrides):
+    """Run ``code`` in a fresh interpreter; returns the CompletedProcess."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-c", code], env=subprocess_env(**env_overrides),
+                          capture_output=True, text=True, timeout=timeout)
