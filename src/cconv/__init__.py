@@ -1,0 +1,15 @@
+"""cconv: fast CPU convolutions on plain NumPy arrays."""
+from ._version import __version__
+from . import _im2col, _isa
+
+_isa.configure(_im2col)
+
+from .functional import conv1d, conv2d, conv3d
+from ._threads import get_num_threads, set_num_threads, num_threads
+from ._config import show_config
+
+__all__ = [
+    "conv1d", "conv2d", "conv3d",
+    "get_num_threads", "set_num_threads", "num_threads", "show_config",
+    "__version__",
+]

@@ -1,0 +1,171 @@
+"""Direct convolution: a loop nest over output and taps, vectorised along W (NCHW)
+or along output channels (NHWC). Written once over the fused floating type; 1-D and
+2-D problems arrive as 3-D problems with size-1 leading dims.
+
+Every output element is summed over (c, kd, kh, kw) in a fixed order (NCHW) or over
+(kd, kh, kw, c) (NHWC), whatever the thread count: results are bitwise reproducible.
+"""
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+
+cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s) noexcept nogil:
+    # smallest o >= 0 with o*s + off >= 0
+    if off >= 0:
+        return 0
+    return (-off + s - 1) // s
+
+
+cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n, Py_ssize_t on) noexcept nogil:
+    # one past the largest o < on with o*s + off < n
+    cdef Py_ssize_t h
+    if n - 1 - off < 0:
+        return 0
+    h = (n - 1 - off) // s + 1
+    return h if h < on else on
+
+
+cdef void _plane_nchw(const floating *x, const floating *w, floating *o,
+                      Py_ssize_t Cg, Py_ssize_t D, Py_ssize_t H, Py_ssize_t W,
+                      Py_ssize_t KD, Py_ssize_t KH, Py_ssize_t KW,
+                      Py_ssize_t OD, Py_ssize_t OH, Py_ssize_t OW,
+                      Py_ssize_t sd, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
+                      Py_ssize_t pd, Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+    """o[OD, OH, OW] = sum over c, taps of w[c, kd, kh, kw] * x[c, ...] (zero padded)."""
+    cdef Py_ssize_t c, kd, kh, kw, od, oh, ow, idd, ih, lo, hi, woff
+    cdef floating wv
+    cdef const floating *xrow
+    cdef floating *orow
+    memset(o, 0, OD * OH * OW * sizeof(floating))
+    for c in range(Cg):
+        for kd in range(KD):
+            for kh in range(KH):
+                for kw in range(KW):
+                    wv = w[((c * KD + kd) * KH + kh) * KW + kw]
+                    woff = kw * dw - pw
+                    lo = _lo(woff, sw)
+                    hi = _hi(woff, sw, W, OW)
+                    if lo >= hi:
+                        continue
+                    for od in range(OD):
+                        idd = od * sd + kd * dd - pd
+                        if idd < 0 or idd >= D:
+                            continue
+                        for oh in range(OH):
+                            ih = oh * sh + kh * dh - ph
+                            if ih < 0 or ih >= H:
+                                continue
+                            orow = o + (od * OH + oh) * OW
+                            xrow = x + ((c * D + idd) * H + ih) * W + woff
+                            if sw == 1:
+                                for ow in range(lo, hi):
+                                    orow[ow] = orow[ow] + wv * xrow[ow]
+                            else:
+                                for ow in range(lo, hi):
+                                    orow[ow] = orow[ow] + wv * xrow[ow * sw]
+
+
+cdef void _pixel_nhwc(const floating *x, const floating *w, floating *o,
+                      Py_ssize_t C, Py_ssize_t O, Py_ssize_t G,
+                      Py_ssize_t D, Py_ssize_t H, Py_ssize_t W,
+                      Py_ssize_t KD, Py_ssize_t KH, Py_ssize_t KW,
+                      Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow,
+                      Py_ssize_t sd, Py_ssize_t sh, Py_ssize_t sw,
+                      Py_ssize_t dd, Py_ssize_t dh, Py_ssize_t dw,
+                      Py_ssize_t pd, Py_ssize_t ph, Py_ssize_t pw) noexcept nogil:
+    """o[O] = sum over taps, c of x[pixel, c] * w[tap, c, o] (one output pixel)."""
+    cdef Py_ssize_t Cg = C // G, Og = O // G
+    cdef Py_ssize_t kd, kh, kw, idd, ih, iw, g, c, m
+    cdef const floating *xp
+    cdef const floating *wp
+    cdef floating xv
+    memset(o, 0, O * sizeof(floating))
+    for kd in range(KD):
+        idd = od * sd + kd * dd - pd
+        if idd < 0 or idd >= D:
+            continue
+        for kh in range(KH):
+            ih = oh * sh + kh * dh - ph
+            if ih < 0 or ih >= H:
+                continue
+            for kw in range(KW):
+                iw = ow * sw + kw * dw - pw
+                if iw < 0 or iw >= W:
+                    continue
+                xp = x + ((idd * H + ih) * W + iw) * C
+                wp = w + ((kd * KH + kh) * KW + kw) * Cg * O
+                if Cg == 1 and Og == 1:  # depthwise: vectorise across channels
+                    for c in range(C):
+                        o[c] = o[c] + xp[c] * wp[c]
+                    continue
+                for g in range(G):
+                    for c in range(Cg):
+                        xv = xp[g * Cg + c]
+                        for m in range(Og):
+                            o[g * Og + m] = o[g * Og + m] + xv * wp[c * O + g * Og + m]
+
+
+@cython.boundscheck(False)
+def _forward_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                  floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
+                  tuple dil, Py_ssize_t G, int nthreads):
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3], W = x.shape[4]
+    cdef Py_ssize_t O = w.shape[0], Cg = w.shape[1], KD = w.shape[2], KH = w.shape[3], KW = w.shape[4]
+    cdef Py_ssize_t OD = out.shape[2], OH = out.shape[3], OW = out.shape[4]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t Og = O // G, OSP = OD * OH * OW, idx, n, o, g, i
+    cdef const floating[::1] b
+    cdef bint has_bias = bias is not None
+    if has_bias:
+        b = bias
+    for idx in prange(N * O, nogil=True, schedule="static", num_threads=nthreads):
+        n = idx // O
+        o = idx % O
+        g = o // Og
+        _plane_nchw(&x[n, g * Cg, 0, 0, 0], &w[o, 0, 0, 0, 0], &out[n, o, 0, 0, 0],
+                    Cg, D, H, W, KD, KH, KW, OD, OH, OW, sd, sh, sw, dd, dh, dw, pd, ph, pw)
+        if has_bias:
+            for i in range(OSP):
+                (&out[n, o, 0, 0, 0])[i] = (&out[n, o, 0, 0, 0])[i] + b[o]
+
+
+@cython.boundscheck(False)
+def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                  floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
+                  tuple dil, Py_ssize_t G, int nthreads):
+    cdef Py_ssize_t N = x.shape[0], D = x.shape[1], H = x.shape[2], W = x.shape[3], C = x.shape[4]
+    cdef Py_ssize_t KD = w.shape[0], KH = w.shape[1], KW = w.shape[2], O = w.shape[4]
+    cdef Py_ssize_t OD = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t idx, n, od, oh, ow, i
+    cdef floating *op
+    cdef const floating[::1] b
+    cdef bint has_bias = bias is not None
+    if has_bias:
+        b = bias
+    for idx in prange(N * OD * OH, nogil=True, schedule="static", num_threads=nthreads):
+        n = idx // (OD * OH)
+        od = (idx // OH) % OD
+        oh = idx % OH
+        for ow in range(OW):
+            op = &out[n, od, oh, ow, 0]
+            _pixel_nhwc(&x[n, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], op, C, O, G, D, H, W,
+                        KD, KH, KW, od, oh, ow, sd, sh, sw, dd, dh, dw, pd, ph, pw)
+            if has_bias:
+                for i in range(O):
+                    op[i] = op[i] + b[i]
+
+
+def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads):
+    """Direct forward convolution into out5 (see functional._forward for the layouts)."""
+    if channels_last:
+        _forward_nhwc(x5, w5, out5, bias, stride, pad, dil, groups, nthreads)
+    else:
+        _forward_nchw(x5, w5, out5, bias, stride, pad, dil, groups, nthreads)

@@ -1,0 +1,337 @@
+"""Implicit-GEMM ("im2col") convolution on the packed GEMM core.
+
+NCHW: out[n, g] (Og x P) = W_g (Og x K) . cols (K x P); W_g is packed once into MR-row
+panels, cols are packed KC x NC at a time straight from the input (pack.c).
+NHWC: out[n] (P x Og per group) = cols (P x K) . W_g (K x Og); W_g is packed once into
+NR-column panels, cols are packed MC x KC at a time straight from the input.
+
+Workspace: the packed weights (about the size of the weights) plus, per thread, one
+KC x NC (NCHW) or MC x KC (NHWC) panel block: a constant, not a multiple of N*H*W.
+Work is split over (image, group, row block, column block) items; the K loop inside an
+item always runs in KC steps in order, so results do not depend on the thread count.
+"""
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport int64_t
+
+import numpy as np
+
+cdef extern from "gemm.h" nogil:
+    ctypedef int64_t cc_idx
+    int cconv_isa_best()
+    int cconv_isa_active()
+    int cconv_isa_select(int isa)
+    const char *cconv_isa_name(int isa)
+    enum:
+        CCONV_KC_F32
+        CCONV_KC_F64
+    int cconv_mr_f32()
+    int cconv_nr_f32()
+    int cconv_mr_f64()
+    int cconv_nr_f64()
+    void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap)
+    void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap)
+    void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp)
+    void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp)
+    void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
+                              const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
+    void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
+                              const double *bp, cc_idx ps_b, double *c, cc_idx ldc, int accumulate)
+
+cdef extern from "pack.h" nogil:
+    ctypedef struct cc_conv_geom:
+        cc_idx C, D, H, W, KD, KH, KW, OD, OH, OW
+        cc_idx sd, sh, sw, dd, dh, dw, pd, ph, pw, ctot
+    void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
+                                      cc_idx p0, cc_idx nc, int nr, float *bp)
+    void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
+                                      cc_idx p0, cc_idx nc, int nr, double *bp)
+    void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
+                                      cc_idx k0, cc_idx kc, int mr, float *ap)
+    void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
+                                      cc_idx k0, cc_idx kc, int mr, double *ap)
+
+
+# --------------------------------------------------------------------- typed wrappers
+
+cdef inline void pack_a(cc_idx m, cc_idx k, const floating *a, cc_idx rs, cc_idx cs,
+                        floating *ap) noexcept nogil:
+    if floating is float:
+        cconv_pack_a_f32(m, k, a, rs, cs, ap)
+    else:
+        cconv_pack_a_f64(m, k, a, rs, cs, ap)
+
+
+cdef inline void pack_b(cc_idx k, cc_idx n, const floating *b, cc_idx rs, cc_idx cs,
+                        floating *bp) noexcept nogil:
+    if floating is float:
+        cconv_pack_b_f32(k, n, b, rs, cs, bp)
+    else:
+        cconv_pack_b_f64(k, n, b, rs, cs, bp)
+
+
+cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, cc_idx ps_a,
+                            const floating *bp, cc_idx ps_b, floating *c, cc_idx ldc,
+                            int accumulate) noexcept nogil:
+    if floating is float:
+        cconv_gemm_macro_f32(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
+    else:
+        cconv_gemm_macro_f64(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
+
+
+cdef inline void pack_cols_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
+                                cc_idx p0, cc_idx nc, int nr, floating *bp) noexcept nogil:
+    if floating is float:
+        cconv_pack_b_im2col_nchw_f32(g, x, k0, kc, p0, nc, nr, bp)
+    else:
+        cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, nr, bp)
+
+
+cdef inline void pack_cols_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
+                                cc_idx k0, cc_idx kc, int mr, floating *ap) noexcept nogil:
+    if floating is float:
+        cconv_pack_a_im2col_nhwc_f32(g, x, p0, mc, k0, kc, mr, ap)
+    else:
+        cconv_pack_a_im2col_nhwc_f64(g, x, p0, mc, k0, kc, mr, ap)
+
+
+ISA_NAMES = ("generic", "avx2", "avx512")
+
+
+def isa_active():
+    """Name of the ISA path the kernels of this module run."""
+    return ISA_NAMES[cconv_isa_active()]
+
+
+def isa_best():
+    """Best ISA path the running CPU supports."""
+    return ISA_NAMES[cconv_isa_best()]
+
+
+def isa_select(name):
+    """Force an ISA path; ValueError for unknown names, RuntimeError if unsupported."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA path {name!r}; expected one of {ISA_NAMES}")
+    if cconv_isa_select(ISA_NAMES.index(name)) != 0:
+        raise RuntimeError(f"this CPU cannot run the {name!r} path (best: {isa_best()!r})")
+
+
+def tile_shape(dtype):
+    """(MR, NR, KC) of the active ISA path for float32 or float64."""
+    if np.dtype(dtype) == np.float32:
+        return cconv_mr_f32(), cconv_nr_f32(), CCONV_KC_F32
+    return cconv_mr_f64(), cconv_nr_f64(), CCONV_KC_F64
+
+
+# --------------------------------------------------------------------- blocking
+
+cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    return (a + b - 1) // b  # a >= 0, b >= 1 (cdivision is on: no Python floor semantics)
+
+
+def _split(Py_ssize_t n, Py_ssize_t target, Py_ssize_t unit):
+    """Block size (a multiple of unit, about target) and block count covering n >= 1."""
+    cdef Py_ssize_t nb = _cdiv(n, max(target, 1))
+    cdef Py_ssize_t bs = _cdiv(_cdiv(n, nb), unit) * unit
+    return bs, _cdiv(n, bs)
+
+
+def _blocking(Py_ssize_t batch, Py_ssize_t wdim, Py_ssize_t pdim, Py_ssize_t wunit,
+              Py_ssize_t punit, Py_ssize_t wtarget, Py_ssize_t ptarget, int nthreads):
+    """Blocks over the weight dimension (wdim: O per group) and the pixel dimension
+    (pdim), so that batch * blocks spreads evenly over nthreads (more, smaller pixel
+    blocks first; then weight blocks). Thread count only changes how the output is
+    tiled, never the order of a sum, so results stay bitwise identical."""
+    cdef Py_ssize_t wb, nwb, pb, npb, t
+    wb, nwb = _split(wdim, wtarget, wunit)
+    pb, npb = _split(pdim, ptarget, punit)
+    if nthreads <= 1 or batch * nwb * npb >= 8 * nthreads:
+        return wb, nwb, pb, npb
+    # Try finer pixel blocks, then finer weight blocks, until the item count divides
+    # evenly over the threads (each loop is bounded by the dimension size).
+    t = npb
+    while (batch * nwb * npb) % nthreads and pb > punit and t < pdim:
+        t += 1
+        pb, npb = _split(pdim, _cdiv(pdim, t), punit)
+    t = nwb
+    while (batch * nwb * npb) % nthreads and wb > wunit and t < wdim:
+        t += 1
+        wb, nwb = _split(wdim, _cdiv(wdim, t), wunit)
+    return wb, nwb, pb, npb
+
+
+# --------------------------------------------------------------------- drivers
+
+cdef int _nchw(const floating *x, const floating *w, const floating *bias, floating *out,
+               cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
+               Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
+               int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
+    cdef Py_ssize_t Cg = geom.C, Og = O // G
+    cdef Py_ssize_t K = Cg * geom.KD * geom.KH * geom.KW
+    cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
+    cdef Py_ssize_t DHW = geom.D * geom.H * geom.W
+    cdef Py_ssize_t mp = (Og + MR - 1) // MR          # A panels per group
+    cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
+    cdef Py_ssize_t t, g, pi, item, n, rest, ib, jb, i0, j0, mc, nc, k0, kc, i, j
+    cdef floating *wp = <floating *> malloc(G * mp * MR * K * sizeof(floating) + 64)
+    cdef floating *bbuf
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    if wp == NULL:
+        with gil:
+            raise MemoryError("im2col: cannot allocate the packed weights")
+    # Weights: one MR-row panel (all of K) per prange step.
+    for t in prange(G * mp, schedule="static", num_threads=nthreads):
+        g = t // mp
+        pi = t % mp
+        pack_a(min(MR, Og - pi * MR), K, w + (g * Og + pi * MR) * K, K, 1, wp + t * MR * K)
+    with parallel(num_threads=nthreads):
+        bbuf = <floating *> malloc(KC * ncp * sizeof(floating) + 64)
+        if bbuf == NULL:
+            failed_p[0] = 1  # through a pointer: a plain assignment would be thread-private
+        for item in prange(N * G * nmb * nnb, schedule="static"):
+            if bbuf == NULL:
+                continue
+            n = item // (G * nmb * nnb)
+            rest = item % (G * nmb * nnb)
+            g = rest // (nmb * nnb)
+            ib = (rest // nnb) % nmb
+            jb = rest % nnb
+            i0 = ib * MC
+            j0 = jb * NC
+            mc = min(MC, Og - i0)
+            nc = min(NC, P - j0)
+            k0 = 0
+            while k0 < K:
+                kc = min(KC, K - k0)
+                pack_cols_nchw(&geom, x + (n * G + g) * Cg * DHW, k0, kc, j0, nc, NR, bbuf)
+                gemm_macro(mc, nc, kc, wp + (g * mp + i0 // MR) * MR * K + k0 * MR, MR * K,
+                           bbuf, kc * NR, out + (n * O + g * Og + i0) * P + j0, P, k0 > 0)
+                k0 = k0 + kc
+            if bias != NULL:
+                for i in range(mc):
+                    for j in range(nc):
+                        out[(n * O + g * Og + i0 + i) * P + j0 + j] += bias[g * Og + i0 + i]
+        free(bbuf)
+    free(wp)
+    if failed:
+        with gil:
+            raise MemoryError("im2col: cannot allocate a per-thread packing buffer")
+    return 0
+
+
+cdef int _nhwc(const floating *x, const floating *w, const floating *bias, floating *out,
+               cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
+               Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
+               int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
+    # Here the pixel dimension is M (MC, nmb) and output channels are N (NC, nnb).
+    cdef Py_ssize_t Cg = geom.C, Og = O // G, C = geom.ctot
+    cdef Py_ssize_t K = Cg * geom.KD * geom.KH * geom.KW
+    cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
+    cdef Py_ssize_t DHWC = geom.D * geom.H * geom.W * C
+    cdef Py_ssize_t npn = (Og + NR - 1) // NR         # B panels per group
+    cdef Py_ssize_t mcp = (MC + MR - 1) // MR * MR
+    cdef Py_ssize_t t, g, qi, item, n, rest, ib, jb, i0, j0, mc, nc, k0, kc, i, j
+    cdef floating *wp = <floating *> malloc(G * npn * NR * K * sizeof(floating) + 64)
+    cdef floating *abuf
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    if wp == NULL:
+        with gil:
+            raise MemoryError("im2col: cannot allocate the packed weights")
+    for t in prange(G * npn, schedule="static", num_threads=nthreads):
+        g = t // npn
+        qi = t % npn
+        pack_b(K, min(NR, Og - qi * NR), w + g * Og + qi * NR, O, 1, wp + t * NR * K)
+    with parallel(num_threads=nthreads):
+        abuf = <floating *> malloc(KC * mcp * sizeof(floating) + 64)
+        if abuf == NULL:
+            failed_p[0] = 1  # through a pointer: a plain assignment would be thread-private
+        for item in prange(N * G * nmb * nnb, schedule="static"):
+            if abuf == NULL:
+                continue
+            n = item // (G * nmb * nnb)
+            rest = item % (G * nmb * nnb)
+            g = rest // (nmb * nnb)
+            ib = (rest // nnb) % nmb
+            jb = rest % nnb
+            i0 = ib * MC
+            j0 = jb * NC
+            mc = min(MC, P - i0)
+            nc = min(NC, Og - j0)
+            k0 = 0
+            while k0 < K:
+                kc = min(KC, K - k0)
+                pack_cols_nhwc(&geom, x + n * DHWC + g * Cg, i0, mc, k0, kc, MR, abuf)
+                gemm_macro(mc, nc, kc, abuf, kc * MR,
+                           wp + (g * npn + j0 // NR) * NR * K + k0 * NR, NR * K,
+                           out + (n * P + i0) * O + g * Og + j0, O, k0 > 0)
+                k0 = k0 + kc
+            if bias != NULL:
+                for i in range(mc):
+                    for j in range(nc):
+                        out[(n * P + i0 + i) * O + g * Og + j0 + j] += bias[g * Og + j0 + j]
+        free(abuf)
+    free(wp)
+    if failed:
+        with gil:
+            raise MemoryError("im2col: cannot allocate a per-thread packing buffer")
+    return 0
+
+
+cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, Py_ssize_t Cg, Py_ssize_t ctot,
+                        tuple stride, tuple pad, tuple dil):
+    cdef cc_conv_geom g
+    g.C = Cg
+    g.D, g.H, g.W = xsp
+    g.KD, g.KH, g.KW = ksp
+    g.OD, g.OH, g.OW = osp
+    g.sd, g.sh, g.sw = stride
+    g.dd, g.dh, g.dw = dil
+    g.pd, g.ph, g.pw = pad
+    g.ctot = ctot
+    return g
+
+
+def _run(floating[:, :, :, :, ::1] x, floating[:, :, :, :, ::1] w,
+         floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad, tuple dil,
+         Py_ssize_t G, bint channels_last, int nthreads):
+    cdef const floating[::1] b
+    cdef const floating *bp = NULL
+    cdef cc_conv_geom geom
+    cdef Py_ssize_t N = x.shape[0], O, Cg, P, MC, nmb, NC, nnb, KC
+    cdef int MR, NR
+    if bias is not None:
+        b = bias
+        bp = &b[0]
+    if floating is float:
+        MR, NR, KC = cconv_mr_f32(), cconv_nr_f32(), CCONV_KC_F32
+    else:
+        MR, NR, KC = cconv_mr_f64(), cconv_nr_f64(), CCONV_KC_F64
+    if channels_last:
+        O = w.shape[4]
+        Cg = w.shape[3]
+        geom = _geom((x.shape[1], x.shape[2], x.shape[3]), (w.shape[0], w.shape[1], w.shape[2]),
+                     (out.shape[1], out.shape[2], out.shape[3]),
+                     Cg, x.shape[4], stride, pad, dil)
+        P = geom.OD * geom.OH * geom.OW
+        NC, nnb, MC, nmb = _blocking(N * G, O // G, P, NR, MR, 512, 240, nthreads)
+        _nhwc(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
+              N, G, O, MC, nmb, NC, nnb, MR, NR, KC, nthreads)
+    else:
+        O = w.shape[0]
+        Cg = w.shape[1]
+        geom = _geom((x.shape[2], x.shape[3], x.shape[4]), (w.shape[2], w.shape[3], w.shape[4]),
+                     (out.shape[2], out.shape[3], out.shape[4]),
+                     Cg, x.shape[1], stride, pad, dil)
+        P = geom.OD * geom.OH * geom.OW
+        MC, nmb, NC, nnb = _blocking(N * G, O // G, P, MR, NR, 240, 384, nthreads)
+        _nchw(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
+              N, G, O, MC, nmb, NC, nnb, MR, NR, KC, nthreads)
+
+
+def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads):
+    """Implicit-GEMM forward convolution into out5 (see functional._forward)."""
+    _run(x5, w5, out5, bias, stride, pad, dil, groups, channels_last, nthreads)

@@ -1,0 +1,110 @@
+/* Implicit im2col packing (see pack.h for the layouts). */
+#include <string.h>
+#include "pack.h"
+
+static inline cc_idx floor_div(cc_idx a, cc_idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+static inline cc_idx ceil_div(cc_idx a, cc_idx b) { return -floor_div(-a, b); }
+static inline cc_idx imax(cc_idx a, cc_idx b) { return a > b ? a : b; }
+static inline cc_idx imin(cc_idx a, cc_idx b) { return a < b ? a : b; }
+
+#define DEFINE_PACKERS(T, SUF)                                                                  \
+/* Write a run of `len` consecutive columns (starting at column `col` of the block) of     \
+ * B-panel row kk: values src[0], src[ss], ... or zeros when src is NULL. */                \
+static inline void put_run_##SUF(T *bp, cc_idx kc, int nr, cc_idx kk, cc_idx col, cc_idx len,\
+                                 const T *src, cc_idx ss) {                                 \
+    while (len > 0) {                                                                       \
+        cc_idx j = col % nr;                                                                \
+        cc_idx take = imin(nr - j, len);                                                    \
+        T *dst = bp + (col / nr) * kc * nr + kk * nr + j;                                   \
+        if (!src) {                                                                         \
+            memset(dst, 0, (size_t)take * sizeof(T));                                       \
+        } else if (ss == 1) {                                                               \
+            memcpy(dst, src, (size_t)take * sizeof(T));                                     \
+            src += take;                                                                    \
+        } else {                                                                            \
+            for (cc_idx t = 0; t < take; t++) dst[t] = src[t * ss];                         \
+            src += take * ss;                                                               \
+        }                                                                                   \
+        col += take;                                                                        \
+        len -= take;                                                                        \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+void cconv_pack_b_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k0, cc_idx kc, \
+                                    cc_idx p0, cc_idx nc, int nr, T *bp) {                  \
+    const cc_idx HW = g->H * g->W, DHW = g->D * HW, OHW = g->OH * g->OW;                    \
+    const cc_idx taps = g->KD * g->KH * g->KW;                                              \
+    /* Zero the padding columns of the last panel once. */                                  \
+    cc_idx ncp = ((nc + nr - 1) / nr) * nr;                                                 \
+    for (cc_idx kk = 0; kk < kc && ncp > nc; kk++)                                          \
+        put_run_##SUF(bp, kc, nr, kk, nc, ncp - nc, NULL, 0);                               \
+    for (cc_idx kk = 0; kk < kc; kk++) {                                                    \
+        cc_idx k = k0 + kk;                                                                 \
+        cc_idx c = k / taps, t = k % taps;                                                  \
+        cc_idx kd = t / (g->KH * g->KW), kh = (t / g->KW) % g->KH, kw = t % g->KW;          \
+        const T *xc = x + c * DHW;                                                          \
+        cc_idx woff = kw * g->dw - g->pw;                                                   \
+        /* ow range whose input column is inside [0, W) */                                  \
+        cc_idx ow_lo = imax(0, ceil_div(-woff, g->sw));                                     \
+        cc_idx ow_hi = imin(g->OW, floor_div(g->W - 1 - woff, g->sw) + 1);                  \
+        cc_idx p = p0, pend = p0 + nc;                                                      \
+        while (p < pend) {                                                                  \
+            cc_idx od = p / OHW, oh = (p / g->OW) % g->OH, ow = p % g->OW;                  \
+            cc_idx run_end = imin(pend, p + (g->OW - ow));                                  \
+            cc_idx ow_end = ow + (run_end - p);                                             \
+            cc_idx id = od * g->sd + kd * g->dd - g->pd;                                    \
+            cc_idx ih = oh * g->sh + kh * g->dh - g->ph;                                    \
+            cc_idx col = p - p0;                                                            \
+            if (id < 0 || id >= g->D || ih < 0 || ih >= g->H || ow_lo >= ow_hi) {            \
+                put_run_##SUF(bp, kc, nr, kk, col, run_end - p, NULL, 0);                   \
+            } else {                                                                        \
+                cc_idx a = imax(ow, imin(ow_lo, ow_end));                                   \
+                cc_idx b = imax(a, imin(ow_hi, ow_end));                                    \
+                const T *row = xc + id * HW + ih * g->W + woff;                             \
+                if (a > ow) put_run_##SUF(bp, kc, nr, kk, col, a - ow, NULL, 0);            \
+                if (b > a) put_run_##SUF(bp, kc, nr, kk, col + (a - ow), b - a,             \
+                                         row + a * g->sw, g->sw);                           \
+                if (ow_end > b) put_run_##SUF(bp, kc, nr, kk, col + (b - ow), ow_end - b,   \
+                                              NULL, 0);                                     \
+            }                                                                               \
+            p = run_end;                                                                    \
+        }                                                                                   \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
+void cconv_pack_a_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx p0, cc_idx mc, \
+                                    cc_idx k0, cc_idx kc, int mr, T *ap) {                  \
+    const cc_idx OHW = g->OH * g->OW, C = g->C, ct = g->ctot;                               \
+    const T *src[64];                                                                       \
+    cc_idx npanels = (mc + mr - 1) / mr;                                                    \
+    for (cc_idx pn = 0; pn < npanels; pn++) {                                               \
+        T *panel = ap + pn * kc * mr;                                                       \
+        cc_idx rows = imin(mr, mc - pn * mr);                                               \
+        cc_idx kk = 0;                                                                      \
+        while (kk < kc) {                                                                   \
+            cc_idx k = k0 + kk;                                                             \
+            cc_idx t = k / C, c0 = k % C;                                                   \
+            cc_idx seg = imin(C - c0, kc - kk);  /* columns left in this tap */             \
+            cc_idx kd = t / (g->KH * g->KW), kh = (t / g->KW) % g->KH, kw = t % g->KW;      \
+            for (cc_idx i = 0; i < mr; i++) {                                               \
+                src[i] = NULL;                                                              \
+                if (i >= rows) continue;                                                    \
+                cc_idx p = p0 + pn * mr + i;                                                \
+                cc_idx od = p / OHW, oh = (p / g->OW) % g->OH, ow = p % g->OW;              \
+                cc_idx id = od * g->sd + kd * g->dd - g->pd;                                \
+                cc_idx ih = oh * g->sh + kh * g->dh - g->ph;                                \
+                cc_idx iw = ow * g->sw + kw * g->dw - g->pw;                                \
+                if (id >= 0 && id < g->D && ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)   \
+                    src[i] = x + ((id * g->H + ih) * g->W + iw) * ct + c0;                  \
+            }                                                                               \
+            for (cc_idx cc = 0; cc < seg; cc++) {                                           \
+                T *dst = panel + (kk + cc) * mr;                                            \
+                for (cc_idx i = 0; i < mr; i++) dst[i] = src[i] ? src[i][cc] : (T)0;        \
+            }                                                                               \
+            kk += seg;                                                                      \
+        }                                                                                   \
+    }                                                                                       \
+}
+
+DEFINE_PACKERS(float, f32)
+DEFINE_PACKERS(double, f64)

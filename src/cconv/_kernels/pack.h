@@ -1,0 +1,44 @@
+/* Implicit im2col packing: GEMM panels straight from a convolution input.
+ *
+ * Every problem is 3-D (1-D and 2-D inputs have D = H = 1 and kernel size 1 there).
+ * Zero padding is done here: taps that fall outside the input read as 0, so the
+ * micro-kernels never branch. Other padding modes are materialised by the caller.
+ *
+ * NCHW ("channels first") maps to  out[O, P] = W[O, K] x cols[K, P]:
+ *   K index k = ((c*KD + kd)*KH + kh)*KW + kw   (matches weight (O, Cg, KD, KH, KW))
+ *   P index p = (od*OH + oh)*OW + ow
+ *   cols are the B operand: cconv_pack_b_im2col_nchw_* writes NR-column panels
+ *   (layout of gemm.h) for rows k0..k0+kc-1 and columns p0..p0+nc-1.
+ * NHWC ("channels last") maps to  out[P, O] = cols[P, K] x W[K, O]:
+ *   K index k = ((kd*KH + kh)*KW + kw)*Cg + c  (matches weight (KD, KH, KW, Cg, O))
+ *   cols are the A operand: cconv_pack_a_im2col_nhwc_* writes MR-row panels for rows
+ *   (pixels) p0..p0+mc-1 and columns k0..k0+kc-1.
+ */
+#ifndef CCONV_PACK_H
+#define CCONV_PACK_H
+
+#include "gemm.h"
+
+typedef struct {
+    cc_idx C;              /* channels of this group (Cg) */
+    cc_idx D, H, W;        /* input spatial size */
+    cc_idx KD, KH, KW;     /* kernel size */
+    cc_idx OD, OH, OW;     /* output spatial size */
+    cc_idx sd, sh, sw;     /* stride */
+    cc_idx dd, dh, dw;     /* dilation */
+    cc_idx pd, ph, pw;     /* zero padding before (after-padding is implied by O*) */
+    cc_idx ctot;           /* NHWC: channels per pixel in memory (all groups) */
+} cc_conv_geom;
+
+/* x points at channel 0 of this group of one image (NCHW: x + (n*C + g*Cg)*D*H*W). */
+void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
+                                  cc_idx p0, cc_idx nc, int nr, float *bp);
+void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
+                                  cc_idx p0, cc_idx nc, int nr, double *bp);
+/* x points at channel 0 of this group of one image (NHWC: x + n*D*H*W*ctot + g*Cg). */
+void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
+                                  cc_idx k0, cc_idx kc, int mr, float *ap);
+void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
+                                  cc_idx k0, cc_idx kc, int mr, double *ap);
+
+#endif

@@ -1,0 +1,49 @@
+"""Algorithm choice: "auto" is resolved here and only here."""
+import enum
+
+import numpy as np
+
+
+class Algorithm(enum.Enum):
+    DIRECT = "direct"
+    IM2COL = "im2col"
+
+
+# Algorithms the library names but does not implement yet: asking for them is a clear
+# ValueError, not a silent fallback.
+_NOT_YET = {"winograd": "3x3 / 3-tap stride-1 Winograd", "fft": "FFT convolution"}
+
+
+def choose_forward(spec, algorithm):
+    """Return the Algorithm that will run `spec`."""
+    if algorithm in _NOT_YET:
+        raise ValueError(
+            f"{spec.fname}: algorithm={algorithm!r} ({_NOT_YET[algorithm]}) is not available "
+            "in this version of cconv; use 'auto', 'direct' or 'im2col'"
+        )
+    if algorithm != "auto":
+        return Algorithm(algorithm)
+    return _auto_forward(spec)
+
+
+def _auto_forward(spec):
+    # Depthwise-like problems (one input channel per group) do almost no work per
+    # GEMM: the direct loop vectorised along W / C beats a GEMM per group.
+    if spec.Cg == 1 and spec.groups > 1:
+        return Algorithm.DIRECT
+    return Algorithm.IM2COL
+
+
+def explain(spec, algorithm="auto"):
+    """A short description of what would run: algorithm, MACs, workspace bound."""
+    algo = choose_forward(spec, algorithm)
+    k = int(np.prod(spec.kernel))
+    return {
+        "algorithm": algo.value,
+        "macs": spec.macs,
+        "gemm_shape_per_group": (
+            (int(np.prod(spec.out_size)), spec.Og, spec.Cg * k) if spec.channels_last
+            else (spec.Og, int(np.prod(spec.out_size)), spec.Cg * k)
+        ),
+        "groups": spec.groups,
+    }

@@ -1,0 +1,115 @@
+"""Public convolution entry points: spec -> plan -> run."""
+import numpy as np
+
+from . import _direct, _im2col, _plan, _spec
+from ._threads import get_num_threads
+
+_NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def _prepare_input(spec, x):
+    """x as a C-contiguous, native, batched 5-D array (N, C, D, H, W) or (N, D, H, W, C),
+    with non-zero padding modes already applied. Returns (x5, pads3) where pads3 is the
+    zero padding still to apply."""
+    x = np.ascontiguousarray(x, dtype=spec.dtype)
+    if not spec.batched:
+        x = x[None]
+    pads = spec.pads
+    if spec.padding_mode != "zeros" and any(b or a for b, a in pads):
+        width = [(0, 0)] + list(pads) + [(0, 0)] if spec.channels_last else \
+            [(0, 0), (0, 0)] + list(pads)
+        x = np.pad(x, width, mode=_NP_PAD_MODE[spec.padding_mode])
+        pads = ((0, 0),) * spec.nd
+    N = x.shape[0]
+    if spec.channels_last:
+        sp = spec.as3d(x.shape[1:-1], 1)
+        x5 = x.reshape((N,) + sp + (x.shape[-1],))
+    else:
+        sp = spec.as3d(x.shape[2:], 1)
+        x5 = x.reshape((N, x.shape[1]) + sp)
+    return x5, spec.as3d(pads, (0, 0))
+
+
+def _prepare_weight(spec, w):
+    w = np.ascontiguousarray(w, dtype=spec.dtype)
+    if spec.channels_last:
+        return w.reshape(spec.as3d(spec.kernel, 1) + (spec.Cg, spec.O))
+    return w.reshape((spec.O, spec.Cg) + spec.as3d(spec.kernel, 1))
+
+
+def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
+             padding_mode, layout, algorithm, out):
+    spec, x, weight, bias = _spec.forward_spec(
+        fname, nd, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+        layout, algorithm)
+    algo = _plan.choose_forward(spec, algorithm)
+    if out is not None:
+        _spec.check_out(spec, out, [("x", x), ("weight", weight), ("bias", bias)])
+        result = out
+    else:
+        result = np.empty(spec.out_shape, dtype=spec.dtype)
+    if result.size == 0:
+        return result
+    b = None if bias is None else np.ascontiguousarray(bias, dtype=spec.dtype)
+    if spec.Cg == 0:  # no input channels: the sum over them is empty
+        result[...] = 0 if b is None else (b if spec.channels_last else
+                                           b.reshape((-1,) + (1,) * nd))
+        return result
+    x5, pads3 = _prepare_input(spec, x)
+    w5 = _prepare_weight(spec, weight)
+    out5 = result.reshape((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,)
+                          if spec.channels_last else
+                          (spec.N, spec.O) + spec.as3d(spec.out_size, 1))
+    args = (x5, w5, b, out5, spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3),
+            spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
+    if algo is _plan.Algorithm.IM2COL:
+        _im2col.conv_forward(*args)
+    else:
+        _direct.conv_forward(*args)
+    return result
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", layout="NCL", algorithm="auto", out=None):
+    """1-D convolution (cross-correlation, as in PyTorch) of x with weight.
+
+    x: (N, C, L) for layout "NCL" or (N, L, C) for "NLC"; (C, L) / (L, C) unbatched.
+    weight: (O, C/groups, k) for "NCL", (k, C/groups, O) for "NLC".
+    padding: int, (p,), ((before, after),), "valid", "same" (TensorFlow's rule, any
+    stride) or "causal" ((k-1)*dilation before, 0 after).
+    See :func:`conv2d` for the other arguments.
+    """
+    return _forward("conv1d", 1, x, weight, bias, stride, padding, dilation, groups,
+                    padding_mode, layout, algorithm, out)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", layout="NCHW", algorithm="auto", out=None):
+    """2-D convolution (cross-correlation, as in PyTorch) of x with weight.
+
+    x: (N, C, H, W) for layout "NCHW" or (N, H, W, C) for "NHWC"; one fewer dim for an
+    unbatched input, which gives an unbatched output.
+    weight: (O, C/groups, kh, kw) for "NCHW" (PyTorch), (kh, kw, C/groups, O) for "NHWC"
+    (Keras/TensorFlow).
+    bias: None or (O,).
+    stride, dilation: int or (sh, sw), all >= 1.
+    padding: int; (ph, pw); ((top, bottom), (left, right)); "valid"; "same" (output
+    size ceil(in/stride), TensorFlow's rule: the odd pixel of padding goes after).
+    padding_mode: "zeros", "reflect", "replicate" or "circular" (as in PyTorch).
+    algorithm: "auto", "direct" or "im2col" (implicit GEMM over the unfolded input).
+    out: optional C-contiguous array of the output shape and compute dtype.
+
+    dtypes: float32 and float64 compute natively; mixed inputs follow np.result_type;
+    float16 computes in float32 and integers in float64. Non-finite inputs propagate
+    to every output that reads them. Returns a new C-contiguous array (or `out`).
+    """
+    return _forward("conv2d", 2, x, weight, bias, stride, padding, dilation, groups,
+                    padding_mode, layout, algorithm, out)
+
+
+def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
+           padding_mode="zeros", layout="NCDHW", algorithm="auto", out=None):
+    """3-D convolution of x (N, C, D, H, W) or (N, D, H, W, C) with weight
+    (O, C/groups, kd, kh, kw) or (kd, kh, kw, C/groups, O). See :func:`conv2d`."""
+    return _forward("conv3d", 3, x, weight, bias, stride, padding, dilation, groups,
+                    padding_mode, layout, algorithm, out)
