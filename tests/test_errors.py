@@ -150,7 +150,7 @@ def test_numpy_integer_arguments_accepted():
     x = np.ones((1, 2, 8, 8), F32)
     w = np.ones((3, 2, 3, 3), F32)
     y = conv_fn(2)(x, w, None, np.int64(2), (np.int32(1), 1), np.int8(1), np.int64(1))
-    assert y.shape == (1, 3, 3, 4)
+    assert y.shape == (1, 3, 4, 4)
 
 
 # ----------------------------------------------------------------------------- padding
