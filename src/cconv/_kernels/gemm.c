@@ -1,67 +1,670 @@
-/* PLACEHOLDER generic GEMM (correct, slow) until the SIMD kernels land from the
- * kernels branch; implements gemm.h with MR=4, NR=8 and no ISA dispatch. */
-#include <math.h>
+/* cconv GEMM core: packers, micro-kernels, macro-kernels and the blocked driver.
+ *
+ * Accumulation order (the reproducibility contract of gemm.h): every C element is ONE
+ * running fused-multiply-add sum over k in increasing order. When accumulating, the
+ * sum starts from the current C value (acc = C; acc = fma(a, b, acc) ...), otherwise
+ * from 0. The blocked driver accumulates its K blocks into C in increasing order, so a
+ * full GEMM result equals a single running FMA sum over all of k: it does not depend
+ * on the ISA path, the thread count, or even on the KC/MC/NC blocking.
+ *
+ * ISA paths: AVX-512 (avx512f+avx512dq+fma), AVX2 (avx2+fma) and portable C. The x86
+ * kernels are compiled with per-function target attributes so one build runs on any
+ * x86-64 CPU; the active path is chosen at run time (cconv_isa_select).
+ */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
+
 #include "gemm.h"
 
-#define MR 4
-#define NR 8
-int cconv_isa_best(void) { return CCONV_ISA_GENERIC; }
-int cconv_isa_active(void) { return CCONV_ISA_GENERIC; }
-int cconv_isa_select(int isa) { return isa == CCONV_ISA_GENERIC ? 0 : -1; }
-const char *cconv_isa_name(int isa) { return isa == 0 ? "generic" : isa == 1 ? "avx2" : isa == 2 ? "avx512" : NULL; }
-int cconv_mr_f32(void) { return MR; }
-int cconv_nr_f32(void) { return NR; }
-int cconv_mr_f64(void) { return MR; }
-int cconv_nr_f64(void) { return NR; }
+#if defined(__x86_64__) || defined(_M_X64)
+#define CCONV_X86 1
+#include <immintrin.h>
+#else
+#define CCONV_X86 0
+#endif
 
-#define DEF(T, SUF, FMA)                                                                     \
-void cconv_pack_a_##SUF(cc_idx m, cc_idx k, const T *a, cc_idx rs, cc_idx cs, T *ap) {      \
-    for (cc_idx p = 0; p < (m + MR - 1) / MR; p++)                                          \
-        for (cc_idx kk = 0; kk < k; kk++)                                                   \
-            for (cc_idx i = 0; i < MR; i++) {                                               \
-                cc_idx r = p * MR + i;                                                      \
-                ap[p * k * MR + kk * MR + i] = r < m ? a[r * rs + kk * cs] : (T)0;          \
-            }                                                                               \
-}                                                                                           \
-void cconv_pack_b_##SUF(cc_idx k, cc_idx n, const T *b, cc_idx rs, cc_idx cs, T *bp) {      \
-    for (cc_idx q = 0; q < (n + NR - 1) / NR; q++)                                          \
-        for (cc_idx kk = 0; kk < k; kk++)                                                   \
-            for (cc_idx j = 0; j < NR; j++) {                                               \
-                cc_idx cidx = q * NR + j;                                                   \
-                bp[q * k * NR + kk * NR + j] = cidx < n ? b[kk * rs + cidx * cs] : (T)0;    \
-            }                                                                               \
-}                                                                                           \
-void cconv_gemm_macro_##SUF(cc_idx m, cc_idx n, cc_idx kc, const T *ap, cc_idx ps_a,        \
-                            const T *bp, cc_idx ps_b, T *c, cc_idx ldc, int accumulate) {   \
-    for (cc_idx p = 0; p * MR < m; p++)                                                     \
-        for (cc_idx q = 0; q * NR < n; q++) {                                               \
-            T acc[MR][NR] = {{0}};                                                          \
-            const T *A = ap + p * ps_a, *B = bp + q * ps_b;                                 \
-            for (cc_idx kk = 0; kk < kc; kk++)                                              \
-                for (int i = 0; i < MR; i++)                                                \
-                    for (int j = 0; j < NR; j++)                                            \
-                        acc[i][j] = FMA(A[kk * MR + i], B[kk * NR + j], acc[i][j]);         \
-            for (int i = 0; i < MR && p * MR + i < m; i++)                                  \
-                for (int j = 0; j < NR && q * NR + j < n; j++) {                            \
-                    T *cp = c + (p * MR + i) * ldc + q * NR + j;                            \
-                    *cp = accumulate ? *cp + acc[i][j] : acc[i][j];                         \
-                }                                                                           \
-        }                                                                                   \
-}                                                                                           \
-int cconv_gemm_##SUF(cc_idx m, cc_idx n, cc_idx k, const T *a, cc_idx rsa, cc_idx csa,      \
-                     const T *b, cc_idx rsb, cc_idx csb, T *c, cc_idx ldc, int nthreads) {  \
-    (void)nthreads;                                                                         \
-    T *ap = malloc(sizeof(T) * (size_t)((m + MR - 1) / MR * MR * (k ? k : 1)));             \
-    T *bp = malloc(sizeof(T) * (size_t)((n + NR - 1) / NR * NR * (k ? k : 1)));             \
-    if (!ap || !bp) { free(ap); free(bp); return -1; }                                      \
-    cconv_pack_a_##SUF(m, k, a, rsa, csa, ap);                                              \
-    cconv_pack_b_##SUF(k, n, b, rsb, csb, bp);                                              \
-    cconv_gemm_macro_##SUF(m, n, k, ap, k * MR, bp, k * NR, c, ldc, 0);                     \
-    free(ap); free(bp);                                                                     \
-    return 0;                                                                               \
+#define CC_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CC_ALIGN 64
+
+/* ------------------------------------------------------------------------------------
+ * ISA detection and selection
+ * ---------------------------------------------------------------------------------- */
+
+static int g_isa_active = -1; /* -1: not chosen yet (lazily set to the best path) */
+
+static int isa_supported(int isa)
+{
+    switch (isa) {
+    case CCONV_ISA_GENERIC:
+        return 1;
+#if CCONV_X86
+    case CCONV_ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CCONV_ISA_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("fma");
+#endif
+    default:
+        return 0;
+    }
 }
 
-DEF(float, f32, fmaf)
-DEF(double, f64, fma)
+int cconv_isa_best(void)
+{
+    if (isa_supported(CCONV_ISA_AVX512))
+        return CCONV_ISA_AVX512;
+    if (isa_supported(CCONV_ISA_AVX2))
+        return CCONV_ISA_AVX2;
+    return CCONV_ISA_GENERIC;
+}
+
+int cconv_isa_active(void)
+{
+    int isa = __atomic_load_n(&g_isa_active, __ATOMIC_RELAXED);
+    if (isa < 0) {
+        isa = cconv_isa_best();
+        __atomic_store_n(&g_isa_active, isa, __ATOMIC_RELAXED);
+    }
+    return isa;
+}
+
+int cconv_isa_select(int isa)
+{
+    if (!isa_supported(isa))
+        return -1;
+    __atomic_store_n(&g_isa_active, isa, __ATOMIC_RELAXED);
+    return 0;
+}
+
+const char *cconv_isa_name(int isa)
+{
+    switch (isa) {
+    case CCONV_ISA_GENERIC: return "generic";
+    case CCONV_ISA_AVX2: return "avx2";
+    case CCONV_ISA_AVX512: return "avx512";
+    default: return NULL;
+    }
+}
+
+/* ------------------------------------------------------------------------------------
+ * Blocking parameters per path.
+ * MC: rows of A packed per block (A block mc x KC stays in L2, 1 MB per core).
+ * NC: columns of B packed per block (B block KC x nc stays in L3).
+ * MC is a multiple of MR and NC a multiple of NR.
+ * ---------------------------------------------------------------------------------- */
+
+typedef struct {
+    int mr, nr, mc, nc;
+} blocking;
+
+static const blocking BLK_F32[3] = {
+    [CCONV_ISA_GENERIC] = {4, 8, 128, 2048},
+    [CCONV_ISA_AVX2] = {6, 16, 144, 4096},
+    [CCONV_ISA_AVX512] = {12, 32, 192, 4096},
+};
+static const blocking BLK_F64[3] = {
+    [CCONV_ISA_GENERIC] = {4, 8, 96, 2048},
+    [CCONV_ISA_AVX2] = {6, 8, 96, 4096},
+    [CCONV_ISA_AVX512] = {12, 16, 96, 4096},
+};
+
+int cconv_mr_f32(void) { return BLK_F32[cconv_isa_active()].mr; }
+int cconv_nr_f32(void) { return BLK_F32[cconv_isa_active()].nr; }
+int cconv_mr_f64(void) { return BLK_F64[cconv_isa_active()].mr; }
+int cconv_nr_f64(void) { return BLK_F64[cconv_isa_active()].nr; }
+
+/* ------------------------------------------------------------------------------------
+ * Packing (gemm.h layout; edges zero-padded to full MR / NR panels).
+ * Written once for both dtypes through a macro; the unit-stride fast paths let the
+ * compiler vectorise the copies.
+ * ---------------------------------------------------------------------------------- */
+
+#define DEFINE_PACK_A(NAME, T)                                                             \
+    static void NAME(cc_idx mr, cc_idx m, cc_idx k, const T *a, cc_idx rs, cc_idx cs, T *ap) \
+    {                                                                                      \
+        for (cc_idx i0 = 0; i0 < m; i0 += mr) {                                            \
+            const cc_idx mb = CC_MIN(mr, m - i0);                                          \
+            const T *ai = a + i0 * rs;                                                     \
+            T *dst = ap + i0 * k; /* panel i0/mr starts at (i0/mr)*mr*k */                 \
+            if (mb == mr && rs == 1) {                                                     \
+                /* column-major A: each k step is one contiguous run of mr values */       \
+                for (cc_idx kk = 0; kk < k; kk++)                                          \
+                    memcpy(dst + kk * mr, ai + kk * cs, (size_t)mr * sizeof(T));           \
+            } else if (cs == 1) {                                                          \
+                /* row-major A: read each row contiguously, scatter with stride mr */      \
+                for (cc_idx i = 0; i < mb; i++) {                                          \
+                    const T *row = ai + i * rs;                                            \
+                    for (cc_idx kk = 0; kk < k; kk++)                                      \
+                        dst[kk * mr + i] = row[kk];                                        \
+                }                                                                          \
+                for (cc_idx i = mb; i < mr; i++)                                           \
+                    for (cc_idx kk = 0; kk < k; kk++)                                      \
+                        dst[kk * mr + i] = (T)0;                                           \
+            } else {                                                                       \
+                for (cc_idx kk = 0; kk < k; kk++) {                                        \
+                    T *d = dst + kk * mr;                                                  \
+                    cc_idx i = 0;                                                          \
+                    for (; i < mb; i++)                                                    \
+                        d[i] = ai[i * rs + kk * cs];                                       \
+                    for (; i < mr; i++)                                                    \
+                        d[i] = (T)0;                                                       \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+#define DEFINE_PACK_B(NAME, T)                                                             \
+    static void NAME(cc_idx nr, cc_idx k, cc_idx n, const T *b, cc_idx rs, cc_idx cs, T *bp) \
+    {                                                                                      \
+        for (cc_idx j0 = 0; j0 < n; j0 += nr) {                                            \
+            const cc_idx nb = CC_MIN(nr, n - j0);                                          \
+            const T *bj = b + j0 * cs;                                                     \
+            T *dst = bp + j0 * k; /* panel j0/nr starts at (j0/nr)*nr*k */                 \
+            if (cs == 1) {                                                                 \
+                /* row-major B: each k step is one contiguous run of nb values */          \
+                for (cc_idx kk = 0; kk < k; kk++) {                                        \
+                    T *d = dst + kk * nr;                                                  \
+                    memcpy(d, bj + kk * rs, (size_t)nb * sizeof(T));                       \
+                    for (cc_idx j = nb; j < nr; j++)                                       \
+                        d[j] = (T)0;                                                       \
+                }                                                                          \
+            } else if (rs == 1) {                                                          \
+                /* column-major B: read each column contiguously */                        \
+                for (cc_idx j = 0; j < nb; j++) {                                          \
+                    const T *col = bj + j * cs;                                            \
+                    for (cc_idx kk = 0; kk < k; kk++)                                      \
+                        dst[kk * nr + j] = col[kk];                                        \
+                }                                                                          \
+                for (cc_idx j = nb; j < nr; j++)                                           \
+                    for (cc_idx kk = 0; kk < k; kk++)                                      \
+                        dst[kk * nr + j] = (T)0;                                           \
+            } else {                                                                       \
+                for (cc_idx kk = 0; kk < k; kk++) {                                        \
+                    T *d = dst + kk * nr;                                                  \
+                    cc_idx j = 0;                                                          \
+                    for (; j < nb; j++)                                                    \
+                        d[j] = bj[kk * rs + j * cs];                                       \
+                    for (; j < nr; j++)                                                    \
+                        d[j] = (T)0;                                                       \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+DEFINE_PACK_A(pack_a_panels_f32, float)
+DEFINE_PACK_A(pack_a_panels_f64, double)
+DEFINE_PACK_B(pack_b_panels_f32, float)
+DEFINE_PACK_B(pack_b_panels_f64, double)
+
+void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap)
+{
+    pack_a_panels_f32(cconv_mr_f32(), m, k, a, rs, cs, ap);
+}
+void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap)
+{
+    pack_a_panels_f64(cconv_mr_f64(), m, k, a, rs, cs, ap);
+}
+void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp)
+{
+    pack_b_panels_f32(cconv_nr_f32(), k, n, b, rs, cs, bp);
+}
+void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp)
+{
+    pack_b_panels_f64(cconv_nr_f64(), k, n, b, rs, cs, bp);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Micro-kernels.
+ *
+ * Common contract (kc >= 0, a: one packed A panel, b: one packed B panel):
+ *   C[0:MR, 0:NR] = (accumulate ? C : 0) + sum_k A[:, k] * B[k, :]
+ * computed per element as acc = (accumulate ? C : 0); for k = 0..kc-1:
+ * acc = fma(A[i,k], B[k,j], acc); C = acc. C has row stride ldc, unit column stride;
+ * the full MR x NR tile is read/written (edge tiles go through a local buffer).
+ * a and b need no particular alignment.
+ * ---------------------------------------------------------------------------------- */
+
+#define REP4(X) X(0) X(1) X(2) X(3)
+#define REP6(X) X(0) X(1) X(2) X(3) X(4) X(5)
+#define REP12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+
+/* Portable kernels: fmaf/fma are single-rounding fused operations, so they produce the
+ * same bits as the SIMD FMA instructions. Fixed-size loops: the compiler unrolls them. */
+#define GEN_MR 4
+#define GEN_NR 8
+
+/* sgemm_ukernel_4x8_generic: contract above, MR=4, NR=8, float. */
+static void sgemm_ukernel_4x8_generic(cc_idx kc, const float *restrict a,
+                                      const float *restrict b, float *restrict c, cc_idx ldc,
+                                      int accumulate)
+{
+    float t[GEN_MR][GEN_NR];
+    for (int i = 0; i < GEN_MR; i++)
+        for (int j = 0; j < GEN_NR; j++)
+            t[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
+    for (cc_idx kk = 0; kk < kc; kk++) {
+        for (int i = 0; i < GEN_MR; i++)
+            for (int j = 0; j < GEN_NR; j++)
+                t[i][j] = fmaf(a[i], b[j], t[i][j]);
+        a += GEN_MR;
+        b += GEN_NR;
+    }
+    for (int i = 0; i < GEN_MR; i++)
+        for (int j = 0; j < GEN_NR; j++)
+            c[i * ldc + j] = t[i][j];
+}
+
+/* dgemm_ukernel_4x8_generic: contract above, MR=4, NR=8, double. */
+static void dgemm_ukernel_4x8_generic(cc_idx kc, const double *restrict a,
+                                      const double *restrict b, double *restrict c,
+                                      cc_idx ldc, int accumulate)
+{
+    double t[GEN_MR][GEN_NR];
+    for (int i = 0; i < GEN_MR; i++)
+        for (int j = 0; j < GEN_NR; j++)
+            t[i][j] = accumulate ? c[i * ldc + j] : 0.0;
+    for (cc_idx kk = 0; kk < kc; kk++) {
+        for (int i = 0; i < GEN_MR; i++)
+            for (int j = 0; j < GEN_NR; j++)
+                t[i][j] = fma(a[i], b[j], t[i][j]);
+        a += GEN_MR;
+        b += GEN_NR;
+    }
+    for (int i = 0; i < GEN_MR; i++)
+        for (int j = 0; j < GEN_NR; j++)
+            c[i * ldc + j] = t[i][j];
+}
+
+#if CCONV_X86
+
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512dq,fma")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+/* Each kernel keeps its MR x NR accumulators in named registers (c<row>_<vec>) and
+ * broadcasts one A value per row per k step. The row macros below expand the tile
+ * without loops in the MR/NR directions. */
+
+/* sgemm_ukernel_12x32_avx512: contract above, MR=12, NR=32 (two zmm per row),
+ * 24 zmm accumulators + 2 B vectors + 1 broadcast. */
+#define S512_DECL(i) __m512 c##i##_0, c##i##_1;
+#define S512_LOAD(i)                                                                       \
+    c##i##_0 = _mm512_loadu_ps(c + (i) * ldc);                                             \
+    c##i##_1 = _mm512_loadu_ps(c + (i) * ldc + 16);
+#define S512_ZERO(i) c##i##_0 = _mm512_setzero_ps(); c##i##_1 = _mm512_setzero_ps();
+#define S512_FMA(i)                                                                        \
+    {                                                                                      \
+        const __m512 ai = _mm512_set1_ps(a[i]);                                            \
+        c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0);                                      \
+        c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1);                                      \
+    }
+#define S512_STORE(i)                                                                      \
+    _mm512_storeu_ps(c + (i) * ldc, c##i##_0);                                             \
+    _mm512_storeu_ps(c + (i) * ldc + 16, c##i##_1);
+#define S512_PREFETCH_C(i) _mm_prefetch((const char *)(c + (i) * ldc), _MM_HINT_T0); \
+    _mm_prefetch((const char *)(c + (i) * ldc + 16), _MM_HINT_T0);
+
+TARGET_AVX512 static inline void sgemm_ukernel_12x32_avx512(cc_idx kc, const float *restrict a,
+                                                            const float *restrict b,
+                                                            float *restrict c, cc_idx ldc,
+                                                            int accumulate)
+{
+    REP12(S512_DECL)
+    if (accumulate) {
+        REP12(S512_LOAD)
+    } else {
+        REP12(S512_ZERO)
+    }
+#pragma GCC unroll 4
+    for (cc_idx kk = 0; kk < kc; kk++) {
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = _mm512_loadu_ps(b + 16);
+        REP12(S512_FMA)
+        a += 12;
+        b += 32;
+    }
+    REP12(S512_STORE)
+}
+
+/* dgemm_ukernel_12x16_avx512: contract above, MR=12, NR=16 (two zmm per row). */
+#define D512_DECL(i) __m512d c##i##_0, c##i##_1;
+#define D512_LOAD(i)                                                                       \
+    c##i##_0 = _mm512_loadu_pd(c + (i) * ldc);                                             \
+    c##i##_1 = _mm512_loadu_pd(c + (i) * ldc + 8);
+#define D512_ZERO(i) c##i##_0 = _mm512_setzero_pd(); c##i##_1 = _mm512_setzero_pd();
+#define D512_FMA(i)                                                                        \
+    {                                                                                      \
+        const __m512d ai = _mm512_set1_pd(a[i]);                                           \
+        c##i##_0 = _mm512_fmadd_pd(ai, b0, c##i##_0);                                      \
+        c##i##_1 = _mm512_fmadd_pd(ai, b1, c##i##_1);                                      \
+    }
+#define D512_STORE(i)                                                                      \
+    _mm512_storeu_pd(c + (i) * ldc, c##i##_0);                                             \
+    _mm512_storeu_pd(c + (i) * ldc + 8, c##i##_1);
+
+TARGET_AVX512 static inline void dgemm_ukernel_12x16_avx512(cc_idx kc, const double *restrict a,
+                                                            const double *restrict b,
+                                                            double *restrict c, cc_idx ldc,
+                                                            int accumulate)
+{
+    REP12(D512_DECL)
+    if (accumulate) {
+        REP12(D512_LOAD)
+    } else {
+        REP12(D512_ZERO)
+    }
+#pragma GCC unroll 4
+    for (cc_idx kk = 0; kk < kc; kk++) {
+        const __m512d b0 = _mm512_loadu_pd(b);
+        const __m512d b1 = _mm512_loadu_pd(b + 8);
+        REP12(D512_FMA)
+        a += 12;
+        b += 16;
+    }
+    REP12(D512_STORE)
+}
+
+/* sgemm_ukernel_6x16_avx2: contract above, MR=6, NR=16 (two ymm per row),
+ * 12 ymm accumulators + 2 B vectors + 1 broadcast fit in 16 registers. */
+#define S256_DECL(i) __m256 c##i##_0, c##i##_1;
+#define S256_LOAD(i)                                                                       \
+    c##i##_0 = _mm256_loadu_ps(c + (i) * ldc);                                             \
+    c##i##_1 = _mm256_loadu_ps(c + (i) * ldc + 8);
+#define S256_ZERO(i) c##i##_0 = _mm256_setzero_ps(); c##i##_1 = _mm256_setzero_ps();
+#define S256_FMA(i)                                                                        \
+    {                                                                                      \
+        const __m256 ai = _mm256_broadcast_ss(a + (i));                                    \
+        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                                      \
+        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                                      \
+    }
+#define S256_STORE(i)                                                                      \
+    _mm256_storeu_ps(c + (i) * ldc, c##i##_0);                                             \
+    _mm256_storeu_ps(c + (i) * ldc + 8, c##i##_1);
+
+TARGET_AVX2 static inline void sgemm_ukernel_6x16_avx2(cc_idx kc, const float *restrict a,
+                                                       const float *restrict b,
+                                                       float *restrict c, cc_idx ldc,
+                                                       int accumulate)
+{
+    REP6(S256_DECL)
+    if (accumulate) {
+        REP6(S256_LOAD)
+    } else {
+        REP6(S256_ZERO)
+    }
+#pragma GCC unroll 4
+    for (cc_idx kk = 0; kk < kc; kk++) {
+        const __m256 b0 = _mm256_loadu_ps(b);
+        const __m256 b1 = _mm256_loadu_ps(b + 8);
+        REP6(S256_FMA)
+        a += 6;
+        b += 16;
+    }
+    REP6(S256_STORE)
+}
+
+/* dgemm_ukernel_6x8_avx2: contract above, MR=6, NR=8 (two ymm per row). */
+#define D256_DECL(i) __m256d c##i##_0, c##i##_1;
+#define D256_LOAD(i)                                                                       \
+    c##i##_0 = _mm256_loadu_pd(c + (i) * ldc);                                             \
+    c##i##_1 = _mm256_loadu_pd(c + (i) * ldc + 4);
+#define D256_ZERO(i) c##i##_0 = _mm256_setzero_pd(); c##i##_1 = _mm256_setzero_pd();
+#define D256_FMA(i)                                                                        \
+    {                                                                                      \
+        const __m256d ai = _mm256_broadcast_sd(a + (i));                                   \
+        c##i##_0 = _mm256_fmadd_pd(ai, b0, c##i##_0);                                      \
+        c##i##_1 = _mm256_fmadd_pd(ai, b1, c##i##_1);                                      \
+    }
+#define D256_STORE(i)                                                                      \
+    _mm256_storeu_pd(c + (i) * ldc, c##i##_0);                                             \
+    _mm256_storeu_pd(c + (i) * ldc + 4, c##i##_1);
+
+TARGET_AVX2 static inline void dgemm_ukernel_6x8_avx2(cc_idx kc, const double *restrict a,
+                                                      const double *restrict b,
+                                                      double *restrict c, cc_idx ldc,
+                                                      int accumulate)
+{
+    REP6(D256_DECL)
+    if (accumulate) {
+        REP6(D256_LOAD)
+    } else {
+        REP6(D256_ZERO)
+    }
+#pragma GCC unroll 4
+    for (cc_idx kk = 0; kk < kc; kk++) {
+        const __m256d b0 = _mm256_loadu_pd(b);
+        const __m256d b1 = _mm256_loadu_pd(b + 4);
+        REP6(D256_FMA)
+        a += 6;
+        b += 8;
+    }
+    REP6(D256_STORE)
+}
+
+#endif /* CCONV_X86 */
+
+/* ------------------------------------------------------------------------------------
+ * Macro-kernels: loop over the NR panels of B (outer: the B micro-panel stays in L1)
+ * and the MR panels of A (inner: streamed from L2). Interior tiles write C directly;
+ * edge tiles run the full kernel on an aligned local tile and copy the valid part.
+ * One instance per (ISA, dtype), so the micro-kernel is inlined with its target.
+ * ---------------------------------------------------------------------------------- */
+
+#define DEFINE_MACRO_KERNEL(NAME, ATTR, T, MR, NR, UKERNEL)                                \
+    ATTR static void NAME(cc_idx m, cc_idx n, cc_idx kc, const T *ap, cc_idx ps_a,         \
+                          const T *bp, cc_idx ps_b, T *c, cc_idx ldc, int accumulate)      \
+    {                                                                                      \
+        for (cc_idx j0 = 0; j0 < n; j0 += (NR)) {                                          \
+            const cc_idx nb = CC_MIN((cc_idx)(NR), n - j0);                                \
+            const T *b = bp + (j0 / (NR)) * ps_b;                                          \
+            for (cc_idx i0 = 0; i0 < m; i0 += (MR)) {                                      \
+                const cc_idx mb = CC_MIN((cc_idx)(MR), m - i0);                            \
+                const T *a = ap + (i0 / (MR)) * ps_a;                                      \
+                T *cij = c + i0 * ldc + j0;                                                \
+                if (mb == (MR) && nb == (NR)) {                                            \
+                    UKERNEL(kc, a, b, cij, ldc, accumulate);                               \
+                } else {                                                                   \
+                    T tile[(MR) * (NR)] __attribute__((aligned(CC_ALIGN)));                \
+                    if (accumulate)                                                        \
+                        for (cc_idx i = 0; i < mb; i++)                                    \
+                            for (cc_idx j = 0; j < nb; j++)                                \
+                                tile[i * (NR) + j] = cij[i * ldc + j];                     \
+                    UKERNEL(kc, a, b, tile, (NR), accumulate);                             \
+                    for (cc_idx i = 0; i < mb; i++)                                        \
+                        for (cc_idx j = 0; j < nb; j++)                                    \
+                            cij[i * ldc + j] = tile[i * (NR) + j];                         \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+DEFINE_MACRO_KERNEL(sgemm_macro_generic, , float, GEN_MR, GEN_NR, sgemm_ukernel_4x8_generic)
+DEFINE_MACRO_KERNEL(dgemm_macro_generic, , double, GEN_MR, GEN_NR, dgemm_ukernel_4x8_generic)
+#if CCONV_X86
+DEFINE_MACRO_KERNEL(sgemm_macro_avx512, TARGET_AVX512, float, 12, 32, sgemm_ukernel_12x32_avx512)
+DEFINE_MACRO_KERNEL(dgemm_macro_avx512, TARGET_AVX512, double, 12, 16, dgemm_ukernel_12x16_avx512)
+DEFINE_MACRO_KERNEL(sgemm_macro_avx2, TARGET_AVX2, float, 6, 16, sgemm_ukernel_6x16_avx2)
+DEFINE_MACRO_KERNEL(dgemm_macro_avx2, TARGET_AVX2, double, 6, 8, dgemm_ukernel_6x8_avx2)
+#endif
+
+typedef void (*macro_f32_fn)(cc_idx, cc_idx, cc_idx, const float *, cc_idx, const float *,
+                             cc_idx, float *, cc_idx, int);
+typedef void (*macro_f64_fn)(cc_idx, cc_idx, cc_idx, const double *, cc_idx, const double *,
+                             cc_idx, double *, cc_idx, int);
+
+static macro_f32_fn macro_f32_for(int isa)
+{
+#if CCONV_X86
+    if (isa == CCONV_ISA_AVX512)
+        return sgemm_macro_avx512;
+    if (isa == CCONV_ISA_AVX2)
+        return sgemm_macro_avx2;
+#endif
+    (void)isa;
+    return sgemm_macro_generic;
+}
+
+static macro_f64_fn macro_f64_for(int isa)
+{
+#if CCONV_X86
+    if (isa == CCONV_ISA_AVX512)
+        return dgemm_macro_avx512;
+    if (isa == CCONV_ISA_AVX2)
+        return dgemm_macro_avx2;
+#endif
+    (void)isa;
+    return dgemm_macro_generic;
+}
+
+void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
+                          const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
+{
+    macro_f32_for(cconv_isa_active())(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate);
+}
+
+void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
+                          const double *bp, cc_idx ps_b, double *c, cc_idx ldc, int accumulate)
+{
+    macro_f64_for(cconv_isa_active())(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate);
+}
+
+/* ------------------------------------------------------------------------------------
+ * Blocked GEMM driver.
+ *
+ * for jc (NC columns of B/C):
+ *   for pc (KC rows of B, increasing: keeps the single running sum per element):
+ *     pack B[pc:pc+kc, jc:jc+nc] once, shared by all threads (panels split among them)
+ *     each thread t owns a fixed rectangle of C[:, jc:jc+nc] (rows split first, then
+ *     NR panels if there are fewer MR panels than threads); inside it, for ic (MC rows):
+ *       pack its A block into its own buffer, run the macro-kernel.
+ * Every C element is computed by the same sequence of FMAs whatever the thread count.
+ * ---------------------------------------------------------------------------------- */
+
+static void *aligned_buffer(size_t bytes)
+{
+    void *p = NULL;
+    bytes = (bytes + CC_ALIGN - 1) / CC_ALIGN * CC_ALIGN;
+    if (bytes == 0)
+        bytes = CC_ALIGN;
+    if (posix_memalign(&p, CC_ALIGN, bytes) != 0)
+        return NULL;
+    return p;
+}
+
+static cc_idx ceil_div(cc_idx a, cc_idx b) { return (a + b - 1) / b; }
+
+/* Thread grid over the C block: tm threads along M (in MR panels), tn along N (in NR
+ * panels); tm * tn <= nthreads. Threads beyond tm*tn get no work. */
+static void thread_grid(cc_idx m_panels, cc_idx n_panels, int nthreads, int *tm, int *tn)
+{
+    cc_idx gm = CC_MIN((cc_idx)nthreads, m_panels);
+    if (gm < 1)
+        gm = 1;
+    cc_idx gn = CC_MIN((cc_idx)(nthreads / gm), n_panels);
+    if (gn < 1)
+        gn = 1;
+    *tm = (int)gm;
+    *tn = (int)gn;
+}
+
+/* Balanced split of `panels` units among `parts`: range of part p, in units. */
+static void split_range(cc_idx panels, int parts, int p, cc_idx *lo, cc_idx *hi)
+{
+    cc_idx base = panels / parts, rem = panels % parts;
+    *lo = p * base + CC_MIN((cc_idx)p, rem);
+    *hi = *lo + base + (p < rem ? 1 : 0);
+}
+
+#define DEFINE_GEMM_DRIVER(NAME, T, BLK, KC, MACRO_FOR, PACK_A, PACK_B)                    \
+    int NAME(cc_idx m, cc_idx n, cc_idx k, const T *a, cc_idx rsa, cc_idx csa, const T *b, \
+             cc_idx rsb, cc_idx csb, T *c, cc_idx ldc, int nthreads)                       \
+    {                                                                                      \
+        if (m <= 0 || n <= 0)                                                              \
+            return 0;                                                                      \
+        if (k <= 0) {                                                                      \
+            for (cc_idx i = 0; i < m; i++)                                                 \
+                memset(c + i * ldc, 0, (size_t)n * sizeof(T));                             \
+            return 0;                                                                      \
+        }                                                                                  \
+        if (nthreads < 1)                                                                  \
+            nthreads = 1;                                                                  \
+        const int isa = cconv_isa_active();                                                \
+        const blocking bl = BLK[isa];                                                      \
+        const cc_idx mr = bl.mr, nr = bl.nr;                                               \
+        const cc_idx kc_max = CC_MIN(k, (cc_idx)(KC));                                     \
+        const cc_idx nc_max = CC_MIN(ceil_div(n, nr) * nr, (cc_idx)bl.nc);                 \
+        const cc_idx mc_max = CC_MIN(ceil_div(m, mr) * mr, (cc_idx)bl.mc);                 \
+        int tm, tn;                                                                        \
+        thread_grid(ceil_div(m, mr), ceil_div(nc_max, nr), nthreads, &tm, &tn);            \
+        const int nt = tm * tn;                                                            \
+        const size_t a_elems = (size_t)((mc_max * kc_max + CC_ALIGN) / CC_ALIGN * CC_ALIGN); \
+        T *bbuf = (T *)aligned_buffer((size_t)(nc_max * kc_max) * sizeof(T));              \
+        T *abuf = (T *)aligned_buffer(a_elems * (size_t)nt * sizeof(T));                   \
+        if (bbuf == NULL || abuf == NULL) {                                                \
+            free(bbuf);                                                                    \
+            free(abuf);                                                                    \
+            return -1;                                                                     \
+        }                                                                                  \
+        const MACRO_FOR##_t macro = MACRO_FOR(isa);                                        \
+        for (cc_idx jc = 0; jc < n; jc += nc_max) {                                        \
+            const cc_idx nc = CC_MIN(nc_max, n - jc);                                      \
+            const cc_idx n_panels = ceil_div(nc, nr);                                      \
+            int tm_j, tn_j;                                                                \
+            thread_grid(ceil_div(m, mr), n_panels, nt, &tm_j, &tn_j);                      \
+            for (cc_idx pc = 0; pc < k; pc += kc_max) {                                    \
+                const cc_idx kc = CC_MIN(kc_max, k - pc);                                  \
+                const int accumulate = pc > 0;                                             \
+                /* pack B: NR panels split among threads */                                \
+                PARALLEL_FOR                                                               \
+                for (int t = 0; t < nt; t++) {                                             \
+                    cc_idx p0, p1;                                                         \
+                    split_range(n_panels, nt, t, &p0, &p1);                                \
+                    if (p1 > p0) {                                                         \
+                        const cc_idx j0 = p0 * nr, j1 = CC_MIN(p1 * nr, nc);               \
+                        PACK_B(nr, kc, j1 - j0, b + pc * rsb + (jc + j0) * csb, rsb, csb,      \
+                               bbuf + p0 * nr * kc);                                       \
+                    }                                                                      \
+                }                                                                          \
+                /* compute: thread t owns rows panels [r0,r1) x column panels [q0,q1) */   \
+                PARALLEL_FOR                                                               \
+                for (int t = 0; t < nt; t++) {                                             \
+                    if (t >= tm_j * tn_j)                                                  \
+                        continue;                                                          \
+                    T *ab = abuf + (size_t)t * a_elems;                                    \
+                    cc_idx r0, r1, q0, q1;                                                 \
+                    split_range(ceil_div(m, mr), tm_j, t / tn_j, &r0, &r1);                \
+                    split_range(n_panels, tn_j, t % tn_j, &q0, &q1);                       \
+                    const cc_idx i_end = CC_MIN(r1 * mr, m);                               \
+                    const cc_idx j0 = q0 * nr, j1 = CC_MIN(q1 * nr, nc);                   \
+                    if (j1 <= j0)                                                          \
+                        continue;                                                          \
+                    for (cc_idx ic = r0 * mr; ic < i_end; ic += mc_max) {                  \
+                        const cc_idx mc = CC_MIN(mc_max, i_end - ic);                      \
+                        PACK_A(mr, mc, kc, a + ic * rsa + pc * csa, rsa, csa, ab);             \
+                        macro(mc, j1 - j0, kc, ab, kc * mr, bbuf + q0 * nr * kc, kc * nr,  \
+                              c + ic * ldc + jc + j0, ldc, accumulate);                    \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        free(bbuf);                                                                        \
+        free(abuf);                                                                        \
+        return 0;                                                                          \
+    }
+
+#ifdef _OPENMP
+#define PARALLEL_FOR _Pragma("omp parallel for schedule(static) num_threads(nt)")
+#else
+#define PARALLEL_FOR
+#endif
+
+typedef macro_f32_fn macro_f32_for_t;
+typedef macro_f64_fn macro_f64_for_t;
+
+DEFINE_GEMM_DRIVER(cconv_gemm_f32, float, BLK_F32, CCONV_KC_F32, macro_f32_for,
+                   pack_a_panels_f32, pack_b_panels_f32)
+DEFINE_GEMM_DRIVER(cconv_gemm_f64, double, BLK_F64, CCONV_KC_F64, macro_f64_for,
+                   pack_a_panels_f64, pack_b_panels_f64)

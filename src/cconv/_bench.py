@@ -1,0 +1,195 @@
+"""`python -m cconv bench`: cconv against a pure-NumPy im2col baseline and, when they
+are installed, PyTorch, on real network layers, timed side by side in one process."""
+import argparse
+import statistics
+import time
+from collections import namedtuple
+
+import numpy as np
+
+from . import functional
+from ._threads import get_num_threads, num_threads
+
+Shape = namedtuple("Shape", "name N C H W O K stride pad dilation groups")
+
+# The public benchmark suite (float32 by default).
+SUITE = [
+    Shape("cifar_b1_3to32", 16, 3, 32, 32, 32, 3, 1, 1, 1, 1),
+    Shape("cifar_b2_32to64", 16, 32, 16, 16, 64, 3, 1, 1, 1, 1),
+    Shape("cifar_b3_128to128", 16, 128, 8, 8, 128, 3, 1, 1, 1, 1),
+    Shape("r50_stem_7x7s2", 1, 3, 224, 224, 64, 7, 2, 3, 1, 1),
+    Shape("r50_3x3_64_56", 1, 64, 56, 56, 64, 3, 1, 1, 1, 1),
+    Shape("r50_3x3_128_28", 1, 128, 28, 28, 128, 3, 1, 1, 1, 1),
+    Shape("r50_3x3_256_14", 1, 256, 14, 14, 256, 3, 1, 1, 1, 1),
+    Shape("r50_3x3_512_7", 1, 512, 7, 7, 512, 3, 1, 1, 1, 1),
+    Shape("r50_1x1_256to64_56", 1, 256, 56, 56, 64, 1, 1, 0, 1, 1),
+    Shape("r50_1x1_1024to256_14", 1, 1024, 14, 14, 256, 1, 1, 0, 1, 1),
+    Shape("r50_3x3s2_128_56", 1, 128, 56, 56, 128, 3, 2, 1, 1, 1),
+    Shape("mbv2_dw3x3_144_56", 1, 144, 56, 56, 144, 3, 1, 1, 1, 144),
+    Shape("mbv2_dw3x3s2_96_112", 1, 96, 112, 112, 96, 3, 2, 1, 1, 96),
+    Shape("resnext_g32_256_14", 1, 256, 14, 14, 256, 3, 1, 1, 1, 32),
+    Shape("dilated_d2_256_28", 1, 256, 28, 28, 256, 3, 1, 2, 2, 1),
+    Shape("convnext_dw7x7_96_56", 1, 96, 56, 56, 96, 7, 1, 3, 1, 96),
+]
+
+
+def make_problem(s, dtype=np.float32, layout="NCHW", seed=0):
+    """Seeded inputs for a suite shape: x, weight (cconv's layout), bias."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((s.N, s.C, s.H, s.W)).astype(dtype)
+    w = (rng.standard_normal((s.O, s.C // s.groups, s.K, s.K)) / np.sqrt(s.C // s.groups * s.K * s.K)).astype(dtype)
+    b = rng.standard_normal(s.O).astype(dtype)
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    return x, w, b
+
+
+def out_hw(s):
+    span = (s.K - 1) * s.dilation + 1
+    return ((s.H + 2 * s.pad - span) // s.stride + 1, (s.W + 2 * s.pad - span) // s.stride + 1)
+
+
+def flops(s):
+    oh, ow = out_hw(s)
+    return 2.0 * s.N * s.O * (s.C // s.groups) * s.K * s.K * oh * ow
+
+
+def numpy_conv2d(x, w, b, s, layout="NCHW"):
+    """The pure-NumPy baseline a user would write: sliding_window_view + matmul."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    p, d, st, g = s.pad, s.dilation, s.stride, s.groups
+    oh, ow = out_hw(s)
+    span = (s.K - 1) * d + 1
+    if layout == "NCHW":
+        xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+        win = sliding_window_view(xp, (span, span), axis=(2, 3))[:, :, ::st, ::st, ::d, ::d]
+        # win: (N, C, oh, ow, K, K)
+        Cg, Og = s.C // g, s.O // g
+        outs = []
+        for gi in range(g):
+            wg = win[:, gi * Cg:(gi + 1) * Cg]
+            cols = wg.transpose(0, 2, 3, 1, 4, 5).reshape(s.N, oh * ow, Cg * s.K * s.K)
+            wm = w[gi * Og:(gi + 1) * Og].reshape(Og, -1)
+            outs.append(np.matmul(cols, wm.T))  # (N, P, Og)
+        y = np.concatenate(outs, axis=2) + b
+        return y.transpose(0, 2, 1).reshape(s.N, s.O, oh, ow)
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
+    win = sliding_window_view(xp, (span, span), axis=(1, 2))[:, ::st, ::st, :, ::d, ::d]
+    # win: (N, oh, ow, C, K, K)
+    Cg, Og = s.C // g, s.O // g
+    outs = []
+    for gi in range(g):
+        wg = win[:, :, :, gi * Cg:(gi + 1) * Cg]
+        cols = wg.transpose(0, 1, 2, 4, 5, 3).reshape(s.N, oh * ow, s.K * s.K * Cg)
+        wm = w[:, :, :, gi * Og:(gi + 1) * Og].reshape(-1, Og)
+        outs.append(np.matmul(cols, wm))
+    return (np.concatenate(outs, axis=2) + b).reshape(s.N, oh, ow, s.O)
+
+
+def _torch_fn(s, x, w, b, layout):
+    import torch
+
+    xt = torch.from_numpy(x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    wt = torch.from_numpy(w if layout == "NCHW" else np.ascontiguousarray(w.transpose(3, 2, 0, 1)))
+    bt = torch.from_numpy(b)
+    if layout == "NHWC":
+        xt = xt.contiguous(memory_format=torch.channels_last)
+        wt = wt.contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.functional.conv2d
+
+    def run():
+        with torch.no_grad():
+            return conv(xt, wt, bt, s.stride, s.pad, s.dilation, s.groups)
+
+    return run
+
+
+def time_fn(fn, repeat, min_time=0.02):
+    """Median and spread (min, max) of `repeat` timings, each an average over enough
+    calls to last min_time seconds."""
+    fn()
+    t0 = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - t0, 1e-7)
+    inner = max(1, int(min_time / once))
+    ts = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        ts.append((time.perf_counter() - t0) / inner)
+    return statistics.median(ts), min(ts), max(ts)
+
+
+def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=None,
+              peers=("numpy", "torch"), file=None):
+    """Time the suite; print a table; return a list of result dicts."""
+    import sys
+
+    out = file or sys.stdout
+    have_torch = False
+    if "torch" in peers:
+        try:
+            import torch
+
+            have_torch = True
+        except ImportError:
+            pass
+    nt = threads or get_num_threads()
+    if have_torch:
+        torch.set_num_threads(nt)
+    suite = [s for s in SUITE if shapes is None or any(k in s.name for k in shapes)]
+    cols = ["cconv ms", "GFLOP/s"]
+    if "numpy" in peers:
+        cols += ["numpy ms", "np/cconv"]
+    if have_torch:
+        cols += ["torch ms", "cconv/torch"]
+    print(f"cconv bench: conv2d {layout} {np.dtype(dtype).name}, {nt} threads, median of "
+          f"{repeat} runs (spread = max/min - 1 of the cconv runs)", file=out)
+    print(f"{'shape':<22}" + "".join(f"{c:>12}" for c in cols) + f"{'spread':>8}", file=out)
+    results = []
+    with num_threads(nt):
+        for s in suite:
+            x, w, b = make_problem(s, dtype, layout)
+            cfn = lambda: functional.conv2d(x, w, b, s.stride, s.pad, s.dilation, s.groups,
+                                            layout=layout)
+            med, lo, hi = time_fn(cfn, repeat)
+            r = {"shape": s.name, "cconv_ms": med * 1e3, "gflops": flops(s) / med / 1e9,
+                 "spread": hi / lo - 1}
+            row = [f"{med * 1e3:12.3f}", f"{r['gflops']:12.1f}"]
+            if "numpy" in peers:
+                nmed = time_fn(lambda: numpy_conv2d(x, w, b, s, layout), max(3, repeat // 2))[0]
+                r["numpy_ms"] = nmed * 1e3
+                r["numpy_over_cconv"] = nmed / med
+                row += [f"{nmed * 1e3:12.3f}", f"{nmed / med:12.2f}"]
+            if have_torch:
+                tmed = time_fn(_torch_fn(s, x, w, b, layout), repeat)[0]
+                r["torch_ms"] = tmed * 1e3
+                r["cconv_over_torch"] = med / tmed
+                row += [f"{tmed * 1e3:12.3f}", f"{med / tmed:12.2f}"]
+            print(f"{s.name:<22}" + "".join(row) + f"{r['spread'] * 100:7.0f}%", file=out,
+                  flush=True)
+            results.append(r)
+    for key, label in (("numpy_over_cconv", "numpy/cconv"), ("cconv_over_torch", "cconv/torch")):
+        vals = [r[key] for r in results if key in r]
+        if vals:
+            gm = float(np.exp(np.mean(np.log(vals))))
+            print(f"geomean {label}: {gm:.3f}  (min {min(vals):.2f}, max {max(vals):.2f})",
+                  file=out)
+    return results
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m cconv bench")
+    ap.add_argument("--layout", choices=["NCHW", "NHWC"], default="NCHW")
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--shapes", nargs="*", default=None, help="substrings of shape names")
+    ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
+    ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    a = ap.parse_args(argv)
+    peers = tuple(p for p, off in (("numpy", a.no_numpy), ("torch", a.no_torch)) if not off)
+    run_bench(a.shapes, a.layout, np.dtype(a.dtype), a.repeat, a.threads, peers)
