@@ -1,0 +1,294 @@
+"""Forward conv1d / conv2d / conv3d against the float64 reference.
+
+* a hypothesis sweep over every option (a short one by default, a long one marked slow);
+* explicit cases for every padding form x padding mode x algorithm;
+* partial-tile channel counts and widths;
+* small-integer inputs, for which float32 direct / im2col must be exact;
+* non-finite propagation.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st, assume, HealthCheck
+
+from conftest import conv_fn, exact_algorithm, small_int_array, tolerance, xfail_if_unimplemented
+from reference import (CHANNELS_LAST, DEFAULT_LAYOUT, LAST_LAYOUT, conv_nd_reference,
+                       input_shape, output_spatial, rel_error, resolve_padding, weight_shape)
+
+PARTIAL = (1, 3, 7, 17, 19, 33)
+MAX_SPATIAL = {1: 33, 2: 12, 3: 6}
+MAX_K = {1: 5, 2: 3, 3: 3}
+MODES = ("zeros", "reflect", "replicate", "circular")
+ALGOS = ("auto", "direct", "im2col")
+
+
+def _pad_ok(mode, pairs, in_sizes):
+    """PyTorch's limits: reflect needs pad < size, circular pad <= size."""
+    for (b, a), n in zip(pairs, in_sizes):
+        if mode == "reflect" and (b >= n or a >= n):
+            return False
+        if mode == "circular" and (b > n or a > n):
+            return False
+    return True
+
+
+def run_case(case):
+    """Run one configuration through cconv and the reference; check shape, dtype, layout
+    and the error bound (exactness for small-integer float32 on direct/im2col)."""
+    (nd, layout, x, w, b, stride, padding, dilation, groups, mode, algorithm) = case
+    in_sizes = x.shape[-nd:] if layout not in CHANNELS_LAST else x.shape[-nd - 1:-1]
+    k = w.shape[-nd:] if layout not in CHANNELS_LAST else w.shape[:nd]
+    pairs = resolve_padding(padding, in_sizes, k, stride, dilation)
+    ref = conv_nd_reference(x, w, b, stride, pairs, dilation, groups, mode, layout)
+    fn = conv_fn(nd)
+    try:
+        y = fn(x, w, b, stride, padding, dilation, groups, padding_mode=mode, layout=layout,
+               algorithm=algorithm)
+    except Exception as exc:  # noqa: BLE001
+        xfail_if_unimplemented(exc, algorithm)
+    assert isinstance(y, np.ndarray)
+    assert y.shape == ref.shape, (y.shape, ref.shape)
+    assert y.dtype == x.dtype, (y.dtype, x.dtype)
+    assert y.flags.c_contiguous
+    assert np.all(np.isfinite(y))
+    err = rel_error(y, ref)
+    assert err <= tolerance(x.dtype, algorithm), (err, case_repr(case))
+    return y, ref
+
+
+def case_repr(case):
+    (nd, layout, x, w, b, stride, padding, dilation, groups, mode, algorithm) = case
+    return (f"conv{nd}d(x{x.shape} {x.dtype}, w{w.shape}, bias={b is not None}, "
+            f"stride={stride}, padding={padding}, dilation={dilation}, groups={groups}, "
+            f"padding_mode={mode!r}, layout={layout!r}, algorithm={algorithm!r})")
+
+
+@st.composite
+def conv_cases(draw, nds=(1, 2, 3)):
+    nd = draw(st.sampled_from(nds))
+    layout = draw(st.sampled_from([DEFAULT_LAYOUT[nd], LAST_LAYOUT[nd]]))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    algorithm = draw(st.sampled_from(ALGOS))
+    kind = draw(st.sampled_from(["plain", "grouped", "depthwise"]))
+    if kind == "plain":
+        groups = 1
+        cg = draw(st.sampled_from(PARTIAL[:5] + (2, 4, 8, 16)))
+        og = draw(st.sampled_from(PARTIAL[:5] + (2, 4, 8, 16)))
+    elif kind == "grouped":
+        groups = draw(st.integers(2, 4))
+        cg = draw(st.integers(1, 5))
+        og = draw(st.integers(1, 5))
+    else:  # depthwise, with an optional channel multiplier
+        groups = draw(st.sampled_from([1, 2, 3, 7, 16, 17]))
+        cg = 1
+        og = draw(st.sampled_from([1, 1, 2, 3]))
+    C, O = cg * groups, og * groups
+    if nd == 3:  # keep 3-D cheap
+        assume(C <= 12 and O <= 12)
+    k = tuple(draw(st.integers(1, MAX_K[nd])) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    sizes = tuple(draw(st.integers(1, MAX_SPATIAL[nd])) for _ in range(nd))
+    form = draw(st.sampled_from(["int", "tuple", "pairs", "valid", "same"]
+                                + (["causal"] if nd == 1 else [])))
+    if form == "int":
+        padding = draw(st.integers(0, 3))
+    elif form == "tuple":
+        padding = tuple(draw(st.integers(0, 3)) for _ in range(nd))
+    elif form == "pairs":
+        padding = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(nd))
+    else:
+        padding = form
+    mode = draw(st.sampled_from(MODES))
+    pairs = resolve_padding(padding, sizes, k, stride, dilation)
+    assume(_pad_ok(mode, pairs, sizes))
+    assume(all(o >= 1 for o in output_spatial(sizes, k, stride, pairs, dilation)))
+    # sometimes collapse tuples to plain ints (the int form of stride / dilation)
+    if draw(st.booleans()) and len(set(stride)) == 1:
+        stride = stride[0]
+    if draw(st.booleans()) and len(set(dilation)) == 1:
+        dilation = dilation[0]
+    batched = draw(st.sampled_from([True, True, True, False]))
+    N = draw(st.integers(1, 2))
+    seed = draw(st.integers(0, 2**32 - 1))
+    integer = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    xs = input_shape(layout, N, C, sizes, batched)
+    ws = weight_shape(layout, O, cg, k)
+    if integer:
+        x = small_int_array(rng, xs, dtype)
+        w = small_int_array(rng, ws, dtype)
+        b = small_int_array(rng, (O,), dtype) if draw(st.booleans()) else None
+    else:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(O).astype(dtype) if draw(st.booleans()) else None
+    return (nd, layout, x, w, b, stride, padding, dilation, groups, mode, algorithm), integer
+
+
+def _check(case_int):
+    case, integer = case_int
+    y, ref = run_case(case)
+    x, algorithm = case[2], case[-1]
+    if integer and exact_algorithm(algorithm):
+        np.testing.assert_array_equal(y, ref.astype(x.dtype), err_msg=case_repr(case))
+
+
+@settings(max_examples=400, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(conv_cases())
+def test_forward_sweep(case_int):
+    _check(case_int)
+
+
+@pytest.mark.slow
+@settings(max_examples=3000, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(conv_cases())
+def test_forward_sweep_long(case_int):
+    _check(case_int)
+
+
+# --------------------------------------------------------------------------- explicit cases
+
+PADDINGS = {
+    1: [0, 2, (1,), ((2, 0),), ((0, 3),), "valid", "same", "causal"],
+    2: [0, 1, (1, 2), ((1, 0), (0, 2)), ((2, 1), (1, 1)), "valid", "same"],
+    3: [0, 1, (1, 0, 2), ((1, 0), (0, 1), (1, 1)), "valid", "same"],
+}
+SIZES = {1: (13,), 2: (7, 9), 3: (4, 5, 6)}
+KS = {1: (3,), 2: (3, 2), 3: (2, 3, 2)}
+
+
+def _explicit_params():
+    out = []
+    for nd, pads in PADDINGS.items():
+        for padding in pads:
+            for mode in MODES:
+                out.append(pytest.param(nd, padding, mode, id=f"{nd}d-{padding}-{mode}"))
+    return out
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("nd,padding,mode", _explicit_params())
+def test_padding_forms(rng, nd, padding, mode, last, algorithm):
+    layout = LAST_LAYOUT[nd] if last else DEFAULT_LAYOUT[nd]
+    for dtype in (np.float32, np.float64):
+        stride = 1 if padding == "causal" else (2,) + (1,) * (nd - 1)
+        dilation = (2,) + (1,) * (nd - 1)
+        x = rng.standard_normal(input_shape(layout, 2, 4, SIZES[nd])).astype(dtype)
+        w = rng.standard_normal(weight_shape(layout, 6, 2, KS[nd])).astype(dtype)
+        b = rng.standard_normal(6).astype(dtype)
+        run_case((nd, layout, x, w, b, stride, padding, dilation, 2, mode, algorithm))
+
+
+@pytest.mark.parametrize("algorithm", ("direct", "im2col"))
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("C", PARTIAL)
+@pytest.mark.parametrize("O", PARTIAL)
+def test_partial_tile_channels_exact(rng, layout, C, O, algorithm):
+    """Channel counts that are not multiples of any SIMD width: float32 exact on small ints."""
+    x = small_int_array(rng, input_shape(layout, 2, C, (5, 6)), np.float32)
+    w = small_int_array(rng, weight_shape(layout, O, C, (3, 3)), np.float32)
+    b = small_int_array(rng, (O,), np.float32)
+    y, ref = run_case((2, layout, x, w, b, 1, 1, 1, 1, "zeros", algorithm))
+    np.testing.assert_array_equal(y, ref.astype(np.float32))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("W", PARTIAL + (65,))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_partial_tile_widths(rng, layout, W, algorithm, dtype):
+    x = rng.standard_normal(input_shape(layout, 1, 3, (4, W))).astype(dtype)
+    w = rng.standard_normal(weight_shape(layout, 5, 3, (3, 3))).astype(dtype)
+    run_case((2, layout, x, w, None, 1, "same", 1, 1, "zeros", algorithm))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("layout", ["NCL", "NLC"])
+@pytest.mark.parametrize("L", PARTIAL + (65, 129))
+def test_partial_tile_lengths_1d(rng, layout, L, algorithm):
+    x = rng.standard_normal(input_shape(layout, 2, 5, (L,))).astype(np.float32)
+    w = rng.standard_normal(weight_shape(layout, 7, 5, (3,))).astype(np.float32)
+    run_case((1, layout, x, w, None, 1, "causal", 2, 1, "zeros", algorithm))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(
+    "C,O,groups",
+    [(8, 8, 8), (17, 17, 17), (16, 32, 16), (7, 21, 7), (12, 8, 4), (33, 33, 33), (6, 9, 3)],
+    ids=lambda v: str(v),
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_groups_and_depthwise(rng, layout, C, O, groups, algorithm, dtype):
+    for stride, pad in [(1, 1), (2, "same")]:
+        x = rng.standard_normal(input_shape(layout, 2, C, (9, 10))).astype(dtype)
+        w = rng.standard_normal(weight_shape(layout, O, C // groups, (3, 3))).astype(dtype)
+        b = rng.standard_normal(O).astype(dtype)
+        run_case((2, layout, x, w, b, stride, pad, 1, groups, "zeros", algorithm))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize(
+    "k,stride,dilation,padding",
+    [((1, 1), 1, 1, 0), ((1, 1), 2, 1, 0), ((2, 2), 5, 1, 0), ((3, 3), 4, 1, 1),
+     ((3, 3), 1, 4, 4), ((3, 1), (1, 3), (3, 1), "same"), ((1, 5), 1, (1, 2), ((0, 0), (4, 4))),
+     ((5, 5), 1, 1, 2), ((7, 7), 2, 1, 3)],
+    ids=lambda v: str(v),
+)
+def test_stride_dilation_extremes(rng, layout, k, stride, dilation, padding, algorithm):
+    """Stride larger than the kernel, large dilation, 1x1 (the plain-GEMM path)."""
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal(input_shape(layout, 2, 5, (11, 12))).astype(dtype)
+        w = rng.standard_normal(weight_shape(layout, 6, 5, k)).astype(dtype)
+        run_case((2, layout, x, w, None, stride, padding, dilation, 1, "zeros", algorithm))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("layout", ["NCDHW", "NDHWC"])
+@pytest.mark.parametrize("mode", MODES)
+def test_conv3d_small_int_exact(rng, layout, mode, algorithm):
+    x = small_int_array(rng, input_shape(layout, 2, 3, (5, 4, 6)), np.float32)
+    w = small_int_array(rng, weight_shape(layout, 4, 3, (3, 2, 3)), np.float32)
+    b = small_int_array(rng, (4,), np.float32)
+    y, ref = run_case((3, layout, x, w, b, (1, 2, 1), 1, (1, 1, 2), 1, mode, algorithm))
+    if exact_algorithm(algorithm):
+        np.testing.assert_array_equal(y, ref.astype(np.float32))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_eligible(rng, layout, dtype):
+    """3x3 stride 1 dilation 1: winograd within its tolerance (xfail if not implemented)."""
+    for C, O, H, W in [(3, 5, 8, 8), (17, 19, 9, 11), (32, 16, 13, 7)]:
+        x = rng.standard_normal(input_shape(layout, 2, C, (H, W))).astype(dtype)
+        w = rng.standard_normal(weight_shape(layout, O, C, (3, 3))).astype(dtype)
+        b = rng.standard_normal(O).astype(dtype)
+        for pad in (0, 1, "same"):
+            run_case((2, layout, x, w, b, 1, pad, 1, 1, "zeros", "winograd"))
+
+
+@pytest.mark.parametrize("algorithm", ALGOS)
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_propagates(rng, layout, algorithm, bad):
+    """A non-finite input pixel reaches every output that reads it, and no other one
+    (direct / im2col: no transform to spread it)."""
+    C, O, H, W = 3, 4, 8, 9
+    x = rng.standard_normal(input_shape(layout, 1, C, (H, W)))
+    w = rng.uniform(0.5, 1.5, weight_shape(layout, O, C, (3, 3)))  # no zero weights
+    idx = (0, 1, 3, 4) if layout == "NCHW" else (0, 3, 4, 1)
+    x[idx] = bad
+    mask = np.zeros_like(x)
+    mask[idx] = 1.0
+    reads = conv_nd_reference(mask, np.abs(w), None, 1, ((1, 1), (1, 1)), 1, 1, "zeros",
+                              layout) > 0
+    fn = conv_fn(2)
+    for dtype in (np.float32, np.float64):
+        y = fn(x.astype(dtype), w.astype(dtype), None, 1, 1, layout=layout, algorithm=algorithm)
+        assert np.all(~np.isfinite(y[reads]))
+        if algorithm != "auto":
+            assert np.all(np.isfinite(y[~reads]))
