@@ -295,7 +295,7 @@ cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, Py_ssize_t Cg, Py_ssize
     return g
 
 
-def _run(floating[:, :, :, :, ::1] x, floating[:, :, :, :, ::1] w,
+def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
          floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad, tuple dil,
          Py_ssize_t G, bint channels_last, int nthreads):
     cdef const floating[::1] b
