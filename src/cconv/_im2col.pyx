@@ -45,13 +45,13 @@ cdef extern from "pack.h" nogil:
         cc_idx C, D, H, W, KD, KH, KW, OD, OH, OW
         cc_idx sd, sh, sw, dd, dh, dw, pd, ph, pw, ctot
     void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
-                                      cc_idx p0, cc_idx nc, int nr, float *bp)
+                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp)
     void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
-                                      cc_idx p0, cc_idx nc, int nr, double *bp)
+                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp)
     void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
-                                      cc_idx k0, cc_idx kc, int mr, float *ap)
+                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, float *ap)
     void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
-                                      cc_idx k0, cc_idx kc, int mr, double *ap)
+                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap)
 
 
 # --------------------------------------------------------------------- typed wrappers
@@ -82,19 +82,21 @@ cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, c
 
 
 cdef inline void pack_cols_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
-                                cc_idx p0, cc_idx nc, int nr, floating *bp) noexcept nogil:
+                                cc_idx p0, cc_idx nc, int nr, cc_idx ps,
+                                floating *bp) noexcept nogil:
     if floating is float:
-        cconv_pack_b_im2col_nchw_f32(g, x, k0, kc, p0, nc, nr, bp)
+        cconv_pack_b_im2col_nchw_f32(g, x, k0, kc, p0, nc, nr, ps, bp)
     else:
-        cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, nr, bp)
+        cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, nr, ps, bp)
 
 
 cdef inline void pack_cols_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
-                                cc_idx k0, cc_idx kc, int mr, floating *ap) noexcept nogil:
+                                cc_idx k0, cc_idx kc, int mr, cc_idx ps,
+                                floating *ap) noexcept nogil:
     if floating is float:
-        cconv_pack_a_im2col_nhwc_f32(g, x, p0, mc, k0, kc, mr, ap)
+        cconv_pack_a_im2col_nhwc_f32(g, x, p0, mc, k0, kc, mr, ps, ap)
     else:
-        cconv_pack_a_im2col_nhwc_f64(g, x, p0, mc, k0, kc, mr, ap)
+        cconv_pack_a_im2col_nhwc_f64(g, x, p0, mc, k0, kc, mr, ps, ap)
 
 
 ISA_NAMES = ("generic", "avx2", "avx512")
@@ -163,121 +165,230 @@ def _blocking(Py_ssize_t batch, Py_ssize_t wdim, Py_ssize_t pdim, Py_ssize_t wun
 
 
 # --------------------------------------------------------------------- drivers
+#
+# Two ways to split the work over threads, chosen per problem in _run:
+#   "private": items are blocks of output pixels; each thread packs its own block of
+#       cols and runs every weight row/column against it (no pack is done twice).
+#   "shared": too few pixel blocks to keep the threads busy (a small image, batch 1):
+#       all threads pack the whole cols matrix of one image together, then split the
+#       weight dimension. Workspace K x P, used only while it stays under SHARED_MAX.
+# The K loop always runs in KC steps in order, so the split never changes a sum.
 
-cdef int _nchw(const floating *x, const floating *w, const floating *bias, floating *out,
-               cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
-               Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
-               int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
-    cdef Py_ssize_t Cg = geom.C, Og = O // G
-    cdef Py_ssize_t K = Cg * geom.KD * geom.KH * geom.KW
-    cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
-    cdef Py_ssize_t DHW = geom.D * geom.H * geom.W
-    cdef Py_ssize_t mp = (Og + MR - 1) // MR          # A panels per group
-    cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
-    cdef Py_ssize_t t, g, pi, item, n, rest, ib, jb, i0, j0, mc, nc, k0, kc, i, j
+cdef enum:
+    SHARED_MAX_BYTES = 32 * 1024 * 1024
+    MC_ROWS = 240      # weight rows per macro-kernel call (NCHW), rounded to a multiple of MR
+    NC_COLS = 512      # weight columns per macro-kernel call (NHWC), rounded to NR
+
+
+cdef floating *_pack_weights_nchw(const floating *w, Py_ssize_t G, Py_ssize_t Og,
+                                  Py_ssize_t K, int MR, int nthreads) noexcept nogil:
+    """W_g (Og x K, row-major) of every group into MR-row panels holding all of K."""
+    cdef Py_ssize_t mp = (Og + MR - 1) // MR, t, g, pi
     cdef floating *wp = <floating *> malloc(G * mp * MR * K * sizeof(floating) + 64)
-    cdef floating *bbuf
-    cdef int failed = 0
-    cdef int *failed_p = &failed
     if wp == NULL:
-        with gil:
-            raise MemoryError("im2col: cannot allocate the packed weights")
-    # Weights: one MR-row panel (all of K) per prange step.
+        return NULL
     for t in prange(G * mp, schedule="static", num_threads=nthreads):
         g = t // mp
         pi = t % mp
         pack_a(min(MR, Og - pi * MR), K, w + (g * Og + pi * MR) * K, K, 1, wp + t * MR * K)
-    with parallel(num_threads=nthreads):
-        bbuf = <floating *> malloc(KC * ncp * sizeof(floating) + 64)
-        if bbuf == NULL:
-            failed_p[0] = 1  # through a pointer: a plain assignment would be thread-private
-        for item in prange(N * G * nmb * nnb, schedule="static"):
+    return wp
+
+
+cdef floating *_pack_weights_nhwc(const floating *w, Py_ssize_t G, Py_ssize_t Og,
+                                  Py_ssize_t K, int NR, int nthreads) noexcept nogil:
+    """W_g (K x Og, row stride O) of every group into NR-column panels holding all of K."""
+    cdef Py_ssize_t npn = (Og + NR - 1) // NR, t, g, qi
+    cdef floating *wp = <floating *> malloc(G * npn * NR * K * sizeof(floating) + 64)
+    if wp == NULL:
+        return NULL
+    for t in prange(G * npn, schedule="static", num_threads=nthreads):
+        g = t // npn
+        qi = t % npn
+        pack_b(K, min(NR, Og - qi * NR), w + g * Og + qi * NR, G * Og, 1, wp + t * NR * K)
+    return wp
+
+
+cdef void _bias_rows(floating *out, Py_ssize_t ldc, const floating *b, Py_ssize_t m,
+                     Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(m):
+        for j in range(n):
+            out[i * ldc + j] += b[i]
+
+
+cdef void _bias_cols(floating *out, Py_ssize_t ldc, const floating *b, Py_ssize_t m,
+                     Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for i in range(m):
+        for j in range(n):
+            out[i * ldc + j] += b[j]
+
+
+cdef int _nchw(const floating *x, const floating *w, const floating *bias, floating *out,
+               cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
+               bint shared, Py_ssize_t NC, Py_ssize_t nnb, Py_ssize_t MC, Py_ssize_t nmb,
+               int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
+    # out[n, g] (Og x P) = W_g (Og x K) . cols (K x P)
+    cdef Py_ssize_t Cg = geom.C, Og = O // G
+    cdef Py_ssize_t K = Cg * geom.KD * geom.KH * geom.KW
+    cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
+    cdef Py_ssize_t DHW = geom.D * geom.H * geom.W
+    cdef Py_ssize_t mp = (Og + MR - 1) // MR
+    cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
+    cdef Py_ssize_t item, ng, n, g, jb, ib, i0, j0, mc, nc, k0, kc, t
+    cdef floating *bbuf
+    cdef floating *cols
+    cdef const floating *xg
+    cdef const floating *wg
+    cdef floating *og
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    cdef floating *wp = _pack_weights_nchw(w, G, Og, K, MR, nthreads)
+    if wp == NULL:
+        with gil:
+            raise MemoryError("conv (im2col): cannot allocate the packed weights")
+    if not shared:
+        with parallel(num_threads=nthreads):
+            bbuf = <floating *> malloc(KC * ncp * sizeof(floating) + 64)
             if bbuf == NULL:
-                continue
-            n = item // (G * nmb * nnb)
-            rest = item % (G * nmb * nnb)
-            g = rest // (nmb * nnb)
-            ib = (rest // nnb) % nmb
-            jb = rest % nnb
-            i0 = ib * MC
-            j0 = jb * NC
-            mc = min(MC, Og - i0)
-            nc = min(NC, P - j0)
-            k0 = 0
-            while k0 < K:
-                kc = min(KC, K - k0)
-                pack_cols_nchw(&geom, x + (n * G + g) * Cg * DHW, k0, kc, j0, nc, NR, bbuf)
-                gemm_macro(mc, nc, kc, wp + (g * mp + i0 // MR) * MR * K + k0 * MR, MR * K,
-                           bbuf, kc * NR, out + (n * O + g * Og + i0) * P + j0, P, k0 > 0)
-                k0 = k0 + kc
-            if bias != NULL:
-                for i in range(mc):
-                    for j in range(nc):
-                        out[(n * O + g * Og + i0 + i) * P + j0 + j] += bias[g * Og + i0 + i]
-        free(bbuf)
+                failed_p[0] = 1  # through a pointer: a plain assignment is thread-private
+            for item in prange(N * G * nnb, schedule="static"):
+                if bbuf == NULL:
+                    continue
+                n = item // (G * nnb)
+                g = (item // nnb) % G
+                j0 = (item % nnb) * NC
+                nc = min(NC, P - j0)
+                xg = x + (n * G + g) * Cg * DHW
+                og = out + (n * O + g * Og) * P + j0
+                wg = wp + g * mp * MR * K
+                k0 = 0
+                while k0 < K:
+                    kc = min(KC, K - k0)
+                    pack_cols_nchw(&geom, xg, k0, kc, j0, nc, NR, kc * NR, bbuf)
+                    i0 = 0
+                    while i0 < Og:
+                        mc = min(MC, Og - i0)
+                        gemm_macro(mc, nc, kc, wg + i0 * K + k0 * MR, MR * K, bbuf, kc * NR,
+                                   og + i0 * P, P, k0 > 0)
+                        i0 = i0 + mc
+                    k0 = k0 + kc
+                if bias != NULL:
+                    _bias_rows(og, P, bias + g * Og, Og, nc)
+            free(bbuf)
+    else:
+        cols = <floating *> malloc(K * ((P + NR - 1) // NR) * NR * sizeof(floating) + 64)
+        if cols == NULL:
+            failed = 1
+        for ng in range(N * G if cols != NULL else 0):
+            n = ng // G
+            g = ng % G
+            xg = x + ng * Cg * DHW
+            og = out + (n * O + g * Og) * P
+            wg = wp + g * mp * MR * K
+            for t in prange((K + KC - 1) // KC, schedule="static", num_threads=nthreads):
+                pack_cols_nchw(&geom, xg, t * KC, min(KC, K - t * KC), 0, P, NR, K * NR,
+                               cols + t * KC * NR)
+            for ib in prange(nmb, schedule="static", num_threads=nthreads):
+                i0 = ib * MC
+                mc = min(MC, Og - i0)
+                k0 = 0
+                while k0 < K:
+                    kc = min(KC, K - k0)
+                    gemm_macro(mc, P, kc, wg + i0 * K + k0 * MR, MR * K, cols + k0 * NR, K * NR,
+                               og + i0 * P, P, k0 > 0)
+                    k0 = k0 + kc
+                if bias != NULL:
+                    _bias_rows(og + i0 * P, P, bias + g * Og + i0, mc, P)
+        free(cols)
     free(wp)
     if failed:
         with gil:
-            raise MemoryError("im2col: cannot allocate a per-thread packing buffer")
+            raise MemoryError("conv (im2col): cannot allocate a packing buffer")
     return 0
 
 
 cdef int _nhwc(const floating *x, const floating *w, const floating *bias, floating *out,
                cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
-               Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
+               bint shared, Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
                int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
-    # Here the pixel dimension is M (MC, nmb) and output channels are N (NC, nnb).
+    # out[n] (P x Og, row stride O) = cols (P x K) . W_g (K x Og)
     cdef Py_ssize_t Cg = geom.C, Og = O // G, C = geom.ctot
     cdef Py_ssize_t K = Cg * geom.KD * geom.KH * geom.KW
     cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
     cdef Py_ssize_t DHWC = geom.D * geom.H * geom.W * C
-    cdef Py_ssize_t npn = (Og + NR - 1) // NR         # B panels per group
+    cdef Py_ssize_t npn = (Og + NR - 1) // NR
     cdef Py_ssize_t mcp = (MC + MR - 1) // MR * MR
-    cdef Py_ssize_t t, g, qi, item, n, rest, ib, jb, i0, j0, mc, nc, k0, kc, i, j
-    cdef floating *wp = <floating *> malloc(G * npn * NR * K * sizeof(floating) + 64)
+    cdef Py_ssize_t item, ng, n, g, jb, ib, i0, j0, mc, nc, k0, kc, t
     cdef floating *abuf
+    cdef floating *cols
+    cdef const floating *xg
+    cdef const floating *wg
+    cdef floating *og
     cdef int failed = 0
     cdef int *failed_p = &failed
+    cdef floating *wp = _pack_weights_nhwc(w, G, Og, K, NR, nthreads)
     if wp == NULL:
         with gil:
-            raise MemoryError("im2col: cannot allocate the packed weights")
-    for t in prange(G * npn, schedule="static", num_threads=nthreads):
-        g = t // npn
-        qi = t % npn
-        pack_b(K, min(NR, Og - qi * NR), w + g * Og + qi * NR, O, 1, wp + t * NR * K)
-    with parallel(num_threads=nthreads):
-        abuf = <floating *> malloc(KC * mcp * sizeof(floating) + 64)
-        if abuf == NULL:
-            failed_p[0] = 1  # through a pointer: a plain assignment would be thread-private
-        for item in prange(N * G * nmb * nnb, schedule="static"):
+            raise MemoryError("conv (im2col): cannot allocate the packed weights")
+    if not shared:
+        with parallel(num_threads=nthreads):
+            abuf = <floating *> malloc(KC * mcp * sizeof(floating) + 64)
             if abuf == NULL:
-                continue
-            n = item // (G * nmb * nnb)
-            rest = item % (G * nmb * nnb)
-            g = rest // (nmb * nnb)
-            ib = (rest // nnb) % nmb
-            jb = rest % nnb
-            i0 = ib * MC
-            j0 = jb * NC
-            mc = min(MC, P - i0)
-            nc = min(NC, Og - j0)
-            k0 = 0
-            while k0 < K:
-                kc = min(KC, K - k0)
-                pack_cols_nhwc(&geom, x + n * DHWC + g * Cg, i0, mc, k0, kc, MR, abuf)
-                gemm_macro(mc, nc, kc, abuf, kc * MR,
-                           wp + (g * npn + j0 // NR) * NR * K + k0 * NR, NR * K,
-                           out + (n * P + i0) * O + g * Og + j0, O, k0 > 0)
-                k0 = k0 + kc
-            if bias != NULL:
-                for i in range(mc):
-                    for j in range(nc):
-                        out[(n * P + i0 + i) * O + g * Og + j0 + j] += bias[g * Og + j0 + j]
-        free(abuf)
+                failed_p[0] = 1
+            for item in prange(N * G * nmb, schedule="static"):
+                if abuf == NULL:
+                    continue
+                n = item // (G * nmb)
+                g = (item // nmb) % G
+                i0 = (item % nmb) * MC
+                mc = min(MC, P - i0)
+                xg = x + n * DHWC + g * Cg
+                og = out + (n * P + i0) * O + g * Og
+                wg = wp + g * npn * NR * K
+                k0 = 0
+                while k0 < K:
+                    kc = min(KC, K - k0)
+                    pack_cols_nhwc(&geom, xg, i0, mc, k0, kc, MR, kc * MR, abuf)
+                    j0 = 0
+                    while j0 < Og:
+                        nc = min(NC, Og - j0)
+                        gemm_macro(mc, nc, kc, abuf, kc * MR, wg + j0 * K + k0 * NR, NR * K,
+                                   og + j0, O, k0 > 0)
+                        j0 = j0 + nc
+                    k0 = k0 + kc
+                if bias != NULL:
+                    _bias_cols(og, O, bias + g * Og, mc, Og)
+            free(abuf)
+    else:
+        cols = <floating *> malloc(K * ((P + MR - 1) // MR) * MR * sizeof(floating) + 64)
+        if cols == NULL:
+            failed = 1
+        for ng in range(N * G if cols != NULL else 0):
+            n = ng // G
+            g = ng % G
+            xg = x + n * DHWC + g * Cg
+            og = out + n * P * O + g * Og
+            wg = wp + g * npn * NR * K
+            for t in prange((K + KC - 1) // KC, schedule="static", num_threads=nthreads):
+                pack_cols_nhwc(&geom, xg, 0, P, t * KC, min(KC, K - t * KC), MR, K * MR,
+                               cols + t * KC * MR)
+            for jb in prange(nnb, schedule="static", num_threads=nthreads):
+                j0 = jb * NC
+                nc = min(NC, Og - j0)
+                k0 = 0
+                while k0 < K:
+                    kc = min(KC, K - k0)
+                    gemm_macro(P, nc, kc, cols + k0 * MR, K * MR, wg + j0 * K + k0 * NR, NR * K,
+                               og + j0, O, k0 > 0)
+                    k0 = k0 + kc
+                if bias != NULL:
+                    _bias_cols(og + j0, O, bias + g * Og + j0, P, nc)
+        free(cols)
     free(wp)
     if failed:
         with gil:
-            raise MemoryError("im2col: cannot allocate a per-thread packing buffer")
+            raise MemoryError("conv (im2col): cannot allocate a packing buffer")
     return 0
 
 
@@ -301,7 +412,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     cdef const floating[::1] b
     cdef const floating *bp = NULL
     cdef cc_conv_geom geom
-    cdef Py_ssize_t N = x.shape[0], O, Cg, P, MC, nmb, NC, nnb, KC
+    cdef Py_ssize_t N = x.shape[0], O, Cg, P, pb, npb, wb, nwb, KC, punit, ptarget, wunit
     cdef int MR, NR
     if bias is not None:
         b = bias
@@ -310,26 +421,39 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         MR, NR, KC = cconv_mr_f32(), cconv_nr_f32(), CCONV_KC_F32
     else:
         MR, NR, KC = cconv_mr_f64(), cconv_nr_f64(), CCONV_KC_F64
+    cdef Py_ssize_t K, Og, itemsize = sizeof(floating)
+    cdef bint shared
     if channels_last:
         O = w.shape[4]
         Cg = w.shape[3]
         geom = _geom((x.shape[1], x.shape[2], x.shape[3]), (w.shape[0], w.shape[1], w.shape[2]),
-                     (out.shape[1], out.shape[2], out.shape[3]),
-                     Cg, x.shape[4], stride, pad, dil)
-        P = geom.OD * geom.OH * geom.OW
-        NC, nnb, MC, nmb = _blocking(N * G, O // G, P, NR, MR, 512, 240, nthreads)
-        _nhwc(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
-              N, G, O, MC, nmb, NC, nnb, MR, NR, KC, nthreads)
+                     (out.shape[1], out.shape[2], out.shape[3]), Cg, x.shape[4], stride, pad, dil)
     else:
         O = w.shape[0]
         Cg = w.shape[1]
         geom = _geom((x.shape[2], x.shape[3], x.shape[4]), (w.shape[2], w.shape[3], w.shape[4]),
-                     (out.shape[2], out.shape[3], out.shape[4]),
-                     Cg, x.shape[1], stride, pad, dil)
-        P = geom.OD * geom.OH * geom.OW
-        MC, nmb, NC, nnb = _blocking(N * G, O // G, P, MR, NR, 240, 384, nthreads)
+                     (out.shape[2], out.shape[3], out.shape[4]), Cg, x.shape[1], stride, pad, dil)
+    P = geom.OD * geom.OH * geom.OW
+    K = Cg * geom.KD * geom.KH * geom.KW
+    Og = O // G
+    punit, ptarget = (MR, 240) if channels_last else (NR, 384)
+    wunit = NR if channels_last else MR
+    pb, npb = _split(P, ptarget, punit)
+    shared = (nthreads > 1 and N * G * npb < 2 * nthreads
+              and K * (P + punit) * itemsize <= SHARED_MAX_BYTES)
+    if shared:
+        # split the weight dimension evenly over the threads
+        wb, nwb = _split(Og, _cdiv(Og, nthreads), wunit)
+    else:
+        wb, nwb = _split(Og, NC_COLS if channels_last else MC_ROWS, wunit)
+        if nthreads > 1:
+            _, _, pb, npb = _blocking(N * G, 1, P, 1, punit, 1, ptarget, nthreads)
+    if channels_last:
+        _nhwc(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
+              N, G, O, shared, pb, npb, wb, nwb, MR, NR, KC, nthreads)
+    else:
         _nchw(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
-              N, G, O, MC, nmb, NC, nnb, MR, NR, KC, nthreads)
+              N, G, O, shared, pb, npb, wb, nwb, MR, NR, KC, nthreads)
 
 
 def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads):

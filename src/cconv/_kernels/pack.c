@@ -10,12 +10,12 @@ static inline cc_idx imin(cc_idx a, cc_idx b) { return a < b ? a : b; }
 #define DEFINE_PACKERS(T, SUF)                                                                  \
 /* Write a run of `len` consecutive columns (starting at column `col` of the block) of     \
  * B-panel row kk: values src[0], src[ss], ... or zeros when src is NULL. */                \
-static inline void put_run_##SUF(T *bp, cc_idx kc, int nr, cc_idx kk, cc_idx col, cc_idx len,\
+static inline void put_run_##SUF(T *bp, cc_idx ps, int nr, cc_idx kk, cc_idx col, cc_idx len,\
                                  const T *src, cc_idx ss) {                                 \
     while (len > 0) {                                                                       \
         cc_idx j = col % nr;                                                                \
         cc_idx take = imin(nr - j, len);                                                    \
-        T *dst = bp + (col / nr) * kc * nr + kk * nr + j;                                   \
+        T *dst = bp + (col / nr) * ps + kk * nr + j;                                       \
         if (!src) {                                                                         \
             memset(dst, 0, (size_t)take * sizeof(T));                                       \
         } else if (ss == 1) {                                                               \
@@ -31,13 +31,13 @@ static inline void put_run_##SUF(T *bp, cc_idx kc, int nr, cc_idx kk, cc_idx col
 }                                                                                           \
                                                                                             \
 void cconv_pack_b_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k0, cc_idx kc, \
-                                    cc_idx p0, cc_idx nc, int nr, T *bp) {                  \
+                                    cc_idx p0, cc_idx nc, int nr, cc_idx ps, T *bp) {       \
     const cc_idx HW = g->H * g->W, DHW = g->D * HW, OHW = g->OH * g->OW;                    \
     const cc_idx taps = g->KD * g->KH * g->KW;                                              \
     /* Zero the padding columns of the last panel once. */                                  \
     cc_idx ncp = ((nc + nr - 1) / nr) * nr;                                                 \
     for (cc_idx kk = 0; kk < kc && ncp > nc; kk++)                                          \
-        put_run_##SUF(bp, kc, nr, kk, nc, ncp - nc, NULL, 0);                               \
+        put_run_##SUF(bp, ps, nr, kk, nc, ncp - nc, NULL, 0);                               \
     for (cc_idx kk = 0; kk < kc; kk++) {                                                    \
         cc_idx k = k0 + kk;                                                                 \
         cc_idx c = k / taps, t = k % taps;                                                  \
@@ -56,15 +56,15 @@ void cconv_pack_b_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k0
             cc_idx ih = oh * g->sh + kh * g->dh - g->ph;                                    \
             cc_idx col = p - p0;                                                            \
             if (id < 0 || id >= g->D || ih < 0 || ih >= g->H || ow_lo >= ow_hi) {            \
-                put_run_##SUF(bp, kc, nr, kk, col, run_end - p, NULL, 0);                   \
+                put_run_##SUF(bp, ps, nr, kk, col, run_end - p, NULL, 0);                   \
             } else {                                                                        \
                 cc_idx a = imax(ow, imin(ow_lo, ow_end));                                   \
                 cc_idx b = imax(a, imin(ow_hi, ow_end));                                    \
                 const T *row = xc + id * HW + ih * g->W + woff;                             \
-                if (a > ow) put_run_##SUF(bp, kc, nr, kk, col, a - ow, NULL, 0);            \
-                if (b > a) put_run_##SUF(bp, kc, nr, kk, col + (a - ow), b - a,             \
+                if (a > ow) put_run_##SUF(bp, ps, nr, kk, col, a - ow, NULL, 0);            \
+                if (b > a) put_run_##SUF(bp, ps, nr, kk, col + (a - ow), b - a,             \
                                          row + a * g->sw, g->sw);                           \
-                if (ow_end > b) put_run_##SUF(bp, kc, nr, kk, col + (b - ow), ow_end - b,   \
+                if (ow_end > b) put_run_##SUF(bp, ps, nr, kk, col + (b - ow), ow_end - b,   \
                                               NULL, 0);                                     \
             }                                                                               \
             p = run_end;                                                                    \
@@ -73,12 +73,12 @@ void cconv_pack_b_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k0
 }                                                                                           \
                                                                                             \
 void cconv_pack_a_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx p0, cc_idx mc, \
-                                    cc_idx k0, cc_idx kc, int mr, T *ap) {                  \
+                                    cc_idx k0, cc_idx kc, int mr, cc_idx ps, T *ap) {       \
     const cc_idx OHW = g->OH * g->OW, C = g->C, ct = g->ctot;                               \
     const T *src[64];                                                                       \
     cc_idx npanels = (mc + mr - 1) / mr;                                                    \
     for (cc_idx pn = 0; pn < npanels; pn++) {                                               \
-        T *panel = ap + pn * kc * mr;                                                       \
+        T *panel = ap + pn * ps;                                                            \
         cc_idx rows = imin(mr, mc - pn * mr);                                               \
         cc_idx kk = 0;                                                                      \
         while (kk < kc) {                                                                   \

@@ -8,11 +8,13 @@
  *   K index k = ((c*KD + kd)*KH + kh)*KW + kw   (matches weight (O, Cg, KD, KH, KW))
  *   P index p = (od*OH + oh)*OW + ow
  *   cols are the B operand: cconv_pack_b_im2col_nchw_* writes NR-column panels
- *   (layout of gemm.h) for rows k0..k0+kc-1 and columns p0..p0+nc-1.
+ *   (layout of gemm.h) for rows k0..k0+kc-1 and columns p0..p0+nc-1; consecutive
+ *   panels are ps elements apart (ps = kc*NR for a KC block, K*NR with bp offset by
+ *   k0*NR for a buffer holding all of K).
  * NHWC ("channels last") maps to  out[P, O] = cols[P, K] x W[K, O]:
  *   K index k = ((kd*KH + kh)*KW + kw)*Cg + c  (matches weight (KD, KH, KW, Cg, O))
  *   cols are the A operand: cconv_pack_a_im2col_nhwc_* writes MR-row panels for rows
- *   (pixels) p0..p0+mc-1 and columns k0..k0+kc-1.
+ *   (pixels) p0..p0+mc-1 and columns k0..k0+kc-1, panels ps elements apart.
  */
 #ifndef CCONV_PACK_H
 #define CCONV_PACK_H
@@ -32,13 +34,13 @@ typedef struct {
 
 /* x points at channel 0 of this group of one image (NCHW: x + (n*C + g*Cg)*D*H*W). */
 void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
-                                  cc_idx p0, cc_idx nc, int nr, float *bp);
+                                  cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp);
 void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
-                                  cc_idx p0, cc_idx nc, int nr, double *bp);
+                                  cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp);
 /* x points at channel 0 of this group of one image (NHWC: x + n*D*H*W*ctot + g*Cg). */
 void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
-                                  cc_idx k0, cc_idx kc, int mr, float *ap);
+                                  cc_idx k0, cc_idx kc, int mr, cc_idx ps, float *ap);
 void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
-                                  cc_idx k0, cc_idx kc, int mr, double *ap);
+                                  cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap);
 
 #endif
