@@ -106,9 +106,14 @@ def _torch_fn(s, x, w, b, layout):
     return run
 
 
-def time_fn(fn, repeat, min_time=0.02):
+def time_fn(fn, repeat, min_time=0.02, cooldown=0.15):
     """Median and spread (min, max) of `repeat` timings, each an average over enough
-    calls to last min_time seconds."""
+    calls to last min_time seconds.
+
+    Each library keeps its own thread pool (cconv's and PyTorch's OpenMP, NumPy's
+    OpenBLAS) whose idle threads spin for a while after a call; the cooldown lets the
+    previous library's threads go to sleep so they do not steal the cores."""
+    time.sleep(cooldown)
     fn()
     t0 = time.perf_counter()
     fn()
