@@ -69,4 +69,21 @@ int cconv_gemm_f32(cc_idx m, cc_idx n, cc_idx k, const float *a, cc_idx rsa, cc_
 int cconv_gemm_f64(cc_idx m, cc_idx n, cc_idx k, const double *a, cc_idx rsa, cc_idx csa,
                    const double *b, cc_idx rsb, cc_idx csb, double *c, cc_idx ldc, int nthreads);
 
+/* Indirect micro-kernel (XNNPACK-style "igemm"), used where packing A would cost more
+ * than the product, e.g. channels-last convolution where each A row is a run of
+ * contiguous input channels:
+ *   C[0:m, 0:n] = (accumulate ? C : 0) + sum_{k<kc} a_rows[i][k] * B[k, j]
+ * a_rows: MR row pointers of the active ISA's tile (rows i >= m are never read, may be
+ *         NULL); row i is read at a_rows[i][0..kc-1] only.
+ * b:      one packed B panel (gemm.h layout: element (k, j) at b[k*NR + j]), zero
+ *         beyond column n.
+ * c:      row-major, row stride ldc; only C[0:m, 0:n] is read or written.
+ * Accumulation follows the same rule as the macro-kernel (one running FMA sum per
+ * element, starting from C when accumulating), so splitting k over several calls gives
+ * bitwise the same result as one call. m <= MR, n <= NR, kc >= 0. */
+void cconv_igemm_ukernel_f32(cc_idx kc, const float *const *a_rows, const float *b, float *c,
+                             cc_idx ldc, cc_idx m, cc_idx n, int accumulate);
+void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b, double *c,
+                             cc_idx ldc, cc_idx m, cc_idx n, int accumulate);
+
 #endif
