@@ -13,7 +13,7 @@ item always runs in KC steps in order, so results do not depend on the thread co
 cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, parallel
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, calloc, free
 from libc.stdint cimport int64_t
 
 import numpy as np
@@ -39,6 +39,10 @@ cdef extern from "gemm.h" nogil:
                               const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
     void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
                               const double *bp, cc_idx ps_b, double *c, cc_idx ldc, int accumulate)
+    void cconv_igemm_ukernel_f32(cc_idx kc, const float *const *a_rows, const float *b, float *c,
+                                 cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+    void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b,
+                                 double *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
 
 cdef extern from "pack.h" nogil:
     ctypedef struct cc_conv_geom:
@@ -50,6 +54,10 @@ cdef extern from "pack.h" nogil:
                                       cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp)
     void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
                                       cc_idx k0, cc_idx kc, int mr, cc_idx ps, float *ap)
+    void cconv_pack_b_rows_f32(const float *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
+                               cc_idx nc, int nr, cc_idx ps, float *bp)
+    void cconv_pack_b_rows_f64(const double *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
+                               cc_idx nc, int nr, cc_idx ps, double *bp)
     void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
                                       cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap)
 
@@ -79,6 +87,22 @@ cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, c
         cconv_gemm_macro_f32(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
     else:
         cconv_gemm_macro_f64(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
+
+
+cdef inline void igemm_tile(cc_idx kc, const floating **a_rows, const floating *b, floating *c,
+                            cc_idx ldc, cc_idx m, cc_idx n, int accumulate) noexcept nogil:
+    if floating is float:
+        cconv_igemm_ukernel_f32(kc, a_rows, b, c, ldc, m, n, accumulate)
+    else:
+        cconv_igemm_ukernel_f64(kc, a_rows, b, c, ldc, m, n, accumulate)
+
+
+cdef inline void pack_rows(const floating *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
+                           cc_idx nc, int nr, cc_idx ps, floating *bp) noexcept nogil:
+    if floating is float:
+        cconv_pack_b_rows_f32(base, offs, kc, j0, nc, nr, ps, bp)
+    else:
+        cconv_pack_b_rows_f64(base, offs, kc, j0, nc, nr, ps, bp)
 
 
 cdef inline void pack_cols_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
@@ -178,6 +202,10 @@ cdef enum:
     SHARED_MAX_BYTES = 32 * 1024 * 1024
     MC_ROWS = 240      # weight rows per macro-kernel call (NCHW), rounded to a multiple of MR
     NC_COLS = 512      # weight columns per macro-kernel call (NHWC), rounded to NR
+    # channels-last with at least this many channels per group reads A rows in place
+    # (indirect micro-kernel) instead of packing them: the transposing pack of a few
+    # channels per pixel costs more than the product.
+    INDIRECT_MIN_CHANNELS = 16
 
 
 cdef floating *_pack_weights_nchw(const floating *w, Py_ssize_t G, Py_ssize_t Og,
@@ -392,6 +420,199 @@ cdef int _nhwc(const floating *x, const floating *w, const floating *bias, float
     return 0
 
 
+cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *bias,
+                        floating *out, cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G,
+                        Py_ssize_t O, Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC,
+                        Py_ssize_t nnb, int MR, int NR, Py_ssize_t KC,
+                        int nthreads) except -1 nogil:
+    # Channels-last without packing the input: for each tap, an MR-pixel tile's A rows
+    # are runs of Cg contiguous input channels, read in place through row pointers (an
+    # indirection table per pixel block; taps in the padding point at a zero row).
+    # out[n] (P x Og) = sum over taps t, channels c of x[pixel(p, t), c] . W_g[t*Cg + c, :]
+    cdef Py_ssize_t Cg = geom.C, Og = O // G, C = geom.ctot
+    cdef Py_ssize_t taps = geom.KD * geom.KH * geom.KW
+    cdef Py_ssize_t K = Cg * taps
+    cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
+    cdef Py_ssize_t DHWC = geom.D * geom.H * geom.W * C
+    cdef Py_ssize_t npn = (Og + NR - 1) // NR
+    cdef Py_ssize_t mcp = (MC + MR - 1) // MR * MR
+    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, t, p, q, i, jp, it, seg_t, c0, seg
+    cdef Py_ssize_t od, oh, ow, idd, ih, iw, kd, kh, kw, tk0, tk1
+    cdef const floating **table
+    cdef const floating **ap
+    cdef const floating *xg
+    cdef const floating *wg
+    cdef floating *og
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    cdef floating *zero = <floating *> calloc(Cg + 16, sizeof(floating))
+    cdef floating *wp = _pack_weights_nhwc(w, G, Og, K, NR, nthreads)
+    if wp == NULL or zero == NULL:
+        free(wp)
+        free(zero)
+        with gil:
+            raise MemoryError("conv (im2col): cannot allocate the packed weights")
+    with parallel(num_threads=nthreads):
+        # the table, then MR row pointers for the tile being computed (per thread)
+        table = <const floating **> malloc((taps * mcp + MR) * sizeof(floating *) + 64)
+        ap = table + taps * mcp
+        if table == NULL:
+            failed_p[0] = 1
+        for item in prange(N * G * nmb * nnb, schedule="static"):
+            if table == NULL:
+                continue
+            n = item // (G * nmb * nnb)
+            g = (item // (nmb * nnb)) % G
+            i0 = ((item // nnb) % nmb) * MC
+            j0 = (item % nnb) * NC
+            mc = min(MC, P - i0)
+            nc = min(NC, Og - j0)
+            xg = x + n * DHWC + g * Cg
+            og = out + (n * P + i0) * O + g * Og + j0
+            wg = wp + (g * npn + j0 // NR) * NR * K
+            # indirection table: table[t * mcp + p] = row of pixel i0 + p for tap t
+            for p in range(mc):
+                q = i0 + p
+                od = q // (geom.OH * geom.OW)
+                oh = (q // geom.OW) % geom.OH
+                ow = q % geom.OW
+                for t in range(taps):
+                    kd = t // (geom.KH * geom.KW)
+                    kh = (t // geom.KW) % geom.KH
+                    kw = t % geom.KW
+                    idd = od * geom.sd + kd * geom.dd - geom.pd
+                    ih = oh * geom.sh + kh * geom.dh - geom.ph
+                    iw = ow * geom.sw + kw * geom.dw - geom.pw
+                    if (idd >= 0 and idd < geom.D and ih >= 0 and ih < geom.H
+                            and iw >= 0 and iw < geom.W):
+                        table[t * mcp + p] = xg + ((idd * geom.H + ih) * geom.W + iw) * C
+                    else:
+                        table[t * mcp + p] = zero
+            # K in blocks of about KC (whole taps when Cg < KC), then B panels, then
+            # pixel tiles: a kc x NR slice of B stays in L1 across the pixel tiles.
+            k0 = 0
+            while k0 < K:
+                kc = min(max(KC // Cg, 1) * Cg, K - k0) if Cg < KC else min(KC, K - k0)
+                jp = 0
+                while jp * NR < nc:
+                    it = 0
+                    while it < mc:
+                        # one call per tap segment inside [k0, k0 + kc)
+                        t = k0 // Cg
+                        c0 = k0 % Cg
+                        seg_t = 0
+                        while seg_t < kc:
+                            seg = min(Cg - c0, kc - seg_t)
+                            for i in range(MR):
+                                ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
+                            igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
+                                       og + it * O + jp * NR, O, min(MR, mc - it),
+                                       min(NR, nc - jp * NR), k0 + seg_t > 0)
+                            seg_t = seg_t + seg
+                            t = t + 1
+                            c0 = 0
+                        it = it + MR
+                    jp = jp + 1
+                k0 = k0 + kc
+            if bias != NULL:
+                _bias_cols(og, O, bias + g * Og + j0, mc, nc)
+        free(table)
+    free(wp)
+    free(zero)
+    if failed:
+        with gil:
+            raise MemoryError("conv (im2col): cannot allocate an indirection table")
+    return 0
+
+
+cdef int _nchw_virtual(const floating *xp, const floating *w, const floating *bias,
+                       floating *out, cc_conv_geom geom, Py_ssize_t Dp, Py_ssize_t Hp,
+                       Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
+                       Py_ssize_t NC, Py_ssize_t nnb, Py_ssize_t MC, Py_ssize_t nmb,
+                       int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
+    # Stride-1 NCHW on a zero-padded copy xp (N, C, Dp, Hp, Wp): the output is computed
+    # on the padded grid (virtual pixel v = (od*Hp + oh)*Wp + ow), where every row of
+    # cols is a contiguous run of xp (pack.h, cconv_pack_b_rows). Columns with
+    # ow >= OW or oh >= OH are computed into a per-thread tile and dropped.
+    cdef Py_ssize_t Cg = geom.C, Og = O // G
+    cdef Py_ssize_t taps = geom.KD * geom.KH * geom.KW
+    cdef Py_ssize_t K = Cg * taps
+    cdef Py_ssize_t OD = geom.OD, OH = geom.OH, OW = geom.OW
+    cdef Py_ssize_t P = OD * OH * OW
+    cdef Py_ssize_t HWp = Hp * Wp, DHWp = Dp * HWp
+    cdef Py_ssize_t VP = ((OD - 1) * Hp + OH - 1) * Wp + OW
+    cdef Py_ssize_t mp = (Og + MR - 1) // MR
+    cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
+    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, k, c, t, v, vend, od, oh, ow, r, cnt, i, q
+    cdef floating *bbuf
+    cdef floating *ctile
+    cdef const floating *base
+    cdef const floating *wg
+    cdef const floating *src
+    cdef floating *dst
+    cdef floating bv
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    cdef cc_idx *offs = <cc_idx *> malloc(K * sizeof(cc_idx) + 8)
+    cdef floating *wp = _pack_weights_nchw(w, G, Og, K, MR, nthreads)
+    if wp == NULL or offs == NULL:
+        free(wp)
+        free(offs)
+        with gil:
+            raise MemoryError("conv (im2col): cannot allocate the packed weights")
+    for k in range(K):
+        c = k // taps
+        t = k % taps
+        offs[k] = (c * DHWp + (t // (geom.KH * geom.KW)) * geom.dd * HWp
+                   + ((t // geom.KW) % geom.KH) * geom.dh * Wp + (t % geom.KW) * geom.dw)
+    with parallel(num_threads=nthreads):
+        bbuf = <floating *> malloc((KC * ncp + MC * NC) * sizeof(floating) + 64)
+        ctile = bbuf + KC * ncp
+        if bbuf == NULL:
+            failed_p[0] = 1
+        for item in prange(N * G * nnb * nmb, schedule="static"):
+            if bbuf == NULL:
+                continue
+            n = item // (G * nnb * nmb)
+            g = (item // (nnb * nmb)) % G
+            j0 = ((item // nmb) % nnb) * NC
+            i0 = (item % nmb) * MC
+            nc = min(NC, VP - j0)
+            mc = min(MC, Og - i0)
+            base = xp + (n * G + g) * Cg * DHWp
+            wg = wp + g * mp * MR * K + i0 * K
+            k0 = 0
+            while k0 < K:
+                kc = min(KC, K - k0)
+                pack_rows(base, offs + k0, kc, j0, nc, NR, kc * NR, bbuf)
+                gemm_macro(mc, nc, kc, wg + k0 * MR, MR * K, bbuf, kc * NR, ctile, NC, k0 > 0)
+                k0 = k0 + kc
+            # keep the real pixels: runs of one output row at a time
+            v = j0
+            while v < j0 + nc:
+                od = v // HWp
+                r = v % HWp
+                oh = r // Wp
+                ow = r % Wp
+                vend = min(j0 + nc, v + (Wp - ow))
+                if oh < OH and ow < OW:
+                    cnt = min(OW, ow + (vend - v)) - ow
+                    for i in range(mc):
+                        src = ctile + i * NC + (v - j0)
+                        dst = out + (n * O + g * Og + i0 + i) * P + (od * OH + oh) * OW + ow
+                        bv = bias[g * Og + i0 + i] if bias != NULL else 0
+                        for q in range(cnt):
+                            dst[q] = src[q] + bv
+                v = vend
+        free(bbuf)
+    free(wp)
+    free(offs)
+    if failed:
+        with gil:
+            raise MemoryError("conv (im2col): cannot allocate a packing buffer")
+    return 0
+
+
 cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, Py_ssize_t Cg, Py_ssize_t ctot,
                         tuple stride, tuple pad, tuple dil):
     cdef cc_conv_geom g
@@ -404,6 +625,37 @@ cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, Py_ssize_t Cg, Py_ssize
     g.pd, g.ph, g.pw = pad
     g.ctot = ctot
     return g
+
+
+cdef double _virtual_waste(cc_conv_geom g):
+    """Computed / kept output pixels of the padded-grid (virtual pixel) scheme."""
+    cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh, Wp = g.OW + (g.KW - 1) * g.dw
+    cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
+    return VP / <double> (g.OD * g.OH * g.OW)
+
+
+cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                       floating[:, :, :, :, ::1] out, const floating *bp, cc_conv_geom geom,
+                       Py_ssize_t N, Py_ssize_t G, Py_ssize_t O, int MR, int NR,
+                       Py_ssize_t KC, int nthreads):
+    # Zero-padded copy sized so every tap of every output pixel is inside it.
+    cdef Py_ssize_t Dp = geom.OD + (geom.KD - 1) * geom.dd
+    cdef Py_ssize_t Hp = geom.OH + (geom.KH - 1) * geom.dh
+    cdef Py_ssize_t Wp = geom.OW + (geom.KW - 1) * geom.dw
+    cdef Py_ssize_t D = min(geom.D, Dp - geom.pd), H = min(geom.H, Hp - geom.ph)
+    cdef Py_ssize_t W = min(geom.W, Wp - geom.pw)
+    xa = np.asarray(x)
+    xpad = np.zeros((N, xa.shape[1], Dp, Hp, Wp), dtype=xa.dtype)
+    xpad[:, :, geom.pd:geom.pd + D, geom.ph:geom.ph + H, geom.pw:geom.pw + W] = xa[:, :, :D, :H, :W]
+    cdef const floating[:, :, :, :, ::1] xpv = xpad
+    cdef Py_ssize_t Og = O // G
+    cdef Py_ssize_t VP = ((geom.OD - 1) * Hp + geom.OH - 1) * Wp + geom.OW
+    cdef Py_ssize_t mb, nmb, nb, nnb, nct
+    mb, nmb = _split(Og, MC_ROWS, MR)
+    nct = max(NR, min(384, (65536 // mb) // NR * NR))
+    mb, nmb, nb, nnb = _blocking(N * G, Og, VP, MR, NR, MC_ROWS, nct, nthreads)
+    _nchw_virtual[floating](&xpv[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
+                  Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, nthreads)
 
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
@@ -448,9 +700,17 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         wb, nwb = _split(Og, NC_COLS if channels_last else MC_ROWS, wunit)
         if nthreads > 1:
             _, _, pb, npb = _blocking(N * G, 1, P, 1, punit, 1, ptarget, nthreads)
-    if channels_last:
+    if channels_last and Cg >= INDIRECT_MIN_CHANNELS and MR <= 64:
+        # no cols pack at all: split pixels and output channels freely
+        pb, npb = _split(P, ptarget, punit)
+        wb, nwb, pb, npb = _blocking(N * G, Og, P, NR, MR, NC_COLS, ptarget, nthreads)
+        _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
+                       N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
+    elif channels_last:
         _nhwc(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
               N, G, O, shared, pb, npb, wb, nwb, MR, NR, KC, nthreads)
+    elif stride == (1, 1, 1) and _virtual_waste(geom) <= 1.5:
+        _run_nchw_virtual(x, w, out, bp, geom, N, G, O, MR, NR, KC, nthreads)
     else:
         _nchw(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
               N, G, O, shared, pb, npb, wb, nwb, MR, NR, KC, nthreads)

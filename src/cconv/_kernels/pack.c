@@ -106,5 +106,18 @@ void cconv_pack_a_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx p0
     }                                                                                       \
 }
 
+#define DEFINE_ROW_PACKER(T, SUF)                                                           \
+void cconv_pack_b_rows_##SUF(const T *base, const cc_idx *offs, cc_idx kc, cc_idx j0,      \
+                             cc_idx nc, int nr, cc_idx ps, T *bp) {                         \
+    cc_idx ncp = ((nc + nr - 1) / nr) * nr;                                                 \
+    for (cc_idx kk = 0; kk < kc; kk++) {                                                    \
+        const T *src = base + offs[kk] + j0;                                                \
+        put_run_##SUF(bp, ps, nr, kk, 0, nc, src, 1);                                       \
+        if (ncp > nc) put_run_##SUF(bp, ps, nr, kk, nc, ncp - nc, NULL, 0);                 \
+    }                                                                                       \
+}
+
 DEFINE_PACKERS(float, f32)
 DEFINE_PACKERS(double, f64)
+DEFINE_ROW_PACKER(float, f32)
+DEFINE_ROW_PACKER(double, f64)

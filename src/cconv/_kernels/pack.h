@@ -43,4 +43,15 @@ void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx 
 void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
                                   cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap);
 
+/* B rows given by offsets: row kk of the block is base[offs[kk] + j0 .. + nc - 1]
+ * (contiguous), packed into NR-column panels ps elements apart, zero past nc.
+ * Stride-1 NCHW convolution over a zero-padded input is such a matrix: with the
+ * output computed on the padded grid ("virtual pixels" v = (od*Hp + oh)*Wp + ow),
+ * tap (c, kd, kh, kw) reads x_pad[off_k + v], off_k = c*Dp*Hp*Wp + kd*dd*Hp*Wp +
+ * kh*dh*Wp + kw*dw. The columns with ow >= OW are computed and dropped. */
+void cconv_pack_b_rows_f32(const float *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
+                           cc_idx nc, int nr, cc_idx ps, float *bp);
+void cconv_pack_b_rows_f64(const double *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
+                           cc_idx nc, int nr, cc_idx ps, double *bp);
+
 #endif
