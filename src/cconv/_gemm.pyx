@@ -6,10 +6,11 @@ at import (``CCONV_ISA=avx512|avx2|generic`` forces one) and can be changed with
 ``select_isa``.
 """
 import os
+import time
 
 import numpy as np
 cimport numpy as cnp
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, intptr_t
 
 cnp.import_array()
 
@@ -32,6 +33,19 @@ cdef extern from "gemm.h" nogil:
     int cconv_gemm_f64(cc_idx m, cc_idx n, cc_idx k, const double *a, cc_idx rsa, cc_idx csa,
                        const double *b, cc_idx rsb, cc_idx csb, double *c, cc_idx ldc,
                        int nthreads)
+    void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap)
+    void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
+                          double *ap)
+    void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
+                              const float *bp, cc_idx ps_b, float *c, cc_idx ldc,
+                              int accumulate)
+    void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
+                              const double *bp, cc_idx ps_b, double *c, cc_idx ldc,
+                              int accumulate)
+    void cconv_igemm_ukernel_f32(cc_idx kc, const float *const *a_rows, const float *b,
+                                 float *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+    void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b,
+                                 double *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
 
 _ISA_IDS = {"generic": CCONV_ISA_GENERIC, "avx2": CCONV_ISA_AVX2, "avx512": CCONV_ISA_AVX512}
 
@@ -116,6 +130,117 @@ def matmul(a, b, int nthreads=1):
     if rc != 0:
         raise MemoryError("cconv GEMM could not allocate its packing buffers")
     return C
+
+
+def igemm_tile(a, rows, b, c, bint accumulate=False):
+    """Test hook for the indirect micro-kernel (``cconv_igemm_ukernel_*``).
+
+    Computes, in place, ``c[:m, :n] = (c if accumulate else 0) + a[rows] @ b`` with
+    ``m = len(rows)`` (1 <= m <= MR of the active path) and ``n = b.shape[1]``
+    (1 <= n <= NR). Row i of the tile is the pointer ``&a[rows[i], 0]`` (rows may repeat
+    or come in any order); the MR - m unused row pointers are NULL. ``b`` (kc x n) is
+    packed into one zero-padded NR panel. ``a`` needs unit column stride and
+    ``a.shape[1] >= kc``; ``c`` is a writable (m, n) array with unit column stride whose
+    row stride is passed as ldc (a view into a larger array is fine).
+    """
+    cdef cnp.ndarray A = a
+    cdef cnp.ndarray B = b
+    cdef cnp.ndarray C = c
+    if A.ndim != 2 or B.ndim != 2 or C.ndim != 2:
+        raise ValueError("igemm_tile expects 2-D a, b and c")
+    dt = A.dtype
+    if dt not in (np.float32, np.float64) or B.dtype != dt or C.dtype != dt:
+        raise TypeError("igemm_tile expects float32 or float64 arrays of one dtype")
+    mr, nr = tile_shape(dt)
+    cdef cc_idx m = len(rows), n = B.shape[1], kc = B.shape[0]
+    if not (1 <= m <= mr and 1 <= n <= nr):
+        raise ValueError(f"tile {m}x{n} outside 1..{mr} x 1..{nr}")
+    if A.shape[1] < kc or (kc > 0 and A.shape[0] > 0 and _elem_stride(A, 1) != 1):
+        raise ValueError("a needs unit column stride and at least kc columns")
+    if C.shape[0] != m or C.shape[1] != n or (n > 1 and _elem_stride(C, 1) != 1):
+        raise ValueError("c must be an (m, n) array with unit column stride")
+    if not C.flags.writeable:
+        raise ValueError("c must be writable")
+    cdef cc_idx ldc = _elem_stride(C, 0)
+    cdef cc_idx rsa = _elem_stride(A, 0)
+    panel = np.zeros((max(kc, 1), nr), dtype=dt)
+    panel[:kc, :n] = B
+    cdef cnp.ndarray P = panel
+    cdef cnp.ndarray ptrs = np.zeros(mr, dtype=np.intp)
+    cdef intptr_t *pp = <intptr_t *>cnp.PyArray_DATA(ptrs)
+    cdef char *base = <char *>cnp.PyArray_DATA(A)
+    cdef Py_ssize_t i, r, item = A.itemsize
+    for i in range(m):
+        r = int(rows[i])
+        if not 0 <= r < A.shape[0]:
+            raise IndexError(f"row {r} out of range")
+        pp[i] = <intptr_t>(base + r * rsa * item)
+    cdef void *pb = cnp.PyArray_DATA(P)
+    cdef void *pc = cnp.PyArray_DATA(C)
+    cdef int acc = accumulate
+    if dt == np.float32:
+        with nogil:
+            cconv_igemm_ukernel_f32(kc, <const float *const *>pp, <const float *>pb,
+                                    <float *>pc, ldc, m, n, acc)
+    else:
+        with nogil:
+            cconv_igemm_ukernel_f64(kc, <const double *const *>pp, <const double *>pb,
+                                    <double *>pc, ldc, m, n, acc)
+    return c
+
+
+def _bench_tile(dtype, str kind, cc_idx kc, long reps=20000, int repeat=5):
+    """Test/benchmark hook: best seconds per call of one full MR x NR tile with k = kc,
+    accumulating into an L1-resident C. kind 'igemm': the indirect micro-kernel on MR row
+    pointers into a contiguous MR x kc buffer; kind 'packed': the macro-kernel on one
+    packed A panel and one B panel (a single full tile: the packed micro-kernel)."""
+    dt = np.dtype(dtype)
+    cdef int mr, nr
+    mr, nr = tile_shape(dt)
+    rng = np.random.default_rng(0)
+    cdef cnp.ndarray A = np.ascontiguousarray(rng.standard_normal((mr, kc)).astype(dt))
+    cdef cnp.ndarray P = np.ascontiguousarray(rng.standard_normal((kc, nr)).astype(dt))
+    cdef cnp.ndarray AP = np.zeros(mr * kc + 1, dtype=dt)
+    cdef cnp.ndarray C = np.zeros((mr, nr), dtype=dt)
+    cdef cnp.ndarray ptrs = np.zeros(mr, dtype=np.intp)
+    cdef intptr_t *pp = <intptr_t *>cnp.PyArray_DATA(ptrs)
+    cdef char *base = <char *>cnp.PyArray_DATA(A)
+    cdef int i
+    cdef Py_ssize_t item = A.itemsize
+    for i in range(mr):
+        pp[i] = <intptr_t>(base + i * kc * item)
+    cdef void *pa = cnp.PyArray_DATA(A)
+    cdef void *pap = cnp.PyArray_DATA(AP)
+    cdef void *pb = cnp.PyArray_DATA(P)
+    cdef void *pc = cnp.PyArray_DATA(C)
+    cdef bint f32 = dt == np.float32
+    cdef bint ind = kind == "igemm"
+    if not ind and kind != "packed":
+        raise ValueError("kind must be 'igemm' or 'packed'")
+    if f32:
+        cconv_pack_a_f32(mr, kc, <const float *>pa, kc, 1, <float *>pap)
+    else:
+        cconv_pack_a_f64(mr, kc, <const double *>pa, kc, 1, <double *>pap)
+    cdef long r
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        with nogil:
+            for r in range(reps):
+                if ind and f32:
+                    cconv_igemm_ukernel_f32(kc, <const float *const *>pp, <const float *>pb,
+                                            <float *>pc, nr, mr, nr, 1)
+                elif ind:
+                    cconv_igemm_ukernel_f64(kc, <const double *const *>pp, <const double *>pb,
+                                            <double *>pc, nr, mr, nr, 1)
+                elif f32:
+                    cconv_gemm_macro_f32(mr, nr, kc, <const float *>pap, mr * kc,
+                                         <const float *>pb, kc * nr, <float *>pc, nr, 1)
+                else:
+                    cconv_gemm_macro_f64(mr, nr, kc, <const double *>pap, mr * kc,
+                                         <const double *>pb, kc * nr, <double *>pc, nr, 1)
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
 
 
 def _select_isa_from_env():

@@ -601,6 +601,311 @@ void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_id
 }
 
 /* ------------------------------------------------------------------------------------
+ * Indirect micro-kernels ("igemm", XNNPACK style): A is given as MR row pointers
+ * instead of a packed panel, so channels-last convolution can feed input rows without
+ * packing them.
+ *
+ * Common contract (kc >= 0; a_rows: MR row pointers, all valid; b: one packed B panel,
+ * element (k, j) at b[k*NR + j]):
+ *   C[0:MR, 0:NR] = (accumulate ? C : 0) + sum_k a_rows[i][k] * B[k, j]
+ * computed per element exactly like the packed micro-kernels (acc = accumulate ? C : 0;
+ * for k = 0..kc-1: acc = fma(a_rows[i][k], B[k,j], acc); C = acc), so the result is
+ * bitwise the packed kernels' result on the same data. Row i is read at
+ * a_rows[i][0..kc-1] only. The full MR x NR tile of C is read/written (row stride ldc,
+ * unit column stride); partial tiles go through the igemm_tile_* wrappers below.
+ * No alignment requirements.
+ *
+ * The k loop indexes every row pointer with the loop counter (a_i[kk]: one base register
+ * per row, one shared index register, unrolled steps become displacements) and advances
+ * only the B pointer: 12 row bases + index + B = 14 general registers for MR = 12, which
+ * x86-64 holds without spilling inside the loop.
+ * ---------------------------------------------------------------------------------- */
+
+/* sgemm_iukernel_4x8_generic: igemm contract above, MR=4, NR=8, float (fmaf). */
+static void sgemm_iukernel_4x8_generic(cc_idx kc, const float *const *restrict a_rows,
+                                       const float *restrict b, float *restrict c,
+                                       cc_idx ldc, int accumulate)
+{
+    const float *a[GEN_MR];
+    float t[GEN_MR][GEN_NR];
+    for (int i = 0; i < GEN_MR; i++) {
+        a[i] = a_rows[i];
+        for (int j = 0; j < GEN_NR; j++)
+            t[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
+    }
+    for (cc_idx kk = 0; kk < kc; kk++) {
+        for (int i = 0; i < GEN_MR; i++) {
+            const float ai = a[i][kk];
+            for (int j = 0; j < GEN_NR; j++)
+                t[i][j] = fmaf(ai, b[j], t[i][j]);
+        }
+        b += GEN_NR;
+    }
+    for (int i = 0; i < GEN_MR; i++)
+        for (int j = 0; j < GEN_NR; j++)
+            c[i * ldc + j] = t[i][j];
+}
+
+/* dgemm_iukernel_4x8_generic: igemm contract above, MR=4, NR=8, double (fma). */
+static void dgemm_iukernel_4x8_generic(cc_idx kc, const double *const *restrict a_rows,
+                                       const double *restrict b, double *restrict c,
+                                       cc_idx ldc, int accumulate)
+{
+    const double *a[GEN_MR];
+    double t[GEN_MR][GEN_NR];
+    for (int i = 0; i < GEN_MR; i++) {
+        a[i] = a_rows[i];
+        for (int j = 0; j < GEN_NR; j++)
+            t[i][j] = accumulate ? c[i * ldc + j] : 0.0;
+    }
+    for (cc_idx kk = 0; kk < kc; kk++) {
+        for (int i = 0; i < GEN_MR; i++) {
+            const double ai = a[i][kk];
+            for (int j = 0; j < GEN_NR; j++)
+                t[i][j] = fma(ai, b[j], t[i][j]);
+        }
+        b += GEN_NR;
+    }
+    for (int i = 0; i < GEN_MR; i++)
+        for (int j = 0; j < GEN_NR; j++)
+            c[i * ldc + j] = t[i][j];
+}
+
+#if CCONV_X86
+
+/* All x86 igemm kernels share one loop shape. Before the loop each row pointer is moved
+ * to the end of its kc-element run (a_i = a_rows[i] + kc) and the shared index kk runs
+ * from -kc up to 0, so the loop needs no bound register: the MR row bases, one index and
+ * the B pointer (14 general registers for MR = 12). Unrolled 4x by the compiler, like the
+ * packed kernels. STEP(u) does the FMAs for k = kk + u with the B row at b + u*NR.
+ * Register note (GCC 12, AVX-512, MR = 12): the compiler turns kk into a byte offset plus
+ * a separate trip counter, which leaves one row base and the counter outside the 15
+ * usable registers: 5 stack accesses + 3 GPR<->xmm moves per 4 k steps (no zmm spills), vs
+ * 96 FMAs and 56 loads. Measured at the packed kernel's speed, so it is left to the
+ * compiler. A hand-unrolled body (kk += 4, a_i[kk + u]) keeps every pointer in registers
+ * but makes GCC rotate the zmm accumulators (extra moves and one zmm spill) and spills
+ * ymm accumulators on AVX2, so it is not used. The AVX-512 kernels are not inlined into
+ * the tile wrapper: its aligned local tile needs a frame pointer, one register fewer. */
+#define IUKERNEL_K_LOOP(NR, STEP)                                                          \
+    {                                                                                      \
+        _Pragma("GCC unroll 4")                                                            \
+        for (cc_idx kk = -kc; kk < 0; kk++) {                                              \
+            STEP(0)                                                                        \
+            b += (NR);                                                                     \
+        }                                                                                  \
+    }
+
+/* Row pointer i of the tile, moved to the end of its run (see IUKERNEL_K_LOOP). */
+#define IROW_F32(i) const float *restrict a##i = a_rows[i] + kc;
+#define IROW_F64(i) const double *restrict a##i = a_rows[i] + kc;
+
+/* sgemm_iukernel_12x32_avx512: igemm contract above, MR=12, NR=32 (two zmm per row),
+ * 24 zmm accumulators + 2 B vectors + 1 broadcast; accumulators reuse S512_* above. */
+#define S512I_ROW(i, u)                                                                    \
+    {                                                                                      \
+        const __m512 ai = _mm512_set1_ps(a##i[kk + (u)]);                                  \
+        c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0);                                      \
+        c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1);                                      \
+    }
+#define S512I_STEP(u)                                                                      \
+    {                                                                                      \
+        const __m512 b0 = _mm512_loadu_ps(b + (u) * 32);                                   \
+        const __m512 b1 = _mm512_loadu_ps(b + (u) * 32 + 16);                              \
+        S512I_ROW(0, u) S512I_ROW(1, u) S512I_ROW(2, u) S512I_ROW(3, u)                    \
+        S512I_ROW(4, u) S512I_ROW(5, u) S512I_ROW(6, u) S512I_ROW(7, u)                    \
+        S512I_ROW(8, u) S512I_ROW(9, u) S512I_ROW(10, u) S512I_ROW(11, u)                  \
+    }
+
+TARGET_AVX512 __attribute__((noinline)) static void sgemm_iukernel_12x32_avx512(cc_idx kc,
+                                                             const float *const *restrict a_rows,
+                                                             const float *restrict b,
+                                                             float *restrict c, cc_idx ldc,
+                                                             int accumulate)
+{
+    REP12(IROW_F32)
+    REP12(S512_DECL)
+    if (accumulate) {
+        REP12(S512_LOAD)
+    } else {
+        REP12(S512_ZERO)
+    }
+    IUKERNEL_K_LOOP(32, S512I_STEP)
+    REP12(S512_STORE)
+}
+
+/* dgemm_iukernel_12x16_avx512: igemm contract above, MR=12, NR=16 (two zmm per row). */
+#define D512I_ROW(i, u)                                                                    \
+    {                                                                                      \
+        const __m512d ai = _mm512_set1_pd(a##i[kk + (u)]);                                 \
+        c##i##_0 = _mm512_fmadd_pd(ai, b0, c##i##_0);                                      \
+        c##i##_1 = _mm512_fmadd_pd(ai, b1, c##i##_1);                                      \
+    }
+#define D512I_STEP(u)                                                                      \
+    {                                                                                      \
+        const __m512d b0 = _mm512_loadu_pd(b + (u) * 16);                                  \
+        const __m512d b1 = _mm512_loadu_pd(b + (u) * 16 + 8);                              \
+        D512I_ROW(0, u) D512I_ROW(1, u) D512I_ROW(2, u) D512I_ROW(3, u)                    \
+        D512I_ROW(4, u) D512I_ROW(5, u) D512I_ROW(6, u) D512I_ROW(7, u)                    \
+        D512I_ROW(8, u) D512I_ROW(9, u) D512I_ROW(10, u) D512I_ROW(11, u)                  \
+    }
+
+TARGET_AVX512 __attribute__((noinline)) static void dgemm_iukernel_12x16_avx512(cc_idx kc,
+                                                             const double *const *restrict a_rows,
+                                                             const double *restrict b,
+                                                             double *restrict c, cc_idx ldc,
+                                                             int accumulate)
+{
+    REP12(IROW_F64)
+    REP12(D512_DECL)
+    if (accumulate) {
+        REP12(D512_LOAD)
+    } else {
+        REP12(D512_ZERO)
+    }
+    IUKERNEL_K_LOOP(16, D512I_STEP)
+    REP12(D512_STORE)
+}
+
+/* sgemm_iukernel_6x16_avx2: igemm contract above, MR=6, NR=16 (two ymm per row). */
+#define S256I_ROW(i, u)                                                                    \
+    {                                                                                      \
+        const __m256 ai = _mm256_broadcast_ss(a##i + kk + (u));                            \
+        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                                      \
+        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                                      \
+    }
+#define S256I_STEP(u)                                                                      \
+    {                                                                                      \
+        const __m256 b0 = _mm256_loadu_ps(b + (u) * 16);                                   \
+        const __m256 b1 = _mm256_loadu_ps(b + (u) * 16 + 8);                               \
+        S256I_ROW(0, u) S256I_ROW(1, u) S256I_ROW(2, u)                                    \
+        S256I_ROW(3, u) S256I_ROW(4, u) S256I_ROW(5, u)                                    \
+    }
+
+TARGET_AVX2 static inline void sgemm_iukernel_6x16_avx2(cc_idx kc,
+                                                        const float *const *restrict a_rows,
+                                                        const float *restrict b,
+                                                        float *restrict c, cc_idx ldc,
+                                                        int accumulate)
+{
+    REP6(IROW_F32)
+    REP6(S256_DECL)
+    if (accumulate) {
+        REP6(S256_LOAD)
+    } else {
+        REP6(S256_ZERO)
+    }
+    IUKERNEL_K_LOOP(16, S256I_STEP)
+    REP6(S256_STORE)
+}
+
+/* dgemm_iukernel_6x8_avx2: igemm contract above, MR=6, NR=8 (two ymm per row). */
+#define D256I_ROW(i, u)                                                                    \
+    {                                                                                      \
+        const __m256d ai = _mm256_broadcast_sd(a##i + kk + (u));                           \
+        c##i##_0 = _mm256_fmadd_pd(ai, b0, c##i##_0);                                      \
+        c##i##_1 = _mm256_fmadd_pd(ai, b1, c##i##_1);                                      \
+    }
+#define D256I_STEP(u)                                                                      \
+    {                                                                                      \
+        const __m256d b0 = _mm256_loadu_pd(b + (u) * 8);                                   \
+        const __m256d b1 = _mm256_loadu_pd(b + (u) * 8 + 4);                               \
+        D256I_ROW(0, u) D256I_ROW(1, u) D256I_ROW(2, u)                                    \
+        D256I_ROW(3, u) D256I_ROW(4, u) D256I_ROW(5, u)                                    \
+    }
+
+TARGET_AVX2 static inline void dgemm_iukernel_6x8_avx2(cc_idx kc,
+                                                       const double *const *restrict a_rows,
+                                                       const double *restrict b,
+                                                       double *restrict c, cc_idx ldc,
+                                                       int accumulate)
+{
+    REP6(IROW_F64)
+    REP6(D256_DECL)
+    if (accumulate) {
+        REP6(D256_LOAD)
+    } else {
+        REP6(D256_ZERO)
+    }
+    IUKERNEL_K_LOOP(8, D256I_STEP)
+    REP6(D256_STORE)
+}
+
+#endif /* CCONV_X86 */
+
+/* One igemm tile (the gemm.h contract of cconv_igemm_ukernel_*): full tiles go straight
+ * to the kernel on C; partial tiles run the full kernel on an aligned local tile, with
+ * rows i >= m reading row 0 (a_rows[i] for i >= m is not even loaded) and their results
+ * discarded, then copy C[0:m, 0:n] back, like the macro-kernel edge path. */
+#define DEFINE_IGEMM_TILE(NAME, ATTR, T, MR, NR, IUKERNEL)                                 \
+    ATTR static void NAME(cc_idx kc, const T *const *a_rows, const T *b, T *c, cc_idx ldc, \
+                          cc_idx m, cc_idx n, int accumulate)                              \
+    {                                                                                      \
+        if (m <= 0 || n <= 0)                                                              \
+            return;                                                                        \
+        if (m == (MR) && n == (NR)) {                                                      \
+            IUKERNEL(kc, a_rows, b, c, ldc, accumulate);                                   \
+            return;                                                                        \
+        }                                                                                  \
+        const T *rows[(MR)];                                                               \
+        for (int i = 0; i < (MR); i++)                                                     \
+            rows[i] = i < m ? a_rows[i] : a_rows[0];                                       \
+        T tile[(MR) * (NR)] __attribute__((aligned(CC_ALIGN)));                            \
+        if (accumulate)                                                                    \
+            for (cc_idx i = 0; i < m; i++)                                                 \
+                for (cc_idx j = 0; j < n; j++)                                             \
+                    tile[i * (NR) + j] = c[i * ldc + j];                                   \
+        IUKERNEL(kc, rows, b, tile, (NR), accumulate);                                     \
+        for (cc_idx i = 0; i < m; i++)                                                     \
+            for (cc_idx j = 0; j < n; j++)                                                 \
+                c[i * ldc + j] = tile[i * (NR) + j];                                       \
+    }
+
+DEFINE_IGEMM_TILE(igemm_tile_generic_f32, , float, GEN_MR, GEN_NR, sgemm_iukernel_4x8_generic)
+DEFINE_IGEMM_TILE(igemm_tile_generic_f64, , double, GEN_MR, GEN_NR, dgemm_iukernel_4x8_generic)
+#if CCONV_X86
+DEFINE_IGEMM_TILE(igemm_tile_avx512_f32, TARGET_AVX512, float, 12, 32, sgemm_iukernel_12x32_avx512)
+DEFINE_IGEMM_TILE(igemm_tile_avx512_f64, TARGET_AVX512, double, 12, 16, dgemm_iukernel_12x16_avx512)
+DEFINE_IGEMM_TILE(igemm_tile_avx2_f32, TARGET_AVX2, float, 6, 16, sgemm_iukernel_6x16_avx2)
+DEFINE_IGEMM_TILE(igemm_tile_avx2_f64, TARGET_AVX2, double, 6, 8, dgemm_iukernel_6x8_avx2)
+#endif
+
+void cconv_igemm_ukernel_f32(cc_idx kc, const float *const *a_rows, const float *b, float *c,
+                             cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_X86
+    case CCONV_ISA_AVX512:
+        igemm_tile_avx512_f32(kc, a_rows, b, c, ldc, m, n, accumulate);
+        return;
+    case CCONV_ISA_AVX2:
+        igemm_tile_avx2_f32(kc, a_rows, b, c, ldc, m, n, accumulate);
+        return;
+#endif
+    default:
+        igemm_tile_generic_f32(kc, a_rows, b, c, ldc, m, n, accumulate);
+        return;
+    }
+}
+
+void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b, double *c,
+                             cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_X86
+    case CCONV_ISA_AVX512:
+        igemm_tile_avx512_f64(kc, a_rows, b, c, ldc, m, n, accumulate);
+        return;
+    case CCONV_ISA_AVX2:
+        igemm_tile_avx2_f64(kc, a_rows, b, c, ldc, m, n, accumulate);
+        return;
+#endif
+    default:
+        igemm_tile_generic_f64(kc, a_rows, b, c, ldc, m, n, accumulate);
+        return;
+    }
+}
+
+/* ------------------------------------------------------------------------------------
  * Blocked GEMM driver.
  *
  * for jc (NC columns of B/C):
