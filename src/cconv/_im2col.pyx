@@ -52,14 +52,14 @@ cdef extern from "pack.h" nogil:
                                       cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp)
     void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
                                       cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp)
-    void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
-                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, float *ap)
     void cconv_pack_b_rows_f32(const float *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
                                cc_idx nc, int nr, cc_idx ps, float *bp)
     void cconv_pack_b_rows_f64(const double *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
                                cc_idx nc, int nr, cc_idx ps, double *bp)
-    void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
-                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap)
+    void cconv_pack_rows_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0,
+                                         cc_idx mc, cc_idx k0, cc_idx kc, float *dst, cc_idx ld)
+    void cconv_pack_rows_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0,
+                                         cc_idx mc, cc_idx k0, cc_idx kc, double *dst, cc_idx ld)
 
 
 # --------------------------------------------------------------------- typed wrappers
@@ -114,13 +114,12 @@ cdef inline void pack_cols_nchw(const cc_conv_geom *g, const floating *x, cc_idx
         cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, nr, ps, bp)
 
 
-cdef inline void pack_cols_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
-                                cc_idx k0, cc_idx kc, int mr, cc_idx ps,
-                                floating *ap) noexcept nogil:
+cdef inline void pack_rows_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
+                                cc_idx k0, cc_idx kc, floating *dst, cc_idx ld) noexcept nogil:
     if floating is float:
-        cconv_pack_a_im2col_nhwc_f32(g, x, p0, mc, k0, kc, mr, ps, ap)
+        cconv_pack_rows_im2col_nhwc_f32(g, x, p0, mc, k0, kc, dst, ld)
     else:
-        cconv_pack_a_im2col_nhwc_f64(g, x, p0, mc, k0, kc, mr, ps, ap)
+        cconv_pack_rows_im2col_nhwc_f64(g, x, p0, mc, k0, kc, dst, ld)
 
 
 ISA_NAMES = ("generic", "avx2", "avx512")
@@ -336,20 +335,20 @@ cdef int _nchw(const floating *x, const floating *w, const floating *bias, float
     return 0
 
 
-cdef int _nhwc(const floating *x, const floating *w, const floating *bias, floating *out,
-               cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
-               bint shared, Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
-               int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
-    # out[n] (P x Og, row stride O) = cols (P x K) . W_g (K x Og)
+cdef int _nhwc_rows(const floating *x, const floating *w, const floating *bias, floating *out,
+                    cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
+                    Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
+                    int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
+    # Channels-last with few channels per tap: build MC x KC blocks of cols rows
+    # (row-major, runs of input copied whole) and feed them to the indirect micro-kernel.
     cdef Py_ssize_t Cg = geom.C, Og = O // G, C = geom.ctot
     cdef Py_ssize_t K = Cg * geom.KD * geom.KH * geom.KW
     cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
     cdef Py_ssize_t DHWC = geom.D * geom.H * geom.W * C
     cdef Py_ssize_t npn = (Og + NR - 1) // NR
-    cdef Py_ssize_t mcp = (MC + MR - 1) // MR * MR
-    cdef Py_ssize_t item, ng, n, g, jb, ib, i0, j0, mc, nc, k0, kc, t
+    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, jp, it, i
     cdef floating *abuf
-    cdef floating *cols
+    cdef const floating **ap
     cdef const floating *xg
     cdef const floating *wg
     cdef floating *og
@@ -359,60 +358,42 @@ cdef int _nhwc(const floating *x, const floating *w, const floating *bias, float
     if wp == NULL:
         with gil:
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
-    if not shared:
-        with parallel(num_threads=nthreads):
-            abuf = <floating *> malloc(KC * mcp * sizeof(floating) + 64)
+    with parallel(num_threads=nthreads):
+        # MC x KC rows, then MR row pointers (per thread)
+        abuf = <floating *> malloc(MC * KC * sizeof(floating) + (MR + 8) * sizeof(floating *))
+        ap = <const floating **> (abuf + MC * KC)
+        if abuf == NULL:
+            failed_p[0] = 1
+        for item in prange(N * G * nmb * nnb, schedule="static"):
             if abuf == NULL:
-                failed_p[0] = 1
-            for item in prange(N * G * nmb, schedule="static"):
-                if abuf == NULL:
-                    continue
-                n = item // (G * nmb)
-                g = (item // nmb) % G
-                i0 = (item % nmb) * MC
-                mc = min(MC, P - i0)
-                xg = x + n * DHWC + g * Cg
-                og = out + (n * P + i0) * O + g * Og
-                wg = wp + g * npn * NR * K
-                k0 = 0
-                while k0 < K:
-                    kc = min(KC, K - k0)
-                    pack_cols_nhwc(&geom, xg, i0, mc, k0, kc, MR, kc * MR, abuf)
-                    j0 = 0
-                    while j0 < Og:
-                        nc = min(NC, Og - j0)
-                        gemm_macro(mc, nc, kc, abuf, kc * MR, wg + j0 * K + k0 * NR, NR * K,
-                                   og + j0, O, k0 > 0)
-                        j0 = j0 + nc
-                    k0 = k0 + kc
-                if bias != NULL:
-                    _bias_cols(og, O, bias + g * Og, mc, Og)
-            free(abuf)
-    else:
-        cols = <floating *> malloc(K * ((P + MR - 1) // MR) * MR * sizeof(floating) + 64)
-        if cols == NULL:
-            failed = 1
-        for ng in range(N * G if cols != NULL else 0):
-            n = ng // G
-            g = ng % G
+                continue
+            n = item // (G * nmb * nnb)
+            g = (item // (nmb * nnb)) % G
+            i0 = ((item // nnb) % nmb) * MC
+            j0 = (item % nnb) * NC
+            mc = min(MC, P - i0)
+            nc = min(NC, Og - j0)
             xg = x + n * DHWC + g * Cg
-            og = out + n * P * O + g * Og
-            wg = wp + g * npn * NR * K
-            for t in prange((K + KC - 1) // KC, schedule="static", num_threads=nthreads):
-                pack_cols_nhwc(&geom, xg, 0, P, t * KC, min(KC, K - t * KC), MR, K * MR,
-                               cols + t * KC * MR)
-            for jb in prange(nnb, schedule="static", num_threads=nthreads):
-                j0 = jb * NC
-                nc = min(NC, Og - j0)
-                k0 = 0
-                while k0 < K:
-                    kc = min(KC, K - k0)
-                    gemm_macro(P, nc, kc, cols + k0 * MR, K * MR, wg + j0 * K + k0 * NR, NR * K,
-                               og + j0, O, k0 > 0)
-                    k0 = k0 + kc
-                if bias != NULL:
-                    _bias_cols(og + j0, O, bias + g * Og + j0, P, nc)
-        free(cols)
+            og = out + (n * P + i0) * O + g * Og + j0
+            wg = wp + (g * npn + j0 // NR) * NR * K
+            k0 = 0
+            while k0 < K:
+                kc = min(KC, K - k0)
+                pack_rows_nhwc(&geom, xg, i0, mc, k0, kc, abuf, KC)
+                jp = 0
+                while jp * NR < nc:
+                    it = 0
+                    while it < mc:
+                        for i in range(MR):
+                            ap[i] = abuf + (it + i) * KC if it + i < mc else NULL
+                        igemm_tile(kc, ap, wg + jp * NR * K + k0 * NR, og + it * O + jp * NR,
+                                   O, min(MR, mc - it), min(NR, nc - jp * NR), k0 > 0)
+                        it = it + MR
+                    jp = jp + 1
+                k0 = k0 + kc
+            if bias != NULL:
+                _bias_cols(og, O, bias + g * Og + j0, mc, nc)
+        free(abuf)
     free(wp)
     if failed:
         with gil:
@@ -700,15 +681,15 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         wb, nwb = _split(Og, NC_COLS if channels_last else MC_ROWS, wunit)
         if nthreads > 1:
             _, _, pb, npb = _blocking(N * G, 1, P, 1, punit, 1, ptarget, nthreads)
-    if channels_last and Cg >= INDIRECT_MIN_CHANNELS and MR <= 64:
-        # no cols pack at all: split pixels and output channels freely
-        pb, npb = _split(P, ptarget, punit)
+    if channels_last:
+        # pixel blocks first, output-channel blocks when the pixels run out
         wb, nwb, pb, npb = _blocking(N * G, Og, P, NR, MR, NC_COLS, ptarget, nthreads)
-        _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
-                       N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
-    elif channels_last:
-        _nhwc(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
-              N, G, O, shared, pb, npb, wb, nwb, MR, NR, KC, nthreads)
+        if Cg >= INDIRECT_MIN_CHANNELS:  # A rows read in place: no cols at all
+            _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0],
+                           geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
+        else:
+            _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0],
+                       geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
     elif stride == (1, 1, 1) and _virtual_waste(geom) <= 1.5:
         _run_nchw_virtual(x, w, out, bp, geom, N, G, O, MR, NR, KC, nthreads)
     else:

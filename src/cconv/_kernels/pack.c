@@ -72,35 +72,49 @@ void cconv_pack_b_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k0
     }                                                                                       \
 }                                                                                           \
                                                                                             \
-void cconv_pack_a_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx p0, cc_idx mc, \
-                                    cc_idx k0, cc_idx kc, int mr, cc_idx ps, T *ap) {       \
+void cconv_pack_rows_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx p0,       \
+                                       cc_idx mc, cc_idx k0, cc_idx kc, T *dst, cc_idx ld) {\
     const cc_idx OHW = g->OH * g->OW, C = g->C, ct = g->ctot;                               \
-    const T *src[64];                                                                       \
-    cc_idx npanels = (mc + mr - 1) / mr;                                                    \
-    for (cc_idx pn = 0; pn < npanels; pn++) {                                               \
-        T *panel = ap + pn * ps;                                                            \
-        cc_idx rows = imin(mr, mc - pn * mr);                                               \
+    /* With all channels in one group and unit W dilation, the taps kw..KW-1 of one   \
+     * (kd, kh) are a single contiguous run of the input row: copy them at once. */   \
+    const int merge = (C == ct && g->dw == 1);                                              \
+    for (cc_idx r = 0; r < mc; r++) {                                                       \
+        cc_idx p = p0 + r;                                                                  \
+        cc_idx id0 = (p / OHW) * g->sd - g->pd;                                             \
+        cc_idx ih0 = ((p / g->OW) % g->OH) * g->sh - g->ph;                                 \
+        cc_idx iw0 = (p % g->OW) * g->sw - g->pw;                                           \
+        T *row = dst + r * ld;                                                              \
         cc_idx kk = 0;                                                                      \
         while (kk < kc) {                                                                   \
             cc_idx k = k0 + kk;                                                             \
             cc_idx t = k / C, c0 = k % C;                                                   \
-            cc_idx seg = imin(C - c0, kc - kk);  /* columns left in this tap */             \
             cc_idx kd = t / (g->KH * g->KW), kh = (t / g->KW) % g->KH, kw = t % g->KW;      \
-            for (cc_idx i = 0; i < mr; i++) {                                               \
-                src[i] = NULL;                                                              \
-                if (i >= rows) continue;                                                    \
-                cc_idx p = p0 + pn * mr + i;                                                \
-                cc_idx od = p / OHW, oh = (p / g->OW) % g->OH, ow = p % g->OW;              \
-                cc_idx id = od * g->sd + kd * g->dd - g->pd;                                \
-                cc_idx ih = oh * g->sh + kh * g->dh - g->ph;                                \
-                cc_idx iw = ow * g->sw + kw * g->dw - g->pw;                                \
-                if (id >= 0 && id < g->D && ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)   \
-                    src[i] = x + ((id * g->H + ih) * g->W + iw) * ct + c0;                  \
+            cc_idx id = id0 + kd * g->dd, ih = ih0 + kh * g->dh;                            \
+            int row_ok = id >= 0 && id < g->D && ih >= 0 && ih < g->H;                      \
+            const T *xrow = x + (id * g->H + ih) * g->W * ct;                               \
+            cc_idx ntaps = (kc - kk) / C;                                                   \
+            if (merge && c0 == 0 && ntaps >= 1) {                                           \
+                if (ntaps > g->KW - kw) ntaps = g->KW - kw;                                 \
+                cc_idx iwf = iw0 + kw;                  /* input column of the first tap */ \
+                cc_idx lo = imax(0, -iwf), hi = imin(ntaps, g->W - iwf);                    \
+                if (!row_ok || lo >= hi) {                                                  \
+                    memset(row + kk, 0, (size_t)(ntaps * C) * sizeof(T));                   \
+                } else {                                                                    \
+                    if (lo > 0) memset(row + kk, 0, (size_t)(lo * C) * sizeof(T));          \
+                    memcpy(row + kk + lo * C, xrow + (iwf + lo) * C,                        \
+                           (size_t)((hi - lo) * C) * sizeof(T));                            \
+                    if (hi < ntaps)                                                         \
+                        memset(row + kk + hi * C, 0, (size_t)((ntaps - hi) * C) * sizeof(T));\
+                }                                                                           \
+                kk += ntaps * C;                                                            \
+                continue;                                                                   \
             }                                                                               \
-            for (cc_idx cc = 0; cc < seg; cc++) {                                           \
-                T *dst = panel + (kk + cc) * mr;                                            \
-                for (cc_idx i = 0; i < mr; i++) dst[i] = src[i] ? src[i][cc] : (T)0;        \
-            }                                                                               \
+            cc_idx seg = imin(C - c0, kc - kk);                                             \
+            cc_idx iw = iw0 + kw * g->dw;                                                   \
+            if (row_ok && iw >= 0 && iw < g->W)                                             \
+                memcpy(row + kk, xrow + iw * ct + c0, (size_t)seg * sizeof(T));             \
+            else                                                                            \
+                memset(row + kk, 0, (size_t)seg * sizeof(T));                               \
             kk += seg;                                                                      \
         }                                                                                   \
     }                                                                                       \

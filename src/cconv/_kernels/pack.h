@@ -13,8 +13,8 @@
  *   k0*NR for a buffer holding all of K).
  * NHWC ("channels last") maps to  out[P, O] = cols[P, K] x W[K, O]:
  *   K index k = ((kd*KH + kh)*KW + kw)*Cg + c  (matches weight (KD, KH, KW, Cg, O))
- *   cols are the A operand: cconv_pack_a_im2col_nhwc_* writes MR-row panels for rows
- *   (pixels) p0..p0+mc-1 and columns k0..k0+kc-1, panels ps elements apart.
+ *   cols are the A operand, read by the indirect micro-kernel through row pointers:
+ *   straight from x (enough channels per tap) or from rows built here.
  */
 #ifndef CCONV_PACK_H
 #define CCONV_PACK_H
@@ -37,11 +37,14 @@ void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx 
                                   cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp);
 void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
                                   cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp);
-/* x points at channel 0 of this group of one image (NHWC: x + n*D*H*W*ctot + g*Cg). */
-void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
-                                  cc_idx k0, cc_idx kc, int mr, cc_idx ps, float *ap);
-void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
-                                  cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap);
+/* Rows (pixels) p0..p0+mc-1, columns k0..k0+kc-1 of the NHWC cols matrix, row-major:
+ * element (r, kk) at dst[r*ld + kk]. For the indirect micro-kernel (row pointers), used
+ * when a pixel's channels per tap are too few to read in place efficiently.
+ * x points at channel 0 of this group of one image (x + n*D*H*W*ctot + g*Cg). */
+void cconv_pack_rows_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0,
+                                     cc_idx mc, cc_idx k0, cc_idx kc, float *dst, cc_idx ld);
+void cconv_pack_rows_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0,
+                                     cc_idx mc, cc_idx k0, cc_idx kc, double *dst, cc_idx ld);
 
 /* B rows given by offsets: row kk of the block is base[offs[kk] + j0 .. + nc - 1]
  * (contiguous), packed into NR-column panels ps elements apart, zero past nc.
