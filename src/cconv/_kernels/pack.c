@@ -84,15 +84,16 @@ void cconv_pack_rows_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx
         cc_idx ih0 = ((p / g->OW) % g->OH) * g->sh - g->ph;                                 \
         cc_idx iw0 = (p % g->OW) * g->sw - g->pw;                                           \
         T *row = dst + r * ld;                                                              \
+        /* position of column k0: tap (kd, kh, kw), channel c0; advanced incrementally */  \
+        cc_idx t0 = k0 / C, c0 = k0 % C;                                                    \
+        cc_idx kd = t0 / (g->KH * g->KW), kh = (t0 / g->KW) % g->KH, kw = t0 % g->KW;       \
         cc_idx kk = 0;                                                                      \
         while (kk < kc) {                                                                   \
-            cc_idx k = k0 + kk;                                                             \
-            cc_idx t = k / C, c0 = k % C;                                                   \
-            cc_idx kd = t / (g->KH * g->KW), kh = (t / g->KW) % g->KH, kw = t % g->KW;      \
             cc_idx id = id0 + kd * g->dd, ih = ih0 + kh * g->dh;                            \
             int row_ok = id >= 0 && id < g->D && ih >= 0 && ih < g->H;                      \
             const T *xrow = x + (id * g->H + ih) * g->W * ct;                               \
             cc_idx ntaps = (kc - kk) / C;                                                   \
+            cc_idx step;                  /* taps finished by this copy */                  \
             if (merge && c0 == 0 && ntaps >= 1) {                                           \
                 if (ntaps > g->KW - kw) ntaps = g->KW - kw;                                 \
                 cc_idx iwf = iw0 + kw;                  /* input column of the first tap */ \
@@ -107,15 +108,21 @@ void cconv_pack_rows_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx
                         memset(row + kk + hi * C, 0, (size_t)((ntaps - hi) * C) * sizeof(T));\
                 }                                                                           \
                 kk += ntaps * C;                                                            \
-                continue;                                                                   \
+                step = ntaps;                                                               \
+            } else {                                                                        \
+                cc_idx seg = imin(C - c0, kc - kk);                                         \
+                cc_idx iw = iw0 + kw * g->dw;                                               \
+                if (row_ok && iw >= 0 && iw < g->W)                                         \
+                    memcpy(row + kk, xrow + iw * ct + c0, (size_t)seg * sizeof(T));         \
+                else                                                                        \
+                    memset(row + kk, 0, (size_t)seg * sizeof(T));                           \
+                kk += seg;                                                                  \
+                c0 += seg;                                                                  \
+                step = c0 == C;                                                             \
+                if (step) c0 = 0;                                                           \
             }                                                                               \
-            cc_idx seg = imin(C - c0, kc - kk);                                             \
-            cc_idx iw = iw0 + kw * g->dw;                                                   \
-            if (row_ok && iw >= 0 && iw < g->W)                                             \
-                memcpy(row + kk, xrow + iw * ct + c0, (size_t)seg * sizeof(T));             \
-            else                                                                            \
-                memset(row + kk, 0, (size_t)seg * sizeof(T));                               \
-            kk += seg;                                                                      \
+            kw += step;                                                                     \
+            while (kw >= g->KW) { kw -= g->KW; if (++kh == g->KH) { kh = 0; kd++; } }       \
         }                                                                                   \
     }                                                                                       \
 }
