@@ -56,6 +56,10 @@ cdef extern from "pack.h" nogil:
                                cc_idx nc, int nr, cc_idx ps, float *bp)
     void cconv_pack_b_rows_f64(const double *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
                                cc_idx nc, int nr, cc_idx ps, double *bp)
+    void cconv_pad_channel_f32(const float *x, cc_idx D, cc_idx H, cc_idx W, float *xp,
+                               cc_idx Dp, cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw)
+    void cconv_pad_channel_f64(const double *x, cc_idx D, cc_idx H, cc_idx W, double *xp,
+                               cc_idx Dp, cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw)
     void cconv_pack_rows_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0,
                                          cc_idx mc, cc_idx k0, cc_idx kc, float *dst, cc_idx ld)
     void cconv_pack_rows_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0,
@@ -112,6 +116,14 @@ cdef inline void pack_cols_nchw(const cc_conv_geom *g, const floating *x, cc_idx
         cconv_pack_b_im2col_nchw_f32(g, x, k0, kc, p0, nc, nr, ps, bp)
     else:
         cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, nr, ps, bp)
+
+
+cdef inline void pad_channel(const floating *x, const cc_conv_geom *g, floating *xp,
+                             Py_ssize_t Dp, Py_ssize_t Hp, Py_ssize_t Wp) noexcept nogil:
+    if floating is float:
+        cconv_pad_channel_f32(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.pd, g.ph, g.pw)
+    else:
+        cconv_pad_channel_f64(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.pd, g.ph, g.pw)
 
 
 cdef inline void pack_rows_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
@@ -506,32 +518,66 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *bi
     return 0
 
 
-cdef int _nchw_virtual(const floating *xp, const floating *w, const floating *bias,
+cdef void _virtual_item(const floating *base, const floating *wg, const floating *bias,
+                        floating *og, const cc_idx *offs, Py_ssize_t K, Py_ssize_t KC,
+                        Py_ssize_t j0, Py_ssize_t nc, Py_ssize_t mc, Py_ssize_t NC, int MR,
+                        int NR, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Hp, Py_ssize_t Wp,
+                        Py_ssize_t P, floating *bbuf, floating *ctile) noexcept nogil:
+    """Rows 0..mc-1 (of og and wg) x virtual pixels j0..j0+nc-1 of one image and group."""
+    cdef Py_ssize_t k0 = 0, kc, v, vend, od, r, oh, ow, cnt, i, q, HWp = Hp * Wp
+    cdef const floating *src
+    cdef floating *dst
+    cdef floating bv
+    while k0 < K:
+        kc = min(KC, K - k0)
+        pack_rows(base, offs + k0, kc, j0, nc, NR, kc * NR, bbuf)
+        gemm_macro(mc, nc, kc, wg + k0 * MR, MR * K, bbuf, kc * NR, ctile, NC, k0 > 0)
+        k0 = k0 + kc
+    # keep the real pixels: runs of one output row at a time
+    v = j0
+    while v < j0 + nc:
+        od = v // HWp
+        r = v % HWp
+        oh = r // Wp
+        ow = r % Wp
+        vend = min(j0 + nc, v + (Wp - ow))
+        if oh < OH and ow < OW:
+            cnt = min(OW, ow + (vend - v)) - ow
+            for i in range(mc):
+                src = ctile + i * NC + (v - j0)
+                dst = og + i * P + (od * OH + oh) * OW + ow
+                bv = bias[i] if bias != NULL else 0
+                for q in range(cnt):
+                    dst[q] = src[q] + bv
+        v = vend
+
+
+cdef int _nchw_virtual(const floating *x, const floating *w, const floating *bias,
                        floating *out, cc_conv_geom geom, Py_ssize_t Dp, Py_ssize_t Hp,
                        Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                        Py_ssize_t NC, Py_ssize_t nnb, Py_ssize_t MC, Py_ssize_t nmb,
                        int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
-    # Stride-1 NCHW on a zero-padded copy xp (N, C, Dp, Hp, Wp): the output is computed
-    # on the padded grid (virtual pixel v = (od*Hp + oh)*Wp + ow), where every row of
-    # cols is a contiguous run of xp (pack.h, cconv_pack_b_rows). Columns with
-    # ow >= OW or oh >= OH are computed into a per-thread tile and dropped.
-    cdef Py_ssize_t Cg = geom.C, Og = O // G
+    # Stride-1 NCHW on a zero-padded copy of each image (C, Dp, Hp, Wp): the output is
+    # computed on the padded grid (virtual pixel v = (od*Hp + oh)*Wp + ow), where every
+    # row of cols is a contiguous run of the copy (pack.h, cconv_pack_b_rows). Columns
+    # with ow >= OW or oh >= OH are computed into a per-thread tile and dropped.
+    # Workspace: one padded image per thread (whole images per thread when the batch
+    # splits evenly) or one shared padded image (small batches), never the batch.
+    cdef Py_ssize_t Cg = geom.C, Og = O // G, C = Cg * G
     cdef Py_ssize_t taps = geom.KD * geom.KH * geom.KW
     cdef Py_ssize_t K = Cg * taps
     cdef Py_ssize_t OD = geom.OD, OH = geom.OH, OW = geom.OW
     cdef Py_ssize_t P = OD * OH * OW
-    cdef Py_ssize_t HWp = Hp * Wp, DHWp = Dp * HWp
+    cdef Py_ssize_t HWp = Hp * Wp, DHWp = Dp * HWp, DHW = geom.D * geom.H * geom.W
     cdef Py_ssize_t VP = ((OD - 1) * Hp + OH - 1) * Wp + OW
     cdef Py_ssize_t mp = (Og + MR - 1) // MR
     cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
-    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, k, c, t, v, vend, od, oh, ow, r, cnt, i, q
-    cdef floating *bbuf
-    cdef floating *ctile
-    cdef const floating *base
-    cdef const floating *wg
-    cdef const floating *src
-    cdef floating *dst
-    cdef floating bv
+    cdef Py_ssize_t scratch = KC * ncp + MC * NC
+    cdef Py_ssize_t per_image = G * nnb * nmb
+    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k, c, t, it
+    cdef bint whole_images = N % nthreads == 0 or N >= 4 * nthreads
+    cdef floating *buf
+    cdef floating *img = NULL
     cdef int failed = 0
     cdef int *failed_p = &failed
     cdef cc_idx *offs = <cc_idx *> malloc(K * sizeof(cc_idx) + 8)
@@ -546,46 +592,50 @@ cdef int _nchw_virtual(const floating *xp, const floating *w, const floating *bi
         t = k % taps
         offs[k] = (c * DHWp + (t // (geom.KH * geom.KW)) * geom.dd * HWp
                    + ((t // geom.KW) % geom.KH) * geom.dh * Wp + (t % geom.KW) * geom.dw)
-    with parallel(num_threads=nthreads):
-        bbuf = <floating *> malloc((KC * ncp + MC * NC) * sizeof(floating) + 64)
-        ctile = bbuf + KC * ncp
-        if bbuf == NULL:
-            failed_p[0] = 1
-        for item in prange(N * G * nnb * nmb, schedule="static"):
-            if bbuf == NULL:
-                continue
-            n = item // (G * nnb * nmb)
-            g = (item // (nnb * nmb)) % G
-            j0 = ((item // nmb) % nnb) * NC
-            i0 = (item % nmb) * MC
-            nc = min(NC, VP - j0)
-            mc = min(MC, Og - i0)
-            base = xp + (n * G + g) * Cg * DHWp
-            wg = wp + g * mp * MR * K + i0 * K
-            k0 = 0
-            while k0 < K:
-                kc = min(KC, K - k0)
-                pack_rows(base, offs + k0, kc, j0, nc, NR, kc * NR, bbuf)
-                gemm_macro(mc, nc, kc, wg + k0 * MR, MR * K, bbuf, kc * NR, ctile, NC, k0 > 0)
-                k0 = k0 + kc
-            # keep the real pixels: runs of one output row at a time
-            v = j0
-            while v < j0 + nc:
-                od = v // HWp
-                r = v % HWp
-                oh = r // Wp
-                ow = r % Wp
-                vend = min(j0 + nc, v + (Wp - ow))
-                if oh < OH and ow < OW:
-                    cnt = min(OW, ow + (vend - v)) - ow
-                    for i in range(mc):
-                        src = ctile + i * NC + (v - j0)
-                        dst = out + (n * O + g * Og + i0 + i) * P + (od * OH + oh) * OW + ow
-                        bv = bias[g * Og + i0 + i] if bias != NULL else 0
-                        for q in range(cnt):
-                            dst[q] = src[q] + bv
-                v = vend
-        free(bbuf)
+    if whole_images:
+        with parallel(num_threads=nthreads):
+            buf = <floating *> malloc((scratch + C * DHWp) * sizeof(floating) + 64)
+            if buf == NULL:
+                failed_p[0] = 1
+            for n in prange(N, schedule="static"):
+                if buf == NULL:
+                    continue
+                for c in range(C):
+                    pad_channel(x + (n * C + c) * DHW, &geom, buf + scratch + c * DHWp, Dp, Hp, Wp)
+                for it in range(per_image):
+                    g = it // (nnb * nmb)
+                    j0 = ((it // nmb) % nnb) * NC
+                    i0 = (it % nmb) * MC
+                    _virtual_item(buf + scratch + g * Cg * DHWp, wp + g * mp * MR * K + i0 * K,
+                                  bias + g * Og + i0 if bias != NULL else NULL,
+                                  out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
+                                  min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW, Hp, Wp,
+                                  P, buf, buf + KC * ncp)
+            free(buf)
+    else:
+        img = <floating *> malloc(C * DHWp * sizeof(floating) + 64)
+        if img == NULL:
+            failed = 1
+        for n in range(N if img != NULL else 0):
+            for c in prange(C, schedule="static", num_threads=nthreads):
+                pad_channel(x + (n * C + c) * DHW, &geom, img + c * DHWp, Dp, Hp, Wp)
+            with parallel(num_threads=nthreads):
+                buf = <floating *> malloc(scratch * sizeof(floating) + 64)
+                if buf == NULL:
+                    failed_p[0] = 1
+                for it in prange(per_image, schedule="static"):
+                    if buf == NULL:
+                        continue
+                    g = it // (nnb * nmb)
+                    j0 = ((it // nmb) % nnb) * NC
+                    i0 = (it % nmb) * MC
+                    _virtual_item(img + g * Cg * DHWp, wp + g * mp * MR * K + i0 * K,
+                                  bias + g * Og + i0 if bias != NULL else NULL,
+                                  out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
+                                  min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW, Hp, Wp,
+                                  P, buf, buf + KC * ncp)
+                free(buf)
+        free(img)
     free(wp)
     free(offs)
     if failed:
@@ -619,24 +669,21 @@ cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :
                        floating[:, :, :, :, ::1] out, const floating *bp, cc_conv_geom geom,
                        Py_ssize_t N, Py_ssize_t G, Py_ssize_t O, int MR, int NR,
                        Py_ssize_t KC, int nthreads):
-    # Zero-padded copy sized so every tap of every output pixel is inside it.
+    # The padded grid covers every tap of every output pixel.
     cdef Py_ssize_t Dp = geom.OD + (geom.KD - 1) * geom.dd
     cdef Py_ssize_t Hp = geom.OH + (geom.KH - 1) * geom.dh
     cdef Py_ssize_t Wp = geom.OW + (geom.KW - 1) * geom.dw
-    cdef Py_ssize_t D = min(geom.D, Dp - geom.pd), H = min(geom.H, Hp - geom.ph)
-    cdef Py_ssize_t W = min(geom.W, Wp - geom.pw)
-    xa = np.asarray(x)
-    xpad = np.zeros((N, xa.shape[1], Dp, Hp, Wp), dtype=xa.dtype)
-    xpad[:, :, geom.pd:geom.pd + D, geom.ph:geom.ph + H, geom.pw:geom.pw + W] = xa[:, :, :D, :H, :W]
-    cdef const floating[:, :, :, :, ::1] xpv = xpad
     cdef Py_ssize_t Og = O // G
     cdef Py_ssize_t VP = ((geom.OD - 1) * Hp + geom.OH - 1) * Wp + geom.OW
     cdef Py_ssize_t mb, nmb, nb, nnb, nct
     mb, nmb = _split(Og, MC_ROWS, MR)
     nct = max(NR, min(384, (65536 // mb) // NR * NR))
-    mb, nmb, nb, nnb = _blocking(N * G, Og, VP, MR, NR, MC_ROWS, nct, nthreads)
-    _nchw_virtual[floating](&xpv[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
-                  Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, nthreads)
+    # whole images per thread need no split inside an image
+    imgs = N % nthreads == 0 or N >= 4 * nthreads
+    mb, nmb, nb, nnb = _blocking(1 if imgs else G, Og, VP, MR, NR, MC_ROWS, nct,
+                                 1 if imgs else nthreads)
+    _nchw_virtual[floating](&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0],
+                            geom, Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, nthreads)
 
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,

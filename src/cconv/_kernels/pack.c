@@ -138,7 +138,27 @@ void cconv_pack_b_rows_##SUF(const T *base, const cc_idx *offs, cc_idx kc, cc_id
     }                                                                                       \
 }
 
+#define DEFINE_PAD_CHANNEL(T, SUF)                                                          \
+void cconv_pad_channel_##SUF(const T *x, cc_idx D, cc_idx H, cc_idx W, T *xp, cc_idx Dp,     \
+                             cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw) {       \
+    cc_idx d1 = imin(D, Dp - pd), h1 = imin(H, Hp - ph), w1 = imin(W, Wp - pw);             \
+    for (cc_idx d = 0; d < Dp; d++)                                                         \
+        for (cc_idx h = 0; h < Hp; h++) {                                                   \
+            T *row = xp + (d * Hp + h) * Wp;                                                \
+            cc_idx sd = d - pd, sh = h - ph;                                                \
+            if (sd < 0 || sd >= d1 || sh < 0 || sh >= h1 || w1 <= 0) {                      \
+                memset(row, 0, (size_t)Wp * sizeof(T));                                     \
+                continue;                                                                   \
+            }                                                                               \
+            memset(row, 0, (size_t)pw * sizeof(T));                                         \
+            memcpy(row + pw, x + (sd * H + sh) * W, (size_t)w1 * sizeof(T));                \
+            memset(row + pw + w1, 0, (size_t)(Wp - pw - w1) * sizeof(T));                   \
+        }                                                                                   \
+}
+
 DEFINE_PACKERS(float, f32)
 DEFINE_PACKERS(double, f64)
 DEFINE_ROW_PACKER(float, f32)
 DEFINE_ROW_PACKER(double, f64)
+DEFINE_PAD_CHANNEL(float, f32)
+DEFINE_PAD_CHANNEL(double, f64)

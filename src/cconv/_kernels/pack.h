@@ -57,4 +57,11 @@ void cconv_pack_b_rows_f32(const float *base, const cc_idx *offs, cc_idx kc, cc_
 void cconv_pack_b_rows_f64(const double *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
                            cc_idx nc, int nr, cc_idx ps, double *bp);
 
+/* One channel (D, H, W) into a zero-padded (Dp, Hp, Wp) grid at offset (pd, ph, pw);
+ * input beyond the grid is dropped. */
+void cconv_pad_channel_f32(const float *x, cc_idx D, cc_idx H, cc_idx W, float *xp, cc_idx Dp,
+                           cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw);
+void cconv_pad_channel_f64(const double *x, cc_idx D, cc_idx H, cc_idx W, double *xp, cc_idx Dp,
+                           cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw);
+
 #endif
