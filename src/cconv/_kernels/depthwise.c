@@ -21,9 +21,9 @@
 #define CC_DW_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define CC_DW_MAX(a, b) ((a) > (b) ? (a) : (b))
 
-/* Widest vector of any path, in float32 lanes, times the widest column tile (3
+/* Widest vector of any path, in float32 lanes, times the widest column tile (4
  * vectors): scratch rows are sized for it whatever path runs. */
-#define DW_MAX_COLS 48
+#define DW_MAX_COLS 64
 
 /* Elements per phase of a scratch row (NCHW). */
 static inline cc_idx dw_phase_len(const cc_dw_geom *g)
@@ -41,6 +41,7 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
 /* ---------------------------------------------------------------- portable C */
 #define DW_TARGET
 #define VL 1
+#define DW_NCHW_V 4
 
 #define T float
 #define VEC float
@@ -77,6 +78,7 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
 #undef V_FMA
 #undef VL
 #undef DW_TARGET
+#undef DW_NCHW_V
 
 #if CCONV_DW_X86
 /* ---------------------------------------------------------------- AVX2 + FMA */
@@ -84,6 +86,7 @@ static const int32_t dw_mask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0
 static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 
 #define DW_TARGET __attribute__((target("avx2,fma")))
+#define DW_NCHW_V 3 /* 12 of the 16 ymm registers hold accumulators */
 
 #define VL 8
 #define T float
@@ -135,9 +138,11 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_ZERO
 #undef V_FMA
 #undef DW_TARGET
+#undef DW_NCHW_V
 
 /* ---------------------------------------------------------------- AVX-512 */
 #define DW_TARGET __attribute__((target("avx512f,avx512dq,fma")))
+#define DW_NCHW_V 4 /* 16 of the 32 zmm registers hold accumulators */
 
 #define VL 16
 #define T float

@@ -11,6 +11,8 @@
 #define DW_CAT2(a, b) a##_##b
 #define DW_CAT(a, b) DW_CAT2(a, b)
 #define FN(name) DW_CAT(name, SFX)
+/* NCHW register tile: 4 output rows x DW_NCHW_V vectors (set per path by depthwise.c,
+ * at most DW_MAX_COLS / 16). */
 #define DW_INLINE static inline __attribute__((always_inline)) DW_TARGET
 
 /* ----------------------------------------------------------------------------------
@@ -29,20 +31,25 @@ DW_INLINE void FN(nchw_tile)(const T *restrict s, cc_idx rstride, cc_idx khstrid
                              const T *restrict wt, cc_idx KD, cc_idx KH, cc_idx KW, T b,
                              T *restrict o, cc_idx ldo, int nlast, const int R, const int V)
 {
-    VEC acc[4][3];
+    VEC acc[4][DW_NCHW_V];
     for (int r = 0; r < R; r++)
         for (int v = 0; v < V; v++)
             acc[r][v] = V_SET1(b);
     for (cc_idx kd = 0; kd < KD; kd++) {
         for (cc_idx kh = 0; kh < KH; kh++) {
-            const T *base = s + kd * kdstride + kh * khstride;
+            /* one base pointer per row; each tap adds the same column offset, so every
+             * load below is [row pointer + offset*size + constant] */
+            const T *rp[4];
+            for (int r = 0; r < R; r++)
+                rp[r] = s + kd * kdstride + kh * khstride + r * rstride;
             for (cc_idx kw = 0; kw < KW; kw++) {
-                const VEC wv = V_SET1(*wt++);
-                const T *p = base + kwoff[kw];
+                const VEC wv = V_SET1(wt[kw]);
+                const cc_idx off = kwoff[kw];
                 for (int r = 0; r < R; r++)
                     for (int v = 0; v < V; v++)
-                        acc[r][v] = V_FMA(V_LOAD(p + r * rstride + v * VL), wv, acc[r][v]);
+                        acc[r][v] = V_FMA(V_LOAD(rp[r] + off + v * VL), wv, acc[r][v]);
             }
+            wt += KW;
         }
     }
     for (int r = 0; r < R; r++)
@@ -118,42 +125,44 @@ DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, c
         const T *wm = w + m * KT;
         const T bm = bias ? bias[m] : (T)0;
         T *om = out + m * plane + (od * g->OH + oh0) * OW;
-        cc_idx r0 = 0;
-        for (; r0 + 4 <= rb; r0 += 4) {
+        for (cc_idx r0 = 0; r0 < rb;) {
+            const int R = rb - r0 >= 4 ? 4 : 1;
             const T *s = scratch + r0 * rstride;
             T *o = om + r0 * OW;
-            cc_idx ow0 = 0;
-            for (; ow0 + 3 * VL <= OW; ow0 += 3 * VL)
-                FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,
-                              g->KW, bm, o + ow0, OW, VL, 4, 3);
-            const cc_idx left = OW - ow0;
-            if (left > 2 * VL)
-                FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,
-                              g->KW, bm, o + ow0, OW, (int)(left - 2 * VL), 4, 3);
-            else if (left > VL)
-                FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,
-                              g->KW, bm, o + ow0, OW, (int)(left - VL), 4, 2);
-            else if (left > 0)
-                FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,
-                              g->KW, bm, o + ow0, OW, (int)left, 4, 1);
-        }
-        for (; r0 < rb; r0++) {
-            const T *s = scratch + r0 * rstride;
-            T *o = om + r0 * OW;
-            cc_idx ow0 = 0;
-            for (; ow0 + 3 * VL <= OW; ow0 += 3 * VL)
-                FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,
-                              g->KW, bm, o + ow0, OW, VL, 1, 3);
-            const cc_idx left = OW - ow0;
-            if (left > 2 * VL)
-                FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,
-                              g->KW, bm, o + ow0, OW, (int)(left - 2 * VL), 1, 3);
-            else if (left > VL)
-                FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,
-                              g->KW, bm, o + ow0, OW, (int)(left - VL), 1, 2);
-            else if (left > 0)
-                FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,
-                              g->KW, bm, o + ow0, OW, (int)left, 1, 1);
+            for (cc_idx ow0 = 0; ow0 < OW; ow0 += DW_NCHW_V * VL) {
+                const cc_idx left = OW - ow0;
+                const int nv = left >= DW_NCHW_V * VL ? DW_NCHW_V : (int)((left + VL - 1) / VL);
+                const int nlast = (int)(left - (cc_idx)(nv - 1) * VL < VL
+                                        ? left - (cc_idx)(nv - 1) * VL : VL);
+#define DW_T(RR, VV)                                                                       \
+    FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH, g->KW, bm, \
+                  o + ow0, OW, nlast, RR, VV)
+                if (R == 4) {
+                    switch (nv) {
+                    case 1: DW_T(4, 1); break;
+                    case 2: DW_T(4, 2); break;
+#if DW_NCHW_V >= 3
+                    case 3: DW_T(4, 3); break;
+#endif
+#if DW_NCHW_V >= 4
+                    case 4: DW_T(4, 4); break;
+#endif
+                    }
+                } else {
+                    switch (nv) {
+                    case 1: DW_T(1, 1); break;
+                    case 2: DW_T(1, 2); break;
+#if DW_NCHW_V >= 3
+                    case 3: DW_T(1, 3); break;
+#endif
+#if DW_NCHW_V >= 4
+                    case 4: DW_T(1, 4); break;
+#endif
+                    }
+                }
+#undef DW_T
+            }
+            r0 += R;
         }
     }
 }
@@ -165,7 +174,7 @@ DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, c
  * taps in the padding (same arithmetic as a zero-padded input).
  * -------------------------------------------------------------------------------- */
 
-#define DW_NHWC_P 4
+#define DW_NHWC_P 8
 
 /* P interior pixels (ow0 .. ow0+P-1) x V vectors of channels c .. c+V*VL-1 (last
  * vector nlast lanes). xp: input at (od*sd-pd, oh*sh-ph, ow0*sw-pw, c). */
@@ -182,19 +191,22 @@ DW_INLINE void FN(nhwc_tile)(const cc_dw_geom *g, const T *restrict xp, const T 
         for (int p = 0; p < P; p++)
             acc[p][v] = b0;
     }
+    const cc_idx kwstep = g->dw * C;
     for (cc_idx kd = 0; kd < g->KD; kd++)
         for (cc_idx kh = 0; kh < g->KH; kh++) {
-            const T *xr = xp + ((kd * g->dd * H + kh * g->dh) * W) * C;
-            const T *wr = wp + (kd * g->KH + kh) * g->KW * C;
-            for (cc_idx kw = 0; kw < g->KW; kw++) {
-                const T *xt = xr + kw * g->dw * C;
-                const T *wt = wr + kw * C;
+            /* one base pointer per pixel; each tap adds the same offset */
+            const T *pp[DW_NHWC_P];
+            for (int p = 0; p < P; p++)
+                pp[p] = xp + ((kd * g->dd * H + kh * g->dh) * W) * C + p * pstride;
+            const T *wt = wp + (kd * g->KH + kh) * g->KW * C;
+            cc_idx off = 0;
+            for (cc_idx kw = 0; kw < g->KW; kw++, off += kwstep, wt += C) {
                 for (int v = 0; v < V; v++) {
                     const int n = v == V - 1 ? nlast : VL;
                     const VEC wv = n < VL ? V_LOADM(wt + v * VL, n) : V_LOAD(wt + v * VL);
                     for (int p = 0; p < P; p++) {
-                        const VEC xv = n < VL ? V_LOADM(xt + p * pstride + v * VL, n)
-                                              : V_LOAD(xt + p * pstride + v * VL);
+                        const VEC xv = n < VL ? V_LOADM(pp[p] + off + v * VL, n)
+                                              : V_LOAD(pp[p] + off + v * VL);
                         acc[p][v] = V_FMA(xv, wv, acc[p][v]);
                     }
                 }
@@ -269,6 +281,9 @@ DW_INLINE void FN(nhwc_row)(const cc_dw_geom *g, const T *x, const T *w, const T
         for (; ow + DW_NHWC_P <= ow_hi; ow += DW_NHWC_P)
             FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
                           DW_NHWC_P, V);
+        for (; ow + 4 <= ow_hi; ow += 4)
+            FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
+                          4, V);
         for (; ow < ow_hi; ow++)
             FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
                           1, V);
