@@ -27,6 +27,8 @@ EXTENSIONS = {
     "cconv._direct": [],
     "cconv._im2col": KERNEL_SOURCES,
     "cconv._gemm": KERNEL_SOURCES,
+    # depthwise.c dispatches on the ISA state kept in gemm.c: compiled together.
+    "cconv._depthwise": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "depthwise.c")],
 }
 
 

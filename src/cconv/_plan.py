@@ -7,6 +7,7 @@ import numpy as np
 class Algorithm(enum.Enum):
     DIRECT = "direct"
     IM2COL = "im2col"
+    DEPTHWISE = "depthwise"  # direct depthwise kernels (groups == C), _depthwise.pyx
 
 
 # Algorithms the library names but does not implement yet: asking for them is a clear
@@ -19,18 +20,34 @@ def choose_forward(spec, algorithm):
     if algorithm in _NOT_YET:
         raise ValueError(
             f"{spec.fname}: algorithm={algorithm!r} ({_NOT_YET[algorithm]}) is not available "
-            "in this version of cconv; use 'auto', 'direct' or 'im2col'"
+            "in this version of cconv; use 'auto', 'direct', 'im2col' or 'depthwise'"
         )
+    if algorithm == "depthwise":
+        if not is_depthwise(spec):
+            raise ValueError(
+                f"{spec.fname}: algorithm='depthwise' needs groups == input channels "
+                f"(one input channel per group), got groups={spec.groups} with "
+                f"C={spec.C} channels ({spec.Cg} per group)"
+            )
+        return Algorithm.DEPTHWISE
+    if algorithm == "direct" and is_depthwise(spec):
+        # the dedicated depthwise kernels are the direct algorithm for these problems
+        return Algorithm.DEPTHWISE
     if algorithm != "auto":
         return Algorithm(algorithm)
     return _auto_forward(spec)
 
 
+def is_depthwise(spec):
+    """One input channel per group (groups == C), any channel multiplier O / C."""
+    return spec.C >= 1 and spec.groups == spec.C
+
+
 def _auto_forward(spec):
-    # Depthwise-like problems (one input channel per group) do almost no work per
-    # GEMM: the direct loop vectorised along W / C beats a GEMM per group.
-    if spec.Cg == 1 and spec.groups > 1:
-        return Algorithm.DIRECT
+    # Depthwise problems (one input channel per group) do almost no work per GEMM:
+    # the dedicated direct kernels, vectorised along W / C, beat a GEMM per group.
+    if is_depthwise(spec) and spec.groups > 1:
+        return Algorithm.DEPTHWISE
     return Algorithm.IM2COL
 
 

@@ -15,7 +15,7 @@ LAYOUTS = {
     3: ("NCDHW", "NDHWC"),
 }
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-ALGORITHMS = ("auto", "direct", "im2col")
+ALGORITHMS = ("auto", "direct", "im2col", "depthwise")
 _DIM_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 

@@ -1,7 +1,7 @@
 """Public convolution entry points: spec -> plan -> run."""
 import numpy as np
 
-from . import _direct, _im2col, _plan, _spec
+from . import _depthwise, _direct, _im2col, _plan, _spec
 from ._threads import get_num_threads
 
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -64,6 +64,8 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
             spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
     if algo is _plan.Algorithm.IM2COL:
         _im2col.conv_forward(*args)
+    elif algo is _plan.Algorithm.DEPTHWISE:
+        _depthwise.conv_forward(*args)
     else:
         _direct.conv_forward(*args)
     return result
@@ -96,7 +98,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     padding: int; (ph, pw); ((top, bottom), (left, right)); "valid"; "same" (output
     size ceil(in/stride), TensorFlow's rule: the odd pixel of padding goes after).
     padding_mode: "zeros", "reflect", "replicate" or "circular" (as in PyTorch).
-    algorithm: "auto", "direct" or "im2col" (implicit GEMM over the unfolded input).
+    algorithm: "auto", "direct", "im2col" (implicit GEMM over the unfolded input) or
+    "depthwise" (dedicated direct kernels for groups == C, any channel multiplier;
+    "auto" picks it for depthwise problems and "direct" runs it on them).
     out: optional C-contiguous array of the output shape and compute dtype.
 
     dtypes: float32 and float64 compute natively; mixed inputs follow np.result_type;

@@ -1,0 +1,216 @@
+"""Depthwise convolution (groups == C, channel multiplier M = O / C >= 1): a thin nogil
+driver over the direct kernels in ``_kernels/depthwise.c`` (AVX-512 / AVX2 / portable C,
+chosen at run time like the GEMM kernels).
+
+NCHW: work items are (image, input channel, output depth, output row block); each item
+copies the input rows it needs into a per-thread zero-padded, stride-phase-split
+scratch and computes all M output channels of that input channel, vectorised along W.
+NHWC: work items are (image, output depth, output row, channel block), vectorised
+along C; for M > 1 the input channels are first repeated M times (channel c*M + m
+reads input channel c), which turns the problem into M == 1.
+
+Every output element is one running FMA sum over the taps in (kd, kh, kw) order,
+started from the bias (or +0), on every ISA path and for every thread count: results
+are bitwise reproducible.
+"""
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport malloc, free
+from libc.stdint cimport int64_t
+
+import numpy as np
+
+cdef extern from "gemm.h" nogil:
+    ctypedef int64_t cc_idx
+    int cconv_isa_best()
+    int cconv_isa_active()
+    int cconv_isa_select(int isa)
+
+cdef extern from "depthwise.h" nogil:
+    ctypedef struct cc_dw_geom:
+        cc_idx C, M, D, H, W, OD, OH, OW, KD, KH, KW
+        cc_idx sd, sh, sw, dd, dh, dw, pd, ph, pw
+    cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
+    void cconv_dw_nchw_f32(const cc_dw_geom *g, const float *x, const float *w,
+                           const float *bias, float *out, cc_idx od, cc_idx oh0, cc_idx oh1,
+                           float *scratch)
+    void cconv_dw_nchw_f64(const cc_dw_geom *g, const double *x, const double *w,
+                           const double *bias, double *out, cc_idx od, cc_idx oh0,
+                           cc_idx oh1, double *scratch)
+    void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w,
+                           const float *bias, float *out, cc_idx od, cc_idx oh, cc_idx c0,
+                           cc_idx c1)
+    void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
+                           const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
+                           cc_idx c1)
+
+
+ISA_NAMES = ("generic", "avx2", "avx512")
+
+
+def isa_active():
+    """Name of the ISA path the kernels of this module run."""
+    return ISA_NAMES[cconv_isa_active()]
+
+
+def isa_best():
+    """Best ISA path the running CPU supports."""
+    return ISA_NAMES[cconv_isa_best()]
+
+
+def isa_select(name):
+    """Force an ISA path; ValueError for unknown names, RuntimeError if unsupported."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA path {name!r}; expected one of {ISA_NAMES}")
+    if cconv_isa_select(ISA_NAMES.index(name)) != 0:
+        raise RuntimeError(f"this CPU cannot run the {name!r} path (best: {isa_best()!r})")
+
+
+cdef enum:
+    # Per-thread NCHW scratch is kept well inside L2 (rows of a row block, padded).
+    _SCRATCH_BYTES = 256 * 1024
+    # NHWC channel block of one work item.
+    _NHWC_CBLOCK = 256
+
+
+cdef inline void _nchw_item(const cc_dw_geom *g, const floating *x, const floating *w,
+                            const floating *bias, floating *out, cc_idx od, cc_idx oh0,
+                            cc_idx oh1, floating *scratch) noexcept nogil:
+    if floating is float:
+        cconv_dw_nchw_f32(g, x, w, bias, out, od, oh0, oh1, scratch)
+    else:
+        cconv_dw_nchw_f64(g, x, w, bias, out, od, oh0, oh1, scratch)
+
+
+cdef inline void _nhwc_item(const cc_dw_geom *g, const floating *x, const floating *w,
+                            const floating *bias, floating *out, cc_idx od, cc_idx oh,
+                            cc_idx c0, cc_idx c1) noexcept nogil:
+    if floating is float:
+        cconv_dw_nhwc_f32(g, x, w, bias, out, od, oh, c0, c1)
+    else:
+        cconv_dw_nhwc_f64(g, x, w, bias, out, od, oh, c0, c1)
+
+
+cdef void _geom(cc_dw_geom *g, tuple xsp, tuple osp, tuple ksz, tuple stride, tuple pad,
+                tuple dil, cc_idx C, cc_idx M):
+    g.C = C
+    g.M = M
+    g.D, g.H, g.W = xsp
+    g.OD, g.OH, g.OW = osp
+    g.KD, g.KH, g.KW = ksz
+    g.sd, g.sh, g.sw = stride
+    g.dd, g.dh, g.dw = dil
+    g.pd, g.ph, g.pw = pad
+
+
+@cython.boundscheck(False)
+def _forward_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                  floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
+                  tuple dil, int nthreads):
+    cdef cc_idx N = x.shape[0], C = x.shape[1], O = w.shape[0]
+    cdef cc_idx M = O // C
+    cdef cc_dw_geom g
+    _geom(&g, (x.shape[2], x.shape[3], x.shape[4]), (out.shape[2], out.shape[3], out.shape[4]),
+          (w.shape[2], w.shape[3], w.shape[4]), stride, pad, dil, C, M)
+    cdef cc_idx OD = g.OD, OH = g.OH
+    cdef cc_idx xvol = g.D * g.H * g.W, ovol = OD * OH * g.OW, KT = g.KD * g.KH * g.KW
+    # Row blocks: small enough for the scratch to stay in L2 and for enough items to
+    # keep every thread busy; the blocking never changes any output's arithmetic.
+    cdef cc_idx rb = OH, planes = N * C * OD
+    cdef cc_idx esize = sizeof(floating)
+    while rb > 1 and cconv_dw_nchw_scratch(&g, rb) * esize > _SCRATCH_BYTES:
+        rb = (rb + 1) // 2
+    while rb > 4 and planes * ((OH + rb - 1) // rb) < 4 * nthreads:
+        rb = (rb + 1) // 2
+    cdef cc_idx nrb = (OH + rb - 1) // rb
+    cdef cc_idx sc = (cconv_dw_nchw_scratch(&g, rb) + 15) // 16 * 16
+    cdef cc_idx nitems = planes * nrb
+    cdef int nt = nthreads if nthreads > 1 else 1
+    cdef floating *scratch = <floating *> malloc(nt * sc * esize + 64)
+    if scratch == NULL:
+        raise MemoryError("depthwise: could not allocate the per-thread scratch")
+    cdef floating *sbase = <floating *> ((<size_t> scratch + 63) & ~(<size_t> 63))
+    cdef const floating *bp = NULL
+    cdef const floating[::1] b
+    if bias is not None:
+        b = bias
+        bp = &b[0]
+    cdef const floating *xp = &x[0, 0, 0, 0, 0]
+    cdef const floating *wp = &w[0, 0, 0, 0, 0]
+    cdef floating *op = &out[0, 0, 0, 0, 0]
+    cdef cc_idx it, n, c, od, blk, oh0, oh1, rest
+    cdef int tid
+    try:
+        for it in prange(nitems, nogil=True, schedule="static", num_threads=nthreads):
+            tid = threadid()
+            blk = it % nrb
+            rest = it // nrb
+            od = rest % OD
+            rest = rest // OD
+            c = rest % C
+            n = rest // C
+            oh0 = blk * rb
+            oh1 = oh0 + rb
+            if oh1 > OH:
+                oh1 = OH
+            _nchw_item(&g, xp + (n * C + c) * xvol, wp + c * M * KT,
+                       (bp + c * M) if bp != NULL else NULL,
+                       op + (n * C * M + c * M) * ovol, od, oh0, oh1, sbase + tid * sc)
+    finally:
+        free(scratch)
+
+
+@cython.boundscheck(False)
+def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                  floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
+                  tuple dil, int nthreads):
+    """M == 1 (x already expanded to C*M channels)."""
+    cdef cc_idx N = x.shape[0], C = x.shape[4]
+    cdef cc_dw_geom g
+    _geom(&g, (x.shape[1], x.shape[2], x.shape[3]), (out.shape[1], out.shape[2], out.shape[3]),
+          (w.shape[0], w.shape[1], w.shape[2]), stride, pad, dil, C, 1)
+    cdef cc_idx OD = g.OD, OH = g.OH
+    cdef cc_idx xvol = g.D * g.H * g.W * C, ovol = OD * OH * g.OW * C
+    cdef cc_idx cb = C if C <= _NHWC_CBLOCK else _NHWC_CBLOCK
+    cdef cc_idx rows = N * OD * OH
+    while cb > 64 and rows * ((C + cb - 1) // cb) < 4 * nthreads:
+        cb = (cb + 1) // 2
+    cb = (cb + 15) // 16 * 16  # whole vectors of every path
+    cdef cc_idx ncb = (C + cb - 1) // cb
+    cdef cc_idx nitems = rows * ncb
+    cdef const floating *bp = NULL
+    cdef const floating[::1] b
+    if bias is not None:
+        b = bias
+        bp = &b[0]
+    cdef const floating *xp = &x[0, 0, 0, 0, 0]
+    cdef const floating *wp = &w[0, 0, 0, 0, 0]
+    cdef floating *op = &out[0, 0, 0, 0, 0]
+    cdef cc_idx it, n, od, oh, cbi, c0, c1, rest
+    for it in prange(nitems, nogil=True, schedule="static", num_threads=nthreads):
+        cbi = it % ncb
+        rest = it // ncb
+        oh = rest % OH
+        rest = rest // OH
+        od = rest % OD
+        n = rest // OD
+        c0 = cbi * cb
+        c1 = c0 + cb
+        if c1 > C:
+            c1 = C
+        _nhwc_item(&g, xp + n * xvol, wp, bp, op + n * ovol, od, oh, c0, c1)
+
+
+def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads):
+    """Depthwise forward convolution into out5; same arguments as
+    ``_direct.conv_forward`` (groups must equal the input channel count)."""
+    if channels_last:
+        C = x5.shape[4]
+        M = w5.shape[4] // C
+        if M > 1:
+            # output channel c*M + m reads input channel c
+            x5 = np.repeat(x5, M, axis=4)
+        _forward_nhwc(x5, w5, out5, bias, stride, pad, dil, nthreads)
+    else:
+        _forward_nchw(x5, w5, out5, bias, stride, pad, dil, nthreads)

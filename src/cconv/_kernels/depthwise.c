@@ -1,0 +1,267 @@
+/* cconv depthwise kernels: instantiations of depthwise_impl.h per ISA path and dtype,
+ * and the runtime dispatch (cconv_isa_active() from gemm.c, compiled into the same
+ * module). See depthwise.h for the layouts and the arithmetic contract.
+ *
+ * Every path uses fused multiply-add (fmaf / fma in portable C, FMA instructions in
+ * the SIMD paths) in the same order, so all paths give bitwise identical results.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+#include "depthwise.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define CCONV_DW_X86 1
+#include <immintrin.h>
+#else
+#define CCONV_DW_X86 0
+#endif
+
+#define CC_DW_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define CC_DW_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Widest vector of any path, in float32 lanes, times the widest column tile (4
+ * vectors): scratch rows are sized for it whatever path runs. */
+#define DW_MAX_COLS 64
+
+/* Elements per phase of a scratch row (NCHW). */
+static inline cc_idx dw_phase_len(const cc_dw_geom *g)
+{
+    const cc_idx cols = (g->OW + DW_MAX_COLS - 1) / DW_MAX_COLS * DW_MAX_COLS;
+    return cols + ((g->KW - 1) * g->dw) / g->sw + 1;
+}
+
+cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
+{
+    const cc_idx nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+    return g->KD * nrows * g->sw * dw_phase_len(g);
+}
+
+/* ---------------------------------------------------------------- portable C */
+#define DW_TARGET
+#define VL 1
+#define DW_NCHW_V 4
+
+#define T float
+#define VEC float
+#define SFX f32_generic
+#define V_LOAD(p) (*(p))
+#define V_LOADM(p, n) (*(p))
+#define V_STORE(p, v) (*(p) = (v))
+#define V_STOREM(p, v, n) (*(p) = (v))
+#define V_SET1(s) (s)
+#define V_ZERO() 0.0f
+#define V_FMA(a, b, c) fmaf((a), (b), (c))
+#include "depthwise_impl.h"
+#undef T
+#undef VEC
+#undef SFX
+#undef V_ZERO
+#undef V_FMA
+
+#define T double
+#define VEC double
+#define SFX f64_generic
+#define V_ZERO() 0.0
+#define V_FMA(a, b, c) fma((a), (b), (c))
+#include "depthwise_impl.h"
+#undef T
+#undef VEC
+#undef SFX
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef VL
+#undef DW_TARGET
+#undef DW_NCHW_V
+
+#if CCONV_DW_X86
+/* ---------------------------------------------------------------- AVX2 + FMA */
+static const int32_t dw_mask32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+
+#define DW_TARGET __attribute__((target("avx2,fma")))
+#define DW_NCHW_V 3 /* 12 of the 16 ymm registers hold accumulators */
+
+#define VL 8
+#define T float
+#define VEC __m256
+#define SFX f32_avx2
+#define DW_M32(n) _mm256_loadu_si256((const __m256i *)(dw_mask32 + 8 - (n)))
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_LOADM(p, n) _mm256_maskload_ps((p), DW_M32(n))
+#define V_STORE(p, v) _mm256_storeu_ps((p), (v))
+#define V_STOREM(p, v, n) _mm256_maskstore_ps((p), DW_M32(n), (v))
+#define V_SET1(s) _mm256_set1_ps(s)
+#define V_ZERO() _mm256_setzero_ps()
+#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#include "depthwise_impl.h"
+#undef VL
+#undef T
+#undef VEC
+#undef SFX
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+
+#define VL 4
+#define T double
+#define VEC __m256d
+#define SFX f64_avx2
+#define DW_M64(n) _mm256_loadu_si256((const __m256i *)(dw_mask64 + 4 - (n)))
+#define V_LOAD(p) _mm256_loadu_pd(p)
+#define V_LOADM(p, n) _mm256_maskload_pd((p), DW_M64(n))
+#define V_STORE(p, v) _mm256_storeu_pd((p), (v))
+#define V_STOREM(p, v, n) _mm256_maskstore_pd((p), DW_M64(n), (v))
+#define V_SET1(s) _mm256_set1_pd(s)
+#define V_ZERO() _mm256_setzero_pd()
+#define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#include "depthwise_impl.h"
+#undef VL
+#undef T
+#undef VEC
+#undef SFX
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef DW_TARGET
+#undef DW_NCHW_V
+
+/* ---------------------------------------------------------------- AVX-512 */
+#define DW_TARGET __attribute__((target("avx512f,avx512dq,fma")))
+#define DW_NCHW_V 4 /* 16 of the 32 zmm registers hold accumulators */
+
+#define VL 16
+#define T float
+#define VEC __m512
+#define SFX f32_avx512
+#define V_LOAD(p) _mm512_loadu_ps(p)
+#define V_LOADM(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), (p))
+#define V_STORE(p, v) _mm512_storeu_ps((p), (v))
+#define V_STOREM(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1u), (v))
+#define V_SET1(s) _mm512_set1_ps(s)
+#define V_ZERO() _mm512_setzero_ps()
+#define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#include "depthwise_impl.h"
+#undef VL
+#undef T
+#undef VEC
+#undef SFX
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+
+#define VL 8
+#define T double
+#define VEC __m512d
+#define SFX f64_avx512
+#define V_LOAD(p) _mm512_loadu_pd(p)
+#define V_LOADM(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), (p))
+#define V_STORE(p, v) _mm512_storeu_pd((p), (v))
+#define V_STOREM(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1u), (v))
+#define V_SET1(s) _mm512_set1_pd(s)
+#define V_ZERO() _mm512_setzero_pd()
+#define V_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#include "depthwise_impl.h"
+#undef VL
+#undef T
+#undef VEC
+#undef SFX
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef DW_TARGET
+#endif /* CCONV_DW_X86 */
+
+/* ---------------------------------------------------------------- dispatch */
+
+void cconv_dw_nchw_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
+                       float *out, cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        dw_nchw_f32_avx512(g, x, w, bias, out, od, oh0, oh1, scratch);
+        return;
+    case CCONV_ISA_AVX2:
+        dw_nchw_f32_avx2(g, x, w, bias, out, od, oh0, oh1, scratch);
+        return;
+#endif
+    default:
+        dw_nchw_f32_generic(g, x, w, bias, out, od, oh0, oh1, scratch);
+    }
+}
+
+void cconv_dw_nchw_f64(const cc_dw_geom *g, const double *x, const double *w,
+                       const double *bias, double *out, cc_idx od, cc_idx oh0, cc_idx oh1,
+                       double *scratch)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        dw_nchw_f64_avx512(g, x, w, bias, out, od, oh0, oh1, scratch);
+        return;
+    case CCONV_ISA_AVX2:
+        dw_nchw_f64_avx2(g, x, w, bias, out, od, oh0, oh1, scratch);
+        return;
+#endif
+    default:
+        dw_nchw_f64_generic(g, x, w, bias, out, od, oh0, oh1, scratch);
+    }
+}
+
+void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
+                       float *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        dw_nhwc_f32_avx512(g, x, w, bias, out, od, oh, c0, c1);
+        return;
+    case CCONV_ISA_AVX2:
+        dw_nhwc_f32_avx2(g, x, w, bias, out, od, oh, c0, c1);
+        return;
+#endif
+    default:
+        dw_nhwc_f32_generic(g, x, w, bias, out, od, oh, c0, c1);
+    }
+}
+
+void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
+                       const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
+                       cc_idx c1)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        dw_nhwc_f64_avx512(g, x, w, bias, out, od, oh, c0, c1);
+        return;
+    case CCONV_ISA_AVX2:
+        dw_nhwc_f64_avx2(g, x, w, bias, out, od, oh, c0, c1);
+        return;
+#endif
+    default:
+        dw_nhwc_f64_generic(g, x, w, bias, out, od, oh, c0, c1);
+    }
+}

@@ -1,0 +1,60 @@
+/* cconv depthwise convolution kernels (groups == C, channel multiplier M = O / C).
+ *
+ * Direct kernels with runtime ISA dispatch (AVX-512 / AVX2+FMA / portable C), chosen
+ * by cconv_isa_active() from gemm.h: this file must be compiled into the same module
+ * as gemm.c.
+ *
+ * Arithmetic contract (every ISA path, every thread count): each output element is
+ *     acc = bias (or +0); for kd, kh, kw in increasing order: acc = fma(x, w, acc)
+ * where a tap that falls into the zero padding reads x = +0 (exactly as if the input
+ * were padded with zeros). The result is bitwise identical across ISA paths and thread
+ * counts.
+ *
+ * Layouts (all arrays C-contiguous, 3-D; 1-D / 2-D problems use size-1 leading dims):
+ *   NCHW: x (N, C, D, H, W), w (C*M, 1, KD, KH, KW), out (N, C*M, OD, OH, OW).
+ *   NHWC: x (N, D, H, W, C), w (KD, KH, KW, 1, C), out (N, OD, OH, OW, C); the NHWC
+ *         kernel is for M == 1 (the driver expands the input channels for M > 1).
+ */
+#ifndef CCONV_DEPTHWISE_H
+#define CCONV_DEPTHWISE_H
+
+#include "gemm.h"
+
+typedef struct {
+    cc_idx C;                 /* input channels (= groups) */
+    cc_idx M;                 /* channel multiplier: output channel o = c * M + m */
+    cc_idx D, H, W;           /* input spatial size */
+    cc_idx OD, OH, OW;        /* output spatial size */
+    cc_idx KD, KH, KW;        /* kernel size */
+    cc_idx sd, sh, sw;        /* strides */
+    cc_idx dd, dh, dw;        /* dilations */
+    cc_idx pd, ph, pw;        /* zero padding before (after is implied by the sizes) */
+} cc_dw_geom;
+
+/* NCHW: per-thread scratch (elements of the dtype) needed by one call covering at most
+ * `rows` output rows. */
+cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows);
+
+/* NCHW: one input channel c of one image, one output depth od, output rows [oh0, oh1),
+ * all M output channels c*M .. c*M+M-1.
+ *   x:    x[n, c] (the D*H*W volume of the channel)
+ *   w:    w[c*M]  (M filters of KD*KH*KW, contiguous)
+ *   bias: bias + c*M, or NULL
+ *   out:  out[n, c*M] (M volumes of OD*OH*OW)
+ *   scratch: cconv_dw_nchw_scratch(g, oh1 - oh0) elements, private to the caller. */
+void cconv_dw_nchw_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
+                       float *out, cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch);
+void cconv_dw_nchw_f64(const cc_dw_geom *g, const double *x, const double *w,
+                       const double *bias, double *out, cc_idx od, cc_idx oh0, cc_idx oh1,
+                       double *scratch);
+
+/* NHWC (M == 1): one image, one output row (od, oh), channels [c0, c1).
+ *   x: image base (D, H, W, C); w: (KD, KH, KW, C); bias: (C,) or NULL;
+ *   out: image base (OD, OH, OW, C). */
+void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
+                       float *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1);
+void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
+                       const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
+                       cc_idx c1);
+
+#endif

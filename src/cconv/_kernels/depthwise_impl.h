@@ -1,0 +1,325 @@
+/* Depthwise kernels, written once and instantiated per (ISA path, dtype) by
+ * depthwise.c, which defines before each inclusion:
+ *   T            scalar type              VEC   vector type       VL  lanes
+ *   SFX          name suffix              DW_TARGET  function attributes
+ *   V_LOAD(p) V_LOADM(p, n) V_STORE(p, v) V_STOREM(p, v, n) V_SET1(s) V_ZERO()
+ *   V_FMA(a, b, c) = a * b + c with one rounding.
+ * (n: number of valid leading lanes, 1..VL; masked loads read nothing past them.)
+ * See depthwise.h for the arithmetic contract; every path below follows it.
+ */
+
+#define DW_CAT2(a, b) a##_##b
+#define DW_CAT(a, b) DW_CAT2(a, b)
+#define FN(name) DW_CAT(name, SFX)
+/* NCHW register tile: 4 output rows x DW_NCHW_V vectors (set per path by depthwise.c,
+ * at most DW_MAX_COLS / 16). */
+#define DW_INLINE static inline __attribute__((always_inline)) DW_TARGET
+
+/* ----------------------------------------------------------------------------------
+ * NCHW: the input rows an item needs are copied into a zero-padded scratch, split into
+ * sw phases (phase q holds padded columns q, q+sw, q+2sw, ...), so that for every
+ * stride the taps of a run of consecutive outputs read consecutive scratch elements:
+ * padded column ow*sw + kw*dw is phase (kw*dw) % sw, element ow + (kw*dw) / sw.
+ * The kernel then never checks padding and its inner loop is one unaligned vector load
+ * and one FMA per (output vector, tap), register-tiled over R rows x V vectors.
+ * -------------------------------------------------------------------------------- */
+
+/* R output rows x V vectors of one output plane; outputs ow0 .. ow0 + V*VL - 1 of each
+ * row, the last vector holding nlast valid lanes. */
+DW_INLINE void FN(nchw_tile)(const T *restrict s, cc_idx rstride, cc_idx khstride,
+                             cc_idx kdstride, const cc_idx *restrict kwoff,
+                             const T *restrict wt, cc_idx KD, cc_idx KH, cc_idx KW, T b,
+                             T *restrict o, cc_idx ldo, int nlast, const int R, const int V)
+{
+    VEC acc[4][DW_NCHW_V];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++)
+            acc[r][v] = V_SET1(b);
+    for (cc_idx kd = 0; kd < KD; kd++) {
+        for (cc_idx kh = 0; kh < KH; kh++) {
+            /* one base pointer per row; each tap adds the same column offset, so every
+             * load below is [row pointer + offset*size + constant] */
+            const T *rp[4];
+            for (int r = 0; r < R; r++)
+                rp[r] = s + kd * kdstride + kh * khstride + r * rstride;
+            for (cc_idx kw = 0; kw < KW; kw++) {
+                const VEC wv = V_SET1(wt[kw]);
+                const cc_idx off = kwoff[kw];
+                for (int r = 0; r < R; r++)
+                    for (int v = 0; v < V; v++)
+                        acc[r][v] = V_FMA(V_LOAD(rp[r] + off + v * VL), wv, acc[r][v]);
+            }
+            wt += KW;
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < V; v++) {
+            T *q = o + r * ldo + v * VL;
+            if (v == V - 1 && nlast < VL)
+                V_STOREM(q, acc[r][v], nlast);
+            else
+                V_STORE(q, acc[r][v]);
+        }
+}
+
+/* Copy input rows into the phase-split zero-padded scratch (layout above). */
+DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx od, cc_idx oh0,
+                             cc_idx nrows, cc_idx PL, T *scratch)
+{
+    const cc_idx sw = g->sw, W = g->W, pw = g->pw, rowlen = sw * PL;
+    for (cc_idx kd = 0; kd < g->KD; kd++) {
+        const cc_idx id = od * g->sd + kd * g->dd - g->pd;
+        for (cc_idx ri = 0; ri < nrows; ri++) {
+            const cc_idx ih = oh0 * g->sh - g->ph + ri;
+            T *row = scratch + (kd * nrows + ri) * rowlen;
+            if (id < 0 || id >= g->D || ih < 0 || ih >= g->H) {
+                for (cc_idx t = 0; t < rowlen; t++)
+                    row[t] = (T)0;
+                continue;
+            }
+            const T *src = x + (id * g->H + ih) * W;
+            for (cc_idx q = 0; q < sw; q++) {
+                T *restrict dst = row + q * PL;
+                /* padded column q + sw*t is input column q + sw*t - pw */
+                cc_idx lo = pw > q ? (pw - q + sw - 1) / sw : 0;
+                cc_idx hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
+                lo = CC_DW_MIN(lo, PL);
+                hi = CC_DW_MIN(CC_DW_MAX(hi, lo), PL);
+                for (cc_idx t = 0; t < lo; t++)
+                    dst[t] = (T)0;
+                if (sw == 1) {
+                    const T *restrict sp = src - pw;
+                    for (cc_idx t = lo; t < hi; t++)
+                        dst[t] = sp[t];
+                } else if (sw == 2) {
+                    const T *restrict sp = src + q - pw;
+                    for (cc_idx t = lo; t < hi; t++)
+                        dst[t] = sp[2 * t];
+                } else {
+                    const T *restrict sp = src + q - pw;
+                    for (cc_idx t = lo; t < hi; t++)
+                        dst[t] = sp[sw * t];
+                }
+                for (cc_idx t = hi; t < PL; t++)
+                    dst[t] = (T)0;
+            }
+        }
+    }
+}
+
+DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, const T *bias,
+                                  T *out, cc_idx od, cc_idx oh0, cc_idx oh1, T *scratch)
+{
+    const cc_idx rb = oh1 - oh0, sw = g->sw, OW = g->OW;
+    const cc_idx nrows = (rb - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+    const cc_idx PL = dw_phase_len(g), rowlen = sw * PL;
+    const cc_idx KT = g->KD * g->KH * g->KW, plane = g->OD * g->OH * OW;
+    const cc_idx rstride = g->sh * rowlen, khstride = g->dh * rowlen, kdstride = nrows * rowlen;
+    cc_idx kwoff[g->KW];
+    for (cc_idx kw = 0; kw < g->KW; kw++)
+        kwoff[kw] = ((kw * g->dw) % sw) * PL + (kw * g->dw) / sw;
+
+    FN(nchw_fill)(g, x, od, oh0, nrows, PL, scratch);
+
+    for (cc_idx m = 0; m < g->M; m++) {
+        const T *wm = w + m * KT;
+        const T bm = bias ? bias[m] : (T)0;
+        T *om = out + m * plane + (od * g->OH + oh0) * OW;
+        for (cc_idx r0 = 0; r0 < rb;) {
+            const int R = rb - r0 >= 4 ? 4 : 1;
+            const T *s = scratch + r0 * rstride;
+            T *o = om + r0 * OW;
+            for (cc_idx ow0 = 0; ow0 < OW; ow0 += DW_NCHW_V * VL) {
+                const cc_idx left = OW - ow0;
+                const int nv = left >= DW_NCHW_V * VL ? DW_NCHW_V : (int)((left + VL - 1) / VL);
+                const int nlast = (int)(left - (cc_idx)(nv - 1) * VL < VL
+                                        ? left - (cc_idx)(nv - 1) * VL : VL);
+#define DW_T(RR, VV)                                                                       \
+    FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH, g->KW, bm, \
+                  o + ow0, OW, nlast, RR, VV)
+                if (R == 4) {
+                    switch (nv) {
+                    case 1: DW_T(4, 1); break;
+                    case 2: DW_T(4, 2); break;
+#if DW_NCHW_V >= 3
+                    case 3: DW_T(4, 3); break;
+#endif
+#if DW_NCHW_V >= 4
+                    case 4: DW_T(4, 4); break;
+#endif
+                    }
+                } else {
+                    switch (nv) {
+                    case 1: DW_T(1, 1); break;
+                    case 2: DW_T(1, 2); break;
+#if DW_NCHW_V >= 3
+                    case 3: DW_T(1, 3); break;
+#endif
+#if DW_NCHW_V >= 4
+                    case 4: DW_T(1, 4); break;
+#endif
+                    }
+                }
+#undef DW_T
+            }
+            r0 += R;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------------------------
+ * NHWC (M == 1): vectorised along C. Interior pixels (every tap inside the input) run
+ * a register tile of P pixels x V channel vectors, each weight vector loaded once per
+ * tap for the P pixels; border pixels go one at a time and read a zero vector for
+ * taps in the padding (same arithmetic as a zero-padded input).
+ * -------------------------------------------------------------------------------- */
+
+#define DW_NHWC_P 8
+
+/* P interior pixels (ow0 .. ow0+P-1) x V vectors of channels c .. c+V*VL-1 (last
+ * vector nlast lanes). xp: input at (od*sd-pd, oh*sh-ph, ow0*sw-pw, c). */
+DW_INLINE void FN(nhwc_tile)(const cc_dw_geom *g, const T *restrict xp, const T *restrict wp,
+                             const T *restrict bp, T *restrict op, int nlast, const int P,
+                             const int V)
+{
+    const cc_idx C = g->C, H = g->H, W = g->W;
+    const cc_idx pstride = g->sw * C;
+    VEC acc[DW_NHWC_P][2];
+    for (int v = 0; v < V; v++) {
+        const int n = v == V - 1 ? nlast : VL;
+        const VEC b0 = bp ? (n < VL ? V_LOADM(bp + v * VL, n) : V_LOAD(bp + v * VL)) : V_ZERO();
+        for (int p = 0; p < P; p++)
+            acc[p][v] = b0;
+    }
+    const cc_idx kwstep = g->dw * C;
+    for (cc_idx kd = 0; kd < g->KD; kd++)
+        for (cc_idx kh = 0; kh < g->KH; kh++) {
+            /* one base pointer per pixel; each tap adds the same offset */
+            const T *pp[DW_NHWC_P];
+            for (int p = 0; p < P; p++)
+                pp[p] = xp + ((kd * g->dd * H + kh * g->dh) * W) * C + p * pstride;
+            const T *wt = wp + (kd * g->KH + kh) * g->KW * C;
+            cc_idx off = 0;
+            for (cc_idx kw = 0; kw < g->KW; kw++, off += kwstep, wt += C) {
+                for (int v = 0; v < V; v++) {
+                    const int n = v == V - 1 ? nlast : VL;
+                    const VEC wv = n < VL ? V_LOADM(wt + v * VL, n) : V_LOAD(wt + v * VL);
+                    for (int p = 0; p < P; p++) {
+                        const VEC xv = n < VL ? V_LOADM(pp[p] + off + v * VL, n)
+                                              : V_LOAD(pp[p] + off + v * VL);
+                        acc[p][v] = V_FMA(xv, wv, acc[p][v]);
+                    }
+                }
+            }
+        }
+    for (int p = 0; p < P; p++)
+        for (int v = 0; v < V; v++) {
+            T *q = op + p * C + v * VL;
+            if (v == V - 1 && nlast < VL)
+                V_STOREM(q, acc[p][v], nlast);
+            else
+                V_STORE(q, acc[p][v]);
+        }
+}
+
+/* One pixel (od, oh, ow) that may touch the padding, V vectors of channels from c.
+ * x: image base + c (channel c of pixel (0, 0, 0)); wp, bp: weights / bias + c. */
+DW_INLINE void FN(nhwc_border)(const cc_dw_geom *g, const T *restrict x, const T *restrict wp,
+                               const T *restrict bp, T *restrict op, cc_idx od, cc_idx oh,
+                               cc_idx ow, int nlast, const int V)
+{
+    const cc_idx C = g->C, H = g->H, W = g->W;
+    VEC acc[2];
+    for (int v = 0; v < V; v++) {
+        const int n = v == V - 1 ? nlast : VL;
+        acc[v] = bp ? (n < VL ? V_LOADM(bp + v * VL, n) : V_LOAD(bp + v * VL)) : V_ZERO();
+    }
+    for (cc_idx kd = 0; kd < g->KD; kd++) {
+        const cc_idx id = od * g->sd + kd * g->dd - g->pd;
+        const int dok = id >= 0 && id < g->D;
+        for (cc_idx kh = 0; kh < g->KH; kh++) {
+            const cc_idx ih = oh * g->sh + kh * g->dh - g->ph;
+            const int hok = dok && ih >= 0 && ih < H;
+            for (cc_idx kw = 0; kw < g->KW; kw++) {
+                const cc_idx iw = ow * g->sw + kw * g->dw - g->pw;
+                const int ok = hok && iw >= 0 && iw < W;
+                const T *xt = x + ((id * H + ih) * W + iw) * C;
+                const T *wt = wp + ((kd * g->KH + kh) * g->KW + kw) * C;
+                for (int v = 0; v < V; v++) {
+                    const int n = v == V - 1 ? nlast : VL;
+                    const VEC wv = n < VL ? V_LOADM(wt + v * VL, n) : V_LOAD(wt + v * VL);
+                    VEC xv = V_ZERO();
+                    if (ok)
+                        xv = n < VL ? V_LOADM(xt + v * VL, n) : V_LOAD(xt + v * VL);
+                    acc[v] = V_FMA(xv, wv, acc[v]);
+                }
+            }
+        }
+    }
+    for (int v = 0; v < V; v++) {
+        T *q = op + v * VL;
+        if (v == V - 1 && nlast < VL)
+            V_STOREM(q, acc[v], nlast);
+        else
+            V_STORE(q, acc[v]);
+    }
+}
+
+/* One output row, channels [c, c + V*VL) (last vector nlast lanes). */
+DW_INLINE void FN(nhwc_row)(const cc_dw_geom *g, const T *x, const T *w, const T *bias,
+                            T *orow, cc_idx od, cc_idx oh, cc_idx c, cc_idx ow_lo,
+                            cc_idx ow_hi, int rows_ok, int nlast, const int V)
+{
+    const cc_idx C = g->C, OW = g->OW;
+    const T *wp = w + c;
+    const T *bp = bias ? bias + c : (const T *)0;
+    cc_idx ow = 0;
+    if (rows_ok) {
+        for (; ow < ow_lo; ow++)
+            FN(nhwc_border)(g, x + c, wp, bp, orow + ow * C + c, od, oh, ow, nlast, V);
+        const T *xb = x + (((od * g->sd - g->pd) * g->H + oh * g->sh - g->ph) * g->W) * C + c;
+        for (; ow + DW_NHWC_P <= ow_hi; ow += DW_NHWC_P)
+            FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
+                          DW_NHWC_P, V);
+        for (; ow + 4 <= ow_hi; ow += 4)
+            FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
+                          4, V);
+        for (; ow < ow_hi; ow++)
+            FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
+                          1, V);
+    }
+    for (; ow < OW; ow++)
+        FN(nhwc_border)(g, x + c, wp, bp, orow + ow * C + c, od, oh, ow, nlast, V);
+}
+
+DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, const T *bias,
+                                  T *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1)
+{
+    int rows_ok = 1;
+    for (cc_idx kd = 0; kd < g->KD; kd++) {
+        const cc_idx id = od * g->sd + kd * g->dd - g->pd;
+        rows_ok &= id >= 0 && id < g->D;
+    }
+    for (cc_idx kh = 0; kh < g->KH; kh++) {
+        const cc_idx ih = oh * g->sh + kh * g->dh - g->ph;
+        rows_ok &= ih >= 0 && ih < g->H;
+    }
+    /* interior columns: ow*sw - pw >= 0 and ow*sw - pw + (KW-1)*dw <= W-1 */
+    cc_idx ow_lo = (g->pw + g->sw - 1) / g->sw;
+    const cc_idx span = g->W - 1 + g->pw - (g->KW - 1) * g->dw;
+    cc_idx ow_hi = span >= 0 ? span / g->sw + 1 : 0;
+    ow_lo = CC_DW_MIN(ow_lo, g->OW);
+    ow_hi = CC_DW_MIN(CC_DW_MAX(ow_hi, ow_lo), g->OW);
+    T *orow = out + (od * g->OH + oh) * g->OW * g->C;
+    cc_idx c = c0;
+    for (; c + 2 * VL <= c1; c += 2 * VL)
+        FN(nhwc_row)(g, x, w, bias, orow, od, oh, c, ow_lo, ow_hi, rows_ok, VL, 2);
+    const cc_idx left = c1 - c;
+    if (left > VL)
+        FN(nhwc_row)(g, x, w, bias, orow, od, oh, c, ow_lo, ow_hi, rows_ok, (int)(left - VL), 2);
+    else if (left > 0)
+        FN(nhwc_row)(g, x, w, bias, orow, od, oh, c, ow_lo, ow_hi, rows_ok, (int)left, 1);
+}
+
+#undef FN
+#undef DW_INLINE

@@ -1,0 +1,227 @@
+"""Depthwise convolution (groups == C, channel multiplier M = O / C): the dedicated
+direct kernels (algorithm="depthwise", also reached by "direct" and "auto") against the
+float64 reference, partial SIMD vectors and tiles, NaN-prefilled out=, and bitwise
+reproducibility across thread counts and ISA paths."""
+import itertools
+import textwrap
+
+import numpy as np
+import pytest
+
+from conftest import conv_fn, run_python
+from reference import (LAST_LAYOUT, DEFAULT_LAYOUT, conv_nd_reference, input_shape, rel_error,
+                       resolve_padding, weight_shape)
+from test_isa import cpu_supports
+
+cconv = pytest.importorskip("cconv")
+
+TOL = {np.float32: 2e-5, np.float64: 1e-11}
+
+
+def _case(rng, nd, layout, N, C, M, sp, k, stride, padding, dilation, dtype, bias=True,
+          algorithm="depthwise", out_nan=False, batched=True):
+    x = rng.standard_normal(input_shape(layout, N, C, sp, batched)).astype(dtype)
+    w = rng.standard_normal(weight_shape(layout, C * M, 1, k)).astype(dtype)
+    b = rng.standard_normal(C * M).astype(dtype) if bias else None
+    pairs = resolve_padding(padding, sp, k, stride, dilation)
+    ref = conv_nd_reference(x, w, b, stride, pairs, dilation, C, layout=layout)
+    kw = {}
+    if out_nan:
+        kw["out"] = np.full(ref.shape, np.nan, dtype=dtype)
+    y = conv_fn(nd)(x, w, b, stride, padding, dilation, C, layout=layout,
+                    algorithm=algorithm, **kw)
+    assert y.shape == ref.shape and y.dtype == dtype
+    if out_nan:
+        assert y is kw["out"]
+    assert np.all(np.isfinite(y))
+    err = rel_error(y, ref)
+    assert err <= TOL[dtype], (err, layout, N, C, M, sp, k, stride, padding, dilation)
+    return y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_2d_kernels_strides(rng, layout, dtype, k, stride):
+    for C, M, (H, W), dil, pad in [(17, 1, (13, 37), 1, k // 2), (3, 2, (9, 21), 2, "same"),
+                                   (33, 1, (7, 70), 1, ((0, 2), (3, 1))),
+                                   (16, 3, (11, 16), 1, "valid")]:
+        span = (k - 1) * dil + 1
+        if pad == "valid" and (H < span or W < span):
+            continue
+        _case(rng, 2, layout, 2, C, M, (H, W), (k, k), stride, pad, dil, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("C", [1, 3, 7, 16, 17, 33, 65])
+def test_channel_counts(rng, layout, dtype, C):
+    for M in (1, 2, 3):
+        _case(rng, 2, layout, 1, C, M, (6, 19), (3, 3), 1, 1, 1, dtype, bias=(M != 2))
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_widths(rng, layout):
+    # every width 1..70: full and partial vectors, 1..3-vector column tiles, row tiles
+    for W in range(1, 71):
+        k = 3 if W >= 2 else 1
+        _case(rng, 2, layout, 1, 5 + W % 3, 1, (1 + W % 6, W), (k, k), 1 + W % 2,
+              "same", 1, np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 3])
+@pytest.mark.parametrize("last", [False, True])
+def test_1d_3d(rng, nd, last, dtype):
+    layout = LAST_LAYOUT[nd] if last else DEFAULT_LAYOUT[nd]
+    if nd == 1:
+        for C, M, L, k, s, d, p in [(7, 1, 50, 5, 1, 1, "same"), (17, 2, 33, 3, 2, 2, 2),
+                                    (16, 1, 70, 7, 3, 1, "causal")]:
+            _case(rng, 1, layout, 2, C, M, (L,), (k,), s, p, d, dtype)
+    else:
+        for C, M, sp, k, s, d, p in [(7, 1, (5, 6, 19), (3, 3, 3), 1, 1, 1),
+                                     (17, 2, (4, 9, 8), (2, 3, 5), (1, 2, 1), 1, "same"),
+                                     (16, 1, (6, 7, 9), (3, 1, 3), 2, (2, 1, 1),
+                                      ((1, 0), (0, 0), (2, 1)))]:
+            _case(rng, 3, layout, 2, C, M, sp, k, s, p, d, dtype)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("algorithm", ["auto", "direct", "depthwise"])
+def test_nan_prefilled_out_and_algorithm_names(rng, layout, algorithm):
+    for dtype in (np.float32, np.float64):
+        _case(rng, 2, layout, 2, 24, 1, (10, 23), (3, 3), 1, 1, 1, dtype, algorithm=algorithm,
+              out_nan=True)
+        _case(rng, 2, layout, 1, 5, 2, (10, 23), (5, 5), 2, 2, 1, dtype, algorithm=algorithm,
+              out_nan=True, batched=False)
+
+
+def test_plan_picks_depthwise():
+    from cconv import _plan, _spec
+
+    x = np.zeros((1, 8, 10, 10), np.float32)
+    w = np.zeros((16, 1, 3, 3), np.float32)
+    for algo in ("auto", "direct", "depthwise"):
+        spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 8, "zeros", "NCHW",
+                                  algo)[0]
+        assert _plan.choose_forward(spec, algo) is _plan.Algorithm.DEPTHWISE
+    assert _plan.explain(spec, "auto")["algorithm"] == "depthwise"
+
+
+def test_depthwise_rejects_other_groupings():
+    x = np.zeros((1, 8, 10, 10), np.float32)
+    w = np.zeros((8, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match="depthwise"):
+        cconv.conv2d(x, w, groups=4, algorithm="depthwise")
+
+
+def test_padding_modes_and_small_integers_exact(rng):
+    # non-zero padding modes are materialised before the kernel; small integers are exact
+    x = rng.integers(-3, 4, (2, 9, 12, 17)).astype(np.float32)
+    w = rng.integers(-3, 4, (18, 1, 3, 3)).astype(np.float32)
+    for mode in ("zeros", "reflect", "replicate", "circular"):
+        y = cconv.conv2d(x, w, None, 1, 1, 1, 9, padding_mode=mode, algorithm="depthwise")
+        ref = conv_nd_reference(x, w, None, 1, ((1, 1), (1, 1)), 1, 9, padding_mode=mode)
+        np.testing.assert_array_equal(y, ref.astype(np.float32))
+
+
+def test_nonfinite_propagates(rng):
+    x = rng.standard_normal((1, 4, 9, 40)).astype(np.float32)
+    x[0, 1, 4, 20] = np.nan
+    x[0, 2, 0, 0] = np.inf
+    w = rng.standard_normal((4, 1, 3, 3)).astype(np.float32)
+    for layout in ("NCHW", "NHWC"):
+        xi = x if layout == "NCHW" else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        wi = w if layout == "NCHW" else np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+        y = cconv.conv2d(xi, wi, None, 1, 1, 1, 4, layout=layout, algorithm="depthwise")
+        if layout == "NHWC":
+            y = y.transpose(0, 3, 1, 2)
+        assert np.isnan(y[0, 1, 3:6, 19:22]).all()
+        assert np.isfinite(y[0, 1, :3]).all() and np.isfinite(y[0, 1, 6:]).all()
+        assert not np.isfinite(y[0, 2, 0:2, 0:2]).any()
+        assert np.isfinite(y[0, 0]).all() and np.isfinite(y[0, 3]).all()
+
+
+THREAD_CASES = [("NCHW", 2, 17, 2, (19, 45), 3, 1, 1), ("NHWC", 2, 33, 1, (19, 45), 3, 1, 1),
+                ("NCHW", 1, 8, 1, (40, 37), 5, 2, 2), ("NHWC", 1, 70, 3, (17, 23), 7, 2, 3)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", THREAD_CASES)
+def test_bitwise_identical_across_threads(rng, case, dtype):
+    layout, N, C, M, sp, k, s, p = case
+    x = rng.standard_normal(input_shape(layout, N, C, sp)).astype(dtype)
+    w = rng.standard_normal(weight_shape(layout, C * M, 1, (k, k))).astype(dtype)
+    b = rng.standard_normal(C * M).astype(dtype)
+    ys = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            ys.append(cconv.conv2d(x, w, b, s, p, 1, C, layout=layout, algorithm="depthwise"))
+    for y in ys[1:]:
+        np.testing.assert_array_equal(y, ys[0])
+
+
+ISA_COMPUTE = textwrap.dedent(
+    """
+    import sys
+    import numpy as np
+    import cconv
+    rng = np.random.default_rng(99)
+    arrays = {}
+    cases = [
+        (2, "NCHW", 2, 17, 1, (13, 45), (3, 3), 1, 1, 1),
+        (2, "NHWC", 2, 17, 1, (13, 45), (3, 3), 1, 1, 1),
+        (2, "NCHW", 1, 9, 2, (21, 37), (5, 5), 2, 2, 1),
+        (2, "NHWC", 1, 9, 2, (21, 37), (5, 5), 2, 2, 1),
+        (2, "NCHW", 1, 33, 1, (15, 70), (7, 7), 1, 3, 2),
+        (2, "NHWC", 1, 65, 1, (15, 19), (7, 7), 3, 3, 1),
+        (1, "NCL", 2, 7, 3, (67,), (3,), 2, 1, 1),
+        (3, "NDHWC", 1, 19, 1, (5, 6, 7), (3, 3, 3), 1, 1, 1),
+        (3, "NCDHW", 1, 19, 1, (5, 6, 7), (3, 3, 3), 1, 1, 1),
+    ]
+    for i, (nd, layout, N, C, M, sp, k, s, p, d) in enumerate(cases):
+        last = layout[-1] == "C"
+        for dtype in (np.float32, np.float64):
+            x = rng.standard_normal((N,) + sp + (C,) if last else (N, C) + sp)
+            w = rng.standard_normal(k + (1, C * M) if last else (C * M, 1) + k)
+            b = rng.standard_normal(C * M)
+            f = {1: cconv.conv1d, 2: cconv.conv2d, 3: cconv.conv3d}[nd]
+            y = f(x.astype(dtype), w.astype(dtype), b.astype(dtype), s, p, d, C,
+                  layout=layout, algorithm="depthwise")
+            arrays[f"c{i}_{np.dtype(dtype).name}"] = y
+    np.savez(OUTPATH, **arrays)
+    """
+)
+
+
+def test_bitwise_identical_across_isa_paths(tmp_path):
+    results = {}
+    for isa in ("avx512", "avx2", "generic"):
+        if cpu_supports(isa) is False:
+            continue
+        path = tmp_path / f"{isa}.npz"
+        r = run_python(ISA_COMPUTE.replace("OUTPATH", repr(str(path))), CCONV_ISA=isa)
+        assert r.returncode == 0, r.stderr
+        results[isa] = dict(np.load(path))
+    if len(results) < 2:
+        pytest.skip("only one ISA path on this CPU")
+    first = next(iter(results.values()))
+    for isa, got in results.items():
+        assert set(got) == set(first)
+        for key in first:
+            assert np.all(np.isfinite(first[key])), key
+            np.testing.assert_array_equal(got[key], first[key], err_msg=f"{isa}: {key}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sweep_slow(rng, layout, dtype):
+    for k, s, d, M, C in itertools.product((1, 2, 3, 5, 7), (1, 2, 3), (1, 2), (1, 2, 3),
+                                           (1, 7, 17, 33, 65)):
+        H = int(rng.integers((k - 1) * d + 1, 20))
+        W = int(rng.integers((k - 1) * d + 1, 71))
+        pad = [k // 2 * d, "same", "valid", ((1, 0), (0, 2))][int(rng.integers(4))]
+        _case(rng, 2, layout, 1, C, M, (H, W), (k, k), s, pad, d, dtype,
+              bias=bool(rng.integers(2)))
