@@ -7,9 +7,11 @@ _isa.configure(_im2col, _depthwise)
 from .functional import conv1d, conv2d, conv3d
 from ._threads import get_num_threads, set_num_threads, num_threads
 from ._config import show_config
+from ._packed import PackedWeights, pack_weights
 
 __all__ = [
     "conv1d", "conv2d", "conv3d",
     "get_num_threads", "set_num_threads", "num_threads", "show_config",
+    "pack_weights", "PackedWeights",
     "__version__",
 ]
