@@ -27,6 +27,7 @@ EXTENSIONS = {
     "cconv._direct": [],
     "cconv._im2col": KERNEL_SOURCES,
     "cconv._gemm": KERNEL_SOURCES,
+    "cconv._backward": KERNEL_SOURCES,
 }
 
 

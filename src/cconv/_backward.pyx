@@ -1,0 +1,491 @@
+"""Backward passes on the packed GEMM core: grad_weight and grad_input (col2im).
+
+Every problem is 3-D (1-D and 2-D arrive with size-1 leading spatial dims) and the
+input geometry (D, H, W, zero padding before) is given explicitly; other padding
+modes were materialised by the caller, which folds the gradient back afterwards.
+The sizes of the input and of grad_out need not be related by the forward formula
+(a transposed convolution with output_padding or cropping): every tap is bounds
+checked against the input, exactly as the forward packers do.
+
+grad_weight (an implicit-GEMM reduction over images and output pixels):
+  NCHW  dW_g (Og x K)            += dY_g[n] (Og x pc) . cols[n]^T (pc x kb)
+  NHWC  dW_g (K x Og, stride O)  += cols[n]^T (kb x pc) . dY_g[n] (pc x Og)
+  Work items are (group, block of K columns/rows); each item owns its block of dW and
+  runs n = 0..N-1 and the output pixels in fixed PC-sized steps, in order, as one
+  running FMA sum per dW element. A cols tile (kb x pc) is unfolded from x into a
+  per-thread buffer, then packed. Thread count only changes how K is blocked, never
+  the order of a sum: results are bitwise identical for every thread count.
+
+grad_input (col2im):
+  NCHW  dcols (kb x pc) = Wt_blk (kb x Og) . dY_g[n] (Og x pc)     rows k = (c, tap)
+  NHWC  dcols (pc x kb) = dY_g[n] (pc x Og) . Wt_blk^T (Og x kb)   cols k = (tap, c)
+  then dcols is scatter-added into dx. Work items are (image, group, block of input
+  channels): an item owns every dx element of its channels, and walks the output
+  pixels in fixed PC-sized steps in order, so each dx element is a sum in a fixed
+  order. Wt (G, nblocks, kb, Og) is the weight rearranged by the caller.
+
+Workspace per thread: one packed weight block, one packed dY tile and one dcols/cols
+tile: bounded by the block sizes, not by N*H*W.
+"""
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.stdint cimport int64_t
+
+import numpy as np
+
+cdef extern from "gemm.h" nogil:
+    ctypedef int64_t cc_idx
+    int cconv_isa_best()
+    int cconv_isa_active()
+    int cconv_isa_select(int isa)
+    enum:
+        CCONV_KC_F32
+        CCONV_KC_F64
+    int cconv_mr_f32()
+    int cconv_nr_f32()
+    int cconv_mr_f64()
+    int cconv_nr_f64()
+    void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap)
+    void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap)
+    void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp)
+    void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp)
+    void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
+                              const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
+    void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
+                              const double *bp, cc_idx ps_b, double *c, cc_idx ldc, int accumulate)
+
+cdef extern from "pack.h" nogil:
+    ctypedef struct cc_conv_geom:
+        cc_idx C, D, H, W, KD, KH, KW, OD, OH, OW
+        cc_idx sd, sh, sw, dd, dh, dw, pd, ph, pw, ctot
+    void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
+                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp)
+    void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
+                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp)
+    void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
+                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, float *ap)
+    void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
+                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap)
+
+
+cdef inline void pack_a(cc_idx m, cc_idx k, const floating *a, cc_idx rs, cc_idx cs,
+                        floating *ap) noexcept nogil:
+    if floating is float:
+        cconv_pack_a_f32(m, k, a, rs, cs, ap)
+    else:
+        cconv_pack_a_f64(m, k, a, rs, cs, ap)
+
+
+cdef inline void pack_b(cc_idx k, cc_idx n, const floating *b, cc_idx rs, cc_idx cs,
+                        floating *bp) noexcept nogil:
+    if floating is float:
+        cconv_pack_b_f32(k, n, b, rs, cs, bp)
+    else:
+        cconv_pack_b_f64(k, n, b, rs, cs, bp)
+
+
+cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, cc_idx ps_a,
+                            const floating *bp, cc_idx ps_b, floating *c, cc_idx ldc,
+                            int accumulate) noexcept nogil:
+    if floating is float:
+        cconv_gemm_macro_f32(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
+    else:
+        cconv_gemm_macro_f64(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
+
+
+cdef inline void cols_tile_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
+                                cc_idx p0, cc_idx nc, floating *buf) noexcept nogil:
+    # one panel as wide as the tile: a row-major kc x nc matrix
+    if floating is float:
+        cconv_pack_b_im2col_nchw_f32(g, x, k0, kc, p0, nc, <int> nc, kc * nc, buf)
+    else:
+        cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, <int> nc, kc * nc, buf)
+
+
+cdef inline void cols_tile_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
+                                cc_idx k0, cc_idx kc, floating *buf) noexcept nogil:
+    # one-row panels: a row-major mc x kc matrix
+    if floating is float:
+        cconv_pack_a_im2col_nhwc_f32(g, x, p0, mc, k0, kc, 1, kc, buf)
+    else:
+        cconv_pack_a_im2col_nhwc_f64(g, x, p0, mc, k0, kc, 1, kc, buf)
+
+
+ISA_NAMES = ("generic", "avx2", "avx512")
+
+
+def isa_active():
+    return ISA_NAMES[cconv_isa_active()]
+
+
+def isa_select(name):
+    """Force an ISA path (see cconv._isa); ValueError / RuntimeError as in _im2col."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA path {name!r}; expected one of {ISA_NAMES}")
+    if cconv_isa_select(ISA_NAMES.index(name)) != 0:
+        raise RuntimeError(f"this CPU cannot run the {name!r} path")
+
+
+cdef enum:
+    PC = 256          # output pixels per tile (the reduction step of grad_weight)
+    KB_TARGET = 256   # K rows/columns per work item (grad_weight), rows per block (grad_input)
+
+
+cdef inline cc_idx _cdiv(cc_idx a, cc_idx b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline cc_idx _imax(cc_idx a, cc_idx b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline cc_idx _imin(cc_idx a, cc_idx b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline cc_idx _floor_div(cc_idx a, cc_idx b) noexcept nogil:
+    return a // b if a >= 0 else -((-a + b - 1) // b)
+
+
+cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, cc_idx Cg, cc_idx ctot,
+                        tuple stride, tuple pad, tuple dil):
+    cdef cc_conv_geom g
+    g.C = Cg
+    g.D, g.H, g.W = xsp
+    g.KD, g.KH, g.KW = ksp
+    g.OD, g.OH, g.OW = osp
+    g.sd, g.sh, g.sw = stride
+    g.dd, g.dh, g.dw = dil
+    g.pd, g.ph, g.pw = pad
+    g.ctot = ctot
+    return g
+
+
+# ============================================================================ grad_weight
+
+cdef int _gw_nchw(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
+                  cc_idx N, cc_idx G, cc_idx O, cc_idx kb, int MR, int NR,
+                  int nthreads) except -1 nogil:
+    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW
+    cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
+    cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc
+    cdef cc_idx mpad = _cdiv(Og, MR) * MR, kpad = _cdiv(kb, NR) * NR
+    cdef floating *abuf
+    cdef floating *bbuf
+    cdef floating *cbuf
+    cdef floating *dwg
+    cdef int first
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with parallel(num_threads=nthreads):
+        abuf = <floating *> malloc((mpad * PC + kpad * PC + kb * PC) * sizeof(floating) + 64)
+        bbuf = abuf + mpad * PC
+        cbuf = bbuf + kpad * PC
+        if abuf == NULL:
+            failed_p[0] = 1
+        for item in prange(G * nkb, schedule="static"):
+            if abuf == NULL:
+                continue
+            gi = item // nkb
+            k0 = (item % nkb) * kb
+            kc = _imin(kb, K - k0)
+            dwg = dw + gi * Og * K + k0
+            first = 1
+            for n in range(N):
+                p0 = 0
+                while p0 < P:
+                    pc = _imin(PC, P - p0)
+                    pack_a(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, abuf)
+                    cols_tile_nchw(g, x + (n * G + gi) * Cg * DHW, k0, kc, p0, pc, cbuf)
+                    pack_b(pc, kc, cbuf, 1, pc, bbuf)
+                    gemm_macro(Og, kc, pc, abuf, pc * MR, bbuf, pc * NR, dwg, K, not first)
+                    first = 0
+                    p0 = p0 + pc
+            if first:  # N == 0: an empty sum
+                for n in range(Og):
+                    memset(dwg + n * K, 0, kc * sizeof(floating))
+        free(abuf)
+    if failed:
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
+    return 0
+
+
+cdef int _gw_nhwc(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
+                  cc_idx N, cc_idx G, cc_idx O, cc_idx kb, int MR, int NR,
+                  int nthreads) except -1 nogil:
+    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW, C = g.ctot
+    cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHWC = g.D * g.H * g.W * C
+    cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc
+    cdef cc_idx mpad = _cdiv(kb, MR) * MR, npad = _cdiv(Og, NR) * NR
+    cdef floating *abuf
+    cdef floating *bbuf
+    cdef floating *cbuf
+    cdef floating *dwg
+    cdef int first
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with parallel(num_threads=nthreads):
+        abuf = <floating *> malloc((mpad * PC + npad * PC + kb * PC) * sizeof(floating) + 64)
+        bbuf = abuf + mpad * PC
+        cbuf = bbuf + npad * PC
+        if abuf == NULL:
+            failed_p[0] = 1
+        for item in prange(G * nkb, schedule="static"):
+            if abuf == NULL:
+                continue
+            gi = item // nkb
+            k0 = (item % nkb) * kb
+            kc = _imin(kb, K - k0)
+            dwg = dw + k0 * O + gi * Og
+            first = 1
+            for n in range(N):
+                p0 = 0
+                while p0 < P:
+                    pc = _imin(PC, P - p0)
+                    cols_tile_nhwc(g, x + n * DHWC + gi * Cg, p0, pc, k0, kc, cbuf)  # pc x kc
+                    pack_a(kc, pc, cbuf, 1, kc, abuf)
+                    pack_b(pc, Og, dy + (n * P + p0) * O + gi * Og, O, 1, bbuf)
+                    gemm_macro(kc, Og, pc, abuf, pc * MR, bbuf, pc * NR, dwg, O, not first)
+                    first = 0
+                    p0 = p0 + pc
+            if first:
+                for n in range(kc):
+                    memset(dwg + n * O, 0, Og * sizeof(floating))
+        free(abuf)
+    if failed:
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
+    return 0
+
+
+def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                 floating[:, :, :, :, ::1] dw, tuple stride, tuple pad, tuple dil,
+                 cc_idx G, bint channels_last, int nthreads):
+    cdef cc_conv_geom geom
+    cdef cc_idx N = x.shape[0], O, Cg, K, kb, nkb, taps
+    cdef int MR, NR
+    if floating is float:
+        MR, NR = cconv_mr_f32(), cconv_nr_f32()
+    else:
+        MR, NR = cconv_mr_f64(), cconv_nr_f64()
+    if channels_last:
+        O, Cg = dw.shape[4], dw.shape[3]
+        geom = _geom((x.shape[1], x.shape[2], x.shape[3]), (dw.shape[0], dw.shape[1], dw.shape[2]),
+                     (dy.shape[1], dy.shape[2], dy.shape[3]), Cg, x.shape[4], stride, pad, dil)
+    else:
+        O, Cg = dw.shape[0], dw.shape[1]
+        geom = _geom((x.shape[2], x.shape[3], x.shape[4]), (dw.shape[2], dw.shape[3], dw.shape[4]),
+                     (dy.shape[2], dy.shape[3], dy.shape[4]), Cg, x.shape[1], stride, pad, dil)
+    taps = geom.KD * geom.KH * geom.KW
+    K = Cg * taps
+    # K blocks: about KB_TARGET wide, and at least 2 per thread when K allows (the
+    # blocking of K never changes a sum, so it may follow the thread count)
+    nkb = _cdiv(K, KB_TARGET)
+    if G * nkb < 2 * nthreads:
+        nkb = _imin(_cdiv(2 * nthreads, G), _cdiv(K, NR))
+    nkb = _imax(nkb, 1)
+    kb = _cdiv(_cdiv(K, nkb), NR) * NR
+    if channels_last:
+        _gw_nhwc(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0],
+                 N, G, O, kb, MR, NR, nthreads)
+    else:
+        _gw_nchw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0],
+                 N, G, O, kb, MR, NR, nthreads)
+
+
+def grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads):
+    """dw5 = gradient of the convolution w.r.t. its weight (overwritten, 5-D layouts
+    as in functional._prepare_*). x5 must have N >= 1 (callers handle empty batches)."""
+    _grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads)
+
+
+# ============================================================================ grad_input
+
+cdef void _scatter_rows(const cc_conv_geom *g, const floating *dc, cc_idx ldd, cc_idx cb,
+                        cc_idx p0, cc_idx pc, floating *dx, cc_idx cs) noexcept nogil:
+    """NCHW col2im add: dc row (ci*taps + t), column p - p0 adds into dx[ci*cs + pixel]."""
+    cdef cc_idx taps = g.KD * g.KH * g.KW, HW = g.H * g.W, OHW = g.OH * g.OW
+    cdef cc_idx ci, t, kd, kh, kw, woff, ow_lo, ow_hi, p, pend, od, oh, ow, run_end, ow_end
+    cdef cc_idx idd, ih, a, b, j, sw = g.sw
+    cdef const floating *row
+    cdef floating *xrow
+    cdef floating *dxc
+    pend = p0 + pc
+    for ci in range(cb):
+        dxc = dx + ci * cs
+        for t in range(taps):
+            kd = t // (g.KH * g.KW)
+            kh = (t // g.KW) % g.KH
+            kw = t % g.KW
+            row = dc + (ci * taps + t) * ldd - p0
+            woff = kw * g.dw - g.pw
+            ow_lo = _imax(0, -_floor_div(woff, sw))
+            ow_hi = _imin(g.OW, _floor_div(g.W - 1 - woff, sw) + 1)
+            if ow_lo >= ow_hi:
+                continue
+            p = p0
+            while p < pend:
+                od = p // OHW
+                oh = (p // g.OW) % g.OH
+                ow = p % g.OW
+                run_end = _imin(pend, p + (g.OW - ow))
+                ow_end = ow + (run_end - p)
+                idd = od * g.sd + kd * g.dd - g.pd
+                ih = oh * g.sh + kh * g.dh - g.ph
+                if idd >= 0 and idd < g.D and ih >= 0 and ih < g.H:
+                    a = _imax(ow, ow_lo)
+                    b = _imin(ow_end, ow_hi)
+                    xrow = dxc + idd * HW + ih * g.W + woff
+                    if sw == 1:
+                        for j in range(a, b):
+                            xrow[j] = xrow[j] + row[p + j - ow]
+                    else:
+                        for j in range(a, b):
+                            xrow[j * sw] = xrow[j * sw] + row[p + j - ow]
+                p = run_end
+
+
+cdef void _scatter_cols(const cc_conv_geom *g, const floating *dc, cc_idx ldd, cc_idx cb,
+                        cc_idx cbl, cc_idx p0, cc_idx pc, floating *dx) noexcept nogil:
+    """NHWC col2im add: dc row p - p0, column (t*cb + ci) adds into dx[pixel*ctot + ci]."""
+    cdef cc_idx taps = g.KD * g.KH * g.KW, OHW = g.OH * g.OW, ct = g.ctot
+    cdef cc_idx i, t, kd, kh, kw, p, od, oh, ow, idd, ih, iw, ci
+    cdef const floating *src
+    cdef floating *dst
+    for i in range(pc):
+        p = p0 + i
+        od = p // OHW
+        oh = (p // g.OW) % g.OH
+        ow = p % g.OW
+        for t in range(taps):
+            kd = t // (g.KH * g.KW)
+            kh = (t // g.KW) % g.KH
+            kw = t % g.KW
+            idd = od * g.sd + kd * g.dd - g.pd
+            ih = oh * g.sh + kh * g.dh - g.ph
+            iw = ow * g.sw + kw * g.dw - g.pw
+            if idd < 0 or idd >= g.D or ih < 0 or ih >= g.H or iw < 0 or iw >= g.W:
+                continue
+            src = dc + i * ldd + t * cb
+            dst = dx + ((idd * g.H + ih) * g.W + iw) * ct
+            for ci in range(cbl):
+                dst[ci] = dst[ci] + src[ci]
+
+
+cdef int _gi(const cc_conv_geom *g, const floating *dy, const floating *wt, floating *dx,
+             cc_idx N, cc_idx G, cc_idx O, cc_idx cb, bint last, int MR, int NR,
+             int nthreads) except -1 nogil:
+    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW
+    cdef cc_idx P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W, C = g.ctot
+    cdef cc_idx ncb = _cdiv(Cg, cb), kb = cb * taps, KC
+    cdef cc_idx item, n, gi, bi, c0, cbl, p0, pc, o0, oc
+    cdef cc_idx wpad, ppad
+    cdef floating *wbuf
+    cdef floating *ybuf
+    cdef floating *cbuf
+    cdef floating *dxb
+    cdef const floating *wblk
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    if floating is float:
+        KC = CCONV_KC_F32
+    else:
+        KC = CCONV_KC_F64
+    if last:
+        wpad = _cdiv(kb, NR) * NR   # B operand: kb columns
+        ppad = _cdiv(PC, MR) * MR   # A operand: pc rows
+    else:
+        wpad = _cdiv(kb, MR) * MR   # A operand: kb rows
+        ppad = _cdiv(PC, NR) * NR   # B operand: pc columns
+    with parallel(num_threads=nthreads):
+        wbuf = <floating *> malloc((wpad * Og + ppad * Og + kb * PC) * sizeof(floating) + 64)
+        ybuf = wbuf + wpad * Og
+        cbuf = ybuf + ppad * Og
+        if wbuf == NULL:
+            failed_p[0] = 1
+        for item in prange(N * G * ncb, schedule="static"):
+            if wbuf == NULL:
+                continue
+            n = item // (G * ncb)
+            gi = (item // ncb) % G
+            bi = item % ncb
+            c0 = bi * cb
+            cbl = _imin(cb, Cg - c0)
+            wblk = wt + (gi * ncb + bi) * kb * Og
+            if last:
+                pack_b(Og, kb, wblk, 1, Og, wbuf)
+                dxb = dx + n * DHW * C + gi * Cg + c0
+            else:
+                pack_a(kb, Og, wblk, Og, 1, wbuf)
+                dxb = dx + (n * C + gi * Cg + c0) * DHW
+            p0 = 0
+            while p0 < P:
+                pc = _imin(PC, P - p0)
+                if last:
+                    pack_a(pc, Og, dy + (n * P + p0) * O + gi * Og, O, 1, ybuf)
+                    o0 = 0
+                    while o0 < Og:
+                        oc = _imin(KC, Og - o0)
+                        gemm_macro(pc, kb, oc, ybuf + o0 * MR, Og * MR, wbuf + o0 * NR, Og * NR,
+                                   cbuf, kb, o0 > 0)
+                        o0 = o0 + oc
+                    _scatter_cols(g, cbuf, kb, cb, cbl, p0, pc, dxb)
+                else:
+                    pack_b(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, ybuf)
+                    o0 = 0
+                    while o0 < Og:
+                        oc = _imin(KC, Og - o0)
+                        gemm_macro(cbl * taps, pc, oc, wbuf + o0 * MR, Og * MR, ybuf + o0 * NR,
+                                   Og * NR, cbuf, pc, o0 > 0)
+                        o0 = o0 + oc
+                    _scatter_rows(g, cbuf, pc, cbl, p0, pc, dxb, DHW)
+                p0 = p0 + pc
+        free(wbuf)
+    if failed:
+        with gil:
+            raise MemoryError("conv grad_input: cannot allocate a packing buffer")
+    return 0
+
+
+def _grad_input(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, ::1] wt,
+                floating[:, :, :, :, ::1] dx, tuple ksp, cc_idx cb, tuple stride, tuple pad,
+                tuple dil, cc_idx G, bint channels_last, int nthreads):
+    cdef cc_conv_geom geom
+    cdef cc_idx N = dx.shape[0], O, C
+    cdef int MR, NR
+    if floating is float:
+        MR, NR = cconv_mr_f32(), cconv_nr_f32()
+    else:
+        MR, NR = cconv_mr_f64(), cconv_nr_f64()
+    if channels_last:
+        O, C = dy.shape[4], dx.shape[4]
+        geom = _geom((dx.shape[1], dx.shape[2], dx.shape[3]), ksp,
+                     (dy.shape[1], dy.shape[2], dy.shape[3]), C // G, C, stride, pad, dil)
+    else:
+        O, C = dy.shape[1], dx.shape[1]
+        geom = _geom((dx.shape[2], dx.shape[3], dx.shape[4]), ksp,
+                     (dy.shape[2], dy.shape[3], dy.shape[4]), C // G, C, stride, pad, dil)
+    _gi(&geom, &dy[0, 0, 0, 0, 0], &wt[0, 0, 0, 0], &dx[0, 0, 0, 0, 0], N, G, O, cb,
+        channels_last, MR, NR, nthreads)
+
+
+def channel_block(Py_ssize_t N, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t taps, int nthreads):
+    """Input channels per grad_input work item: about KB_TARGET dcols rows, split finer
+    when there are too few items for the threads (this never changes a sum)."""
+    cdef Py_ssize_t cb = max(1, KB_TARGET // max(taps, 1)), ncb
+    cb = min(cb, Cg)
+    ncb = (Cg + cb - 1) // cb
+    if N * G * ncb < 2 * nthreads:
+        ncb = min(Cg, (2 * nthreads + N * G - 1) // (N * G))
+        cb = (Cg + ncb - 1) // ncb
+    return max(cb, 1)
+
+
+def grad_input(dy5, wt, dx5, ksp, cb, stride, pad, dil, groups, channels_last, nthreads):
+    """Scatter-add the gradient of the convolution w.r.t. its input into dx5 (which the
+    caller zeroes). wt: (G, ncb, kb, Og) weight blocks (see backward._weight_blocks)."""
+    _grad_input(dy5, wt, dx5, ksp, cb, stride, pad, dil, groups, channels_last, nthreads)
