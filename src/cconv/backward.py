@@ -147,8 +147,9 @@ def _grad_input(spec, grad_out, weight, out=None):
         dx = _unpad_grad(dx, spec.pads, spec.padding_mode, _spatial_axes(spec))
     if not spec.batched:
         dx = dx[0]
-    if out is not None and padded:
-        out[...] = dx
+    if out is not None:
+        if padded:
+            out[...] = dx
         return out
     return dx
 
