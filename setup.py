@@ -27,7 +27,7 @@ EXTENSIONS = {
     "cconv._direct": [],
     "cconv._im2col": KERNEL_SOURCES,
     "cconv._gemm": KERNEL_SOURCES,
-    "cconv._backward": KERNEL_SOURCES,
+    "cconv._backward": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "packt.c")],
 }
 
 

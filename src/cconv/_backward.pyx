@@ -8,20 +8,21 @@ The sizes of the input and of grad_out need not be related by the forward formul
 checked against the input, exactly as the forward packers do.
 
 grad_weight (an implicit-GEMM reduction over images and output pixels):
-  NCHW  dW_g (Og x K)            += dY_g[n] (Og x pc) . cols[n]^T (pc x kb)
-  NHWC  dW_g (K x Og, stride O)  += cols[n]^T (kb x pc) . dY_g[n] (pc x Og)
-  Work items are (group, block of K columns/rows); each item owns its block of dW and
-  runs n = 0..N-1 and the output pixels in fixed PC-sized steps, in order, as one
-  running FMA sum per dW element. A cols tile (kb x pc) is unfolded from x into a
-  per-thread buffer, then packed. Thread count only changes how K is blocked, never
-  the order of a sum: results are bitwise identical for every thread count.
+  dW_g[:, k-block] (Og x kb) += dY_g[n] (Og x pc) . cols[n]^T (pc x kb)
+  (NCHW accumulates in place in dW (O x K); NHWC in a private Og x kb block that is
+  stored transposed into dW (K x O) at the end.) Work items are (group, block of K);
+  each item owns its block of dW and runs n = 0..N-1 and the output pixels in equal
+  tiles of at most PC (a function of the pixel count only), in order, as one running
+  FMA sum per dW element. cols^T is packed straight from x into NR-column panels
+  (packt.c). Thread count only changes how K is blocked, never the order of a sum:
+  results are bitwise identical for every thread count.
 
 grad_input (col2im):
   NCHW  dcols (kb x pc) = Wt_blk (kb x Og) . dY_g[n] (Og x pc)     rows k = (c, tap)
   NHWC  dcols (pc x kb) = dY_g[n] (pc x Og) . Wt_blk^T (Og x kb)   cols k = (tap, c)
   then dcols is scatter-added into dx. Work items are (image, group, block of input
   channels): an item owns every dx element of its channels, and walks the output
-  pixels in fixed PC-sized steps in order, so each dx element is a sum in a fixed
+  pixels in equal tiles of at most PC (a function of the pixel count only) in order, so each dx element is a sum in a fixed
   order. Wt (G, nblocks, kb, Og) is the weight rearranged by the caller.
 
 Workspace per thread: one packed weight block, one packed dY tile and one dcols/cols
@@ -70,6 +71,18 @@ cdef extern from "pack.h" nogil:
     void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
                                       cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap)
 
+cdef extern from "packt.h" nogil:
+    void cconv_pack_bt_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
+                                       cc_idx p0, cc_idx pc, int nr, cc_idx ps, float *bp)
+    void cconv_pack_bt_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0,
+                                       cc_idx kc, cc_idx p0, cc_idx pc, int nr, cc_idx ps,
+                                       double *bp)
+    void cconv_pack_bt_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
+                                       cc_idx p0, cc_idx pc, int nr, cc_idx ps, float *bp)
+    void cconv_pack_bt_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx k0,
+                                       cc_idx kc, cc_idx p0, cc_idx pc, int nr, cc_idx ps,
+                                       double *bp)
+
 
 cdef inline void pack_a(cc_idx m, cc_idx k, const floating *a, cc_idx rs, cc_idx cs,
                         floating *ap) noexcept nogil:
@@ -96,22 +109,20 @@ cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, c
         cconv_gemm_macro_f64(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
 
 
-cdef inline void cols_tile_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
-                                cc_idx p0, cc_idx nc, floating *buf) noexcept nogil:
-    # one panel as wide as the tile: a row-major kc x nc matrix
+cdef inline void pack_bt_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
+                              cc_idx p0, cc_idx pc, int nr, floating *bp) noexcept nogil:
     if floating is float:
-        cconv_pack_b_im2col_nchw_f32(g, x, k0, kc, p0, nc, <int> nc, kc * nc, buf)
+        cconv_pack_bt_im2col_nchw_f32(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
     else:
-        cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, <int> nc, kc * nc, buf)
+        cconv_pack_bt_im2col_nchw_f64(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
 
 
-cdef inline void cols_tile_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
-                                cc_idx k0, cc_idx kc, floating *buf) noexcept nogil:
-    # one-row panels: a row-major mc x kc matrix
+cdef inline void pack_bt_nhwc(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
+                              cc_idx p0, cc_idx pc, int nr, floating *bp) noexcept nogil:
     if floating is float:
-        cconv_pack_a_im2col_nhwc_f32(g, x, p0, mc, k0, kc, 1, kc, buf)
+        cconv_pack_bt_im2col_nhwc_f32(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
     else:
-        cconv_pack_a_im2col_nhwc_f64(g, x, p0, mc, k0, kc, 1, kc, buf)
+        cconv_pack_bt_im2col_nhwc_f64(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
 
 
 ISA_NAMES = ("generic", "avx2", "avx512")
@@ -130,7 +141,7 @@ def isa_select(name):
 
 
 cdef enum:
-    PC = 256          # output pixels per tile (the reduction step of grad_weight)
+    PC = 320          # most output pixels per tile (the reduction step of grad_weight)
     KB_TARGET = 256   # K rows/columns per work item (grad_weight), rows per block (grad_input)
 
 
@@ -166,24 +177,30 @@ cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, cc_idx Cg, cc_idx ctot,
 
 # ============================================================================ grad_weight
 
-cdef int _gw_nchw(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
-                  cc_idx N, cc_idx G, cc_idx O, cc_idx kb, int MR, int NR,
-                  int nthreads) except -1 nogil:
-    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW
+cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
+            cc_idx N, cc_idx G, cc_idx O, cc_idx kb, cc_idx PT, bint last, int MR, int NR,
+            int nthreads) except -1 nogil:
+    # NCHW: dW_g[:, k-block] (Og x kc, row stride K) += dY_g[n] (Og x pc) . cols^T (pc x kc)
+    # NHWC: the same product into a private Og x kc block, stored transposed at the end
+    #       into dW (K x O): dY_g^T is packed from rows of dY (unit stride along o).
+    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW, C = g.ctot
     cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
-    cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc
+    cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc, i, j
     cdef cc_idx mpad = _cdiv(Og, MR) * MR, kpad = _cdiv(kb, NR) * NR
     cdef floating *abuf
     cdef floating *bbuf
-    cdef floating *cbuf
+    cdef floating *acc
     cdef floating *dwg
+    cdef floating *cc
+    cdef cc_idx ldc
     cdef int first
     cdef int failed = 0
     cdef int *failed_p = &failed
     with parallel(num_threads=nthreads):
-        abuf = <floating *> malloc((mpad * PC + kpad * PC + kb * PC) * sizeof(floating) + 64)
-        bbuf = abuf + mpad * PC
-        cbuf = bbuf + kpad * PC
+        abuf = <floating *> malloc((mpad * PT + kpad * PT + (Og * kb if last else 0))
+                                   * sizeof(floating) + 64)
+        bbuf = abuf + mpad * PT
+        acc = bbuf + kpad * PT
         if abuf == NULL:
             failed_p[0] = 1
         for item in prange(G * nkb, schedule="static"):
@@ -192,21 +209,36 @@ cdef int _gw_nchw(const cc_conv_geom *g, const floating *x, const floating *dy, 
             gi = item // nkb
             k0 = (item % nkb) * kb
             kc = _imin(kb, K - k0)
-            dwg = dw + gi * Og * K + k0
+            if last:
+                dwg = dw + k0 * O + gi * Og
+                cc = acc
+                ldc = kc
+            else:
+                dwg = dw + gi * Og * K + k0
+                cc = dwg
+                ldc = K
             first = 1
             for n in range(N):
                 p0 = 0
                 while p0 < P:
-                    pc = _imin(PC, P - p0)
-                    pack_a(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, abuf)
-                    cols_tile_nchw(g, x + (n * G + gi) * Cg * DHW, k0, kc, p0, pc, cbuf)
-                    pack_b(pc, kc, cbuf, 1, pc, bbuf)
-                    gemm_macro(Og, kc, pc, abuf, pc * MR, bbuf, pc * NR, dwg, K, not first)
+                    pc = _imin(PT, P - p0)
+                    if last:
+                        pack_a(Og, pc, dy + (n * P + p0) * O + gi * Og, 1, O, abuf)
+                        pack_bt_nhwc(g, x + n * DHW * C + gi * Cg, k0, kc, p0, pc, NR, bbuf)
+                    else:
+                        pack_a(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, abuf)
+                        pack_bt_nchw(g, x + (n * C + gi * Cg) * DHW, k0, kc, p0, pc, NR, bbuf)
+                    gemm_macro(Og, kc, pc, abuf, pc * MR, bbuf, pc * NR, cc, ldc, not first)
                     first = 0
                     p0 = p0 + pc
             if first:  # N == 0: an empty sum
-                for n in range(Og):
-                    memset(dwg + n * K, 0, kc * sizeof(floating))
+                for i in range(Og):
+                    for j in range(kc):
+                        cc[i * ldc + j] = 0
+            if last:
+                for j in range(kc):
+                    for i in range(Og):
+                        dwg[j * O + i] = acc[i * kc + j]
         free(abuf)
     if failed:
         with gil:
@@ -214,52 +246,9 @@ cdef int _gw_nchw(const cc_conv_geom *g, const floating *x, const floating *dy, 
     return 0
 
 
-cdef int _gw_nhwc(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
-                  cc_idx N, cc_idx G, cc_idx O, cc_idx kb, int MR, int NR,
-                  int nthreads) except -1 nogil:
-    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW, C = g.ctot
-    cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHWC = g.D * g.H * g.W * C
-    cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc
-    cdef cc_idx mpad = _cdiv(kb, MR) * MR, npad = _cdiv(Og, NR) * NR
-    cdef floating *abuf
-    cdef floating *bbuf
-    cdef floating *cbuf
-    cdef floating *dwg
-    cdef int first
-    cdef int failed = 0
-    cdef int *failed_p = &failed
-    with parallel(num_threads=nthreads):
-        abuf = <floating *> malloc((mpad * PC + npad * PC + kb * PC) * sizeof(floating) + 64)
-        bbuf = abuf + mpad * PC
-        cbuf = bbuf + npad * PC
-        if abuf == NULL:
-            failed_p[0] = 1
-        for item in prange(G * nkb, schedule="static"):
-            if abuf == NULL:
-                continue
-            gi = item // nkb
-            k0 = (item % nkb) * kb
-            kc = _imin(kb, K - k0)
-            dwg = dw + k0 * O + gi * Og
-            first = 1
-            for n in range(N):
-                p0 = 0
-                while p0 < P:
-                    pc = _imin(PC, P - p0)
-                    cols_tile_nhwc(g, x + n * DHWC + gi * Cg, p0, pc, k0, kc, cbuf)  # pc x kc
-                    pack_a(kc, pc, cbuf, 1, kc, abuf)
-                    pack_b(pc, Og, dy + (n * P + p0) * O + gi * Og, O, 1, bbuf)
-                    gemm_macro(kc, Og, pc, abuf, pc * MR, bbuf, pc * NR, dwg, O, not first)
-                    first = 0
-                    p0 = p0 + pc
-            if first:
-                for n in range(kc):
-                    memset(dwg + n * O, 0, Og * sizeof(floating))
-        free(abuf)
-    if failed:
-        with gil:
-            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
-    return 0
+cdef inline cc_idx _pixel_tile(cc_idx P) noexcept nogil:
+    """Output pixels per tile: equal tiles of at most PC (a function of P only)."""
+    return _cdiv(P, _cdiv(P, PC))
 
 
 def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
@@ -285,16 +274,13 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     # K blocks: about KB_TARGET wide, and at least 2 per thread when K allows (the
     # blocking of K never changes a sum, so it may follow the thread count)
     nkb = _cdiv(K, KB_TARGET)
-    if G * nkb < 2 * nthreads:
-        nkb = _imin(_cdiv(2 * nthreads, G), _cdiv(K, NR))
-    nkb = _imax(nkb, 1)
+    if G * nkb < 8 * nthreads and (G * nkb) % nthreads:
+        # round the item count up to a multiple of the threads (balance)
+        nkb = _cdiv(_cdiv(G * nkb, nthreads) * nthreads, G)
+    nkb = _imax(_imin(nkb, _cdiv(K, NR)), 1)
     kb = _cdiv(_cdiv(K, nkb), NR) * NR
-    if channels_last:
-        _gw_nhwc(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0],
-                 N, G, O, kb, MR, NR, nthreads)
-    else:
-        _gw_nchw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0],
-                 N, G, O, kb, MR, NR, nthreads)
+    _gw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O, kb,
+        _pixel_tile(geom.OD * geom.OH * geom.OW), channels_last, MR, NR, nthreads)
 
 
 def grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads):
@@ -381,7 +367,7 @@ cdef int _gi(const cc_conv_geom *g, const floating *dy, const floating *wt, floa
              int nthreads) except -1 nogil:
     cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW
     cdef cc_idx P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W, C = g.ctot
-    cdef cc_idx ncb = _cdiv(Cg, cb), kb = cb * taps, KC
+    cdef cc_idx ncb = _cdiv(Cg, cb), kb = cb * taps, KC, PT = _pixel_tile(P)
     cdef cc_idx item, n, gi, bi, c0, cbl, p0, pc, o0, oc
     cdef cc_idx wpad, ppad
     cdef floating *wbuf
@@ -424,7 +410,7 @@ cdef int _gi(const cc_conv_geom *g, const floating *dy, const floating *wt, floa
                 dxb = dx + (n * C + gi * Cg + c0) * DHW
             p0 = 0
             while p0 < P:
-                pc = _imin(PC, P - p0)
+                pc = _imin(PT, P - p0)
                 if last:
                     pack_a(pc, Og, dy + (n * P + p0) * O + gi * Og, O, 1, ybuf)
                     o0 = 0
