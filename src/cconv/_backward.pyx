@@ -377,6 +377,10 @@ cdef int _gi(const cc_conv_geom *g, const floating *dy, const floating *wt, floa
     cdef const floating *wblk
     cdef int failed = 0
     cdef int *failed_p = &failed
+    # 1x1 kernel, stride 1, no padding, same size: the GEMM writes dx directly
+    cdef bint ident = (taps == 1 and g.sd == 1 and g.sh == 1 and g.sw == 1 and g.pd == 0
+                       and g.ph == 0 and g.pw == 0 and g.D == g.OD and g.H == g.OH
+                       and g.W == g.OW)
     if floating is float:
         KC = CCONV_KC_F32
     else:
@@ -416,19 +420,29 @@ cdef int _gi(const cc_conv_geom *g, const floating *dy, const floating *wt, floa
                     o0 = 0
                     while o0 < Og:
                         oc = _imin(KC, Og - o0)
-                        gemm_macro(pc, kb, oc, ybuf + o0 * MR, Og * MR, wbuf + o0 * NR, Og * NR,
-                                   cbuf, kb, o0 > 0)
+                        if ident:  # 1x1, stride 1, no padding: dcols is dx itself
+                            gemm_macro(pc, cbl, oc, ybuf + o0 * MR, Og * MR, wbuf + o0 * NR,
+                                       Og * NR, dxb + p0 * C, C, o0 > 0)
+                        else:
+                            gemm_macro(pc, kb, oc, ybuf + o0 * MR, Og * MR, wbuf + o0 * NR,
+                                       Og * NR, cbuf, kb, o0 > 0)
                         o0 = o0 + oc
-                    _scatter_cols(g, cbuf, kb, cb, cbl, p0, pc, dxb)
+                    if not ident:
+                        _scatter_cols(g, cbuf, kb, cb, cbl, p0, pc, dxb)
                 else:
                     pack_b(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, ybuf)
                     o0 = 0
                     while o0 < Og:
                         oc = _imin(KC, Og - o0)
-                        gemm_macro(cbl * taps, pc, oc, wbuf + o0 * MR, Og * MR, ybuf + o0 * NR,
-                                   Og * NR, cbuf, pc, o0 > 0)
+                        if ident:
+                            gemm_macro(cbl, pc, oc, wbuf + o0 * MR, Og * MR, ybuf + o0 * NR,
+                                       Og * NR, dxb + p0, DHW, o0 > 0)
+                        else:
+                            gemm_macro(cbl * taps, pc, oc, wbuf + o0 * MR, Og * MR,
+                                       ybuf + o0 * NR, Og * NR, cbuf, pc, o0 > 0)
                         o0 = o0 + oc
-                    _scatter_rows(g, cbuf, pc, cbl, p0, pc, dxb, DHW)
+                    if not ident:
+                        _scatter_rows(g, cbuf, pc, cbl, p0, pc, dxb, DHW)
                 p0 = p0 + pc
         free(wbuf)
     if failed:
