@@ -489,3 +489,280 @@ def grad_input(dy5, wt, dx5, ksp, cb, stride, pad, dil, groups, channels_last, n
     """Scatter-add the gradient of the convolution w.r.t. its input into dx5 (which the
     caller zeroes). wt: (G, ncb, kb, Og) weight blocks (see backward._weight_blocks)."""
     _grad_input(dy5, wt, dx5, ksp, cb, stride, pad, dil, groups, channels_last, nthreads)
+
+
+# ============================================================================ depthwise
+#
+# Direct loops for depthwise-style problems (one input channel per group, O = C * m):
+# a GEMM per group would have one row or column. Written like the forward's direct
+# kernel (vectorised along W for NCHW, along channels for NHWC); every element is a sum
+# in a fixed order whatever the thread count.
+
+cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s) noexcept nogil:
+    # smallest o >= 0 with o*s + off >= 0
+    if off >= 0:
+        return 0
+    return (-off + s - 1) // s
+
+
+cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n, Py_ssize_t on) noexcept nogil:
+    # one past the largest o < on with o*s + off < n
+    cdef Py_ssize_t h
+    if n - 1 - off < 0:
+        return 0
+    h = (n - 1 - off) // s + 1
+    return h if h < on else on
+
+
+@cython.boundscheck(False)
+def _dw_grad_input_nchw(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, ::1] w,
+                        floating[:, :, :, :, ::1] dx, tuple stride, tuple pad, tuple dil,
+                        int nthreads):
+    # dx (N, C, D, H, W), zeroed; dy (N, O, OD, OH, OW); w (O, 1, KD, KH, KW); O = C*m
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], D = dx.shape[2], H = dx.shape[3]
+    cdef Py_ssize_t W = dx.shape[4], O = dy.shape[1], OD = dy.shape[2], OH = dy.shape[3]
+    cdef Py_ssize_t OW = dy.shape[4], KD = w.shape[2], KH = w.shape[3], KW = w.shape[4]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t m = O // C, item, n, c, j, o, kd, kh, kw, od, oh, ow, idd, ih, woff, lo, hi
+    cdef floating wv
+    cdef floating *xrow
+    cdef const floating *yrow
+    for item in prange(N * C, nogil=True, schedule="static", num_threads=nthreads):
+        n = item // C
+        c = item % C
+        for j in range(m):
+            o = c * m + j
+            for kd in range(KD):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        wv = w[o, 0, kd, kh, kw]
+                        woff = kw * dw_ - pw
+                        lo = _lo(woff, sw)
+                        hi = _hi(woff, sw, W, OW)
+                        if lo >= hi:
+                            continue
+                        for od in range(OD):
+                            idd = od * sd + kd * dd - pd
+                            if idd < 0 or idd >= D:
+                                continue
+                            for oh in range(OH):
+                                ih = oh * sh + kh * dh - ph
+                                if ih < 0 or ih >= H:
+                                    continue
+                                xrow = &dx[n, c, idd, ih, 0]
+                                xrow = xrow + woff
+                                yrow = &dy[n, o, od, oh, 0]
+                                if sw == 1:
+                                    for ow in range(lo, hi):
+                                        xrow[ow] = xrow[ow] + wv * yrow[ow]
+                                else:
+                                    for ow in range(lo, hi):
+                                        xrow[ow * sw] = xrow[ow * sw] + wv * yrow[ow]
+
+
+@cython.boundscheck(False)
+def _dw_grad_input_nhwc(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, ::1] w,
+                        floating[:, :, :, :, ::1] dx, tuple stride, tuple pad, tuple dil,
+                        Py_ssize_t cb, int nthreads):
+    # dx (N, D, H, W, C), zeroed; dy (N, OD, OH, OW, O); w (KD, KH, KW, 1, O); O = C*m
+    cdef Py_ssize_t N = dx.shape[0], D = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t C = dx.shape[4], OD = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
+    cdef Py_ssize_t O = dy.shape[4], KD = w.shape[0], KH = w.shape[1], KW = w.shape[2]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t m = O // C, ncb = (C + cb - 1) // cb
+    cdef Py_ssize_t item, n, c0, c1, c, j, kd, kh, kw, od, oh, ow, idd, ih, iw
+    cdef floating *xp
+    cdef const floating *yp
+    cdef const floating *wp
+    for item in prange(N * ncb, nogil=True, schedule="static", num_threads=nthreads):
+        n = item // ncb
+        c0 = (item % ncb) * cb
+        c1 = c0 + cb
+        if c1 > C:
+            c1 = C
+        for od in range(OD):
+            for oh in range(OH):
+                for ow in range(OW):
+                    yp = &dy[n, od, oh, ow, 0]
+                    for kd in range(KD):
+                        idd = od * sd + kd * dd - pd
+                        if idd < 0 or idd >= D:
+                            continue
+                        for kh in range(KH):
+                            ih = oh * sh + kh * dh - ph
+                            if ih < 0 or ih >= H:
+                                continue
+                            for kw in range(KW):
+                                iw = ow * sw + kw * dw_ - pw
+                                if iw < 0 or iw >= W:
+                                    continue
+                                xp = &dx[n, idd, ih, iw, 0]
+                                wp = &w[kd, kh, kw, 0, 0]
+                                if m == 1:
+                                    for c in range(c0, c1):
+                                        xp[c] = xp[c] + wp[c] * yp[c]
+                                else:
+                                    for c in range(c0, c1):
+                                        for j in range(m):
+                                            xp[c] = xp[c] + wp[c * m + j] * yp[c * m + j]
+
+
+@cython.boundscheck(False)
+def _dw_grad_weight_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                         floating[:, :, :, :, ::1] dwt, tuple stride, tuple pad, tuple dil,
+                         int nthreads):
+    # dwt (O, 1, KD, KH, KW); x (N, C, D, H, W); dy (N, O, OD, OH, OW)
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3]
+    cdef Py_ssize_t W = x.shape[4], O = dy.shape[1], OD = dy.shape[2], OH = dy.shape[3]
+    cdef Py_ssize_t OW = dy.shape[4], KD = dwt.shape[2], KH = dwt.shape[3], KW = dwt.shape[4]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t m = O // C, taps = KD * KH * KW
+    cdef Py_ssize_t o, c, n, t, kd, kh, kw, od, oh, ow, idd, ih, woff, lo, hi
+    cdef floating *buf
+    cdef floating *acc
+    cdef floating s
+    cdef const floating *xrow
+    cdef const floating *yrow
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with nogil, parallel(num_threads=nthreads):
+        # one running sum per (tap, output column) lane; lanes are added in order at the end
+        buf = <floating *> malloc(taps * OW * sizeof(floating) + 64)
+        if buf == NULL:
+            failed_p[0] = 1
+        for o in prange(O, schedule="static"):
+            if buf == NULL:
+                continue
+            c = o // m
+            memset(buf, 0, taps * OW * sizeof(floating))
+            for n in range(N):
+                for t in range(taps):
+                    kd = t // (KH * KW)
+                    kh = (t // KW) % KH
+                    kw = t % KW
+                    acc = buf + t * OW
+                    woff = kw * dw_ - pw
+                    lo = _lo(woff, sw)
+                    hi = _hi(woff, sw, W, OW)
+                    if lo >= hi:
+                        continue
+                    for od in range(OD):
+                        idd = od * sd + kd * dd - pd
+                        if idd < 0 or idd >= D:
+                            continue
+                        for oh in range(OH):
+                            ih = oh * sh + kh * dh - ph
+                            if ih < 0 or ih >= H:
+                                continue
+                            xrow = &x[n, c, idd, ih, 0]
+                            xrow = xrow + woff
+                            yrow = &dy[n, o, od, oh, 0]
+                            if sw == 1:
+                                for ow in range(lo, hi):
+                                    acc[ow] = acc[ow] + yrow[ow] * xrow[ow]
+                            else:
+                                for ow in range(lo, hi):
+                                    acc[ow] = acc[ow] + yrow[ow] * xrow[ow * sw]
+            for t in range(taps):
+                s = 0
+                for ow in range(OW):
+                    s = s + buf[t * OW + ow]
+                (&dwt[o, 0, 0, 0, 0])[t] = s
+        free(buf)
+    if failed:
+        raise MemoryError("conv grad_weight (depthwise): cannot allocate a buffer")
+
+
+@cython.boundscheck(False)
+def _dw_grad_weight_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                         floating[:, :, :, :, ::1] dwt, tuple stride, tuple pad, tuple dil,
+                         Py_ssize_t ob, int nthreads):
+    # dwt (KD, KH, KW, 1, O); x (N, D, H, W, C); dy (N, OD, OH, OW, O)
+    cdef Py_ssize_t N = x.shape[0], D = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t C = x.shape[4], OD = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
+    cdef Py_ssize_t O = dy.shape[4], KD = dwt.shape[0], KH = dwt.shape[1], KW = dwt.shape[2]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t m = O // C, taps = KD * KH * KW, nob = (O + ob - 1) // ob
+    cdef Py_ssize_t item, o0, o1, o, n, t, kd, kh, kw, od, oh, ow, idd, ih, iw
+    cdef floating *buf
+    cdef floating *acc
+    cdef const floating *xp
+    cdef const floating *yp
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with nogil, parallel(num_threads=nthreads):
+        buf = <floating *> malloc(taps * ob * sizeof(floating) + 64)
+        if buf == NULL:
+            failed_p[0] = 1
+        for item in prange(nob, schedule="static"):
+            if buf == NULL:
+                continue
+            o0 = item * ob
+            o1 = o0 + ob
+            if o1 > O:
+                o1 = O
+            memset(buf, 0, taps * ob * sizeof(floating))
+            for n in range(N):
+                for od in range(OD):
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            yp = &dy[n, od, oh, ow, 0]
+                            for t in range(taps):
+                                kd = t // (KH * KW)
+                                kh = (t // KW) % KH
+                                kw = t % KW
+                                idd = od * sd + kd * dd - pd
+                                ih = oh * sh + kh * dh - ph
+                                iw = ow * sw + kw * dw_ - pw
+                                if idd < 0 or idd >= D or ih < 0 or ih >= H or iw < 0 or iw >= W:
+                                    continue
+                                xp = &x[n, idd, ih, iw, 0]
+                                acc = buf + t * ob - o0
+                                if m == 1:
+                                    for o in range(o0, o1):
+                                        acc[o] = acc[o] + yp[o] * xp[o]
+                                else:
+                                    for o in range(o0, o1):
+                                        acc[o] = acc[o] + yp[o] * xp[o // m]
+            for t in range(taps):
+                for o in range(o0, o1):
+                    (&dwt[0, 0, 0, 0, 0])[t * O + o] = buf[t * ob + o - o0]
+        free(buf)
+    if failed:
+        raise MemoryError("conv grad_weight (depthwise): cannot allocate a buffer")
+
+
+def _channel_split(Py_ssize_t n_items, Py_ssize_t channels, int nthreads):
+    """Channels per block: all of them, or fewer so that there are >= 2 items per thread
+    (never below 16 channels). Blocking never changes a sum."""
+    cdef Py_ssize_t nb = 1
+    if n_items < 2 * nthreads:
+        nb = (2 * nthreads + n_items - 1) // n_items
+    cdef Py_ssize_t b = (channels + nb - 1) // nb
+    return max(min(channels, max(b, 16)), 1)
+
+
+def dw_grad_input(dy5, w5, dx5, stride, pad, dil, channels_last, nthreads):
+    """Depthwise-style grad_input (one input channel per group) into zeroed dx5."""
+    if channels_last:
+        cb = _channel_split(dx5.shape[0], dx5.shape[4], nthreads)
+        _dw_grad_input_nhwc(dy5, w5, dx5, stride, pad, dil, cb, nthreads)
+    else:
+        _dw_grad_input_nchw(dy5, w5, dx5, stride, pad, dil, nthreads)
+
+
+def dw_grad_weight(x5, dy5, dw5, stride, pad, dil, channels_last, nthreads):
+    """Depthwise-style grad_weight (overwrites dw5)."""
+    if channels_last:
+        ob = _channel_split(1, dy5.shape[4], nthreads)
+        _dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, ob, nthreads)
+    else:
+        _dw_grad_weight_nchw(x5, dy5, dw5, stride, pad, dil, nthreads)

@@ -338,7 +338,7 @@ def check_out(spec, out, inputs):
 # zero-strided dummy of the given shape, so every shape rule and message is the
 # forward's; then grad_out must have exactly the forward's output shape.
 
-BACKWARD_ALGORITHMS = ("auto", "im2col")
+BACKWARD_ALGORITHMS = ("auto", "direct", "im2col")
 NEEDS = ("input", "weight", "bias")
 
 

@@ -118,8 +118,9 @@ def _weight_shape(spec):
     return k + (spec.Cg, spec.O) if spec.channels_last else (spec.O, spec.Cg) + k
 
 
-def _grad_input(spec, grad_out, weight, out=None):
+def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
     """dL/dx of the convolution ``spec`` (a new array in x's shape, or ``out``)."""
+    algo = _plan.choose_backward(spec, algorithm)
     padded = _mode_padded(spec)
     if padded:
         sizes = tuple(n + b + a for n, (b, a) in zip(spec.in_size, spec.pads))
@@ -137,12 +138,16 @@ def _grad_input(spec, grad_out, weight, out=None):
         nth = get_num_threads()
         dy5 = _five(spec, _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype)),
                     spec.out_size)
-        taps = math.prod(spec.kernel)
-        cb = _backward.channel_block(spec.N, spec.groups, spec.Cg, taps, nth)
-        wt = _weight_blocks(spec, weight, cb)
-        _backward.grad_input(dy5, wt, _five(spec, dx, sizes), spec.as3d(spec.kernel, 1), cb,
-                             spec.as3d(spec.stride, 1), pads3, spec.as3d(spec.dilation, 1),
-                             spec.groups, spec.channels_last, nth)
+        geom = (spec.as3d(spec.stride, 1), pads3, spec.as3d(spec.dilation, 1))
+        if algo is _plan.Algorithm.DIRECT:
+            _backward.dw_grad_input(dy5, _prepare_weight(spec, weight), _five(spec, dx, sizes),
+                                    *geom, spec.channels_last, nth)
+        else:
+            taps = math.prod(spec.kernel)
+            cb = _backward.channel_block(spec.N, spec.groups, spec.Cg, taps, nth)
+            wt = _weight_blocks(spec, weight, cb)
+            _backward.grad_input(dy5, wt, _five(spec, dx, sizes), spec.as3d(spec.kernel, 1),
+                                 cb, *geom, spec.groups, spec.channels_last, nth)
     if padded:
         dx = _unpad_grad(dx, spec.pads, spec.padding_mode, _spatial_axes(spec))
     if not spec.batched:
@@ -154,8 +159,9 @@ def _grad_input(spec, grad_out, weight, out=None):
     return dx
 
 
-def _grad_weight(spec, x, grad_out):
+def _grad_weight(spec, x, grad_out, algorithm="auto"):
     """dL/dweight of the convolution ``spec`` (a new array in the weight's shape)."""
+    algo = _plan.choose_backward(spec, algorithm)
     wshape = _weight_shape(spec)
     P = math.prod(spec.out_size)
     if spec.N == 0 or spec.Cg == 0 or spec.O == 0 or P == 0:
@@ -165,9 +171,12 @@ def _grad_weight(spec, x, grad_out):
     dy5 = _five(spec, _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype)),
                 spec.out_size)
     dw5 = _prepare_weight(spec, dw)  # a view: dw is contiguous
-    _backward.grad_weight(x5, dy5, dw5, spec.as3d(spec.stride, 1),
-                          tuple(p[0] for p in pads3), spec.as3d(spec.dilation, 1),
-                          spec.groups, spec.channels_last, get_num_threads())
+    geom = (spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3), spec.as3d(spec.dilation, 1))
+    if algo is _plan.Algorithm.DIRECT:
+        _backward.dw_grad_weight(x5, dy5, dw5, *geom, spec.channels_last, get_num_threads())
+    else:
+        _backward.grad_weight(x5, dy5, dw5, *geom, spec.groups, spec.channels_last,
+                              get_num_threads())
     return dw
 
 
@@ -179,7 +188,7 @@ def _grad_bias(spec, grad_out, channels):
     return np.ascontiguousarray(g.sum(axis=axes, dtype=spec.dtype))
 
 
-def _conv_forward_sized(spec, x, weight):
+def _conv_forward_sized(spec, x, weight, algorithm="auto"):
     """The convolution ``spec`` (zero padding) of x, whose output has exactly
     spec.out_size (it may be smaller than the forward formula gives: a transposed
     convolution's output_padding adds input pixels no output reads)."""
@@ -194,7 +203,7 @@ def _conv_forward_sized(spec, x, weight):
     out5 = _five(spec, _batched(spec, result), spec.out_size)
     args = (x5, w5, None, out5, spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3),
             spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
-    if _plan.choose_forward(spec, "auto") is _plan.Algorithm.IM2COL:
+    if _plan.choose_forward(spec, algorithm) is _plan.Algorithm.IM2COL:
         _im2col.conv_forward(*args)
     else:
         _direct.conv_forward(*args)
@@ -208,7 +217,7 @@ def _conv_grad_input(fname, nd, grad_out, weight, input_shape, stride, padding, 
     spec, grad_out, weight = _spec.grad_input_spec(
         fname, nd, grad_out, weight, input_shape, stride, padding, dilation, groups,
         padding_mode, layout, algorithm)
-    return _grad_input(spec, grad_out, weight)
+    return _grad_input(spec, grad_out, weight, algorithm=algorithm)
 
 
 def _conv_grad_weight(fname, nd, x, grad_out, weight_shape, stride, padding, dilation,
@@ -216,7 +225,7 @@ def _conv_grad_weight(fname, nd, x, grad_out, weight_shape, stride, padding, dil
     spec, x, grad_out = _spec.grad_weight_spec(
         fname, nd, x, grad_out, weight_shape, stride, padding, dilation, groups,
         padding_mode, layout, algorithm)
-    return _grad_weight(spec, x, grad_out)
+    return _grad_weight(spec, x, grad_out, algorithm)
 
 
 def _conv_backward(fname, nd, grad_out, x, weight, stride, padding, dilation, groups,
@@ -247,8 +256,9 @@ def conv2d_grad_input(grad_out, weight, input_shape, stride=1, padding=0, dilati
     they mean in the forward call (every padding form and padding_mode: the gradient
     that flows into reflect / replicate / circular borders is folded back onto the
     input pixels they copy). Returns dL/dx, a new C-contiguous array of input_shape in
-    the compute dtype. algorithm: "auto" or "im2col" (GEMM + col2im on bounded tiles).
-    Bitwise identical for every thread count.
+    the compute dtype. algorithm: "auto", "im2col" (GEMM + col2im on bounded tiles) or
+    "direct" (a loop nest for depthwise-style problems, one input channel per group;
+    "auto" picks it for those). Bitwise identical for every thread count.
     """
     return _conv_grad_input("conv2d_grad_input", 2, grad_out, weight, input_shape, stride,
                             padding, dilation, groups, padding_mode, layout, algorithm)
@@ -273,7 +283,7 @@ def conv2d_grad_weight(x, grad_out, weight_shape, stride=1, padding=0, dilation=
     """Gradient of :func:`cconv.conv2d` w.r.t. its weight (of shape ``weight_shape``,
     in the layout's weight convention). Returns a new array; with an empty batch it is
     all zeros. Summed over images and pixels in a fixed order: bitwise identical for
-    every thread count."""
+    every thread count. algorithm: as in :func:`conv2d_grad_input`."""
     return _conv_grad_weight("conv2d_grad_weight", 2, x, grad_out, weight_shape, stride,
                              padding, dilation, groups, padding_mode, layout, algorithm)
 
@@ -319,7 +329,7 @@ def _transpose(fname, nd, x, weight, bias, stride, padding, output_padding, grou
         layout, algorithm)
     if out is not None:
         _spec.check_out(tspec, out, [("x", x), ("weight", weight), ("bias", bias)])
-    result = _grad_input(tspec.conv, x, weight, out=out)
+    result = _grad_input(tspec.conv, x, weight, out=out, algorithm=algorithm)
     if bias is not None and result.size:
         b = np.asarray(bias, dtype=tspec.dtype)
         result += b if tspec.conv.channels_last else b.reshape((-1,) + (1,) * nd)
@@ -331,7 +341,7 @@ def _transpose_grad_input(fname, nd, grad_out, weight, input_shape, stride, padd
     tspec, grad_out, weight = _spec.transpose_grad_input_spec(
         fname, nd, grad_out, weight, input_shape, stride, padding, output_padding, groups,
         dilation, layout, algorithm)
-    return _conv_forward_sized(tspec.conv, grad_out, weight)
+    return _conv_forward_sized(tspec.conv, grad_out, weight, algorithm)
 
 
 def _transpose_grad_weight(fname, nd, x, grad_out, weight_shape, stride, padding,
@@ -339,7 +349,7 @@ def _transpose_grad_weight(fname, nd, x, grad_out, weight_shape, stride, padding
     tspec, x, grad_out = _spec.transpose_grad_weight_spec(
         fname, nd, x, grad_out, weight_shape, stride, padding, output_padding, groups,
         dilation, layout, algorithm)
-    return _grad_weight(tspec.conv, grad_out, x)
+    return _grad_weight(tspec.conv, grad_out, x, algorithm)
 
 
 def _transpose_backward(fname, nd, grad_out, x, weight, stride, padding, output_padding,
@@ -373,7 +383,8 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     full output), "valid" (0), or "same" (TensorFlow's rule: output size in*stride).
     output_padding must be smaller than stride or dilation (as in PyTorch).
     It is the gradient of conv2d w.r.t. its input, computed by GEMM + col2im on bounded
-    tiles, bitwise identical for every thread count. algorithm: "auto" or "im2col".
+    tiles, bitwise identical for every thread count. algorithm: "auto", "im2col" or
+    "direct" (depthwise-style problems: C_out == groups), see :func:`conv2d_grad_input`.
     out: optional C-contiguous array of the output shape and compute dtype.
     """
     return _transpose("conv_transpose2d", 2, x, weight, bias, stride, padding,
