@@ -477,10 +477,10 @@ def channel_block(Py_ssize_t N, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t taps, in
     """Input channels per grad_input work item: about KB_TARGET dcols rows, split finer
     when there are too few items for the threads (this never changes a sum)."""
     cdef Py_ssize_t cb = max(1, KB_TARGET // max(taps, 1)), ncb
-    cb = min(cb, Cg)
+    cb = max(1, min(cb, Cg))
     ncb = (Cg + cb - 1) // cb
-    if N * G * ncb < 2 * nthreads:
-        ncb = min(Cg, (2 * nthreads + N * G - 1) // (N * G))
+    if 0 < N * G * ncb < 2 * nthreads:
+        ncb = max(1, min(Cg, (2 * nthreads + N * G - 1) // (N * G)))
         cb = (Cg + ncb - 1) // ncb
     return max(cb, 1)
 
