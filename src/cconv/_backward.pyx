@@ -37,26 +37,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-cdef extern from "gemm.h" nogil:
-    ctypedef int64_t cc_idx
-    int cconv_isa_best()
-    int cconv_isa_active()
-    int cconv_isa_select(int isa)
-    enum:
-        CCONV_KC_F32
-        CCONV_KC_F64
-    int cconv_mr_f32()
-    int cconv_nr_f32()
-    int cconv_mr_f64()
-    int cconv_nr_f64()
-    void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap)
-    void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap)
-    void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp)
-    void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp)
-    void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
-                              const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
-    void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
-                              const double *bp, cc_idx ps_b, double *c, cc_idx ldc, int accumulate)
+include "_gemm_core.pxi"
 
 cdef extern from "pack.h" nogil:
     ctypedef struct cc_conv_geom:
@@ -66,10 +47,6 @@ cdef extern from "pack.h" nogil:
                                       cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp)
     void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
                                       cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp)
-    void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
-                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, float *ap)
-    void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
-                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap)
 
 cdef extern from "packt.h" nogil:
     void cconv_pack_bt_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
@@ -82,31 +59,6 @@ cdef extern from "packt.h" nogil:
     void cconv_pack_bt_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx k0,
                                        cc_idx kc, cc_idx p0, cc_idx pc, int nr, cc_idx ps,
                                        double *bp)
-
-
-cdef inline void pack_a(cc_idx m, cc_idx k, const floating *a, cc_idx rs, cc_idx cs,
-                        floating *ap) noexcept nogil:
-    if floating is float:
-        cconv_pack_a_f32(m, k, a, rs, cs, ap)
-    else:
-        cconv_pack_a_f64(m, k, a, rs, cs, ap)
-
-
-cdef inline void pack_b(cc_idx k, cc_idx n, const floating *b, cc_idx rs, cc_idx cs,
-                        floating *bp) noexcept nogil:
-    if floating is float:
-        cconv_pack_b_f32(k, n, b, rs, cs, bp)
-    else:
-        cconv_pack_b_f64(k, n, b, rs, cs, bp)
-
-
-cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, cc_idx ps_a,
-                            const floating *bp, cc_idx ps_b, floating *c, cc_idx ldc,
-                            int accumulate) noexcept nogil:
-    if floating is float:
-        cconv_gemm_macro_f32(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
-    else:
-        cconv_gemm_macro_f64(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
 
 
 cdef inline void pack_bt_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
@@ -123,21 +75,6 @@ cdef inline void pack_bt_nhwc(const cc_conv_geom *g, const floating *x, cc_idx k
         cconv_pack_bt_im2col_nhwc_f32(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
     else:
         cconv_pack_bt_im2col_nhwc_f64(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
-
-
-ISA_NAMES = ("generic", "avx2", "avx512")
-
-
-def isa_active():
-    return ISA_NAMES[cconv_isa_active()]
-
-
-def isa_select(name):
-    """Force an ISA path (see cconv._isa); ValueError / RuntimeError as in _im2col."""
-    if name not in ISA_NAMES:
-        raise ValueError(f"unknown ISA path {name!r}; expected one of {ISA_NAMES}")
-    if cconv_isa_select(ISA_NAMES.index(name)) != 0:
-        raise RuntimeError(f"this CPU cannot run the {name!r} path")
 
 
 cdef enum:

@@ -21,11 +21,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-cdef extern from "gemm.h" nogil:
-    ctypedef int64_t cc_idx
-    int cconv_isa_best()
-    int cconv_isa_active()
-    int cconv_isa_select(int isa)
+include "_gemm_core.pxi"
 
 cdef extern from "depthwise.h" nogil:
     ctypedef struct cc_dw_geom:
@@ -44,27 +40,6 @@ cdef extern from "depthwise.h" nogil:
     void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
                            const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
                            cc_idx c1)
-
-
-ISA_NAMES = ("generic", "avx2", "avx512")
-
-
-def isa_active():
-    """Name of the ISA path the kernels of this module run."""
-    return ISA_NAMES[cconv_isa_active()]
-
-
-def isa_best():
-    """Best ISA path the running CPU supports."""
-    return ISA_NAMES[cconv_isa_best()]
-
-
-def isa_select(name):
-    """Force an ISA path; ValueError for unknown names, RuntimeError if unsupported."""
-    if name not in ISA_NAMES:
-        raise ValueError(f"unknown ISA path {name!r}; expected one of {ISA_NAMES}")
-    if cconv_isa_select(ISA_NAMES.index(name)) != 0:
-        raise RuntimeError(f"this CPU cannot run the {name!r} path (best: {isa_best()!r})")
 
 
 cdef enum:
