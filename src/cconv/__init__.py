@@ -1,8 +1,8 @@
 """cconv: fast CPU convolutions on plain NumPy arrays."""
 from ._version import __version__
-from . import _depthwise, _im2col, _isa
+from . import _depthwise, _im2col, _isa, _winograd
 
-_isa.configure(_im2col, _depthwise)
+_isa.configure(_im2col, _depthwise, _winograd)
 
 from .functional import conv1d, conv2d, conv3d
 from ._threads import get_num_threads, set_num_threads, num_threads

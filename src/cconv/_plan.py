@@ -8,11 +8,20 @@ class Algorithm(enum.Enum):
     DIRECT = "direct"
     IM2COL = "im2col"
     DEPTHWISE = "depthwise"  # direct depthwise kernels (groups == C), _depthwise.pyx
+    WINOGRAD_F2 = "winograd_f2"  # F(2x2,3x3) / F(2,3), _winograd.pyx
+    WINOGRAD_F4 = "winograd_f4"  # F(4x4,3x3) / F(4,3), _winograd.pyx
+
+    @property
+    def winograd_m(self):
+        """Output tile size m of a Winograd variant (None for the other algorithms)."""
+        return {"winograd_f2": 2, "winograd_f4": 4}.get(self.value)
 
 
 # Algorithms the library names but does not implement yet: asking for them is a clear
 # ValueError, not a silent fallback.
-_NOT_YET = {"winograd": "3x3 / 3-tap stride-1 Winograd", "fft": "FFT convolution"}
+_NOT_YET = {"fft": "FFT convolution"}
+
+WINOGRAD_NAMES = ("winograd", "winograd_f2", "winograd_f4")
 
 
 def choose_forward(spec, algorithm):
@@ -22,6 +31,11 @@ def choose_forward(spec, algorithm):
             f"{spec.fname}: algorithm={algorithm!r} ({_NOT_YET[algorithm]}) is not available "
             "in this version of cconv; use 'auto', 'direct', 'im2col' or 'depthwise'"
         )
+    if algorithm in WINOGRAD_NAMES:
+        check_winograd(spec, algorithm)
+        if algorithm == "winograd":
+            return winograd_variant(spec)
+        return Algorithm(algorithm)
     if algorithm == "depthwise":
         if not is_depthwise(spec):
             raise ValueError(
@@ -36,6 +50,42 @@ def choose_forward(spec, algorithm):
     if algorithm != "auto":
         return Algorithm(algorithm)
     return _auto_forward(spec)
+
+
+def winograd_limit(spec):
+    """None if Winograd can run spec, else what it needs and what it got."""
+    if spec.nd not in (1, 2):
+        return f"1-D or 2-D convolution, got conv{spec.nd}d"
+    what = "a 3x3 kernel" if spec.nd == 2 else "a 3-tap kernel"
+    need = f"{what} with stride 1 and dilation 1"
+    if any(k != 3 for k in spec.kernel):
+        return f"{need}, got kernel {spec.kernel}"
+    if any(s != 1 for s in spec.stride):
+        return f"{need}, got stride {spec.stride}"
+    if any(d != 1 for d in spec.dilation):
+        return f"{need}, got dilation {spec.dilation}"
+    return None
+
+
+def check_winograd(spec, algorithm="winograd"):
+    limit = winograd_limit(spec)
+    if limit is not None:
+        raise ValueError(f"{spec.fname}: algorithm={algorithm!r} needs {limit}")
+
+
+def _tiles(spec, m):
+    t = 1
+    for o in spec.out_size:
+        t *= -(-o // m)
+    return t
+
+
+def winograd_variant(spec):
+    """F(4x4,3x3) unless F(2x2,3x3) does less GEMM work (tiny images, where most of a
+    4x4 tile would be wasted): GEMM work ~ tiles * alpha^nd."""
+    w4 = _tiles(spec, 4) * 6 ** spec.nd
+    w2 = _tiles(spec, 2) * 4 ** spec.nd
+    return Algorithm.WINOGRAD_F4 if w4 <= w2 else Algorithm.WINOGRAD_F2
 
 
 def is_depthwise(spec):

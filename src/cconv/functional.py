@@ -1,7 +1,7 @@
 """Public convolution entry points: spec -> plan -> run."""
 import numpy as np
 
-from . import _depthwise, _direct, _im2col, _plan, _spec
+from . import _depthwise, _direct, _im2col, _plan, _spec, _winograd
 from ._threads import get_num_threads
 
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -66,6 +66,8 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         _im2col.conv_forward(*args)
     elif algo is _plan.Algorithm.DEPTHWISE:
         _depthwise.conv_forward(*args)
+    elif algo.winograd_m:
+        _winograd.conv_forward(*args, m=algo.winograd_m, nd=nd)
     else:
         _direct.conv_forward(*args)
     return result
