@@ -50,11 +50,12 @@
 #define KER4(s, o)                                                                      \
     do {                                                                                \
         const double g0 = s[0], g1 = s[1], g2 = s[2];                                   \
-        o[0] = g0 / 4.0;                                                                \
-        o[1] = -(g0 + g1 + g2) / 6.0;                                                   \
-        o[2] = -(g0 - g1 + g2) / 6.0;                                                   \
-        o[3] = g0 / 24.0 + g1 / 12.0 + g2 / 6.0;                                        \
-        o[4] = g0 / 24.0 - g1 / 12.0 + g2 / 6.0;                                        \
+        const double e0 = g0 * (1.0 / 24.0) + g2 * (1.0 / 6.0), e1 = g1 * (1.0 / 12.0); \
+        o[0] = g0 * 0.25;                                                               \
+        o[1] = (g0 + g1 + g2) * (-1.0 / 6.0);                                           \
+        o[2] = (g0 - g1 + g2) * (-1.0 / 6.0);                                           \
+        o[3] = e0 + e1;                                                                 \
+        o[4] = e0 - e1;                                                                 \
         o[5] = g2;                                                                      \
     } while (0)
 
@@ -75,8 +76,8 @@
     do {                                                                                \
         const double g0 = s[0], g1 = s[1], g2 = s[2];                                   \
         o[0] = g0;                                                                      \
-        o[1] = (g0 + g1 + g2) / 2.0;                                                    \
-        o[2] = (g0 - g1 + g2) / 2.0;                                                    \
+        o[1] = (g0 + g1 + g2) * 0.5;                                                    \
+        o[2] = (g0 - g1 + g2) * 0.5;                                                    \
         o[3] = g2;                                                                      \
     } while (0)
 
@@ -158,18 +159,29 @@
     static void ker2d_##SUF(const T *g, cc_idx rs, cc_idx cs, cc_idx ls, T *u,          \
                             cc_idx ldu, cc_idx lu, cc_idx L)                            \
     {                                                                                   \
-        for (cc_idx l = 0; l < L; l++) {                                                \
-            double t[A][3];                                                             \
-            for (int j = 0; j < 3; j++) {                                               \
-                double col[3], o[A];                                                    \
-                for (int i = 0; i < 3; i++) col[i] = (double)g[i * rs + j * cs + l * ls]; \
-                KER(col, o);                                                            \
-                for (int i = 0; i < A; i++) t[i][j] = o[i];                             \
-            }                                                                           \
+        enum { LB = 32 };                                                               \
+        double gb[9][LB] = {{0}}, t[A][3][LB], o6[A][LB];                                 \
+        for (cc_idx l0 = 0; l0 < L; l0 += LB) {                                         \
+            const int n = (int)(L - l0 < LB ? L - l0 : LB);                             \
+            for (int k = 0; k < 9; k++)                                                 \
+                for (int l = 0; l < n; l++)                                             \
+                    gb[k][l] = (double)g[(k / 3) * rs + (k % 3) * cs + (l0 + l) * ls];  \
+            for (int j = 0; j < 3; j++)                                                 \
+                for (int l = 0; l < LB; l++) {                                          \
+                    double c3[3] = {gb[j][l], gb[3 + j][l], gb[6 + j][l]}, r[A];        \
+                    KER(c3, r);                                                         \
+                    for (int i = 0; i < A; i++) t[i][j][l] = r[i];                      \
+                }                                                                       \
             for (int i = 0; i < A; i++) {                                               \
-                double o[A];                                                            \
-                KER(t[i], o);                                                           \
-                for (int j = 0; j < A; j++) u[(i * A + j) * ldu + l * lu] = (T)o[j];    \
+                for (int l = 0; l < LB; l++) {                                          \
+                    double c3[3] = {t[i][0][l], t[i][1][l], t[i][2][l]}, r[A];          \
+                    KER(c3, r);                                                         \
+                    for (int j = 0; j < A; j++) o6[j][l] = r[j];                        \
+                }                                                                       \
+                for (int j = 0; j < A; j++) {                                           \
+                    T *ur = u + (i * A + j) * ldu + l0 * lu;                            \
+                    for (int l = 0; l < n; l++) ur[l * lu] = (T)o6[j][l];               \
+                }                                                                       \
             }                                                                           \
         }                                                                               \
     }                                                                                   \
