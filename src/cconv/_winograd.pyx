@@ -493,7 +493,7 @@ def blocking(Py_ssize_t NT, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int T, i
     return NB, nblocks, OB, nob
 
 
-def _run(const floating[:, :, :, :, ::1] x, floating[::1] up, floating[:, :, :, :, ::1] out,
+def _run(const floating[:, :, :, :, ::1] x, const floating[::1] up, floating[:, :, :, :, ::1] out,
          object bias, tuple pad, Py_ssize_t G, Py_ssize_t O, int m, int nd,
          bint channels_last, int nthreads):
     cdef const floating[::1] b
