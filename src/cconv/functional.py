@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import _depthwise, _direct, _im2col, _plan, _spec, _winograd
+from ._packed import PackedWeights
 from ._threads import get_num_threads
 
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -96,6 +97,7 @@ def winograd_weights(weight, *, layout="NCHW", algorithm="winograd"):
 def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
              padding_mode, layout, algorithm, out):
     cached = None
+    packed = None
     if isinstance(weight, WinogradWeights):
         cached = weight
         if cached.layout != layout:
@@ -106,6 +108,12 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
                              f"for algorithm={cached.algorithm!r}")
         algorithm = cached.algorithm
         weight = cached.weight
+    elif isinstance(weight, PackedWeights):
+        packed = weight
+        if packed.layout != layout:
+            raise ValueError(f"{fname}: weight was packed for layout {packed.layout!r}, but the "
+                             f"call uses layout={layout!r}")
+        weight = packed.weight
     spec, x, weight, bias = _spec.forward_spec(
         fname, nd, x, weight, bias, stride, padding, dilation, groups, padding_mode,
         layout, algorithm)
@@ -130,12 +138,13 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
     args = (x5, w5, b, out5, spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3),
             spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
     if algo is _plan.Algorithm.IM2COL:
-        _im2col.conv_forward(*args)
+        use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
+        _im2col.conv_forward(*args, packed=packed.panels if use else None)
     elif algo is _plan.Algorithm.DEPTHWISE:
         _depthwise.conv_forward(*args)
     elif algo.winograd_m:
-        packed = None if cached is None else cached.packed(spec, algo.winograd_m, w5)
-        _winograd.conv_forward(*args, m=algo.winograd_m, nd=nd, packed=packed)
+        wpacked = None if cached is None else cached.packed(spec, algo.winograd_m, w5)
+        _winograd.conv_forward(*args, m=algo.winograd_m, nd=nd, packed=wpacked)
     else:
         _direct.conv_forward(*args)
     return result
@@ -200,3 +209,9 @@ def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     (O, C/groups, kd, kh, kw) or (kd, kh, kw, C/groups, O). See :func:`conv2d`."""
     return _forward("conv3d", 3, x, weight, bias, stride, padding, dilation, groups,
                     padding_mode, layout, algorithm, out)
+
+
+# Backward passes and transposed convolutions live in backward.py (imported last: it
+# builds on the helpers above); they are part of this module's public surface too.
+from .backward import *  # noqa: E402,F401,F403
+from .backward import __all__ as _backward_all  # noqa: E402
