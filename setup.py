@@ -30,6 +30,8 @@ EXTENSIONS = {
     # depthwise.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._depthwise": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "depthwise.c")],
     "cconv._backward": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "packt.c")],
+    # the transforms dispatch on the ISA state kept in gemm.c: compiled together.
+    "cconv._winograd": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "winograd.c")],
 }
 
 

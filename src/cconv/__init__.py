@@ -1,10 +1,10 @@
 """cconv: fast CPU convolutions on plain NumPy arrays."""
 from ._version import __version__
-from . import _backward, _depthwise, _im2col, _isa
+from . import _backward, _depthwise, _im2col, _isa, _winograd
 
-_isa.configure(_im2col, _depthwise, _backward)
+_isa.configure(_im2col, _depthwise, _backward, _winograd)
 
-from .functional import conv1d, conv2d, conv3d
+from .functional import conv1d, conv2d, conv3d, winograd_weights, WinogradWeights
 from .backward import *  # noqa: F401,F403  (grad_input / grad_weight / backward, conv_transpose*)
 from .backward import __all__ as _backward_all
 from ._threads import get_num_threads, set_num_threads, num_threads
@@ -12,7 +12,7 @@ from ._config import show_config
 from ._packed import PackedWeights, pack_weights
 
 __all__ = [
-    "conv1d", "conv2d", "conv3d",
+    "conv1d", "conv2d", "conv3d", "winograd_weights", "WinogradWeights",
     "get_num_threads", "set_num_threads", "num_threads", "show_config",
     "pack_weights", "PackedWeights",
     "__version__",

@@ -130,7 +130,7 @@ def time_fn(fn, repeat, min_time=0.02, cooldown=0.15):
 
 
 def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=None,
-              peers=("numpy", "torch"), file=None):
+              peers=("numpy", "torch"), file=None, algorithm="auto"):
     """Time the suite; print a table; return a list of result dicts."""
     import sys
 
@@ -152,15 +152,18 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
         cols += ["numpy ms", "np/cconv"]
     if have_torch:
         cols += ["torch ms", "cconv/torch"]
-    print(f"cconv bench: conv2d {layout} {np.dtype(dtype).name}, {nt} threads, median of "
+    print(f"cconv bench: conv2d {layout} {np.dtype(dtype).name}, algorithm={algorithm}, "
+          f"{nt} threads, median of "
           f"{repeat} runs (spread = max/min - 1 of the cconv runs)", file=out)
     print(f"{'shape':<22}" + "".join(f"{c:>12}" for c in cols) + f"{'spread':>8}", file=out)
     results = []
     with num_threads(nt):
         for s in suite:
             x, w, b = make_problem(s, dtype, layout)
+            if algorithm != "auto" and not _supports(s, algorithm):
+                continue
             cfn = lambda: functional.conv2d(x, w, b, s.stride, s.pad, s.dilation, s.groups,
-                                            layout=layout)
+                                            layout=layout, algorithm=algorithm)
             med, lo, hi = time_fn(cfn, repeat)
             r = {"shape": s.name, "cconv_ms": med * 1e3, "gflops": flops(s) / med / 1e9,
                  "spread": hi / lo - 1}
@@ -187,6 +190,15 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
     return results
 
 
+def _supports(s, algorithm):
+    """Whether an explicitly requested algorithm can run suite shape s (others skipped)."""
+    if algorithm.startswith("winograd"):
+        return s.K == 3 and s.stride == 1 and s.dilation == 1
+    if algorithm == "depthwise":
+        return s.groups == s.C
+    return True
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m cconv bench")
     ap.add_argument("--layout", choices=["NCHW", "NHWC"], default="NCHW")
@@ -194,8 +206,12 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--shapes", nargs="*", default=None, help="substrings of shape names")
+    ap.add_argument("--algorithm", default="auto",
+                    help="cconv algorithm (auto, im2col, direct, winograd, winograd_f2, "
+                         "winograd_f4, depthwise); shapes it cannot run are skipped")
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     a = ap.parse_args(argv)
     peers = tuple(p for p, off in (("numpy", a.no_numpy), ("torch", a.no_torch)) if not off)
-    run_bench(a.shapes, a.layout, np.dtype(a.dtype), a.repeat, a.threads, peers)
+    run_bench(a.shapes, a.layout, np.dtype(a.dtype), a.repeat, a.threads, peers,
+              algorithm=a.algorithm)

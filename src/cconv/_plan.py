@@ -8,20 +8,35 @@ class Algorithm(enum.Enum):
     DIRECT = "direct"
     IM2COL = "im2col"
     DEPTHWISE = "depthwise"  # direct depthwise kernels (groups == C), _depthwise.pyx
+    WINOGRAD_F2 = "winograd_f2"  # F(2x2,3x3) / F(2,3), _winograd.pyx
+    WINOGRAD_F4 = "winograd_f4"  # F(4x4,3x3) / F(4,3), _winograd.pyx
+
+    @property
+    def winograd_m(self):
+        """Output tile size m of a Winograd variant (None for the other algorithms)."""
+        return {"winograd_f2": 2, "winograd_f4": 4}.get(self.value)
 
 
 # Algorithms the library names but does not implement yet: asking for them is a clear
 # ValueError, not a silent fallback.
-_NOT_YET = {"winograd": "3x3 / 3-tap stride-1 Winograd", "fft": "FFT convolution"}
+_NOT_YET = {"fft": "FFT convolution"}
+
+WINOGRAD_NAMES = ("winograd", "winograd_f2", "winograd_f4")
 
 
-def choose_forward(spec, algorithm):
-    """Return the Algorithm that will run `spec`."""
+def choose_forward(spec, algorithm, cached=False):
+    """Return the Algorithm that will run `spec`. cached: the weights are already in
+    Winograd form (cconv.winograd_weights), so the variant choice ignores their cost."""
     if algorithm in _NOT_YET:
         raise ValueError(
             f"{spec.fname}: algorithm={algorithm!r} ({_NOT_YET[algorithm]}) is not available "
             "in this version of cconv; use 'auto', 'direct', 'im2col' or 'depthwise'"
         )
+    if algorithm in WINOGRAD_NAMES:
+        check_winograd(spec, algorithm)
+        if algorithm == "winograd":
+            return winograd_variant(spec, cached)
+        return Algorithm(algorithm)
     if algorithm == "depthwise":
         if not is_depthwise(spec):
             raise ValueError(
@@ -38,6 +53,76 @@ def choose_forward(spec, algorithm):
     return _auto_forward(spec)
 
 
+def winograd_limit(spec):
+    """None if Winograd can run spec, else what it needs and what it got."""
+    if spec.nd not in (1, 2):
+        return f"1-D or 2-D convolution, got conv{spec.nd}d"
+    what = "a 3x3 kernel" if spec.nd == 2 else "a 3-tap kernel"
+    need = f"{what} with stride 1 and dilation 1"
+    if any(k != 3 for k in spec.kernel):
+        return f"{need}, got kernel {spec.kernel}"
+    if any(s != 1 for s in spec.stride):
+        return f"{need}, got stride {spec.stride}"
+    if any(d != 1 for d in spec.dilation):
+        return f"{need}, got dilation {spec.dilation}"
+    return None
+
+
+def check_winograd(spec, algorithm="winograd"):
+    limit = winograd_limit(spec)
+    if limit is not None:
+        raise ValueError(f"{spec.fname}: algorithm={algorithm!r} needs {limit}")
+
+
+def _tiles(spec, m):
+    t = 1
+    for o in spec.out_size:
+        t *= -(-o // m)
+    return t
+
+
+# Cost model (units: one multiply-accumulate of the GEMM core), calibrated on an AMD EPYC
+# (AVX-512) with 1 thread, see README "Winograd" for the measurements:
+#   GEMM:              N * tiles * T * Cg * Og * G, at 1/WINO_GEMM_EFF of im2col's rate
+#   weight transform:  T * Cg * O elements, WINO_WEIGHT_COST MACs each (0 when cached)
+#   tile transforms:   N * tiles * T * (Cg + Og) * G elements, WINO_TILE_COST[layout] each
+WINO_GEMM_EFF = 0.85
+WINO_WEIGHT_COST = {False: 100.0, True: 45.0}   # channels_last -> cost per element
+WINO_TILE_COST = {False: 60.0, True: 6.0}   # channels_last -> cost per element
+WINO_MARGIN = 0.8   # auto picks Winograd only when predicted <= 0.8 x im2col
+
+
+def winograd_cost(spec, m, cached=False):
+    """Predicted cost of Winograd F(m, 3) for spec, in GEMM MACs (see the model above)."""
+    T = (m + 2) ** spec.nd
+    tiles = spec.N * _tiles(spec, m)
+    gemm = tiles * T * spec.Cg * spec.O / WINO_GEMM_EFF
+    weights = 0.0 if cached else T * spec.Cg * spec.O * WINO_WEIGHT_COST[spec.channels_last]
+    transforms = tiles * T * (spec.C + spec.O) * WINO_TILE_COST[spec.channels_last]
+    return gemm + weights + transforms
+
+
+def winograd_variant(spec, cached=False):
+    """The cheaper of F(4x4,3x3) and F(2x2,3x3) under the cost model: F(4x4) on most
+    images; F(2x2) where most of a 4x4 tile would be wasted (tiny images) or the 36
+    transformed weight matrices cost more than the work they save (many channels on a
+    small image). Both meet the float32 accuracy bound (<= 1e-4), so accuracy never
+    forces F(2x2)."""
+    c4 = winograd_cost(spec, 4, cached)
+    c2 = winograd_cost(spec, 2, cached)
+    return Algorithm.WINOGRAD_F4 if c4 <= c2 else Algorithm.WINOGRAD_F2
+
+
+def _winograd_pays(spec):
+    """Auto: Winograd where its predicted cost beats im2col by the margin."""
+    if winograd_limit(spec) is not None or spec.groups > 1 and spec.Cg < 8:
+        return None
+    v = winograd_variant(spec)
+    if winograd_cost(spec, v.winograd_m) <= WINO_MARGIN * spec.macs:
+        return v
+    return None
+
+
 def is_depthwise(spec):
     """One input channel per group (groups == C), any channel multiplier O / C."""
     return spec.C >= 1 and spec.groups == spec.C
@@ -48,6 +133,9 @@ def _auto_forward(spec):
     # the dedicated direct kernels, vectorised along W / C, beat a GEMM per group.
     if is_depthwise(spec) and spec.groups > 1:
         return Algorithm.DEPTHWISE
+    wino = _winograd_pays(spec)
+    if wino is not None:
+        return wino
     return Algorithm.IM2COL
 
 

@@ -1,7 +1,7 @@
 """Public convolution entry points: spec -> plan -> run."""
 import numpy as np
 
-from . import _depthwise, _direct, _im2col, _plan, _spec
+from . import _depthwise, _direct, _im2col, _plan, _spec, _winograd
 from ._packed import PackedWeights
 from ._threads import get_num_threads
 
@@ -38,10 +38,77 @@ def _prepare_weight(spec, w):
     return w.reshape((spec.O, spec.Cg) + spec.as3d(spec.kernel, 1))
 
 
+class WinogradWeights:
+    """Weights kept in Winograd-transformed form for repeated calls (see
+    :func:`winograd_weights`). Pass it as the `weight` of conv1d / conv2d.
+
+    Holds a read-only copy of the original weight (`.weight`), the layout it is in and
+    the Winograd algorithm to run (`.algorithm`: "winograd", "winograd_f2" or
+    "winograd_f4"). The transformed, packed weights are computed on first use for each
+    (variant, groups, compute dtype, ISA panel geometry) and then reused; changing the
+    weights means building a new object."""
+
+    def __init__(self, weight, layout, algorithm):
+        w = np.array(weight, copy=True)
+        if w.dtype.kind not in "fiu":
+            raise TypeError(f"winograd_weights: weight has dtype {w.dtype}, not a real array")
+        w.flags.writeable = False
+        self.weight = w
+        self.layout = layout
+        self.algorithm = algorithm
+        self._packed = {}
+
+    def packed(self, spec, m, w5):
+        MR, NR, _ = _winograd.tile_shape(spec.dtype)
+        key = (m, spec.nd, spec.groups, spec.dtype.name, MR, NR)
+        up = self._packed.get(key)
+        if up is None:
+            up = _winograd.transform_weights(w5, spec.groups, m, spec.nd, spec.channels_last,
+                                             get_num_threads())
+            up.flags.writeable = False
+            self._packed[key] = up
+        return up
+
+    def __repr__(self):
+        return (f"WinogradWeights(shape={self.weight.shape}, dtype={self.weight.dtype}, "
+                f"layout={self.layout!r}, algorithm={self.algorithm!r})")
+
+
+def winograd_weights(weight, *, layout="NCHW", algorithm="winograd"):
+    """Keep `weight` for Winograd convolution so that repeated calls (or layers) skip the
+    weight transform: ``ww = cconv.winograd_weights(w); y = cconv.conv2d(x, ww, b, ...)``.
+
+    weight: a conv1d / conv2d weight in `layout`'s convention (NCL/NLC or NCHW/NHWC).
+    algorithm: "winograd" (variant chosen per call from the input size), "winograd_f2"
+    or "winograd_f4". The conv call then runs this algorithm whatever its own
+    `algorithm` says ("auto" or the same Winograd name; another name is an error). The
+    transformed weights are made on first use and kept inside the returned object
+    (T x O x C elements per variant, T = 36 for F(4x4), 16 for F(2x2)).
+    """
+    if algorithm not in _plan.WINOGRAD_NAMES:
+        raise ValueError(f"winograd_weights: algorithm={algorithm!r} is not one of "
+                         f"{_plan.WINOGRAD_NAMES}")
+    if layout not in ("NCL", "NLC", "NCHW", "NHWC"):
+        raise ValueError(f"winograd_weights: layout={layout!r} is not one of "
+                         "('NCL', 'NLC', 'NCHW', 'NHWC')")
+    return WinogradWeights(np.asarray(weight), layout, algorithm)
+
+
 def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
              padding_mode, layout, algorithm, out):
+    cached = None
     packed = None
-    if isinstance(weight, PackedWeights):
+    if isinstance(weight, WinogradWeights):
+        cached = weight
+        if cached.layout != layout:
+            raise ValueError(f"{fname}: the Winograd weights were made for layout="
+                             f"{cached.layout!r}, but layout={layout!r}")
+        if algorithm not in ("auto", cached.algorithm):
+            raise ValueError(f"{fname}: algorithm={algorithm!r} with Winograd weights made "
+                             f"for algorithm={cached.algorithm!r}")
+        algorithm = cached.algorithm
+        weight = cached.weight
+    elif isinstance(weight, PackedWeights):
         packed = weight
         if packed.layout != layout:
             raise ValueError(f"{fname}: weight was packed for layout {packed.layout!r}, but the "
@@ -50,7 +117,7 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
     spec, x, weight, bias = _spec.forward_spec(
         fname, nd, x, weight, bias, stride, padding, dilation, groups, padding_mode,
         layout, algorithm)
-    algo = _plan.choose_forward(spec, algorithm)
+    algo = _plan.choose_forward(spec, algorithm, cached=cached is not None)
     if out is not None:
         _spec.check_out(spec, out, [("x", x), ("weight", weight), ("bias", bias)])
         result = out
@@ -75,6 +142,9 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         _im2col.conv_forward(*args, packed=packed.panels if use else None)
     elif algo is _plan.Algorithm.DEPTHWISE:
         _depthwise.conv_forward(*args)
+    elif algo.winograd_m:
+        wpacked = None if cached is None else cached.packed(spec, algo.winograd_m, w5)
+        _winograd.conv_forward(*args, m=algo.winograd_m, nd=nd, packed=wpacked)
     else:
         _direct.conv_forward(*args)
     return result
@@ -88,6 +158,8 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     weight: (O, C/groups, k) for "NCL", (k, C/groups, O) for "NLC".
     padding: int, (p,), ((before, after),), "valid", "same" (TensorFlow's rule, any
     stride) or "causal" ((k-1)*dilation before, 0 after).
+    algorithm: as for conv2d; "winograd" / "winograd_f2" / "winograd_f4" run the 1-D
+    F(4,3) / F(2,3) on 3-tap kernels (stride 1, dilation 1).
     See :func:`conv2d` for the other arguments.
     """
     return _forward("conv1d", 1, x, weight, bias, stride, padding, dilation, groups,
@@ -107,9 +179,20 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     padding: int; (ph, pw); ((top, bottom), (left, right)); "valid"; "same" (output
     size ceil(in/stride), TensorFlow's rule: the odd pixel of padding goes after).
     padding_mode: "zeros", "reflect", "replicate" or "circular" (as in PyTorch).
-    algorithm: "auto", "direct", "im2col" (implicit GEMM over the unfolded input) or
+    algorithm: "auto", "direct", "im2col" (implicit GEMM over the unfolded input),
     "depthwise" (dedicated direct kernels for groups == C, any channel multiplier;
-    "auto" picks it for depthwise problems and "direct" runs it on them).
+    "auto" picks it for depthwise problems and "direct" runs it on them), or
+    "winograd" (3x3 kernels, stride 1, dilation 1, any padding, groups, both layouts):
+    Winograd F(4x4,3x3), or F(2x2,3x3) where that is cheaper (tiny images, many channels
+    on small images); "winograd_f4" / "winograd_f2" force a variant. "auto" picks
+    Winograd only where a cost model predicts it beats im2col (_plan.winograd_cost).
+    Winograd float32 error is <= 1e-4 (F(4x4)) / 2e-5 (F(2x2)) relative to the exact
+    result on typical data (about 1e-6 / 2e-7 measured); float64 <= 1e-11. A non-finite
+    input value spreads to every output of each tile whose (m+2) x (m+2) input patch
+    holds it (Inf may become NaN there: the transforms subtract), i.e. up to m+1 rows /
+    columns beyond its direct readers; a non-finite weight spreads to its whole output
+    channel. `weight` may also be a :func:`winograd_weights` object (transformed once,
+    reused across calls).
     out: optional C-contiguous array of the output shape and compute dtype.
 
     dtypes: float32 and float64 compute natively; mixed inputs follow np.result_type;

@@ -1,0 +1,307 @@
+/* cconv Winograd transforms (see winograd.h for the contract).
+ *
+ * Each transform is written once as an always-inline body over a lane loop; the body
+ * is instantiated for the portable build (SSE2 on x86-64), AVX2 and AVX-512 (target
+ * attributes, as in gemm.c) and the active path of gemm.c picks one at run time. The
+ * arithmetic is plain + and * (no FMA: -ffp-contract=off), so all paths agree bitwise.
+ *
+ * F(4,3): B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0;
+ *                0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+ *         G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+ *         A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+ * F(2,3): B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+ *         G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+ *         A^T = [1 1 1 0; 0 1 -1 -1]
+ */
+#include <stddef.h>
+#include "winograd.h"
+
+#define WI_INLINE static inline __attribute__((always_inline))
+#define TARGET_AVX512 __attribute__((target("avx512f,avx512dq,fma,prefer-vector-width=512")))
+#define TARGET_AVX2 __attribute__((target("avx2,fma")))
+
+/* ---------------------------------------------------------------- 1-D building blocks */
+
+/* B^T d for F(4,3), 6 -> 6 */
+#define IN4(T, s, o)                                                                    \
+    do {                                                                                \
+        const T s0_ = s[0], s1_ = s[1], s2_ = s[2], s3_ = s[3], s4_ = s[4], s5_ = s[5];       \
+        const T p_ = s4_ - (T)4 * s2_, q_ = s3_ - (T)4 * s1_;                                 \
+        const T r_ = s4_ - s2_, w_ = (T)2 * (s3_ - s1_);                                     \
+        o[0] = (T)4 * s0_ - (T)5 * s2_ + s4_;                                              \
+        o[1] = p_ + q_;                                                                   \
+        o[2] = p_ - q_;                                                                   \
+        o[3] = r_ + w_;                                                                   \
+        o[4] = r_ - w_;                                                                   \
+        o[5] = (T)4 * s1_ - (T)5 * s3_ + s5_;                                              \
+    } while (0)
+
+/* A^T m for F(4,3), 6 -> 4 */
+#define OUT4(T, s, o)                                                                   \
+    do {                                                                                \
+        const T a_ = s[1] + s[2], b_ = s[1] - s[2], c_ = s[3] + s[4], e_ = s[3] - s[4];     \
+        o[0] = s[0] + a_ + c_;                                                            \
+        o[1] = b_ + (T)2 * e_;                                                            \
+        o[2] = a_ + (T)4 * c_;                                                            \
+        o[3] = b_ + (T)8 * e_ + s[5];                                                     \
+    } while (0)
+
+/* G g for F(4,3), 3 -> 6 (float64) */
+#define KER4(s, o)                                                                      \
+    do {                                                                                \
+        const double g0 = s[0], g1 = s[1], g2 = s[2];                                   \
+        const double e0 = g0 * (1.0 / 24.0) + g2 * (1.0 / 6.0), e1 = g1 * (1.0 / 12.0); \
+        o[0] = g0 * 0.25;                                                               \
+        o[1] = (g0 + g1 + g2) * (-1.0 / 6.0);                                           \
+        o[2] = (g0 - g1 + g2) * (-1.0 / 6.0);                                           \
+        o[3] = e0 + e1;                                                                 \
+        o[4] = e0 - e1;                                                                 \
+        o[5] = g2;                                                                      \
+    } while (0)
+
+/* F(2,3) */
+#define IN2(T, s, o)                                                                    \
+    do {                                                                                \
+        o[0] = s[0] - s[2];                                                             \
+        o[1] = s[1] + s[2];                                                             \
+        o[2] = s[2] - s[1];                                                             \
+        o[3] = s[1] - s[3];                                                             \
+    } while (0)
+#define OUT2(T, s, o)                                                                   \
+    do {                                                                                \
+        o[0] = s[0] + s[1] + s[2];                                                      \
+        o[1] = s[1] - s[2] - s[3];                                                      \
+    } while (0)
+#define KER2(s, o)                                                                      \
+    do {                                                                                \
+        const double g0 = s[0], g1 = s[1], g2 = s[2];                                   \
+        o[0] = g0;                                                                      \
+        o[1] = (g0 + g1 + g2) * 0.5;                                                    \
+        o[2] = (g0 - g1 + g2) * 0.5;                                                    \
+        o[3] = g2;                                                                      \
+    } while (0)
+
+/* ---------------------------------------------------------------- bodies
+ * A = alpha (6 or 4), M = m (4 or 2). IN/OUT/KER: the 1-D blocks above.
+ * Lanes go in chunks of LB through a small scratch t (in L1): every step is a 1-D
+ * transform applied to LB lanes at once, a loop that gcc vectorises. */
+
+#define DEFINE_VEC(SUF, T, A, M, IN, OUT)                                               \
+    WI_INLINE void inv_##SUF(const T *restrict s, cc_idx ss, T *restrict o, cc_idx os,  \
+                             cc_idx n)                                                  \
+    {                                                                                   \
+        for (cc_idx l = 0; l < n; l++) {                                                \
+            T c[A], r[A];                                                               \
+            _Pragma("GCC unroll 8") for (int k = 0; k < A; k++) c[k] = s[k * ss + l];   \
+            IN(T, c, r);                                                                \
+            _Pragma("GCC unroll 8") for (int k = 0; k < A; k++) o[k * os + l] = r[k];   \
+        }                                                                               \
+    }                                                                                   \
+    WI_INLINE void outv_##SUF(const T *restrict s, cc_idx ss, T *restrict o, cc_idx os, \
+                              cc_idx n)                                                 \
+    {                                                                                   \
+        for (cc_idx l = 0; l < n; l++) {                                                \
+            T c[A], r[M];                                                               \
+            _Pragma("GCC unroll 8") for (int k = 0; k < A; k++) c[k] = s[k * ss + l];   \
+            OUT(T, c, r);                                                               \
+            _Pragma("GCC unroll 8") for (int k = 0; k < M; k++) o[k * os + l] = r[k];   \
+        }                                                                               \
+    }                                                                                   \
+    WI_INLINE void outbv_##SUF(const T *restrict s, cc_idx ss, const T *restrict b,     \
+                               T *restrict o, cc_idx os, cc_idx n)                      \
+    {                                                                                   \
+        for (cc_idx l = 0; l < n; l++) {                                                \
+            T c[A], r[M];                                                               \
+            _Pragma("GCC unroll 8") for (int k = 0; k < A; k++) c[k] = s[k * ss + l];   \
+            OUT(T, c, r);                                                               \
+            _Pragma("GCC unroll 8") for (int k = 0; k < M; k++) o[k * os + l] = r[k] + b[l]; \
+        }                                                                               \
+    }
+
+#define DEFINE_BODIES(SUF, T, A, M, IN, OUT, KER)                                       \
+    DEFINE_VEC(SUF, T, A, M, IN, OUT)                                                   \
+    WI_INLINE void in2d_##SUF(const T *restrict d, cc_idx rs, cc_idx cs, T *restrict v, \
+                              cc_idx ldv, cc_idx L)                                     \
+    {                                                                                   \
+        enum { LB = 128 / sizeof(T) };                                                  \
+        T t[A * A * LB] __attribute__((aligned(64)));                                   \
+        for (cc_idx l0 = 0; l0 < L; l0 += LB) {                                         \
+            const cc_idx n = L - l0 < LB ? L - l0 : LB;                                 \
+            for (int j = 0; j < A; j++) /* columns: t[i][j] = (B^T d)[i][j] */          \
+                inv_##SUF(d + j * cs + l0, rs, t + j * LB, A * LB, n);                  \
+            for (int i = 0; i < A; i++) /* rows: v[i][j] = (t B)[i][j] */               \
+                inv_##SUF(t + i * A * LB, LB, v + i * A * ldv + l0, ldv, n);            \
+        }                                                                               \
+    }                                                                                   \
+    WI_INLINE void in1d_##SUF(const T *restrict d, cc_idx cs, T *restrict v,            \
+                              cc_idx ldv, cc_idx L)                                     \
+    {                                                                                   \
+        inv_##SUF(d, cs, v, ldv, L);                                                    \
+    }                                                                                   \
+    WI_INLINE void out2d_##SUF(const T *restrict mm, cc_idx ldm, const T *restrict bias, \
+                               T *restrict y, cc_idx rs, cc_idx cs, cc_idx L)           \
+    {                                                                                   \
+        enum { LB = 128 / sizeof(T) };                                                  \
+        T t[M * A * LB] __attribute__((aligned(64)));                                   \
+        for (cc_idx l0 = 0; l0 < L; l0 += LB) {                                         \
+            const cc_idx n = L - l0 < LB ? L - l0 : LB;                                 \
+            for (int j = 0; j < A; j++) /* columns: t[i][j] = (A^T m)[i][j] */          \
+                outv_##SUF(mm + j * ldm + l0, A * ldm, t + j * LB, A * LB, n);          \
+            for (int i = 0; i < M; i++) /* rows: y[i][j] = (t A)[i][j] + bias */        \
+                outbv_##SUF(t + i * A * LB, LB, bias + l0, y + i * rs + l0, cs, n);     \
+        }                                                                               \
+    }                                                                                   \
+    WI_INLINE void out1d_##SUF(const T *restrict mm, cc_idx ldm, const T *restrict bias, \
+                               T *restrict y, cc_idx cs, cc_idx L)                      \
+    {                                                                                   \
+        outbv_##SUF(mm, ldm, bias, y, cs, L);                                           \
+    }                                                                                   \
+    static void ker2d_##SUF(const T *g, cc_idx rs, cc_idx cs, cc_idx ls, T *u,          \
+                            cc_idx ldu, cc_idx lu, cc_idx L)                            \
+    {                                                                                   \
+        enum { LB = 32 };                                                               \
+        double gb[9][LB] = {{0}}, t[A][3][LB], o6[A][LB];                                 \
+        for (cc_idx l0 = 0; l0 < L; l0 += LB) {                                         \
+            const int n = (int)(L - l0 < LB ? L - l0 : LB);                             \
+            for (int k = 0; k < 9; k++)                                                 \
+                for (int l = 0; l < n; l++)                                             \
+                    gb[k][l] = (double)g[(k / 3) * rs + (k % 3) * cs + (l0 + l) * ls];  \
+            for (int j = 0; j < 3; j++)                                                 \
+                for (int l = 0; l < LB; l++) {                                          \
+                    double c3[3] = {gb[j][l], gb[3 + j][l], gb[6 + j][l]}, r[A];        \
+                    KER(c3, r);                                                         \
+                    for (int i = 0; i < A; i++) t[i][j][l] = r[i];                      \
+                }                                                                       \
+            for (int i = 0; i < A; i++) {                                               \
+                for (int l = 0; l < LB; l++) {                                          \
+                    double c3[3] = {t[i][0][l], t[i][1][l], t[i][2][l]}, r[A];          \
+                    KER(c3, r);                                                         \
+                    for (int j = 0; j < A; j++) o6[j][l] = r[j];                        \
+                }                                                                       \
+                for (int j = 0; j < A; j++) {                                           \
+                    T *ur = u + (i * A + j) * ldu + l0 * lu;                            \
+                    for (int l = 0; l < n; l++) ur[l * lu] = (T)o6[j][l];               \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+    }                                                                                   \
+    static void ker1d_##SUF(const T *g, cc_idx cs, cc_idx ls, T *u, cc_idx ldu,         \
+                            cc_idx lu, cc_idx L)                                        \
+    {                                                                                   \
+        for (cc_idx l = 0; l < L; l++) {                                                \
+            double col[3], o[A];                                                        \
+            for (int j = 0; j < 3; j++) col[j] = (double)g[j * cs + l * ls];            \
+            KER(col, o);                                                                \
+            for (int j = 0; j < A; j++) u[j * ldu + l * lu] = (T)o[j];                  \
+        }                                                                               \
+    }
+
+DEFINE_BODIES(f4_f32, float, 6, 4, IN4, OUT4, KER4)
+DEFINE_BODIES(f4_f64, double, 6, 4, IN4, OUT4, KER4)
+DEFINE_BODIES(f2_f32, float, 4, 2, IN2, OUT2, KER2)
+DEFINE_BODIES(f2_f64, double, 4, 2, IN2, OUT2, KER2)
+
+/* ---------------------------------------------------------------- ISA instances */
+
+#define DEFINE_ISA(ISA, ATTR, SUF, T)                                                   \
+    ATTR static void in2d_##SUF##_##ISA(const T *d, cc_idx rs, cc_idx cs, T *v,         \
+                                        cc_idx ldv, cc_idx L)                           \
+    { in2d_##SUF(d, rs, cs, v, ldv, L); }                                               \
+    ATTR static void in1d_##SUF##_##ISA(const T *d, cc_idx cs, T *v, cc_idx ldv,        \
+                                        cc_idx L)                                       \
+    { in1d_##SUF(d, cs, v, ldv, L); }                                                   \
+    ATTR static void out2d_##SUF##_##ISA(const T *mm, cc_idx ldm, const T *bias, T *y,  \
+                                         cc_idx rs, cc_idx cs, cc_idx L)                \
+    { out2d_##SUF(mm, ldm, bias, y, rs, cs, L); }                                       \
+    ATTR static void out1d_##SUF##_##ISA(const T *mm, cc_idx ldm, const T *bias, T *y,  \
+                                         cc_idx cs, cc_idx L)                           \
+    { out1d_##SUF(mm, ldm, bias, y, cs, L); }
+
+#define DEFINE_ALL_ISA(ISA, ATTR)                                                       \
+    DEFINE_ISA(ISA, ATTR, f4_f32, float)                                                \
+    DEFINE_ISA(ISA, ATTR, f4_f64, double)                                               \
+    DEFINE_ISA(ISA, ATTR, f2_f32, float)                                                \
+    DEFINE_ISA(ISA, ATTR, f2_f64, double)
+
+#define NOATTR
+DEFINE_ALL_ISA(gen, NOATTR)
+#if defined(__x86_64__) || defined(_M_X64)
+DEFINE_ALL_ISA(avx2, TARGET_AVX2)
+DEFINE_ALL_ISA(avx512, TARGET_AVX512)
+#define PICK(NAME, ARGS)                                                                \
+    do {                                                                                \
+        switch (cconv_isa_active()) {                                                   \
+        case CCONV_ISA_AVX512: NAME##_avx512 ARGS; return;                             \
+        case CCONV_ISA_AVX2: NAME##_avx2 ARGS; return;                                 \
+        default: NAME##_gen ARGS; return;                                              \
+        }                                                                               \
+    } while (0)
+#else
+#define PICK(NAME, ARGS) do { NAME##_gen ARGS; return; } while (0)
+#endif
+
+/* ---------------------------------------------------------------- public entry points */
+
+#define DEFINE_API(FN, SUF, T, TS)                                                      \
+    void cconv_winograd_##FN##x3_input_transform_##TS(const T *d, cc_idx rs, cc_idx cs, \
+                                                      T *v, cc_idx ldv, cc_idx L)       \
+    { PICK(in2d_##SUF, (d, rs, cs, v, ldv, L)); }                                       \
+    void cconv_winograd_##FN##x3_output_transform_##TS(const T *mm, cc_idx ldm,         \
+                                                       const T *bias, T *y, cc_idx rs,  \
+                                                       cc_idx cs, cc_idx L)             \
+    { PICK(out2d_##SUF, (mm, ldm, bias, y, rs, cs, L)); }                               \
+    void cconv_winograd_##FN##x3_kernel_transform_##TS(const T *g, cc_idx rs, cc_idx cs, \
+                                                       cc_idx ls, T *u, cc_idx ldu,     \
+                                                       cc_idx lu, cc_idx L)             \
+    { ker2d_##SUF(g, rs, cs, ls, u, ldu, lu, L); }                                      \
+    static void in1d_any_##SUF(const T *d, cc_idx cs, T *v, cc_idx ldv, cc_idx L)       \
+    { PICK(in1d_##SUF, (d, cs, v, ldv, L)); }                                           \
+    static void out1d_any_##SUF(const T *mm, cc_idx ldm, const T *bias, T *y,           \
+                                cc_idx cs, cc_idx L)                                    \
+    { PICK(out1d_##SUF, (mm, ldm, bias, y, cs, L)); }
+
+DEFINE_API(f4, f4_f32, float, f32)
+DEFINE_API(f4, f4_f64, double, f64)
+DEFINE_API(f2, f2_f32, float, f32)
+DEFINE_API(f2, f2_f64, double, f64)
+
+#define DEFINE_DISPATCH(TS, T)                                                          \
+    void cconv_wino_input_##TS(int m, int nd, const T *d, cc_idx rs, cc_idx cs, T *v,   \
+                               cc_idx ldv, cc_idx L)                                    \
+    {                                                                                   \
+        if (nd == 1) {                                                                  \
+            if (m == 4) in1d_any_f4_##TS(d, cs, v, ldv, L);                             \
+            else in1d_any_f2_##TS(d, cs, v, ldv, L);                                    \
+        } else if (m == 4) {                                                            \
+            cconv_winograd_f4x3_input_transform_##TS(d, rs, cs, v, ldv, L);             \
+        } else {                                                                        \
+            cconv_winograd_f2x3_input_transform_##TS(d, rs, cs, v, ldv, L);             \
+        }                                                                               \
+    }                                                                                   \
+    void cconv_wino_output_##TS(int m, int nd, const T *mm, cc_idx ldm, const T *bias,  \
+                                T *y, cc_idx rs, cc_idx cs, cc_idx L)                   \
+    {                                                                                   \
+        if (nd == 1) {                                                                  \
+            if (m == 4) out1d_any_f4_##TS(mm, ldm, bias, y, cs, L);                     \
+            else out1d_any_f2_##TS(mm, ldm, bias, y, cs, L);                            \
+        } else if (m == 4) {                                                            \
+            cconv_winograd_f4x3_output_transform_##TS(mm, ldm, bias, y, rs, cs, L);     \
+        } else {                                                                        \
+            cconv_winograd_f2x3_output_transform_##TS(mm, ldm, bias, y, rs, cs, L);     \
+        }                                                                               \
+    }                                                                                   \
+    void cconv_wino_kernel_##TS(int m, int nd, const T *g, cc_idx rs, cc_idx cs,        \
+                                cc_idx ls, T *u, cc_idx ldu, cc_idx lu, cc_idx L)       \
+    {                                                                                   \
+        if (nd == 1) {                                                                  \
+            if (m == 4) ker1d_f4_##TS(g, cs, ls, u, ldu, lu, L);                        \
+            else ker1d_f2_##TS(g, cs, ls, u, ldu, lu, L);                               \
+        } else if (m == 4) {                                                            \
+            ker2d_f4_##TS(g, rs, cs, ls, u, ldu, lu, L);                                \
+        } else {                                                                        \
+            ker2d_f2_##TS(g, rs, cs, ls, u, ldu, lu, L);                                \
+        }                                                                               \
+    }
+
+DEFINE_DISPATCH(f32, float)
+DEFINE_DISPATCH(f64, double)
