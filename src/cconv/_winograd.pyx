@@ -31,26 +31,7 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-cdef extern from "gemm.h" nogil:
-    ctypedef int64_t cc_idx
-    int cconv_isa_best()
-    int cconv_isa_active()
-    int cconv_isa_select(int isa)
-    enum:
-        CCONV_KC_F32
-        CCONV_KC_F64
-    int cconv_mr_f32()
-    int cconv_nr_f32()
-    int cconv_mr_f64()
-    int cconv_nr_f64()
-    void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
-                              const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
-    void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
-                              const double *bp, cc_idx ps_b, double *c, cc_idx ldc, int accumulate)
-    void cconv_igemm_ukernel_f32(cc_idx kc, const float *const *a_rows, const float *b, float *c,
-                                 cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
-    void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b,
-                                 double *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+include "_gemm_core.pxi"
 
 cdef extern from "winograd.h" nogil:
     void cconv_wino_input_f32(int m, int nd, const float *d, cc_idx rs, cc_idx cs, float *v,
@@ -65,21 +46,6 @@ cdef extern from "winograd.h" nogil:
                                float *u, cc_idx ldu, cc_idx lu, cc_idx L)
     void cconv_wino_kernel_f64(int m, int nd, const double *g, cc_idx rs, cc_idx cs, cc_idx ls,
                                double *u, cc_idx ldu, cc_idx lu, cc_idx L)
-
-
-ISA_NAMES = ("generic", "avx2", "avx512")
-
-
-def isa_active():
-    return ISA_NAMES[cconv_isa_active()]
-
-
-def isa_select(name):
-    """Force an ISA path; ValueError for unknown names, RuntimeError if unsupported."""
-    if name not in ISA_NAMES:
-        raise ValueError(f"unknown ISA path {name!r}; expected one of {ISA_NAMES}")
-    if cconv_isa_select(ISA_NAMES.index(name)) != 0:
-        raise RuntimeError(f"this CPU cannot run the {name!r} path")
 
 
 def tile_shape(dtype):
@@ -113,23 +79,6 @@ cdef inline void wino_ker(int m, int nd, const floating *g, cc_idx rs, cc_idx cs
         cconv_wino_kernel_f32(m, nd, g, rs, cs, ls, u, ldu, lu, L)
     else:
         cconv_wino_kernel_f64(m, nd, g, rs, cs, ls, u, ldu, lu, L)
-
-
-cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, cc_idx ps_a,
-                            const floating *bp, cc_idx ps_b, floating *c, cc_idx ldc,
-                            int accumulate) noexcept nogil:
-    if floating is float:
-        cconv_gemm_macro_f32(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
-    else:
-        cconv_gemm_macro_f64(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
-
-
-cdef inline void igemm_tile(cc_idx kc, const floating **a_rows, const floating *b, floating *c,
-                            cc_idx ldc, cc_idx m, cc_idx n, int accumulate) noexcept nogil:
-    if floating is float:
-        cconv_igemm_ukernel_f32(kc, a_rows, b, c, ldc, m, n, accumulate)
-    else:
-        cconv_igemm_ukernel_f64(kc, a_rows, b, c, ldc, m, n, accumulate)
 
 
 cdef inline Py_ssize_t _cdiv(Py_ssize_t a, Py_ssize_t b) noexcept nogil:
