@@ -29,6 +29,7 @@ EXTENSIONS = {
     "cconv._gemm": KERNEL_SOURCES,
     # depthwise.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._depthwise": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "depthwise.c")],
+    "cconv._backward": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "packt.c")],
 }
 
 

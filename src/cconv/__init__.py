@@ -1,10 +1,12 @@
 """cconv: fast CPU convolutions on plain NumPy arrays."""
 from ._version import __version__
-from . import _depthwise, _im2col, _isa
+from . import _backward, _depthwise, _im2col, _isa
 
-_isa.configure(_im2col, _depthwise)
+_isa.configure(_im2col, _depthwise, _backward)
 
 from .functional import conv1d, conv2d, conv3d
+from .backward import *  # noqa: F401,F403  (grad_input / grad_weight / backward, conv_transpose*)
+from .backward import __all__ as _backward_all
 from ._threads import get_num_threads, set_num_threads, num_threads
 from ._config import show_config
 
@@ -12,4 +14,4 @@ __all__ = [
     "conv1d", "conv2d", "conv3d",
     "get_num_threads", "set_num_threads", "num_threads", "show_config",
     "__version__",
-]
+] + list(_backward_all)

@@ -51,6 +51,24 @@ def _auto_forward(spec):
     return Algorithm.IM2COL
 
 
+def choose_backward(spec, algorithm):
+    """The Algorithm for grad_input / grad_weight of the convolution `spec`
+    (also a transposed convolution's forward): "im2col" is GEMM + col2im / an
+    implicit-GEMM reduction; "direct" is the depthwise loop nest (one input channel per
+    group only). "auto" takes "direct" for depthwise-style problems."""
+    depthwise = spec.Cg == 1
+    if algorithm == "direct":
+        if not depthwise:
+            raise ValueError(
+                f"{spec.fname}: algorithm='direct' computes backward passes only for "
+                f"depthwise-style problems (one input channel per group), this one has "
+                f"{spec.Cg} (C={spec.C}, groups={spec.groups}); use 'auto' or 'im2col'")
+        return Algorithm.DIRECT
+    if algorithm == "im2col":
+        return Algorithm.IM2COL
+    return Algorithm.DIRECT if depthwise and spec.groups > 1 else Algorithm.IM2COL
+
+
 def explain(spec, algorithm="auto"):
     """A short description of what would run: algorithm, MACs, workspace bound."""
     algo = choose_forward(spec, algorithm)

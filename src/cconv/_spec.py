@@ -329,3 +329,315 @@ def check_out(spec, out, inputs):
             overlap = True
         if overlap:
             raise ValueError(f"{fname}: out overlaps {name}")
+
+
+# ----------------------------------------------------------------------------- backward
+#
+# A backward call is validated as the forward convolution it differentiates: the
+# missing array (x for grad_input, weight for grad_weight) is stood in for by a
+# zero-strided dummy of the given shape, so every shape rule and message is the
+# forward's; then grad_out must have exactly the forward's output shape.
+
+BACKWARD_ALGORITHMS = ("auto", "direct", "im2col")
+NEEDS = ("input", "weight", "bias")
+
+
+def _shape_arg(fname, name, shape, ndims):
+    """A shape argument: a sequence of ndims non-negative ints (ndims: allowed lengths)."""
+    if isinstance(shape, np.ndarray):
+        shape = shape.tolist()
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{fname}: {name} must be a tuple of ints, got {shape!r}")
+    vals = []
+    for v in shape:
+        if isinstance(v, (bool, np.bool_)):
+            raise TypeError(f"{fname}: {name} must be a tuple of ints, got {tuple(shape)!r}")
+        try:
+            vals.append(operator.index(v))
+        except TypeError:
+            raise TypeError(f"{fname}: {name} must be a tuple of ints, got {tuple(shape)!r}") \
+                from None
+    if len(vals) not in ndims:
+        raise ValueError(
+            f"{fname}: {name} must have {' or '.join(map(str, ndims))} entries, got "
+            f"{len(vals)}: {tuple(vals)!r}")
+    if any(v < 0 for v in vals):
+        raise ValueError(f"{fname}: {name} must be non-negative, got {tuple(vals)!r}")
+    return tuple(vals)
+
+
+def _dummy(shape, dtype):
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _check_algorithm(fname, algorithm):
+    if not isinstance(algorithm, str) or algorithm not in BACKWARD_ALGORITHMS:
+        raise ValueError(
+            f"{fname}: algorithm={algorithm!r} is not available for backward passes and "
+            f"transposed convolutions; use one of {BACKWARD_ALGORITHMS}")
+
+
+def _check_grad_out(spec, grad_out, what="grad_out"):
+    want = spec.out_shape
+    if grad_out.shape != want:
+        raise ValueError(
+            f"{spec.fname}: {what} has shape {grad_out.shape}, expected {want} (the forward "
+            f"output for input spatial size {spec.in_size}, kernel {spec.kernel}, stride "
+            f"{spec.stride}, padding {spec.pads}, dilation {spec.dilation})")
+
+
+def grad_input_spec(fname, nd, grad_out, weight, input_shape, stride, padding, dilation,
+                    groups, padding_mode, layout, algorithm):
+    """Validate convN d_grad_input. Returns (spec, grad_out, weight)."""
+    _check_algorithm(fname, algorithm)
+    grad_out = as_array(fname, "grad_out", grad_out)
+    weight = as_array(fname, "weight", weight)
+    dtype = compute_dtype(fname, [("grad_out", grad_out), ("weight", weight)])
+    input_shape = _shape_arg(fname, "input_shape", input_shape, (nd + 1, nd + 2))
+    spec, _, _, _ = forward_spec(fname, nd, _dummy(input_shape, dtype), weight, None, stride,
+                                 padding, dilation, groups, padding_mode, layout, "auto")
+    _check_grad_out(spec, grad_out)
+    return spec, grad_out, weight
+
+
+def grad_weight_spec(fname, nd, x, grad_out, weight_shape, stride, padding, dilation, groups,
+                     padding_mode, layout, algorithm):
+    """Validate convNd_grad_weight. Returns (spec, x, grad_out)."""
+    _check_algorithm(fname, algorithm)
+    x = as_array(fname, "x", x)
+    grad_out = as_array(fname, "grad_out", grad_out)
+    dtype = compute_dtype(fname, [("x", x), ("grad_out", grad_out)])
+    weight_shape = _shape_arg(fname, "weight_shape", weight_shape, (nd + 2,))
+    spec, x, _, _ = forward_spec(fname, nd, x, _dummy(weight_shape, dtype), None, stride,
+                                 padding, dilation, groups, padding_mode, layout, "auto")
+    _check_grad_out(spec, grad_out)
+    return spec, x, grad_out
+
+
+def check_need(fname, need):
+    if isinstance(need, str):
+        need = (need,)
+    try:
+        need = tuple(need)
+    except TypeError:
+        raise TypeError(f"{fname}: need must be a tuple of names from {NEEDS}, got {need!r}") \
+            from None
+    for n in need:
+        if n not in NEEDS:
+            raise ValueError(f"{fname}: need contains {n!r}, not one of {NEEDS}")
+    return frozenset(need)
+
+
+def backward_spec(fname, nd, grad_out, x, weight, stride, padding, dilation, groups,
+                  padding_mode, layout, need):
+    """Validate convNd_backward. Returns (spec, grad_out, x, weight, need)."""
+    need = check_need(fname, need)
+    grad_out = as_array(fname, "grad_out", grad_out)
+    spec, x, weight, _ = forward_spec(fname, nd, x, weight, None, stride, padding, dilation,
+                                      groups, padding_mode, layout, "auto")
+    dtype = compute_dtype(fname, [("grad_out", grad_out), ("x", x), ("weight", weight)])
+    if dtype != spec.dtype:
+        spec = _replace(spec, dtype=dtype)
+    _check_grad_out(spec, grad_out)
+    return spec, grad_out, x, weight, need
+
+
+def _replace(spec, **kw):
+    import dataclasses
+    return dataclasses.replace(spec, **kw)
+
+
+# ----------------------------------------------------------------------------- transposed
+#
+# conv_transposeNd(x, w) is the gradient w.r.t. the input of the convolution convNd(y, w)
+# that maps the transposed output y back to x's size. TransposeSpec holds that
+# convolution ("conv": its input is the transposed output, its output has x's size)
+# and the output_padding that fixed the transposed output size.
+
+@dataclass(frozen=True)
+class TransposeSpec:
+    fname: str
+    conv: ConvSpec          # the convolution whose input gradient this is
+    output_padding: Tuple[int, ...]
+
+    @property
+    def out_shape(self):
+        """The transposed convolution's output shape (the conv's input shape)."""
+        c = self.conv
+        shape = (c.N,) + c.in_size + (c.C,) if c.channels_last else (c.N, c.C) + c.in_size
+        return shape if c.batched else shape[1:]
+
+    @property
+    def in_shape(self):
+        """The transposed convolution's input shape (the conv's output shape)."""
+        return self.conv.out_shape
+
+    @property
+    def dtype(self):
+        return self.conv.dtype
+
+
+def transpose_spec(fname, nd, x, weight, bias, stride, padding, output_padding, groups,
+                   dilation, layout, algorithm):
+    """Validate a conv_transposeNd call (or its backward, with a dummy x / weight).
+    Returns (tspec, x, weight, bias)."""
+    layouts = LAYOUTS[nd]
+    if not isinstance(layout, str) or layout not in layouts:
+        raise ValueError(f"{fname}: layout={layout!r} is not one of {layouts}")
+    channels_last = layout == layouts[1]
+    _check_algorithm(fname, algorithm)
+    x = as_array(fname, "x", x)
+    weight = as_array(fname, "weight", weight)
+    arrays = [("x", x), ("weight", weight)]
+    if bias is not None:
+        bias = as_array(fname, "bias", bias)
+        arrays.append(("bias", bias))
+    dtype = compute_dtype(fname, arrays)
+
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"{fname}: x must be {nd + 2}-D ({', '.join(layout)}) or {nd + 1}-D unbatched, "
+            f"got {x.ndim}-D with shape {x.shape}")
+    batched = x.ndim == nd + 2
+    xs = x.shape if batched else (1,) + x.shape
+    N = xs[0]
+    if channels_last:
+        Cin, in_size = xs[-1], tuple(xs[1:-1])
+    else:
+        Cin, in_size = xs[1], tuple(xs[2:])
+    dims = "".join(_DIM_NAMES[nd]).lower()
+    if weight.ndim != nd + 2:
+        wl = ("C_in", "C_out/groups") + tuple("k" + d for d in dims) if not channels_last \
+            else tuple("k" + d for d in dims) + ("C_out/groups", "C_in")
+        raise ValueError(
+            f"{fname}: weight must be {nd + 2}-D ({', '.join(wl)}), got {weight.ndim}-D with "
+            f"shape {weight.shape}")
+    if channels_last:
+        kernel, Cog, Cin_w = tuple(weight.shape[:nd]), weight.shape[nd], weight.shape[nd + 1]
+        cin_where, cog_where = f"weight.shape[{nd + 1}]", f"weight.shape[{nd}]"
+    else:
+        Cin_w, Cog, kernel = weight.shape[0], weight.shape[1], tuple(weight.shape[2:])
+        cin_where, cog_where = "weight.shape[0]", "weight.shape[1]"
+    if isinstance(groups, (bool, np.bool_)):
+        raise TypeError(f"{fname}: groups must be an int, got {groups!r}")
+    try:
+        groups = operator.index(groups)
+    except TypeError:
+        raise TypeError(f"{fname}: groups must be an int, got {groups!r}") from None
+    if groups < 1:
+        raise ValueError(f"{fname}: groups must be >= 1, got {groups}")
+    if Cin != Cin_w:
+        raise ValueError(
+            f"{fname}: input has {Cin} channels but weight expects {Cin_w} ({cin_where})")
+    if Cin % groups:
+        raise ValueError(
+            f"{fname}: input has {Cin} channels ({cin_where}), not divisible by groups={groups}")
+    for i, k in enumerate(kernel):
+        if k < 1:
+            raise ValueError(f"{fname}: kernel size must be >= 1, got {k} in dim {i} "
+                             f"(weight.shape={weight.shape})")
+    Cout = Cog * groups
+
+    stride = int_tuple(fname, "stride", stride, nd, 1)
+    dilation = int_tuple(fname, "dilation", dilation, nd, 1)
+    output_padding = int_tuple(fname, "output_padding", output_padding, nd, 0)
+    same = isinstance(padding, str) and padding.lower() == "same"
+    if isinstance(padding, str) and padding.lower() == "causal":
+        raise ValueError(f"{fname}: padding='causal' is not defined for transposed "
+                         "convolution; use 'valid', 'same', an int or a tuple")
+    if same:
+        if any(output_padding):
+            raise ValueError(f"{fname}: output_padding={output_padding} cannot be combined "
+                             "with padding='same' (which fixes the output size to in*stride)")
+        target = tuple(n * s for n, s in zip(in_size, stride))
+        pads = resolve_padding(fname, "same", nd, target, kernel, stride, dilation)
+    else:
+        pads = resolve_padding(fname, padding, nd, in_size, kernel, stride, dilation)
+    out_size = []
+    ops = []
+    for i, (n, k, s, d, (b, a), op) in enumerate(zip(in_size, kernel, stride, dilation, pads,
+                                                     output_padding)):
+        if op >= s and op >= d:
+            raise ValueError(
+                f"{fname}: output_padding {op} in dim {i} must be smaller than either stride "
+                f"({s}) or dilation ({d})")
+        span = (k - 1) * d + 1
+        if same:
+            L = n * s
+            op = L - ((n - 1) * s - b - a + span) if n > 0 else 0
+        else:
+            L = (n - 1) * s - b - a + span + op
+        if n > 0 and L < 1:
+            raise ValueError(
+                f"{fname}: output size in dim {i} would be {L} = ({n} - 1) x stride {s} - "
+                f"padding {b} - {a} + (kernel {k} - 1) x dilation {d} + 1 + output_padding "
+                f"{op}; it must be >= 1")
+        if n == 0:
+            raise ValueError(f"{fname}: x has an empty spatial dim {i} (size 0)")
+        out_size.append(L)
+        ops.append(op)
+
+    if bias is not None and bias.shape != (Cout,):
+        raise ValueError(f"{fname}: bias must have shape ({Cout},) (one per output channel: "
+                         f"{cog_where}={Cog} x groups={groups}), got {bias.shape}")
+    conv = ConvSpec(
+        fname=fname, nd=nd, layout=layout, channels_last=channels_last, batched=batched,
+        N=N, C=Cout, O=Cin, groups=groups, in_size=tuple(out_size), kernel=kernel,
+        stride=stride, dilation=dilation, pads=pads, padding_mode="zeros",
+        out_size=in_size, dtype=dtype, has_bias=bias is not None)
+    return TransposeSpec(fname=fname, conv=conv, output_padding=tuple(ops)), x, weight, bias
+
+
+def transpose_grad_input_spec(fname, nd, grad_out, weight, input_shape, stride, padding,
+                              output_padding, groups, dilation, layout, algorithm):
+    """conv_transposeNd_grad_input. Returns (tspec, grad_out, weight)."""
+    _check_algorithm(fname, algorithm)
+    grad_out = as_array(fname, "grad_out", grad_out)
+    weight = as_array(fname, "weight", weight)
+    dtype = compute_dtype(fname, [("grad_out", grad_out), ("weight", weight)])
+    input_shape = _shape_arg(fname, "input_shape", input_shape, (nd + 1, nd + 2))
+    tspec, _, _, _ = transpose_spec(fname, nd, _dummy(input_shape, dtype), weight, None,
+                                    stride, padding, output_padding, groups, dilation, layout,
+                                    algorithm)
+    _check_transpose_grad_out(tspec, grad_out)
+    return tspec, grad_out, weight
+
+
+def transpose_grad_weight_spec(fname, nd, x, grad_out, weight_shape, stride, padding,
+                               output_padding, groups, dilation, layout, algorithm):
+    """conv_transposeNd_grad_weight. Returns (tspec, x, grad_out)."""
+    _check_algorithm(fname, algorithm)
+    x = as_array(fname, "x", x)
+    grad_out = as_array(fname, "grad_out", grad_out)
+    dtype = compute_dtype(fname, [("x", x), ("grad_out", grad_out)])
+    weight_shape = _shape_arg(fname, "weight_shape", weight_shape, (nd + 2,))
+    tspec, x, _, _ = transpose_spec(fname, nd, x, _dummy(weight_shape, dtype), None, stride,
+                                    padding, output_padding, groups, dilation, layout,
+                                    algorithm)
+    _check_transpose_grad_out(tspec, grad_out)
+    return tspec, x, grad_out
+
+
+def transpose_backward_spec(fname, nd, grad_out, x, weight, stride, padding, output_padding,
+                            groups, dilation, layout, need):
+    """conv_transposeNd_backward. Returns (tspec, grad_out, x, weight, need)."""
+    need = check_need(fname, need)
+    grad_out = as_array(fname, "grad_out", grad_out)
+    tspec, x, weight, _ = transpose_spec(fname, nd, x, weight, None, stride, padding,
+                                         output_padding, groups, dilation, layout, "auto")
+    dtype = compute_dtype(fname, [("grad_out", grad_out), ("x", x), ("weight", weight)])
+    if dtype != tspec.conv.dtype:
+        tspec = _replace(tspec, conv=_replace(tspec.conv, dtype=dtype))
+    _check_transpose_grad_out(tspec, grad_out)
+    return tspec, grad_out, x, weight, need
+
+
+def _check_transpose_grad_out(tspec, grad_out):
+    want = tspec.out_shape
+    if grad_out.shape != want:
+        c = tspec.conv
+        raise ValueError(
+            f"{tspec.fname}: grad_out has shape {grad_out.shape}, expected {want} (the "
+            f"transposed output for input spatial size {c.out_size}, kernel {c.kernel}, stride "
+            f"{c.stride}, padding {c.pads}, output_padding {tspec.output_padding}, dilation "
+            f"{c.dilation})")

@@ -117,3 +117,9 @@ def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     (O, C/groups, kd, kh, kw) or (kd, kh, kw, C/groups, O). See :func:`conv2d`."""
     return _forward("conv3d", 3, x, weight, bias, stride, padding, dilation, groups,
                     padding_mode, layout, algorithm, out)
+
+
+# Backward passes and transposed convolutions live in backward.py (imported last: it
+# builds on the helpers above); they are part of this module's public surface too.
+from .backward import *  # noqa: E402,F401,F403
+from .backward import __all__ as _backward_all  # noqa: E402

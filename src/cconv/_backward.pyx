@@ -1,0 +1,768 @@
+"""Backward passes on the packed GEMM core: grad_weight and grad_input (col2im).
+
+Every problem is 3-D (1-D and 2-D arrive with size-1 leading spatial dims) and the
+input geometry (D, H, W, zero padding before) is given explicitly; other padding
+modes were materialised by the caller, which folds the gradient back afterwards.
+The sizes of the input and of grad_out need not be related by the forward formula
+(a transposed convolution with output_padding or cropping): every tap is bounds
+checked against the input, exactly as the forward packers do.
+
+grad_weight (an implicit-GEMM reduction over images and output pixels):
+  dW_g[:, k-block] (Og x kb) += dY_g[n] (Og x pc) . cols[n]^T (pc x kb)
+  (NCHW accumulates in place in dW (O x K); NHWC in a private Og x kb block that is
+  stored transposed into dW (K x O) at the end.) Work items are (group, block of K);
+  each item owns its block of dW and runs n = 0..N-1 and the output pixels in equal
+  tiles of at most PC (a function of the pixel count only), in order, as one running
+  FMA sum per dW element. cols^T is packed straight from x into NR-column panels
+  (packt.c). Thread count only changes how K is blocked, never the order of a sum:
+  results are bitwise identical for every thread count.
+
+grad_input (col2im):
+  NCHW  dcols (kb x pc) = Wt_blk (kb x Og) . dY_g[n] (Og x pc)     rows k = (c, tap)
+  NHWC  dcols (pc x kb) = dY_g[n] (pc x Og) . Wt_blk^T (Og x kb)   cols k = (tap, c)
+  then dcols is scatter-added into dx. Work items are (image, group, block of input
+  channels): an item owns every dx element of its channels, and walks the output
+  pixels in equal tiles of at most PC (a function of the pixel count only) in order, so each dx element is a sum in a fixed
+  order. Wt (G, nblocks, kb, Og) is the weight rearranged by the caller.
+
+Workspace per thread: one packed weight block, one packed dY tile and one dcols/cols
+tile: bounded by the block sizes, not by N*H*W.
+"""
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange, parallel
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.stdint cimport int64_t
+
+import numpy as np
+
+cdef extern from "gemm.h" nogil:
+    ctypedef int64_t cc_idx
+    int cconv_isa_best()
+    int cconv_isa_active()
+    int cconv_isa_select(int isa)
+    enum:
+        CCONV_KC_F32
+        CCONV_KC_F64
+    int cconv_mr_f32()
+    int cconv_nr_f32()
+    int cconv_mr_f64()
+    int cconv_nr_f64()
+    void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap)
+    void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap)
+    void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp)
+    void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp)
+    void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
+                              const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
+    void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
+                              const double *bp, cc_idx ps_b, double *c, cc_idx ldc, int accumulate)
+
+cdef extern from "pack.h" nogil:
+    ctypedef struct cc_conv_geom:
+        cc_idx C, D, H, W, KD, KH, KW, OD, OH, OW
+        cc_idx sd, sh, sw, dd, dh, dw, pd, ph, pw, ctot
+    void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
+                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp)
+    void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
+                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp)
+    void cconv_pack_a_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0, cc_idx mc,
+                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, float *ap)
+    void cconv_pack_a_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0, cc_idx mc,
+                                      cc_idx k0, cc_idx kc, int mr, cc_idx ps, double *ap)
+
+cdef extern from "packt.h" nogil:
+    void cconv_pack_bt_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
+                                       cc_idx p0, cc_idx pc, int nr, cc_idx ps, float *bp)
+    void cconv_pack_bt_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0,
+                                       cc_idx kc, cc_idx p0, cc_idx pc, int nr, cc_idx ps,
+                                       double *bp)
+    void cconv_pack_bt_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
+                                       cc_idx p0, cc_idx pc, int nr, cc_idx ps, float *bp)
+    void cconv_pack_bt_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx k0,
+                                       cc_idx kc, cc_idx p0, cc_idx pc, int nr, cc_idx ps,
+                                       double *bp)
+
+
+cdef inline void pack_a(cc_idx m, cc_idx k, const floating *a, cc_idx rs, cc_idx cs,
+                        floating *ap) noexcept nogil:
+    if floating is float:
+        cconv_pack_a_f32(m, k, a, rs, cs, ap)
+    else:
+        cconv_pack_a_f64(m, k, a, rs, cs, ap)
+
+
+cdef inline void pack_b(cc_idx k, cc_idx n, const floating *b, cc_idx rs, cc_idx cs,
+                        floating *bp) noexcept nogil:
+    if floating is float:
+        cconv_pack_b_f32(k, n, b, rs, cs, bp)
+    else:
+        cconv_pack_b_f64(k, n, b, rs, cs, bp)
+
+
+cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, cc_idx ps_a,
+                            const floating *bp, cc_idx ps_b, floating *c, cc_idx ldc,
+                            int accumulate) noexcept nogil:
+    if floating is float:
+        cconv_gemm_macro_f32(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
+    else:
+        cconv_gemm_macro_f64(m, n, kc, ap, ps_a, bp, ps_b, c, ldc, accumulate)
+
+
+cdef inline void pack_bt_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
+                              cc_idx p0, cc_idx pc, int nr, floating *bp) noexcept nogil:
+    if floating is float:
+        cconv_pack_bt_im2col_nchw_f32(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
+    else:
+        cconv_pack_bt_im2col_nchw_f64(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
+
+
+cdef inline void pack_bt_nhwc(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
+                              cc_idx p0, cc_idx pc, int nr, floating *bp) noexcept nogil:
+    if floating is float:
+        cconv_pack_bt_im2col_nhwc_f32(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
+    else:
+        cconv_pack_bt_im2col_nhwc_f64(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
+
+
+ISA_NAMES = ("generic", "avx2", "avx512")
+
+
+def isa_active():
+    return ISA_NAMES[cconv_isa_active()]
+
+
+def isa_select(name):
+    """Force an ISA path (see cconv._isa); ValueError / RuntimeError as in _im2col."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA path {name!r}; expected one of {ISA_NAMES}")
+    if cconv_isa_select(ISA_NAMES.index(name)) != 0:
+        raise RuntimeError(f"this CPU cannot run the {name!r} path")
+
+
+cdef enum:
+    PC = 320          # most output pixels per tile (the reduction step of grad_weight)
+    KB_TARGET = 256   # K rows/columns per work item (grad_weight), rows per block (grad_input)
+
+
+cdef inline cc_idx _cdiv(cc_idx a, cc_idx b) noexcept nogil:
+    return (a + b - 1) // b
+
+
+cdef inline cc_idx _imax(cc_idx a, cc_idx b) noexcept nogil:
+    return a if a > b else b
+
+
+cdef inline cc_idx _imin(cc_idx a, cc_idx b) noexcept nogil:
+    return a if a < b else b
+
+
+cdef inline cc_idx _floor_div(cc_idx a, cc_idx b) noexcept nogil:
+    return a // b if a >= 0 else -((-a + b - 1) // b)
+
+
+cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, cc_idx Cg, cc_idx ctot,
+                        tuple stride, tuple pad, tuple dil):
+    cdef cc_conv_geom g
+    g.C = Cg
+    g.D, g.H, g.W = xsp
+    g.KD, g.KH, g.KW = ksp
+    g.OD, g.OH, g.OW = osp
+    g.sd, g.sh, g.sw = stride
+    g.dd, g.dh, g.dw = dil
+    g.pd, g.ph, g.pw = pad
+    g.ctot = ctot
+    return g
+
+
+# ============================================================================ grad_weight
+
+cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
+            cc_idx N, cc_idx G, cc_idx O, cc_idx kb, cc_idx PT, bint last, int MR, int NR,
+            int nthreads) except -1 nogil:
+    # NCHW: dW_g[:, k-block] (Og x kc, row stride K) += dY_g[n] (Og x pc) . cols^T (pc x kc)
+    # NHWC: the same product into a private Og x kc block, stored transposed at the end
+    #       into dW (K x O): dY_g^T is packed from rows of dY (unit stride along o).
+    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW, C = g.ctot
+    cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
+    cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc, i, j
+    cdef cc_idx mpad = _cdiv(Og, MR) * MR, kpad = _cdiv(kb, NR) * NR
+    cdef floating *abuf
+    cdef floating *bbuf
+    cdef floating *acc
+    cdef floating *dwg
+    cdef floating *cc
+    cdef cc_idx ldc
+    cdef int first
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with parallel(num_threads=nthreads):
+        abuf = <floating *> malloc((mpad * PT + kpad * PT + (Og * kb if last else 0))
+                                   * sizeof(floating) + 64)
+        bbuf = abuf + mpad * PT
+        acc = bbuf + kpad * PT
+        if abuf == NULL:
+            failed_p[0] = 1
+        for item in prange(G * nkb, schedule="static"):
+            if abuf == NULL:
+                continue
+            gi = item // nkb
+            k0 = (item % nkb) * kb
+            kc = _imin(kb, K - k0)
+            if last:
+                dwg = dw + k0 * O + gi * Og
+                cc = acc
+                ldc = kc
+            else:
+                dwg = dw + gi * Og * K + k0
+                cc = dwg
+                ldc = K
+            first = 1
+            for n in range(N):
+                p0 = 0
+                while p0 < P:
+                    pc = _imin(PT, P - p0)
+                    if last:
+                        pack_a(Og, pc, dy + (n * P + p0) * O + gi * Og, 1, O, abuf)
+                        pack_bt_nhwc(g, x + n * DHW * C + gi * Cg, k0, kc, p0, pc, NR, bbuf)
+                    else:
+                        pack_a(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, abuf)
+                        pack_bt_nchw(g, x + (n * C + gi * Cg) * DHW, k0, kc, p0, pc, NR, bbuf)
+                    gemm_macro(Og, kc, pc, abuf, pc * MR, bbuf, pc * NR, cc, ldc, not first)
+                    first = 0
+                    p0 = p0 + pc
+            if first:  # N == 0: an empty sum
+                for i in range(Og):
+                    for j in range(kc):
+                        cc[i * ldc + j] = 0
+            if last:
+                for j in range(kc):
+                    for i in range(Og):
+                        dwg[j * O + i] = acc[i * kc + j]
+        free(abuf)
+    if failed:
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
+    return 0
+
+
+cdef inline cc_idx _pixel_tile(cc_idx P) noexcept nogil:
+    """Output pixels per tile: equal tiles of at most PC (a function of P only)."""
+    return _cdiv(P, _cdiv(P, PC))
+
+
+def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                 floating[:, :, :, :, ::1] dw, tuple stride, tuple pad, tuple dil,
+                 cc_idx G, bint channels_last, int nthreads):
+    cdef cc_conv_geom geom
+    cdef cc_idx N = x.shape[0], O, Cg, K, kb, nkb, taps
+    cdef int MR, NR
+    if floating is float:
+        MR, NR = cconv_mr_f32(), cconv_nr_f32()
+    else:
+        MR, NR = cconv_mr_f64(), cconv_nr_f64()
+    if channels_last:
+        O, Cg = dw.shape[4], dw.shape[3]
+        geom = _geom((x.shape[1], x.shape[2], x.shape[3]), (dw.shape[0], dw.shape[1], dw.shape[2]),
+                     (dy.shape[1], dy.shape[2], dy.shape[3]), Cg, x.shape[4], stride, pad, dil)
+    else:
+        O, Cg = dw.shape[0], dw.shape[1]
+        geom = _geom((x.shape[2], x.shape[3], x.shape[4]), (dw.shape[2], dw.shape[3], dw.shape[4]),
+                     (dy.shape[2], dy.shape[3], dy.shape[4]), Cg, x.shape[1], stride, pad, dil)
+    taps = geom.KD * geom.KH * geom.KW
+    K = Cg * taps
+    # K blocks: about KB_TARGET wide, and at least 2 per thread when K allows (the
+    # blocking of K never changes a sum, so it may follow the thread count)
+    nkb = _cdiv(K, KB_TARGET)
+    if G * nkb < 8 * nthreads and (G * nkb) % nthreads:
+        # round the item count up to a multiple of the threads (balance)
+        nkb = _cdiv(_cdiv(G * nkb, nthreads) * nthreads, G)
+    nkb = _imax(_imin(nkb, _cdiv(K, NR)), 1)
+    kb = _cdiv(_cdiv(K, nkb), NR) * NR
+    _gw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O, kb,
+        _pixel_tile(geom.OD * geom.OH * geom.OW), channels_last, MR, NR, nthreads)
+
+
+def grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads):
+    """dw5 = gradient of the convolution w.r.t. its weight (overwritten, 5-D layouts
+    as in functional._prepare_*). x5 must have N >= 1 (callers handle empty batches)."""
+    _grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads)
+
+
+# ============================================================================ grad_input
+
+cdef void _scatter_rows(const cc_conv_geom *g, const floating *dc, cc_idx ldd, cc_idx cb,
+                        cc_idx p0, cc_idx pc, floating *dx, cc_idx cs) noexcept nogil:
+    """NCHW col2im add: dc row (ci*taps + t), column p - p0 adds into dx[ci*cs + pixel]."""
+    cdef cc_idx taps = g.KD * g.KH * g.KW, HW = g.H * g.W, OHW = g.OH * g.OW
+    cdef cc_idx ci, t, kd, kh, kw, woff, ow_lo, ow_hi, p, pend, od, oh, ow, run_end, ow_end
+    cdef cc_idx idd, ih, a, b, j, sw = g.sw
+    cdef const floating *row
+    cdef floating *xrow
+    cdef floating *dxc
+    pend = p0 + pc
+    for ci in range(cb):
+        dxc = dx + ci * cs
+        for t in range(taps):
+            kd = t // (g.KH * g.KW)
+            kh = (t // g.KW) % g.KH
+            kw = t % g.KW
+            row = dc + (ci * taps + t) * ldd - p0
+            woff = kw * g.dw - g.pw
+            ow_lo = _imax(0, -_floor_div(woff, sw))
+            ow_hi = _imin(g.OW, _floor_div(g.W - 1 - woff, sw) + 1)
+            if ow_lo >= ow_hi:
+                continue
+            p = p0
+            while p < pend:
+                od = p // OHW
+                oh = (p // g.OW) % g.OH
+                ow = p % g.OW
+                run_end = _imin(pend, p + (g.OW - ow))
+                ow_end = ow + (run_end - p)
+                idd = od * g.sd + kd * g.dd - g.pd
+                ih = oh * g.sh + kh * g.dh - g.ph
+                if idd >= 0 and idd < g.D and ih >= 0 and ih < g.H:
+                    a = _imax(ow, ow_lo)
+                    b = _imin(ow_end, ow_hi)
+                    xrow = dxc + idd * HW + ih * g.W + woff
+                    if sw == 1:
+                        for j in range(a, b):
+                            xrow[j] = xrow[j] + row[p + j - ow]
+                    else:
+                        for j in range(a, b):
+                            xrow[j * sw] = xrow[j * sw] + row[p + j - ow]
+                p = run_end
+
+
+cdef void _scatter_cols(const cc_conv_geom *g, const floating *dc, cc_idx ldd, cc_idx cb,
+                        cc_idx cbl, cc_idx p0, cc_idx pc, floating *dx) noexcept nogil:
+    """NHWC col2im add: dc row p - p0, column (t*cb + ci) adds into dx[pixel*ctot + ci]."""
+    cdef cc_idx taps = g.KD * g.KH * g.KW, OHW = g.OH * g.OW, ct = g.ctot
+    cdef cc_idx i, t, kd, kh, kw, p, od, oh, ow, idd, ih, iw, ci
+    cdef const floating *src
+    cdef floating *dst
+    for i in range(pc):
+        p = p0 + i
+        od = p // OHW
+        oh = (p // g.OW) % g.OH
+        ow = p % g.OW
+        for t in range(taps):
+            kd = t // (g.KH * g.KW)
+            kh = (t // g.KW) % g.KH
+            kw = t % g.KW
+            idd = od * g.sd + kd * g.dd - g.pd
+            ih = oh * g.sh + kh * g.dh - g.ph
+            iw = ow * g.sw + kw * g.dw - g.pw
+            if idd < 0 or idd >= g.D or ih < 0 or ih >= g.H or iw < 0 or iw >= g.W:
+                continue
+            src = dc + i * ldd + t * cb
+            dst = dx + ((idd * g.H + ih) * g.W + iw) * ct
+            for ci in range(cbl):
+                dst[ci] = dst[ci] + src[ci]
+
+
+cdef int _gi(const cc_conv_geom *g, const floating *dy, const floating *wt, floating *dx,
+             cc_idx N, cc_idx G, cc_idx O, cc_idx cb, bint last, int MR, int NR,
+             int nthreads) except -1 nogil:
+    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW
+    cdef cc_idx P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W, C = g.ctot
+    cdef cc_idx ncb = _cdiv(Cg, cb), kb = cb * taps, KC, PT = _pixel_tile(P)
+    cdef cc_idx item, n, gi, bi, c0, cbl, p0, pc, o0, oc
+    cdef cc_idx wpad, ppad
+    cdef floating *wbuf
+    cdef floating *ybuf
+    cdef floating *cbuf
+    cdef floating *dxb
+    cdef const floating *wblk
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    # 1x1 kernel, stride 1, no padding, same size: the GEMM writes dx directly
+    cdef bint ident = (taps == 1 and g.sd == 1 and g.sh == 1 and g.sw == 1 and g.pd == 0
+                       and g.ph == 0 and g.pw == 0 and g.D == g.OD and g.H == g.OH
+                       and g.W == g.OW)
+    if floating is float:
+        KC = CCONV_KC_F32
+    else:
+        KC = CCONV_KC_F64
+    if last:
+        wpad = _cdiv(kb, NR) * NR   # B operand: kb columns
+        ppad = _cdiv(PC, MR) * MR   # A operand: pc rows
+    else:
+        wpad = _cdiv(kb, MR) * MR   # A operand: kb rows
+        ppad = _cdiv(PC, NR) * NR   # B operand: pc columns
+    with parallel(num_threads=nthreads):
+        wbuf = <floating *> malloc((wpad * Og + ppad * Og + kb * PC) * sizeof(floating) + 64)
+        ybuf = wbuf + wpad * Og
+        cbuf = ybuf + ppad * Og
+        if wbuf == NULL:
+            failed_p[0] = 1
+        for item in prange(N * G * ncb, schedule="static"):
+            if wbuf == NULL:
+                continue
+            n = item // (G * ncb)
+            gi = (item // ncb) % G
+            bi = item % ncb
+            c0 = bi * cb
+            cbl = _imin(cb, Cg - c0)
+            wblk = wt + (gi * ncb + bi) * kb * Og
+            if last:
+                pack_b(Og, kb, wblk, 1, Og, wbuf)
+                dxb = dx + n * DHW * C + gi * Cg + c0
+            else:
+                pack_a(kb, Og, wblk, Og, 1, wbuf)
+                dxb = dx + (n * C + gi * Cg + c0) * DHW
+            p0 = 0
+            while p0 < P:
+                pc = _imin(PT, P - p0)
+                if last:
+                    pack_a(pc, Og, dy + (n * P + p0) * O + gi * Og, O, 1, ybuf)
+                    o0 = 0
+                    while o0 < Og:
+                        oc = _imin(KC, Og - o0)
+                        if ident:  # 1x1, stride 1, no padding: dcols is dx itself
+                            gemm_macro(pc, cbl, oc, ybuf + o0 * MR, Og * MR, wbuf + o0 * NR,
+                                       Og * NR, dxb + p0 * C, C, o0 > 0)
+                        else:
+                            gemm_macro(pc, kb, oc, ybuf + o0 * MR, Og * MR, wbuf + o0 * NR,
+                                       Og * NR, cbuf, kb, o0 > 0)
+                        o0 = o0 + oc
+                    if not ident:
+                        _scatter_cols(g, cbuf, kb, cb, cbl, p0, pc, dxb)
+                else:
+                    pack_b(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, ybuf)
+                    o0 = 0
+                    while o0 < Og:
+                        oc = _imin(KC, Og - o0)
+                        if ident:
+                            gemm_macro(cbl, pc, oc, wbuf + o0 * MR, Og * MR, ybuf + o0 * NR,
+                                       Og * NR, dxb + p0, DHW, o0 > 0)
+                        else:
+                            gemm_macro(cbl * taps, pc, oc, wbuf + o0 * MR, Og * MR,
+                                       ybuf + o0 * NR, Og * NR, cbuf, pc, o0 > 0)
+                        o0 = o0 + oc
+                    if not ident:
+                        _scatter_rows(g, cbuf, pc, cbl, p0, pc, dxb, DHW)
+                p0 = p0 + pc
+        free(wbuf)
+    if failed:
+        with gil:
+            raise MemoryError("conv grad_input: cannot allocate a packing buffer")
+    return 0
+
+
+def _grad_input(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, ::1] wt,
+                floating[:, :, :, :, ::1] dx, tuple ksp, cc_idx cb, tuple stride, tuple pad,
+                tuple dil, cc_idx G, bint channels_last, int nthreads):
+    cdef cc_conv_geom geom
+    cdef cc_idx N = dx.shape[0], O, C
+    cdef int MR, NR
+    if floating is float:
+        MR, NR = cconv_mr_f32(), cconv_nr_f32()
+    else:
+        MR, NR = cconv_mr_f64(), cconv_nr_f64()
+    if channels_last:
+        O, C = dy.shape[4], dx.shape[4]
+        geom = _geom((dx.shape[1], dx.shape[2], dx.shape[3]), ksp,
+                     (dy.shape[1], dy.shape[2], dy.shape[3]), C // G, C, stride, pad, dil)
+    else:
+        O, C = dy.shape[1], dx.shape[1]
+        geom = _geom((dx.shape[2], dx.shape[3], dx.shape[4]), ksp,
+                     (dy.shape[2], dy.shape[3], dy.shape[4]), C // G, C, stride, pad, dil)
+    _gi(&geom, &dy[0, 0, 0, 0, 0], &wt[0, 0, 0, 0], &dx[0, 0, 0, 0, 0], N, G, O, cb,
+        channels_last, MR, NR, nthreads)
+
+
+def channel_block(Py_ssize_t N, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t taps, int nthreads):
+    """Input channels per grad_input work item: about KB_TARGET dcols rows, split finer
+    when there are too few items for the threads (this never changes a sum)."""
+    cdef Py_ssize_t cb = max(1, KB_TARGET // max(taps, 1)), ncb
+    cb = min(cb, Cg)
+    ncb = (Cg + cb - 1) // cb
+    if N * G * ncb < 2 * nthreads:
+        ncb = min(Cg, (2 * nthreads + N * G - 1) // (N * G))
+        cb = (Cg + ncb - 1) // ncb
+    return max(cb, 1)
+
+
+def grad_input(dy5, wt, dx5, ksp, cb, stride, pad, dil, groups, channels_last, nthreads):
+    """Scatter-add the gradient of the convolution w.r.t. its input into dx5 (which the
+    caller zeroes). wt: (G, ncb, kb, Og) weight blocks (see backward._weight_blocks)."""
+    _grad_input(dy5, wt, dx5, ksp, cb, stride, pad, dil, groups, channels_last, nthreads)
+
+
+# ============================================================================ depthwise
+#
+# Direct loops for depthwise-style problems (one input channel per group, O = C * m):
+# a GEMM per group would have one row or column. Written like the forward's direct
+# kernel (vectorised along W for NCHW, along channels for NHWC); every element is a sum
+# in a fixed order whatever the thread count.
+
+cdef inline Py_ssize_t _lo(Py_ssize_t off, Py_ssize_t s) noexcept nogil:
+    # smallest o >= 0 with o*s + off >= 0
+    if off >= 0:
+        return 0
+    return (-off + s - 1) // s
+
+
+cdef inline Py_ssize_t _hi(Py_ssize_t off, Py_ssize_t s, Py_ssize_t n, Py_ssize_t on) noexcept nogil:
+    # one past the largest o < on with o*s + off < n
+    cdef Py_ssize_t h
+    if n - 1 - off < 0:
+        return 0
+    h = (n - 1 - off) // s + 1
+    return h if h < on else on
+
+
+@cython.boundscheck(False)
+def _dw_grad_input_nchw(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, ::1] w,
+                        floating[:, :, :, :, ::1] dx, tuple stride, tuple pad, tuple dil,
+                        int nthreads):
+    # dx (N, C, D, H, W), zeroed; dy (N, O, OD, OH, OW); w (O, 1, KD, KH, KW); O = C*m
+    cdef Py_ssize_t N = dx.shape[0], C = dx.shape[1], D = dx.shape[2], H = dx.shape[3]
+    cdef Py_ssize_t W = dx.shape[4], O = dy.shape[1], OD = dy.shape[2], OH = dy.shape[3]
+    cdef Py_ssize_t OW = dy.shape[4], KD = w.shape[2], KH = w.shape[3], KW = w.shape[4]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t m = O // C, item, n, c, j, o, kd, kh, kw, od, oh, ow, idd, ih, woff, lo, hi
+    cdef floating wv
+    cdef floating *xrow
+    cdef const floating *yrow
+    for item in prange(N * C, nogil=True, schedule="static", num_threads=nthreads):
+        n = item // C
+        c = item % C
+        for j in range(m):
+            o = c * m + j
+            for kd in range(KD):
+                for kh in range(KH):
+                    for kw in range(KW):
+                        wv = w[o, 0, kd, kh, kw]
+                        woff = kw * dw_ - pw
+                        lo = _lo(woff, sw)
+                        hi = _hi(woff, sw, W, OW)
+                        if lo >= hi:
+                            continue
+                        for od in range(OD):
+                            idd = od * sd + kd * dd - pd
+                            if idd < 0 or idd >= D:
+                                continue
+                            for oh in range(OH):
+                                ih = oh * sh + kh * dh - ph
+                                if ih < 0 or ih >= H:
+                                    continue
+                                xrow = &dx[n, c, idd, ih, 0]
+                                xrow = xrow + woff
+                                yrow = &dy[n, o, od, oh, 0]
+                                if sw == 1:
+                                    for ow in range(lo, hi):
+                                        xrow[ow] = xrow[ow] + wv * yrow[ow]
+                                else:
+                                    for ow in range(lo, hi):
+                                        xrow[ow * sw] = xrow[ow * sw] + wv * yrow[ow]
+
+
+@cython.boundscheck(False)
+def _dw_grad_input_nhwc(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, :, ::1] w,
+                        floating[:, :, :, :, ::1] dx, tuple stride, tuple pad, tuple dil,
+                        Py_ssize_t cb, int nthreads):
+    # dx (N, D, H, W, C), zeroed; dy (N, OD, OH, OW, O); w (KD, KH, KW, 1, O); O = C*m
+    cdef Py_ssize_t N = dx.shape[0], D = dx.shape[1], H = dx.shape[2], W = dx.shape[3]
+    cdef Py_ssize_t C = dx.shape[4], OD = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
+    cdef Py_ssize_t O = dy.shape[4], KD = w.shape[0], KH = w.shape[1], KW = w.shape[2]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t m = O // C, ncb = (C + cb - 1) // cb
+    cdef Py_ssize_t item, n, c0, c1, c, j, kd, kh, kw, od, oh, ow, idd, ih, iw
+    cdef floating *xp
+    cdef const floating *yp
+    cdef const floating *wp
+    for item in prange(N * ncb, nogil=True, schedule="static", num_threads=nthreads):
+        n = item // ncb
+        c0 = (item % ncb) * cb
+        c1 = c0 + cb
+        if c1 > C:
+            c1 = C
+        for od in range(OD):
+            for oh in range(OH):
+                for ow in range(OW):
+                    yp = &dy[n, od, oh, ow, 0]
+                    for kd in range(KD):
+                        idd = od * sd + kd * dd - pd
+                        if idd < 0 or idd >= D:
+                            continue
+                        for kh in range(KH):
+                            ih = oh * sh + kh * dh - ph
+                            if ih < 0 or ih >= H:
+                                continue
+                            for kw in range(KW):
+                                iw = ow * sw + kw * dw_ - pw
+                                if iw < 0 or iw >= W:
+                                    continue
+                                xp = &dx[n, idd, ih, iw, 0]
+                                wp = &w[kd, kh, kw, 0, 0]
+                                if m == 1:
+                                    for c in range(c0, c1):
+                                        xp[c] = xp[c] + wp[c] * yp[c]
+                                else:
+                                    for c in range(c0, c1):
+                                        for j in range(m):
+                                            xp[c] = xp[c] + wp[c * m + j] * yp[c * m + j]
+
+
+@cython.boundscheck(False)
+def _dw_grad_weight_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                         floating[:, :, :, :, ::1] dwt, tuple stride, tuple pad, tuple dil,
+                         int nthreads):
+    # dwt (O, 1, KD, KH, KW); x (N, C, D, H, W); dy (N, O, OD, OH, OW)
+    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3]
+    cdef Py_ssize_t W = x.shape[4], O = dy.shape[1], OD = dy.shape[2], OH = dy.shape[3]
+    cdef Py_ssize_t OW = dy.shape[4], KD = dwt.shape[2], KH = dwt.shape[3], KW = dwt.shape[4]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t m = O // C, taps = KD * KH * KW
+    cdef Py_ssize_t o, c, n, t, kd, kh, kw, od, oh, ow, idd, ih, woff, lo, hi
+    cdef floating *buf
+    cdef floating *acc
+    cdef floating s
+    cdef const floating *xrow
+    cdef const floating *yrow
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with nogil, parallel(num_threads=nthreads):
+        # one running sum per (tap, output column) lane; lanes are added in order at the end
+        buf = <floating *> malloc(taps * OW * sizeof(floating) + 64)
+        if buf == NULL:
+            failed_p[0] = 1
+        for o in prange(O, schedule="static"):
+            if buf == NULL:
+                continue
+            c = o // m
+            memset(buf, 0, taps * OW * sizeof(floating))
+            for n in range(N):
+                for t in range(taps):
+                    kd = t // (KH * KW)
+                    kh = (t // KW) % KH
+                    kw = t % KW
+                    acc = buf + t * OW
+                    woff = kw * dw_ - pw
+                    lo = _lo(woff, sw)
+                    hi = _hi(woff, sw, W, OW)
+                    if lo >= hi:
+                        continue
+                    for od in range(OD):
+                        idd = od * sd + kd * dd - pd
+                        if idd < 0 or idd >= D:
+                            continue
+                        for oh in range(OH):
+                            ih = oh * sh + kh * dh - ph
+                            if ih < 0 or ih >= H:
+                                continue
+                            xrow = &x[n, c, idd, ih, 0]
+                            xrow = xrow + woff
+                            yrow = &dy[n, o, od, oh, 0]
+                            if sw == 1:
+                                for ow in range(lo, hi):
+                                    acc[ow] = acc[ow] + yrow[ow] * xrow[ow]
+                            else:
+                                for ow in range(lo, hi):
+                                    acc[ow] = acc[ow] + yrow[ow] * xrow[ow * sw]
+            for t in range(taps):
+                s = 0
+                for ow in range(OW):
+                    s = s + buf[t * OW + ow]
+                (&dwt[o, 0, 0, 0, 0])[t] = s
+        free(buf)
+    if failed:
+        raise MemoryError("conv grad_weight (depthwise): cannot allocate a buffer")
+
+
+@cython.boundscheck(False)
+def _dw_grad_weight_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                         floating[:, :, :, :, ::1] dwt, tuple stride, tuple pad, tuple dil,
+                         Py_ssize_t ob, int nthreads):
+    # dwt (KD, KH, KW, 1, O); x (N, D, H, W, C); dy (N, OD, OH, OW, O)
+    cdef Py_ssize_t N = x.shape[0], D = x.shape[1], H = x.shape[2], W = x.shape[3]
+    cdef Py_ssize_t C = x.shape[4], OD = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
+    cdef Py_ssize_t O = dy.shape[4], KD = dwt.shape[0], KH = dwt.shape[1], KW = dwt.shape[2]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
+    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
+    cdef Py_ssize_t m = O // C, taps = KD * KH * KW, nob = (O + ob - 1) // ob
+    cdef Py_ssize_t item, o0, o1, o, n, t, kd, kh, kw, od, oh, ow, idd, ih, iw
+    cdef floating *buf
+    cdef floating *acc
+    cdef const floating *xp
+    cdef const floating *yp
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with nogil, parallel(num_threads=nthreads):
+        buf = <floating *> malloc(taps * ob * sizeof(floating) + 64)
+        if buf == NULL:
+            failed_p[0] = 1
+        for item in prange(nob, schedule="static"):
+            if buf == NULL:
+                continue
+            o0 = item * ob
+            o1 = o0 + ob
+            if o1 > O:
+                o1 = O
+            memset(buf, 0, taps * ob * sizeof(floating))
+            for n in range(N):
+                for od in range(OD):
+                    for oh in range(OH):
+                        for ow in range(OW):
+                            yp = &dy[n, od, oh, ow, 0]
+                            for t in range(taps):
+                                kd = t // (KH * KW)
+                                kh = (t // KW) % KH
+                                kw = t % KW
+                                idd = od * sd + kd * dd - pd
+                                ih = oh * sh + kh * dh - ph
+                                iw = ow * sw + kw * dw_ - pw
+                                if idd < 0 or idd >= D or ih < 0 or ih >= H or iw < 0 or iw >= W:
+                                    continue
+                                xp = &x[n, idd, ih, iw, 0]
+                                acc = buf + t * ob - o0
+                                if m == 1:
+                                    for o in range(o0, o1):
+                                        acc[o] = acc[o] + yp[o] * xp[o]
+                                else:
+                                    for o in range(o0, o1):
+                                        acc[o] = acc[o] + yp[o] * xp[o // m]
+            for t in range(taps):
+                for o in range(o0, o1):
+                    (&dwt[0, 0, 0, 0, 0])[t * O + o] = buf[t * ob + o - o0]
+        free(buf)
+    if failed:
+        raise MemoryError("conv grad_weight (depthwise): cannot allocate a buffer")
+
+
+def _channel_split(Py_ssize_t n_items, Py_ssize_t channels, int nthreads):
+    """Channels per block: all of them, or fewer so that there are >= 2 items per thread
+    (never below 16 channels). Blocking never changes a sum."""
+    cdef Py_ssize_t nb = 1
+    if n_items < 2 * nthreads:
+        nb = (2 * nthreads + n_items - 1) // n_items
+    cdef Py_ssize_t b = (channels + nb - 1) // nb
+    return max(min(channels, max(b, 16)), 1)
+
+
+def dw_grad_input(dy5, w5, dx5, stride, pad, dil, channels_last, nthreads):
+    """Depthwise-style grad_input (one input channel per group) into zeroed dx5."""
+    if channels_last:
+        cb = _channel_split(dx5.shape[0], dx5.shape[4], nthreads)
+        _dw_grad_input_nhwc(dy5, w5, dx5, stride, pad, dil, cb, nthreads)
+    else:
+        _dw_grad_input_nchw(dy5, w5, dx5, stride, pad, dil, nthreads)
+
+
+def dw_grad_weight(x5, dy5, dw5, stride, pad, dil, channels_last, nthreads):
+    """Depthwise-style grad_weight (overwrites dw5)."""
+    if channels_last:
+        ob = _channel_split(1, dy5.shape[4], nthreads)
+        _dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, ob, nthreads)
+    else:
+        _dw_grad_weight_nchw(x5, dy5, dw5, stride, pad, dil, nthreads)

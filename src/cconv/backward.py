@@ -1,0 +1,452 @@
+"""Backward passes and transposed convolutions: spec -> run.
+
+The three primitives (everything else is built from them):
+
+* the forward convolution (functional.py, ``_im2col`` / ``_direct``);
+* ``grad_input``: the adjoint of the convolution w.r.t. its input (``_backward``: a GEMM
+  ``W^T . dY`` on bounded tiles followed by a col2im scatter-add);
+* ``grad_weight``: the adjoint w.r.t. the weight (``_backward``: an implicit-GEMM
+  reduction over images and output pixels).
+
+A transposed convolution is the ``grad_input`` of the convolution that maps its output
+back to its input; its ``grad_input`` is that convolution's forward, and its
+``grad_weight`` is the convolution's ``grad_weight`` with the roles of input and
+grad_out swapped.
+
+Padding modes other than zeros: the forward pads x explicitly, so the gradient w.r.t.
+the padded input is computed and its borders are folded back onto the input
+(:func:`_unpad_grad`).
+
+Every result is bitwise identical for every thread count: work is split so that each
+output element is owned by one thread and summed in a fixed order.
+"""
+import math
+
+import numpy as np
+
+from . import _backward, _direct, _im2col, _plan, _spec
+from ._threads import get_num_threads
+from .functional import _prepare_input, _prepare_weight
+
+_DEFAULT_LAYOUT = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
+_ALL = ("input", "weight", "bias")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _batched(spec, a):
+    return a if spec.batched else a[None]
+
+
+def _five(spec, a, sizes):
+    """View a batched array in the user layout as 5-D (N, C, D, H, W) / (N, D, H, W, C)."""
+    N = a.shape[0]
+    sp = spec.as3d(sizes, 1)
+    if spec.channels_last:
+        return a.reshape((N,) + sp + (a.shape[-1],))
+    return a.reshape((N, a.shape[1]) + sp)
+
+
+def _spatial_axes(spec):
+    """Axes of the spatial dims in a batched array of the user layout."""
+    return tuple(range(1, 1 + spec.nd)) if spec.channels_last else \
+        tuple(range(2, 2 + spec.nd))
+
+
+def _mode_padded(spec):
+    return spec.padding_mode != "zeros" and any(b or a for b, a in spec.pads)
+
+
+def _unpad_grad(g, pads, mode, axes):
+    """Adjoint of ``np.pad(x, pads, mode)`` along ``axes``: fold the gradient w.r.t. the
+    padded array back onto the unpadded one. mode: "reflect", "replicate", "circular"
+    (PyTorch's names). Each padded position adds into the input position it copied,
+    in a fixed order (before-border first, then after-border), so results do not depend
+    on anything but the inputs."""
+    for ax, (b, a) in zip(axes, pads):
+        if not (b or a):
+            continue
+        n = g.shape[ax] - b - a
+        core = np.array(np.take(g, range(b, b + n), axis=ax))  # a copy
+
+        def src(i):  # i: a position in the padded array outside [b, b + n)
+            j = i - b
+            if mode == "reflect":
+                return -j if j < 0 else 2 * (n - 1) - j
+            if mode == "replicate":
+                return 0 if j < 0 else n - 1
+            return j % n  # circular
+
+        idx = [slice(None)] * g.ndim
+        cidx = [slice(None)] * g.ndim
+        for i in list(range(b)) + list(range(b + n, b + n + a)):
+            idx[ax] = i
+            cidx[ax] = src(i)
+            core[tuple(cidx)] += g[tuple(idx)]
+        g = core
+    return g
+
+
+def _weight_blocks(spec, w, cb):
+    """The weight as (G, ncb, kb, Og) blocks of W_g^T for grad_input: block bi holds
+    input channels bi*cb .. bi*cb+cb-1, rows ordered (channel, tap) for channels-first
+    layouts and (tap, channel) for channels-last; missing channels are zero rows."""
+    G, Og, Cg = spec.groups, spec.Og, spec.Cg
+    taps = math.prod(spec.kernel)
+    ncb = -(-Cg // cb)
+    w = np.asarray(w, dtype=spec.dtype)
+    if spec.channels_last:
+        wr = w.reshape(taps, Cg, G, Og).transpose(2, 0, 1, 3)       # (G, taps, Cg, Og)
+        full = np.zeros((G, taps, ncb * cb, Og), spec.dtype)
+        full[:, :, :Cg] = wr
+        full = full.reshape(G, taps, ncb, cb, Og).transpose(0, 2, 1, 3, 4)
+    else:
+        wr = w.reshape(G, Og, Cg, taps).transpose(0, 2, 3, 1)       # (G, Cg, taps, Og)
+        full = np.zeros((G, ncb * cb, taps, Og), spec.dtype)
+        full[:, :Cg] = wr
+    return np.ascontiguousarray(full).reshape(G, ncb, cb * taps, Og)
+
+
+def _input_shape(spec, sizes):
+    """Batched input shape in the user layout with spatial ``sizes``."""
+    return (spec.N,) + tuple(sizes) + (spec.C,) if spec.channels_last else \
+        (spec.N, spec.C) + tuple(sizes)
+
+
+def _weight_shape(spec):
+    k = tuple(spec.kernel)
+    return k + (spec.Cg, spec.O) if spec.channels_last else (spec.O, spec.Cg) + k
+
+
+def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
+    """dL/dx of the convolution ``spec`` (a new array in x's shape, or ``out``)."""
+    algo = _plan.choose_backward(spec, algorithm)
+    padded = _mode_padded(spec)
+    if padded:
+        sizes = tuple(n + b + a for n, (b, a) in zip(spec.in_size, spec.pads))
+        pads3 = (0, 0, 0)
+    else:
+        sizes = spec.in_size
+        pads3 = spec.as3d(tuple(b for b, _ in spec.pads), 0)
+    if out is not None and not padded:
+        dx = _batched(spec, out)
+        dx[...] = 0
+    else:
+        dx = np.zeros(_input_shape(spec, sizes), spec.dtype)
+    P = math.prod(spec.out_size)
+    if dx.size and spec.Og and P:
+        nth = get_num_threads()
+        dy5 = _five(spec, _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype)),
+                    spec.out_size)
+        geom = (spec.as3d(spec.stride, 1), pads3, spec.as3d(spec.dilation, 1))
+        if algo is _plan.Algorithm.DIRECT:
+            _backward.dw_grad_input(dy5, _prepare_weight(spec, weight), _five(spec, dx, sizes),
+                                    *geom, spec.channels_last, nth)
+        else:
+            taps = math.prod(spec.kernel)
+            cb = _backward.channel_block(spec.N, spec.groups, spec.Cg, taps, nth)
+            wt = _weight_blocks(spec, weight, cb)
+            _backward.grad_input(dy5, wt, _five(spec, dx, sizes), spec.as3d(spec.kernel, 1),
+                                 cb, *geom, spec.groups, spec.channels_last, nth)
+    if padded:
+        dx = _unpad_grad(dx, spec.pads, spec.padding_mode, _spatial_axes(spec))
+    if not spec.batched:
+        dx = dx[0]
+    if out is not None:
+        if padded:
+            out[...] = dx
+        return out
+    return dx
+
+
+def _grad_weight(spec, x, grad_out, algorithm="auto"):
+    """dL/dweight of the convolution ``spec`` (a new array in the weight's shape)."""
+    algo = _plan.choose_backward(spec, algorithm)
+    wshape = _weight_shape(spec)
+    P = math.prod(spec.out_size)
+    if spec.N == 0 or spec.Cg == 0 or spec.O == 0 or P == 0:
+        return np.zeros(wshape, spec.dtype)
+    dw = np.empty(wshape, spec.dtype)
+    x5, pads3 = _prepare_input(spec, x)
+    dy5 = _five(spec, _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype)),
+                spec.out_size)
+    dw5 = _prepare_weight(spec, dw)  # a view: dw is contiguous
+    geom = (spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3), spec.as3d(spec.dilation, 1))
+    if algo is _plan.Algorithm.DIRECT:
+        _backward.dw_grad_weight(x5, dy5, dw5, *geom, spec.channels_last, get_num_threads())
+    else:
+        _backward.grad_weight(x5, dy5, dw5, *geom, spec.groups, spec.channels_last,
+                              get_num_threads())
+    return dw
+
+
+def _grad_bias(spec, grad_out, channels):
+    g = _batched(spec, np.asarray(grad_out))
+    axes = (0,) + _spatial_axes(spec)
+    if g.shape[0] == 0:
+        return np.zeros(channels, spec.dtype)
+    return np.ascontiguousarray(g.sum(axis=axes, dtype=spec.dtype))
+
+
+def _conv_forward_sized(spec, x, weight, algorithm="auto"):
+    """The convolution ``spec`` (zero padding) of x, whose output has exactly
+    spec.out_size (it may be smaller than the forward formula gives: a transposed
+    convolution's output_padding adds input pixels no output reads)."""
+    result = np.empty(spec.out_shape, spec.dtype)
+    if result.size == 0:
+        return result
+    if spec.Cg == 0:
+        result[...] = 0
+        return result
+    x5, pads3 = _prepare_input(spec, x)
+    w5 = _prepare_weight(spec, weight)
+    out5 = _five(spec, _batched(spec, result), spec.out_size)
+    args = (x5, w5, None, out5, spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3),
+            spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
+    if _plan.choose_forward(spec, algorithm) is _plan.Algorithm.IM2COL:
+        _im2col.conv_forward(*args)
+    else:
+        _direct.conv_forward(*args)
+    return result
+
+
+# ----------------------------------------------------------------------------- convolution
+
+def _conv_grad_input(fname, nd, grad_out, weight, input_shape, stride, padding, dilation,
+                     groups, padding_mode, layout, algorithm):
+    spec, grad_out, weight = _spec.grad_input_spec(
+        fname, nd, grad_out, weight, input_shape, stride, padding, dilation, groups,
+        padding_mode, layout, algorithm)
+    return _grad_input(spec, grad_out, weight, algorithm=algorithm)
+
+
+def _conv_grad_weight(fname, nd, x, grad_out, weight_shape, stride, padding, dilation,
+                      groups, padding_mode, layout, algorithm):
+    spec, x, grad_out = _spec.grad_weight_spec(
+        fname, nd, x, grad_out, weight_shape, stride, padding, dilation, groups,
+        padding_mode, layout, algorithm)
+    return _grad_weight(spec, x, grad_out, algorithm)
+
+
+def _conv_backward(fname, nd, grad_out, x, weight, stride, padding, dilation, groups,
+                   padding_mode, layout, need):
+    spec, grad_out, x, weight, need = _spec.backward_spec(
+        fname, nd, grad_out, x, weight, stride, padding, dilation, groups, padding_mode,
+        layout, need)
+    gi = _grad_input(spec, grad_out, weight) if "input" in need else None
+    gw = _grad_weight(spec, x, grad_out) if "weight" in need else None
+    gb = _grad_bias(spec, grad_out, spec.O) if "bias" in need else None
+    return gi, gw, gb
+
+
+def conv1d_grad_input(grad_out, weight, input_shape, stride=1, padding=0, dilation=1,
+                      groups=1, *, padding_mode="zeros", layout="NCL", algorithm="auto"):
+    """Gradient of :func:`cconv.conv1d` w.r.t. its input x (of shape ``input_shape``).
+    See :func:`conv2d_grad_input`."""
+    return _conv_grad_input("conv1d_grad_input", 1, grad_out, weight, input_shape, stride,
+                            padding, dilation, groups, padding_mode, layout, algorithm)
+
+
+def conv2d_grad_input(grad_out, weight, input_shape, stride=1, padding=0, dilation=1,
+                      groups=1, *, padding_mode="zeros", layout="NCHW", algorithm="auto"):
+    """Gradient of :func:`cconv.conv2d` w.r.t. its input.
+
+    grad_out: dL/dy, the shape of conv2d's output. weight: as in the forward.
+    input_shape: the shape of x (batched or unbatched). The other arguments mean what
+    they mean in the forward call (every padding form and padding_mode: the gradient
+    that flows into reflect / replicate / circular borders is folded back onto the
+    input pixels they copy). Returns dL/dx, a new C-contiguous array of input_shape in
+    the compute dtype. algorithm: "auto", "im2col" (GEMM + col2im on bounded tiles) or
+    "direct" (a loop nest for depthwise-style problems, one input channel per group;
+    "auto" picks it for those). Bitwise identical for every thread count.
+    """
+    return _conv_grad_input("conv2d_grad_input", 2, grad_out, weight, input_shape, stride,
+                            padding, dilation, groups, padding_mode, layout, algorithm)
+
+
+def conv3d_grad_input(grad_out, weight, input_shape, stride=1, padding=0, dilation=1,
+                      groups=1, *, padding_mode="zeros", layout="NCDHW", algorithm="auto"):
+    """Gradient of :func:`cconv.conv3d` w.r.t. its input. See :func:`conv2d_grad_input`."""
+    return _conv_grad_input("conv3d_grad_input", 3, grad_out, weight, input_shape, stride,
+                            padding, dilation, groups, padding_mode, layout, algorithm)
+
+
+def conv1d_grad_weight(x, grad_out, weight_shape, stride=1, padding=0, dilation=1,
+                       groups=1, *, padding_mode="zeros", layout="NCL", algorithm="auto"):
+    """Gradient of :func:`cconv.conv1d` w.r.t. its weight. See :func:`conv2d_grad_weight`."""
+    return _conv_grad_weight("conv1d_grad_weight", 1, x, grad_out, weight_shape, stride,
+                             padding, dilation, groups, padding_mode, layout, algorithm)
+
+
+def conv2d_grad_weight(x, grad_out, weight_shape, stride=1, padding=0, dilation=1,
+                       groups=1, *, padding_mode="zeros", layout="NCHW", algorithm="auto"):
+    """Gradient of :func:`cconv.conv2d` w.r.t. its weight (of shape ``weight_shape``,
+    in the layout's weight convention). Returns a new array; with an empty batch it is
+    all zeros. Summed over images and pixels in a fixed order: bitwise identical for
+    every thread count. algorithm: as in :func:`conv2d_grad_input`."""
+    return _conv_grad_weight("conv2d_grad_weight", 2, x, grad_out, weight_shape, stride,
+                             padding, dilation, groups, padding_mode, layout, algorithm)
+
+
+def conv3d_grad_weight(x, grad_out, weight_shape, stride=1, padding=0, dilation=1,
+                       groups=1, *, padding_mode="zeros", layout="NCDHW", algorithm="auto"):
+    """Gradient of :func:`cconv.conv3d` w.r.t. its weight. See :func:`conv2d_grad_weight`."""
+    return _conv_grad_weight("conv3d_grad_weight", 3, x, grad_out, weight_shape, stride,
+                             padding, dilation, groups, padding_mode, layout, algorithm)
+
+
+def conv1d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    padding_mode="zeros", layout="NCL", need=_ALL):
+    """(grad_input, grad_weight, grad_bias) of :func:`cconv.conv1d`. See
+    :func:`conv2d_backward`."""
+    return _conv_backward("conv1d_backward", 1, grad_out, x, weight, stride, padding,
+                          dilation, groups, padding_mode, layout, need)
+
+
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    padding_mode="zeros", layout="NCHW", need=_ALL):
+    """All gradients of :func:`cconv.conv2d` at once: (grad_input, grad_weight,
+    grad_bias). need: the names to compute, from ("input", "weight", "bias"); the others
+    are None. grad_bias is grad_out summed over batch and space, shape (O,)."""
+    return _conv_backward("conv2d_backward", 2, grad_out, x, weight, stride, padding,
+                          dilation, groups, padding_mode, layout, need)
+
+
+def conv3d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, *,
+                    padding_mode="zeros", layout="NCDHW", need=_ALL):
+    """(grad_input, grad_weight, grad_bias) of :func:`cconv.conv3d`. See
+    :func:`conv2d_backward`."""
+    return _conv_backward("conv3d_backward", 3, grad_out, x, weight, stride, padding,
+                          dilation, groups, padding_mode, layout, need)
+
+
+# ----------------------------------------------------------------------------- transposed
+
+def _transpose(fname, nd, x, weight, bias, stride, padding, output_padding, groups,
+               dilation, layout, algorithm, out):
+    tspec, x, weight, bias = _spec.transpose_spec(
+        fname, nd, x, weight, bias, stride, padding, output_padding, groups, dilation,
+        layout, algorithm)
+    if out is not None:
+        _spec.check_out(tspec, out, [("x", x), ("weight", weight), ("bias", bias)])
+    result = _grad_input(tspec.conv, x, weight, out=out, algorithm=algorithm)
+    if bias is not None and result.size:
+        b = np.asarray(bias, dtype=tspec.dtype)
+        result += b if tspec.conv.channels_last else b.reshape((-1,) + (1,) * nd)
+    return result
+
+
+def _transpose_grad_input(fname, nd, grad_out, weight, input_shape, stride, padding,
+                          output_padding, groups, dilation, layout, algorithm):
+    tspec, grad_out, weight = _spec.transpose_grad_input_spec(
+        fname, nd, grad_out, weight, input_shape, stride, padding, output_padding, groups,
+        dilation, layout, algorithm)
+    return _conv_forward_sized(tspec.conv, grad_out, weight, algorithm)
+
+
+def _transpose_grad_weight(fname, nd, x, grad_out, weight_shape, stride, padding,
+                           output_padding, groups, dilation, layout, algorithm):
+    tspec, x, grad_out = _spec.transpose_grad_weight_spec(
+        fname, nd, x, grad_out, weight_shape, stride, padding, output_padding, groups,
+        dilation, layout, algorithm)
+    return _grad_weight(tspec.conv, grad_out, x, algorithm)
+
+
+def _transpose_backward(fname, nd, grad_out, x, weight, stride, padding, output_padding,
+                        groups, dilation, layout, need):
+    tspec, grad_out, x, weight, need = _spec.transpose_backward_spec(
+        fname, nd, grad_out, x, weight, stride, padding, output_padding, groups, dilation,
+        layout, need)
+    c = tspec.conv
+    gi = _conv_forward_sized(c, grad_out, weight) if "input" in need else None
+    gw = _grad_weight(c, grad_out, x) if "weight" in need else None
+    gb = _grad_bias(c, grad_out, c.C) if "bias" in need else None
+    return gi, gw, gb
+
+
+def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, layout="NCL", algorithm="auto", out=None):
+    """1-D transposed convolution. See :func:`conv_transpose2d`."""
+    return _transpose("conv_transpose1d", 1, x, weight, bias, stride, padding,
+                      output_padding, groups, dilation, layout, algorithm, out)
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, layout="NCHW", algorithm="auto", out=None):
+    """2-D transposed convolution ("deconvolution"), PyTorch's semantics.
+
+    x: (N, C_in, H, W) for "NCHW", (N, H, W, C_in) for "NHWC"; unbatched accepted.
+    weight: (C_in, C_out/groups, kh, kw) for "NCHW" (PyTorch), (kh, kw, C_out/groups,
+    C_in) for "NHWC" (Keras/TensorFlow). bias: None or (C_out,).
+    Output size per dim: (in - 1)*stride - pad_before - pad_after + (k - 1)*dilation + 1
+    + output_padding. padding: int, per-dim ints, (before, after) pairs (cropping of the
+    full output), "valid" (0), or "same" (TensorFlow's rule: output size in*stride).
+    output_padding must be smaller than stride or dilation (as in PyTorch).
+    It is the gradient of conv2d w.r.t. its input, computed by GEMM + col2im on bounded
+    tiles, bitwise identical for every thread count. algorithm: "auto", "im2col" or
+    "direct" (depthwise-style problems: C_out == groups), see :func:`conv2d_grad_input`.
+    out: optional C-contiguous array of the output shape and compute dtype.
+    """
+    return _transpose("conv_transpose2d", 2, x, weight, bias, stride, padding,
+                      output_padding, groups, dilation, layout, algorithm, out)
+
+
+def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                     dilation=1, *, layout="NCDHW", algorithm="auto", out=None):
+    """3-D transposed convolution. See :func:`conv_transpose2d`."""
+    return _transpose("conv_transpose3d", 3, x, weight, bias, stride, padding,
+                      output_padding, groups, dilation, layout, algorithm, out)
+
+
+def _make_transpose_family(nd):
+    layout = _DEFAULT_LAYOUT[nd]
+    name = f"conv_transpose{nd}d"
+
+    def grad_input(grad_out, weight, input_shape, stride=1, padding=0, output_padding=0,
+                   groups=1, dilation=1, *, layout=layout, algorithm="auto"):
+        return _transpose_grad_input(f"{name}_grad_input", nd, grad_out, weight, input_shape,
+                                     stride, padding, output_padding, groups, dilation,
+                                     layout, algorithm)
+
+    def grad_weight(x, grad_out, weight_shape, stride=1, padding=0, output_padding=0,
+                    groups=1, dilation=1, *, layout=layout, algorithm="auto"):
+        return _transpose_grad_weight(f"{name}_grad_weight", nd, x, grad_out, weight_shape,
+                                      stride, padding, output_padding, groups, dilation,
+                                      layout, algorithm)
+
+    def backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, groups=1,
+                 dilation=1, *, layout=layout, need=_ALL):
+        return _transpose_backward(f"{name}_backward", nd, grad_out, x, weight, stride,
+                                   padding, output_padding, groups, dilation, layout, need)
+
+    grad_input.__name__ = grad_input.__qualname__ = f"{name}_grad_input"
+    grad_input.__doc__ = (
+        f"Gradient of :func:`{name}` w.r.t. its input x (of shape ``input_shape``): the "
+        f"forward convolution of grad_out with the same weight, stride, padding, dilation "
+        f"and groups. Arguments as in :func:`{name}`.")
+    grad_weight.__name__ = grad_weight.__qualname__ = f"{name}_grad_weight"
+    grad_weight.__doc__ = (
+        f"Gradient of :func:`{name}` w.r.t. its weight (of shape ``weight_shape``, "
+        f"(C_in, C_out/groups, *k) or (*k, C_out/groups, C_in)). Arguments as in "
+        f":func:`{name}`; bitwise identical for every thread count.")
+    backward.__name__ = backward.__qualname__ = f"{name}_backward"
+    backward.__doc__ = (
+        f"(grad_input, grad_weight, grad_bias) of :func:`{name}`; entries not named in "
+        f"``need`` are None. grad_bias is grad_out summed over batch and space (C_out,).")
+    return grad_input, grad_weight, backward
+
+
+conv_transpose1d_grad_input, conv_transpose1d_grad_weight, conv_transpose1d_backward = \
+    _make_transpose_family(1)
+conv_transpose2d_grad_input, conv_transpose2d_grad_weight, conv_transpose2d_backward = \
+    _make_transpose_family(2)
+conv_transpose3d_grad_input, conv_transpose3d_grad_weight, conv_transpose3d_backward = \
+    _make_transpose_family(3)
+
+__all__ = [
+    f"conv{nd}d_{kind}" for nd in (1, 2, 3) for kind in ("grad_input", "grad_weight",
+                                                         "backward")
+] + [f"conv_transpose{nd}d" for nd in (1, 2, 3)] + [
+    f"conv_transpose{nd}d_{kind}" for nd in (1, 2, 3)
+    for kind in ("grad_input", "grad_weight", "backward")
+]

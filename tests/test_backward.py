@@ -1,0 +1,494 @@
+"""Backward passes of conv1d/2d/3d: grad_input, grad_weight, backward.
+
+The main check is the adjoint identity in float64 (DESIGN.md section 4):
+    <conv(x, w), g> == <x, grad_input(g, w)> == <w, grad_weight(x, g)>
+over a Hypothesis sweep of every forward option, plus central finite differences,
+PyTorch as a second opinion, thread-count invariance and the error table.
+"""
+import re
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+from conftest import conv_fn, run_python
+from reference import DEFAULT_LAYOUT, LAST_LAYOUT, conv_nd_reference, rel_error, \
+    resolve_padding
+
+cconv = pytest.importorskip("cconv")
+
+MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def bwd_fns(nd):
+    return (getattr(cconv, f"conv{nd}d_grad_input"), getattr(cconv, f"conv{nd}d_grad_weight"),
+            getattr(cconv, f"conv{nd}d_backward"))
+
+
+def shapes(layout, nd, N, C, O, G, sp, k, batched=True):
+    last = layout == LAST_LAYOUT[nd]
+    xs = tuple(sp) + (C,) if last else (C,) + tuple(sp)
+    if batched:
+        xs = (N,) + xs
+    ws = tuple(k) + (C // G, O) if last else (O, C // G) + tuple(k)
+    return xs, ws
+
+
+# ----------------------------------------------------------------------------- sweep
+
+@st.composite
+def conv_problems(draw, max_size=7):
+    nd = draw(st.sampled_from([1, 2, 3]))
+    layout = draw(st.sampled_from([DEFAULT_LAYOUT[nd], LAST_LAYOUT[nd]]))
+    kind = draw(st.sampled_from(["dense", "grouped", "depthwise"]))
+    if kind == "dense":
+        G, C, O = 1, draw(st.integers(1, 5)), draw(st.integers(1, 5))
+    elif kind == "grouped":
+        G = draw(st.integers(2, 3))
+        C, O = G * draw(st.integers(1, 3)), G * draw(st.integers(1, 3))
+    else:
+        G = C = draw(st.integers(2, 5))
+        O = C * draw(st.integers(1, 2))
+    small = 3 if nd == 3 else max_size
+    sp = tuple(draw(st.integers(1, small + 2)) for _ in range(nd))
+    k = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    dilation = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    pform = draw(st.sampled_from(["int", "pairs", "same", "valid"] + (["causal"] if nd == 1
+                                                                     else [])))
+    if pform == "int":
+        padding = draw(st.integers(0, 2))
+    elif pform == "pairs":
+        padding = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(nd))
+    else:
+        padding = pform
+    mode = draw(st.sampled_from(MODES))
+    N = draw(st.sampled_from([0, 1, 1, 2, 3]))
+    batched = draw(st.booleans()) if N == 1 else True
+    return dict(nd=nd, layout=layout, N=N, C=C, O=O, G=G, sp=sp, k=k, stride=stride,
+                dilation=dilation, padding=padding, mode=mode, batched=batched)
+
+
+def make_problem(p, rng, dtype=np.float64):
+    """Arrays for problem p, or None if the forward rejects the configuration."""
+    xs, ws = shapes(p["layout"], p["nd"], p["N"], p["C"], p["O"], p["G"], p["sp"], p["k"],
+                    p["batched"])
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    try:
+        y = conv_fn(p["nd"])(x, w, None, p["stride"], p["padding"], p["dilation"], p["G"],
+                             padding_mode=p["mode"], layout=p["layout"])
+    except ValueError:
+        return None
+    g = rng.standard_normal(y.shape).astype(dtype)
+    return x, w, y, g
+
+
+def kw(p):
+    return dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
+                groups=p["G"], padding_mode=p["mode"], layout=p["layout"])
+
+
+def check_adjoint(p, seed, sweep=True):
+    rng = np.random.default_rng(seed)
+    arrays = make_problem(p, rng)
+    if sweep:
+        assume(arrays is not None)
+    assert arrays is not None
+    x, w, y, g = arrays
+    gi_fn, gw_fn, bwd_fn = bwd_fns(p["nd"])
+    gi = gi_fn(g, w, x.shape, **kw(p))
+    gw = gw_fn(x, g, w.shape, **kw(p))
+    assert gi.shape == x.shape and gi.dtype == np.float64 and gi.flags.c_contiguous
+    assert gw.shape == w.shape and gw.dtype == np.float64
+    lhs = float(np.vdot(y, g))
+    scale = max(np.linalg.norm(y) * np.linalg.norm(g), 1e-300)
+    assert abs(lhs - float(np.vdot(x, gi))) <= 1e-10 * scale, (lhs, np.vdot(x, gi))
+    assert abs(lhs - float(np.vdot(w, gw))) <= 1e-10 * scale, (lhs, np.vdot(w, gw))
+    bi, bw, bb = bwd_fn(g, x, w, **kw(p))
+    np.testing.assert_array_equal(bi, gi)
+    np.testing.assert_array_equal(bw, gw)
+    last = p["layout"] == LAST_LAYOUT[p["nd"]]
+    gb = g if p["batched"] else g[None]
+    axes = tuple(range(gb.ndim - 1)) if last else (0,) + tuple(range(2, gb.ndim))
+    np.testing.assert_allclose(bb, gb.sum(axis=axes), rtol=1e-12, atol=1e-12)
+    assert bb.shape == (p["O"],)
+
+
+@given(p=conv_problems(), seed=st.integers(0, 2**31))
+@settings(max_examples=120)
+def test_adjoint_identity_sweep(p, seed):
+    check_adjoint(p, seed)
+
+
+@pytest.mark.slow
+@given(p=conv_problems(max_size=12), seed=st.integers(0, 2**31))
+@settings(max_examples=1500)
+def test_adjoint_identity_sweep_long(p, seed):
+    check_adjoint(p, seed)
+
+
+# Larger problems that cross the tile sizes (256 output pixels per tile, 256 K rows per
+# block, the GEMM's MR/NR and KC = 256 along the output channels).
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("N,C,O,G,sp,k,stride,pad,dil", [
+    (2, 33, 19, 1, (19, 23), (3, 3), 1, 1, 1),
+    (1, 65, 300, 1, (17, 17), (3, 3), (2, 1), "same", 1),
+    (3, 24, 24, 24, (21, 20), (5, 5), 2, 2, 2),
+    (2, 40, 17, 1, (33, 9), (1, 1), 1, 0, 1),
+    (1, 12, 18, 3, (7, 7), (7, 7), 1, 3, 1),
+])
+def test_adjoint_tile_edges(layout, N, C, O, G, sp, k, stride, pad, dil):
+    p = dict(nd=2, layout=layout, N=N, C=C, O=O, G=G, sp=sp, k=k, stride=stride,
+             dilation=dil, padding=pad, mode="zeros", batched=True)
+    check_adjoint(p, 5, sweep=False)
+
+
+# ----------------------------------------------------------------------------- reference
+
+def _fd_check(nd, layout, mode, padding, G, stride, dilation, rng):
+    """Central finite differences of L = <conv(x, w, b), g> at random entries."""
+    C, O = 2 * G, 2 * G
+    xs, ws = shapes(layout, nd, 2, C, O, G, (5,) * nd, (3,) * nd)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    b = rng.standard_normal(O)
+    pairs = resolve_padding(padding, (5,) * nd, (3,) * nd, stride, dilation)
+    f = lambda x_, w_, b_: conv_nd_reference(x_, w_, b_, stride, pairs, dilation, G, mode,
+                                             layout)
+    y = f(x, w, b)
+    g = rng.standard_normal(y.shape)
+    loss = lambda x_, w_, b_: float(np.vdot(f(x_, w_, b_), g))
+    gi, gw, gb = bwd_fns(nd)[2](g, x, w, stride, padding, dilation, G, padding_mode=mode,
+                                layout=layout)
+    h = 1e-5
+    for arr, grad in ((x, gi), (w, gw), (b, gb)):
+        for _ in range(6):
+            idx = tuple(rng.integers(0, s) for s in arr.shape)
+            old = arr[idx]
+            arr[idx] = old + h
+            lp = loss(x, w, b)
+            arr[idx] = old - h
+            lm = loss(x, w, b)
+            arr[idx] = old
+            fd = (lp - lm) / (2 * h)
+            assert abs(fd - grad[idx]) <= 1e-6 * max(1.0, abs(fd)), (idx, fd, grad[idx])
+
+
+@pytest.mark.parametrize("nd,layout,mode,padding,G,stride,dilation", [
+    (2, "NCHW", "zeros", 1, 1, 1, 1),
+    (2, "NHWC", "reflect", ((2, 1), (0, 2)), 2, 2, 1),
+    (1, "NCL", "circular", "causal", 1, 1, 2),
+    (1, "NLC", "replicate", "same", 2, 2, 1),
+    (3, "NCDHW", "replicate", 1, 1, (1, 2, 1), 1),
+    (3, "NDHWC", "circular", "same", 2, 1, (1, 1, 2)),
+])
+def test_finite_differences(nd, layout, mode, padding, G, stride, dilation, rng):
+    _fd_check(nd, layout, mode, padding, G, stride, dilation, rng)
+
+
+TORCH_CASES = [
+    # nd, layout, N, C, O, G, sp, k, stride, padding, dilation, mode
+    (2, "NCHW", 2, 6, 8, 1, (9, 11), (3, 3), 1, 1, 1, "zeros"),
+    (2, "NHWC", 2, 6, 8, 2, (9, 11), (3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2), "zeros"),
+    (2, "NCHW", 1, 8, 8, 8, (10, 10), (3, 3), 2, 1, 1, "reflect"),
+    (2, "NHWC", 2, 4, 6, 1, (8, 7), (3, 3), 1, "same", 2, "circular"),
+    (1, "NCL", 3, 4, 6, 2, (20,), (5,), 3, "causal", 1, "replicate"),
+    (1, "NLC", 2, 3, 5, 1, (16,), (3,), 1, "same", 3, "reflect"),
+    (3, "NCDHW", 1, 4, 4, 2, (5, 6, 7), (3, 1, 2), (1, 2, 1), (1, 0, 1), 1, "zeros"),
+    (3, "NDHWC", 2, 3, 4, 1, (4, 5, 6), (2, 2, 2), 1, 1, (2, 1, 1), "replicate"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_against_torch_autograd(case, dtype, rng):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+    nd, layout, N, C, O, G, sp, k, stride, padding, dilation, mode = case
+    xs, ws = shapes(layout, nd, N, C, O, G, sp, k)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    pairs = resolve_padding(padding, sp, k, stride, dilation)
+    last = layout == LAST_LAYOUT[nd]
+    xt = np.moveaxis(x, -1, 1) if last else x
+    wt = np.transpose(w, (nd + 1, nd) + tuple(range(nd))) if last else w
+    tx = torch.from_numpy(np.ascontiguousarray(xt)).requires_grad_()
+    tw = torch.from_numpy(np.ascontiguousarray(wt)).requires_grad_()
+    flat = [v for b, a in reversed(pairs) for v in (b, a)]
+    xp = F.pad(tx, flat, mode="constant" if mode == "zeros" else mode)
+    ty = getattr(F, f"conv{nd}d")(xp, tw, None, stride, 0, dilation, G)
+    g = rng.standard_normal(ty.shape).astype(dtype)
+    ty.backward(torch.from_numpy(g))
+    ref_gi = tx.grad.numpy()
+    ref_gw = tw.grad.numpy()
+    if last:
+        ref_gi = np.moveaxis(ref_gi, 1, -1)
+        ref_gw = np.transpose(ref_gw, tuple(range(2, nd + 2)) + (1, 0))
+        g = np.moveaxis(g, 1, -1)
+    gi, gw, gb = bwd_fns(nd)[2](g, x, w, stride, padding, dilation, G, padding_mode=mode,
+                                layout=layout)
+    assert gi.dtype == dtype and gw.dtype == dtype and gb.dtype == dtype
+    tol = 2e-5 if dtype == np.float32 else 1e-11
+    assert rel_error(gi, ref_gi) <= tol
+    assert rel_error(gw, ref_gw) <= tol
+
+
+def test_against_aten_convolution_backward(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 6, 12, 10))
+    w = rng.standard_normal((9, 2, 3, 3))
+    g = rng.standard_normal((2, 9, 6, 10))
+    ref = torch.ops.aten.convolution_backward(
+        torch.from_numpy(g), torch.from_numpy(x), torch.from_numpy(w), [9], [2, 1], [1, 2],
+        [1, 2], False, [0, 0], 3, [True, True, True])
+    gi, gw, gb = cconv.conv2d_backward(g, x, w, (2, 1), (1, 2), (1, 2), 3)
+    for a, r in zip((gi, gw, gb), ref):
+        assert rel_error(a, r.numpy()) <= 1e-12
+
+
+# ----------------------------------------------------------------------------- semantics
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_float32_close_to_float64(layout, rng):
+    xs, ws = shapes(layout, 2, 2, 20, 12, 1, (15, 13), (3, 3))
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    g = rng.standard_normal(cconv.conv2d(x, w, padding=1, stride=2, layout=layout).shape)
+    ref = cconv.conv2d_backward(g, x, w, 2, 1, layout=layout)
+    got = cconv.conv2d_backward(g.astype(np.float32), x.astype(np.float32),
+                                w.astype(np.float32), 2, 1, layout=layout)
+    for a, r in zip(got, ref):
+        assert a.dtype == np.float32
+        assert rel_error(a, r) <= 2e-5
+
+
+def test_dtype_rules(rng):
+    x = rng.integers(-3, 4, (1, 2, 6, 6))
+    w = rng.integers(-3, 4, (3, 2, 3, 3))
+    g = rng.integers(-3, 4, (1, 3, 4, 4))
+    gi, gw, gb = cconv.conv2d_backward(g, x, w)
+    assert gi.dtype == gw.dtype == gb.dtype == np.float64
+    gi32 = cconv.conv2d_grad_input(g.astype(np.float16), w.astype(np.float32), x.shape)
+    assert gi32.dtype == np.float32
+    np.testing.assert_array_equal(gi32, gi)  # small integers: exact in float32
+    gw32 = cconv.conv2d_grad_weight(x.astype(np.float32), g.astype(np.float32), w.shape)
+    np.testing.assert_array_equal(gw32, gw)
+
+
+def test_unbatched_and_empty(rng):
+    x = rng.standard_normal((3, 7, 7))
+    w = rng.standard_normal((4, 3, 3, 3))
+    g = rng.standard_normal((4, 5, 5))
+    gi, gw, gb = cconv.conv2d_backward(g, x, w)
+    gib, gwb, gbb = cconv.conv2d_backward(g[None], x[None], w)
+    assert gi.shape == x.shape
+    np.testing.assert_array_equal(gi, gib[0])
+    np.testing.assert_array_equal(gw, gwb)
+    np.testing.assert_array_equal(gb, gbb)
+    # empty batch: empty grad_input, zero grad_weight and grad_bias
+    gi, gw, gb = cconv.conv2d_backward(np.zeros((0, 4, 5, 5)), np.zeros((0, 3, 7, 7)), w,
+                                       padding_mode="reflect")
+    assert gi.shape == (0, 3, 7, 7) and gw.shape == w.shape and gb.shape == (4,)
+    assert not gw.any() and not gb.any()
+    # no input channels / no output channels
+    assert cconv.conv2d_grad_input(np.ones((1, 4, 5, 5)), np.ones((4, 0, 3, 3)),
+                                   (1, 0, 7, 7)).shape == (1, 0, 7, 7)
+    gi = cconv.conv2d_grad_input(np.ones((1, 0, 5, 5)), np.ones((0, 3, 3, 3)), (1, 3, 7, 7))
+    assert gi.shape == (1, 3, 7, 7) and not gi.any()
+    gw = cconv.conv2d_grad_weight(np.ones((1, 3, 7, 7)), np.ones((1, 0, 5, 5)), (0, 3, 3, 3))
+    assert gw.shape == (0, 3, 3, 3)
+
+
+def test_need_selects_outputs(rng):
+    x = rng.standard_normal((2, 3, 6, 6))
+    w = rng.standard_normal((4, 3, 3, 3))
+    g = rng.standard_normal((2, 4, 4, 4))
+    full = cconv.conv2d_backward(g, x, w)
+    gi, gw, gb = cconv.conv2d_backward(g, x, w, need=("weight",))
+    assert gi is None and gb is None
+    np.testing.assert_array_equal(gw, full[1])
+    gi, gw, gb = cconv.conv2d_backward(g, x, w, need="input")
+    assert gw is None and gb is None
+    np.testing.assert_array_equal(gi, full[0])
+    assert cconv.conv2d_backward(g, x, w, need=()) == (None, None, None)
+
+
+def test_inputs_not_modified_and_noncontiguous(rng):
+    x = rng.standard_normal((2, 5, 9, 9))
+    w = rng.standard_normal((4, 5, 3, 3))
+    g = rng.standard_normal((2, 4, 9, 9))
+    copies = [a.copy() for a in (x, w, g)]
+    ref = cconv.conv2d_backward(g, x, w, padding=1, padding_mode="circular")
+    for a, c in zip((x, w, g), copies):
+        np.testing.assert_array_equal(a, c)
+    xn = np.asfortranarray(x)[:, ::-1][:, ::-1]
+    gn = g.astype(">f8")
+    gn.setflags(write=False)
+    got = cconv.conv2d_backward(gn, xn, w, padding=1, padding_mode="circular")
+    for a, r in zip(got, ref):
+        np.testing.assert_array_equal(a, r)
+
+
+def test_unpad_grad_is_adjoint_of_np_pad(rng):
+    from cconv.backward import _unpad_grad
+    np_mode = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+    for mode in np_mode:
+        x = rng.standard_normal((2, 5, 4))
+        pads = ((2, 3), (0, 3)) if mode != "reflect" else ((2, 4), (3, 1))
+        xp = np.pad(x, ((0, 0),) + pads, mode=np_mode[mode])
+        g = rng.standard_normal(xp.shape)
+        back = _unpad_grad(g, pads, mode, (1, 2))
+        assert back.shape == x.shape
+        assert abs(np.vdot(xp, g) - np.vdot(x, back)) <= 1e-12 * np.abs(g).sum() * 10
+
+
+# ----------------------------------------------------------------------------- threads
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("N,C,O,G,sp", [(1, 19, 21, 1, (23, 17)), (3, 6, 9, 3, (12, 11)),
+                                        (2, 8, 8, 8, (9, 9)), (1, 300, 4, 1, (6, 5))])
+def test_bitwise_identical_across_thread_counts(dtype, layout, N, C, O, G, sp):
+    rng = np.random.default_rng(3)
+    xs, ws = shapes(layout, 2, N, C, O, G, sp, (3, 3))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    g = rng.standard_normal(cconv.conv2d(x, w, None, 1, 1, 1, G, layout=layout).shape)
+    g = g.astype(dtype)
+    results = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            results.append(cconv.conv2d_backward(g, x, w, 1, 1, 1, G, padding_mode="reflect",
+                                                 layout=layout))
+    for r in results[1:]:
+        for a, b in zip(r, results[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_forced_isa_paths_agree(tmp_path):
+    """grad_input / grad_weight give bitwise the same result on every SIMD path."""
+    code = """
+import numpy as np, cconv
+rng = np.random.default_rng(0)
+x = rng.standard_normal((2, 13, 11, 9)).astype(np.float32)
+w = rng.standard_normal((17, 13, 3, 3)).astype(np.float32)
+g = rng.standard_normal((2, 17, 6, 9)).astype(np.float32)
+gi, gw, _ = cconv.conv2d_backward(g, x, w, (2, 1), 1)
+xt = rng.standard_normal((2, 9, 5, 4, 13)).astype(np.float32)
+t = cconv.conv_transpose3d(xt, rng.standard_normal((3, 2, 2, 7, 13)).astype(np.float32),
+                           stride=2, layout="NDHWC")
+np.savez(OUTPATH, gi=gi, gw=gw, t=t)
+"""
+    got = {}
+    for isa in ("generic", "avx2", "avx512"):
+        out = tmp_path / f"{isa}.npz"
+        r = run_python(code.replace("OUTPATH", repr(str(out))), CCONV_ISA=isa)
+        if r.returncode != 0:
+            if "cannot run" in r.stderr:
+                continue
+            raise AssertionError(r.stderr[-2000:])
+        got[isa] = dict(np.load(out))
+    assert "generic" in got
+    for isa, d in got.items():
+        for key in d:
+            np.testing.assert_array_equal(d[key], got["generic"][key], err_msg=f"{isa} {key}")
+
+
+# ----------------------------------------------------------------------------- errors
+
+def raises(exc, fn, *patterns):
+    with pytest.raises(exc) as info:
+        fn()
+    for p in patterns:
+        assert re.search(p, str(info.value), re.IGNORECASE), (p, str(info.value))
+
+
+def test_errors():
+    x = np.ones((1, 4, 8, 8))
+    w = np.ones((6, 2, 3, 3))
+    g = np.ones((1, 6, 6, 6))
+    raises(ValueError, lambda: cconv.conv2d_grad_input(np.ones((1, 6, 5, 6)), w, x.shape,
+                                                       groups=2),
+           "conv2d_grad_input", "grad_out", r"\(1, 6, 6, 6\)")
+    raises(ValueError, lambda: cconv.conv2d_grad_input(g, w, (4, 8), groups=2),
+           "conv2d_grad_input", "input_shape", "3 or 4")
+    raises(TypeError, lambda: cconv.conv2d_grad_input(g, w, "abc", groups=2),
+           "conv2d_grad_input", "input_shape")
+    raises(ValueError, lambda: cconv.conv2d_grad_input(g, w, (1, 4, 8, -8), groups=2),
+           "conv2d_grad_input", "input_shape")
+    raises(ValueError, lambda: cconv.conv2d_grad_input(g, w, x.shape, groups=1),
+           "conv2d_grad_input", "4 channels", "weight expects 2")
+    raises(ValueError, lambda: cconv.conv2d_grad_weight(x, g, (6, 2, 3), groups=2),
+           "conv2d_grad_weight", "weight_shape")
+    raises(ValueError, lambda: cconv.conv2d_grad_weight(x, g, (6, 2, 3, 3), groups=4),
+           "conv2d_grad_weight", "groups")
+    raises(ValueError, lambda: cconv.conv2d_grad_weight(x, g, (6, 2, 3, 3), 2, groups=2),
+           "conv2d_grad_weight", "grad_out")
+    raises(TypeError, lambda: cconv.conv2d_grad_weight(x, g.astype(complex), w.shape,
+                                                       groups=2), "conv2d_grad_weight",
+           "grad_out", "complex")
+    raises(ValueError, lambda: cconv.conv2d_backward(g, x, w, groups=2, need=("inputs",)),
+           "conv2d_backward", "need", "inputs")
+    raises(ValueError, lambda: cconv.conv2d_backward(g[:, :5], x, w, groups=2),
+           "conv2d_backward", "grad_out")
+    raises(ValueError, lambda: cconv.conv2d_grad_input(g, w, x.shape, groups=2,
+                                                       algorithm="winograd"),
+           "conv2d_grad_input", "winograd")
+    raises(ValueError, lambda: cconv.conv1d_grad_input(np.ones((1, 2, 4)), np.ones((2, 2, 3)),
+                                                       (1, 2, 6), padding_mode="mirror"),
+           "conv1d_grad_input", "padding_mode")
+    raises(ValueError, lambda: cconv.conv3d_grad_weight(np.ones((1, 2, 3, 3, 3)),
+                                                        np.ones((1, 2, 1, 1, 1)),
+                                                        (2, 2, 3, 3, 3), padding=3,
+                                                        padding_mode="reflect"),
+           "conv3d_grad_weight", "reflect")
+
+
+# ----------------------------------------------------------------------------- algorithms
+
+@pytest.mark.parametrize("layout", ["first", "last"])
+@pytest.mark.parametrize("nd,C,m,sp,k,stride,pad,dil", [
+    (2, 7, 1, (13, 11), (3, 3), 1, 1, 1),
+    (2, 5, 3, (9, 12), (3, 2), (2, 1), ((1, 0), (2, 1)), (1, 2)),
+    (1, 33, 2, (40,), (5,), 3, "same", 2),
+    (3, 4, 1, (5, 6, 4), (3, 3, 1), (1, 2, 1), 1, 1),
+])
+def test_depthwise_direct_matches_im2col(layout, nd, C, m, sp, k, stride, pad, dil):
+    rng = np.random.default_rng(21)
+    lay = LAST_LAYOUT[nd] if layout == "last" else DEFAULT_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, 2, C, C * m, C, sp, k)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    args = (stride, pad, dil, C)
+    y = conv_fn(nd)(x, w, None, *args, layout=lay)
+    g = rng.standard_normal(y.shape)
+    gi_fn, gw_fn, _ = bwd_fns(nd)
+    res = {}
+    for algo in ("direct", "im2col", "auto"):
+        res[algo] = (gi_fn(g, w, x.shape, *args, layout=lay, algorithm=algo),
+                     gw_fn(x, g, w.shape, *args, layout=lay, algorithm=algo))
+    for a, b in zip(res["direct"], res["im2col"]):
+        assert rel_error(a, b) <= 1e-13
+    for a, b in zip(res["direct"], res["auto"]):
+        np.testing.assert_array_equal(a, b)
+    lhs = np.vdot(y, g)
+    assert abs(lhs - np.vdot(x, res["direct"][0])) <= 1e-10 * abs(lhs) + 1e-12
+    assert abs(lhs - np.vdot(w, res["direct"][1])) <= 1e-10 * abs(lhs) + 1e-12
+    # float32, threads: bitwise identical for 1, 2, 3 threads
+    x32, w32, g32 = (a.astype(np.float32) for a in (x, w, g))
+    out = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            out.append((gi_fn(g32, w32, x.shape, *args, layout=lay),
+                        gw_fn(x32, g32, w.shape, *args, layout=lay)))
+    for r in out[1:]:
+        for a, b in zip(r, out[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_direct_rejects_dense():
+    raises(ValueError, lambda: cconv.conv2d_grad_weight(np.ones((1, 4, 5, 5)),
+                                                        np.ones((1, 2, 3, 3)), (2, 4, 3, 3),
+                                                        algorithm="direct"),
+           "conv2d_grad_weight", "direct", "depthwise", "4")
