@@ -15,3 +15,9 @@ __all__ = [
     "get_num_threads", "set_num_threads", "num_threads", "show_config",
     "__version__",
 ] + list(_backward_all)
+
+from ._shapes import conv_output_shape, conv_macs, receptive_field, ReceptiveField  # noqa: E402
+from . import nn, optim  # noqa: E402
+
+__all__ += ["conv_output_shape", "conv_macs", "receptive_field", "ReceptiveField", "nn",
+            "optim"]
