@@ -9,10 +9,12 @@ from .backward import *  # noqa: F401,F403  (grad_input / grad_weight / backward
 from .backward import __all__ as _backward_all
 from ._threads import get_num_threads, set_num_threads, num_threads
 from ._config import show_config
+from ._packed import PackedWeights, pack_weights
 
 __all__ = [
     "conv1d", "conv2d", "conv3d",
     "get_num_threads", "set_num_threads", "num_threads", "show_config",
+    "pack_weights", "PackedWeights",
     "__version__",
 ] + list(_backward_all)
 

@@ -14,6 +14,7 @@ cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, calloc, free
+from libc.string cimport memcpy
 from libc.stdint cimport int64_t
 
 import numpy as np
@@ -263,7 +264,7 @@ cdef void _bias_cols(floating *out, Py_ssize_t ldc, const floating *b, Py_ssize_
             out[i * ldc + j] += b[j]
 
 
-cdef int _nchw(const floating *x, const floating *w, const floating *bias, floating *out,
+cdef int _nchw(const floating *x, const floating *w, const floating *wpre, const floating *bias, floating *out,
                cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                bint shared, Py_ssize_t NC, Py_ssize_t nnb, Py_ssize_t MC, Py_ssize_t nmb,
                int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
@@ -282,7 +283,7 @@ cdef int _nchw(const floating *x, const floating *w, const floating *bias, float
     cdef floating *og
     cdef int failed = 0
     cdef int *failed_p = &failed
-    cdef floating *wp = _pack_weights_nchw(w, G, Og, K, MR, nthreads)
+    cdef floating *wp = <floating *> wpre if wpre != NULL else _pack_weights_nchw(w, G, Og, K, MR, nthreads)
     if wp == NULL:
         with gil:
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
@@ -340,14 +341,15 @@ cdef int _nchw(const floating *x, const floating *w, const floating *bias, float
                 if bias != NULL:
                     _bias_rows(og + i0 * P, P, bias + g * Og + i0, mc, P)
         free(cols)
-    free(wp)
+    if wpre == NULL:
+        free(wp)
     if failed:
         with gil:
             raise MemoryError("conv (im2col): cannot allocate a packing buffer")
     return 0
 
 
-cdef int _nhwc_rows(const floating *x, const floating *w, const floating *bias, floating *out,
+cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, const floating *bias, floating *out,
                     cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                     Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
                     int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
@@ -366,7 +368,7 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *bias, 
     cdef floating *og
     cdef int failed = 0
     cdef int *failed_p = &failed
-    cdef floating *wp = _pack_weights_nhwc(w, G, Og, K, NR, nthreads)
+    cdef floating *wp = <floating *> wpre if wpre != NULL else _pack_weights_nhwc(w, G, Og, K, NR, nthreads)
     if wp == NULL:
         with gil:
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
@@ -406,14 +408,15 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *bias, 
             if bias != NULL:
                 _bias_cols(og, O, bias + g * Og + j0, mc, nc)
         free(abuf)
-    free(wp)
+    if wpre == NULL:
+        free(wp)
     if failed:
         with gil:
             raise MemoryError("conv (im2col): cannot allocate a packing buffer")
     return 0
 
 
-cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *bias,
+cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wpre, const floating *bias,
                         floating *out, cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G,
                         Py_ssize_t O, Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC,
                         Py_ssize_t nnb, int MR, int NR, Py_ssize_t KC,
@@ -439,9 +442,10 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *bi
     cdef int failed = 0
     cdef int *failed_p = &failed
     cdef floating *zero = <floating *> calloc(Cg + 16, sizeof(floating))
-    cdef floating *wp = _pack_weights_nhwc(w, G, Og, K, NR, nthreads)
+    cdef floating *wp = <floating *> wpre if wpre != NULL else _pack_weights_nhwc(w, G, Og, K, NR, nthreads)
     if wp == NULL or zero == NULL:
-        free(wp)
+        if wpre == NULL:
+            free(wp)
         free(zero)
         with gil:
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
@@ -510,7 +514,8 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *bi
             if bias != NULL:
                 _bias_cols(og, O, bias + g * Og + j0, mc, nc)
         free(table)
-    free(wp)
+    if wpre == NULL:
+        free(wp)
     free(zero)
     if failed:
         with gil:
@@ -552,7 +557,7 @@ cdef void _virtual_item(const floating *base, const floating *wg, const floating
         v = vend
 
 
-cdef int _nchw_virtual(const floating *x, const floating *w, const floating *bias,
+cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpre, const floating *bias,
                        floating *out, cc_conv_geom geom, Py_ssize_t Dp, Py_ssize_t Hp,
                        Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                        Py_ssize_t NC, Py_ssize_t nnb, Py_ssize_t MC, Py_ssize_t nmb,
@@ -581,9 +586,10 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *bia
     cdef int failed = 0
     cdef int *failed_p = &failed
     cdef cc_idx *offs = <cc_idx *> malloc(K * sizeof(cc_idx) + 8)
-    cdef floating *wp = _pack_weights_nchw(w, G, Og, K, MR, nthreads)
+    cdef floating *wp = <floating *> wpre if wpre != NULL else _pack_weights_nchw(w, G, Og, K, MR, nthreads)
     if wp == NULL or offs == NULL:
-        free(wp)
+        if wpre == NULL:
+            free(wp)
         free(offs)
         with gil:
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
@@ -636,7 +642,8 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *bia
                                   P, buf, buf + KC * ncp)
                 free(buf)
         free(img)
-    free(wp)
+    if wpre == NULL:
+        free(wp)
     free(offs)
     if failed:
         with gil:
@@ -666,9 +673,9 @@ cdef double _virtual_waste(cc_conv_geom g):
 
 
 cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
-                       floating[:, :, :, :, ::1] out, const floating *bp, cc_conv_geom geom,
-                       Py_ssize_t N, Py_ssize_t G, Py_ssize_t O, int MR, int NR,
-                       Py_ssize_t KC, int nthreads):
+                       const floating *wpre, floating[:, :, :, :, ::1] out, const floating *bp,
+                       cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O, int MR,
+                       int NR, Py_ssize_t KC, int nthreads):
     # The padded grid covers every tap of every output pixel.
     cdef Py_ssize_t Dp = geom.OD + (geom.KD - 1) * geom.dd
     cdef Py_ssize_t Hp = geom.OH + (geom.KH - 1) * geom.dh
@@ -682,27 +689,32 @@ cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :
     imgs = N % nthreads == 0 or N >= 4 * nthreads
     mb, nmb, nb, nnb = _blocking(1 if imgs else G, Og, VP, MR, NR, MC_ROWS, nct,
                                  1 if imgs else nthreads)
-    _nchw_virtual[floating](&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0],
+    _nchw_virtual[floating](&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                             geom, Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, nthreads)
 
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
          floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad, tuple dil,
-         Py_ssize_t G, bint channels_last, int nthreads):
+         Py_ssize_t G, bint channels_last, int nthreads, object packed):
     cdef const floating[::1] b
+    cdef const floating[::1] pk
     cdef const floating *bp = NULL
+    cdef const floating *wpre = NULL
     cdef cc_conv_geom geom
     cdef Py_ssize_t N = x.shape[0], O, Cg, P, pb, npb, wb, nwb, KC, punit, ptarget, wunit
+    cdef Py_ssize_t K, Og, itemsize = sizeof(floating)
     cdef int MR, NR
+    cdef bint shared
     if bias is not None:
         b = bias
         bp = &b[0]
+    if packed is not None:
+        pk = packed
+        wpre = &pk[0]
     if floating is float:
         MR, NR, KC = cconv_mr_f32(), cconv_nr_f32(), CCONV_KC_F32
     else:
         MR, NR, KC = cconv_mr_f64(), cconv_nr_f64(), CCONV_KC_F64
-    cdef Py_ssize_t K, Og, itemsize = sizeof(floating)
-    cdef bint shared
     if channels_last:
         O = w.shape[4]
         Cg = w.shape[3]
@@ -716,34 +728,78 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     P = geom.OD * geom.OH * geom.OW
     K = Cg * geom.KD * geom.KH * geom.KW
     Og = O // G
-    punit, ptarget = (MR, 240) if channels_last else (NR, 384)
-    wunit = NR if channels_last else MR
-    pb, npb = _split(P, ptarget, punit)
-    shared = (nthreads > 1 and N * G * npb < 2 * nthreads
-              and K * (P + punit) * itemsize <= SHARED_MAX_BYTES)
-    if shared:
-        # split the weight dimension evenly over the threads
-        wb, nwb = _split(Og, _cdiv(Og, nthreads), wunit)
-    else:
-        wb, nwb = _split(Og, NC_COLS if channels_last else MC_ROWS, wunit)
-        if nthreads > 1:
-            _, _, pb, npb = _blocking(N * G, 1, P, 1, punit, 1, ptarget, nthreads)
     if channels_last:
         # pixel blocks first, output-channel blocks when the pixels run out
-        wb, nwb, pb, npb = _blocking(N * G, Og, P, NR, MR, NC_COLS, ptarget, nthreads)
+        wb, nwb, pb, npb = _blocking(N * G, Og, P, NR, MR, NC_COLS, 240, nthreads)
         if Cg >= INDIRECT_MIN_CHANNELS:  # A rows read in place: no cols at all
-            _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0],
+            _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                            geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
         else:
-            _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0],
+            _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                        geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
-    elif stride == (1, 1, 1) and _virtual_waste(geom) <= 1.5:
-        _run_nchw_virtual(x, w, out, bp, geom, N, G, O, MR, NR, KC, nthreads)
+        return
+    if stride == (1, 1, 1) and _virtual_waste(geom) <= 1.5:
+        _run_nchw_virtual(x, w, wpre, out, bp, geom, N, G, O, MR, NR, KC, nthreads)
+        return
+    pb, npb = _split(P, 384, NR)
+    shared = (nthreads > 1 and N * G * npb < 2 * nthreads
+              and K * (P + NR) * itemsize <= SHARED_MAX_BYTES)
+    if shared:
+        # split the weight rows evenly over the threads
+        wb, nwb = _split(Og, _cdiv(Og, nthreads), MR)
     else:
-        _nchw(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], bp, &out[0, 0, 0, 0, 0], geom,
-              N, G, O, shared, pb, npb, wb, nwb, MR, NR, KC, nthreads)
+        wb, nwb = _split(Og, MC_ROWS, MR)
+        if nthreads > 1:
+            _, _, pb, npb = _blocking(N * G, 1, P, 1, NR, 1, 384, nthreads)
+    _nchw(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0], geom,
+          N, G, O, shared, pb, npb, wb, nwb, MR, NR, KC, nthreads)
 
 
-def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads):
-    """Implicit-GEMM forward convolution into out5 (see functional._forward)."""
-    _run(x5, w5, out5, bias, stride, pad, dil, groups, channels_last, nthreads)
+def _pack_into(const floating[:, :, :, :, ::1] w, floating[::1] dst, Py_ssize_t G,
+               bint channels_last, int nthreads):
+    cdef Py_ssize_t O, Cg, K, Og
+    cdef floating *tmp
+    cdef int MR, NR
+    if floating is float:
+        MR, NR = cconv_mr_f32(), cconv_nr_f32()
+    else:
+        MR, NR = cconv_mr_f64(), cconv_nr_f64()
+    if channels_last:
+        O, Cg = w.shape[4], w.shape[3]
+        K = Cg * w.shape[0] * w.shape[1] * w.shape[2]
+        tmp = _pack_weights_nhwc(&w[0, 0, 0, 0, 0], G, O // G, K, NR, nthreads)
+    else:
+        O, Cg = w.shape[0], w.shape[1]
+        K = Cg * w.shape[2] * w.shape[3] * w.shape[4]
+        tmp = _pack_weights_nchw(&w[0, 0, 0, 0, 0], G, O // G, K, MR, nthreads)
+    if tmp == NULL:
+        raise MemoryError("pack_weights: cannot allocate the packed weights")
+    memcpy(&dst[0], tmp, dst.shape[0] * sizeof(floating))
+    free(tmp)
+
+
+def packed_size(w_shape, groups, channels_last, dtype):
+    """Elements of the packed weight buffer for the active ISA tile."""
+    MR, NR, _ = tile_shape(dtype)
+    if channels_last:
+        O, Cg = w_shape[4], w_shape[3]
+        K = Cg * w_shape[0] * w_shape[1] * w_shape[2]
+        return groups * -(-(O // groups) // NR) * NR * K
+    O, Cg = w_shape[0], w_shape[1]
+    K = Cg * w_shape[2] * w_shape[3] * w_shape[4]
+    return groups * -(-(O // groups) // MR) * MR * K
+
+
+def pack_weights(w5, groups, channels_last, nthreads):
+    """Weights (5-D, cconv's layout) packed into the GEMM panels the im2col drivers use
+    (MR-row panels for channels-first, NR-column panels for channels-last)."""
+    dst = np.empty(packed_size(w5.shape, groups, channels_last, w5.dtype), dtype=w5.dtype)
+    _pack_into(w5, dst, groups, channels_last, nthreads)
+    return dst
+
+
+def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads,
+                 packed=None):
+    """Implicit-GEMM forward convolution into out5 (see functional._forward).
+    `packed`: the output of pack_weights for w5 under the active ISA, or None."""
+    _run(x5, w5, out5, bias, stride, pad, dil, groups, channels_last, nthreads, packed)

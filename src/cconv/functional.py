@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import _depthwise, _direct, _im2col, _plan, _spec
+from ._packed import PackedWeights
 from ._threads import get_num_threads
 
 _NP_PAD_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
@@ -39,6 +40,13 @@ def _prepare_weight(spec, w):
 
 def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
              padding_mode, layout, algorithm, out):
+    packed = None
+    if isinstance(weight, PackedWeights):
+        packed = weight
+        if packed.layout != layout:
+            raise ValueError(f"{fname}: weight was packed for layout {packed.layout!r}, but the "
+                             f"call uses layout={layout!r}")
+        weight = packed.weight
     spec, x, weight, bias = _spec.forward_spec(
         fname, nd, x, weight, bias, stride, padding, dilation, groups, padding_mode,
         layout, algorithm)
@@ -63,7 +71,8 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
     args = (x5, w5, b, out5, spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3),
             spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
     if algo is _plan.Algorithm.IM2COL:
-        _im2col.conv_forward(*args)
+        use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
+        _im2col.conv_forward(*args, packed=packed.panels if use else None)
     elif algo is _plan.Algorithm.DEPTHWISE:
         _depthwise.conv_forward(*args)
     else:

@@ -1,0 +1,85 @@
+"""Weights packed once into the GEMM panels of the im2col algorithm, reused by every
+call that passes them in place of the weight array (XNNPACK-style: pack once, run
+many times). Layers keep one of these and repack only when their weights change."""
+import numpy as np
+
+from . import _im2col, _spec
+from ._threads import get_num_threads
+
+
+class PackedWeights:
+    """Convolution weights plus their packed GEMM panels.
+
+    Made by :func:`cconv.pack_weights`. Accepted as ``weight`` by ``conv1d/2d/3d`` with
+    the same layout (another layout is a ValueError). The panels are used when the call
+    runs the im2col algorithm with the packed groups and compute dtype on the ISA path
+    they were packed for; any other call uses ``weight`` as usual (same result).
+    ``weight`` is a read-only copy taken at packing time: later edits of the original
+    array do not reach it (pack again).
+    """
+
+    __slots__ = ("weight", "layout", "groups", "nd", "dtype", "panels", "isa", "tile")
+
+    def __init__(self, weight, layout, groups, nd, panels, isa, tile):
+        self.weight = weight
+        self.layout = layout
+        self.groups = groups
+        self.nd = nd
+        self.dtype = weight.dtype
+        self.panels = panels
+        self.isa = isa
+        self.tile = tile
+
+    @property
+    def shape(self):
+        return self.weight.shape
+
+    @property
+    def ndim(self):
+        return self.weight.ndim
+
+    def __repr__(self):
+        return (f"PackedWeights(shape={self.shape}, layout={self.layout!r}, groups={self.groups}, "
+                f"dtype={self.dtype}, isa={self.isa!r}, tile={self.tile})")
+
+    def usable(self, dtype):
+        """Whether the panels fit a call computing in `dtype` on the active ISA path."""
+        return (dtype == self.dtype and self.isa == _im2col.isa_active()
+                and self.tile == _im2col.tile_shape(dtype))
+
+
+def pack_weights(weight, *, layout="NCHW", groups=1, dtype=None):
+    """Pack convolution weights once for repeated ``conv1d/2d/3d`` calls.
+
+    weight: in the layout's weight convention ((O, C/groups, *k) for NCL/NCHW/NCDHW,
+    (*k, C/groups, O) for NLC/NHWC/NDHWC). dtype: the compute dtype (float32 or
+    float64; default: the weight's, with integers as float64 and float16 as float32).
+    Returns a :class:`PackedWeights`.
+    """
+    fname = "pack_weights"
+    nd = next((n for n, ls in _spec.LAYOUTS.items() if layout in ls), None)
+    if nd is None:
+        raise ValueError(f"{fname}: layout={layout!r} is not one of "
+                         f"{sum(_spec.LAYOUTS.values(), ())}")
+    w = _spec.as_array(fname, "weight", weight)
+    if w.ndim != nd + 2:
+        raise ValueError(f"{fname}: weight for layout {layout} must be {nd + 2}-D, got shape "
+                         f"{w.shape}")
+    dt = _spec.compute_dtype(fname, [("weight", w)]) if dtype is None else np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"{fname}: dtype must be float32 or float64, got {dt}")
+    channels_last = layout == _spec.LAYOUTS[nd][1]
+    O = w.shape[-1] if channels_last else w.shape[0]
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{fname}: groups must be an int >= 1, got {groups!r}")
+    if O % groups:
+        raise ValueError(f"{fname}: {O} output channels are not divisible by groups={groups}")
+    w = np.array(w, dtype=dt, order="C", copy=True)
+    w.setflags(write=False)
+    k = w.shape[:nd] if channels_last else w.shape[2:]
+    k3 = (1,) * (3 - nd) + tuple(k)
+    w5 = w.reshape(k3 + w.shape[nd:] if channels_last else w.shape[:2] + k3)
+    panels = _im2col.pack_weights(w5, groups, channels_last, get_num_threads())
+    panels.setflags(write=False)
+    return PackedWeights(w, layout, groups, nd, panels, _im2col.isa_active(),
+                         _im2col.tile_shape(dt))
