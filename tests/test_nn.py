@@ -10,18 +10,23 @@ from nn_models import cifar_cnn, residual_block
 F64 = np.float64
 
 
-def _fd_check(f, arr, analytic, rng, n_max=24, eps=1e-6, tol=1e-6):
-    """Central differences of scalar f() w.r.t. entries of arr (in place) vs analytic."""
+def _fd_check(f, arr, analytic, rng, n_max=24, eps=1e-6, tol=1e-6, changed=None):
+    """Central differences of scalar f() w.r.t. entries of arr (in place) vs analytic.
+    ``changed``: called after each in-place edit (a layer's mark_changed: the repack rule)."""
+    changed = changed or (lambda: None)
     flat = arr.reshape(-1)
     idx = np.arange(flat.size) if flat.size <= n_max else rng.choice(flat.size, n_max, False)
     an = np.asarray(analytic).reshape(-1)
     for i in idx:
         old = flat[i]
         flat[i] = old + eps
+        changed()
         fp = f()
         flat[i] = old - eps
+        changed()
         fm = f()
         flat[i] = old
+        changed()
         num = (fp - fm) / (2 * eps)
         assert abs(num - an[i]) <= tol * max(1.0, abs(num)), (i, num, an[i])
 
@@ -43,7 +48,7 @@ def check_layer(layer, x, seed=0, tol=1e-6):
 
     _fd_check(f, x, gx, rng, tol=tol)
     for name, p, _ in layer.named_parameters():
-        _fd_check(f, p, grads[name], rng, tol=tol)
+        _fd_check(f, p, grads[name], rng, tol=tol, changed=layer.mark_changed)
 
 
 def randn(*shape, seed=0):

@@ -6,10 +6,11 @@ Weights live in the layer's layout: PyTorch's (O, C/groups, *k) (transposed:
 ``state_dict()`` always holds PyTorch's layout, whatever the layer's layout, so
 checkpoints port between layouts and to/from PyTorch.
 
-Repack rule. A conv layer keeps the weight in the form the kernels take
-(``_packed_weight``: today a C-contiguous array of the compute dtype; the same slot
-will hold GEMM-packed or Winograd-transformed weights once the functional API exposes a
-pre-packed handle) and rebuilds it only when the cache key changes. The key is
+Repack rule. A (non-transposed) conv layer keeps its weights packed into the im2col
+GEMM panels (``cconv.pack_weights`` -> ``PackedWeights``, passed to ``conv*d`` in place
+of the weight array; transposed convolutions keep a C-contiguous copy of the compute
+dtype) and rebuilds the pack only when the cache key changes. The pack holds a COPY of
+the weights, and forward and backward both use it, so they always agree. The key is
 ``(layer.version, id(weight), weight.shape, weight.dtype, data pointer)``:
 
 * ``version`` is bumped by every optimizer step that touches the layer's parameters (the
@@ -30,6 +31,7 @@ import numpy as np
 from .. import backward as _bw
 from .. import functional as _fn
 from .. import _spec
+from .._packed import pack_weights
 from . import init
 from .module import Module, _dtype
 
@@ -130,10 +132,17 @@ class _ConvNd(Module):
         w = self.params["weight"]
         key = (self.version, id(w), w.shape, w.dtype, w.__array_interface__["data"][0])
         if key != self._cache_key:
-            self._cache = np.ascontiguousarray(w, dtype=self.dtype)
+            if self.transposed:
+                self._cache = np.ascontiguousarray(w, dtype=self.dtype)
+            else:
+                self._cache = pack_weights(w, layout=self.layout, groups=self.groups,
+                                           dtype=self.dtype)
             self._cache_key = key
             self.repacks += 1
         return self._cache
+
+    def _weight_array(self, packed):
+        return packed if self.transposed else packed.weight
 
     def _args(self):
         return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
@@ -159,7 +168,7 @@ class _ConvNd(Module):
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         need = ("input",) if self.need_input_grad else ()
         need += ("weight",) + (("bias",) if "bias" in self.params else ())
-        w = self._packed_weight()
+        w = self._weight_array(self._packed_weight())
         if self.transposed:
             gi, gw, gb = _TBWD[self.nd](grad_out, self._x, w, self.stride, self.padding,
                                         self.output_padding, self.groups, self.dilation,
