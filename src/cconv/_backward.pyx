@@ -477,10 +477,10 @@ def channel_block(Py_ssize_t N, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t taps, in
     """Input channels per grad_input work item: about KB_TARGET dcols rows, split finer
     when there are too few items for the threads (this never changes a sum)."""
     cdef Py_ssize_t cb = max(1, KB_TARGET // max(taps, 1)), ncb
-    cb = min(cb, Cg)
+    cb = max(1, min(cb, Cg))
     ncb = (Cg + cb - 1) // cb
-    if N * G * ncb < 2 * nthreads:
-        ncb = min(Cg, (2 * nthreads + N * G - 1) // (N * G))
+    if 0 < N * G * ncb < 2 * nthreads:
+        ncb = max(1, min(Cg, (2 * nthreads + N * G - 1) // (N * G)))
         cb = (Cg + ncb - 1) // ncb
     return max(cb, 1)
 
@@ -715,23 +715,26 @@ def _dw_grad_weight_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :,
                     for oh in range(OH):
                         for ow in range(OW):
                             yp = &dy[n, od, oh, ow, 0]
-                            for t in range(taps):
-                                kd = t // (KH * KW)
-                                kh = (t // KW) % KH
-                                kw = t % KW
+                            for kd in range(KD):
                                 idd = od * sd + kd * dd - pd
-                                ih = oh * sh + kh * dh - ph
-                                iw = ow * sw + kw * dw_ - pw
-                                if idd < 0 or idd >= D or ih < 0 or ih >= H or iw < 0 or iw >= W:
+                                if idd < 0 or idd >= D:
                                     continue
-                                xp = &x[n, idd, ih, iw, 0]
-                                acc = buf + t * ob - o0
-                                if m == 1:
-                                    for o in range(o0, o1):
-                                        acc[o] = acc[o] + yp[o] * xp[o]
-                                else:
-                                    for o in range(o0, o1):
-                                        acc[o] = acc[o] + yp[o] * xp[o // m]
+                                for kh in range(KH):
+                                    ih = oh * sh + kh * dh - ph
+                                    if ih < 0 or ih >= H:
+                                        continue
+                                    for kw in range(KW):
+                                        iw = ow * sw + kw * dw_ - pw
+                                        if iw < 0 or iw >= W:
+                                            continue
+                                        xp = &x[n, idd, ih, iw, 0]
+                                        acc = buf + ((kd * KH + kh) * KW + kw) * ob - o0
+                                        if m == 1:
+                                            for o in range(o0, o1):
+                                                acc[o] = acc[o] + yp[o] * xp[o]
+                                        else:
+                                            for o in range(o0, o1):
+                                                acc[o] = acc[o] + yp[o] * xp[o // m]
             for t in range(taps):
                 for o in range(o0, o1):
                     (&dwt[0, 0, 0, 0, 0])[t * O + o] = buf[t * ob + o - o0]
@@ -741,11 +744,11 @@ def _dw_grad_weight_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :,
 
 
 def _channel_split(Py_ssize_t n_items, Py_ssize_t channels, int nthreads):
-    """Channels per block: all of them, or fewer so that there are >= 2 items per thread
+    """Channels per block: all of them, or fewer so that there are >= 1 item per thread
     (never below 16 channels). Blocking never changes a sum."""
     cdef Py_ssize_t nb = 1
-    if n_items < 2 * nthreads:
-        nb = (2 * nthreads + n_items - 1) // n_items
+    if n_items < nthreads:
+        nb = (nthreads + n_items - 1) // n_items
     cdef Py_ssize_t b = (channels + nb - 1) // nb
     return max(min(channels, max(b, 16)), 1)
 

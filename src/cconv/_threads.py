@@ -8,10 +8,24 @@ cconv (it calls ``omp_set_num_threads`` on cconv's OpenMP runtime), and
 """
 import contextlib
 import operator
+import os
 
 from . import _core
 
 _requested = None  # last value given to set_num_threads (applies to new Python threads too)
+_forked_child = False  # set in a child made by os.fork()
+
+
+def _after_fork_in_child():
+    # GNU OpenMP's thread pool does not survive fork(): a parallel region in the child
+    # of a process that already ran one can hang. A forked child runs on one thread
+    # (no parallel region is started), which is always safe.
+    global _forked_child
+    _forked_child = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_num_threads():
@@ -19,9 +33,10 @@ def get_num_threads():
 
     It is OpenMP's setting for the calling thread, capped by the last
     ``set_num_threads`` value (OpenMP keeps one setting per OS thread, so the cap is
-    what makes ``set_num_threads`` apply to other Python threads as well).
+    what makes ``set_num_threads`` apply to other Python threads as well). In a child
+    process made by ``os.fork()`` it is 1: GNU OpenMP's threads do not survive fork.
     """
-    if not _core.openmp_enabled():
+    if not _core.openmp_enabled() or _forked_child:
         return 1
     n = _core.omp_max_threads()
     return n if _requested is None else min(n, _requested)

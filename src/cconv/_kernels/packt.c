@@ -30,26 +30,28 @@ void cconv_pack_bt_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k
                                      cc_idx p0, cc_idx pc, int nr, cc_idx ps, T *bp) {      \
     const cc_idx HW = g->H * g->W, DHW = g->D * HW, OHW = g->OH * g->OW;                    \
     const cc_idx taps = g->KD * g->KH * g->KW;                                              \
+    const cc_idx sw = g->sw;                                                                \
     cc_idx kcp = ((kc + nr - 1) / nr) * nr;                                                 \
     for (cc_idx i = 0; i < pc && kcp > kc; i++)                                             \
         put_row_##SUF(bp, ps, nr, i, kc, kcp - kc, NULL);                                   \
+    /* (c, kd, kh, kw) of k0 and (od, oh, ow) of p0; both advanced without divisions */     \
+    cc_idx c = k0 / taps, t0 = k0 % taps;                                                   \
+    cc_idx kd = t0 / (g->KH * g->KW), kh = (t0 / g->KW) % g->KH, kw = t0 % g->KW;           \
+    const cc_idx od0 = p0 / OHW, oh0 = (p0 / g->OW) % g->OH, ow0 = p0 % g->OW;              \
     for (cc_idx kk = 0; kk < kc; kk++) {                                                    \
-        cc_idx k = k0 + kk;                                                                 \
-        cc_idx c = k / taps, t = k % taps;                                                  \
-        cc_idx kd = t / (g->KH * g->KW), kh = (t / g->KW) % g->KH, kw = t % g->KW;          \
         const T *xc = x + c * DHW;                                                          \
         T *dst = bp + (kk / nr) * ps + kk % nr;  /* column kk: row i at dst[i*nr] */        \
         cc_idx woff = kw * g->dw - g->pw;                                                   \
-        cc_idx ow_lo = imax(0, ceil_div(-woff, g->sw));                                     \
-        cc_idx ow_hi = imin(g->OW, floor_div(g->W - 1 - woff, g->sw) + 1);                  \
-        cc_idx p = p0, pend = p0 + pc;                                                      \
-        while (p < pend) {                                                                  \
-            cc_idx od = p / OHW, oh = (p / g->OW) % g->OH, ow = p % g->OW;                  \
-            cc_idx run_end = imin(pend, p + (g->OW - ow));                                  \
-            cc_idx ow_end = ow + (run_end - p);                                             \
+        cc_idx ow_lo = imax(0, ceil_div(-woff, sw));                                        \
+        cc_idx ow_hi = imin(g->OW, floor_div(g->W - 1 - woff, sw) + 1);                     \
+        cc_idx od = od0, oh = oh0, ow = ow0;                                                \
+        cc_idx i = 0;                                                                       \
+        while (i < pc) {                                                                    \
+            cc_idx run = imin(pc - i, g->OW - ow);                                          \
+            cc_idx ow_end = ow + run;                                                       \
             cc_idx id = od * g->sd + kd * g->dd - g->pd;                                    \
             cc_idx ih = oh * g->sh + kh * g->dh - g->ph;                                    \
-            T *d = dst + (p - p0 - ow) * nr;  /* row of ow = 0 in this run */               \
+            T *d = dst + (i - ow) * nr;  /* row of ow = 0 in this run */                    \
             if (id < 0 || id >= g->D || ih < 0 || ih >= g->H || ow_lo >= ow_hi) {            \
                 for (cc_idx j = ow; j < ow_end; j++) d[j * nr] = (T)0;                     \
             } else {                                                                        \
@@ -58,14 +60,18 @@ void cconv_pack_bt_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k
                 const T *row = xc + id * HW + ih * g->W + woff;                             \
                 cc_idx j = ow;                                                              \
                 for (; j < a; j++) d[j * nr] = (T)0;                                        \
-                if (g->sw == 1)                                                             \
+                if (sw == 1)                                                                \
                     for (; j < b; j++) d[j * nr] = row[j];                                  \
                 else                                                                        \
-                    for (; j < b; j++) d[j * nr] = row[j * g->sw];                          \
+                    for (; j < b; j++) d[j * nr] = row[j * sw];                             \
                 for (; j < ow_end; j++) d[j * nr] = (T)0;                                   \
             }                                                                               \
-            p = run_end;                                                                    \
+            i += run;                                                                       \
+            ow = 0;                                                                         \
+            if (++oh == g->OH) { oh = 0; od++; }                                            \
         }                                                                                   \
+        if (++kw == g->KW) { kw = 0; if (++kh == g->KH) { kh = 0;                           \
+            if (++kd == g->KD) { kd = 0; c++; } } }                                         \
     }                                                                                       \
 }                                                                                           \
                                                                                             \
