@@ -17,3 +17,9 @@ __all__ = [
     "pack_weights", "PackedWeights",
     "__version__",
 ] + list(_backward_all)
+
+from ._shapes import conv_output_shape, conv_macs, receptive_field, ReceptiveField  # noqa: E402
+from . import nn, optim  # noqa: E402
+
+__all__ += ["conv_output_shape", "conv_macs", "receptive_field", "ReceptiveField", "nn",
+            "optim"]

@@ -1,0 +1,146 @@
+"""Batch normalisation, PyTorch's exact semantics.
+
+Training: normalise with the batch mean and the BIASED batch variance; update
+``running_mean`` / ``running_var`` with ``momentum`` (``running = (1 - m) * running + m *
+stat``; ``momentum=None``: cumulative average) using the UNBIASED variance
+(``var * n / (n - 1)``); ``num_batches_tracked += 1``. Eval: normalise with the running
+statistics (or batch statistics if ``track_running_stats=False``).
+"""
+import numpy as np
+
+from .conv import _CHANNELS_LAST, _CHANNELS_FIRST
+from .module import Module, _dtype
+
+
+class _BatchNorm(Module):
+    _ndims = (4,)
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, *, layout=None, dtype=np.float32):
+        super().__init__()
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = momentum
+        self.affine = affine
+        self.track_running_stats = track_running_stats
+        if layout is not None and layout not in _CHANNELS_LAST + _CHANNELS_FIRST:
+            raise ValueError(f"{type(self).__name__}: layout={layout!r} is not a known "
+                             f"layout ({_CHANNELS_FIRST + _CHANNELS_LAST})")
+        self.channels_last = layout in _CHANNELS_LAST
+        self.dtype = _dtype(dtype)
+        C = self.num_features
+        if affine:
+            self._add_param("weight", np.ones(C, self.dtype))
+            self._add_param("bias", np.zeros(C, self.dtype))
+        if track_running_stats:
+            self.buffers["running_mean"] = np.zeros(C, self.dtype)
+            self.buffers["running_var"] = np.ones(C, self.dtype)
+            self.buffers["num_batches_tracked"] = np.zeros((), np.int64)
+        self._cache = None
+
+    @property
+    def running_mean(self):
+        return self.buffers.get("running_mean")
+
+    @property
+    def running_var(self):
+        return self.buffers.get("running_var")
+
+    @property
+    def num_batches_tracked(self):
+        return self.buffers.get("num_batches_tracked")
+
+    def _axis(self, x):
+        name = type(self).__name__
+        if x.ndim not in self._ndims:
+            raise ValueError(f"{name}: expected a {' or '.join(map(str, self._ndims))}-D "
+                             f"input, got shape {x.shape}")
+        axis = x.ndim - 1 if (self.channels_last and x.ndim > 2) else 1
+        if x.shape[axis] != self.num_features:
+            raise ValueError(f"{name}: input has {x.shape[axis]} channels (axis {axis}) but "
+                             f"num_features={self.num_features}")
+        return axis
+
+    def _csum(self, a, axis):
+        """Per-channel sum, contiguous inner reductions (pairwise summation)."""
+        C = a.shape[axis]
+        if axis == a.ndim - 1:
+            return a.reshape(-1, C).sum(axis=0)
+        return a.reshape(a.shape[0], C, -1).sum(axis=2).sum(axis=0)
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
+        axis = self._axis(x)
+        C = self.num_features
+        bshape = [1] * x.ndim
+        bshape[axis] = C
+        n = x.size // C if C else 0
+        batch = self.training or not self.track_running_stats
+        if batch:
+            if n <= 1 and self.training:
+                raise ValueError(f"{type(self).__name__}: expected more than 1 value per "
+                                 f"channel in training, got input shape {x.shape}")
+            mean = self._csum(x, axis) / n
+            xc = x - mean.reshape(bshape)
+            var = self._csum(xc * xc, axis) / n  # biased
+            if self.training and self.track_running_stats:
+                nbt = self.buffers["num_batches_tracked"]
+                nbt += 1
+                f = (1.0 / float(nbt)) if self.momentum is None else float(self.momentum)
+                rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+                rm *= 1 - f
+                rm += f * mean
+                rv *= 1 - f
+                rv += f * var * (n / (n - 1))
+        else:
+            mean = self.buffers["running_mean"]
+            var = self.buffers["running_var"]
+            xc = x - mean.reshape(bshape)
+        inv = (1.0 / np.sqrt(var + self.eps)).astype(self.dtype)
+        xhat = xc
+        xhat *= inv.reshape(bshape)
+        if self.affine:
+            y = xhat * self.params["weight"].reshape(bshape)
+            y += self.params["bias"].reshape(bshape)
+        else:
+            y = xhat.copy()
+        self._cache = (xhat, inv, batch, axis, tuple(bshape), n)
+        return y
+
+    def backward(self, grad_out):
+        xhat, inv, batch, axis, bshape, n = self._cache
+        g = np.asarray(grad_out, dtype=self.dtype)
+        dbeta = self._csum(g, axis)
+        dgamma = self._csum(g * xhat, axis)
+        if self.affine:
+            self.grads["weight"] += dgamma
+            self.grads["bias"] += dbeta
+            gamma = self.params["weight"]
+        else:
+            gamma = np.ones(self.num_features, self.dtype)
+        if not self.need_input_grad:
+            return None
+        scale = (gamma * inv).reshape(bshape)
+        if not batch:  # running statistics are constants
+            return g * scale
+        dx = xhat * (dgamma / n).reshape(bshape)
+        dx += (dbeta / n).reshape(bshape)
+        np.subtract(g, dx, out=dx)
+        dx *= scale
+        return dx
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm over (N, C) or (N, C, L) inputs (``layout="NLC"``: (N, L, C))."""
+    _ndims = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm over (N, C, H, W) inputs (``layout="NHWC"``: (N, H, W, C))."""
+    _ndims = (4,)
