@@ -25,6 +25,7 @@ KERNEL_SOURCES = [os.path.join(KERNEL_DIR, "gemm.c"), os.path.join(KERNEL_DIR, "
 EXTENSIONS = {
     "cconv._core": [],
     "cconv._direct": [],
+    "cconv._layers": [],
     "cconv._im2col": KERNEL_SOURCES,
     "cconv._gemm": KERNEL_SOURCES,
     # depthwise.c dispatches on the ISA state kept in gemm.c: compiled together.

@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 
+from .. import _layers
+from .._threads import get_num_threads
 from .module import Module
 
 try:  # exact erf when SciPy is around (it is not a dependency)
@@ -24,16 +26,33 @@ except ImportError:  # pragma: no cover
 
 
 class ReLU(Module):
-    """max(x, 0); the gradient is passed where x > 0 (PyTorch's rule)."""
+    """max(x, 0); the gradient is passed where x > 0 (PyTorch's rule). float32/float64
+    run in one threaded pass (cconv._layers) that keeps the output, not a mask: the
+    output is > 0 exactly where the input is."""
 
     def forward(self, x):
         x = np.asarray(x)
-        self._mask = x > 0
-        return np.maximum(x, 0, dtype=x.dtype) if x.dtype.kind == "f" else np.maximum(x, 0)
+        if x.dtype in (np.float32, np.float64):
+            xc = np.ascontiguousarray(x)
+            y = np.empty(xc.shape, xc.dtype)
+            if y.size:
+                _layers.relu_forward(xc.reshape(-1), y.reshape(-1), get_num_threads())
+            self._y, self._mask = y, None
+            return y
+        self._y, self._mask = None, x > 0
+        return np.maximum(x, 0)
 
     def backward(self, grad_out):
         g = np.asarray(grad_out)
-        return np.where(self._mask, g, g.dtype.type(0))
+        if self._y is not None and g.dtype == self._y.dtype and g.shape == self._y.shape:
+            gc = np.ascontiguousarray(g)
+            dx = np.empty(gc.shape, gc.dtype)
+            if dx.size:
+                _layers.relu_backward(gc.reshape(-1), self._y.reshape(-1), dx.reshape(-1),
+                                      get_num_threads())
+            return dx
+        mask = self._mask if self._y is None else self._y > 0
+        return np.where(mask, g, g.dtype.type(0))
 
 
 class LeakyReLU(Module):

@@ -9,6 +9,8 @@ PyTorch) and its backward routes each gradient to that input.
 import numpy as np
 
 from .conv import _CHANNELS_LAST, _CHANNELS_FIRST
+from .. import _layers
+from .._threads import get_num_threads
 from .module import Module
 
 
@@ -96,6 +98,21 @@ class MaxPool2d(_Pool2d):
     def forward(self, x):
         x = np.asarray(x)
         axes, outs, padded = self._geometry(x)
+        if x.ndim == 4 and x.dtype in (np.float32, np.float64) and x.size:
+            # one threaded pass (cconv._layers) that records the winning input position
+            xc = np.ascontiguousarray(x)
+            shape = ((x.shape[0],) + tuple(outs) + (x.shape[3],) if self.channels_last
+                     else x.shape[:2] + tuple(outs))
+            y = np.empty(shape, x.dtype)
+            arg = np.empty(shape, np.int32)
+            (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (self.kernel_size, self.stride,
+                                                      self.padding, self.dilation)
+            _layers.maxpool2d_forward(xc, y, arg, kh, kw, sh, sw, ph, pw, dh, dw,
+                                      self.channels_last, get_num_threads())
+            self._cache = None
+            self._fast = (x.shape, arg)
+            return y
+        self._fast = None
         xp = self._pad(x, axes, padded, -np.inf)
         kh, kw = self.kernel_size
         best = arg = None
@@ -116,6 +133,14 @@ class MaxPool2d(_Pool2d):
         return best
 
     def backward(self, grad_out):
+        if getattr(self, "_fast", None) is not None:
+            shape, arg = self._fast
+            g = np.ascontiguousarray(grad_out)
+            if g.dtype not in (np.float32, np.float64):
+                g = g.astype(np.float64)
+            dx = np.empty(shape, g.dtype)
+            _layers.maxpool2d_backward(g, arg, dx, self.channels_last, get_num_threads())
+            return dx
         shape, pshape, axes, outs, padded, arg = self._cache
         g = np.asarray(grad_out)
         dxp = np.zeros(pshape, g.dtype)

@@ -1,0 +1,114 @@
+"""Cython kernels for the element-wise and pooling layers of cconv.nn, where NumPy's
+temporaries and masks would dominate a training step. Written once over the fused
+floating type; OpenMP over independent slices, so results do not depend on the
+thread count (pooling backward accumulates each input plane on one thread, in output
+order)."""
+cimport cython
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.string cimport memset
+from libc.stdint cimport int32_t, int64_t
+
+import numpy as np
+
+
+@cython.boundscheck(False)
+def relu_forward(const floating[::1] x, floating[::1] y, int nthreads):
+    """y = max(x, 0), NaN kept (as torch.relu)."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    cdef floating v
+    for i in prange(n, nogil=True, schedule="static", num_threads=nthreads):
+        v = x[i]
+        y[i] = 0 if v <= 0 else v  # one compare, false for NaN: branch-free select
+
+
+cdef extern from "eltwise.h" nogil:
+    void cconv_relu_backward_f32(const float *g, const float *y, float *dx, int64_t n)
+    void cconv_relu_backward_f64(const double *g, const double *y, double *dx, int64_t n)
+
+cdef enum:
+    CHUNK = 16384  # elements per parallel step
+
+
+@cython.boundscheck(False)
+def relu_backward(const floating[::1] g, const floating[::1] y, floating[::1] dx, int nthreads):
+    """dx = g where the forward output y > 0 (i.e. x > 0), else 0."""
+    cdef Py_ssize_t c, i0, n = g.shape[0]
+    for c in prange((n + CHUNK - 1) // CHUNK, nogil=True, schedule="static",
+                    num_threads=nthreads):
+        i0 = c * CHUNK
+        if floating is float:
+            cconv_relu_backward_f32(&g[i0], &y[i0], &dx[i0], min(CHUNK, n - i0))
+        else:
+            cconv_relu_backward_f64(&g[i0], &y[i0], &dx[i0], min(CHUNK, n - i0))
+
+
+@cython.boundscheck(False)
+def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
+                      int32_t[:, :, :, ::1] arg, int kh, int kw, int sh, int sw, int ph,
+                      int pw, int dh, int dw, bint channels_last, int nthreads):
+    """Max over each window (taps outside the input skipped, as -inf padding); arg gets
+    the winning input position h*W + w. NaN wins, the last NaN in tap order (PyTorch)."""
+    cdef Py_ssize_t N = x.shape[0], C, H, W, OH, OW, plane, n, c, oh, ow, i, j, ih, iw
+    cdef Py_ssize_t best_i
+    cdef floating best, v
+    if channels_last:
+        H, W, C = x.shape[1], x.shape[2], x.shape[3]
+        OH, OW = y.shape[1], y.shape[2]
+    else:
+        C, H, W = x.shape[1], x.shape[2], x.shape[3]
+        OH, OW = y.shape[2], y.shape[3]
+    for plane in prange(N * C, nogil=True, schedule="static", num_threads=nthreads):
+        n = plane // C
+        c = plane % C
+        for oh in range(OH):
+            for ow in range(OW):
+                best_i = -1
+                best = 0
+                for i in range(kh):
+                    ih = oh * sh - ph + i * dh
+                    if ih < 0 or ih >= H:
+                        continue
+                    for j in range(kw):
+                        iw = ow * sw - pw + j * dw
+                        if iw < 0 or iw >= W:
+                            continue
+                        v = x[n, ih, iw, c] if channels_last else x[n, c, ih, iw]
+                        if best_i < 0 or v > best or v != v:
+                            best = v
+                            best_i = ih * W + iw
+                if channels_last:
+                    y[n, oh, ow, c] = best
+                    arg[n, oh, ow, c] = <int32_t> best_i
+                else:
+                    y[n, c, oh, ow] = best
+                    arg[n, c, oh, ow] = <int32_t> best_i
+
+
+@cython.boundscheck(False)
+def maxpool2d_backward(const floating[:, :, :, ::1] g, const int32_t[:, :, :, ::1] arg,
+                       floating[:, :, :, ::1] dx, bint channels_last, int nthreads):
+    """dx[window argmax] += g (dx zeroed here); one thread per (image, channel) plane."""
+    cdef Py_ssize_t N = dx.shape[0], C, W, OH, OW, plane, n, c, oh, ow, a
+    if channels_last:
+        W, C = dx.shape[2], dx.shape[3]
+        OH, OW = g.shape[1], g.shape[2]
+    else:
+        C, W = dx.shape[1], dx.shape[3]
+        OH, OW = g.shape[2], g.shape[3]
+    with nogil:
+        memset(&dx[0, 0, 0, 0], 0, dx.shape[0] * dx.shape[1] * dx.shape[2] * dx.shape[3]
+               * sizeof(floating))
+    for plane in prange(N * C, nogil=True, schedule="static", num_threads=nthreads):
+        n = plane // C
+        c = plane % C
+        for oh in range(OH):
+            for ow in range(OW):
+                if channels_last:
+                    a = arg[n, oh, ow, c]
+                    if a >= 0:
+                        dx[n, a // W, a % W, c] += g[n, oh, ow, c]
+                else:
+                    a = arg[n, c, oh, ow]
+                    if a >= 0:
+                        dx[n, c, a // W, a % W] += g[n, c, oh, ow]
