@@ -112,3 +112,111 @@ def maxpool2d_backward(const floating[:, :, :, ::1] g, const int32_t[:, :, :, ::
                     a = arg[n, c, oh, ow]
                     if a >= 0:
                         dx[n, c, a // W, a % W] += g[n, c, oh, ow]
+
+
+# ----------------------------------------------------------------------------- batch norm
+# x is viewed as (A, C, B): NCHW (A=N, B=H*W) or channels-last (A=N*H*W, B=1). Per-channel
+# sums are taken over fixed blocks of A (partials in float64), then added in block order:
+# the result does not depend on the thread count.
+
+cdef Py_ssize_t _bn_rows(Py_ssize_t C, Py_ssize_t B) noexcept nogil:
+    cdef Py_ssize_t r = 16384 // (C * B) if C * B > 0 else 1
+    return r if r > 0 else 1
+
+
+@cython.boundscheck(False)
+def bn_train_forward(const floating[:, :, ::1] x, const floating[::1] gamma,
+                     const floating[::1] beta, double eps, floating[:, :, ::1] y,
+                     floating[:, :, ::1] xhat, double[::1] mean, double[::1] var,
+                     floating[::1] inv, int nthreads):
+    """Batch statistics (mean, biased var) and y = xhat * gamma + beta."""
+    cdef Py_ssize_t A = x.shape[0], C = x.shape[1], B = x.shape[2]
+    cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a, c, b, a1
+    cdef double[:, ::1] part = np.zeros((nb, C), np.float64)
+    cdef double s, d, m, n = A * B
+    cdef floating mc, ic, gc, bc, v
+    for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
+        a1 = min(A, (blk + 1) * R)
+        for a in range(blk * R, a1):
+            for c in range(C):
+                s = 0
+                for b in range(B):
+                    s = s + x[a, c, b]
+                part[blk, c] += s
+    for c in range(C):
+        s = 0
+        for blk in range(nb):
+            s = s + part[blk, c]
+        mean[c] = s / n
+    part[:, :] = 0
+    for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
+        a1 = min(A, (blk + 1) * R)
+        for a in range(blk * R, a1):
+            for c in range(C):
+                s = 0
+                m = mean[c]
+                for b in range(B):
+                    d = x[a, c, b] - m
+                    s = s + d * d
+                part[blk, c] += s
+    for c in range(C):
+        s = 0
+        for blk in range(nb):
+            s = s + part[blk, c]
+        var[c] = s / n
+        inv[c] = <floating> (1.0 / (var[c] + eps) ** 0.5)
+    for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
+        a1 = min(A, (blk + 1) * R)
+        for a in range(blk * R, a1):
+            for c in range(C):
+                mc = <floating> mean[c]
+                ic = inv[c]
+                gc = gamma[c]
+                bc = beta[c]
+                for b in range(B):
+                    v = (x[a, c, b] - mc) * ic
+                    xhat[a, c, b] = v
+                    y[a, c, b] = v * gc + bc
+
+
+@cython.boundscheck(False)
+def bn_train_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] xhat,
+                      const floating[::1] scale, floating[::1] dgamma, floating[::1] dbeta,
+                      floating[:, :, ::1] dx, bint need_dx, int nthreads):
+    """dbeta = sum g, dgamma = sum g * xhat (returned), and, with batch statistics,
+    dx = (g - xhat * dgamma / n - dbeta / n) * scale   (scale = gamma / sqrt(var + eps))."""
+    cdef Py_ssize_t A = g.shape[0], C = g.shape[1], B = g.shape[2]
+    cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a, c, b, a1
+    cdef double[:, :, ::1] part = np.zeros((nb, 2, C), np.float64)
+    cdef double s, t, n = A * B
+    cdef floating dg, db, sc
+    for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
+        a1 = min(A, (blk + 1) * R)
+        for a in range(blk * R, a1):
+            for c in range(C):
+                s = 0
+                t = 0
+                for b in range(B):
+                    s = s + g[a, c, b]
+                    t = t + g[a, c, b] * xhat[a, c, b]
+                part[blk, 0, c] += s
+                part[blk, 1, c] += t
+    for c in range(C):
+        s = 0
+        t = 0
+        for blk in range(nb):
+            s = s + part[blk, 0, c]
+            t = t + part[blk, 1, c]
+        dbeta[c] = <floating> s
+        dgamma[c] = <floating> t
+    if not need_dx:
+        return
+    for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
+        a1 = min(A, (blk + 1) * R)
+        for a in range(blk * R, a1):
+            for c in range(C):
+                dg = <floating> (dgamma[c] / n)
+                db = <floating> (dbeta[c] / n)
+                sc = scale[c]
+                for b in range(B):
+                    dx[a, c, b] = (g[a, c, b] - xhat[a, c, b] * dg - db) * sc

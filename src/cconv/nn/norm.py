@@ -9,6 +9,8 @@ statistics (or batch statistics if ``track_running_stats=False``).
 import numpy as np
 
 from .conv import _CHANNELS_LAST, _CHANNELS_FIRST
+from .. import _layers
+from .._threads import get_num_threads
 from .module import Module, _dtype
 
 
@@ -78,10 +80,12 @@ class _BatchNorm(Module):
         bshape[axis] = C
         n = x.size // C if C else 0
         batch = self.training or not self.track_running_stats
+        if batch and n <= 1 and self.training:
+            raise ValueError(f"{type(self).__name__}: expected more than 1 value per "
+                             f"channel in training, got input shape {x.shape}")
+        if batch and self.affine and x.dtype in (np.float32, np.float64) and x.size:
+            return self._forward_fast(x, axis, tuple(bshape), n)
         if batch:
-            if n <= 1 and self.training:
-                raise ValueError(f"{type(self).__name__}: expected more than 1 value per "
-                                 f"channel in training, got input shape {x.shape}")
             mean = self._csum(x, axis) / n
             xc = x - mean.reshape(bshape)
             var = self._csum(xc * xc, axis) / n  # biased
@@ -109,9 +113,55 @@ class _BatchNorm(Module):
         self._cache = (xhat, inv, batch, axis, tuple(bshape), n)
         return y
 
+    def _view3(self, a, axis):
+        """(A, C, B) view: channels-first (N, C, spatial) or channels-last (rows, C)."""
+        C = self.num_features
+        if axis == a.ndim - 1:
+            return a.reshape(-1, C, 1)
+        return a.reshape(a.shape[0], C, -1)
+
+    def _forward_fast(self, x, axis, bshape, n):
+        # batch statistics and normalisation in threaded passes (cconv._layers), sums in
+        # float64 over fixed blocks, so the result does not depend on the thread count
+        x = np.ascontiguousarray(x)
+        C = self.num_features
+        y = np.empty(x.shape, x.dtype)
+        xhat = np.empty(x.shape, x.dtype)
+        mean = np.empty(C, np.float64)
+        var = np.empty(C, np.float64)
+        inv = np.empty(C, x.dtype)
+        _layers.bn_train_forward(self._view3(x, axis), self.params["weight"],
+                                 self.params["bias"], float(self.eps), self._view3(y, axis),
+                                 self._view3(xhat, axis), mean, var, inv, get_num_threads())
+        if self.training and self.track_running_stats:
+            nbt = self.buffers["num_batches_tracked"]
+            nbt += 1
+            f = (1.0 / float(nbt)) if self.momentum is None else float(self.momentum)
+            rm, rv = self.buffers["running_mean"], self.buffers["running_var"]
+            rm *= 1 - f
+            rm += (f * mean).astype(rm.dtype)
+            rv *= 1 - f
+            rv += (f * var * (n / (n - 1))).astype(rv.dtype)
+        self._cache = (xhat, inv, True, axis, bshape, n)
+        return y
+
     def backward(self, grad_out):
         xhat, inv, batch, axis, bshape, n = self._cache
         g = np.asarray(grad_out, dtype=self.dtype)
+        if batch and self.affine and xhat.dtype in (np.float32, np.float64) and xhat.size:
+            g = np.ascontiguousarray(g)
+            C = self.num_features
+            dgamma = np.empty(C, xhat.dtype)
+            dbeta = np.empty(C, xhat.dtype)
+            dx = np.empty(g.shape, g.dtype) if self.need_input_grad else None
+            scale = (self.params["weight"] * inv).astype(xhat.dtype)
+            _layers.bn_train_backward(self._view3(g, axis), self._view3(xhat, axis), scale,
+                                      dgamma, dbeta,
+                                      self._view3(dx if dx is not None else g, axis),
+                                      dx is not None, get_num_threads())
+            self.grads["weight"] += dgamma
+            self.grads["bias"] += dbeta
+            return dx
         dbeta = self._csum(g, axis)
         dgamma = self._csum(g * xhat, axis)
         if self.affine:
