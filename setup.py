@@ -5,6 +5,7 @@ otherwise the package builds without it and runs on one thread.
 ``CCONV_DEBUG=1`` at build time turns on Cython bounds checks and C asserts.
 """
 import os
+import shlex
 import sys
 import sysconfig
 import tempfile
@@ -55,7 +56,9 @@ def _compiler_has_openmp(cc):
             f.write(src)
         try:
             objs = cc.compile([path], output_dir=tmp, extra_postargs=["-fopenmp"])
-            cc.link_executable(objs, os.path.join(tmp, "omp_test"), extra_postargs=["-fopenmp"])
+            # LDFLAGS too: a sanitizer build (tools/sanitize.sh) must link its runtime
+            cc.link_executable(objs, os.path.join(tmp, "omp_test"),
+                               extra_postargs=["-fopenmp"] + shlex.split(os.environ.get("LDFLAGS", "")))
         except Exception:
             return False
     return True
