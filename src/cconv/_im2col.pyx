@@ -503,6 +503,10 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef Py_ssize_t per_image = G * nnb * nmb
     cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k, c, t, it
     cdef bint whole_images = N % nthreads == 0 or N >= 4 * nthreads
+    # the padded grid is the input itself (no padding, nothing cropped): no copy
+    cdef bint same_grid = (Dp == geom.D and Hp == geom.H and Wp == geom.W
+                           and geom.pd == 0 and geom.ph == 0 and geom.pw == 0)
+    cdef const floating *src
     cdef floating *buf
     cdef floating *img = NULL
     cdef int failed = 0
@@ -528,25 +532,34 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
             for n in prange(N, schedule="static"):
                 if buf == NULL:
                     continue
-                for c in range(C):
-                    pad_channel(x + (n * C + c) * DHW, &geom, buf + scratch + c * DHWp, Dp, Hp, Wp)
+                if same_grid:  # no padding, nothing cropped: read the image in place
+                    src = x + n * C * DHW
+                else:
+                    for c in range(C):
+                        pad_channel(x + (n * C + c) * DHW, &geom, buf + scratch + c * DHWp,
+                                    Dp, Hp, Wp)
+                    src = buf + scratch
                 for it in range(per_image):
                     g = it // (nnb * nmb)
                     j0 = ((it // nmb) % nnb) * NC
                     i0 = (it % nmb) * MC
-                    _virtual_item(buf + scratch + g * Cg * DHWp, wp + g * mp * MR * K + i0 * K,
+                    _virtual_item(src + g * Cg * DHWp, wp + g * mp * MR * K + i0 * K,
                                   bias + g * Og + i0 if bias != NULL else NULL,
                                   out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
                                   min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW, Hp, Wp,
                                   P, buf, buf + KC * ncp)
             free(buf)
     else:
-        img = <floating *> malloc(C * DHWp * sizeof(floating) + 64)
+        img = <floating *> malloc((0 if same_grid else C * DHWp) * sizeof(floating) + 64)
         if img == NULL:
             failed = 1
         for n in range(N if img != NULL else 0):
-            for c in prange(C, schedule="static", num_threads=nthreads):
-                pad_channel(x + (n * C + c) * DHW, &geom, img + c * DHWp, Dp, Hp, Wp)
+            if same_grid:
+                src = x + n * C * DHW
+            else:
+                for c in prange(C, schedule="static", num_threads=nthreads):
+                    pad_channel(x + (n * C + c) * DHW, &geom, img + c * DHWp, Dp, Hp, Wp)
+                src = img
             with parallel(num_threads=nthreads):
                 buf = <floating *> malloc(scratch * sizeof(floating) + 64)
                 if buf == NULL:
@@ -557,7 +570,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     g = it // (nnb * nmb)
                     j0 = ((it // nmb) % nnb) * NC
                     i0 = (it % nmb) * MC
-                    _virtual_item(img + g * Cg * DHWp, wp + g * mp * MR * K + i0 * K,
+                    _virtual_item(src + g * Cg * DHWp, wp + g * mp * MR * K + i0 * K,
                                   bias + g * Og + i0 if bias != NULL else NULL,
                                   out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
                                   min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW, Hp, Wp,
