@@ -107,7 +107,7 @@ def _torch_fn(s, x, w, b, layout):
     return run
 
 
-def time_fn(fn, repeat, min_time=0.02, cooldown=0.15):
+def time_fn(fn, repeat, min_time=0.02, cooldown=0.4):
     """Median and spread (min, max) of `repeat` timings, each an average over enough
     calls to last min_time seconds.
 
