@@ -65,6 +65,11 @@ def _compiler_has_openmp(cc):
 
 
 class BuildExt(build_ext):
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:  # compile the extensions side by side on every core
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         use_omp = os.environ.get("CCONV_NO_OPENMP", "0") in ("", "0") and _compiler_has_openmp(
             self.compiler
