@@ -381,3 +381,14 @@ def test_random_invalid_configs_raise(case):
     with pytest.raises((ValueError, TypeError)) as info:
         conv_fn(nd)(x, w, b, **kw)
     assert f"conv{nd}d" in str(info.value), (m, str(info.value))
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(invalid_cases())
+def test_random_invalid_configs_raise_long(case):
+    """The same sweep at 1000 examples (issue: invalid-argument fuzzing)."""
+    nd, m, x, w, b, kw = case
+    with pytest.raises((ValueError, TypeError, MemoryError)) as info:
+        conv_fn(nd)(x, w, b, **kw)
+    assert f"conv{nd}d" in str(info.value), (m, str(info.value))
