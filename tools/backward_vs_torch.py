@@ -1,7 +1,7 @@
 """Backward passes and transposed convolution, cconv vs PyTorch side by side in one
 process (float32, median of --repeat runs). The suites are the backward issue's.
 
-    python benchmarks/backward_vs_torch.py [--threads 2] [--repeat 7] [--layout NCHW]
+    python tools/backward_vs_torch.py [--threads 2] [--repeat 7] [--layout NCHW]
 """
 import argparse
 import statistics

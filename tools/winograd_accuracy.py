@@ -1,6 +1,6 @@
 """Accuracy table of cconv's Winograd variants: relative Frobenius error against the
 float64 reference (tests/reference.py) on standard normal inputs and N(0, 1/fan_in)
-weights.  Run: PYTHONPATH=src python benchmarks/winograd_accuracy.py"""
+weights.  Run: PYTHONPATH=src python tools/winograd_accuracy.py"""
 import os
 import sys
 

@@ -2,7 +2,7 @@
 
 Run with OpenBLAS's own core detection (the environment may pin a slower one):
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/gemm_vs_numpy.py
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python tools/gemm_vs_numpy.py
 
 Options: --sizes 512 1024 2048, --repeat 7 (median of that many runs).
 """
