@@ -7,22 +7,34 @@ from .. import _layers
 from .._threads import get_num_threads
 from .module import Module
 
-try:  # exact erf when SciPy is around (it is not a dependency)
-    from scipy.special import erf as _erf
-except ImportError:  # pragma: no cover
-    _erf_py = np.frompyfunc(math.erf, 1, 1)
+_erf_py = np.frompyfunc(math.erf, 1, 1)
+_scipy_erf = None
 
-    def _erf(x):
-        x = np.asarray(x)
-        if x.dtype == np.float32:
-            # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, below float32's resolution)
-            s = np.sign(x)
-            a = np.abs(x)
-            t = 1.0 / (1.0 + 0.3275911 * a)
-            y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t
-                        - 0.284496736) * t + 0.254829592) * t * np.exp(-a * a)
-            return (s * y).astype(np.float32)
-        return _erf_py(x).astype(x.dtype)
+
+def _erf_fallback(x):
+    x = np.asarray(x)
+    if x.dtype == np.float32:
+        # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7, below float32's resolution)
+        s = np.sign(x)
+        a = np.abs(x)
+        t = 1.0 / (1.0 + 0.3275911 * a)
+        y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t
+                    - 0.284496736) * t + 0.254829592) * t * np.exp(-a * a)
+        return (s * y).astype(np.float32)
+    return _erf_py(x).astype(x.dtype)
+
+
+def _erf(x):
+    """Exact erf from SciPy when it is installed (not a dependency), imported on first use:
+    importing SciPy at `import cconv` would cost ~0.2 s and load another BLAS thread pool."""
+    global _scipy_erf
+    if _scipy_erf is None:
+        try:
+            from scipy.special import erf
+        except ImportError:  # pragma: no cover
+            erf = _erf_fallback
+        _scipy_erf = erf
+    return _scipy_erf(x)
 
 
 class ReLU(Module):
