@@ -33,10 +33,12 @@ cdef extern from "pack.h" nogil:
                                cc_idx nc, int nr, cc_idx ps, float *bp)
     void cconv_pack_b_rows_f64(const double *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
                                cc_idx nc, int nr, cc_idx ps, double *bp)
-    void cconv_pad_channel_f32(const float *x, cc_idx D, cc_idx H, cc_idx W, float *xp,
-                               cc_idx Dp, cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw)
-    void cconv_pad_channel_f64(const double *x, cc_idx D, cc_idx H, cc_idx W, double *xp,
-                               cc_idx Dp, cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw)
+    void cconv_pad_phases_f32(const float *x, cc_idx D, cc_idx H, cc_idx W, float *xp,
+                              cc_idx Dq, cc_idx Hq, cc_idx Wq, cc_idx sd, cc_idx sh, cc_idx sw,
+                              cc_idx pd, cc_idx ph, cc_idx pw)
+    void cconv_pad_phases_f64(const double *x, cc_idx D, cc_idx H, cc_idx W, double *xp,
+                              cc_idx Dq, cc_idx Hq, cc_idx Wq, cc_idx sd, cc_idx sh, cc_idx sw,
+                              cc_idx pd, cc_idx ph, cc_idx pw)
     void cconv_pack_rows_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0,
                                          cc_idx mc, cc_idx k0, cc_idx kc, float *dst, cc_idx ld)
     void cconv_pack_rows_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0,
@@ -64,10 +66,11 @@ cdef inline void pack_cols_nchw(const cc_conv_geom *g, const floating *x, cc_idx
 
 cdef inline void pad_channel(const floating *x, const cc_conv_geom *g, floating *xp,
                              Py_ssize_t Dp, Py_ssize_t Hp, Py_ssize_t Wp) noexcept nogil:
+    # zero-padded copy of one channel, split into the stride phases (pack.h)
     if floating is float:
-        cconv_pad_channel_f32(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.pd, g.ph, g.pw)
+        cconv_pad_phases_f32(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw)
     else:
-        cconv_pad_channel_f64(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.pd, g.ph, g.pw)
+        cconv_pad_phases_f64(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw)
 
 
 cdef inline void pack_rows_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
@@ -484,8 +487,9 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                        Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                        Py_ssize_t NC, Py_ssize_t nnb, Py_ssize_t MC, Py_ssize_t nmb,
                        int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
-    # Stride-1 NCHW on a zero-padded copy of each image (C, Dp, Hp, Wp): the output is
-    # computed on the padded grid (virtual pixel v = (od*Hp + oh)*Wp + ow), where every
+    # NCHW on a zero-padded copy of each image split into stride phases (C, phases, Dp,
+    # Hp, Wp; one phase for stride 1): the output is computed on the phase grid
+    # (virtual pixel v = (od*Hp + oh)*Wp + ow), where every
     # row of cols is a contiguous run of the copy (pack.h, cconv_pack_b_rows). Columns
     # with ow >= OW or oh >= OH are computed into a per-thread tile and dropped.
     # Workspace: one padded image per thread (whole images per thread when the batch
@@ -496,7 +500,10 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef Py_ssize_t OD = geom.OD, OH = geom.OH, OW = geom.OW
     cdef Py_ssize_t P = OD * OH * OW
     cdef Py_ssize_t HWp = Hp * Wp, DHWp = Dp * HWp, DHW = geom.D * geom.H * geom.W
+    # each channel's copy holds sd*sh*sw stride phases of (Dp, Hp, Wp)
+    cdef Py_ssize_t CP = geom.sd * geom.sh * geom.sw * DHWp
     cdef Py_ssize_t VP = ((OD - 1) * Hp + OH - 1) * Wp + OW
+    cdef Py_ssize_t td, th, tw
     cdef Py_ssize_t mp = (Og + MR - 1) // MR
     cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
     cdef Py_ssize_t scratch = KC * ncp + MC * NC
@@ -504,7 +511,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k, c, t, it
     cdef bint whole_images = N % nthreads == 0 or N >= 4 * nthreads
     # the padded grid is the input itself (no padding, nothing cropped): no copy
-    cdef bint same_grid = (Dp == geom.D and Hp == geom.H and Wp == geom.W
+    cdef bint same_grid = (Dp == geom.D and Hp == geom.H and Wp == geom.W and CP == DHWp
                            and geom.pd == 0 and geom.ph == 0 and geom.pw == 0)
     cdef const floating *src
     cdef floating *buf
@@ -522,11 +529,14 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     for k in range(K):
         c = k // taps
         t = k % taps
-        offs[k] = (c * DHWp + (t // (geom.KH * geom.KW)) * geom.dd * HWp
-                   + ((t // geom.KW) % geom.KH) * geom.dh * Wp + (t % geom.KW) * geom.dw)
+        td = (t // (geom.KH * geom.KW)) * geom.dd
+        th = ((t // geom.KW) % geom.KH) * geom.dh
+        tw = (t % geom.KW) * geom.dw
+        offs[k] = (c * CP + (((td % geom.sd) * geom.sh + th % geom.sh) * geom.sw + tw % geom.sw) * DHWp
+                   + (td // geom.sd) * HWp + (th // geom.sh) * Wp + tw // geom.sw)
     if whole_images:
         with parallel(num_threads=nthreads):
-            buf = <floating *> malloc((scratch + C * DHWp) * sizeof(floating) + 64)
+            buf = <floating *> malloc((scratch + C * CP) * sizeof(floating) + 64)
             if buf == NULL:
                 failed_p[0] = 1
             for n in prange(N, schedule="static"):
@@ -536,21 +546,21 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     src = x + n * C * DHW
                 else:
                     for c in range(C):
-                        pad_channel(x + (n * C + c) * DHW, &geom, buf + scratch + c * DHWp,
+                        pad_channel(x + (n * C + c) * DHW, &geom, buf + scratch + c * CP,
                                     Dp, Hp, Wp)
                     src = buf + scratch
                 for it in range(per_image):
                     g = it // (nnb * nmb)
                     j0 = ((it // nmb) % nnb) * NC
                     i0 = (it % nmb) * MC
-                    _virtual_item(src + g * Cg * DHWp, wp + g * mp * MR * K + i0 * K,
+                    _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
                                   bias + g * Og + i0 if bias != NULL else NULL,
                                   out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
                                   min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW, Hp, Wp,
                                   P, buf, buf + KC * ncp)
             free(buf)
     else:
-        img = <floating *> malloc((0 if same_grid else C * DHWp) * sizeof(floating) + 64)
+        img = <floating *> malloc((0 if same_grid else C * CP) * sizeof(floating) + 64)
         if img == NULL:
             failed = 1
         for n in range(N if img != NULL else 0):
@@ -558,7 +568,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                 src = x + n * C * DHW
             else:
                 for c in prange(C, schedule="static", num_threads=nthreads):
-                    pad_channel(x + (n * C + c) * DHW, &geom, img + c * DHWp, Dp, Hp, Wp)
+                    pad_channel(x + (n * C + c) * DHW, &geom, img + c * CP, Dp, Hp, Wp)
                 src = img
             with parallel(num_threads=nthreads):
                 buf = <floating *> malloc(scratch * sizeof(floating) + 64)
@@ -570,7 +580,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     g = it // (nnb * nmb)
                     j0 = ((it // nmb) % nnb) * NC
                     i0 = (it % nmb) * MC
-                    _virtual_item(src + g * Cg * DHWp, wp + g * mp * MR * K + i0 * K,
+                    _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
                                   bias + g * Og + i0 if bias != NULL else NULL,
                                   out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
                                   min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW, Hp, Wp,
@@ -602,7 +612,7 @@ cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, Py_ssize_t Cg, Py_ssize
 
 cdef double _virtual_waste(cc_conv_geom g):
     """Computed / kept output pixels of the padded-grid (virtual pixel) scheme."""
-    cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh, Wp = g.OW + (g.KW - 1) * g.dw
+    cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh // g.sh, Wp = g.OW + (g.KW - 1) * g.dw // g.sw
     cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
     return VP / <double> (g.OD * g.OH * g.OW)
 
@@ -612,9 +622,10 @@ cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :
                        cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O, int MR,
                        int NR, Py_ssize_t KC, int nthreads):
     # The padded grid covers every tap of every output pixel.
-    cdef Py_ssize_t Dp = geom.OD + (geom.KD - 1) * geom.dd
-    cdef Py_ssize_t Hp = geom.OH + (geom.KH - 1) * geom.dh
-    cdef Py_ssize_t Wp = geom.OW + (geom.KW - 1) * geom.dw
+    # (per stride phase) grid covering every tap of every output pixel
+    cdef Py_ssize_t Dp = geom.OD + (geom.KD - 1) * geom.dd // geom.sd
+    cdef Py_ssize_t Hp = geom.OH + (geom.KH - 1) * geom.dh // geom.sh
+    cdef Py_ssize_t Wp = geom.OW + (geom.KW - 1) * geom.dw // geom.sw
     cdef Py_ssize_t Og = O // G
     cdef Py_ssize_t VP = ((geom.OD - 1) * Hp + geom.OH - 1) * Wp + geom.OW
     cdef Py_ssize_t mb, nmb, nb, nnb, nct
@@ -673,7 +684,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
             _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                        geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
         return
-    if stride == (1, 1, 1) and _virtual_waste(geom) <= 1.5:
+    if _virtual_waste(geom) <= 1.5:
         _run_nchw_virtual(x, w, wpre, out, bp, geom, N, G, O, MR, NR, KC, nthreads)
         return
     pb, npb = _split(P, 384, NR)

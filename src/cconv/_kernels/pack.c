@@ -138,27 +138,38 @@ void cconv_pack_b_rows_##SUF(const T *base, const cc_idx *offs, cc_idx kc, cc_id
     }                                                                                       \
 }
 
-#define DEFINE_PAD_CHANNEL(T, SUF)                                                          \
-void cconv_pad_channel_##SUF(const T *x, cc_idx D, cc_idx H, cc_idx W, T *xp, cc_idx Dp,     \
-                             cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw) {       \
-    cc_idx d1 = imin(D, Dp - pd), h1 = imin(H, Hp - ph), w1 = imin(W, Wp - pw);             \
-    for (cc_idx d = 0; d < Dp; d++)                                                         \
-        for (cc_idx h = 0; h < Hp; h++) {                                                   \
-            T *row = xp + (d * Hp + h) * Wp;                                                \
-            cc_idx sd = d - pd, sh = h - ph;                                                \
-            if (sd < 0 || sd >= d1 || sh < 0 || sh >= h1 || w1 <= 0) {                      \
-                memset(row, 0, (size_t)Wp * sizeof(T));                                     \
-                continue;                                                                   \
+#define DEFINE_PAD_PHASES(T, SUF)                                                           \
+void cconv_pad_phases_##SUF(const T *x, cc_idx D, cc_idx H, cc_idx W, T *xp, cc_idx Dq,      \
+                            cc_idx Hq, cc_idx Wq, cc_idx sd, cc_idx sh, cc_idx sw, cc_idx pd, \
+                            cc_idx ph, cc_idx pw) {                                         \
+    for (cc_idx a = 0; a < sd; a++)                                                         \
+    for (cc_idx b = 0; b < sh; b++)                                                         \
+    for (cc_idx c = 0; c < sw; c++) {                                                       \
+        T *plane = xp + ((a * sh + b) * sw + c) * Dq * Hq * Wq;                             \
+        /* wq whose input column wq*sw + c - pw lies in [0, W) */                           \
+        cc_idx lo = imax(0, ceil_div(pw - c, sw));                                          \
+        cc_idx hi = imin(Wq, imax(0, floor_div(W - 1 + pw - c, sw) + 1));                   \
+        if (hi < lo) hi = lo;                                                               \
+        for (cc_idx dq = 0; dq < Dq; dq++)                                                  \
+            for (cc_idx hq = 0; hq < Hq; hq++) {                                            \
+                T *row = plane + (dq * Hq + hq) * Wq;                                       \
+                cc_idx id = dq * sd + a - pd, ih = hq * sh + b - ph;                        \
+                if (id < 0 || id >= D || ih < 0 || ih >= H || lo >= hi) {                   \
+                    memset(row, 0, (size_t)Wq * sizeof(T));                                 \
+                    continue;                                                               \
+                }                                                                           \
+                const T *src = x + (id * H + ih) * W + lo * sw + c - pw;                    \
+                memset(row, 0, (size_t)lo * sizeof(T));                                     \
+                if (sw == 1) memcpy(row + lo, src, (size_t)(hi - lo) * sizeof(T));         \
+                else for (cc_idx q = lo; q < hi; q++) row[q] = src[(q - lo) * sw];          \
+                memset(row + hi, 0, (size_t)(Wq - hi) * sizeof(T));                         \
             }                                                                               \
-            memset(row, 0, (size_t)pw * sizeof(T));                                         \
-            memcpy(row + pw, x + (sd * H + sh) * W, (size_t)w1 * sizeof(T));                \
-            memset(row + pw + w1, 0, (size_t)(Wp - pw - w1) * sizeof(T));                   \
-        }                                                                                   \
+    }                                                                                       \
 }
 
 DEFINE_PACKERS(float, f32)
 DEFINE_PACKERS(double, f64)
 DEFINE_ROW_PACKER(float, f32)
 DEFINE_ROW_PACKER(double, f64)
-DEFINE_PAD_CHANNEL(float, f32)
-DEFINE_PAD_CHANNEL(double, f64)
+DEFINE_PAD_PHASES(float, f32)
+DEFINE_PAD_PHASES(double, f64)

@@ -57,11 +57,17 @@ void cconv_pack_b_rows_f32(const float *base, const cc_idx *offs, cc_idx kc, cc_
 void cconv_pack_b_rows_f64(const double *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
                            cc_idx nc, int nr, cc_idx ps, double *bp);
 
-/* One channel (D, H, W) into a zero-padded (Dp, Hp, Wp) grid at offset (pd, ph, pw);
- * input beyond the grid is dropped. */
-void cconv_pad_channel_f32(const float *x, cc_idx D, cc_idx H, cc_idx W, float *xp, cc_idx Dp,
-                           cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw);
-void cconv_pad_channel_f64(const double *x, cc_idx D, cc_idx H, cc_idx W, double *xp, cc_idx Dp,
-                           cc_idx Hp, cc_idx Wp, cc_idx pd, cc_idx ph, cc_idx pw);
+/* One channel (D, H, W), zero-padded by (pd, ph, pw) before, split into sd*sh*sw stride
+ * phases of (Dq, Hq, Wq): phase (a, b, c) element (dq, hq, wq) is padded-input element
+ * (dq*sd + a, hq*sh + b, wq*sw + c) (zero outside the input). With the phases, tap
+ * (kd, kh, kw) of output (od, oh, ow) reads phase ((kd*dd) % sd, ...) at
+ * (od + kd*dd / sd, ...): for any stride, a cols row is one contiguous run. Stride 1
+ * is the plain zero-padded copy. */
+void cconv_pad_phases_f32(const float *x, cc_idx D, cc_idx H, cc_idx W, float *xp, cc_idx Dq,
+                          cc_idx Hq, cc_idx Wq, cc_idx sd, cc_idx sh, cc_idx sw, cc_idx pd,
+                          cc_idx ph, cc_idx pw);
+void cconv_pad_phases_f64(const double *x, cc_idx D, cc_idx H, cc_idx W, double *xp, cc_idx Dq,
+                          cc_idx Hq, cc_idx Wq, cc_idx sd, cc_idx sh, cc_idx sw, cc_idx pd,
+                          cc_idx ph, cc_idx pw);
 
 #endif
