@@ -39,14 +39,7 @@ import numpy as np
 
 include "_gemm_core.pxi"
 
-cdef extern from "pack.h" nogil:
-    ctypedef struct cc_conv_geom:
-        cc_idx C, D, H, W, KD, KH, KW, OD, OH, OW
-        cc_idx sd, sh, sw, dd, dh, dw, pd, ph, pw, ctot
-    void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
-                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp)
-    void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
-                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp)
+include "_pack.pxi"
 
 cdef extern from "packt.h" nogil:
     void cconv_pack_bt_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,

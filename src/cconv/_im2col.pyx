@@ -21,28 +21,7 @@ import numpy as np
 
 include "_gemm_core.pxi"
 
-cdef extern from "pack.h" nogil:
-    ctypedef struct cc_conv_geom:
-        cc_idx C, D, H, W, KD, KH, KW, OD, OH, OW
-        cc_idx sd, sh, sw, dd, dh, dw, pd, ph, pw, ctot
-    void cconv_pack_b_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
-                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, float *bp)
-    void cconv_pack_b_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0, cc_idx kc,
-                                      cc_idx p0, cc_idx nc, int nr, cc_idx ps, double *bp)
-    void cconv_pack_b_rows_f32(const float *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
-                               cc_idx nc, int nr, cc_idx ps, float *bp)
-    void cconv_pack_b_rows_f64(const double *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
-                               cc_idx nc, int nr, cc_idx ps, double *bp)
-    void cconv_pad_phases_f32(const float *x, cc_idx D, cc_idx H, cc_idx W, float *xp,
-                              cc_idx Dq, cc_idx Hq, cc_idx Wq, cc_idx sd, cc_idx sh, cc_idx sw,
-                              cc_idx pd, cc_idx ph, cc_idx pw)
-    void cconv_pad_phases_f64(const double *x, cc_idx D, cc_idx H, cc_idx W, double *xp,
-                              cc_idx Dq, cc_idx Hq, cc_idx Wq, cc_idx sd, cc_idx sh, cc_idx sw,
-                              cc_idx pd, cc_idx ph, cc_idx pw)
-    void cconv_pack_rows_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx p0,
-                                         cc_idx mc, cc_idx k0, cc_idx kc, float *dst, cc_idx ld)
-    void cconv_pack_rows_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0,
-                                         cc_idx mc, cc_idx k0, cc_idx kc, double *dst, cc_idx ld)
+include "_pack.pxi"
 
 
 # --------------------------------------------------------------------- typed wrappers

@@ -134,6 +134,19 @@ def int_tuple(fname, name, v, nd, minimum):
     return vals
 
 
+def check_groups(fname, groups):
+    """groups as a Python int >= 1 (bools and non-integers are TypeErrors)."""
+    if isinstance(groups, (bool, np.bool_)):
+        raise TypeError(f"{fname}: groups must be an int, got {groups!r}")
+    try:
+        groups = operator.index(groups)
+    except TypeError:
+        raise TypeError(f"{fname}: groups must be an int, got {groups!r}") from None
+    if groups < 1:
+        raise ValueError(f"{fname}: groups must be >= 1, got {groups}")
+    return groups
+
+
 # ----------------------------------------------------------------------------- padding
 
 def resolve_padding(fname, padding, nd, in_size, kernel, stride, dilation):
@@ -254,14 +267,7 @@ def forward_spec(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         O, Cg_w, kernel = weight.shape[0], weight.shape[1], tuple(weight.shape[2:])
         cg_where, o_where = "weight.shape[1]", "weight.shape[0]"
 
-    if isinstance(groups, (bool, np.bool_)):
-        raise TypeError(f"{fname}: groups must be an int, got {groups!r}")
-    try:
-        groups = operator.index(groups)
-    except TypeError:
-        raise TypeError(f"{fname}: groups must be an int, got {groups!r}") from None
-    if groups < 1:
-        raise ValueError(f"{fname}: groups must be >= 1, got {groups}")
+    groups = check_groups(fname, groups)
     if Cg_w * groups != C:
         raise ValueError(
             f"{fname}: input has {C} channels but weight expects {Cg_w * groups} "
@@ -518,14 +524,7 @@ def transpose_spec(fname, nd, x, weight, bias, stride, padding, output_padding, 
     else:
         Cin_w, Cog, kernel = weight.shape[0], weight.shape[1], tuple(weight.shape[2:])
         cin_where, cog_where = "weight.shape[0]", "weight.shape[1]"
-    if isinstance(groups, (bool, np.bool_)):
-        raise TypeError(f"{fname}: groups must be an int, got {groups!r}")
-    try:
-        groups = operator.index(groups)
-    except TypeError:
-        raise TypeError(f"{fname}: groups must be an int, got {groups!r}") from None
-    if groups < 1:
-        raise ValueError(f"{fname}: groups must be >= 1, got {groups}")
+    groups = check_groups(fname, groups)
     if Cin != Cin_w:
         raise ValueError(
             f"{fname}: input has {Cin} channels but weight expects {Cin_w} ({cin_where})")
