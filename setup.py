@@ -31,7 +31,9 @@ EXTENSIONS = {
     "cconv._gemm": KERNEL_SOURCES,
     # depthwise.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._depthwise": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "depthwise.c")],
-    "cconv._backward": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "packt.c")],
+    # gwdot.c dispatches on the ISA state kept in gemm.c: compiled together.
+    "cconv._backward": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, f)
+                                         for f in ("packt.c", "gwdot.c")],
     # the transforms dispatch on the ISA state kept in gemm.c: compiled together.
     "cconv._winograd": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "winograd.c")],
 }

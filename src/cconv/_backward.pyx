@@ -54,6 +54,28 @@ cdef extern from "packt.h" nogil:
                                        double *bp)
 
 
+cdef extern from "gwdot.h" nogil:
+    ctypedef struct cc_gwd_rows:
+        cc_idx nq
+        const cc_idx *tab
+        cc_idx P
+    void cconv_gwd_nchw_f32(const cc_gwd_rows *r, const float *const *dys,
+                            const float *const *xim, cc_idx nb, cc_idx m, const cc_idx *koff,
+                            cc_idx kc, float *dw, cc_idx ldw)
+    void cconv_gwd_nchw_f64(const cc_gwd_rows *r, const double *const *dys,
+                            const double *const *xim, cc_idx nb, cc_idx m,
+                            const cc_idx *koff, cc_idx kc, double *dw, cc_idx ldw)
+
+
+cdef inline void gwd_nchw(const cc_gwd_rows *r, const floating **dys, const floating **xim,
+                          cc_idx nb, cc_idx m, const cc_idx *koff, cc_idx kc, floating *dw,
+                          cc_idx ldw) noexcept nogil:
+    if floating is float:
+        cconv_gwd_nchw_f32(r, dys, xim, nb, m, koff, kc, dw, ldw)
+    else:
+        cconv_gwd_nchw_f64(r, dys, xim, nb, m, koff, kc, dw, ldw)
+
+
 cdef inline void pack_bt_nchw(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
                               cc_idx p0, cc_idx pc, int nr, floating *bp) noexcept nogil:
     if floating is float:
@@ -71,6 +93,8 @@ cdef inline void pack_bt_nhwc(const cc_conv_geom *g, const floating *x, cc_idx k
 
 
 cdef enum:
+    # gwdot: output positions per block of images (one lane reduction per block)
+    GWD_POSITIONS = 4096
     PC = 320          # most output pixels per tile (the reduction step of grad_weight)
     KB_TARGET = 256   # K rows/columns per work item (grad_weight), rows per block (grad_input)
 
@@ -217,6 +241,139 @@ def grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads)
     """dw5 = gradient of the convolution w.r.t. its weight (overwritten, 5-D layouts
     as in functional._prepare_*). x5 must have N >= 1 (callers handle empty batches)."""
     _grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads)
+
+
+# ============================================================================ grad_weight, dot
+
+cdef int _gwd(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
+             cc_idx N, cc_idx G, cc_idx O, cc_idx cb, int nthreads) except -1 nogil:
+    # NCHW: items (group, block of cb input channels) own dW[g*Og:(g+1)*Og, block]; each
+    # runs the images in order: copy the block's channels of image n, zero-padded and
+    # split into stride phases (as the forward's padded grid), then gwdot.h adds the
+    # image's dot products. Blocking and thread count never change a sum.
+    cdef cc_idx Cg = g.C, Og = O // G, C = Cg * G, taps = g.KD * g.KH * g.KW
+    cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
+    cdef cc_idx Dp = g.OD + (g.KD - 1) * g.dd // g.sd
+    cdef cc_idx Hp = g.OH + (g.KH - 1) * g.dh // g.sh
+    cdef cc_idx Wp = g.OW + (g.KW - 1) * g.dw // g.sw
+    cdef cc_idx HWp = Hp * Wp, DHWp = Dp * HWp
+    cdef cc_idx CP = g.sd * g.sh * g.sw * DHWp
+    cdef bint same_grid = (Dp == g.D and Hp == g.H and Wp == g.W and CP == DHWp
+                           and g.pd == 0 and g.ph == 0 and g.pw == 0)
+    cdef cc_idx cstride = DHW if same_grid else CP
+    cdef cc_idx nblk = _cdiv(Cg, cb), item, gi, c0, ncb, n, c, k, t, td, th, tw
+    cdef cc_gwd_rows rows
+    cdef cc_idx *koff = <cc_idx *> malloc(cb * taps * sizeof(cc_idx) + 8)
+    cdef floating *buf
+    cdef const floating *src
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    if koff == NULL:
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate the tap offsets")
+    # chunks of at most LANES positions along each output row (gwdot.h); a grid with
+    # no gaps between output rows is one row
+    cdef cc_idx lanes = 64 // sizeof(floating), nrow, rowlen, nq, q, r, j, od, oh
+    if Wp == g.OW and Hp == g.OH:
+        nrow, rowlen = 1, P
+    else:
+        nrow, rowlen = g.OD * g.OH, g.OW
+    nq = nrow * _cdiv(rowlen, lanes)
+    cdef cc_idx *tab = <cc_idx *> malloc(3 * nq * sizeof(cc_idx) + 8)
+    if tab == NULL:
+        free(koff)
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate the chunk table")
+    q = 0
+    for r in range(nrow):
+        od = r // g.OH
+        oh = r % g.OH
+        j = 0
+        while j < rowlen:
+            tab[3 * q] = (od * HWp + oh * Wp + j) if nrow > 1 else j
+            tab[3 * q + 1] = r * rowlen + j
+            tab[3 * q + 2] = _imin(lanes, rowlen - j)
+            q += 1
+            j += lanes
+    rows.nq = nq
+    rows.tab = tab
+    rows.P = P
+    for k in range(cb * taps):
+        c = k // taps
+        t = k % taps
+        td = (t // (g.KH * g.KW)) * g.dd
+        th = ((t // g.KW) % g.KH) * g.dh
+        tw = (t % g.KW) * g.dw
+        koff[k] = (c * cstride
+                   + (((td % g.sd) * g.sh + th % g.sh) * g.sw + tw % g.sw) * DHWp
+                   + (td // g.sd) * HWp + (th // g.sh) * Wp + tw // g.sw)
+    # images per block: enough output positions (GWD_POSITIONS) that the lane
+    # reductions at the end of a block cost little; a function of the problem only
+    cdef cc_idx NB = _imax(1, _imin(N, _cdiv(GWD_POSITIONS, P))), n0, nb, b
+    cdef const floating **ptrs
+    memset(dw, 0, O * K * sizeof(floating))
+    with parallel(num_threads=nthreads):
+        ptrs = <const floating **> malloc(2 * NB * sizeof(floating *))
+        buf = NULL
+        if not same_grid:
+            buf = <floating *> malloc(NB * cb * CP * sizeof(floating) + 64)
+        if ptrs == NULL or (buf == NULL and not same_grid):
+            failed_p[0] = 1
+        for item in prange(G * nblk, schedule="static"):
+            if failed_p[0]:
+                continue
+            gi = item // nblk
+            c0 = (item % nblk) * cb
+            ncb = _imin(cb, Cg - c0)
+            n0 = 0
+            while n0 < N:
+                nb = _imin(NB, N - n0)
+                for b in range(nb):
+                    n = n0 + b
+                    ptrs[b] = dy + (n * O + gi * Og) * P
+                    src = x + (n * C + gi * Cg + c0) * DHW
+                    if not same_grid:
+                        for c in range(ncb):
+                            pad_channel(src + c * DHW, g, buf + (b * cb + c) * CP, Dp, Hp, Wp)
+                        src = buf + b * cb * CP
+                    ptrs[NB + b] = src
+                gwd_nchw(&rows, ptrs, ptrs + NB, nb, Og, koff, ncb * taps,
+                         dw + gi * Og * K + c0 * taps, K)
+                n0 = n0 + nb
+        free(buf)
+        free(ptrs)
+    free(koff)
+    free(tab)
+    if failed:
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate a padding buffer")
+    return 0
+
+
+def _grad_weight_dot(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                     floating[:, :, :, :, ::1] dw, tuple stride, tuple pad, tuple dil,
+                     cc_idx G, int nthreads):
+    cdef cc_idx O = dw.shape[0], Cg = dw.shape[1]
+    cdef cc_conv_geom geom = _geom((x.shape[2], x.shape[3], x.shape[4]),
+                                   (dw.shape[2], dw.shape[3], dw.shape[4]),
+                                   (dy.shape[2], dy.shape[3], dy.shape[4]), Cg, x.shape[1],
+                                   stride, pad, dil)
+    cdef cc_idx taps = geom.KD * geom.KH * geom.KW
+    # channel blocks: at least 4 items per thread when the channels allow, and a block
+    # of 1x1 channels a multiple of 6 (the AVX-512 4 x 6 tile)
+    cdef cc_idx nblk = _imax(1, _imin(Cg, _cdiv(4 * nthreads, G)))
+    cdef cc_idx cb = _cdiv(Cg, nblk)
+    if taps == 1 and cb > 6:
+        cb = _imin(Cg, _cdiv(cb, 6) * 6)
+    _gwd(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], x.shape[0], G, O,
+         cb, nthreads)
+
+
+def grad_weight_dot(x5, dy5, dw5, stride, pad, dil, groups, nthreads):
+    """dw5 = gradient of an NCHW convolution w.r.t. its weight by the gwdot kernel
+    (gwdot.h; overwritten). x5 must have N >= 1."""
+    _grad_weight_dot(x5, dy5, dw5, stride, pad, dil, groups, nthreads)
+
 
 
 # ============================================================================ grad_input
@@ -529,74 +686,6 @@ def _dw_grad_input_nhwc(const floating[:, :, :, :, ::1] dy, const floating[:, :,
 
 
 @cython.boundscheck(False)
-def _dw_grad_weight_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
-                         floating[:, :, :, :, ::1] dwt, tuple stride, tuple pad, tuple dil,
-                         int nthreads):
-    # dwt (O, 1, KD, KH, KW); x (N, C, D, H, W); dy (N, O, OD, OH, OW)
-    cdef Py_ssize_t N = x.shape[0], C = x.shape[1], D = x.shape[2], H = x.shape[3]
-    cdef Py_ssize_t W = x.shape[4], O = dy.shape[1], OD = dy.shape[2], OH = dy.shape[3]
-    cdef Py_ssize_t OW = dy.shape[4], KD = dwt.shape[2], KH = dwt.shape[3], KW = dwt.shape[4]
-    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
-    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
-    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
-    cdef Py_ssize_t m = O // C, taps = KD * KH * KW
-    cdef Py_ssize_t o, c, n, t, kd, kh, kw, od, oh, ow, idd, ih, woff, lo, hi
-    cdef floating *buf
-    cdef floating *acc
-    cdef floating s
-    cdef const floating *xrow
-    cdef const floating *yrow
-    cdef int failed = 0
-    cdef int *failed_p = &failed
-    with nogil, parallel(num_threads=nthreads):
-        # one running sum per (tap, output column) lane; lanes are added in order at the end
-        buf = <floating *> malloc(taps * OW * sizeof(floating) + 64)
-        if buf == NULL:
-            failed_p[0] = 1
-        for o in prange(O, schedule="static"):
-            if buf == NULL:
-                continue
-            c = o // m
-            memset(buf, 0, taps * OW * sizeof(floating))
-            for n in range(N):
-                for t in range(taps):
-                    kd = t // (KH * KW)
-                    kh = (t // KW) % KH
-                    kw = t % KW
-                    acc = buf + t * OW
-                    woff = kw * dw_ - pw
-                    lo = _lo(woff, sw)
-                    hi = _hi(woff, sw, W, OW)
-                    if lo >= hi:
-                        continue
-                    for od in range(OD):
-                        idd = od * sd + kd * dd - pd
-                        if idd < 0 or idd >= D:
-                            continue
-                        for oh in range(OH):
-                            ih = oh * sh + kh * dh - ph
-                            if ih < 0 or ih >= H:
-                                continue
-                            xrow = &x[n, c, idd, ih, 0]
-                            xrow = xrow + woff
-                            yrow = &dy[n, o, od, oh, 0]
-                            if sw == 1:
-                                for ow in range(lo, hi):
-                                    acc[ow] = acc[ow] + yrow[ow] * xrow[ow]
-                            else:
-                                for ow in range(lo, hi):
-                                    acc[ow] = acc[ow] + yrow[ow] * xrow[ow * sw]
-            for t in range(taps):
-                s = 0
-                for ow in range(OW):
-                    s = s + buf[t * OW + ow]
-                (&dwt[o, 0, 0, 0, 0])[t] = s
-        free(buf)
-    if failed:
-        raise MemoryError("conv grad_weight (depthwise): cannot allocate a buffer")
-
-
-@cython.boundscheck(False)
 def _dw_grad_weight_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
                          floating[:, :, :, :, ::1] dwt, tuple stride, tuple pad, tuple dil,
                          Py_ssize_t ob, int nthreads):
@@ -679,10 +768,8 @@ def dw_grad_input(dy5, w5, dx5, stride, pad, dil, channels_last, nthreads):
         _dw_grad_input_nchw(dy5, w5, dx5, stride, pad, dil, nthreads)
 
 
-def dw_grad_weight(x5, dy5, dw5, stride, pad, dil, channels_last, nthreads):
-    """Depthwise-style grad_weight (overwrites dw5)."""
-    if channels_last:
-        ob = _channel_split(1, dy5.shape[4], nthreads)
-        _dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, ob, nthreads)
-    else:
-        _dw_grad_weight_nchw(x5, dy5, dw5, stride, pad, dil, nthreads)
+def dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, nthreads):
+    """Depthwise-style grad_weight, channels-last (overwrites dw5). Channels-first
+    problems use grad_weight_dot."""
+    ob = _channel_split(1, dy5.shape[4], nthreads)
+    _dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, ob, nthreads)

@@ -43,15 +43,6 @@ cdef inline void pack_cols_nchw(const cc_conv_geom *g, const floating *x, cc_idx
         cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, nr, ps, bp)
 
 
-cdef inline void pad_channel(const floating *x, const cc_conv_geom *g, floating *xp,
-                             Py_ssize_t Dp, Py_ssize_t Hp, Py_ssize_t Wp) noexcept nogil:
-    # zero-padded copy of one channel, split into the stride phases (pack.h)
-    if floating is float:
-        cconv_pad_phases_f32(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw)
-    else:
-        cconv_pad_phases_f64(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw)
-
-
 cdef inline void pack_rows_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
                                 cc_idx k0, cc_idx kc, floating *dst, cc_idx ld) noexcept nogil:
     if floating is float:

@@ -23,3 +23,12 @@ cdef extern from "pack.h" nogil:
                                          cc_idx mc, cc_idx k0, cc_idx kc, float *dst, cc_idx ld)
     void cconv_pack_rows_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx p0,
                                          cc_idx mc, cc_idx k0, cc_idx kc, double *dst, cc_idx ld)
+
+
+cdef inline void pad_channel(const floating *x, const cc_conv_geom *g, floating *xp,
+                             Py_ssize_t Dp, Py_ssize_t Hp, Py_ssize_t Wp) noexcept nogil:
+    # zero-padded copy of one channel, split into the stride phases (pack.h)
+    if floating is float:
+        cconv_pad_phases_f32(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw)
+    else:
+        cconv_pad_phases_f64(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw)

@@ -170,6 +170,44 @@ def choose_backward(spec, algorithm):
     return Algorithm.DIRECT if depthwise and spec.groups > 1 else Algorithm.IM2COL
 
 
+# gwdot's lanes run along output rows: short rows leave lanes empty. The GEMM path
+# ("im2col") wins on dense problems with long reductions over (channel, tap); gwdot on
+# few channels per group. Crossovers measured on the AVX-512 machine, one thread
+# (ratios gwdot / GEMM: K = 27: 0.43, 144: 0.37, 288: 0.97, 576: 0.96, 1152 at
+# 28x28: 1.6; ResNeXt K = 72: 0.26; rows of 8: 1.3, rows of 4: 2.4; 1x1 K = 64: 1.15).
+_GWDOT_MIN_ROW = 16
+_GWDOT_MAX_K = 640
+_GWDOT_ALWAYS_K = 64
+
+
+def choose_grad_weight(spec, algorithm):
+    """The Algorithm for grad_weight. Channels-first layouts: "direct" is the gwdot
+    kernel (dot products along output rows, _kernels/gwdot.h) for any groups; "auto"
+    takes it for few (channel, tap) pairs per group (K = Cg * taps < 64), or for
+    K <= 640 with a spatial kernel and output rows of at least 16 (a grid without gaps
+    between rows counts as one long row), and the GEMM otherwise. Channels-last: as
+    :func:`choose_backward`."""
+    if spec.channels_last:
+        return choose_backward(spec, algorithm)
+    if algorithm == "direct":
+        return Algorithm.DIRECT
+    if algorithm == "im2col":
+        return Algorithm.IM2COL
+    k = spec.as3d(spec.kernel, 1)
+    d = spec.as3d(spec.dilation, 1)
+    s = spec.as3d(spec.stride, 1)
+    od, oh, ow = spec.as3d(spec.out_size, 1)
+    taps = int(np.prod(k))
+    K = spec.Cg * taps
+    if K < _GWDOT_ALWAYS_K and ow * oh * od >= 8:
+        return Algorithm.DIRECT
+    gapless = all((kk - 1) * dd // ss == 0 for kk, dd, ss in zip(k[1:], d[1:], s[1:]))
+    row = od * oh * ow if gapless else ow
+    if taps > 1 and K <= _GWDOT_MAX_K and row >= _GWDOT_MIN_ROW:
+        return Algorithm.DIRECT
+    return Algorithm.IM2COL
+
+
 def explain(spec, algorithm="auto"):
     """A short description of what would run: algorithm, MACs, workspace bound."""
     algo = choose_forward(spec, algorithm)

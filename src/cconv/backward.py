@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _backward, _direct, _im2col, _plan, _spec
 from ._threads import get_num_threads
-from .functional import _prepare_input, _prepare_weight
+from .functional import _prepare_input, _prepare_weight, _run
 
 _DEFAULT_LAYOUT = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
 _ALL = ("input", "weight", "bias")
@@ -118,6 +118,46 @@ def _weight_shape(spec):
     return k + (spec.Cg, spec.O) if spec.channels_last else (spec.O, spec.Cg) + k
 
 
+def _flipped_spec(spec, sizes, pads):
+    """The forward convolution whose output is the input gradient of ``spec`` (input
+    of spatial ``sizes``, zero padding ``pads``), when there is one: stride 1 and
+    padding at most the dilated kernel extent. Its input is grad_out (O channels), its
+    weight the flipped, transposed weight (:func:`_flipped_weight`), its padding
+    (k - 1) * d - pad on each side, so that it reads grad_out exactly where the
+    convolution's taps wrote to. None otherwise."""
+    if any(s != 1 for s in spec.stride):
+        return None
+    fpads = []
+    for k, d, (b, a) in zip(spec.kernel, spec.dilation, pads):
+        e = (k - 1) * d
+        if b > e or a > e:
+            return None
+        fpads.append((e - b, e - a))
+    size = tuple(o + b + a - (k - 1) * d for o, (b, a), k, d in
+                 zip(spec.out_size, fpads, spec.kernel, spec.dilation))
+    if size != tuple(sizes):
+        return None
+    return _spec._replace(spec, C=spec.O, O=spec.C, in_size=spec.out_size, out_size=size,
+                          pads=tuple(fpads), padding_mode="zeros", has_bias=False,
+                          batched=True)
+
+
+def _flipped_weight(spec, w):
+    """w of the convolution ``spec`` -> the weight of :func:`_flipped_spec`: per group
+    the input and output channels swapped, every spatial axis reversed."""
+    G, Og, Cg, nd = spec.groups, spec.Og, spec.Cg, spec.nd
+    k = tuple(spec.kernel)
+    w = np.asarray(w, dtype=spec.dtype)
+    rev = (slice(None, None, -1),) * nd
+    if spec.channels_last:  # (*k, Cg, O) -> (*k, Og, C)
+        wr = w.reshape(k + (Cg, G, Og))
+        f = wr.transpose(tuple(range(nd)) + (nd + 2, nd + 1, nd))[rev]
+        return np.ascontiguousarray(f).reshape(k + (Og, G * Cg))
+    wr = w.reshape((G, Og, Cg) + k)  # (O, Cg, *k) -> (C, Og, *k)
+    f = wr.transpose((0, 2, 1) + tuple(range(3, 3 + nd)))[(slice(None),) * 3 + rev]
+    return np.ascontiguousarray(f).reshape((G * Cg, Og) + k)
+
+
 def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
     """dL/dx of the convolution ``spec`` (a new array in x's shape, or ``out``)."""
     algo = _plan.choose_backward(spec, algorithm)
@@ -128,12 +168,27 @@ def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
     else:
         sizes = spec.in_size
         pads3 = spec.as3d(tuple(b for b, _ in spec.pads), 0)
+    P = math.prod(spec.out_size)
+    fspec = None
+    if algorithm == "auto" and spec.Og and P and spec.N:
+        fspec = _flipped_spec(spec, sizes, ((0, 0),) * spec.nd if padded else spec.pads)
+    if fspec is not None:
+        # stride 1: the forward convolution of grad_out with the flipped weight, on the
+        # fastest forward algorithm ("auto": im2col, depthwise or Winograd)
+        if out is not None and not padded:
+            dx = _batched(spec, out)
+        else:
+            dx = np.empty(_input_shape(spec, sizes), spec.dtype)
+        if dx.size:
+            dy = _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype))
+            _run(fspec, _plan.choose_forward(fspec, "auto"), dy,
+                 _flipped_weight(spec, weight), None, dx)
+        return _finish_grad_input(spec, dx, out, padded)
     if out is not None and not padded:
         dx = _batched(spec, out)
         dx[...] = 0
     else:
         dx = np.zeros(_input_shape(spec, sizes), spec.dtype)
-    P = math.prod(spec.out_size)
     if dx.size and spec.Og and P:
         nth = get_num_threads()
         dy5 = _five(spec, _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype)),
@@ -148,6 +203,10 @@ def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
             wt = _weight_blocks(spec, weight, cb)
             _backward.grad_input(dy5, wt, _five(spec, dx, sizes), spec.as3d(spec.kernel, 1),
                                  cb, *geom, spec.groups, spec.channels_last, nth)
+    return _finish_grad_input(spec, dx, out, padded)
+
+
+def _finish_grad_input(spec, dx, out, padded):
     if padded:
         dx = _unpad_grad(dx, spec.pads, spec.padding_mode, _spatial_axes(spec))
     if not spec.batched:
@@ -161,7 +220,7 @@ def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
 
 def _grad_weight(spec, x, grad_out, algorithm="auto"):
     """dL/dweight of the convolution ``spec`` (a new array in the weight's shape)."""
-    algo = _plan.choose_backward(spec, algorithm)
+    algo = _plan.choose_grad_weight(spec, algorithm)
     wshape = _weight_shape(spec)
     P = math.prod(spec.out_size)
     if spec.N == 0 or spec.Cg == 0 or spec.O == 0 or P == 0:
@@ -172,8 +231,10 @@ def _grad_weight(spec, x, grad_out, algorithm="auto"):
                 spec.out_size)
     dw5 = _prepare_weight(spec, dw)  # a view: dw is contiguous
     geom = (spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3), spec.as3d(spec.dilation, 1))
-    if algo is _plan.Algorithm.DIRECT:
-        _backward.dw_grad_weight(x5, dy5, dw5, *geom, spec.channels_last, get_num_threads())
+    if algo is _plan.Algorithm.DIRECT and not spec.channels_last:
+        _backward.grad_weight_dot(x5, dy5, dw5, *geom, spec.groups, get_num_threads())
+    elif algo is _plan.Algorithm.DIRECT:
+        _backward.dw_grad_weight_nhwc(x5, dy5, dw5, *geom, get_num_threads())
     else:
         _backward.grad_weight(x5, dy5, dw5, *geom, spec.groups, spec.channels_last,
                               get_num_threads())
@@ -198,15 +259,7 @@ def _conv_forward_sized(spec, x, weight, algorithm="auto"):
     if spec.Cg == 0:
         result[...] = 0
         return result
-    x5, pads3 = _prepare_input(spec, x)
-    w5 = _prepare_weight(spec, weight)
-    out5 = _five(spec, _batched(spec, result), spec.out_size)
-    args = (x5, w5, None, out5, spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3),
-            spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
-    if _plan.choose_forward(spec, algorithm) is _plan.Algorithm.IM2COL:
-        _im2col.conv_forward(*args)
-    else:
-        _direct.conv_forward(*args)
+    _run(spec, _plan.choose_forward(spec, algorithm), x, weight, None, result)
     return result
 
 
@@ -283,7 +336,11 @@ def conv2d_grad_weight(x, grad_out, weight_shape, stride=1, padding=0, dilation=
     """Gradient of :func:`cconv.conv2d` w.r.t. its weight (of shape ``weight_shape``,
     in the layout's weight convention). Returns a new array; with an empty batch it is
     all zeros. Summed over images and pixels in a fixed order: bitwise identical for
-    every thread count. algorithm: as in :func:`conv2d_grad_input`."""
+    every thread count and every ISA path. algorithm: "im2col" (an implicit-GEMM
+    reduction), "direct" (channels-first layouts: dot products along output rows,
+    any groups; channels-last: depthwise-style problems only) or "auto" (channels-first:
+    "direct" unless the output rows are shorter than 8 pixels; channels-last: "direct"
+    for depthwise-style problems)."""
     return _conv_grad_weight("conv2d_grad_weight", 2, x, grad_out, weight_shape, stride,
                              padding, dilation, groups, padding_mode, layout, algorithm)
 

@@ -130,6 +130,15 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         result[...] = 0 if b is None else (b if spec.channels_last else
                                            b.reshape((-1,) + (1,) * nd))
         return result
+    _run(spec, algo, x, weight, b, result, packed, cached)
+    return result
+
+
+def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
+    """Run the forward convolution ``spec`` with Algorithm ``algo`` into ``result`` (of
+    spec.out_size, C-contiguous, non-empty; spec.Cg > 0). x, weight: arrays in the
+    spec's layout and dtype; b: None or a contiguous (O,) array."""
+    nd = spec.nd
     x5, pads3 = _prepare_input(spec, x)
     w5 = _prepare_weight(spec, weight)
     out5 = result.reshape((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,)
@@ -147,7 +156,6 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         _winograd.conv_forward(*args, m=algo.winograd_m, nd=nd, packed=wpacked)
     else:
         _direct.conv_forward(*args)
-    return result
 
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
