@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from . import _backward, _direct, _im2col, _plan, _spec
+from . import _backward, _plan, _spec
 from ._threads import get_num_threads
 from .functional import _prepare_input, _prepare_weight, _run
 
