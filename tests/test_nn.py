@@ -427,3 +427,28 @@ def test_cifar_cnn_parameter_count():
     assert sum(p.numel() for p in torch_cifar_cnn().parameters()) == 289_194
     assert list(model.state_dict()) == list(torch_cifar_cnn().state_dict())
     del torch
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maxpool_2x2_fast_path_matches_general(dtype):
+    """MaxPool2d(2) on NCHW runs a dedicated 2x2/2 loop; it must follow the general
+    rule (first maximum wins ties, the last NaN wins) and route gradients the same way
+    as the general kernel (run here through the NHWC layout) on odd sizes."""
+    rng = np.random.default_rng(4)
+    x = rng.integers(-2, 3, (2, 3, 7, 9)).astype(dtype)   # many ties
+    x[0, 0, 0, 1] = np.nan
+    x[0, 0, 1, 0] = np.nan                                 # two NaNs in one window
+    x[1, 2, 4, 4] = np.inf
+    x[1, 1, 2, 2] = -np.inf
+    fast = nn.MaxPool2d(2)
+    slow = nn.MaxPool2d(2, layout="NHWC")
+    y = fast(x)
+    ys = slow(np.ascontiguousarray(x.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    assert y.shape == (2, 3, 3, 4)
+    np.testing.assert_array_equal(y, ys)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    dx = fast.backward(g)
+    dxs = slow.backward(np.ascontiguousarray(g.transpose(0, 2, 3, 1))).transpose(0, 3, 1, 2)
+    np.testing.assert_array_equal(dx, dxs)
+    # the window with two NaNs routes its gradient to the later one
+    assert dx[0, 0, 1, 0] == g[0, 0, 0, 0] and dx[0, 0, 0, 1] == 0

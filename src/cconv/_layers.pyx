@@ -25,6 +25,10 @@ def relu_forward(const floating[::1] x, floating[::1] y, int nthreads):
 cdef extern from "eltwise.h" nogil:
     void cconv_relu_backward_f32(const float *g, const float *y, float *dx, int64_t n)
     void cconv_relu_backward_f64(const double *g, const double *y, double *dx, int64_t n)
+    void cconv_maxpool2x2_plane_f32(const float *x, int64_t W, float *y, int32_t *arg,
+                                    int64_t OH, int64_t OW)
+    void cconv_maxpool2x2_plane_f64(const double *x, int64_t W, double *y, int32_t *arg,
+                                    int64_t OH, int64_t OW)
 
 cdef enum:
     CHUNK = 16384  # elements per parallel step
@@ -58,6 +62,19 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
     else:
         C, H, W = x.shape[1], x.shape[2], x.shape[3]
         OH, OW = y.shape[2], y.shape[3]
+    if (not channels_last and kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0
+            and pw == 0 and dh == 1 and dw == 1 and 2 * OH <= H and 2 * OW <= W):
+        # the common 2x2 / 2 window: a branch-free loop per plane (same rule)
+        for plane in prange(N * C, nogil=True, schedule="static", num_threads=nthreads):
+            n = plane // C
+            c = plane % C
+            if floating is float:
+                cconv_maxpool2x2_plane_f32(&x[n, c, 0, 0], W, &y[n, c, 0, 0], &arg[n, c, 0, 0],
+                                           OH, OW)
+            else:
+                cconv_maxpool2x2_plane_f64(&x[n, c, 0, 0], W, &y[n, c, 0, 0], &arg[n, c, 0, 0],
+                                           OH, OW)
+        return
     for plane in prange(N * C, nogil=True, schedule="static", num_threads=nthreads):
         n = plane // C
         c = plane % C

@@ -19,4 +19,35 @@ static inline void cconv_relu_backward_f64(const double *restrict g, const doubl
         dx[i] = y[i] > 0.0 ? gi : 0.0;
     }
 }
+
+/* 2x2 max pooling, stride 2, no padding, one (H, W) plane -> (OH, OW) with 2*OH <= H,
+ * 2*OW <= W. Taps in the order (0,0), (0,1), (1,0), (1,1); a later tap wins if it is
+ * greater or NaN (the general kernel's rule: first maximum, last NaN). arg: the
+ * winning input position h*W + w. Branch-free selects. */
+#define CC_POOL_DEFINE(T, SUF)                                                            \
+static inline void cconv_maxpool2x2_plane_##SUF(const T *restrict x, int64_t W,          \
+                                                 T *restrict y, int32_t *restrict arg,    \
+                                                 int64_t OH, int64_t OW) {                \
+    for (int64_t oh = 0; oh < OH; oh++) {                                                 \
+        const T *r0 = x + 2 * oh * W, *r1 = r0 + W;                                       \
+        T *yo = y + oh * OW;                                                              \
+        int32_t *ao = arg + oh * OW;                                                      \
+        const int32_t base = (int32_t)(2 * oh * W);                                       \
+        for (int64_t ow = 0; ow < OW; ow++) {                                             \
+            T best = r0[2 * ow], v;                                                       \
+            int32_t k = 0, m;                                                             \
+            v = r0[2 * ow + 1]; m = (v > best) | (v != v);                                \
+            best = m ? v : best; k = m ? 1 : k;                                           \
+            v = r1[2 * ow]; m = (v > best) | (v != v);                                    \
+            best = m ? v : best; k = m ? (int32_t)W : k;                                  \
+            v = r1[2 * ow + 1]; m = (v > best) | (v != v);                                \
+            best = m ? v : best; k = m ? (int32_t)W + 1 : k;                              \
+            yo[ow] = best;                                                                \
+            ao[ow] = base + (int32_t)(2 * ow) + k;                                        \
+        }                                                                                 \
+    }                                                                                     \
+}
+CC_POOL_DEFINE(float, f32)
+CC_POOL_DEFINE(double, f64)
+#undef CC_POOL_DEFINE
 #endif
