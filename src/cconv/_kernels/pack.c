@@ -128,13 +128,36 @@ void cconv_pack_rows_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx
 }
 
 #define DEFINE_ROW_PACKER(T, SUF)                                                           \
+/* Whole panels one at a time (sequential writes), each row a fixed-size copy the       \
+ * compiler inlines for the panel widths of the micro-kernels; then the partial panel. */ \
+static inline void copy_panel_##SUF(T *dst, const T *s0, const cc_idx *offs, cc_idx kc,    \
+                                    int nr) {                                               \
+    switch (nr) {                                                                           \
+    case 32:                                                                                \
+        for (cc_idx kk = 0; kk < kc; kk++) memcpy(dst + kk * 32, s0 + offs[kk], 32 * sizeof(T)); \
+        break;                                                                              \
+    case 16:                                                                                \
+        for (cc_idx kk = 0; kk < kc; kk++) memcpy(dst + kk * 16, s0 + offs[kk], 16 * sizeof(T)); \
+        break;                                                                              \
+    case 8:                                                                                 \
+        for (cc_idx kk = 0; kk < kc; kk++) memcpy(dst + kk * 8, s0 + offs[kk], 8 * sizeof(T)); \
+        break;                                                                              \
+    default:                                                                                \
+        for (cc_idx kk = 0; kk < kc; kk++)                                                  \
+            memcpy(dst + kk * nr, s0 + offs[kk], (size_t)nr * sizeof(T));                   \
+    }                                                                                       \
+}                                                                                           \
+                                                                                            \
 void cconv_pack_b_rows_##SUF(const T *base, const cc_idx *offs, cc_idx kc, cc_idx j0,      \
                              cc_idx nc, int nr, cc_idx ps, T *bp) {                         \
-    cc_idx ncp = ((nc + nr - 1) / nr) * nr;                                                 \
-    for (cc_idx kk = 0; kk < kc; kk++) {                                                    \
-        const T *src = base + offs[kk] + j0;                                                \
-        put_run_##SUF(bp, ps, nr, kk, 0, nc, src, 1);                                       \
-        if (ncp > nc) put_run_##SUF(bp, ps, nr, kk, nc, ncp - nc, NULL, 0);                 \
+    const cc_idx full = nc / nr, done = full * nr;                                          \
+    for (cc_idx p = 0; p < full; p++)                                                       \
+        copy_panel_##SUF(bp + p * ps, base + j0 + p * nr, offs, kc, nr);                    \
+    if (done < nc) {                                                                        \
+        for (cc_idx kk = 0; kk < kc; kk++) {                                                \
+            put_run_##SUF(bp, ps, nr, kk, done, nc - done, base + offs[kk] + j0 + done, 1); \
+            put_run_##SUF(bp, ps, nr, kk, nc, done + nr - nc, NULL, 0);                     \
+        }                                                                                   \
     }                                                                                       \
 }
 
