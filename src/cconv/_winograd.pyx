@@ -33,6 +33,10 @@ import numpy as np
 
 include "_gemm_core.pxi"
 
+cdef extern from "scratch.h" nogil:
+    void *cc_scratch_acquire(int slot, size_t nbytes)
+    void cc_scratch_release(int slot, void *p)
+
 cdef extern from "winograd.h" nogil:
     void cconv_wino_input_f32(int m, int nd, const float *d, cc_idx rs, cc_idx cs, float *v,
                               cc_idx ldv, cc_idx L)
@@ -385,9 +389,12 @@ cdef int _run_items(const floating *x, const floating *up, const floating *bias,
     total = (vsz + msz + dsz + ysz + 64 + 15) // 16 * 16
     with parallel(num_threads=nthreads):
         # + room for MR row pointers (NHWC) after the floating-point scratch
-        buf = <floating *> calloc(total + 2 * g.MR + 16, sizeof(floating))
+        # zeroed per call, as calloc did, but without calloc's fresh pages (scratch.h)
+        buf = <floating *> cc_scratch_acquire(0, (total + 2 * g.MR + 16) * sizeof(floating))
         if buf == NULL:
             failed_p[0] = 1
+        else:
+            memset(buf, 0, (total + 2 * g.MR + 16) * sizeof(floating))
         for item in prange(g.G * nblocks * nob, schedule="static"):
             if buf == NULL:
                 continue
@@ -407,7 +414,7 @@ cdef int _run_items(const floating *x, const floating *up, const floating *bias,
                 _item_nchw(x, up, bias, out, &g, gi, t0, nb, o0, ob, NBP, OB, buf, buf + vsz,
                            buf + vsz + msz, buf + vsz + msz + dsz,
                            buf + vsz + msz + dsz + g.mh * g.m * NBP)
-        free(buf)
+        cc_scratch_release(0, buf)
     if failed:
         with gil:
             raise MemoryError("conv (winograd): cannot allocate the per-thread workspace")
