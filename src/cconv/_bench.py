@@ -1,5 +1,6 @@
 """`python -m cconv bench`: cconv against a pure-NumPy im2col baseline and, when they
-are installed, PyTorch, on real network layers, timed side by side in one process."""
+are installed, PyTorch and ONNX Runtime, on real network layers, timed side by side in
+one process."""
 import argparse
 import statistics
 import time
@@ -107,6 +108,41 @@ def _torch_fn(s, x, w, b, layout):
     return run
 
 
+def _ort_fn(s, x, w, b, layout, nthreads):
+    """A one-node ONNX Conv model run by ONNX Runtime's CPU provider (its MLAS kernels),
+    intra-op spinning off so that its idle threads do not slow the next library timed.
+    ONNX's Conv is channels-first only: for NHWC the same problem is given in NCHW (the
+    transposes are made once, outside the timing). None when the dtype is not supported."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    if x.dtype != np.float32:
+        return None  # ONNX Runtime's CPU Conv kernel is float32-only
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        w = np.ascontiguousarray(w.transpose(3, 2, 0, 1))
+    oh, ow = out_hw(s)
+    node = helper.make_node("Conv", ["X", "W", "B"], ["Y"], kernel_shape=[s.K, s.K],
+                            strides=[s.stride] * 2, pads=[s.pad] * 4,
+                            dilations=[s.dilation] * 2, group=s.groups)
+    graph = helper.make_graph(
+        [node], "conv", [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x.shape))],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [s.N, s.O, oh, ow])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = min(model.ir_version, 9)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = nthreads
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(model.SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    feed = {"X": x}
+    return lambda: sess.run(None, feed)
+
+
 def time_fn(fn, repeat, min_time=0.02, cooldown=0.4):
     """Median and spread (min, max) of `repeat` timings, each an average over enough
     calls to last min_time seconds.
@@ -130,17 +166,25 @@ def time_fn(fn, repeat, min_time=0.02, cooldown=0.4):
 
 
 def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=None,
-              peers=("numpy", "torch"), file=None, algorithm="auto"):
+              peers=("numpy", "torch", "ort"), file=None, algorithm="auto"):
     """Time the suite; print a table; return a list of result dicts."""
     import sys
 
     out = file or sys.stdout
-    have_torch = False
+    have_torch = have_ort = False
     if "torch" in peers:
         try:
             import torch
 
             have_torch = True
+        except ImportError:
+            pass
+    if "ort" in peers:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+
+            have_ort = np.dtype(dtype) == np.float32
         except ImportError:
             pass
     nt = threads or get_num_threads()
@@ -152,6 +196,8 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
         cols += ["numpy ms", "np/cconv"]
     if have_torch:
         cols += ["torch ms", "cconv/torch"]
+    if have_ort:
+        cols += ["ort ms", "cconv/ort"]
     print(f"cconv bench: conv2d {layout} {np.dtype(dtype).name}, algorithm={algorithm}, "
           f"{nt} threads, median of "
           f"{repeat} runs (spread = max/min - 1 of the cconv runs)", file=out)
@@ -178,10 +224,17 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
                 r["torch_ms"] = tmed * 1e3
                 r["cconv_over_torch"] = med / tmed
                 row += [f"{tmed * 1e3:12.3f}", f"{med / tmed:12.2f}"]
+            if have_ort:
+                ofn = _ort_fn(s, x, w, b, layout, nt)
+                omed = time_fn(ofn, repeat)[0]
+                r["ort_ms"] = omed * 1e3
+                r["cconv_over_ort"] = med / omed
+                row += [f"{omed * 1e3:12.3f}", f"{med / omed:12.2f}"]
             print(f"{s.name:<22}" + "".join(row) + f"{r['spread'] * 100:7.0f}%", file=out,
                   flush=True)
             results.append(r)
-    for key, label in (("numpy_over_cconv", "numpy/cconv"), ("cconv_over_torch", "cconv/torch")):
+    for key, label in (("numpy_over_cconv", "numpy/cconv"), ("cconv_over_torch", "cconv/torch"),
+                       ("cconv_over_ort", "cconv/ort")):
         vals = [r[key] for r in results if key in r]
         if vals:
             gm = float(np.exp(np.mean(np.log(vals))))
@@ -211,7 +264,9 @@ def main(argv=None):
                          "winograd_f4, depthwise); shapes it cannot run are skipped")
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
     a = ap.parse_args(argv)
-    peers = tuple(p for p, off in (("numpy", a.no_numpy), ("torch", a.no_torch)) if not off)
+    peers = tuple(p for p, off in (("numpy", a.no_numpy), ("torch", a.no_torch),
+                                   ("ort", a.no_ort)) if not off)
     run_bench(a.shapes, a.layout, np.dtype(a.dtype), a.repeat, a.threads, peers,
               algorithm=a.algorithm)
