@@ -444,6 +444,50 @@ def test_grad_input_flipped_forward_matches_col2im(layout, nd, N, C, O, G, sp, k
     assert a32.dtype == np.float32 and rel_error(a32, b) <= 2e-6
 
 
+# Strided grad_input ("auto", dilation 1, stride <= kernel) runs as prod(stride)
+# stride-1 forward convolutions, one per stride phase ("sub-pixel"); it must agree with
+# col2im, including inputs longer than the windows read (zero gradient at the end),
+# stride == kernel, asymmetric padding, groups, both layouts, 1-D / 3-D and padding modes.
+@pytest.mark.parametrize("layout", ["first", "last"])
+@pytest.mark.parametrize("nd,N,C,O,G,sp,k,stride,pad,mode", [
+    (2, 2, 4, 6, 1, (9, 9), (3, 3), 2, 1, "zeros"),
+    (2, 1, 4, 6, 2, (10, 11), (4, 4), 2, 1, "zeros"),
+    (2, 2, 6, 4, 2, (8, 8), (4, 2), 2, 0, "zeros"),                # stride == kernel
+    (2, 1, 2, 3, 1, (13, 7), (5, 3), (3, 2), ((2, 0), (1, 1)), "zeros"),
+    (2, 1, 3, 3, 1, (10, 10), (3, 3), 3, 0, "zeros"),              # last row never read
+    (2, 1, 3, 5, 1, (9, 10), (3, 3), 2, 2, "reflect"),
+    (2, 2, 8, 8, 8, (11, 9), (3, 3), 2, 1, "zeros"),                # depthwise
+    (1, 2, 3, 4, 1, (17,), (4,), 2, 1, "circular"),
+    (3, 1, 2, 3, 1, (7, 8, 9), (3, 3, 3), (2, 1, 2), 1, "zeros"),
+])
+def test_grad_input_subpixel_matches_col2im(layout, nd, N, C, O, G, sp, k, stride, pad,
+                                            mode):
+    rng = np.random.default_rng(9)
+    lay = LAST_LAYOUT[nd] if layout == "last" else DEFAULT_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, O, G, sp, k)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    args = (stride, pad, 1, G)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
+                                        layout=lay).shape)
+    gi_fn = bwd_fns(nd)[0]
+    a = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay)
+    b = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay, algorithm="im2col")
+    assert a.shape == x.shape
+    assert rel_error(a, b) <= 1e-13
+
+
+def test_conv_transpose_subpixel_output_padding():
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((2, 8, 5, 5))
+    w = rng.standard_normal((8, 4, 4, 4))
+    out = np.full((2, 4, 11, 11), np.nan)
+    a = cconv.conv_transpose2d(x, w, None, 2, 1, output_padding=1, out=out)
+    b = cconv.conv_transpose2d(x, w, None, 2, 1, output_padding=1, algorithm="im2col")
+    assert a is out
+    assert rel_error(a, b) <= 1e-13
+
+
 # ----------------------------------------------------------------------------- gwdot
 
 # Channels-first grad_weight by dot products along output rows (_kernels/gwdot.h):

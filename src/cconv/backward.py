@@ -158,6 +158,79 @@ def _flipped_weight(spec, w):
     return np.ascontiguousarray(f).reshape((G * Cg, Og) + k)
 
 
+def _subpixel_ok(spec):
+    """Strided problems whose input gradient splits into stride phases (below):
+    dilation 1 and every stride at most its kernel size (each phase has a tap)."""
+    return (any(s > 1 for s in spec.stride) and all(d == 1 for d in spec.dilation)
+            and all(s <= k for s, k in zip(spec.stride, spec.kernel)))
+
+
+def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx):
+    """The input gradient of a strided convolution as prod(stride) stride-1 forward
+    convolutions ("sub-pixel"): padded-input position i = s*m + r (phase r per dim)
+    only receives taps k = r + q*s, so
+
+        dx_pad[s*m + r] = sum_q dy[m - q] * w[r + q*s],
+
+    a correlation of grad_out with the flipped weight's taps (K-1-r) % s, ... (every
+    s-th one). Each phase runs on the forward algorithms ("auto") over the whole batch,
+    then fills its strided slice of dx (every element of dx is written by exactly one
+    phase). dy: batched grad_out (user layout); dx: batched result of spatial ``sizes``;
+    pads: the zero padding (before, after) per dim."""
+    import itertools
+
+    from . import functional
+
+    nd, cl = spec.nd, spec.channels_last
+    wf = _flipped_weight(spec, weight)
+    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[nd - 1]
+    layout = spec.layout
+    sp0 = 1 if cl else 2                      # first spatial axis of dy / dx
+    wsp0 = 0 if cl else 2                     # first spatial axis of the weight
+    for r in itertools.product(*(range(s) for s in spec.stride)):
+        dsl = [slice(None)] * dy.ndim
+        xsl = [slice(None)] * dx.ndim
+        wsl = [slice(None)] * wf.ndim
+        conv_pads = []
+        empty = False
+        for d in range(nd):
+            s, K, (pb, _), n = spec.stride[d], spec.kernel[d], pads[d], sizes[d]
+            L = spec.out_size[d]
+            q = -(-(K - r[d]) // s)
+            wsl[wsp0 + d] = slice((K - 1 - r[d]) % s, None, s)
+            # phase positions m with input index s*m + r - pb inside [0, n)
+            m_lo = -((r[d] - pb) // s)
+            m_hi = (pb + n - 1 - r[d]) // s
+            count = m_hi - m_lo + 1
+            if count <= 0:
+                empty = True
+                break
+            # output t = m - m_lo reads dy[t + m_lo - (q - 1) + q'], q' < q
+            before = q - 1 - m_lo
+            lo = 0
+            if before < 0:
+                lo, before = -before, 0
+            hi = L
+            after = count + q - 1 - (hi - lo) - before
+            if after < 0:
+                hi, after = hi + after, 0
+            if hi <= lo:  # every read of this phase falls outside grad_out
+                dsl[sp0 + d] = slice(0, 0)
+            else:
+                dsl[sp0 + d] = slice(lo, hi)
+            conv_pads.append((before, after))
+            ih0 = s * m_lo + r[d] - pb
+            xsl[sp0 + d] = slice(ih0, ih0 + s * (count - 1) + 1, s)
+        if empty:
+            continue
+        src = dy[tuple(dsl)]
+        if 0 in src.shape[sp0:sp0 + nd]:
+            dx[tuple(xsl)] = 0
+            continue
+        dx[tuple(xsl)] = conv(src, np.ascontiguousarray(wf[tuple(wsl)]), None, 1,
+                              tuple(conv_pads), 1, spec.groups, layout=layout)
+
+
 def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
     """dL/dx of the convolution ``spec`` (a new array in x's shape, or ``out``)."""
     algo = _plan.choose_backward(spec, algorithm)
@@ -183,6 +256,16 @@ def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
             dy = _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype))
             _run(fspec, _plan.choose_forward(fspec, "auto"), dy,
                  _flipped_weight(spec, weight), None, dx)
+        return _finish_grad_input(spec, dx, out, padded)
+    if algorithm == "auto" and spec.Og and P and spec.N and _subpixel_ok(spec):
+        if out is not None and not padded:
+            dx = _batched(spec, out)
+        else:
+            dx = np.empty(_input_shape(spec, sizes), spec.dtype)
+        if dx.size:
+            dy = _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype))
+            _subpixel_grad_input(spec, dy, weight, sizes,
+                                 ((0, 0),) * spec.nd if padded else spec.pads, dx)
         return _finish_grad_input(spec, dx, out, padded)
     if out is not None and not padded:
         dx = _batched(spec, out)
