@@ -292,3 +292,36 @@ def test_nonfinite_propagates(rng, layout, algorithm, bad):
         assert np.all(~np.isfinite(y[reads]))
         if algorithm != "auto":
             assert np.all(np.isfinite(y[~reads]))
+
+
+# Channels-first im2col on small images with a batch runs the channels-last kernel
+# (pixel blocks across the batch) between two transposes (_plan.nchw_via_nhwc).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,C,O,G,hw,k,stride,pad,mode", [
+    (16, 32, 40, 1, (8, 8), 3, 1, 1, "zeros"),
+    (64, 48, 24, 2, (4, 4), 2, 1, ((1, 0), (0, 1)), "zeros"),
+    (12, 16, 20, 1, (15, 13), 3, 2, 1, "reflect"),
+])
+def test_nchw_small_images_via_channels_last(dtype, N, C, O, G, hw, k, stride, pad, mode):
+    import cconv
+    from cconv import _plan, _spec
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((N, C) + hw).astype(dtype)
+    w = rng.standard_normal((O, C // G, k, k)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    spec = _spec.forward_spec("conv2d", 2, x, w, b, stride, pad, 1, G, mode, "NCHW",
+                              "im2col")[0]
+    assert _plan.nchw_via_nhwc(spec)
+    out = np.full(spec.out_shape, np.nan, dtype)
+    y = cconv.conv2d(x, w, b, stride, pad, 1, G, padding_mode=mode, algorithm="im2col",
+                     out=out)
+    assert y is out
+    # the same kernel as the channels-last call: bitwise equal
+    yl = cconv.conv2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                      np.ascontiguousarray(w.transpose(2, 3, 1, 0)), b, stride, pad, 1, G,
+                      padding_mode=mode, layout="NHWC", algorithm="im2col")
+    np.testing.assert_array_equal(y, yl.transpose(0, 3, 1, 2))
+    ref = cconv.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                       stride, pad, 1, G, padding_mode=mode, algorithm="direct")
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.abs(y - ref).max() <= tol * np.abs(ref).max()

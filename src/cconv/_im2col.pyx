@@ -320,6 +320,8 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
     # are runs of Cg contiguous input channels, read in place through row pointers (an
     # indirection table per pixel block; taps in the padding point at a zero row).
     # out[n] (P x Og) = sum over taps t, channels c of x[pixel(p, t), c] . W_g[t*Cg + c, :]
+    # Pixel blocks run over the whole batch (pixel q = n * P + p: the output rows of
+    # consecutive images are consecutive), so small images still fill the tiles.
     cdef Py_ssize_t Cg = geom.C, Og = O // G, C = geom.ctot
     cdef Py_ssize_t taps = geom.KD * geom.KH * geom.KW
     cdef Py_ssize_t K = Cg * taps
@@ -350,21 +352,21 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
         ap = table + taps * mcp
         if table == NULL:
             failed_p[0] = 1
-        for item in prange(N * G * nmb * nnb, schedule="static"):
+        for item in prange(G * nmb * nnb, schedule="static"):
             if table == NULL:
                 continue
-            n = item // (G * nmb * nnb)
-            g = (item // (nmb * nnb)) % G
+            g = item // (nmb * nnb)
             i0 = ((item // nnb) % nmb) * MC
             j0 = (item % nnb) * NC
-            mc = min(MC, P - i0)
+            mc = min(MC, N * P - i0)
             nc = min(NC, Og - j0)
-            xg = x + n * DHWC + g * Cg
-            og = out + (n * P + i0) * O + g * Og + j0
+            og = out + i0 * O + g * Og + j0
             wg = wp + (g * npn + j0 // NR) * NR * K
             # indirection table: table[t * mcp + p] = row of pixel i0 + p for tap t
             for p in range(mc):
-                q = i0 + p
+                n = (i0 + p) // P
+                q = (i0 + p) % P
+                xg = x + n * DHWC + g * Cg
                 od = q // (geom.OH * geom.OW)
                 oh = (q // geom.OW) % geom.OH
                 ow = q % geom.OW
@@ -646,11 +648,12 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     Og = O // G
     if channels_last:
         # pixel blocks first, output-channel blocks when the pixels run out
-        wb, nwb, pb, npb = _blocking(N * G, Og, P, NR, MR, NC_COLS, 240, nthreads)
         if Cg >= INDIRECT_MIN_CHANNELS:  # A rows read in place: no cols at all
+            wb, nwb, pb, npb = _blocking(G, Og, N * P, NR, MR, NC_COLS, 240, nthreads)
             _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                            geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
         else:
+            wb, nwb, pb, npb = _blocking(N * G, Og, P, NR, MR, NC_COLS, 240, nthreads)
             _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                        geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
         return

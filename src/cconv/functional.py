@@ -146,7 +146,15 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
                           (spec.N, spec.O) + spec.as3d(spec.out_size, 1))
     args = (x5, w5, b, out5, spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3),
             spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
-    if algo is _plan.Algorithm.IM2COL:
+    if algo is _plan.Algorithm.IM2COL and _plan.nchw_via_nhwc(spec):
+        # small channels-first images: the channels-last kernel blocks pixels over the
+        # whole batch; transposing in and out costs less than half-empty tiles
+        xh = np.ascontiguousarray(x5.transpose(0, 2, 3, 4, 1))
+        wh = np.ascontiguousarray(w5.transpose(2, 3, 4, 1, 0))
+        oh = np.empty((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,), spec.dtype)
+        _im2col.conv_forward(xh, wh, *args[2:3], oh, *args[4:8], True, args[9])
+        out5[...] = oh.transpose(0, 4, 1, 2, 3)
+    elif algo is _plan.Algorithm.IM2COL:
         use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
         _im2col.conv_forward(*args, packed=packed.panels if use else None)
     elif algo is _plan.Algorithm.DEPTHWISE:
