@@ -521,6 +521,29 @@ def test_grad_weight_direct_matches_im2col(dtype, nd, N, C, O, G, sp, k, stride,
     assert rel_error(got, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_grad_weight_small_images_via_channels_last(dtype):
+    """Channels-first grad_weight on small images with a batch runs the channels-last
+    reduction between transposes: the same sums as a channels-last call."""
+    from cconv import _plan, _spec
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((32, 32, 8, 8)).astype(dtype)
+    w = rng.standard_normal((48, 16, 3, 3)).astype(dtype)
+    spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 2, "zeros", "NCHW",
+                              "auto")[0]
+    assert _plan.nchw_via_nhwc(spec)
+    assert _plan.choose_grad_weight(spec, "auto") is _plan.Algorithm.IM2COL
+    g = rng.standard_normal((32, 48, 8, 8)).astype(dtype)
+    got = cconv.conv2d_grad_weight(x, g, w.shape, 1, 1, 1, 2)
+    last = cconv.conv2d_grad_weight(np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                                    np.ascontiguousarray(g.transpose(0, 2, 3, 1)),
+                                    (3, 3, 16, 48), 1, 1, 1, 2, layout="NHWC")
+    np.testing.assert_array_equal(got, last.transpose(3, 2, 0, 1))
+    ref = cconv.conv2d_grad_weight(x.astype(np.float64), g.astype(np.float64), w.shape,
+                                   1, 1, 1, 2, algorithm="im2col")
+    assert rel_error(got, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+
+
 def test_grad_weight_direct_nonfinite_only_where_read():
     """An Inf in an input column that only tap kw=2 reads makes only that tap's
     gradient non-finite (no product of a padding or skipped position enters a sum)."""

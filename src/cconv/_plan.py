@@ -220,9 +220,9 @@ def choose_grad_weight(spec, algorithm):
     """The Algorithm for grad_weight. Channels-first layouts: "direct" is the gwdot
     kernel (dot products along output rows, _kernels/gwdot.h) for any groups; "auto"
     takes it for few (channel, tap) pairs per group (K = Cg * taps < 64), or for
-    K <= 640 with a spatial kernel and output rows of at least 16 (a grid without gaps
-    between rows counts as one long row), and the GEMM otherwise. Channels-last: as
-    :func:`choose_backward`."""
+    K <= 640 with a spatial kernel, stride 1 and output rows of at least 16 (a grid
+    without gaps between rows counts as one long row), and the GEMM otherwise.
+    Channels-last: as :func:`choose_backward`."""
     if spec.channels_last:
         return choose_backward(spec, algorithm)
     if algorithm == "direct":
@@ -239,7 +239,10 @@ def choose_grad_weight(spec, algorithm):
         return Algorithm.DIRECT
     gapless = all((kk - 1) * dd // ss == 0 for kk, dd, ss in zip(k[1:], d[1:], s[1:]))
     row = od * oh * ow if gapless else ow
-    if taps > 1 and K <= _GWDOT_MAX_K and row >= _GWDOT_MIN_ROW:
+    # strided: the GEMM (gwdot reads every other element of its input runs; measured
+    # 3x3 stride 2, 64 -> 128 at 56x56: gwdot / GEMM = 1.3-1.8)
+    if (taps > 1 and K <= _GWDOT_MAX_K and row >= _GWDOT_MIN_ROW
+            and all(st == 1 for st in s)):
         return Algorithm.DIRECT
     return Algorithm.IM2COL
 

@@ -316,6 +316,15 @@ def _grad_weight(spec, x, grad_out, algorithm="auto"):
     geom = (spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3), spec.as3d(spec.dilation, 1))
     if algo is _plan.Algorithm.DIRECT and not spec.channels_last:
         _backward.grad_weight_dot(x5, dy5, dw5, *geom, spec.groups, get_num_threads())
+    elif (algo is _plan.Algorithm.IM2COL and algorithm == "auto"
+          and _plan.nchw_via_nhwc(spec)):
+        # small channels-first images: the channels-last reduction packs without
+        # transposing (measured 0.75-0.8x on 8x8 CIFAR layers, transposes included)
+        xh = np.ascontiguousarray(x5.transpose(0, 2, 3, 4, 1))
+        dyh = np.ascontiguousarray(dy5.transpose(0, 2, 3, 4, 1))
+        dwh = np.empty(dw5.shape[2:] + (dw5.shape[1], dw5.shape[0]), spec.dtype)
+        _backward.grad_weight(xh, dyh, dwh, *geom, spec.groups, True, get_num_threads())
+        dw5[...] = dwh.transpose(4, 3, 0, 1, 2)
     elif algo is _plan.Algorithm.DIRECT:
         _backward.dw_grad_weight_nhwc(x5, dy5, dw5, *geom, get_num_threads())
     else:
