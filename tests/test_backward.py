@@ -409,6 +409,26 @@ np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3)
 
 # ----------------------------------------------------------------------------- flipped
 
+def _auto_grad_input_matches_col2im(seed, layout, nd, N, C, O, G, sp, k, args, mode):
+    """grad_input "auto" (a forward-convolution form) against col2im ("im2col"), in
+    float64 and float32."""
+    rng = np.random.default_rng(seed)
+    lay = LAST_LAYOUT[nd] if layout == "last" else DEFAULT_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, O, G, sp, k)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
+                                        layout=lay).shape)
+    gi_fn = bwd_fns(nd)[0]
+    a = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay, algorithm="auto")
+    b = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay, algorithm="im2col")
+    assert a.shape == x.shape
+    assert rel_error(a, b) <= 1e-13
+    a32 = gi_fn(g.astype(np.float32), w.astype(np.float32), x.shape, *args,
+                padding_mode=mode, layout=lay)
+    assert a32.dtype == np.float32 and rel_error(a32, b) <= 2e-6
+
+
 # grad_input at stride 1 ("auto") is the forward convolution of grad_out with the
 # flipped, transposed weight; it must agree with the col2im path ("im2col") for every
 # layout, groups, dilation, asymmetric / "same" padding, padding mode, and fall back
@@ -426,22 +446,7 @@ np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3)
 ])
 def test_grad_input_flipped_forward_matches_col2im(layout, nd, N, C, O, G, sp, k, pad, dil,
                                                    mode):
-    rng = np.random.default_rng(8)
-    lay = LAST_LAYOUT[nd] if layout == "last" else DEFAULT_LAYOUT[nd]
-    xs, ws = shapes(lay, nd, N, C, O, G, sp, k)
-    x = rng.standard_normal(xs)
-    w = rng.standard_normal(ws)
-    args = (1, pad, dil, G)
-    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
-                                        layout=lay).shape)
-    gi_fn = bwd_fns(nd)[0]
-    a = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay, algorithm="auto")
-    b = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay, algorithm="im2col")
-    assert a.shape == x.shape
-    assert rel_error(a, b) <= 1e-13
-    a32 = gi_fn(g.astype(np.float32), w.astype(np.float32), x.shape, *args,
-                padding_mode=mode, layout=lay)
-    assert a32.dtype == np.float32 and rel_error(a32, b) <= 2e-6
+    _auto_grad_input_matches_col2im(8, layout, nd, N, C, O, G, sp, k, (1, pad, dil, G), mode)
 
 
 # Strided grad_input ("auto", dilation 1, stride <= kernel) runs as prod(stride)
@@ -462,19 +467,8 @@ def test_grad_input_flipped_forward_matches_col2im(layout, nd, N, C, O, G, sp, k
 ])
 def test_grad_input_subpixel_matches_col2im(layout, nd, N, C, O, G, sp, k, stride, pad,
                                             mode):
-    rng = np.random.default_rng(9)
-    lay = LAST_LAYOUT[nd] if layout == "last" else DEFAULT_LAYOUT[nd]
-    xs, ws = shapes(lay, nd, N, C, O, G, sp, k)
-    x = rng.standard_normal(xs)
-    w = rng.standard_normal(ws)
-    args = (stride, pad, 1, G)
-    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
-                                        layout=lay).shape)
-    gi_fn = bwd_fns(nd)[0]
-    a = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay)
-    b = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay, algorithm="im2col")
-    assert a.shape == x.shape
-    assert rel_error(a, b) <= 1e-13
+    _auto_grad_input_matches_col2im(9, layout, nd, N, C, O, G, sp, k, (stride, pad, 1, G),
+                                    mode)
 
 
 def test_conv_transpose_subpixel_output_padding():

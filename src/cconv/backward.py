@@ -242,30 +242,26 @@ def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
         sizes = spec.in_size
         pads3 = spec.as3d(tuple(b for b, _ in spec.pads), 0)
     P = math.prod(spec.out_size)
-    fspec = None
+    zpads = ((0, 0),) * spec.nd if padded else spec.pads
+    fspec = subpixel = None
     if algorithm == "auto" and spec.Og and P and spec.N:
-        fspec = _flipped_spec(spec, sizes, ((0, 0),) * spec.nd if padded else spec.pads)
-    if fspec is not None:
-        # stride 1: the forward convolution of grad_out with the flipped weight, on the
-        # fastest forward algorithm ("auto": im2col, depthwise or Winograd)
+        fspec = _flipped_spec(spec, sizes, zpads)
+        subpixel = fspec is None and _subpixel_ok(spec)
+    if fspec is not None or subpixel:
+        # as forward convolutions (every element of dx written once), on the fastest
+        # forward algorithms ("auto": im2col, depthwise or Winograd): stride 1, the
+        # flipped weight; strided, one convolution per stride phase
         if out is not None and not padded:
             dx = _batched(spec, out)
         else:
             dx = np.empty(_input_shape(spec, sizes), spec.dtype)
         if dx.size:
             dy = _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype))
-            _run(fspec, _plan.choose_forward(fspec, "auto"), dy,
-                 _flipped_weight(spec, weight), None, dx)
-        return _finish_grad_input(spec, dx, out, padded)
-    if algorithm == "auto" and spec.Og and P and spec.N and _subpixel_ok(spec):
-        if out is not None and not padded:
-            dx = _batched(spec, out)
-        else:
-            dx = np.empty(_input_shape(spec, sizes), spec.dtype)
-        if dx.size:
-            dy = _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype))
-            _subpixel_grad_input(spec, dy, weight, sizes,
-                                 ((0, 0),) * spec.nd if padded else spec.pads, dx)
+            if fspec is not None:
+                _run(fspec, _plan.choose_forward(fspec, "auto"), dy,
+                     _flipped_weight(spec, weight), None, dx)
+            else:
+                _subpixel_grad_input(spec, dy, weight, sizes, zpads, dx)
         return _finish_grad_input(spec, dx, out, padded)
     if out is not None and not padded:
         dx = _batched(spec, out)
