@@ -79,3 +79,24 @@ def test_packed_errors():
     # a packed weight still gets the usual shape validation
     with pytest.raises(ValueError, match="conv2d: input has 3 channels"):
         cconv.conv2d(np.ones((1, 3, 5, 5), np.float32), pw)
+
+
+def test_packed_weights_keep_their_winograd_transform():
+    """A call that runs Winograd with PackedWeights transforms them once and keeps the
+    result in the packing (same output as the plain weight)."""
+    rng = np.random.default_rng(14)
+    x = rng.standard_normal((32, 64, 8, 8)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    pw = cconv.pack_weights(w)
+    res = {}
+    for algo in ("winograd_f4", "winograd_f2"):
+        res[algo] = cconv.conv2d(x, pw, padding=1, algorithm=algo)
+        np.testing.assert_array_equal(res[algo],
+                                      cconv.conv2d(x, w, padding=1, algorithm=algo))
+    assert len(pw.winograd()._packed) == 2          # one transform per variant
+    first = dict(pw.winograd()._packed)
+    cconv.conv2d(x, pw, padding=1, algorithm="winograd_f4")
+    assert all(pw.winograd()._packed[k] is v for k, v in first.items())  # reused
+    w[...] = 0  # the packing holds its own copy
+    np.testing.assert_array_equal(cconv.conv2d(x, pw, padding=1, algorithm="winograd_f4"),
+                                  res["winograd_f4"])

@@ -13,12 +13,14 @@ class PackedWeights:
     Made by :func:`cconv.pack_weights`. Accepted as ``weight`` by ``conv1d/2d/3d`` with
     the same layout (another layout is a ValueError). The panels are used when the call
     runs the im2col algorithm with the packed groups and compute dtype on the ISA path
-    they were packed for; any other call uses ``weight`` as usual (same result).
+    they were packed for; a call that runs Winograd transforms the weights once and keeps
+    them here (:meth:`winograd`); any other call uses ``weight`` as usual (same result).
     ``weight`` is a read-only copy taken at packing time: later edits of the original
     array do not reach it (pack again).
     """
 
-    __slots__ = ("weight", "layout", "groups", "nd", "dtype", "panels", "isa", "tile")
+    __slots__ = ("weight", "layout", "groups", "nd", "dtype", "panels", "isa", "tile",
+                 "_winograd")
 
     def __init__(self, weight, layout, groups, nd, panels, isa, tile):
         self.weight = weight
@@ -29,6 +31,17 @@ class PackedWeights:
         self.panels = panels
         self.isa = isa
         self.tile = tile
+        self._winograd = None
+
+    def winograd(self):
+        """The Winograd-transformed weights of this packing (a :class:`WinogradWeights`
+        made on first use, sharing the read-only ``weight``): a call that runs
+        Winograd with packed weights transforms them once, not every time."""
+        if self._winograd is None:
+            from .functional import WinogradWeights
+            self._winograd = WinogradWeights(self.weight, self.layout, "winograd",
+                                             copy=False)
+        return self._winograd
 
     @property
     def shape(self):

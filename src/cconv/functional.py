@@ -48,8 +48,8 @@ class WinogradWeights:
     (variant, groups, compute dtype, ISA panel geometry) and then reused; changing the
     weights means building a new object."""
 
-    def __init__(self, weight, layout, algorithm):
-        w = np.array(weight, copy=True)
+    def __init__(self, weight, layout, algorithm, copy=True):
+        w = np.array(weight, copy=True) if copy else weight
         if w.dtype.kind not in "fiu":
             raise TypeError(f"winograd_weights: weight has dtype {w.dtype}, not a real array")
         w.flags.writeable = False
@@ -118,6 +118,9 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         fname, nd, x, weight, bias, stride, padding, dilation, groups, padding_mode,
         layout, algorithm)
     algo = _plan.choose_forward(spec, algorithm, cached=cached is not None)
+    if packed is not None and algo.winograd_m:
+        # packed weights keep their Winograd transforms too (made on first use)
+        cached = packed.winograd()
     if out is not None:
         _spec.check_out(spec, out, [("x", x), ("weight", weight), ("bias", bias)])
         result = out
