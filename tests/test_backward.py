@@ -445,7 +445,9 @@ def _auto_grad_input_matches_col2im(seed, layout, nd, N, C, O, G, sp, k, args, m
     (3, 1, 4, 6, 2, (5, 6, 7), (3, 1, 3), 1, 1, "replicate"),
 ])
 def test_grad_input_flipped_forward_matches_col2im(layout, nd, N, C, O, G, sp, k, pad, dil,
-                                                   mode):
+                                                   mode, monkeypatch):
+    # small channel counts: force the forward form that "auto" keeps for >= 16 channels
+    monkeypatch.setattr(cconv.backward, "_forward_form_pays", lambda spec: True)
     _auto_grad_input_matches_col2im(8, layout, nd, N, C, O, G, sp, k, (1, pad, dil, G), mode)
 
 
@@ -466,12 +468,33 @@ def test_grad_input_flipped_forward_matches_col2im(layout, nd, N, C, O, G, sp, k
     (3, 1, 2, 3, 1, (7, 8, 9), (3, 3, 3), (2, 1, 2), 1, "zeros"),
 ])
 def test_grad_input_subpixel_matches_col2im(layout, nd, N, C, O, G, sp, k, stride, pad,
-                                            mode):
+                                            mode, monkeypatch):
+    monkeypatch.setattr(cconv.backward, "_forward_form_pays", lambda spec: True)
     _auto_grad_input_matches_col2im(9, layout, nd, N, C, O, G, sp, k, (stride, pad, 1, G),
                                     mode)
 
 
-def test_conv_transpose_subpixel_output_padding():
+def test_grad_input_forward_form_only_with_enough_channels(monkeypatch):
+    """"auto" keeps col2im when the input has few channels per group (the forward
+    form's GEMM tiles would be mostly empty) and takes the forward form otherwise."""
+    from cconv import backward as bw
+    calls = []
+    real = bw._subpixel_grad_input
+    monkeypatch.setattr(bw, "_subpixel_grad_input",
+                        lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    rng = np.random.default_rng(15)
+    for C, used in ((3, False), (16, True)):
+        calls.clear()
+        w = rng.standard_normal((8, C, 4, 4))
+        g = rng.standard_normal((2, 8, 5, 5))
+        a = cconv.conv2d_grad_input(g, w, (2, C, 10, 10), 2, 1)
+        b = cconv.conv2d_grad_input(g, w, (2, C, 10, 10), 2, 1, algorithm="im2col")
+        assert bool(calls) is used
+        assert rel_error(a, b) <= 1e-13
+
+
+def test_conv_transpose_subpixel_output_padding(monkeypatch):
+    monkeypatch.setattr(cconv.backward, "_forward_form_pays", lambda spec: True)
     rng = np.random.default_rng(10)
     x = rng.standard_normal((2, 8, 5, 5))
     w = rng.standard_normal((8, 4, 4, 4))
