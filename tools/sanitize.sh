@@ -8,8 +8,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 rm -rf build/sanitize
-CFLAGS="$SAN" LDFLAGS="$SAN" CCONV_DEBUG=1 python setup.py build_ext --inplace -q \
+# --force: the in-place extensions of a normal build are newer than the sources and
+# would otherwise be kept (the tests would then run without the sanitizers)
+CFLAGS="$SAN" LDFLAGS="$SAN" CCONV_DEBUG=1 python setup.py build_ext --inplace -q --force \
     --build-temp build/sanitize
+# fail loudly if the extensions did not pick the sanitizers up
+for so in src/cconv/_*.so; do
+    ldd "$so" | grep -q libasan || { echo "sanitize.sh: $so is not an ASan build" >&2; exit 1; }
+done
+echo "sanitize.sh: the extensions in src/cconv are now ASan builds; rebuild normally" \
+     "afterwards (pip install -e . --no-build-isolation)" >&2
 LIBASAN=$(gcc -print-file-name=libasan.so)
 LIBUBSAN=$(gcc -print-file-name=libubsan.so)
 export LD_PRELOAD="$LIBASAN $LIBUBSAN"
