@@ -225,6 +225,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     zero-padded) while "direct" (the loop nest; on a depthwise problem it runs the
     depthwise kernels) skips those taps; Winograd also spreads within tiles (above).
     See the README, "NaN and Inf".
+
+    Ctrl-C: the kernels run without the GIL and do not poll for signals. A SIGINT during
+    the call is raised as KeyboardInterrupt when the kernel has finished and control is
+    back in Python, so the call raises instead of returning (`out`, if given, then holds
+    the finished result); nothing is corrupted and the next call is correct.
     """
     return _forward("conv2d", 2, x, weight, bias, stride, padding, dilation, groups,
                     padding_mode, layout, algorithm, out)
