@@ -1,22 +1,22 @@
-"""NaN / Inf semantics, per algorithm, as the README ("Non-finite values") documents them.
+"""NaN / Inf semantics, per algorithm, as the README ("NaN and Inf") documents them.
 
-Every output is compared by class (finite / NaN / +Inf / -Inf) with a float64 NumPy
+Outputs are compared by class (finite / NaN / +Inf / -Inf) with a float64 NumPy
 reference that follows IEEE arithmetic term by term: an output is NaN iff a NaN, a
 0 x Inf product or Infs of both signs enter its sum, +-Inf iff Infs of one sign enter
-it (the test values are small: no finite sum overflows), else finite. What "enters the
-sum" at the zero padding is the one difference between the algorithms:
+it (the test values are small: no finite sum overflows), else finite.
 
-* im2col, depthwise and Winograd (forward) and im2col grad_weight multiply the padding
-  zeros like input pixels ("padded" model: a NaN/Inf weight that reaches the padding
-  gives NaN there, exactly as if the input had been padded with zeros);
-* the direct loop nests (algorithm="direct" on a non-depthwise problem, and the direct
-  grad_weight of depthwise-style problems) skip taps that fall in the padding ("skip"
-  model);
-* grad_input (and so the transposed convolutions) has no padding term at all.
-
-With finite weights (and grad_out) both models agree. Winograd also spreads a non-finite
-input to the whole output tile(s) whose input patch holds it, and a non-finite weight to
-its whole output channel.
+* Exact in every algorithm (but Winograd) and both directions: non-finite values in the
+  operand that is zero-padded (x in the forward pass and in grad_weight, grad_out in
+  grad_input and the transposed convolutions) with the other operand finite.
+* What "enters the sum" at the zero padding is where the algorithms differ, and it shows
+  only when the other operand (the weights; grad_out in grad_weight) is non-finite: a tap
+  in the padding contributes w * 0 ("padded" model: NaN for a NaN/Inf w, as if the input
+  had been padded with zeros) or nothing ("skip" model). Forward: im2col, depthwise and
+  Winograd follow the padded model, the dense direct loop nest the skip model. Backward:
+  it depends on the internal path, so only the bounds are checked: the IEEE non-finite
+  outputs are non-finite, and nothing outside the channel concerned changes.
+* Winograd also spreads a non-finite input to the whole output tile(s) whose input patch
+  holds it, and a non-finite weight to its whole output channel.
 """
 import itertools
 import warnings
@@ -212,34 +212,98 @@ def test_nonfinite_weight_and_zero_padding(rng, algorithm, depthwise, model, las
     assert np.isfinite(y[:, other]).all()
 
 
-@pytest.mark.parametrize("last", [False, True], ids=["first", "last"])
-@pytest.mark.parametrize("nd", [1, 2, 3])
-@pytest.mark.parametrize("algorithm,depthwise,gw_model", [
-    ("im2col", False, "padded"), ("im2col", True, "padded"), ("direct", True, "skip"),
-    ("auto", False, "padded")])
-def test_backward_follows_ieee_term_by_term(rng, algorithm, depthwise, gw_model, nd, last):
-    """grad_input: the IEEE rule with no padding term (every algorithm); grad_weight: the
-    padded model for im2col, the skip model for the direct (depthwise-style) pass. The
-    grad_out holds NaN/Inf, two of them on the border outputs that read the padding."""
-    layout = (LAST_LAYOUT if last else DEFAULT_LAYOUT)[nd]
-    x, w, stride, pads, dil, G = _problem(rng, nd, depthwise, specials=3)
-    y_shape = ieee_forward(x, w, stride, pads, dil, G, False).shape
-    dy = rng.uniform(-1.5, 1.5, y_shape)
-    dy = _sprinkle(rng, dy, 3)
-    dy[(0, 0) + (0,) * nd] = np.inf           # first output: reads the padding
-    dy[(1, 1) + (-1,) * nd] = -np.inf        # last output: reads the padding
-    dtype = np.float64
-    dx = GRAD_INPUT[nd](_to_layout(dy, layout).astype(dtype), _to_layout(w, layout, True),
+def _backward_problem(rng, nd, kind):
+    """Channels-first (x, w, stride, pads, dil, groups); kind "wide" has 16 input channels
+    per group (grad_input may then run as a forward convolution), stride 2 in dim 0."""
+    if kind == "depthwise":
+        C, O, G = 6, 12, 6
+    elif kind == "wide":
+        C, O, G = 16, 5, 1
+    else:
+        C, O, G = 4, 6, 2
+    sp = {1: (23,), 2: (9, 11), 3: (5, 6, 7)}[nd]
+    x = rng.uniform(-1.5, 1.5, (2, C) + sp)
+    w = _weights(rng, (O, C // G) + (3,) * nd)
+    stride = (2,) + (1,) * (nd - 1)
+    dil = (1,) * (nd - 1) + (2,) if nd > 1 else (1,)
+    pads = ((1, 2),) + ((1, 1),) * (nd - 1)
+    return x, w, stride, pads, dil, G
+
+
+def _grads(nd, layout, dy, w, x, stride, pads, dil, G, algorithm):
+    dx = GRAD_INPUT[nd](_to_layout(dy, layout), _to_layout(w, layout, True),
                         _to_layout(x, layout).shape, stride, pads, dil, G, layout=layout,
                         algorithm=algorithm)
-    ref_dx = ieee_grad_input(dy, w, x.shape, stride, pads, dil, G)
-    assert np.array_equal(classes(_to_first(dx, layout)), classes(ref_dx))
-    xf = np.where(np.isfinite(x), x, 0.5)     # finite x: grad_out's specials alone
-    dw = GRAD_WEIGHT[nd](_to_layout(xf, layout), _to_layout(dy, layout).astype(dtype),
+    dw = GRAD_WEIGHT[nd](_to_layout(x, layout), _to_layout(dy, layout),
                          _to_layout(w, layout, True).shape, stride, pads, dil, G,
                          layout=layout, algorithm=algorithm)
-    ref_dw = ieee_grad_weight(xf, dy, w.shape, stride, pads, dil, G, gw_model == "skip")
-    assert np.array_equal(classes(_to_first(dw, layout, True)), classes(ref_dw))
+    return _to_first(dx, layout), _to_first(dw, layout, True)
+
+
+BACKWARD_CASES = [("im2col", "dense"), ("im2col", "wide"), ("im2col", "depthwise"),
+                  ("direct", "depthwise"), ("auto", "dense"), ("auto", "wide"),
+                  ("auto", "depthwise")]
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("algorithm,kind", BACKWARD_CASES)
+def test_backward_exact_when_the_padded_operand_holds_them(rng, algorithm, kind, nd, last):
+    """grad_input with NaN/Inf in grad_out (finite weights, some zero: 0 x Inf = NaN) and
+    grad_weight with NaN/Inf in x (finite grad_out): the IEEE rule, class by class."""
+    layout = (LAST_LAYOUT if last else DEFAULT_LAYOUT)[nd]
+    x, w, stride, pads, dil, G = _backward_problem(rng, nd, kind)
+    y_shape = ieee_forward(x, w, stride, pads, dil, G, False).shape
+    dy = _sprinkle(rng, rng.uniform(-1.5, 1.5, y_shape), 4)
+    dy[(0, 0) + (0,) * nd] = np.inf                     # a border output
+    xs = _sprinkle(rng, x, 4)
+    dyf = rng.uniform(-1.5, 1.5, y_shape)
+    dx, _ = _grads(nd, layout, dy, w, x, stride, pads, dil, G, algorithm)
+    _, dw = _grads(nd, layout, dyf, w, xs, stride, pads, dil, G, algorithm)
+    ref_dx = ieee_grad_input(dy, w, x.shape, stride, pads, dil, G)
+    ref_dw = ieee_grad_weight(xs, dyf, w.shape, stride, pads, dil, G, False)
+    assert np.array_equal(classes(dx), classes(ref_dx))
+    assert np.array_equal(classes(dw), classes(ref_dw))
+    assert (classes(ref_dx) == NAN).any() and (classes(ref_dw) != FINITE).any()
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["first", "last"])
+@pytest.mark.parametrize("nd", [1, 2])
+@pytest.mark.parametrize("algorithm,kind", BACKWARD_CASES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_backward_nonfinite_weight_or_grad_out_stays_in_its_channel(rng, algorithm, kind,
+                                                                    nd, last, bad):
+    """A NaN/Inf weight (grad_input) or a NaN/Inf grad_out on a border output
+    (grad_weight): every output the IEEE rule makes non-finite is; any extra non-finite
+    output (a w * 0 at the padding) lies in the channel of the bad value; all the other
+    outputs are exactly the IEEE ones."""
+    layout = (LAST_LAYOUT if last else DEFAULT_LAYOUT)[nd]
+    x, w, stride, pads, dil, G = _backward_problem(rng, nd, kind)
+    w = np.where(w == 0, 1.0, w)
+    y_shape = ieee_forward(x, w, stride, pads, dil, G, False).shape
+    dy = rng.uniform(-1.5, 1.5, y_shape)
+    O, Cg = w.shape[:2]
+    o_bad = O - 1
+    c_bad = (o_bad // (O // G)) * Cg                       # input channel of w[o_bad, 0]
+    wb = w.copy()
+    wb[(o_bad, 0) + (0,) * nd] = bad                      # first tap: reaches the padding
+    dx, _ = _grads(nd, layout, dy, wb, x, stride, pads, dil, G, algorithm)
+    ref = ieee_grad_input(dy, wb, x.shape, stride, pads, dil, G)
+    _check_bounds(dx, ref, np.s_[:, c_bad])
+    dyb = dy.copy()
+    dyb[(1, o_bad) + (0,) * nd] = bad                     # first output: reads the padding
+    _, dw = _grads(nd, layout, dyb, w, x, stride, pads, dil, G, algorithm)
+    ref = ieee_grad_weight(x, dyb, w.shape, stride, pads, dil, G, True)
+    _check_bounds(dw, ref, np.s_[o_bad])
+
+
+def _check_bounds(got, ref, channel):
+    cg, cr = classes(got), classes(ref)
+    assert (cr != FINITE).any()
+    assert not ((cr != FINITE) & (cg == FINITE)).any(), "an IEEE non-finite output is finite"
+    outside = np.ones(got.shape, bool)
+    outside[channel] = False
+    assert np.array_equal(cg[outside], cr[outside]), "a non-finite value left its channel"
 
 
 def test_transposed_follows_ieee_term_by_term(rng):
