@@ -14,7 +14,8 @@
 #                    int 0 made by int.from_bytes / int(str) (fixed in 3.12), and memcheck
 #                    then flags every later use of that int across the interpreter.
 #   VALGRIND_VENV    virtual environment to create / reuse (default build/valgrind-venv)
-#   VALGRIND_NO_BUILD=1  skip the (in-place, normal -O3 -g) build of the extensions
+#   VALGRIND_NO_BUILD=1  skip copying the source to build/valgrind-src and building it
+#                    there (normal -O3 build, plus -g)
 #   CCONV_ISA        kernel path. valgrind 3.19 has no AVX-512: its virtual CPU reports
 #                    AVX2, so the default run takes the AVX2 path; CCONV_ISA=avx512 fails
 #                    at import (the CPU valgrind shows lacks it); CCONV_ISA=generic runs
@@ -48,10 +49,17 @@ fi
 # the real interpreter binary (a pyenv shim is a shell script: valgrind would trace it)
 py="$("$venv/bin/python" -c 'import sys; print(sys.executable)')"
 
+# Build from a copy of the source (tracked and new files) in build/valgrind-src, so that
+# neither the Cython output nor the extensions of this venv's Python / NumPy land in the
+# working tree (its in-place build stays as it is).
+src="$root/build/valgrind-src"
 if [ "${VALGRIND_NO_BUILD:-0}" = "0" ]; then
+    mkdir -p "$src"
+    git ls-files -z --cached --others --exclude-standard |
+        while IFS= read -r -d '' f; do [ -f "$f" ] && cp -p --parents -- "$f" "$src/"; done
     # the normal optimised build (setup.py's -O3) plus -g for readable stacks
-    CFLAGS="-g" CCONV_BUILD_JOBS="${CCONV_BUILD_JOBS:-1}" "$py" setup.py -q build_ext \
-        --inplace --build-temp "build/valgrind-$("$py" -c 'import sys; print(sys.implementation.cache_tag)')"
+    (cd "$src" && CFLAGS="-g" CCONV_BUILD_JOBS="${CCONV_BUILD_JOBS:-1}" "$py" setup.py -q \
+        build_ext --inplace)
 fi
 
 if [ $# -eq 0 ]; then
@@ -70,7 +78,8 @@ export PYTHONMALLOC=malloc
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-2}"   # two threads: the threaded paths run too
 export OMP_WAIT_POLICY=passive                    # no spinning: valgrind runs one thread at a time
 export PYTHONDONTWRITEBYTECODE=1
-export PYTHONPATH="$root/src"
+export PYTHONPATH="$src/src"
+cd "$src"   # its tests/ too: the suite as it was copied
 log="${VALGRIND_LOG:-$root/build/valgrind.log}"
 mkdir -p "$(dirname "$log")"
 echo "valgrind $(valgrind --version | sed 's/valgrind-//'), $("$py" --version), OMP_NUM_THREADS=$OMP_NUM_THREADS, CCONV_ISA=${CCONV_ISA:-native}; log: $log"
