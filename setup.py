@@ -1,8 +1,11 @@
 """Build cconv's Cython extensions.
 
-OpenMP: used when the compiler can build an OpenMP test program (``-fopenmp``);
-otherwise the package builds without it and runs on one thread.
+OpenMP: used when the compiler can build an OpenMP test program (``-fopenmp``; on
+macOS, Apple clang's ``-Xpreprocessor -fopenmp`` with ``-lomp``, Homebrew's libomp found
+through CPPFLAGS / LDFLAGS); otherwise the package builds without it and runs on one
+thread. ``CCONV_NO_OPENMP=1`` skips it.
 ``CCONV_DEBUG=1`` at build time turns on Cython bounds checks and C asserts.
+``CCONV_BUILD_JOBS=n`` compiles n extensions at a time (default: every core).
 """
 import os
 import shlex
@@ -39,8 +42,15 @@ EXTENSIONS = {
 }
 
 
-def _compiler_has_openmp(cc):
-    """Try to compile and link a tiny OpenMP program with this compiler."""
+def _openmp_flags(cc):
+    """(compile flags, link flags) with which this compiler builds and links a tiny
+    OpenMP program, or None when no candidate works."""
+    candidates = [(["-fopenmp"], ["-fopenmp"])]
+    if sys.platform == "darwin":
+        # Apple clang has no -fopenmp driver flag: OpenMP through the preprocessor and
+        # libomp (Homebrew: CPPFLAGS=-I$(brew --prefix libomp)/include,
+        # LDFLAGS=-L$(brew --prefix libomp)/lib); delocate bundles it into the wheel.
+        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
     src = textwrap.dedent(
         """
         #include <omp.h>
@@ -52,30 +62,36 @@ def _compiler_has_openmp(cc):
         }
         """
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "omp_test.c")
-        with open(path, "w") as f:
-            f.write(src)
-        try:
-            objs = cc.compile([path], output_dir=tmp, extra_postargs=["-fopenmp"])
-            # LDFLAGS too: a sanitizer build (tools/sanitize.sh) must link its runtime
-            cc.link_executable(objs, os.path.join(tmp, "omp_test"),
-                               extra_postargs=["-fopenmp"] + shlex.split(os.environ.get("LDFLAGS", "")))
-        except Exception:
-            return False
-    return True
+    # LDFLAGS too: a sanitizer build (tools/sanitize.sh) must link its runtime, and
+    # macOS finds libomp through it
+    env_ldflags = shlex.split(os.environ.get("LDFLAGS", ""))
+    for cflags, ldflags in candidates:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "omp_test.c")
+            with open(path, "w") as f:
+                f.write(src)
+            try:
+                objs = cc.compile([path], output_dir=tmp, extra_postargs=cflags)
+                cc.link_executable(objs, os.path.join(tmp, "omp_test"),
+                                   extra_postargs=ldflags + env_ldflags)
+            except Exception:
+                continue
+        return cflags, ldflags
+    return None
 
 
 class BuildExt(build_ext):
     def finalize_options(self):
         super().finalize_options()
-        if not self.parallel:  # compile the extensions side by side on every core
-            self.parallel = os.cpu_count() or 1
+        if not self.parallel:  # compile the extensions side by side (default: every core)
+            jobs = os.environ.get("CCONV_BUILD_JOBS", "").strip()
+            self.parallel = int(jobs) if jobs else (os.cpu_count() or 1)
 
     def build_extensions(self):
-        use_omp = os.environ.get("CCONV_NO_OPENMP", "0") in ("", "0") and _compiler_has_openmp(
-            self.compiler
-        )
+        omp = None
+        if os.environ.get("CCONV_NO_OPENMP", "0") in ("", "0"):
+            omp = _openmp_flags(self.compiler)
+        use_omp = omp is not None
         cflags = ["-O3", "-std=c11", "-fno-strict-aliasing"]
         if not DEBUG:
             cflags.append("-DNDEBUG")
@@ -87,8 +103,8 @@ class BuildExt(build_ext):
         cflags.append("-ffp-contract=off")
         ldflags = []
         if use_omp:
-            cflags.append("-fopenmp")
-            ldflags.append("-fopenmp")
+            cflags += omp[0]
+            ldflags += omp[1]
         for ext in self.extensions:
             ext.extra_compile_args = list(cflags)
             ext.extra_link_args = list(ldflags)

@@ -11,6 +11,14 @@ import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def pytest_configure(config):
+    # also registered in pyproject.toml; here too, so a copy of tests/ run outside the
+    # repository (against an installed wheel) knows the marker
+    config.addinivalue_line("markers", "slow: long sweeps (deselect with -m 'not slow')")
+
+
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 

@@ -59,6 +59,8 @@ def test_eight_python_threads_match_serial():
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+# forking a process that has run OpenMP threads is the point (Python >= 3.12 warns)
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_compute_fork_compute_in_child():
     probs = _problems()
     before = [_run(p) for p in probs]

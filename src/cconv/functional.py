@@ -215,8 +215,21 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     out: optional C-contiguous array of the output shape and compute dtype.
 
     dtypes: float32 and float64 compute natively; mixed inputs follow np.result_type;
-    float16 computes in float32 and integers in float64. Non-finite inputs propagate
-    to every output that reads them. Returns a new C-contiguous array (or `out`).
+    float16 computes in float32 and integers in float64. Returns a new C-contiguous
+    array (or `out`).
+
+    NaN / Inf: each output is summed term by term in IEEE arithmetic, so a non-finite
+    input reaches every output that reads it, and a zero weight times Inf gives NaN. At
+    the zero padding, "im2col", "depthwise" and Winograd multiply the zeros (a NaN/Inf
+    weight tap that lands in the padding makes that output NaN, as if the input were
+    zero-padded) while "direct" (the loop nest; on a depthwise problem it runs the
+    depthwise kernels) skips those taps; Winograd also spreads within tiles (above).
+    See the README, "NaN and Inf".
+
+    Ctrl-C: the kernels run without the GIL and do not poll for signals. A SIGINT during
+    the call is raised as KeyboardInterrupt when the kernel has finished and control is
+    back in Python, so the call raises instead of returning (`out`, if given, then holds
+    the finished result); nothing is corrupted and the next call is correct.
     """
     return _forward("conv2d", 2, x, weight, bias, stride, padding, dilation, groups,
                     padding_mode, layout, algorithm, out)

@@ -1,0 +1,107 @@
+"""Ctrl-C (SIGINT) during a long call behaves as the README ("Robustness") documents:
+the kernel runs to completion (it runs without the GIL and does not poll for signals),
+KeyboardInterrupt is raised when control returns to Python (inside cconv's wrapper,
+so the call raises instead of returning), nothing crashes, and the next call is right.
+
+The scenario runs in a child interpreter: a timer thread sends SIGINT to the main
+thread a quarter of the way into a call that takes about 0.3 s."""
+import json
+import sys
+
+import pytest
+
+from conftest import run_python
+
+CHILD = r'''
+import json, math, signal, threading, time
+import numpy as np
+import cconv
+
+rng = np.random.default_rng(0)
+x1 = rng.standard_normal((1, 32, 64, 64)).astype(np.float32)
+w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)
+report = {}
+
+def timed(fn):
+    t0 = time.perf_counter()
+    r = fn()
+    return r, time.perf_counter() - t0
+
+for algo in ("direct", "im2col", "winograd"):
+    ref1 = cconv.conv2d(x1, w, None, 1, 1, algorithm=algo)          # warm-up
+    _, dur1 = timed(lambda: cconv.conv2d(x1, w, None, 1, 1, algorithm=algo))
+    reps = max(1, math.ceil(0.3 / max(dur1, 1e-4)))                 # a call of ~0.3 s
+    x = np.concatenate([x1] * reps)
+    ref = np.concatenate([ref1] * reps)
+    out = np.full_like(ref, np.nan)
+    main = threading.main_thread().ident
+    fired = {}
+
+    def fire():
+        fired["t"] = time.perf_counter()
+        signal.pthread_kill(main, signal.SIGINT)
+
+    timer = threading.Timer(0.25 * dur1 * reps, fire)
+    outcome = None
+    t0 = time.perf_counter()
+    timer.start()
+    try:
+        cconv.conv2d(x, w, None, 1, 1, algorithm=algo, out=out)
+        outcome = "returned"
+    except KeyboardInterrupt:
+        outcome = "KeyboardInterrupt"
+    t_end = time.perf_counter()
+    timer.join()
+    try:  # an interrupt that arrived after the call would surface here
+        time.sleep(0.01)
+    except KeyboardInterrupt:
+        outcome = "late KeyboardInterrupt"
+    after = cconv.conv2d(x1, w, None, 1, 1, algorithm=algo)          # the next call
+    report[algo] = dict(
+        outcome=outcome, expected_s=dur1 * reps, call_s=t_end - t0,
+        fired_at_s=fired.get("t", float("nan")) - t0,
+        out_complete=bool(np.array_equal(out, ref)),
+        next_call_ok=bool(np.array_equal(after, ref1)))
+
+# backward: the same rule (no out= here: the result is simply not returned)
+g = rng.standard_normal(ref1.shape).astype(np.float32)
+xs = np.concatenate([x1] * 8); gs = np.concatenate([g] * 8)
+dw_ref = cconv.conv2d_grad_weight(xs, gs, w.shape, 1, 1)
+_, dur = timed(lambda: cconv.conv2d_grad_weight(xs, gs, w.shape, 1, 1))
+reps = max(1, math.ceil(0.3 / max(dur, 1e-4)))
+xb, gb = np.concatenate([xs] * reps), np.concatenate([gs] * reps)
+main = threading.main_thread().ident
+timer = threading.Timer(0.25 * dur * reps, lambda: signal.pthread_kill(main, signal.SIGINT))
+res = None
+timer.start()
+try:
+    res = cconv.conv2d_grad_weight(xb, gb, w.shape, 1, 1)
+    outcome = "returned"
+except KeyboardInterrupt:
+    outcome = "KeyboardInterrupt"
+timer.join()
+report["grad_weight"] = dict(
+    outcome=outcome, result_returned=res is not None,
+    next_call_ok=bool(np.array_equal(cconv.conv2d_grad_weight(xs, gs, w.shape, 1, 1), dw_ref)))
+print("REPORT" + json.dumps(report))
+'''
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_sigint_during_a_call_is_delivered_after_the_kernel():
+    proc = run_python(CHILD, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT")][-1]
+    report = json.loads(line[len("REPORT"):])
+    for algo in ("direct", "im2col", "winograd"):
+        r = report[algo]
+        # the interrupt is raised by the call itself, not later and not swallowed
+        assert r["outcome"] == "KeyboardInterrupt", (algo, r)
+        # it was sent while the call was running ...
+        assert 0 < r["fired_at_s"] < r["call_s"], (algo, r)
+        # ... and the kernel still ran to the end: `out` holds the complete result
+        assert r["out_complete"], (algo, r)
+        assert r["next_call_ok"], (algo, r)
+    r = report["grad_weight"]
+    assert r["outcome"] == "KeyboardInterrupt" and not r["result_returned"], r
+    assert r["next_call_ok"], r
