@@ -144,67 +144,44 @@ static const int64_t gwd_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define GWD_NXMAX 6
 #define GWD_SWITCH_CASES GWD_R(1) GWD_CASE(2, 1) GWD_CASE(2, 2) GWD_CASE(2, 3)
 
-typedef struct { __m256 a, b; } lv_f32a2;
-typedef struct { __m256d a, b; } lv_f64a2;
+/* One logical vector = two ymm (a: lanes 0 .. H-1, b: H .. 2H-1); the suffixes ps / pd
+ * and mask tables make the float32 and float64 versions. Masked loads read nothing past
+ * lane n (n in 1 .. 2H); lanes >= n are +0. */
+#define GWD_AVX2_LV(TT, VT, SUF, IS, H, MASK)                                              \
+    typedef struct { VT a, b; } lv_##SUF;                                                  \
+    GWD_TARGET static inline lv_##SUF lv_zero_##SUF(void)                                  \
+    {                                                                                      \
+        lv_##SUF r = {_mm256_setzero_##IS(), _mm256_setzero_##IS()};                       \
+        return r;                                                                          \
+    }                                                                                      \
+    GWD_TARGET static inline lv_##SUF lv_load_##SUF(const TT *p)                           \
+    {                                                                                      \
+        lv_##SUF r = {_mm256_loadu_##IS(p), _mm256_loadu_##IS(p + H)};                      \
+        return r;                                                                          \
+    }                                                                                      \
+    GWD_TARGET static inline lv_##SUF lv_loadm_##SUF(const TT *p, int n)                   \
+    {                                                                                      \
+        lv_##SUF r;                                                                        \
+        int na = n < H ? n : H, nb = n > H ? n - H : 0;                                    \
+        r.a = _mm256_maskload_##IS(p, _mm256_loadu_si256((const __m256i *)(MASK + H - na))); \
+        r.b = _mm256_maskload_##IS(p + H,                                                  \
+                                   _mm256_loadu_si256((const __m256i *)(MASK + H - nb)));  \
+        return r;                                                                          \
+    }                                                                                      \
+    GWD_TARGET static inline lv_##SUF lv_fma_##SUF(lv_##SUF x, lv_##SUF y, lv_##SUF c)      \
+    {                                                                                      \
+        c.a = _mm256_fmadd_##IS(x.a, y.a, c.a);                                            \
+        c.b = _mm256_fmadd_##IS(x.b, y.b, c.b);                                            \
+        return c;                                                                          \
+    }                                                                                      \
+    GWD_TARGET static inline TT lv_hsum_##SUF(lv_##SUF v)                                  \
+    {                                                                                      \
+        return gwd_hsum256_##IS(_mm256_add_##IS(v.a, v.b));                                \
+    }
 
-GWD_TARGET static inline lv_f32a2 lv_zero_f32a2(void)
-{
-    lv_f32a2 r = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-    return r;
-}
-GWD_TARGET static inline lv_f32a2 lv_load_f32a2(const float *p)
-{
-    lv_f32a2 r = {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
-    return r;
-}
-/* lanes >= n are +0; n in 1..15 */
-GWD_TARGET static inline lv_f32a2 lv_loadm_f32a2(const float *p, int n)
-{
-    lv_f32a2 r;
-    int na = n < 8 ? n : 8, nb = n > 8 ? n - 8 : 0;
-    r.a = _mm256_maskload_ps(p, _mm256_loadu_si256((const __m256i *)(gwd_mask32 + 8 - na)));
-    r.b = _mm256_maskload_ps(p + 8, _mm256_loadu_si256((const __m256i *)(gwd_mask32 + 8 - nb)));
-    return r;
-}
-GWD_TARGET static inline lv_f32a2 lv_fma_f32a2(lv_f32a2 x, lv_f32a2 y, lv_f32a2 c)
-{
-    c.a = _mm256_fmadd_ps(x.a, y.a, c.a);
-    c.b = _mm256_fmadd_ps(x.b, y.b, c.b);
-    return c;
-}
-GWD_TARGET static inline float lv_hsum_f32a2(lv_f32a2 v)
-{
-    return gwd_hsum256_ps(_mm256_add_ps(v.a, v.b));
-}
-
-GWD_TARGET static inline lv_f64a2 lv_zero_f64a2(void)
-{
-    lv_f64a2 r = {_mm256_setzero_pd(), _mm256_setzero_pd()};
-    return r;
-}
-GWD_TARGET static inline lv_f64a2 lv_load_f64a2(const double *p)
-{
-    lv_f64a2 r = {_mm256_loadu_pd(p), _mm256_loadu_pd(p + 4)};
-    return r;
-}
-GWD_TARGET static inline lv_f64a2 lv_loadm_f64a2(const double *p, int n)
-{
-    lv_f64a2 r;
-    int na = n < 4 ? n : 4, nb = n > 4 ? n - 4 : 0;
-    r.a = _mm256_maskload_pd(p, _mm256_loadu_si256((const __m256i *)(gwd_mask64 + 4 - na)));
-    r.b = _mm256_maskload_pd(p + 4, _mm256_loadu_si256((const __m256i *)(gwd_mask64 + 4 - nb)));
-    return r;
-}
-GWD_TARGET static inline lv_f64a2 lv_fma_f64a2(lv_f64a2 x, lv_f64a2 y, lv_f64a2 c)
-{
-    c.a = _mm256_fmadd_pd(x.a, y.a, c.a);
-    c.b = _mm256_fmadd_pd(x.b, y.b, c.b);
-    return c;
-}
-GWD_TARGET static inline double lv_hsum_f64a2(lv_f64a2 v)
-{
-    return gwd_hsum256_pd(_mm256_add_pd(v.a, v.b));
-}
+GWD_AVX2_LV(float, __m256, f32a2, ps, 8, gwd_mask32)
+GWD_AVX2_LV(double, __m256d, f64a2, pd, 4, gwd_mask64)
+#undef GWD_AVX2_LV
 
 #define T float
 #define LV lv_f32a2
