@@ -20,6 +20,7 @@ the padded input is computed and its borders are folded back onto the input
 Every result is bitwise identical for every thread count: work is split so that each
 output element is owned by one thread and summed in a fixed order.
 """
+import itertools
 import math
 
 import numpy as np
@@ -188,9 +189,7 @@ def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx):
     then fills its strided slice of dx (every element of dx is written by exactly one
     phase). dy: batched grad_out (user layout); dx: batched result of spatial ``sizes``;
     pads: the zero padding (before, after) per dim."""
-    import itertools
-
-    from . import functional
+    from . import functional  # here: functional imports this module at its end
 
     nd, cl = spec.nd, spec.channels_last
     wf = _flipped_weight(spec, weight)

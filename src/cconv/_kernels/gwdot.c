@@ -70,16 +70,6 @@ GWD_GENERIC(double, 8, f64g, fma)
 #define LV_FMA(a, b, c) lv_fma_f32g((a), (b), (c))
 #define LV_HSUM(v) lv_hsum_f32g(v)
 #include "gwdot_impl.h"
-#undef T
-#undef LV
-#undef LANES
-#undef SFX
-#undef LV_ZERO
-#undef LV_LOAD
-#undef LV_STORE
-#undef LV_LOADM
-#undef LV_FMA
-#undef LV_HSUM
 
 #define T double
 #define LV lv_f64g
@@ -92,16 +82,6 @@ GWD_GENERIC(double, 8, f64g, fma)
 #define LV_FMA(a, b, c) lv_fma_f64g((a), (b), (c))
 #define LV_HSUM(v) lv_hsum_f64g(v)
 #include "gwdot_impl.h"
-#undef T
-#undef LV
-#undef LANES
-#undef SFX
-#undef LV_ZERO
-#undef LV_LOAD
-#undef LV_STORE
-#undef LV_LOADM
-#undef LV_FMA
-#undef LV_HSUM
 
 #undef GWD_TARGET
 #undef GWD_RA
@@ -194,16 +174,6 @@ GWD_AVX2_LV(double, __m256d, f64a2, pd, 4, gwd_mask64)
 #define LV_FMA(a, b, c) lv_fma_f32a2((a), (b), (c))
 #define LV_HSUM(v) lv_hsum_f32a2(v)
 #include "gwdot_impl.h"
-#undef T
-#undef LV
-#undef LANES
-#undef SFX
-#undef LV_ZERO
-#undef LV_LOAD
-#undef LV_STORE
-#undef LV_LOADM
-#undef LV_FMA
-#undef LV_HSUM
 
 #define T double
 #define LV lv_f64a2
@@ -216,16 +186,6 @@ GWD_AVX2_LV(double, __m256d, f64a2, pd, 4, gwd_mask64)
 #define LV_FMA(a, b, c) lv_fma_f64a2((a), (b), (c))
 #define LV_HSUM(v) lv_hsum_f64a2(v)
 #include "gwdot_impl.h"
-#undef T
-#undef LV
-#undef LANES
-#undef SFX
-#undef LV_ZERO
-#undef LV_LOAD
-#undef LV_STORE
-#undef LV_LOADM
-#undef LV_FMA
-#undef LV_HSUM
 
 #undef GWD_TARGET
 #undef GWD_RA
@@ -270,16 +230,6 @@ GWD_TARGET static inline double gwd_hsum512_pd(__m512d v)
 #define LV_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define LV_HSUM(v) gwd_hsum512_ps(v)
 #include "gwdot_impl.h"
-#undef T
-#undef LV
-#undef LANES
-#undef SFX
-#undef LV_ZERO
-#undef LV_LOAD
-#undef LV_STORE
-#undef LV_LOADM
-#undef LV_FMA
-#undef LV_HSUM
 
 #define T double
 #define LV __m512d
@@ -292,16 +242,6 @@ GWD_TARGET static inline double gwd_hsum512_pd(__m512d v)
 #define LV_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #define LV_HSUM(v) gwd_hsum512_pd(v)
 #include "gwdot_impl.h"
-#undef T
-#undef LV
-#undef LANES
-#undef SFX
-#undef LV_ZERO
-#undef LV_LOAD
-#undef LV_STORE
-#undef LV_LOADM
-#undef LV_FMA
-#undef LV_HSUM
 #undef GWD_TARGET
 #endif /* CCONV_GWD_X86 */
 

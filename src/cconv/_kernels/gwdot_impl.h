@@ -5,6 +5,7 @@
  *   them), LV_FMA(a, b, c) = a * b + c rounded once per lane, LV_HSUM(v) (the halving
  *   reduction of gwdot.h), the tile shapes GWD_RA x GWD_NXA and GWD_RB x GWD_NXB, and
  *   GWD_SWITCH_CASES (the (r, nx) tiles that the two shapes and their edges need).
+ * It undefines the per-dtype parameters (T ... LV_HSUM) at its end.
  * See gwdot.h for the arithmetic contract.
  */
 #define GWD_CAT2(a, b) a##_##b
@@ -102,3 +103,15 @@ GWD_TARGET static void FN(gwd_nchw)(const cc_gwd_rows *rw, const T *const *dys,
 
 #undef FN
 #undef GWD_INLINE
+/* the per-instantiation parameters (the ISA-wide ones, GWD_TARGET and the tile shapes,
+ * are undefined by gwdot.c after both dtypes) */
+#undef T
+#undef LV
+#undef LANES
+#undef SFX
+#undef LV_ZERO
+#undef LV_LOAD
+#undef LV_STORE
+#undef LV_LOADM
+#undef LV_FMA
+#undef LV_HSUM
