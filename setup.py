@@ -7,6 +7,7 @@ thread. ``CCONV_NO_OPENMP=1`` skips it.
 ``CCONV_DEBUG=1`` at build time turns on Cython bounds checks and C asserts.
 ``CCONV_BUILD_JOBS=n`` compiles n extensions at a time (default: every core).
 """
+import glob
 import os
 import shlex
 import sys
@@ -125,6 +126,8 @@ def extensions():
                 name,
                 [pyx] + list(extra),
                 include_dirs=[np.get_include(), KERNEL_DIR],
+                # a header edit rebuilds every extension (they are small)
+                depends=sorted(glob.glob(os.path.join(KERNEL_DIR, "*.h"))),
                 language="c",
             )
         )

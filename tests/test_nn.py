@@ -93,11 +93,12 @@ def test_param_layer_finite_differences(name, make, shape):
     check_layer(layer, randn(*shape))
 
 
-def _bn_with_stats(cls, C, **kw):
-    bn = cls(C, dtype=F64, **kw)
+def _bn_with_stats(cls, C, dtype=F64, **kw):
+    bn = cls(C, dtype=dtype, **kw)
     rng = np.random.default_rng(3)
-    bn.params["weight"][...] = rng.uniform(0.5, 1.5, C)
-    bn.params["bias"][...] = rng.standard_normal(C)
+    if bn.affine:
+        bn.params["weight"][...] = rng.uniform(0.5, 1.5, C)
+        bn.params["bias"][...] = rng.standard_normal(C)
     bn.buffers["running_mean"][...] = rng.standard_normal(C)
     bn.buffers["running_var"][...] = rng.uniform(0.5, 2, C)
     return bn
@@ -109,6 +110,11 @@ BN_CASES = [
     ("BN2d", lambda: _bn_with_stats(nn.BatchNorm2d, 3), (3, 3, 4, 5), True),
     ("BN2d-NHWC", lambda: _bn_with_stats(nn.BatchNorm2d, 3, layout="NHWC"), (3, 4, 5, 3), True),
     ("BN2d-eval", lambda: _bn_with_stats(nn.BatchNorm2d, 3), (3, 3, 4, 5), False),
+    ("BN2d-eval-NHWC", lambda: _bn_with_stats(nn.BatchNorm2d, 3, layout="NHWC"), (3, 4, 5, 3),
+     False),
+    ("BN2d-eval-noaffine", lambda: _bn_with_stats(nn.BatchNorm2d, 3, affine=False),
+     (2, 3, 4, 5), False),
+    ("BN2d-long-rows", lambda: _bn_with_stats(nn.BatchNorm2d, 2), (2, 2, 5, 7), True),
     ("BN2d-momentum-None", lambda: _bn_with_stats(nn.BatchNorm2d, 2, momentum=None),
      (2, 2, 3, 3), True),
 ]
@@ -140,6 +146,57 @@ def test_batchnorm_statistics_rule():
                                np.sqrt(bn.running_var[:, None, None] + 1e-5), atol=1e-12)
     with pytest.raises(ValueError, match="more than 1 value"):
         nn.BatchNorm1d(3).train()(np.ones((1, 3)))
+
+
+@pytest.mark.parametrize("layout", [None, "NHWC"])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_fast_paths_against_float64(layout, training, dtype):
+    """The threaded kernels (row lengths with 8-lane tails, several row blocks) against the
+    float64 formula, and bitwise the same for 1 and 2 threads."""
+    C = 5
+    shape = (3, 41, 37, C) if layout else (3, C, 41, 37)
+    axes = (0, 1, 2) if layout else (0, 2, 3)
+    bshape = (1, 1, 1, C) if layout else (1, C, 1, 1)
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    outs = []
+    for threads in (1, 2):
+        bn = _bn_with_stats(nn.BatchNorm2d, C, layout=layout, dtype=dtype)
+        bn.train(training)
+        with cconv.num_threads(threads):
+            y = bn(x)
+            dx = bn.backward(g)
+        outs.append((y, dx, bn.grads["weight"].copy(), bn.grads["bias"].copy()))
+    for a, b in zip(outs[0], outs[1]):
+        np.testing.assert_array_equal(a, b)
+    bn = _bn_with_stats(nn.BatchNorm2d, C, layout=layout, dtype=dtype)
+    x64, g64 = x.astype(F64), g.astype(F64)
+    gamma = bn.params["weight"].astype(F64).reshape(bshape)
+    beta = bn.params["bias"].astype(F64).reshape(bshape)
+    if training:
+        mean, var = x64.mean(axis=axes, keepdims=True), x64.var(axis=axes, keepdims=True)
+    else:
+        mean = bn.running_mean.astype(F64).reshape(bshape)
+        var = bn.running_var.astype(F64).reshape(bshape)
+    xhat = (x64 - mean) / np.sqrt(var + bn.eps)
+    y_ref = xhat * gamma + beta
+    dbeta = g64.sum(axis=axes)
+    dgamma = (g64 * xhat).sum(axis=axes)
+    n = x.size // C
+    scale = gamma / np.sqrt(var + bn.eps)
+    if training:
+        dx_ref = (g64 - xhat * dgamma.reshape(bshape) / n - dbeta.reshape(bshape) / n) * scale
+    else:
+        dx_ref = g64 * scale
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    y, dx, dw, db = outs[0]
+    assert y.dtype == dtype and dx.dtype == dtype
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(dx, dx_ref, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(dw, dgamma, rtol=tol * 10, atol=tol * 100)
+    np.testing.assert_allclose(db, dbeta, rtol=tol * 10, atol=tol * 100)
 
 
 ELEMENTWISE = [

@@ -141,25 +141,102 @@ cdef Py_ssize_t _bn_rows(Py_ssize_t C, Py_ssize_t B) noexcept nogil:
     return r if r > 0 else 1
 
 
+cdef extern from "bn.h" nogil:
+    double cconv_bn_sum_f32(const float *x, int64_t n)
+    double cconv_bn_sum_f64(const double *x, int64_t n)
+    double cconv_bn_sqdev_f32(const float *x, int64_t n, double m)
+    double cconv_bn_sqdev_f64(const double *x, int64_t n, double m)
+    void cconv_bn_dot_f32(const float *g, const float *h, int64_t n, double *out)
+    void cconv_bn_dot_f64(const double *g, const double *h, int64_t n, double *out)
+    void cconv_bn_norm_f32(const float *x, int64_t n, float m, float ic, float gc, float bc,
+                           float *xhat, float *y)
+    void cconv_bn_norm_f64(const double *x, int64_t n, double m, double ic, double gc,
+                           double bc, double *xhat, double *y)
+    void cconv_bn_dx_f32(const float *g, const float *xhat, int64_t n, float dg, float db,
+                         float sc, float *dx)
+    void cconv_bn_dx_f64(const double *g, const double *xhat, int64_t n, double dg, double db,
+                         double sc, double *dx)
+    void cconv_bn_sum_cl_f32(const float *x, int64_t rows, int64_t C, double *part)
+    void cconv_bn_sum_cl_f64(const double *x, int64_t rows, int64_t C, double *part)
+    void cconv_bn_sqdev_cl_f32(const float *x, int64_t rows, int64_t C, const double *m,
+                               double *part)
+    void cconv_bn_sqdev_cl_f64(const double *x, int64_t rows, int64_t C, const double *m,
+                               double *part)
+    void cconv_bn_dot_cl_f32(const float *g, const float *h, int64_t rows, int64_t C,
+                             double *ps, double *pp)
+    void cconv_bn_dot_cl_f64(const double *g, const double *h, int64_t rows, int64_t C,
+                             double *ps, double *pp)
+    void cconv_bn_norm_cl_f32(const float *x, int64_t rows, int64_t C, const float *m,
+                              const float *ic, const float *gc, const float *bc, float *xhat,
+                              float *y)
+    void cconv_bn_norm_cl_f64(const double *x, int64_t rows, int64_t C, const double *m,
+                              const double *ic, const double *gc, const double *bc,
+                              double *xhat, double *y)
+    void cconv_bn_dx_cl_f32(const float *g, const float *xhat, int64_t rows, int64_t C,
+                            const float *dg, const float *db, const float *sc, float *dx)
+    void cconv_bn_dx_cl_f64(const double *g, const double *xhat, int64_t rows, int64_t C,
+                            const double *dg, const double *db, const double *sc, double *dx)
+    void cconv_bn_affine_f32(const float *x, int64_t n, float a, float b, float *y)
+    void cconv_bn_affine_f64(const double *x, int64_t n, double a, double b, double *y)
+    void cconv_bn_affine_cl_f32(const float *x, int64_t rows, int64_t C, const float *a,
+                                const float *b, float *y)
+    void cconv_bn_affine_cl_f64(const double *x, int64_t rows, int64_t C, const double *a,
+                                const double *b, double *y)
+
+
 @cython.boundscheck(False)
+@cython.wraparound(False)
+def bn_affine(const floating[:, :, ::1] x, const floating[::1] a, const floating[::1] b,
+              floating[:, :, ::1] y, int nthreads):
+    """y = x * a[c] + b[c]: batch norm with fixed statistics (eval mode), one pass."""
+    cdef Py_ssize_t A = x.shape[0], C = x.shape[1], B = x.shape[2]
+    cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a_, c, a0, a1
+    cdef bint cl = B == 1
+    for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
+        a0 = blk * R
+        a1 = min(A, a0 + R)
+        if cl:
+            if floating is float:
+                cconv_bn_affine_cl_f32(&x[a0, 0, 0], a1 - a0, C, &a[0], &b[0], &y[a0, 0, 0])
+            else:
+                cconv_bn_affine_cl_f64(&x[a0, 0, 0], a1 - a0, C, &a[0], &b[0], &y[a0, 0, 0])
+        else:
+            for a_ in range(a0, a1):
+                for c in range(C):
+                    if floating is float:
+                        cconv_bn_affine_f32(&x[a_, c, 0], B, a[c], b[c], &y[a_, c, 0])
+                    else:
+                        cconv_bn_affine_f64(&x[a_, c, 0], B, a[c], b[c], &y[a_, c, 0])
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def bn_train_forward(const floating[:, :, ::1] x, const floating[::1] gamma,
                      const floating[::1] beta, double eps, floating[:, :, ::1] y,
                      floating[:, :, ::1] xhat, double[::1] mean, double[::1] var,
                      floating[::1] inv, int nthreads):
-    """Batch statistics (mean, biased var) and y = xhat * gamma + beta."""
+    """Batch statistics (mean, biased var; two passes) and y = xhat * gamma + beta."""
     cdef Py_ssize_t A = x.shape[0], C = x.shape[1], B = x.shape[2]
-    cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a, c, b, a1
+    cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a, c, a0, a1
     cdef double[:, ::1] part = np.zeros((nb, C), np.float64)
-    cdef double s, d, m, n = A * B
-    cdef floating mc, ic, gc, bc, v
+    cdef double s, n = A * B
+    cdef bint cl = B == 1
+    cdef floating[::1] mc = np.empty(C, np.float32 if floating is float else np.float64)
     for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
-        a1 = min(A, (blk + 1) * R)
-        for a in range(blk * R, a1):
-            for c in range(C):
-                s = 0
-                for b in range(B):
-                    s = s + x[a, c, b]
-                part[blk, c] += s
+        a0 = blk * R
+        a1 = min(A, a0 + R)
+        if cl:
+            if floating is float:
+                cconv_bn_sum_cl_f32(&x[a0, 0, 0], a1 - a0, C, &part[blk, 0])
+            else:
+                cconv_bn_sum_cl_f64(&x[a0, 0, 0], a1 - a0, C, &part[blk, 0])
+        else:
+            for a in range(a0, a1):
+                for c in range(C):
+                    if floating is float:
+                        part[blk, c] += cconv_bn_sum_f32(&x[a, c, 0], B)
+                    else:
+                        part[blk, c] += cconv_bn_sum_f64(&x[a, c, 0], B)
     for c in range(C):
         s = 0
         for blk in range(nb):
@@ -167,57 +244,85 @@ def bn_train_forward(const floating[:, :, ::1] x, const floating[::1] gamma,
         mean[c] = s / n
     part[:, :] = 0
     for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
-        a1 = min(A, (blk + 1) * R)
-        for a in range(blk * R, a1):
-            for c in range(C):
-                s = 0
-                m = mean[c]
-                for b in range(B):
-                    d = x[a, c, b] - m
-                    s = s + d * d
-                part[blk, c] += s
+        a0 = blk * R
+        a1 = min(A, a0 + R)
+        if cl:
+            if floating is float:
+                cconv_bn_sqdev_cl_f32(&x[a0, 0, 0], a1 - a0, C, &mean[0], &part[blk, 0])
+            else:
+                cconv_bn_sqdev_cl_f64(&x[a0, 0, 0], a1 - a0, C, &mean[0], &part[blk, 0])
+        else:
+            for a in range(a0, a1):
+                for c in range(C):
+                    if floating is float:
+                        part[blk, c] += cconv_bn_sqdev_f32(&x[a, c, 0], B, mean[c])
+                    else:
+                        part[blk, c] += cconv_bn_sqdev_f64(&x[a, c, 0], B, mean[c])
     for c in range(C):
         s = 0
         for blk in range(nb):
             s = s + part[blk, c]
         var[c] = s / n
         inv[c] = <floating> (1.0 / (var[c] + eps) ** 0.5)
+        mc[c] = <floating> mean[c]
     for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
-        a1 = min(A, (blk + 1) * R)
-        for a in range(blk * R, a1):
-            for c in range(C):
-                mc = <floating> mean[c]
-                ic = inv[c]
-                gc = gamma[c]
-                bc = beta[c]
-                for b in range(B):
-                    v = (x[a, c, b] - mc) * ic
-                    xhat[a, c, b] = v
-                    y[a, c, b] = v * gc + bc
+        a0 = blk * R
+        a1 = min(A, a0 + R)
+        if cl:
+            if floating is float:
+                cconv_bn_norm_cl_f32(&x[a0, 0, 0], a1 - a0, C, &mc[0], &inv[0], &gamma[0],
+                                     &beta[0], &xhat[a0, 0, 0], &y[a0, 0, 0])
+            else:
+                cconv_bn_norm_cl_f64(&x[a0, 0, 0], a1 - a0, C, &mc[0], &inv[0], &gamma[0],
+                                     &beta[0], &xhat[a0, 0, 0], &y[a0, 0, 0])
+        else:
+            for a in range(a0, a1):
+                for c in range(C):
+                    if floating is float:
+                        cconv_bn_norm_f32(&x[a, c, 0], B, mc[c], inv[c], gamma[c], beta[c],
+                                          &xhat[a, c, 0], &y[a, c, 0])
+                    else:
+                        cconv_bn_norm_f64(&x[a, c, 0], B, mc[c], inv[c], gamma[c], beta[c],
+                                          &xhat[a, c, 0], &y[a, c, 0])
 
 
 @cython.boundscheck(False)
+@cython.wraparound(False)
 def bn_train_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] xhat,
                       const floating[::1] scale, floating[::1] dgamma, floating[::1] dbeta,
                       floating[:, :, ::1] dx, bint need_dx, int nthreads):
     """dbeta = sum g, dgamma = sum g * xhat (returned), and, with batch statistics,
     dx = (g - xhat * dgamma / n - dbeta / n) * scale   (scale = gamma / sqrt(var + eps))."""
     cdef Py_ssize_t A = g.shape[0], C = g.shape[1], B = g.shape[2]
-    cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a, c, b, a1
+    cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a, c, a0, a1
     cdef double[:, :, ::1] part = np.zeros((nb, 2, C), np.float64)
+    cdef double[:, ::1] acc = np.zeros((nb, 2), np.float64)
     cdef double s, t, n = A * B
-    cdef floating dg, db, sc
+    cdef bint cl = B == 1
+    dt = np.float32 if floating is float else np.float64
+    cdef floating[::1] dg = np.empty(C, dt)
+    cdef floating[::1] db = np.empty(C, dt)
     for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
-        a1 = min(A, (blk + 1) * R)
-        for a in range(blk * R, a1):
-            for c in range(C):
-                s = 0
-                t = 0
-                for b in range(B):
-                    s = s + g[a, c, b]
-                    t = t + g[a, c, b] * xhat[a, c, b]
-                part[blk, 0, c] += s
-                part[blk, 1, c] += t
+        a0 = blk * R
+        a1 = min(A, a0 + R)
+        if cl:
+            if floating is float:
+                cconv_bn_dot_cl_f32(&g[a0, 0, 0], &xhat[a0, 0, 0], a1 - a0, C,
+                                    &part[blk, 0, 0], &part[blk, 1, 0])
+            else:
+                cconv_bn_dot_cl_f64(&g[a0, 0, 0], &xhat[a0, 0, 0], a1 - a0, C,
+                                    &part[blk, 0, 0], &part[blk, 1, 0])
+        else:
+            for a in range(a0, a1):
+                for c in range(C):
+                    acc[blk, 0] = 0
+                    acc[blk, 1] = 0
+                    if floating is float:
+                        cconv_bn_dot_f32(&g[a, c, 0], &xhat[a, c, 0], B, &acc[blk, 0])
+                    else:
+                        cconv_bn_dot_f64(&g[a, c, 0], &xhat[a, c, 0], B, &acc[blk, 0])
+                    part[blk, 0, c] += acc[blk, 0]
+                    part[blk, 1, c] += acc[blk, 1]
     for c in range(C):
         s = 0
         t = 0
@@ -226,14 +331,26 @@ def bn_train_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] xha
             t = t + part[blk, 1, c]
         dbeta[c] = <floating> s
         dgamma[c] = <floating> t
+        dg[c] = <floating> (t / n)
+        db[c] = <floating> (s / n)
     if not need_dx:
         return
     for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
-        a1 = min(A, (blk + 1) * R)
-        for a in range(blk * R, a1):
-            for c in range(C):
-                dg = <floating> (dgamma[c] / n)
-                db = <floating> (dbeta[c] / n)
-                sc = scale[c]
-                for b in range(B):
-                    dx[a, c, b] = (g[a, c, b] - xhat[a, c, b] * dg - db) * sc
+        a0 = blk * R
+        a1 = min(A, a0 + R)
+        if cl:
+            if floating is float:
+                cconv_bn_dx_cl_f32(&g[a0, 0, 0], &xhat[a0, 0, 0], a1 - a0, C, &dg[0], &db[0],
+                                   &scale[0], &dx[a0, 0, 0])
+            else:
+                cconv_bn_dx_cl_f64(&g[a0, 0, 0], &xhat[a0, 0, 0], a1 - a0, C, &dg[0], &db[0],
+                                   &scale[0], &dx[a0, 0, 0])
+        else:
+            for a in range(a0, a1):
+                for c in range(C):
+                    if floating is float:
+                        cconv_bn_dx_f32(&g[a, c, 0], &xhat[a, c, 0], B, dg[c], db[c], scale[c],
+                                        &dx[a, c, 0])
+                    else:
+                        cconv_bn_dx_f64(&g[a, c, 0], &xhat[a, c, 0], B, dg[c], db[c], scale[c],
+                                        &dx[a, c, 0])

@@ -39,6 +39,7 @@ class _BatchNorm(Module):
             self.buffers["running_var"] = np.ones(C, self.dtype)
             self.buffers["num_batches_tracked"] = np.zeros((), np.int64)
         self._cache = None
+        self._saved_input = None
 
     @property
     def running_mean(self):
@@ -80,11 +81,14 @@ class _BatchNorm(Module):
         bshape[axis] = C
         n = x.size // C if C else 0
         batch = self.training or not self.track_running_stats
+        self._saved_input = None
         if batch and n <= 1 and self.training:
             raise ValueError(f"{type(self).__name__}: expected more than 1 value per "
                              f"channel in training, got input shape {x.shape}")
         if batch and self.affine and x.dtype in (np.float32, np.float64) and x.size:
             return self._forward_fast(x, axis, tuple(bshape), n)
+        if not batch and x.dtype in (np.float32, np.float64) and x.size:
+            return self._forward_fixed(x, axis, tuple(bshape), n)
         if batch:
             mean = self._csum(x, axis) / n
             xc = x - mean.reshape(bshape)
@@ -145,8 +149,27 @@ class _BatchNorm(Module):
         self._cache = (xhat, inv, True, axis, bshape, n)
         return y
 
+    def _forward_fixed(self, x, axis, bshape, n):
+        # fixed (running) statistics: one pass y = x * a + b with a = gamma / sqrt(var +
+        # eps), b = beta - mean * a, as PyTorch's CPU eval kernel folds them. xhat is not
+        # stored: backward recomputes it from the saved input (as PyTorch saves the input)
+        x = np.ascontiguousarray(x)
+        mean = self.buffers["running_mean"].astype(np.float64)
+        inv64 = 1.0 / np.sqrt(self.buffers["running_var"].astype(np.float64) + self.eps)
+        a64 = inv64 * self.params["weight"] if self.affine else inv64
+        b64 = (self.params["bias"] - mean * a64) if self.affine else -mean * a64
+        y = np.empty(x.shape, x.dtype)
+        _layers.bn_affine(self._view3(x, axis), a64.astype(x.dtype), b64.astype(x.dtype),
+                          self._view3(y, axis), get_num_threads())
+        self._cache = (None, inv64.astype(x.dtype), False, axis, bshape, n)
+        self._saved_input = (x, mean.astype(x.dtype))
+        return y
+
     def backward(self, grad_out):
         xhat, inv, batch, axis, bshape, n = self._cache
+        if xhat is None:  # eval-mode fast forward: xhat from the saved input
+            x, mean = self._saved_input
+            xhat = (x - mean.reshape(bshape)) * inv.reshape(bshape)
         g = np.asarray(grad_out, dtype=self.dtype)
         if batch and self.affine and xhat.dtype in (np.float32, np.float64) and xhat.size:
             g = np.ascontiguousarray(g)
