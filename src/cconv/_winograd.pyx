@@ -9,12 +9,14 @@ Per group, with alpha = m + 2 and T = alpha*alpha transformed elements (alpha in
   3. per transformed element t, one GEMM: M[t] = U[t] . V[t] over the channels.
   4. output tiles Y = A^T M A + bias; only the outputs inside the image are written.
 
-NCHW: M[t] (O x tiles) = U[t] (O x C, packed MR-row panels) . V[t] (C x tiles); the input
-transform runs with tiles as SIMD lanes and writes V[t] straight into NR-column panels;
-the output transform also runs over tiles, then scatters each tile into the image.
-NHWC: M[t] (tiles x O) = V[t] (tiles x C) . U[t] (C x O, packed NR-column panels); the
-transforms run with channels as SIMD lanes (contiguous in this layout), V rows are read in
-place by the indirect micro-kernel, and full output tiles are written directly.
+One kernel, channels-last: M[t] (tiles x O) = V[t] (tiles x C) . U[t] (C x O, packed
+NR-column panels); the transforms run with channels as SIMD lanes (contiguous in this
+layout), V rows are read in place by the indirect micro-kernel, and full output tiles are
+written directly. Channels-first problems run on it between two threaded transposes
+(_core.to_channels_last / to_channels_first_into, ~0.1 ms per MB): measured 1.2-2.3x
+faster than the tiles-as-lanes NCHW kernel this module had before (its scalar tile
+gathers and, on small images, half-empty panels cost more than the transposes). The
+weight transform reads either weight layout directly.
 
 Work items are (group, tile block, output-channel block), split over OpenMP threads
 (static schedule); every item owns its outputs and every sum runs in a fixed order, so
@@ -30,6 +32,8 @@ from libc.string cimport memset
 from libc.stdint cimport int64_t
 
 import numpy as np
+
+from . import _core
 
 include "_gemm_core.pxi"
 
@@ -96,14 +100,11 @@ cdef struct wgeom:
 
 
 cdef wgeom _make_geom(tuple xshape, tuple oshape, tuple pad, Py_ssize_t G, Py_ssize_t O,
-                      int m, int nd, bint channels_last, type dtype):
+                      int m, int nd, type dtype):
+    """Geometry of a channels-last problem: x (N, 1, H, W, C), out (N, 1, OH, OW, O)."""
     cdef wgeom g
-    if channels_last:
-        g.N, _, g.H, g.W, g.C = xshape
-        _, _, g.OH, g.OW, _ = oshape
-    else:
-        g.N, g.C, _, g.H, g.W = xshape
-        _, _, _, g.OH, g.OW = oshape
+    g.N, _, g.H, g.W, g.C = xshape
+    _, _, g.OH, g.OW, _ = oshape
     g.O = O
     g.G = G
     g.Cg = g.C // G
@@ -130,44 +131,50 @@ cdef wgeom _make_geom(tuple xshape, tuple oshape, tuple pad, Py_ssize_t G, Py_ss
 
 # --------------------------------------------------------------------- weights
 
-def packed_weights_size(Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int m, int nd,
-                        bint channels_last, dtype):
+def packed_weights_size(Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int m, int nd, dtype):
     """Elements of the transformed, packed weights for the active ISA path."""
     MR, NR, _ = tile_shape(dtype)
     T = (m + 2) * (m + 2) if nd == 2 else m + 2
-    if channels_last:
-        return G * T * _cdiv(Og, NR) * NR * Cg
-    return G * T * _cdiv(Og, MR) * MR * Cg
+    return G * T * _cdiv(Og, NR) * NR * Cg
 
 
-cdef void _weights_nchw(const floating *w, floating *up, wgeom g, int nthreads) noexcept nogil:
-    # U[g, t] (Og x Cg) as MR-row panels: element (o, c) at (o/MR)*MR*Cg + c*MR + o%MR
-    cdef Py_ssize_t mp = _cdiv(g.Og, g.MR), ps = mp * g.MR * g.Cg
-    cdef Py_ssize_t taps = 3 if g.nd == 1 else 9
-    cdef Py_ssize_t item, gi, o
-    for item in prange(g.G * g.Og, schedule="static", num_threads=nthreads):
-        gi = item // g.Og
-        o = item % g.Og
-        wino_ker(g.m, g.nd, w + item * g.Cg * taps, 3, 1, taps,
-                 up + gi * g.T * ps + (o // g.MR) * g.MR * g.Cg + o % g.MR, ps, g.MR, g.Cg)
-
-
-cdef void _weights_nhwc(const floating *w, floating *up, wgeom g, int nthreads) noexcept nogil:
+cdef void _weights_nhwc(const floating *w, floating *up, wgeom g, bint w_cl,
+                        int nthreads) noexcept nogil:
     # U[g, t] (Cg x Og) as NR-column panels: element (c, o) at (o/NR)*NR*Cg + c*NR + o%NR;
-    # w is (kh, kw, Cg, O)
+    # w is (kh, kw, Cg, O) (w_cl) or (O, Cg, kh, kw)
     cdef Py_ssize_t npn = _cdiv(g.Og, g.NR), ps = npn * g.NR * g.Cg
+    cdef Py_ssize_t taps = 3 if g.nd == 1 else 9
     cdef Py_ssize_t item, gi, c, q
     for item in prange(g.G * g.Cg, schedule="static", num_threads=nthreads):
         gi = item // g.Cg
         c = item % g.Cg
         for q in range(npn):
-            wino_ker(g.m, g.nd, w + c * g.O + gi * g.Og + q * g.NR, 3 * g.Cg * g.O, g.Cg * g.O,
-                     1, up + gi * g.T * ps + q * g.NR * g.Cg + c * g.NR, ps, 1,
-                     min(g.NR, g.Og - q * g.NR))
+            if w_cl:
+                wino_ker(g.m, g.nd, w + c * g.O + gi * g.Og + q * g.NR, 3 * g.Cg * g.O,
+                         g.Cg * g.O, 1, up + gi * g.T * ps + q * g.NR * g.Cg + c * g.NR, ps, 1,
+                         min(g.NR, g.Og - q * g.NR))
+            else:
+                wino_ker(g.m, g.nd, w + ((gi * g.Og + q * g.NR) * g.Cg + c) * taps, 3, 1,
+                         g.Cg * taps, up + gi * g.T * ps + q * g.NR * g.Cg + c * g.NR, ps, 1,
+                         min(g.NR, g.Og - q * g.NR))
+    cdef Py_ssize_t t, o, last = (npn - 1) * g.NR * g.Cg
+    if g.Og % g.NR:  # the zero columns of the last panel (the buffer may be reused memory)
+        for gi in range(g.G):
+            for t in range(g.T):
+                for c in range(g.Cg):
+                    for o in range(g.Og % g.NR, g.NR):
+                        up[(gi * g.T + t) * ps + last + c * g.NR + o] = 0
 
 
 def _transform_weights(const floating[:, :, :, :, ::1] w, floating[::1] up, Py_ssize_t G,
-                       int m, int nd, bint channels_last, int nthreads):
+                       int m, int nd, bint w_cl, int nthreads):
+    _transform_weights_into(w, &up[0], G, m, nd, w_cl, nthreads)
+
+
+cdef void _transform_weights_into(const floating[:, :, :, :, ::1] w, floating *up,
+                                  Py_ssize_t G, int m, int nd, bint w_cl, int nthreads):
+    """Every element of the packed transformed weights, padding included, is written.
+    w_cl: w is (kd, kh, kw, Cg, O), else (O, Cg, kd, kh, kw)."""
     cdef wgeom g
     g.G = G
     g.m = m
@@ -175,7 +182,7 @@ def _transform_weights(const floating[:, :, :, :, ::1] w, floating[::1] up, Py_s
     g.aw = m + 2
     g.ah = 1 if nd == 1 else m + 2
     g.T = g.ah * g.aw
-    if channels_last:
+    if w_cl:
         g.Cg = w.shape[3]
         g.O = w.shape[4]
     else:
@@ -187,27 +194,24 @@ def _transform_weights(const floating[:, :, :, :, ::1] w, floating[::1] up, Py_s
     else:
         g.MR, g.NR = cconv_mr_f64(), cconv_nr_f64()
     with nogil:
-        if channels_last:
-            _weights_nhwc[floating](&w[0, 0, 0, 0, 0], &up[0], g, nthreads)
-        else:
-            _weights_nchw[floating](&w[0, 0, 0, 0, 0], &up[0], g, nthreads)
+        _weights_nhwc[floating](&w[0, 0, 0, 0, 0], up, g, w_cl, nthreads)
 
 
 def transform_weights(w5, Py_ssize_t G, int m, int nd, bint channels_last, int nthreads):
-    """Transformed weights of w5 (the 5-D weight of functional._prepare_weight) in the
-    packed panel layout of the active ISA path, as a 1-D array of w5's dtype."""
+    """Transformed weights of w5 (the 5-D weight of functional._prepare_weight, in the
+    layout given by channels_last) packed for the active ISA path, as a 1-D array of
+    w5's dtype."""
     if channels_last:
         Cg, O = w5.shape[3], w5.shape[4]
     else:
         O, Cg = w5.shape[0], w5.shape[1]
-    up = np.zeros(packed_weights_size(G, Cg, O // G, m, nd, channels_last, w5.dtype),
-                  dtype=w5.dtype)
+    up = np.empty(packed_weights_size(G, Cg, O // G, m, nd, w5.dtype), dtype=w5.dtype)
     if up.size:
         _transform_weights(w5, up, G, m, nd, channels_last, nthreads)
     return up
 
 
-# --------------------------------------------------------------------- NCHW
+# --------------------------------------------------------------------- tiles
 
 cdef void _tile_origin(const wgeom *g, Py_ssize_t tile, Py_ssize_t *n, Py_ssize_t *ty,
                        Py_ssize_t *tx) noexcept nogil:
@@ -237,67 +241,6 @@ cdef void _gather_tile(const floating *xc, const wgeom *g, Py_ssize_t y0, Py_ssi
                 sr = xc + yy * xrs + xx * xcs
                 for l in range(lanes):
                     dr[l] = sr[l]
-
-
-cdef void _item_nchw(const floating *x, const floating *up, const floating *bias,
-                     floating *out, const wgeom *g, Py_ssize_t gi, Py_ssize_t t0, Py_ssize_t nb,
-                     Py_ssize_t o0, Py_ssize_t ob, Py_ssize_t NBP, Py_ssize_t OBM,
-                     floating *vp, floating *mb, floating *dbuf, floating *ybuf,
-                     floating *bbuf) noexcept nogil:
-    cdef Py_ssize_t NR = g.NR, MR = g.MR, Cg = g.Cg, T = g.T, HW = g.H * g.W
-    cdef Py_ssize_t mp = _cdiv(g.Og, MR), ups = mp * MR * Cg
-    cdef Py_ssize_t npan = _cdiv(nb, NR), q, l, li, c, t, k0, kc, o, i, j
-    cdef Py_ssize_t n, ty, tx, y0, x0, rows, cols, MM = g.mh * g.m
-    cdef const floating *xc
-    cdef floating *dst
-    cdef floating bv
-    cdef bint inside
-    # 1. input transform, tiles as lanes, written into NR-column panels of V[t] (C x tiles)
-    for q in range(npan):
-        for c in range(Cg):
-            for l in range(NR):
-                li = q * NR + l
-                if li >= nb:
-                    for i in range(T):
-                        dbuf[i * NR + l] = 0
-                    continue
-                _tile_origin(g, t0 + li, &n, &ty, &tx)
-                y0 = ty * g.mh - g.ph
-                x0 = tx * g.m - g.pw
-                xc = x + ((n * g.C) + gi * Cg + c) * HW
-                inside = y0 >= 0 and x0 >= 0 and y0 + g.ah <= g.H and x0 + g.aw <= g.W
-                if inside:
-                    xc = xc + y0 * g.W + x0
-                    for i in range(g.ah):
-                        for j in range(g.aw):
-                            dbuf[(i * g.aw + j) * NR + l] = xc[i * g.W + j]
-                else:
-                    _gather_tile(xc, g, y0, x0, dbuf + l, g.aw * NR, NR, 1, g.W, 1)
-            wino_in(g.m, g.nd, dbuf, g.aw * NR, NR, vp + q * Cg * NR + c * NR, Cg * NBP, NR)
-    # 2. one GEMM per transformed element: M[t] (ob x nb) = U[t] . V[t]
-    for t in range(T):
-        k0 = 0
-        while k0 < Cg:
-            kc = min(g.KC, Cg - k0)
-            gemm_macro(ob, nb, kc, up + (gi * T + t) * ups + o0 * Cg + k0 * MR, MR * Cg,
-                       vp + t * Cg * NBP + k0 * NR, Cg * NR, mb + t * OBM * NBP, NBP, k0 > 0)
-            k0 = k0 + kc
-    # 3. output transform over the tiles of each output channel, then scatter
-    for o in range(ob):
-        bv = bias[gi * g.Og + o0 + o] if bias != NULL else 0
-        for l in range(nb):
-            bbuf[l] = bv
-        wino_out(g.m, g.nd, mb + o * NBP, OBM * NBP, bbuf, ybuf, g.m * NBP, NBP, nb)
-        for li in range(nb):
-            _tile_origin(g, t0 + li, &n, &ty, &tx)
-            y0 = ty * g.mh
-            x0 = tx * g.m
-            rows = min(g.mh, g.OH - y0)
-            cols = min(g.m, g.OW - x0)
-            dst = out + ((n * g.O + gi * g.Og + o0 + o) * g.OH + y0) * g.OW + x0
-            for i in range(rows):
-                for j in range(cols):
-                    dst[i * g.OW + j] = ybuf[(i * g.m + j) * NBP + li]
 
 
 # --------------------------------------------------------------------- NHWC
@@ -368,27 +311,19 @@ cdef void _item_nhwc(const floating *x, const floating *up, const floating *bias
 # --------------------------------------------------------------------- driver
 
 cdef int _run_items(const floating *x, const floating *up, const floating *bias,
-                    floating *out, wgeom g, bint channels_last, Py_ssize_t NB,
-                    Py_ssize_t nblocks, Py_ssize_t OB, Py_ssize_t nob,
-                    int nthreads) except -1 nogil:
-    cdef Py_ssize_t NBP = _cdiv(NB, g.NR) * g.NR
+                    floating *out, wgeom g, Py_ssize_t NB, Py_ssize_t nblocks, Py_ssize_t OB,
+                    Py_ssize_t nob, int nthreads) except -1 nogil:
     cdef Py_ssize_t vsz, msz, dsz, ysz, total, item, gi, b, ob_i, t0, nb, o0, ob
-    cdef floating *buf
+    cdef floating *buf = NULL
     cdef int failed = 0
     cdef int *failed_p = &failed
-    if channels_last:
-        vsz = g.T * NB * g.Cg
-        msz = g.T * NB * OB
-        dsz = g.T * g.Cg
-        ysz = g.mh * g.m * OB + OB  # partial output tile + zero bias
-    else:
-        vsz = g.T * g.Cg * NBP
-        msz = g.T * OB * NBP
-        dsz = g.T * g.NR
-        ysz = g.mh * g.m * NBP + NBP  # output tiles + bias lanes
+    vsz = g.T * NB * g.Cg
+    msz = g.T * NB * OB
+    dsz = g.T * g.Cg
+    ysz = g.mh * g.m * OB + OB  # partial output tile + zero bias
     total = (vsz + msz + dsz + ysz + 64 + 15) // 16 * 16
     with parallel(num_threads=nthreads):
-        # + room for MR row pointers (NHWC) after the floating-point scratch
+        # + room for MR row pointers after the floating-point scratch
         # zeroed per call, as calloc did, but without calloc's fresh pages (scratch.h)
         buf = <floating *> cc_scratch_acquire(0, (total + 2 * g.MR + 16) * sizeof(floating))
         if buf == NULL:
@@ -405,15 +340,10 @@ cdef int _run_items(const floating *x, const floating *up, const floating *bias,
             nb = min(NB, g.NT - t0)
             o0 = ob_i * OB
             ob = min(OB, g.Og - o0)
-            if channels_last:
-                _item_nhwc(x, up, bias, out, &g, gi, t0, nb, o0, ob, NB, OB, buf, buf + vsz,
-                           buf + vsz + msz, buf + vsz + msz + dsz,
-                           buf + vsz + msz + dsz + g.mh * g.m * OB,
-                           <const floating **> (buf + total))
-            else:
-                _item_nchw(x, up, bias, out, &g, gi, t0, nb, o0, ob, NBP, OB, buf, buf + vsz,
-                           buf + vsz + msz, buf + vsz + msz + dsz,
-                           buf + vsz + msz + dsz + g.mh * g.m * NBP)
+            _item_nhwc(x, up, bias, out, &g, gi, t0, nb, o0, ob, NB, OB, buf, buf + vsz,
+                       buf + vsz + msz, buf + vsz + msz + dsz,
+                       buf + vsz + msz + dsz + g.mh * g.m * OB,
+                       <const floating **> (buf + total))
         cc_scratch_release(0, buf)
     if failed:
         with gil:
@@ -427,13 +357,12 @@ cdef enum:
 
 
 def blocking(Py_ssize_t NT, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int T, int itemsize,
-             bint channels_last, int MR, int NR, int nthreads):
+             int MR, int NR, int nthreads):
     """(NB, nblocks, OB, nob): tiles per block and output channels per block."""
-    lane = MR if channels_last else NR          # tiles per GEMM register tile
-    ounit = NR if channels_last else MR
+    lane = MR          # tiles per GEMM register tile
+    ounit = NR
     per_tile = T * (Cg + Og) * itemsize
-    nbmax = max(lane, min(8 * lane if channels_last else 4 * lane,
-                          BLOCK_BYTES // max(per_tile, 1) // lane * lane))
+    nbmax = max(lane, min(8 * lane, BLOCK_BYTES // max(per_tile, 1) // lane * lane))
     nblocks = _cdiv(NT, nbmax)
     if nthreads > 1 and G * nblocks < 4 * nthreads:
         # even split over the threads (a block may then hold a partial register tile)
@@ -450,20 +379,20 @@ def blocking(Py_ssize_t NT, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int T, i
 
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[::1] up, floating[:, :, :, :, ::1] out,
-         object bias, tuple pad, Py_ssize_t G, Py_ssize_t O, int m, int nd,
-         bint channels_last, int nthreads):
+         object bias, tuple pad, Py_ssize_t G, Py_ssize_t O, int m, int nd, int nthreads):
     cdef const floating[::1] b
     cdef const floating *bp = NULL
     cdef wgeom g
     if bias is not None:
         b = bias
         bp = &b[0]
-    g = _make_geom(tuple([x.shape[i] for i in range(5)]), tuple([out.shape[i] for i in range(5)]), pad, G, O, m, nd, channels_last,
+    g = _make_geom(tuple([x.shape[i] for i in range(5)]),
+                   tuple([out.shape[i] for i in range(5)]), pad, G, O, m, nd,
                    np.float32 if floating is float else np.float64)
-    NB, nblocks, OB, nob = blocking(g.NT, G, g.Cg, g.Og, g.T, sizeof(floating), channels_last,
-                                    g.MR, g.NR, nthreads)
-    _run_items[floating](&x[0, 0, 0, 0, 0], &up[0], bp, &out[0, 0, 0, 0, 0], g, channels_last,
-                         NB, nblocks, OB, nob, nthreads)
+    NB, nblocks, OB, nob = blocking(g.NT, G, g.Cg, g.Og, g.T, sizeof(floating), g.MR, g.NR,
+                                    nthreads)
+    _run_items[floating](&x[0, 0, 0, 0, 0], &up[0], bp, &out[0, 0, 0, 0, 0], g, NB, nblocks,
+                         OB, nob, nthreads)
 
 
 def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads,
@@ -471,6 +400,48 @@ def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nt
     """Winograd forward convolution into out5 (see functional._forward). `packed`: the
     result of transform_weights for these weights, m, layout and the active ISA path."""
     O = out5.shape[4] if channels_last else out5.shape[1]
-    if packed is None:
-        packed = transform_weights(w5, groups, m, nd, channels_last, nthreads)
-    _run(x5, packed, out5, bias, pad, groups, O, m, nd, channels_last, nthreads)
+    if channels_last:
+        xh, oh = x5, out5
+    else:  # the channels-last kernel between two transposes (see the module docstring)
+        xh = _core.to_channels_last(x5, nthreads)
+        oh = np.empty((out5.shape[0],) + out5.shape[2:] + (O,), out5.dtype)
+    if packed is not None:
+        _run(xh, packed, oh, bias, pad, groups, O, m, nd, nthreads)
+    else:
+        _forward_transient_any(xh, w5, oh, bias, pad, groups, O, m, nd, channels_last,
+                               nthreads)
+    if not channels_last:
+        _core.to_channels_first_into(oh, out5, nthreads)
+
+
+def _forward_transient_any(x5, w5, out5, bias, pad, groups, O, m, nd, w_cl, nthreads):
+    # one-shot weights: transformed into this thread's cached scratch (scratch.h slot 1),
+    # not a fresh array: a fresh 10-40 MB block costs a page fault per 4 KiB page, more
+    # than the transform itself
+    Cg = w5.shape[3] if w_cl else w5.shape[1]
+    size = packed_weights_size(groups, Cg, O // groups, m, nd, w5.dtype)
+    if x5.dtype == np.float32:
+        _forward_transient[float](x5, w5, out5, bias, pad, groups, O, m, nd, w_cl, nthreads,
+                                  size)
+    else:
+        _forward_transient[double](x5, w5, out5, bias, pad, groups, O, m, nd, w_cl, nthreads,
+                                   size)
+
+
+cdef _forward_transient(const floating[:, :, :, :, ::1] x5, const floating[:, :, :, :, ::1] w5,
+                        floating[:, :, :, :, ::1] out5, object bias, tuple pad,
+                        Py_ssize_t groups, Py_ssize_t O, int m, int nd, bint w_cl,
+                        int nthreads, Py_ssize_t size):
+    cdef floating *up
+    cdef floating[::1] upv
+    with nogil:
+        up = <floating *> cc_scratch_acquire(1, max(size, 1) * sizeof(floating))
+    if up == NULL:
+        raise MemoryError(f"conv (winograd): cannot allocate {size * sizeof(floating)} "
+                          "bytes for the transformed weights")
+    try:
+        _transform_weights_into(w5, up, groups, m, nd, w_cl, nthreads)
+        upv = <floating[:size]> up
+        _run(x5, upv, out5, bias, pad, groups, O, m, nd, nthreads)
+    finally:
+        cc_scratch_release(1, up)

@@ -1,7 +1,7 @@
 """Public convolution entry points: spec -> plan -> run."""
 import numpy as np
 
-from . import _depthwise, _direct, _im2col, _plan, _spec, _winograd
+from . import _depthwise, _direct, _core, _im2col, _plan, _spec, _winograd
 from ._packed import PackedWeights
 from ._threads import get_num_threads
 
@@ -152,11 +152,11 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
     if algo is _plan.Algorithm.IM2COL and _plan.nchw_via_nhwc(spec):
         # small channels-first images: the channels-last kernel blocks pixels over the
         # whole batch; transposing in and out costs less than half-empty tiles
-        xh = np.ascontiguousarray(x5.transpose(0, 2, 3, 4, 1))
+        xh = _core.to_channels_last(x5, args[9])
         wh = np.ascontiguousarray(w5.transpose(2, 3, 4, 1, 0))
         oh = np.empty((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,), spec.dtype)
         _im2col.conv_forward(xh, wh, *args[2:3], oh, *args[4:8], True, args[9])
-        out5[...] = oh.transpose(0, 4, 1, 2, 3)
+        _core.to_channels_first_into(oh, out5, args[9])
     elif algo is _plan.Algorithm.IM2COL:
         use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
         _im2col.conv_forward(*args, packed=packed.panels if use else None)

@@ -156,16 +156,21 @@
     {                                                                                   \
         outbv_##SUF(mm, ldm, bias, y, cs, L);                                           \
     }                                                                                   \
-    static void ker2d_##SUF(const T *g, cc_idx rs, cc_idx cs, cc_idx ls, T *u,          \
-                            cc_idx ldu, cc_idx lu, cc_idx L)                            \
+    WI_INLINE void ker2d_##SUF(const T *g, cc_idx rs, cc_idx cs, cc_idx ls, T *u,       \
+                               cc_idx ldu, cc_idx lu, cc_idx L)                         \
     {                                                                                   \
         enum { LB = 32 };                                                               \
-        double gb[9][LB] = {{0}}, t[A][3][LB], o6[A][LB];                                 \
+        double gb[9][LB] __attribute__((aligned(64)));                                  \
+        double t[A][3][LB] __attribute__((aligned(64)));                                \
+        double o6[A][LB] __attribute__((aligned(64)));                                  \
         for (cc_idx l0 = 0; l0 < L; l0 += LB) {                                         \
             const int n = (int)(L - l0 < LB ? L - l0 : LB);                             \
-            for (int k = 0; k < 9; k++)                                                 \
+            for (int k = 0; k < 9; k++) {                                               \
                 for (int l = 0; l < n; l++)                                             \
                     gb[k][l] = (double)g[(k / 3) * rs + (k % 3) * cs + (l0 + l) * ls];  \
+                for (int l = n; l < LB; l++) /* unused lanes: zeros, never garbage */   \
+                    gb[k][l] = 0.0;                                                     \
+            }                                                                           \
             for (int j = 0; j < 3; j++)                                                 \
                 for (int l = 0; l < LB; l++) {                                          \
                     double c3[3] = {gb[j][l], gb[3 + j][l], gb[6 + j][l]}, r[A];        \
@@ -185,7 +190,7 @@
             }                                                                           \
         }                                                                               \
     }                                                                                   \
-    static void ker1d_##SUF(const T *g, cc_idx cs, cc_idx ls, T *u, cc_idx ldu,         \
+    WI_INLINE void ker1d_##SUF(const T *g, cc_idx cs, cc_idx ls, T *u, cc_idx ldu,      \
                             cc_idx lu, cc_idx L)                                        \
     {                                                                                   \
         for (cc_idx l = 0; l < L; l++) {                                                \
@@ -215,7 +220,13 @@ DEFINE_BODIES(f2_f64, double, 4, 2, IN2, OUT2, KER2)
     { out2d_##SUF(mm, ldm, bias, y, rs, cs, L); }                                       \
     ATTR static void out1d_##SUF##_##ISA(const T *mm, cc_idx ldm, const T *bias, T *y,  \
                                          cc_idx cs, cc_idx L)                           \
-    { out1d_##SUF(mm, ldm, bias, y, cs, L); }
+    { out1d_##SUF(mm, ldm, bias, y, cs, L); }                                       \
+    ATTR static void ker2d_##SUF##_##ISA(const T *g, cc_idx rs, cc_idx cs, cc_idx ls,   \
+                                         T *u, cc_idx ldu, cc_idx lu, cc_idx L)         \
+    { ker2d_##SUF(g, rs, cs, ls, u, ldu, lu, L); }                                      \
+    ATTR static void ker1d_##SUF##_##ISA(const T *g, cc_idx cs, cc_idx ls, T *u,        \
+                                         cc_idx ldu, cc_idx lu, cc_idx L)               \
+    { ker1d_##SUF(g, cs, ls, u, ldu, lu, L); }
 
 #define DEFINE_ALL_ISA(ISA, ATTR)                                                       \
     DEFINE_ISA(ISA, ATTR, f4_f32, float)                                                \
@@ -253,7 +264,10 @@ DEFINE_ALL_ISA(avx512, TARGET_AVX512)
     void cconv_winograd_##FN##x3_kernel_transform_##TS(const T *g, cc_idx rs, cc_idx cs, \
                                                        cc_idx ls, T *u, cc_idx ldu,     \
                                                        cc_idx lu, cc_idx L)             \
-    { ker2d_##SUF(g, rs, cs, ls, u, ldu, lu, L); }                                      \
+    { PICK(ker2d_##SUF, (g, rs, cs, ls, u, ldu, lu, L)); }                              \
+    static void ker1d_any_##SUF(const T *g, cc_idx cs, cc_idx ls, T *u, cc_idx ldu,     \
+                                cc_idx lu, cc_idx L)                                    \
+    { PICK(ker1d_##SUF, (g, cs, ls, u, ldu, lu, L)); }                                  \
     static void in1d_any_##SUF(const T *d, cc_idx cs, T *v, cc_idx ldv, cc_idx L)       \
     { PICK(in1d_##SUF, (d, cs, v, ldv, L)); }                                           \
     static void out1d_any_##SUF(const T *mm, cc_idx ldm, const T *bias, T *y,           \
@@ -294,12 +308,12 @@ DEFINE_API(f2, f2_f64, double, f64)
                                 cc_idx ls, T *u, cc_idx ldu, cc_idx lu, cc_idx L)       \
     {                                                                                   \
         if (nd == 1) {                                                                  \
-            if (m == 4) ker1d_f4_##TS(g, cs, ls, u, ldu, lu, L);                        \
-            else ker1d_f2_##TS(g, cs, ls, u, ldu, lu, L);                               \
+            if (m == 4) ker1d_any_f4_##TS(g, cs, ls, u, ldu, lu, L);                    \
+            else ker1d_any_f2_##TS(g, cs, ls, u, ldu, lu, L);                           \
         } else if (m == 4) {                                                            \
-            ker2d_f4_##TS(g, rs, cs, ls, u, ldu, lu, L);                                \
+            cconv_winograd_f4x3_kernel_transform_##TS(g, rs, cs, ls, u, ldu, lu, L);    \
         } else {                                                                        \
-            ker2d_f2_##TS(g, rs, cs, ls, u, ldu, lu, L);                                \
+            cconv_winograd_f2x3_kernel_transform_##TS(g, rs, cs, ls, u, ldu, lu, L);    \
         }                                                                               \
     }
 
