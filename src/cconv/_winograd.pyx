@@ -197,6 +197,15 @@ cdef void _transform_weights_into(const floating[:, :, :, :, ::1] w, floating *u
         _weights_nhwc[floating](&w[0, 0, 0, 0, 0], up, g, w_cl, nthreads)
 
 
+def _empty_aligned64(Py_ssize_t n, dtype):
+    """A 1-D array of n elements whose data starts on a cache line (the micro-kernel's
+    panel loads then never split a line; NumPy's large arrays start 16 bytes past one)."""
+    dtype = np.dtype(dtype)
+    raw = np.empty(n * dtype.itemsize + 64, np.uint8)
+    off = (-raw.ctypes.data) % 64
+    return raw[off:off + n * dtype.itemsize].view(dtype)
+
+
 def transform_weights(w5, Py_ssize_t G, int m, int nd, bint channels_last, int nthreads):
     """Transformed weights of w5 (the 5-D weight of functional._prepare_weight, in the
     layout given by channels_last) packed for the active ISA path, as a 1-D array of
@@ -205,7 +214,7 @@ def transform_weights(w5, Py_ssize_t G, int m, int nd, bint channels_last, int n
         Cg, O = w5.shape[3], w5.shape[4]
     else:
         O, Cg = w5.shape[0], w5.shape[1]
-    up = np.empty(packed_weights_size(G, Cg, O // G, m, nd, w5.dtype), dtype=w5.dtype)
+    up = _empty_aligned64(packed_weights_size(G, Cg, O // G, m, nd, w5.dtype), w5.dtype)
     if up.size:
         _transform_weights(w5, up, G, m, nd, channels_last, nthreads)
     return up
@@ -358,21 +367,32 @@ cdef enum:
 
 def blocking(Py_ssize_t NT, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int T, int itemsize,
              int MR, int NR, int nthreads):
-    """(NB, nblocks, OB, nob): tiles per block and output channels per block."""
+    """(NB, nblocks, OB, nob): tiles per block and output channels per block.
+
+    Every tile block streams all transformed weights (T x Cg x Og per group) once. When
+    they outweigh the tiles' own data (many channels, small images: 512 channels at 7x7
+    is 38 MB of weights against 1 MB of tiles), blocks grow to hold all tiles and the
+    threads split the output channels (each thread then reads only its share of the
+    weights and repeats the cheap input transform); otherwise blocks stay within
+    BLOCK_BYTES and the threads split the tiles."""
     lane = MR          # tiles per GEMM register tile
     ounit = NR
     per_tile = T * (Cg + Og) * itemsize
-    nbmax = max(lane, min(8 * lane, BLOCK_BYTES // max(per_tile, 1) // lane * lane))
+    weight_heavy = T * Cg * Og * itemsize > NT * per_tile
+    cap = _cdiv(NT, lane) * lane if weight_heavy else 8 * lane
+    budget = 4 * BLOCK_BYTES if weight_heavy else BLOCK_BYTES
+    nbmax = max(lane, min(cap, budget // max(per_tile, 1) // lane * lane))
     nblocks = _cdiv(NT, nbmax)
-    if nthreads > 1 and G * nblocks < 4 * nthreads:
+    if nthreads > 1 and G * nblocks < 4 * nthreads and not weight_heavy:
         # even split over the threads (a block may then hold a partial register tile)
         per = _cdiv(G * nblocks, nthreads) * nthreads
         nblocks = min(NT, max(nblocks, _cdiv(per, G)))
     NB = _cdiv(NT, nblocks)
     nblocks = _cdiv(NT, NB)
     nob = 1
-    if nthreads > 1 and G * nblocks < nthreads:
-        nob = min(_cdiv(nthreads, G * nblocks), _cdiv(Og, ounit))
+    if nthreads > 1 and (G * nblocks < nthreads or weight_heavy and G * nblocks < 4 * nthreads):
+        nob = min(max(1, _cdiv(nthreads, G * nblocks)) if not weight_heavy else nthreads,
+                  _cdiv(Og, ounit))
     OB = _cdiv(_cdiv(Og, nob), ounit) * ounit
     nob = _cdiv(Og, OB)
     return NB, nblocks, OB, nob

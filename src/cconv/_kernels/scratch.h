@@ -56,6 +56,14 @@ static inline cc_scratch_tls *cc_scratch_state(void)
     return t;
 }
 
+/* 64-byte aligned (a cache line: packed panels read by the micro-kernels never split
+ * a line); freed with free(). */
+static inline void *cc_scratch_alloc64(size_t bytes)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63) == 0 ? p : NULL;
+}
+
 /* At least `bytes` bytes (NULL when out of memory); give back with cc_scratch_release. */
 static inline void *cc_scratch_acquire(int slot, size_t bytes)
 {
@@ -63,10 +71,10 @@ static inline void *cc_scratch_acquire(int slot, size_t bytes)
         bytes = 1;
     cc_scratch_tls *t = bytes <= CC_SCRATCH_CACHE_MAX ? cc_scratch_state() : NULL;
     if (t == NULL)
-        return malloc(bytes);
+        return cc_scratch_alloc64(bytes);
     if (t->n[slot] < bytes) {
         free(t->p[slot]);
-        t->p[slot] = malloc(bytes);
+        t->p[slot] = cc_scratch_alloc64(bytes);
         t->n[slot] = t->p[slot] != NULL ? bytes : 0;
     }
     return t->p[slot];
