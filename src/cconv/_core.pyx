@@ -30,15 +30,8 @@ def omp_set_threads(int n):
 # ----------------------------------------------------------------------------- layouts
 cimport cython
 from cython cimport floating
-from cython.parallel cimport prange
-from libc.stdint cimport int64_t
 
-cdef extern from "transpose.h" nogil:
-    void cconv_transpose_f32(const float *src, int64_t lds, int64_t rows, int64_t cols,
-                             float *dst, int64_t ldd)
-    void cconv_transpose_f64(const double *src, int64_t lds, int64_t rows, int64_t cols,
-                             double *dst, int64_t ldd)
-
+include "_layout.pxi"
 
 import numpy as np
 
@@ -67,19 +60,8 @@ def to_channels_first_into(a, out, int nthreads):
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def transpose_last2(const floating[:, :, ::1] src, floating[:, :, ::1] dst, int nthreads):
-    """dst[n] = src[n].T for every n (channels-first <-> channels-last of one batch):
-    the images are split over the threads, or the column blocks of one image when the
-    batch is smaller than the thread count."""
-    cdef Py_ssize_t N = src.shape[0], R = src.shape[1], Cn = src.shape[2]
-    cdef Py_ssize_t nb = 1, item, n, b, c0, c1
-    if N < nthreads and Cn >= 64:
-        nb = min(nthreads, Cn // 32)
-    for item in prange(N * nb, nogil=True, schedule="static", num_threads=nthreads):
-        n = item // nb
-        b = item % nb
-        c0 = Cn * b // nb // 16 * 16
-        c1 = Cn if b == nb - 1 else Cn * (b + 1) // nb // 16 * 16
-        if floating is float:
-            cconv_transpose_f32(&src[n, 0, c0], Cn, R, c1 - c0, &dst[n, c0, 0], R)
-        else:
-            cconv_transpose_f64(&src[n, 0, c0], Cn, R, c1 - c0, &dst[n, c0, 0], R)
+    """dst[n] = src[n].T for every n (see _layout.pxi)."""
+    if src.shape[0] and src.shape[1] and src.shape[2]:
+        with nogil:
+            transpose_batched(&src[0, 0, 0], &dst[0, 0, 0], src.shape[0], src.shape[1],
+                              src.shape[2], nthreads)

@@ -13,7 +13,7 @@ One kernel, channels-last: M[t] (tiles x O) = V[t] (tiles x C) . U[t] (C x O, pa
 NR-column panels); the transforms run with channels as SIMD lanes (contiguous in this
 layout), V rows are read in place by the indirect micro-kernel, and full output tiles are
 written directly. Channels-first problems run on it between two threaded transposes
-(_core.to_channels_last / to_channels_first_into, ~0.1 ms per MB): measured 1.2-2.3x
+(_layout.pxi, into cached scratch buffers): measured 1.2-2.3x
 faster than the tiles-as-lanes NCHW kernel this module had before (its scalar tile
 gathers and, on small images, half-empty panels cost more than the transposes). The
 weight transform reads either weight layout directly.
@@ -33,9 +33,8 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
-from . import _core
-
 include "_gemm_core.pxi"
+include "_layout.pxi"
 
 cdef extern from "scratch.h" nogil:
     void *cc_scratch_acquire(int slot, size_t nbytes)
@@ -138,25 +137,19 @@ def packed_weights_size(Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int m, int n
     return G * T * _cdiv(Og, NR) * NR * Cg
 
 
-cdef void _weights_nhwc(const floating *w, floating *up, wgeom g, bint w_cl,
-                        int nthreads) noexcept nogil:
+cdef void _weights_nhwc(const floating *w, Py_ssize_t sc, Py_ssize_t rs, Py_ssize_t cs,
+                        floating *up, wgeom g, int nthreads) noexcept nogil:
     # U[g, t] (Cg x Og) as NR-column panels: element (c, o) at (o/NR)*NR*Cg + c*NR + o%NR;
-    # w is (kh, kw, Cg, O) (w_cl) or (O, Cg, kh, kw)
+    # weight tap (o, c, i, j) at w[o + c*sc + i*rs + j*cs] (output channels contiguous)
     cdef Py_ssize_t npn = _cdiv(g.Og, g.NR), ps = npn * g.NR * g.Cg
-    cdef Py_ssize_t taps = 3 if g.nd == 1 else 9
     cdef Py_ssize_t item, gi, c, q
     for item in prange(g.G * g.Cg, schedule="static", num_threads=nthreads):
         gi = item // g.Cg
         c = item % g.Cg
         for q in range(npn):
-            if w_cl:
-                wino_ker(g.m, g.nd, w + c * g.O + gi * g.Og + q * g.NR, 3 * g.Cg * g.O,
-                         g.Cg * g.O, 1, up + gi * g.T * ps + q * g.NR * g.Cg + c * g.NR, ps, 1,
-                         min(g.NR, g.Og - q * g.NR))
-            else:
-                wino_ker(g.m, g.nd, w + ((gi * g.Og + q * g.NR) * g.Cg + c) * taps, 3, 1,
-                         g.Cg * taps, up + gi * g.T * ps + q * g.NR * g.Cg + c * g.NR, ps, 1,
-                         min(g.NR, g.Og - q * g.NR))
+            wino_ker(g.m, g.nd, w + c * sc + gi * g.Og + q * g.NR, rs, cs, 1,
+                     up + gi * g.T * ps + q * g.NR * g.Cg + c * g.NR, ps, 1,
+                     min(g.NR, g.Og - q * g.NR))
     cdef Py_ssize_t t, o, last = (npn - 1) * g.NR * g.Cg
     if g.Og % g.NR:  # the zero columns of the last panel (the buffer may be reused memory)
         for gi in range(g.G):
@@ -171,8 +164,8 @@ def _transform_weights(const floating[:, :, :, :, ::1] w, floating[::1] up, Py_s
     _transform_weights_into(w, &up[0], G, m, nd, w_cl, nthreads)
 
 
-cdef void _transform_weights_into(const floating[:, :, :, :, ::1] w, floating *up,
-                                  Py_ssize_t G, int m, int nd, bint w_cl, int nthreads):
+cdef int _transform_weights_into(const floating[:, :, :, :, ::1] w, floating *up,
+                                 Py_ssize_t G, int m, int nd, bint w_cl, int nthreads) except -1:
     """Every element of the packed transformed weights, padding included, is written.
     w_cl: w is (kd, kh, kw, Cg, O), else (O, Cg, kd, kh, kw)."""
     cdef wgeom g
@@ -193,8 +186,24 @@ cdef void _transform_weights_into(const floating[:, :, :, :, ::1] w, floating *u
         g.MR, g.NR = cconv_mr_f32(), cconv_nr_f32()
     else:
         g.MR, g.NR = cconv_mr_f64(), cconv_nr_f64()
+    cdef Py_ssize_t taps = 3 if nd == 1 else 9
+    cdef floating *wt
+    if w_cl:  # (kd, kh, kw, Cg, O)
+        with nogil:
+            _weights_nhwc[floating](&w[0, 0, 0, 0, 0], g.O, 3 * g.Cg * g.O, g.Cg * g.O, up, g,
+                                    nthreads)
+        return 0
+    # (O, Cg * taps) -> (Cg * taps, O) first: the transform then reads output channels
+    # contiguously (measured 2x faster than gathering them Cg * taps apart)
     with nogil:
-        _weights_nhwc[floating](&w[0, 0, 0, 0, 0], up, g, w_cl, nthreads)
+        wt = <floating *> cc_scratch_acquire(4, g.O * g.Cg * taps * sizeof(floating))
+        if wt != NULL:
+            transpose_batched(&w[0, 0, 0, 0, 0], wt, 1, g.O, g.Cg * taps, nthreads)
+            _weights_nhwc[floating](wt, taps * g.O, 3 * g.O, g.O, up, g, nthreads)
+            cc_scratch_release(4, wt)
+    if wt == NULL:
+        raise MemoryError("conv (winograd): cannot allocate the transposed weights")
+    return 0
 
 
 def _empty_aligned64(Py_ssize_t n, dtype):
@@ -420,18 +429,52 @@ def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nt
     """Winograd forward convolution into out5 (see functional._forward). `packed`: the
     result of transform_weights for these weights, m, layout and the active ISA path."""
     O = out5.shape[4] if channels_last else out5.shape[1]
-    if channels_last:
-        xh, oh = x5, out5
-    else:  # the channels-last kernel between two transposes (see the module docstring)
-        xh = _core.to_channels_last(x5, nthreads)
-        oh = np.empty((out5.shape[0],) + out5.shape[2:] + (O,), out5.dtype)
-    if packed is not None:
-        _run(xh, packed, oh, bias, pad, groups, O, m, nd, nthreads)
-    else:
-        _forward_transient_any(xh, w5, oh, bias, pad, groups, O, m, nd, channels_last,
-                               nthreads)
     if not channels_last:
-        _core.to_channels_first_into(oh, out5, nthreads)
+        x5 = np.ascontiguousarray(x5)
+        if x5.dtype == np.float32:
+            _forward_nchw[float](x5, w5, out5, bias, pad, groups, O, m, nd, packed, nthreads)
+        else:
+            _forward_nchw[double](x5, w5, out5, bias, pad, groups, O, m, nd, packed, nthreads)
+    elif packed is not None:
+        _run(x5, packed, out5, bias, pad, groups, O, m, nd, nthreads)
+    else:
+        _forward_transient_any(x5, w5, out5, bias, pad, groups, O, m, nd, True, nthreads)
+
+
+cdef _forward_nchw(const floating[:, :, :, :, ::1] x5, w5, floating[:, :, :, :, ::1] out5,
+                   object bias, tuple pad, Py_ssize_t groups, Py_ssize_t O, int m, int nd,
+                   object packed, int nthreads):
+    """Channels-first: the channels-last kernel between two transposes, both copies in
+    this thread's cached scratch (scratch.h slots 2 and 3: fresh pages for them cost
+    more than the transposes)."""
+    cdef Py_ssize_t N = x5.shape[0], C = x5.shape[1], D = x5.shape[2], H = x5.shape[3]
+    cdef Py_ssize_t W = x5.shape[4], OD = out5.shape[2], OH = out5.shape[3], OW = out5.shape[4]
+    cdef size_t xbytes = N * D * H * W * C * sizeof(floating)
+    cdef size_t obytes = N * OD * OH * OW * O * sizeof(floating)
+    cdef floating *xs
+    cdef floating *os
+    cdef floating[:, :, :, :, ::1] xh
+    cdef floating[:, :, :, :, ::1] oh
+    with nogil:
+        xs = <floating *> cc_scratch_acquire(2, xbytes)
+        os = <floating *> cc_scratch_acquire(3, obytes)
+    try:
+        if xs == NULL or os == NULL:
+            raise MemoryError(f"conv (winograd): cannot allocate {xbytes + obytes} bytes "
+                              "for the channels-last copies")
+        with nogil:
+            transpose_batched(&x5[0, 0, 0, 0, 0], xs, N, C, D * H * W, nthreads)
+        xh = <floating[:N, :D, :H, :W, :C]> xs
+        oh = <floating[:N, :OD, :OH, :OW, :O]> os
+        if packed is not None:
+            _run(xh, packed, oh, bias, pad, groups, O, m, nd, nthreads)
+        else:
+            _forward_transient_any(xh, w5, oh, bias, pad, groups, O, m, nd, False, nthreads)
+        with nogil:
+            transpose_batched(os, &out5[0, 0, 0, 0, 0], N, OD * OH * OW, O, nthreads)
+    finally:
+        cc_scratch_release(2, xs)
+        cc_scratch_release(3, os)
 
 
 def _forward_transient_any(x5, w5, out5, bias, pad, groups, O, m, nd, w_cl, nthreads):
@@ -440,7 +483,7 @@ def _forward_transient_any(x5, w5, out5, bias, pad, groups, O, m, nd, w_cl, nthr
     # than the transform itself
     Cg = w5.shape[3] if w_cl else w5.shape[1]
     size = packed_weights_size(groups, Cg, O // groups, m, nd, w5.dtype)
-    if x5.dtype == np.float32:
+    if w5.dtype == np.float32:
         _forward_transient[float](x5, w5, out5, bias, pad, groups, O, m, nd, w_cl, nthreads,
                                   size)
     else:

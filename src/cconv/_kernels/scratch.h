@@ -8,14 +8,16 @@
  * malloc / free. A buffer belongs to one OS thread and is used only during one call on
  * that thread (a thread runs one call at a time), so concurrent calls from different
  * Python threads never share it. The buffers are freed when their thread exits.
- * Header-only: each extension module keeps its own cache.
+ * Header-only: each extension module keeps its own cache. Slots: 0 per-thread kernel
+ * workspace (Winograd tile blocks); 1 one-shot packed / transformed weights; 2, 3 the
+ * channels-last copies of a channels-first call; 4 transposed weights (Winograd).
  */
 #ifndef CCONV_SCRATCH_H
 #define CCONV_SCRATCH_H
 #include <pthread.h>
 #include <stdlib.h>
 
-#define CC_SCRATCH_SLOTS 2
+#define CC_SCRATCH_SLOTS 5
 #define CC_SCRATCH_CACHE_MAX ((size_t)64 << 20)
 
 typedef struct {

@@ -1,0 +1,28 @@
+# Batched channels-first <-> channels-last transpose (transpose.h), shared by the modules
+# that run one layout through the other. Include after `from cython cimport floating`.
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+cdef extern from "transpose.h" nogil:
+    void cconv_transpose_f32(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                             float *dst, int64_t ldd)
+    void cconv_transpose_f64(const double *src, int64_t lds, int64_t rows, int64_t cols,
+                             double *dst, int64_t ldd)
+
+
+cdef void transpose_batched(const floating *src, floating *dst, Py_ssize_t N, Py_ssize_t R,
+                            Py_ssize_t Cn, int nthreads) noexcept nogil:
+    """dst[n] (Cn x R) = src[n] (R x Cn) transposed, for n < N: the images are split over
+    the threads, or the column blocks of one image when the batch is smaller."""
+    cdef Py_ssize_t nb = 1, item, n, b, c0, c1
+    if N < nthreads and Cn >= 64:
+        nb = min(nthreads, Cn // 32)
+    for item in prange(N * nb, schedule="static", num_threads=nthreads):
+        n = item // nb
+        b = item % nb
+        c0 = Cn * b // nb // 16 * 16
+        c1 = Cn if b == nb - 1 else Cn * (b + 1) // nb // 16 * 16
+        if floating is float:
+            cconv_transpose_f32(src + n * R * Cn + c0, Cn, R, c1 - c0, dst + n * R * Cn + c0 * R, R)
+        else:
+            cconv_transpose_f64(src + n * R * Cn + c0, Cn, R, c1 - c0, dst + n * R * Cn + c0 * R, R)
