@@ -81,25 +81,53 @@ def _tiles(spec, m):
     return t
 
 
-# Cost model (units: one multiply-accumulate of the GEMM core), calibrated on an AMD EPYC
-# (AVX-512) with 1 thread, see README "Winograd" for the measurements:
-#   GEMM:              N * tiles * T * Cg * Og * G, at 1/WINO_GEMM_EFF of im2col's rate
-#   weight transform:  T * Cg * O elements, WINO_WEIGHT_COST MACs each (0 when cached)
-#   tile transforms:   N * tiles * T * (Cg + Og) * G elements, WINO_TILE_COST[layout] each
-WINO_GEMM_EFF = 0.85
-WINO_WEIGHT_COST = {False: 100.0, True: 45.0}   # channels_last -> cost per element
-WINO_TILE_COST = {False: 60.0, True: 6.0}   # channels_last -> cost per element
-WINO_MARGIN = 0.8   # auto picks Winograd only when predicted <= 0.8 x im2col
+# Cost model (units: one multiply-accumulate of im2col's GEMM, ~0.011 ns on the AVX-512
+# EPYC, 1 thread), fitted to 1-thread float32 timings of 13 shapes x both variants x
+# cached / one-shot weights x both layouts (README "Winograd"). Both layouts run the
+# channels-last kernel; channels-first adds two transposes.
+#   GEMM:              N * tiles * T * Cg * Og * G MACs, at WINO_GEMM_EFF x im2col's rate
+#   tile transforms:   N * tiles * T * (C + O) elements, WINO_TILE_COST[m] each
+#   weight streaming:  T * Cg * O elements per tile block (every block reads them all),
+#                      WINO_STREAM_COST each, WINO_STREAM_DRAM_COST beyond 12 MB (DRAM)
+#   weight transform:  T * Cg * O elements, WINO_WEIGHT_COST each plus one more stream
+#                      (written, then read by the GEMM); 0 when cached
+#   transposes:        N * (C * H * W + O * OH * OW) elements (channels-first only)
+WINO_GEMM_EFF = 1.1
+WINO_TILE_COST = {2: 15.0, 4: 24.0}
+WINO_STREAM_COST = 16.0
+WINO_STREAM_DRAM_COST = 40.0
+WINO_WEIGHT_COST = {False: 45.0, True: 30.0}   # weights channels_last -> cost per element
+WINO_TRANSPOSE_COST = 30.0
+WINO_MARGIN = 0.9   # auto picks Winograd only when predicted <= 0.9 x im2col
+_WINO_BLOCK_BYTES = 3 * 1024 * 1024
+
+
+def _wino_tile_blocks(tiles, Cg, Og, T, itemsize=4):
+    """Tile blocks of the kernel's blocking (_winograd.blocking, 1 thread)."""
+    per_tile = T * (Cg + Og) * itemsize
+    if T * Cg * Og * itemsize > tiles * per_tile:  # weight-heavy: one block
+        return 1
+    nbmax = max(12, min(96, _WINO_BLOCK_BYTES // max(per_tile, 1) // 12 * 12))
+    return -(-tiles // nbmax)
 
 
 def winograd_cost(spec, m, cached=False):
-    """Predicted cost of Winograd F(m, 3) for spec, in GEMM MACs (see the model above)."""
+    """Predicted cost of Winograd F(m, 3) for spec, in im2col GEMM MACs (model above)."""
     T = (m + 2) ** spec.nd
     tiles = spec.N * _tiles(spec, m)
-    gemm = tiles * T * spec.Cg * spec.O / WINO_GEMM_EFF
-    weights = 0.0 if cached else T * spec.Cg * spec.O * WINO_WEIGHT_COST[spec.channels_last]
-    transforms = tiles * T * (spec.C + spec.O) * WINO_TILE_COST[spec.channels_last]
-    return gemm + weights + transforms
+    weights = T * spec.Cg * spec.O
+    stream = (WINO_STREAM_DRAM_COST if weights * spec.dtype.itemsize > 12 << 20
+              else WINO_STREAM_COST)
+    cost = tiles * T * spec.Cg * spec.O / WINO_GEMM_EFF
+    cost += tiles * T * (spec.C + spec.O) * WINO_TILE_COST[m]
+    cost += weights * stream * _wino_tile_blocks(tiles, spec.Cg, spec.O // spec.groups, T,
+                                                 spec.dtype.itemsize)
+    if not cached:
+        cost += weights * (WINO_WEIGHT_COST[spec.channels_last] + stream)
+    if not spec.channels_last:
+        cost += spec.N * (spec.C * int(np.prod(spec.in_size))
+                          + spec.O * int(np.prod(spec.out_size))) * WINO_TRANSPOSE_COST
+    return cost
 
 
 def winograd_variant(spec, cached=False):
