@@ -29,7 +29,8 @@ KERNEL_SOURCES = [os.path.join(KERNEL_DIR, "gemm.c"), os.path.join(KERNEL_DIR, "
 
 EXTENSIONS = {
     "cconv._core": [],
-    "cconv._direct": [],
+    # direct_fewc.c dispatches on the ISA state kept in gemm.c: compiled together.
+    "cconv._direct": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "direct_fewc.c")],
     "cconv._layers": [],
     "cconv._im2col": KERNEL_SOURCES,
     "cconv._gemm": KERNEL_SOURCES,

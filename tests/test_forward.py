@@ -325,3 +325,42 @@ def test_nchw_small_images_via_channels_last(dtype, N, C, O, G, hw, k, stride, p
                        stride, pad, 1, G, padding_mode=mode, algorithm="direct")
     tol = 1e-5 if dtype == np.float32 else 1e-12
     assert np.abs(y - ref).max() <= tol * np.abs(ref).max()
+
+
+# ----------------------------------------------------------------------------- few channels
+# Channels-last, groups == 1, at most 4 input channels: the direct few-channel kernel
+# (direct_fewc.h; auto picks it). Output-channel counts cover whole and partial SIMD
+# vectors and the 1..4-vector passes, widths cover whole and partial pixel tiles.
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,O", [(1, 1), (3, 5), (3, 16), (2, 17), (3, 32), (4, 40), (3, 64),
+                                 (3, 70), (1, 130)])
+@pytest.mark.parametrize("k,stride,dil,padding", [(3, 1, 1, 1), (7, 2, 1, 3), (5, 2, 2, "same"),
+                                                  (3, (1, 2), 1, ((2, 0), (0, 1))),
+                                                  (1, 1, 1, 0)])
+def test_few_channel_nhwc_direct(dtype, C, O, k, stride, dil, padding):
+    rng = np.random.default_rng(C * 1000 + O)
+    if padding == "same":
+        stride = 1
+    x = rng.standard_normal((2, 13, 27, C)).astype(dtype)
+    w = rng.standard_normal((k, k, C, O)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    from cconv import conv2d
+    pairs = resolve_padding(padding, (13, 27), (k, k), stride, dil)
+    ref = conv_nd_reference(x, w, b, stride, pairs, dil, 1, "zeros", "NHWC")
+    outs = []
+    for threads in (1, 2):
+        import cconv
+        with cconv.num_threads(threads):
+            out = np.full(ref.shape, np.nan, dtype)
+            y = conv2d(x, w, b, stride, padding, dil, layout="NHWC", algorithm="direct",
+                       out=out)
+        assert y is out
+        outs.append(y)
+    np.testing.assert_array_equal(outs[0], outs[1])  # thread-count independent
+    assert rel_error(outs[0], ref) <= tolerance(dtype, "direct"), rel_error(outs[0], ref)
+    # auto picks the same kernel for these problems on a SIMD path
+    import cconv
+    if cconv._direct.fewc_lanes(dtype) > 1:
+        np.testing.assert_array_equal(
+            conv2d(x, w, b, stride, padding, dil, layout="NHWC"), outs[0])

@@ -9,9 +9,13 @@ cimport cython
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.string cimport memset
+from libc.stdint cimport int64_t
 
 
 include "_tap_range.pxi"
+include "_gemm_core.pxi"
+
+import numpy as np
 
 
 cdef void _plane_nchw(const floating *x, const floating *w, floating *o,
@@ -150,9 +154,108 @@ def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, 
                     op[i] = op[i] + b[i]
 
 
+# --------------------------------------------------------------------- few channels
+
+cdef extern from "direct_fewc.h" nogil:
+    int cconv_fewc_lanes_f32()
+    int cconv_fewc_lanes_f64()
+    void cconv_fewc_row_f32(const float *xr, const cc_idx *toff, cc_idx K, cc_idx xcs,
+                            const float *w, cc_idx OP, const float *bias, float *out,
+                            cc_idx O, cc_idx OW)
+    void cconv_fewc_row_f64(const double *xr, const cc_idx *toff, cc_idx K, cc_idx xcs,
+                            const double *w, cc_idx OP, const double *bias, double *out,
+                            cc_idx O, cc_idx OW)
+
+# channels-last problems with at most this many input channels (and groups == 1) run
+# the few-channel kernel (direct_fewc.h): RGB stems, where im2col rows are 3-wide
+FEWC_MAX_CHANNELS = 4
+
+
+def fewc_lanes(dtype):
+    """SIMD lanes of the few-channel kernel on the active ISA path (1: portable C)."""
+    return cconv_fewc_lanes_f32() if np.dtype(dtype) == np.float32 else cconv_fewc_lanes_f64()
+
+
+def fewc_eligible(channels_last, Cg, groups):
+    return channels_last and groups == 1 and Cg <= FEWC_MAX_CHANNELS
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _forward_nhwc_fewc(const floating[:, :, :, :, ::1] xp, const floating[::1] wp,
+                       Py_ssize_t OP, const floating[::1] bp, const cc_idx[::1] toff,
+                       floating[:, :, :, :, ::1] out, tuple stride, int nthreads):
+    cdef Py_ssize_t N = out.shape[0], OD = out.shape[1], OH = out.shape[2], OW = out.shape[3]
+    cdef Py_ssize_t O = out.shape[4], Dp = xp.shape[1], Hp = xp.shape[2], Wp = xp.shape[3]
+    cdef Py_ssize_t C = xp.shape[4], K = toff.shape[0]
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2], idx, n, od, oh
+    cdef const floating *xr
+    for idx in prange(N * OD * OH, nogil=True, schedule="static", num_threads=nthreads):
+        n = idx // (OD * OH)
+        od = (idx // OH) % OD
+        oh = idx % OH
+        xr = &xp[0, 0, 0, 0, 0] + (((n * Dp + od * sd) * Hp + oh * sh) * Wp) * C
+        if floating is float:
+            cconv_fewc_row_f32(xr, &toff[0], K, sw * C, &wp[0], OP, &bp[0],
+                               &out[n, od, oh, 0, 0], O, OW)
+        else:
+            cconv_fewc_row_f64(xr, &toff[0], K, sw * C, &wp[0], OP, &bp[0],
+                               &out[n, od, oh, 0, 0], O, OW)
+
+
+def _tap_offsets(Py_ssize_t KD, Py_ssize_t KH, Py_ssize_t KW, Py_ssize_t C, Py_ssize_t dd,
+                 Py_ssize_t dh, Py_ssize_t dw, Py_ssize_t Hp, Py_ssize_t Wp):
+    """Offsets of the taps (kd, kh, kw, c), in that order, in a padded (Hp, Wp, C) grid."""
+    toff = np.empty(KD * KH * KW * C, np.int64)
+    cdef int64_t[::1] t = toff
+    cdef Py_ssize_t kd, kh, kw, c, i = 0
+    for kd in range(KD):
+        for kh in range(KH):
+            for kw in range(KW):
+                for c in range(C):
+                    t[i] = ((kd * dd * Hp + kh * dh) * Wp + kw * dw) * C + c
+                    i += 1
+    return toff
+
+
+def conv_forward_fewc(x5, w5, bias, out5, stride, pad, dil, nthreads):
+    """Channels-last, groups == 1: x5 (N, D, H, W, C), w5 (KD, KH, KW, C, O). The input
+    is copied into a zero-padded array covering every tap (few channels: small), the
+    weights are used in place when O is a multiple of the SIMD lanes, else padded."""
+    N, D, H, W, C = x5.shape
+    KD, KH, KW, _, O = w5.shape
+    _, OD, OH, OW, _ = out5.shape
+    dt = x5.dtype
+    ext = [(o - 1) * s + (k - 1) * d + 1 for o, s, k, d in
+           zip((OD, OH, OW), stride, (KD, KH, KW), dil)]
+    xp = np.zeros((N, ext[0], ext[1], ext[2], C), dt)
+    src, dst = [slice(None)], [slice(None)]
+    for size, p, e in zip((D, H, W), pad, ext):
+        cnt = max(0, min(size, e - p))
+        src.append(slice(0, cnt))
+        dst.append(slice(p, p + cnt))
+    xp[tuple(dst)] = x5[tuple(src)]
+    L = fewc_lanes(dt)
+    OP = -(-O // L) * L
+    K = KD * KH * KW * C
+    wp = w5.reshape(K, O)
+    bp = np.zeros(OP, dt)
+    if bias is not None:
+        bp[:O] = bias
+    if OP != O:
+        wq = np.zeros((K, OP), dt)
+        wq[:, :O] = wp
+        wp = wq
+    toff = _tap_offsets(KD, KH, KW, C, dil[0], dil[1], dil[2], ext[1], ext[2])
+    _forward_nhwc_fewc(xp, np.ascontiguousarray(wp).reshape(-1), OP, bp, toff, out5,
+                       tuple(stride), nthreads)
+
+
 def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads):
     """Direct forward convolution into out5 (see functional._forward for the layouts)."""
-    if channels_last:
+    if fewc_eligible(channels_last, x5.shape[4] if channels_last else 0, groups):
+        conv_forward_fewc(x5, w5, bias, out5, stride, pad, dil, nthreads)
+    elif channels_last:
         _forward_nhwc(x5, w5, out5, bias, stride, pad, dil, groups, nthreads)
     else:
         _forward_nchw(x5, w5, out5, bias, stride, pad, dil, groups, nthreads)

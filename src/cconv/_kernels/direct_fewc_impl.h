@@ -1,0 +1,79 @@
+/* Body of the few-channel direct row kernel (see direct_fewc.h), instantiated by
+ * direct_fewc.c per (ISA, dtype) with:
+ *   NAME, ATTR, T, V (vector type), L (lanes), VLOAD(p), VSTORE(p, v), VSET1(x),
+ *   VFMA(a, b, c) = a * b + c fused. */
+#define FEWC_TILE(NV, P)                                                                  \
+    {                                                                                     \
+        V acc[P][NV];                                                                     \
+        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++)                              \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
+                acc[p][v] = VLOAD(bias + o0 + v * L);                                     \
+        const T *xp = xr + ow0 * xcs;                                                     \
+        for (cc_idx k = 0; k < K; k++) {                                                  \
+            const T *wk = w + k * OP + o0;                                                \
+            const T *xk = xp + toff[k];                                                   \
+            V wv[NV];                                                                     \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) wv[v] = VLOAD(wk + v * L); \
+            _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                        \
+                const V xv = VSET1(xk[p * xcs]);                                          \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                      \
+                    acc[p][v] = VFMA(xv, wv[v], acc[p][v]);                               \
+            }                                                                             \
+        }                                                                                 \
+        _Pragma("GCC unroll 16") for (int p = 0; p < P; p++) {                            \
+            T *op = out + (ow0 + p) * O + o0;                                             \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) {                        \
+                if (o0 + (v + 1) * L <= O) {                                              \
+                    VSTORE(op + v * L, acc[p][v]);                                        \
+                } else {                                                                  \
+                    T tmp[L];                                                             \
+                    VSTORE(tmp, acc[p][v]);                                               \
+                    for (int l = 0; o0 + v * L + l < O; l++) op[v * L + l] = tmp[l];      \
+                }                                                                         \
+            }                                                                             \
+        }                                                                                 \
+    }
+
+/* Whole P-pixel tiles; the last, partial one is computed as a whole tile ending at
+ * the row end (it recomputes a few pixels of the previous tile, bit for bit the same
+ * values): a 1-pixel tile is a chain of dependent FMAs, 4-8x slower per pixel. */
+#define FEWC_PASS(NV, P)                                                                  \
+    {                                                                                     \
+        cc_idx ow0 = 0;                                                                   \
+        for (; ow0 + P <= OW; ow0 += P) FEWC_TILE(NV, P)                                  \
+        if (ow0 < OW && OW >= P) {                                                        \
+            ow0 = OW - P;                                                                 \
+            FEWC_TILE(NV, P)                                                              \
+        } else {                                                                          \
+            for (; ow0 < OW; ow0++) FEWC_TILE(NV, 1)                                      \
+        }                                                                                 \
+    }
+
+ATTR static void NAME(const T *restrict xr, const cc_idx *restrict toff, cc_idx K,
+                      cc_idx xcs, const T *restrict w, cc_idx OP, const T *restrict bias,
+                      T *restrict out, cc_idx O, cc_idx OW)
+{
+    for (cc_idx o0 = 0; o0 < OP; o0 += 4 * L) {
+        const cc_idx nv = (OP - o0) / L < 4 ? (OP - o0) / L : 4;
+        if (nv == 4)
+            FEWC_PASS(4, 6)
+        else if (nv == 3)
+            FEWC_PASS(3, 8)
+        else if (nv == 2)
+            FEWC_PASS(2, 12)
+        else
+            FEWC_PASS(1, 12)
+    }
+}
+
+#undef FEWC_PASS
+#undef FEWC_TILE
+#undef NAME
+#undef ATTR
+#undef T
+#undef V
+#undef L
+#undef VLOAD
+#undef VSTORE
+#undef VSET1
+#undef VFMA
