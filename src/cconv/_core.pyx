@@ -57,6 +57,25 @@ def to_channels_first_into(a, out, int nthreads):
         transpose_last2(a.reshape(N, -1, C), out.reshape(N, C, -1), nthreads)
 
 
+def weight_to_channels_last(w5, int nthreads):
+    """A conv weight (O, Cg, kd, kh, kw) as a new (kd, kh, kw, Cg, O) array: two threaded
+    transposes, (Cg, taps) -> (taps, Cg) per output channel, then (O, taps * Cg) ->
+    (taps * Cg, O)."""
+    w5 = np.ascontiguousarray(w5)
+    O, Cg = w5.shape[0], w5.shape[1]
+    taps = w5.shape[2] * w5.shape[3] * w5.shape[4]
+    out = np.empty(w5.shape[2:] + (Cg, O), w5.dtype)
+    if out.size == 0:
+        return out
+    if taps > 1 and Cg > 1:
+        tmp = np.empty((O, taps, Cg), w5.dtype)
+        transpose_last2(w5.reshape(O, Cg, taps), tmp, nthreads)
+    else:
+        tmp = w5
+    transpose_last2(tmp.reshape(1, O, taps * Cg), out.reshape(1, taps * Cg, O), nthreads)
+    return out
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def transpose_last2(const floating[:, :, ::1] src, floating[:, :, ::1] dst, int nthreads):

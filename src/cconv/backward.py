@@ -20,6 +20,7 @@ the padded input is computed and its borders are folded back onto the input
 Every result is bitwise identical for every thread count: work is split so that each
 output element is owned by one thread and summed in a fixed order.
 """
+import dataclasses
 import itertools
 import math
 
@@ -177,7 +178,7 @@ def _subpixel_ok(spec):
             and all(s <= k for s, k in zip(spec.stride, spec.kernel)))
 
 
-def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx):
+def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx, wf=None):
     """The input gradient of a strided convolution as prod(stride) stride-1 forward
     convolutions ("sub-pixel"): padded-input position i = s*m + r (phase r per dim)
     only receives taps k = r + q*s, so
@@ -192,7 +193,34 @@ def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx):
     from . import functional  # here: functional imports this module at its end
 
     nd, cl = spec.nd, spec.channels_last
-    wf = _flipped_weight(spec, weight)
+    phase_px = math.prod(-(-n // s) for n, s in zip(sizes, spec.stride))
+    if (not cl and spec.groups == 1 and spec.O >= 16
+            and phase_px <= _plan.NCHW_VIA_NHWC_MAX_PIXELS
+            and spec.N * phase_px >= _plan.NCHW_VIA_NHWC_MIN_ROWS):
+        # channels-first, small phase images (where each phase's convolution would run
+        # channels-last between transposes anyway, _plan.nchw_via_nhwc): the phases run
+        # channels-last with one threaded transpose of grad_out, of the weight and of dx
+        # for the whole call instead of three per phase. DCGAN 512->256 k4s2 4x4 batch
+        # 64: 22.8 -> 13.5 ms (2 threads); on larger images the channels-first phases
+        # stay faster (1-D L=4000: 2.4 ms against 10 ms)
+        nth = get_num_threads()
+        hspec = dataclasses.replace(spec, layout=_spec.LAYOUTS[nd][1], channels_last=True)
+        O, C, k = spec.O, spec.C, tuple(spec.kernel)
+        w = np.ascontiguousarray(weight, dtype=spec.dtype)
+        taps = math.prod(k)
+        wt = np.empty((taps, O, C), spec.dtype)  # [tap, o, c] = w[o, c, tap]
+        _core.transpose_last2(w.reshape(1, O * C, taps), wt.reshape(1, taps, O * C), nth)
+        wf = wt.reshape(k + (O, C))[(slice(None, None, -1),) * nd]  # flipped, (*k, O, C)
+        dxh = np.empty((dx.shape[0],) + tuple(dx.shape[2:]) + (dx.shape[1],), spec.dtype)
+        _subpixel_grad_input(hspec, _core.to_channels_last(dy, nth), None, sizes, pads, dxh,
+                             wf=wf)
+        if dx.flags.c_contiguous:
+            _core.to_channels_first_into(dxh, dx, nth)
+        else:
+            dx[...] = np.moveaxis(dxh, -1, 1)
+        return
+    if wf is None:
+        wf = _flipped_weight(spec, weight)
     conv = (functional.conv1d, functional.conv2d, functional.conv3d)[nd - 1]
     layout = spec.layout
     sp0 = 1 if cl else 2                      # first spatial axis of dy / dx

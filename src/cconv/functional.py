@@ -153,7 +153,7 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
         # small channels-first images: the channels-last kernel blocks pixels over the
         # whole batch; transposing in and out costs less than half-empty tiles
         xh = _core.to_channels_last(x5, args[9])
-        wh = np.ascontiguousarray(w5.transpose(2, 3, 4, 1, 0))
+        wh = _core.weight_to_channels_last(w5, args[9])
         oh = np.empty((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,), spec.dtype)
         _im2col.conv_forward(xh, wh, *args[2:3], oh, *args[4:8], True, args[9])
         _core.to_channels_first_into(oh, out5, args[9])

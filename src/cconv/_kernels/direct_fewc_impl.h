@@ -58,9 +58,9 @@ ATTR static void NAME(const T *restrict xr, const cc_idx *restrict toff, cc_idx 
         if (nv == 4)
             FEWC_PASS(4, 6)
         else if (nv == 3)
-            FEWC_PASS(3, 8)
+            FEWC_PASS(3, 7)
         else if (nv == 2)
-            FEWC_PASS(2, 12)
+            FEWC_PASS(2, 11)
         else
             FEWC_PASS(1, 12)
     }
