@@ -118,8 +118,10 @@ def winograd_cost(spec, m, cached=False):
     T = (m + 2) ** spec.nd
     tiles = spec.N * _tiles(spec, m)
     weights = T * spec.Cg * spec.O
+    # streaming costs per byte: float64 weights cost twice float32's per element (the
+    # GEMM and transform terms are in units of the dtype's own MAC rate already)
     stream = (WINO_STREAM_DRAM_COST if weights * spec.dtype.itemsize > 12 << 20
-              else WINO_STREAM_COST)
+              else WINO_STREAM_COST) * spec.dtype.itemsize / 4
     cost = tiles * T * spec.Cg * spec.O / WINO_GEMM_EFF
     cost += tiles * T * (spec.C + spec.O) * WINO_TILE_COST[m]
     cost += weights * stream * _wino_tile_blocks(tiles, spec.Cg, spec.O // spec.groups, T,
