@@ -364,3 +364,22 @@ def test_few_channel_nhwc_direct(dtype, C, O, k, stride, dil, padding):
     if cconv._direct.fewc_lanes(dtype) > 1:
         np.testing.assert_array_equal(
             conv2d(x, w, b, stride, padding, dil, layout="NHWC"), outs[0])
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("groups,Cg,Og", [(4, 3, 5), (32, 8, 8), (2, 15, 16)])
+def test_grouped_channels_last_few_channels_per_group(nd, groups, Cg, Og):
+    """Channels-last grouped im2col with < 16 channels per group runs the channels-first
+    kernel between transposes (_plan.nhwc_via_nchw): same results as the reference."""
+    layout = LAST_LAYOUT[nd]
+    rng = np.random.default_rng(groups + Cg)
+    sp = {1: (11,), 2: (7, 9), 3: (4, 5, 6)}[nd]
+    x = rng.standard_normal(input_shape(layout, 2, groups * Cg, sp)).astype(np.float32)
+    w = rng.standard_normal(weight_shape(layout, groups * Og, Cg, (3,) * nd)).astype(np.float32)
+    b = rng.standard_normal(groups * Og).astype(np.float32)
+    pairs = resolve_padding(1, sp, (3,) * nd, 1, 1)
+    ref = conv_nd_reference(x, w, b, 1, pairs, 1, groups, "zeros", layout)
+    for algorithm in ("auto", "im2col"):
+        y = conv_fn(nd)(x, w, b, 1, 1, 1, groups, layout=layout, algorithm=algorithm)
+        assert y.shape == ref.shape and y.flags.c_contiguous
+        assert rel_error(y, ref) <= tolerance(np.float32, algorithm)

@@ -76,6 +76,24 @@ def weight_to_channels_last(w5, int nthreads):
     return out
 
 
+def weight_to_channels_first(w5, int nthreads):
+    """A channels-last conv weight (kd, kh, kw, Cg, O) as a new (O, Cg, kd, kh, kw) array:
+    (taps * Cg, O) -> (O, taps * Cg), then (taps, Cg) -> (Cg, taps) per output channel."""
+    w5 = np.ascontiguousarray(w5)
+    Cg, O = w5.shape[3], w5.shape[4]
+    taps = w5.shape[0] * w5.shape[1] * w5.shape[2]
+    out = np.empty((O, Cg) + w5.shape[:3], w5.dtype)
+    if out.size == 0:
+        return out
+    if taps > 1 and Cg > 1:
+        tmp = np.empty((O, taps, Cg), w5.dtype)
+        transpose_last2(w5.reshape(1, taps * Cg, O), tmp.reshape(1, O, taps * Cg), nthreads)
+        transpose_last2(tmp, out.reshape(O, Cg, taps), nthreads)
+    else:
+        transpose_last2(w5.reshape(1, taps * Cg, O), out.reshape(1, O, taps * Cg), nthreads)
+    return out
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 def transpose_last2(const floating[:, :, ::1] src, floating[:, :, ::1] dst, int nthreads):

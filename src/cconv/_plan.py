@@ -147,7 +147,7 @@ def winograd_variant(spec, cached=False):
 
 def _winograd_pays(spec):
     """Auto: Winograd where its predicted cost beats im2col by the margin."""
-    if winograd_limit(spec) is not None or spec.groups > 1 and spec.Cg < 8:
+    if winograd_limit(spec) is not None or spec.groups > 1 and spec.Cg < 16:
         return None
     v = winograd_variant(spec)
     if winograd_cost(spec, v.winograd_m) <= WINO_MARGIN * im2col_cost(spec):
@@ -202,6 +202,13 @@ def nchw_via_nhwc(spec):
         return False
     P = int(np.prod(spec.out_size))
     return P <= NCHW_VIA_NHWC_MAX_PIXELS and spec.N * P >= NCHW_VIA_NHWC_MIN_ROWS
+
+
+def nhwc_via_nchw(spec):
+    """Run a channels-last im2col problem through the channels-first kernel: grouped
+    convolutions with fewer than 16 channels per group (the channels-last kernel builds
+    row blocks for them; measured 2-3x slower than channels-first plus the transposes)."""
+    return spec.channels_last and spec.groups > 1 and spec.Cg < 16
 
 
 def is_depthwise(spec):

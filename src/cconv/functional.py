@@ -157,6 +157,18 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
         oh = np.empty((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,), spec.dtype)
         _im2col.conv_forward(xh, wh, *args[2:3], oh, *args[4:8], True, args[9])
         _core.to_channels_first_into(oh, out5, args[9])
+    elif algo is _plan.Algorithm.IM2COL and _plan.nhwc_via_nchw(spec):
+        # grouped channels-last with few channels per group: the channels-first kernel
+        # packs such groups far better than channels-last row blocks (ResNeXt g32, 8
+        # per group: 0.27 -> 0.12 ms with the transposes)
+        nth = args[9]
+        N, O = spec.N, spec.O
+        xc = np.empty((N, spec.C) + x5.shape[1:4], spec.dtype)
+        _core.to_channels_first_into(x5, xc, nth)
+        oc = np.empty((N, O) + out5.shape[1:4], spec.dtype)
+        _im2col.conv_forward(xc, _core.weight_to_channels_first(w5, nth), b, oc, *args[4:8],
+                             False, nth)
+        np.copyto(out5, _core.to_channels_last(oc, nth))
     elif algo is _plan.Algorithm.IM2COL:
         use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
         _im2col.conv_forward(*args, packed=packed.panels if use else None)
