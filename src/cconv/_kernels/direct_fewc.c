@@ -78,54 +78,33 @@
 #include "direct_fewc_impl.h"
 #endif
 
-int cconv_fewc_lanes_f32(void)
-{
+/* The public entry points: lanes of the active path, and the row kernel it runs. */
 #if CCONV_X86
-    switch (cconv_isa_active()) {
-    case CCONV_ISA_AVX512: return 16;
-    case CCONV_ISA_AVX2: return 8;
-    default: break;
+#define FEWC_PICK(AVX512, AVX2, GEN)                                                     \
+    switch (cconv_isa_active()) {                                                        \
+    case CCONV_ISA_AVX512: AVX512; break;                                                \
+    case CCONV_ISA_AVX2: AVX2; break;                                                    \
+    default: GEN; break;                                                                 \
     }
+#else
+#define FEWC_PICK(AVX512, AVX2, GEN) GEN;
 #endif
-    return 1;
-}
 
-int cconv_fewc_lanes_f64(void)
-{
-#if CCONV_X86
-    switch (cconv_isa_active()) {
-    case CCONV_ISA_AVX512: return 8;
-    case CCONV_ISA_AVX2: return 4;
-    default: break;
+#define FEWC_DEFINE_API(T, SUF, L512, L2)                                                \
+    int cconv_fewc_lanes_##SUF(void)                                                     \
+    {                                                                                    \
+        int lanes = 1;                                                                   \
+        FEWC_PICK(lanes = (L512), lanes = (L2), lanes = 1)                               \
+        return lanes;                                                                    \
+    }                                                                                    \
+    void cconv_fewc_row_##SUF(const T *xr, const cc_idx *toff, cc_idx K, cc_idx xcs,     \
+                              const T *w, cc_idx OP, const T *bias, T *out, cc_idx O,    \
+                              cc_idx OW)                                                 \
+    {                                                                                    \
+        FEWC_PICK(fewc_row_avx512_##SUF(xr, toff, K, xcs, w, OP, bias, out, O, OW),      \
+                  fewc_row_avx2_##SUF(xr, toff, K, xcs, w, OP, bias, out, O, OW),        \
+                  fewc_row_gen_##SUF(xr, toff, K, xcs, w, OP, bias, out, O, OW))         \
     }
-#endif
-    return 1;
-}
 
-void cconv_fewc_row_f32(const float *xr, const cc_idx *toff, cc_idx K, cc_idx xcs,
-                        const float *w, cc_idx OP, const float *bias, float *out, cc_idx O,
-                        cc_idx OW)
-{
-#if CCONV_X86
-    switch (cconv_isa_active()) {
-    case CCONV_ISA_AVX512: fewc_row_avx512_f32(xr, toff, K, xcs, w, OP, bias, out, O, OW); return;
-    case CCONV_ISA_AVX2: fewc_row_avx2_f32(xr, toff, K, xcs, w, OP, bias, out, O, OW); return;
-    default: break;
-    }
-#endif
-    fewc_row_gen_f32(xr, toff, K, xcs, w, OP, bias, out, O, OW);
-}
-
-void cconv_fewc_row_f64(const double *xr, const cc_idx *toff, cc_idx K, cc_idx xcs,
-                        const double *w, cc_idx OP, const double *bias, double *out,
-                        cc_idx O, cc_idx OW)
-{
-#if CCONV_X86
-    switch (cconv_isa_active()) {
-    case CCONV_ISA_AVX512: fewc_row_avx512_f64(xr, toff, K, xcs, w, OP, bias, out, O, OW); return;
-    case CCONV_ISA_AVX2: fewc_row_avx2_f64(xr, toff, K, xcs, w, OP, bias, out, O, OW); return;
-    default: break;
-    }
-#endif
-    fewc_row_gen_f64(xr, toff, K, xcs, w, OP, bias, out, O, OW);
-}
+FEWC_DEFINE_API(float, f32, 16, 8)
+FEWC_DEFINE_API(double, f64, 8, 4)

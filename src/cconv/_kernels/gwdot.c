@@ -247,38 +247,32 @@ GWD_TARGET static inline double gwd_hsum512_pd(__m512d v)
 
 /* ---------------------------------------------------------------- dispatch */
 
-void cconv_gwd_nchw_f32(const cc_gwd_rows *r, const float *const *dys, const float *const *xim,
-                        cc_idx nb, cc_idx m, const cc_idx *koff, cc_idx kc, float *dw,
-                        cc_idx ldw)
-{
-    switch (cconv_isa_active()) {
 #if CCONV_GWD_X86
-    case CCONV_ISA_AVX512:
-        gwd_nchw_f32_avx512(r, dys, xim, nb, m, koff, kc, dw, ldw);
-        return;
-    case CCONV_ISA_AVX2:
-        gwd_nchw_f32_avx2(r, dys, xim, nb, m, koff, kc, dw, ldw);
-        return;
-#endif
-    default:
-        gwd_nchw_f32_generic(r, dys, xim, nb, m, koff, kc, dw, ldw);
+#define GWD_DEFINE_DISPATCH(T, SUF)                                                      \
+    void cconv_gwd_nchw_##SUF(const cc_gwd_rows *r, const T *const *dys,                 \
+                              const T *const *xim, cc_idx nb, cc_idx m,                  \
+                              const cc_idx *koff, cc_idx kc, T *dw, cc_idx ldw)          \
+    {                                                                                    \
+        switch (cconv_isa_active()) {                                                    \
+        case CCONV_ISA_AVX512:                                                           \
+            gwd_nchw_##SUF##_avx512(r, dys, xim, nb, m, koff, kc, dw, ldw);              \
+            return;                                                                      \
+        case CCONV_ISA_AVX2:                                                             \
+            gwd_nchw_##SUF##_avx2(r, dys, xim, nb, m, koff, kc, dw, ldw);                \
+            return;                                                                      \
+        default:                                                                         \
+            gwd_nchw_##SUF##_generic(r, dys, xim, nb, m, koff, kc, dw, ldw);             \
+        }                                                                                \
     }
-}
-
-void cconv_gwd_nchw_f64(const cc_gwd_rows *r, const double *const *dys, const double *const *xim,
-                        cc_idx nb, cc_idx m, const cc_idx *koff, cc_idx kc, double *dw,
-                        cc_idx ldw)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_GWD_X86
-    case CCONV_ISA_AVX512:
-        gwd_nchw_f64_avx512(r, dys, xim, nb, m, koff, kc, dw, ldw);
-        return;
-    case CCONV_ISA_AVX2:
-        gwd_nchw_f64_avx2(r, dys, xim, nb, m, koff, kc, dw, ldw);
-        return;
-#endif
-    default:
-        gwd_nchw_f64_generic(r, dys, xim, nb, m, koff, kc, dw, ldw);
+#else
+#define GWD_DEFINE_DISPATCH(T, SUF)                                                      \
+    void cconv_gwd_nchw_##SUF(const cc_gwd_rows *r, const T *const *dys,                 \
+                              const T *const *xim, cc_idx nb, cc_idx m,                  \
+                              const cc_idx *koff, cc_idx kc, T *dw, cc_idx ldw)          \
+    {                                                                                    \
+        gwd_nchw_##SUF##_generic(r, dys, xim, nb, m, koff, kc, dw, ldw);                 \
     }
-}
+#endif
+GWD_DEFINE_DISPATCH(float, f32)
+GWD_DEFINE_DISPATCH(double, f64)
+#undef GWD_DEFINE_DISPATCH
