@@ -223,9 +223,9 @@ def _auto_forward(spec):
         return Algorithm.DEPTHWISE
     # Channels-last with a few input channels (RGB stems): the direct kernel with output
     # channels as SIMD lanes (direct_fewc.h) skips im2col's 3-wide rows. Measured 2
-    # threads, float32: ResNet stem 7x7/2 3->64 at 224^2 0.50 ms against im2col 0.98;
-    # CIFAR 3x3 3->32 batch 16 0.11 ms against Winograd 0.22. Not on the portable path
-    # (one lane there).
+    # threads, float32: ResNet stem 7x7/2 3->64 at 224^2 0.59-0.67 ms against im2col
+    # 0.97; CIFAR 3x3 3->32 batch 16 0.17 ms against Winograd 0.22. Not on the portable
+    # path (one lane there).
     if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups) and \
             _direct.fewc_lanes(spec.dtype) > 1:
         return Algorithm.DIRECT

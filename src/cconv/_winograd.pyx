@@ -27,7 +27,6 @@ BLOCK_BYTES), not a multiple of the image size.
 cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, parallel
-from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 from libc.stdint cimport int64_t
 

@@ -168,7 +168,7 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
         oc = np.empty((N, O) + out5.shape[1:4], spec.dtype)
         _im2col.conv_forward(xc, _core.weight_to_channels_first(w5, nth), b, oc, *args[4:8],
                              False, nth)
-        np.copyto(out5, _core.to_channels_last(oc, nth))
+        _core.transpose_last2(oc.reshape(N, O, -1), out5.reshape(N, -1, O), nth)
     elif algo is _plan.Algorithm.IM2COL:
         use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
         _im2col.conv_forward(*args, packed=packed.panels if use else None)
