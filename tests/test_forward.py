@@ -383,3 +383,76 @@ def test_grouped_channels_last_few_channels_per_group(nd, groups, Cg, Og):
         y = conv_fn(nd)(x, w, b, 1, 1, 1, groups, layout=layout, algorithm=algorithm)
         assert y.shape == ref.shape and y.flags.c_contiguous
         assert rel_error(y, ref) <= tolerance(np.float32, algorithm)
+
+
+# ----------------------------------------------------------------------------- dilation phases
+# "auto" runs dilated stride-1 convolutions as one undilated convolution over the batch of
+# the padded input's stride phases (_plan.dilation_phase_spec). Sizes leave phases of
+# unequal length (odd sizes, dilation 3), asymmetric padding, every padding mode.
+PHASE_CASES = [
+    # nd, N, C, O, groups, spatial, kernel, dilation, padding, mode
+    (2, 2, 16, 24, 1, (28, 28), 3, 2, 2, "zeros"),
+    (2, 1, 8, 9, 1, (31, 29), 3, (2, 3), ((1, 3), (0, 2)), "zeros"),
+    (2, 2, 8, 8, 2, (40, 37), (3, 5), (3, 1), "same", "reflect"),
+    (2, 3, 32, 32, 1, (33, 33), 3, 2, 2, "circular"),
+    (2, 1, 20, 12, 4, (35, 36), 2, 4, 0, "replicate"),
+    (1, 2, 16, 16, 1, (400,), 3, 4, "causal", "zeros"),
+    (1, 3, 5, 7, 1, (101,), 5, 3, ((7, 2),), "reflect"),
+    (3, 1, 6, 6, 1, (20, 21, 22), 3, 2, 1, "zeros"),
+    (3, 1, 5, 6, 1, (19, 20, 18), 3, (2, 1, 2), 1, "replicate"),
+]
+
+
+@pytest.mark.parametrize("last", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", PHASE_CASES)
+def test_dilated_auto_runs_on_stride_phases(case, dtype, last):
+    import cconv
+    from cconv import _plan, _spec
+    nd, N, C, O, groups, sp, k, dil, padding, mode = case
+    layout = (LAST_LAYOUT if last else DEFAULT_LAYOUT)[nd]
+    k = (k,) * nd if isinstance(k, int) else k
+    rng = np.random.default_rng(hash((case, last)) % 2**32)
+    x = rng.standard_normal(input_shape(layout, N, C, sp)).astype(dtype)
+    w = rng.standard_normal(weight_shape(layout, O, C // groups, k)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    x0, w0 = x.copy(), w.copy()
+    spec = _spec.forward_spec("conv", nd, x, w, b, 1, padding, dil, groups, mode, layout,
+                              "auto")[0]
+    assert _plan.dilation_phase_spec(spec) is not None  # the case takes the phase route
+    pairs = resolve_padding(padding, sp, k, 1, dil)
+    ref = conv_nd_reference(x, w, b, 1, pairs, dil, groups, mode, layout)
+    outs = []
+    for threads in (1, 2, 3):
+        with cconv.num_threads(threads):
+            out = np.full(ref.shape, np.nan, dtype)
+            y = conv_fn(nd)(x, w, b, 1, padding, dil, groups, padding_mode=mode,
+                            layout=layout, out=out)
+        assert y is out
+        outs.append(y)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])  # thread-count independent
+    assert rel_error(outs[0], ref) <= tolerance(dtype, "auto"), rel_error(outs[0], ref)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+    # unbatched input, no bias: the same route
+    y1 = conv_fn(nd)(x[0], w, None, 1, padding, dil, groups, padding_mode=mode, layout=layout)
+    ref1 = conv_nd_reference(x[:1], w, None, 1, pairs, dil, groups, mode, layout)[0]
+    assert y1.shape == ref1.shape
+    assert rel_error(y1, ref1) <= tolerance(dtype, "auto")
+
+
+def test_dilation_phase_route_limits():
+    """No phase route for stride > 1, depthwise problems, or phases shorter than
+    PHASE_MIN_OUT; explicit algorithms keep the dilated kernels."""
+    from cconv import _plan, _spec
+    x = np.zeros((1, 8, 30, 30), np.float32)
+    def ps(w, stride=1, dil=2, groups=1, xx=x):
+        return _plan.dilation_phase_spec(_spec.forward_spec(
+            "conv2d", 2, xx, w, None, stride, 1, dil, groups, "zeros", "NCHW", "auto")[0])
+    w = np.zeros((8, 8, 3, 3), np.float32)
+    assert ps(w) is not None and ps(w).N == 4 and ps(w).dilation == (1, 1)
+    assert ps(w, stride=2) is None
+    assert ps(w, dil=1) is None
+    assert ps(np.zeros((8, 1, 3, 3), np.float32), groups=8) is None     # depthwise
+    assert ps(w, dil=5) is None                                           # 32 / 5 -> 7 - 2 < 8

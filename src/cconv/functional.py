@@ -1,4 +1,6 @@
 """Public convolution entry points: spec -> plan -> run."""
+import itertools
+
 import numpy as np
 
 from . import _depthwise, _direct, _core, _im2col, _plan, _spec, _winograd
@@ -117,7 +119,9 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
     spec, x, weight, bias = _spec.forward_spec(
         fname, nd, x, weight, bias, stride, padding, dilation, groups, padding_mode,
         layout, algorithm)
-    algo = _plan.choose_forward(spec, algorithm, cached=cached is not None)
+    pspec = _plan.dilation_phase_spec(spec) if algorithm == "auto" and cached is None \
+        else None
+    algo = _plan.choose_forward(pspec or spec, algorithm, cached=cached is not None)
     if packed is not None and algo.winograd_m:
         # packed weights keep their Winograd transforms too (made on first use)
         cached = packed.winograd()
@@ -133,8 +137,57 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         result[...] = 0 if b is None else (b if spec.channels_last else
                                            b.reshape((-1,) + (1,) * nd))
         return result
-    _run(spec, algo, x, weight, b, result, packed, cached)
+    if pspec is not None:
+        _run_phases(spec, pspec, algo, x, weight, b, result, packed, cached)
+    else:
+        _run(spec, algo, x, weight, b, result, packed, cached)
     return result
+
+
+def _phase_slices(n, before, d, m):
+    """Per stride phase r of a dimension of length n zero-padded by `before` in front:
+    (r, dst slice in the phase image of length m, src slice of the input)."""
+    for r in range(d):
+        m0 = max(0, -(-(before - r) // d))
+        i0 = r + m0 * d - before
+        cnt = max(0, min(m - m0, -(-(n - i0) // d)))
+        yield r, slice(m0, m0 + cnt), slice(i0, i0 + cnt * d, d)
+
+
+def _run_phases(spec, pspec, algo, x, weight, b, result, packed=None, cached=None):
+    """Dilated stride-1 forward as one undilated convolution over the batch of the
+    padded input's stride phases (_plan.dilation_phase_spec): gather the phases (the zero
+    padding is done here), run pspec with `algo`, scatter each phase's output back."""
+    x5, pads3 = _prepare_input(spec, x)
+    cl = spec.channels_last
+    d3 = spec.as3d(spec.dilation, 1)
+    m3 = pspec.as3d(pspec.in_size, 1)
+    N, C, O = spec.N, spec.C, spec.O
+    sp = 1 if cl else 2  # first spatial axis of x5
+    in3 = x5.shape[sp:sp + 3]
+    nph = d3[0] * d3[1] * d3[2]
+    xs = np.zeros((nph, N) + ((*m3, C) if cl else (C, *m3)), spec.dtype)
+    per_dim = [list(_phase_slices(n, p[0], d, m)) for n, p, d, m in zip(in3, pads3, d3, m3)]
+    for i, ph in enumerate(itertools.product(*per_dim)):
+        dst = (i, slice(None)) + (() if cl else (slice(None),)) + tuple(t[1] for t in ph)
+        src = (slice(None),) + (() if cl else (slice(None),)) + tuple(t[2] for t in ph)
+        xs[dst] = x5[src]
+    o3 = pspec.as3d(pspec.out_size, 1)
+    ys = np.empty((nph * N,) + ((*o3, O) if cl else (O, *o3)), spec.dtype)
+    lead = (nph * N,) + ((C,) if not cl else ())
+    xin = xs.reshape(lead + pspec.in_size + ((C,) if cl else ()))
+    _run(pspec, algo, xin, weight, b, ys.reshape(pspec.out_shape), packed, cached)
+    ys = ys.reshape((nph, N) + ys.shape[1:])
+    out5 = result.reshape((N,) + spec.as3d(spec.out_size, 1) + (O,) if cl else
+                          (N, O) + spec.as3d(spec.out_size, 1))
+    for i, rs in enumerate(itertools.product(*[range(d) for d in d3])):
+        dst = [slice(None)] + ([] if cl else [slice(None)])
+        src = [i, slice(None)] + ([] if cl else [slice(None)])
+        for r, d, n in zip(rs, d3, out5.shape[sp:sp + 3]):
+            cnt = -(-(n - r) // d)
+            dst.append(slice(r, n, d))
+            src.append(slice(0, cnt))
+        out5[tuple(dst)] = ys[tuple(src)]
 
 
 def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
