@@ -456,3 +456,62 @@ def test_dilation_phase_route_limits():
     assert ps(w, dil=1) is None
     assert ps(np.zeros((8, 1, 3, 3), np.float32), groups=8) is None     # depthwise
     assert ps(w, dil=5) is None                                           # 32 / 5 -> 7 - 2 < 8
+
+
+# ----------------------------------------------------------------------------- grouped direct
+# The direct grouped kernel (depthwise.h, cconv_gconv_nchw): "direct" on grouped problems
+# and "auto" with <= 16 channels per group. Register tiles of 4 (AVX2: 2) rows x 4 output
+# channels x one vector: rows, output channels per group and widths that leave partial
+# tiles and partial vectors; strides, dilation, asymmetric padding; 1-D / 2-D / 3-D.
+GROUPED_CASES = [
+    # nd, N, C, O, groups, spatial, kernel, stride, padding, dilation
+    (2, 1, 256, 256, 32, (14, 14), 3, 1, 1, 1),
+    (2, 2, 24, 20, 4, (17, 19), 3, 2, 1, 1),
+    (2, 1, 16, 12, 2, (9, 33), (5, 3), 1, ((2, 1), (0, 3)), (1, 2)),
+    (2, 3, 6, 9, 3, (7, 5), 1, 1, 0, 1),
+    (2, 2, 12, 18, 6, (6, 70), 3, (1, 3), "same", 1),
+    (1, 2, 16, 40, 8, (37,), 5, 1, 2, 2),
+    (3, 1, 8, 12, 4, (5, 7, 9), 3, (1, 2, 1), 1, 1),
+]
+
+
+@pytest.mark.parametrize("last", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GROUPED_CASES)
+def test_grouped_direct_kernel(case, dtype, last):
+    import cconv
+    from cconv import _plan, _spec
+    nd, N, C, O, groups, sp, k, stride, padding, dil = case
+    layout = (LAST_LAYOUT if last else DEFAULT_LAYOUT)[nd]
+    k = (k,) * nd if isinstance(k, int) else k
+    rng = np.random.default_rng(C * 100 + O + nd)
+    x = small_int_array(rng, input_shape(layout, N, C, sp), dtype)
+    w = small_int_array(rng, weight_shape(layout, O, C // groups, k), dtype)
+    b = small_int_array(rng, (O,), dtype)
+    pairs = resolve_padding(padding, sp, k, stride, dil)
+    ref = conv_nd_reference(x, w, b, stride, pairs, dil, groups, "zeros", layout)
+    outs = []
+    for threads in (1, 2, 3):
+        with cconv.num_threads(threads):
+            out = np.full(ref.shape, np.nan, dtype)
+            y = conv_fn(nd)(x, w, b, stride, padding, dil, groups, layout=layout,
+                            algorithm="direct", out=out)
+        assert y is out
+        outs.append(y)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])  # thread-count independent
+    np.testing.assert_array_equal(outs[0], ref)    # small integers: exact
+    spec = _spec.forward_spec("conv", nd, x, w, b, stride, padding, dil, groups, "zeros",
+                              layout, "auto")[0]
+    if _plan.dilation_phase_spec(spec) is None:
+        # auto takes the same kernel for few channels per group
+        assert _plan.choose_forward(spec, "auto") is _plan.Algorithm.DIRECT
+        np.testing.assert_array_equal(
+            conv_fn(nd)(x, w, b, stride, padding, dil, groups, layout=layout), outs[0])
+    # float, no bias: against the float64 reference
+    xf = rng.standard_normal(x.shape).astype(dtype)
+    wf = rng.standard_normal(w.shape).astype(dtype)
+    yf = conv_fn(nd)(xf, wf, None, stride, padding, dil, groups, layout=layout,
+                     algorithm="direct")
+    reff = conv_nd_reference(xf, wf, None, stride, pairs, dil, groups, "zeros", layout)
+    assert rel_error(yf, reff) <= tolerance(dtype, "direct")

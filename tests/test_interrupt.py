@@ -17,6 +17,11 @@ import json, math, signal, threading, time
 import numpy as np
 import cconv
 
+# A Python started with SIGINT ignored keeps it ignored (no KeyboardInterrupt handler):
+# so does this child when pytest runs as a background job of a non-interactive shell
+# (`python -m pytest &`, nohup, some CI runners), and every SIGINT below would be lost.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 rng = np.random.default_rng(0)
 x1 = rng.standard_normal((1, 32, 64, 64)).astype(np.float32)
 w = rng.standard_normal((32, 32, 3, 3)).astype(np.float32)

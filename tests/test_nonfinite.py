@@ -152,7 +152,9 @@ SIZES = {1: (23,), 2: (9, 11), 3: (5, 6, 7)}
 
 def _problem(rng, nd, depthwise, specials=4):
     """(x, w, stride, pads, dil, groups) channels-first, float64, with NaN/+Inf/-Inf in x."""
-    if depthwise:
+    if depthwise == "dense":
+        C, O, G = 5, 6, 1                        # the dense loop nest (5: not few-channel)
+    elif depthwise:
         C, O, G = 6, 12, 6                       # channel multiplier 2
     else:
         C, O, G = 4, 6, 2
@@ -174,7 +176,7 @@ def _call_forward(nd, layout, x, w, stride, pads, dil, groups, algorithm, dtype)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("last", [False, True], ids=["first", "last"])
-@pytest.mark.parametrize("algorithm,depthwise", [("direct", False), ("im2col", False),
+@pytest.mark.parametrize("algorithm,depthwise", [("direct", False), ("direct", "dense"), ("im2col", False),
                                                  ("im2col", True), ("depthwise", True),
                                                  ("direct", True), ("auto", False)])
 def test_forward_follows_ieee_term_by_term(rng, algorithm, depthwise, last, nd, dtype):
@@ -190,12 +192,13 @@ def test_forward_follows_ieee_term_by_term(rng, algorithm, depthwise, last, nd, 
 
 @pytest.mark.parametrize("last", [False, True], ids=["first", "last"])
 @pytest.mark.parametrize("algorithm,depthwise,model", [
-    ("direct", False, "skip"), ("im2col", False, "padded"), ("im2col", True, "padded"),
-    ("depthwise", True, "padded"), ("direct", True, "padded")])
+    ("direct", "dense", "skip"), ("direct", False, "padded"), ("im2col", False, "padded"),
+    ("im2col", True, "padded"), ("depthwise", True, "padded"), ("direct", True, "padded")])
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nonfinite_weight_and_zero_padding(rng, algorithm, depthwise, model, last, bad):
     """A NaN/Inf weight tap that lands in the zero padding: NaN there for the padded
-    model (input treated as padded with zeros), nothing for the direct loop nest."""
+    model (input treated as padded with zeros), nothing for the dense direct loop nest
+    (the direct grouped and depthwise kernels follow the padded model)."""
     nd = 2
     layout = "NHWC" if last else "NCHW"
     x, w, stride, pads, dil, G = _problem(rng, nd, depthwise, specials=0)

@@ -34,6 +34,12 @@ cdef extern from "depthwise.h" nogil:
     void cconv_dw_nchw_f64(const cc_dw_geom *g, const double *x, const double *w,
                            const double *bias, double *out, cc_idx od, cc_idx oh0,
                            cc_idx oh1, double *scratch)
+    void cconv_gconv_nchw_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const float *x,
+                              const float *w, const float *bias, float *out, cc_idx od,
+                              cc_idx oh0, cc_idx oh1, float *scratch)
+    void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const double *x,
+                              const double *w, const double *bias, double *out, cc_idx od,
+                              cc_idx oh0, cc_idx oh1, double *scratch)
     void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w,
                            const float *bias, float *out, cc_idx od, cc_idx oh, cc_idx c0,
                            cc_idx c1)
@@ -56,6 +62,15 @@ cdef inline void _nchw_item(const cc_dw_geom *g, const floating *x, const floati
         cconv_dw_nchw_f32(g, x, w, bias, out, od, oh0, oh1, scratch)
     else:
         cconv_dw_nchw_f64(g, x, w, bias, out, od, oh0, oh1, scratch)
+
+
+cdef inline void _gnchw_item(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const floating *x,
+                             const floating *w, const floating *bias, floating *out,
+                             cc_idx od, cc_idx oh0, cc_idx oh1, floating *scratch) noexcept nogil:
+    if floating is float:
+        cconv_gconv_nchw_f32(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch)
+    else:
+        cconv_gconv_nchw_f64(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch)
 
 
 cdef inline void _nhwc_item(const cc_dw_geom *g, const floating *x, const floating *w,
@@ -132,6 +147,63 @@ def _forward_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, 
             _nchw_item(&g, xp + (n * C + c) * xvol, wp + c * M * KT,
                        (bp + c * M) if bp != NULL else NULL,
                        op + (n * C * M + c * M) * ovol, od, oh0, oh1, sbase + tid * sc)
+    finally:
+        free(scratch)
+
+
+@cython.boundscheck(False)
+def forward_grouped_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                         floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
+                         tuple dil, cc_idx groups, int nthreads):
+    """Grouped NCHW (x (N, C, D, H, W), w (O, C/groups, KD, KH, KW)) with the direct
+    grouped kernel: items are (image, group, output depth, row block)."""
+    cdef cc_idx N = x.shape[0], C = x.shape[1], O = w.shape[0]
+    cdef cc_idx Cg = C // groups, Og = O // groups, G = groups
+    cdef cc_dw_geom g
+    _geom(&g, (x.shape[2], x.shape[3], x.shape[4]), (out.shape[2], out.shape[3], out.shape[4]),
+          (w.shape[2], w.shape[3], w.shape[4]), stride, pad, dil, C, 1)
+    cdef cc_idx OD = g.OD, OH = g.OH
+    cdef cc_idx xvol = g.D * g.H * g.W, ovol = OD * OH * g.OW, KT = g.KD * g.KH * g.KW
+    cdef cc_idx rb = OH, planes = N * G * OD
+    cdef cc_idx esize = sizeof(floating)
+    while rb > 1 and Cg * cconv_dw_nchw_scratch(&g, rb) * esize > _SCRATCH_BYTES:
+        rb = (rb + 1) // 2
+    while rb > 4 and planes * ((OH + rb - 1) // rb) < 4 * nthreads:
+        rb = (rb + 1) // 2
+    cdef cc_idx nrb = (OH + rb - 1) // rb
+    cdef cc_idx sc = (Cg * cconv_dw_nchw_scratch(&g, rb) + 15) // 16 * 16
+    cdef cc_idx nitems = planes * nrb
+    cdef int nt = nthreads if nthreads > 1 else 1
+    cdef floating *scratch = <floating *> malloc(nt * sc * esize + 64)
+    if scratch == NULL:
+        raise MemoryError("grouped direct conv: could not allocate the per-thread scratch")
+    cdef floating *sbase = <floating *> ((<size_t> scratch + 63) & ~(<size_t> 63))
+    cdef const floating *bp = NULL
+    cdef const floating[::1] b
+    if bias is not None:
+        b = bias
+        bp = &b[0]
+    cdef const floating *xp = &x[0, 0, 0, 0, 0]
+    cdef const floating *wp = &w[0, 0, 0, 0, 0]
+    cdef floating *op = &out[0, 0, 0, 0, 0]
+    cdef cc_idx it, n, gi, od, blk, oh0, oh1, rest
+    cdef int tid
+    try:
+        for it in prange(nitems, nogil=True, schedule="static", num_threads=nthreads):
+            tid = threadid()
+            blk = it % nrb
+            rest = it // nrb
+            od = rest % OD
+            rest = rest // OD
+            gi = rest % G
+            n = rest // G
+            oh0 = blk * rb
+            oh1 = oh0 + rb
+            if oh1 > OH:
+                oh1 = OH
+            _gnchw_item(&g, Cg, Og, xp + (n * C + gi * Cg) * xvol, wp + gi * Og * Cg * KT,
+                        (bp + gi * Og) if bp != NULL else NULL,
+                        op + (n * O + gi * Og) * ovol, od, oh0, oh1, sbase + tid * sc)
     finally:
         free(scratch)
 

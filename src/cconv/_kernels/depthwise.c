@@ -42,6 +42,7 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
 #define DW_TARGET
 #define VL 1
 #define DW_NCHW_V 4
+#define GC_ROWS 4
 
 #define T float
 #define VEC float
@@ -79,6 +80,7 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
 #undef VL
 #undef DW_TARGET
 #undef DW_NCHW_V
+#undef GC_ROWS
 
 #if CCONV_DW_X86
 /* ---------------------------------------------------------------- AVX2 + FMA */
@@ -87,6 +89,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 
 #define DW_TARGET __attribute__((target("avx2,fma")))
 #define DW_NCHW_V 3 /* 12 of the 16 ymm registers hold accumulators */
+#define GC_ROWS 2   /* grouped tile: 2 rows x 4 channels = 8 ymm accumulators */
 
 #define VL 8
 #define T float
@@ -139,10 +142,12 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_FMA
 #undef DW_TARGET
 #undef DW_NCHW_V
+#undef GC_ROWS
 
 /* ---------------------------------------------------------------- AVX-512 */
 #define DW_TARGET __attribute__((target("avx512f,avx512dq,fma")))
 #define DW_NCHW_V 4 /* 16 of the 32 zmm registers hold accumulators */
+#define GC_ROWS 4   /* grouped tile: 4 rows x 4 channels = 16 zmm accumulators */
 
 #define VL 16
 #define T float
@@ -192,6 +197,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_ZERO
 #undef V_FMA
 #undef DW_TARGET
+#undef GC_ROWS
 #endif /* CCONV_DW_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
@@ -263,5 +269,41 @@ void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
 #endif
     default:
         dw_nhwc_f64_generic(g, x, w, bias, out, od, oh, c0, c1);
+    }
+}
+
+void cconv_gconv_nchw_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const float *x,
+                         const float *w, const float *bias, float *out, cc_idx od, cc_idx oh0,
+                         cc_idx oh1, float *scratch)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        gconv_nchw_f32_avx512(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
+        return;
+    case CCONV_ISA_AVX2:
+        gconv_nchw_f32_avx2(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
+        return;
+#endif
+    default:
+        gconv_nchw_f32_generic(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
+    }
+}
+
+void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const double *x,
+                         const double *w, const double *bias, double *out, cc_idx od, cc_idx oh0,
+                         cc_idx oh1, double *scratch)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        gconv_nchw_f64_avx512(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
+        return;
+    case CCONV_ISA_AVX2:
+        gconv_nchw_f64_avx2(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
+        return;
+#endif
+    default:
+        gconv_nchw_f64_generic(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
     }
 }

@@ -57,4 +57,18 @@ void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
                        const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
                        cc_idx c1);
 
+/* Grouped NCHW, Cg input / Og output channels per group (any groups; the ResNeXt-style
+ * few-channel groups that a GEMM per group serves badly): one image, one group, output
+ * depth od, rows [oh0, oh1), all Og output channels of the group.
+ *   x: x[n, g*Cg]; w: w[g*Og] (Og, Cg, KD, KH, KW); bias: bias + g*Og, or NULL;
+ *   out: out[n, g*Og]; scratch: Cg * cconv_dw_nchw_scratch(g, oh1 - oh0) elements.
+ * g->C and g->M are not read. Each output: +0, then fma over (c, kd, kh, kw) in
+ * increasing order (im2col's K order), then + bias; taps in the zero padding read +0. */
+void cconv_gconv_nchw_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const float *x,
+                          const float *w, const float *bias, float *out, cc_idx od,
+                          cc_idx oh0, cc_idx oh1, float *scratch);
+void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const double *x,
+                          const double *w, const double *bias, double *out, cc_idx od,
+                          cc_idx oh0, cc_idx oh1, double *scratch);
+
 #endif

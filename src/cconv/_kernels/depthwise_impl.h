@@ -321,5 +321,118 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
         FN(nhwc_row)(g, x, w, bias, orow, od, oh, c, ow_lo, ow_hi, rows_ok, (int)left, 1);
 }
 
+/* ----------------------------------------------------------------------------------
+ * Grouped NCHW (Cg input channels and Og output channels per group, any groups): the
+ * depthwise NCHW scratch (zero-padded, stride-phase split), one slab per input channel
+ * of the group. Register tile: R output rows x MO output channels x one vector; each
+ * input vector is loaded once for the MO channels and each weight broadcast once for
+ * the R rows, so a group of 8 x 8 channels is one pass over its rows instead of a
+ * GEMM with K = 72. Each output sums c, kd, kh, kw in increasing order (the im2col K
+ * order) from +0, then adds the bias (+0 without one).
+ * -------------------------------------------------------------------------------- */
+#define GC_MO 4
+
+DW_INLINE void FN(gnchw_tile)(const T *restrict s, cc_idx cstride, cc_idx Cg,
+                              cc_idx rstride, cc_idx khstride, cc_idx kdstride,
+                              const cc_idx *restrict kwoff, const T *restrict w, cc_idx KD,
+                              cc_idx KH, cc_idx KW, const T *bias, T *restrict o, cc_idx ldo,
+                              cc_idx plane, int nlast, const int R, const int MO)
+{
+    VEC acc[4][GC_MO];
+    const cc_idx KT = KD * KH * KW, wos = Cg * KT;
+    for (int r = 0; r < R; r++)
+        for (int m = 0; m < MO; m++)
+            acc[r][m] = V_ZERO();
+    for (cc_idx c = 0; c < Cg; c++) {
+        const T *wc = w + c * KT;
+        for (cc_idx kd = 0; kd < KD; kd++)
+            for (cc_idx kh = 0; kh < KH; kh++) {
+                const T *rp[4];
+                for (int r = 0; r < R; r++)
+                    rp[r] = s + c * cstride + kd * kdstride + kh * khstride + r * rstride;
+                const T *wt = wc + (kd * KH + kh) * KW;
+                for (cc_idx kw = 0; kw < KW; kw++) {
+                    const cc_idx off = kwoff[kw];
+                    VEC xv[4];
+                    for (int r = 0; r < R; r++)
+                        xv[r] = V_LOAD(rp[r] + off);
+                    for (int m = 0; m < MO; m++) {
+                        const VEC wv = V_SET1(wt[m * wos + kw]);
+                        for (int r = 0; r < R; r++)
+                            acc[r][m] = V_FMA(xv[r], wv, acc[r][m]);
+                    }
+                }
+            }
+    }
+    const VEC one = V_SET1((T)1);
+    for (int m = 0; m < MO; m++) {
+        const VEC bv = V_SET1(bias ? bias[m] : (T)0);
+        for (int r = 0; r < R; r++) {
+            const VEC y = V_FMA(bv, one, acc[r][m]);  /* acc + bias, one rounding */
+            T *q = o + m * plane + r * ldo;
+            if (nlast < VL)
+                V_STOREM(q, y, nlast);
+            else
+                V_STORE(q, y);
+        }
+    }
+}
+
+/* One image, one group: x = x[n, g*Cg], w = w[g*Og] (Og, Cg, KD, KH, KW), bias + g*Og
+ * or NULL, out = out[n, g*Og]; output depth od, rows [oh0, oh1); scratch: Cg times
+ * cconv_dw_nchw_scratch(g, oh1 - oh0). */
+DW_TARGET static void FN(gconv_nchw)(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const T *x,
+                                     const T *w, const T *bias, T *out, cc_idx od,
+                                     cc_idx oh0, cc_idx oh1, T *scratch)
+{
+    const cc_idx rb = oh1 - oh0, sw = g->sw, OW = g->OW;
+    const cc_idx nrows = (rb - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+    const cc_idx PL = dw_phase_len(g), rowlen = sw * PL;
+    const cc_idx KT = g->KD * g->KH * g->KW, plane = g->OD * g->OH * OW;
+    const cc_idx rstride = g->sh * rowlen, khstride = g->dh * rowlen, kdstride = nrows * rowlen;
+    const cc_idx cstride = g->KD * kdstride, xvol = g->D * g->H * g->W;
+    cc_idx kwoff[g->KW];
+    for (cc_idx kw = 0; kw < g->KW; kw++)
+        kwoff[kw] = ((kw * g->dw) % sw) * PL + (kw * g->dw) / sw;
+    for (cc_idx c = 0; c < Cg; c++)
+        FN(nchw_fill)(g, x + c * xvol, od, oh0, nrows, PL, scratch + c * cstride);
+    for (cc_idx m0 = 0; m0 < Og; m0 += GC_MO) {
+        const int MO = Og - m0 >= GC_MO ? GC_MO : (int)(Og - m0);
+        const T *wm = w + m0 * Cg * KT;
+        const T *bm = bias ? bias + m0 : NULL;
+        T *om = out + m0 * plane + (od * g->OH + oh0) * OW;
+        for (cc_idx r0 = 0; r0 < rb;) {
+            const int R = rb - r0 >= GC_ROWS ? GC_ROWS : (int)(rb - r0);
+            const T *s = scratch + r0 * rstride;
+            for (cc_idx ow0 = 0; ow0 < OW; ow0 += VL) {
+                const int nlast = OW - ow0 < VL ? (int)(OW - ow0) : VL;
+#define GC_T(RR, MM)                                                                     \
+    FN(gnchw_tile)(s + ow0, cstride, Cg, rstride, khstride, kdstride, kwoff, wm, g->KD,  \
+                   g->KH, g->KW, bm, om + r0 * OW + ow0, OW, plane, nlast, RR, MM)
+#define GC_MOS(RR)                                                                       \
+    switch (MO) {                                                                        \
+    case 1: GC_T(RR, 1); break;                                                          \
+    case 2: GC_T(RR, 2); break;                                                          \
+    case 3: GC_T(RR, 3); break;                                                          \
+    default: GC_T(RR, 4); break;                                                         \
+    }
+                switch (R) {
+                case 1: GC_MOS(1); break;
+#if GC_ROWS >= 2
+                case 2: GC_MOS(2); break;
+#endif
+#if GC_ROWS >= 4
+                case 3: GC_MOS(3); break;
+                case 4: GC_MOS(4); break;
+#endif
+                }
+#undef GC_MOS
+#undef GC_T
+            }
+            r0 += R;
+        }
+    }
+}
+
 #undef FN
 #undef DW_INLINE
