@@ -270,7 +270,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     padding: int; (ph, pw); ((top, bottom), (left, right)); "valid"; "same" (output
     size ceil(in/stride), TensorFlow's rule: the odd pixel of padding goes after).
     padding_mode: "zeros", "reflect", "replicate" or "circular" (as in PyTorch).
-    algorithm: "auto", "direct", "im2col" (implicit GEMM over the unfolded input),
+    algorithm: "auto", "direct" (grouped problems: a direct grouped kernel, which "auto"
+    picks for <= 16 channels per group), "im2col" (implicit GEMM over the unfolded input),
     "depthwise" (dedicated direct kernels for groups == C, any channel multiplier;
     "auto" picks it for depthwise problems and "direct" runs it on them), or
     "winograd" (3x3 kernels, stride 1, dilation 1, any padding, groups, both layouts):
@@ -297,8 +298,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     input reaches every output that reads it, and a zero weight times Inf gives NaN. At
     the zero padding, "im2col", "depthwise" and Winograd multiply the zeros (a NaN/Inf
     weight tap that lands in the padding makes that output NaN, as if the input were
-    zero-padded) while "direct" (the loop nest; on a depthwise problem it runs the
-    depthwise kernels) skips those taps; Winograd also spreads within tiles (above).
+    zero-padded) while "direct" on a dense problem (the loop nest) skips those taps;
+    "direct" on grouped, depthwise or channels-last few-channel problems runs dedicated
+    kernels that multiply the zeros too. Winograd also spreads within tiles (above).
     See the README, "NaN and Inf".
 
     Ctrl-C: the kernels run without the GIL and do not poll for signals. A SIGINT during
