@@ -419,7 +419,8 @@ def test_dilated_auto_runs_on_stride_phases(case, dtype, last):
     x0, w0 = x.copy(), w.copy()
     spec = _spec.forward_spec("conv", nd, x, w, b, 1, padding, dil, groups, mode, layout,
                               "auto")[0]
-    assert _plan.dilation_phase_spec(spec) is not None  # the case takes the phase route
+    # channels-first takes the phase route; channels-last keeps the dilated kernels
+    assert (_plan.dilation_phase_spec(spec) is None) == last
     pairs = resolve_padding(padding, sp, k, 1, dil)
     ref = conv_nd_reference(x, w, b, 1, pairs, dil, groups, mode, layout)
     outs = []
@@ -456,6 +457,10 @@ def test_dilation_phase_route_limits():
     assert ps(w, dil=1) is None
     assert ps(np.zeros((8, 1, 3, 3), np.float32), groups=8) is None     # depthwise
     assert ps(w, dil=5) is None                                           # 32 / 5 -> 7 - 2 < 8
+    xl = np.zeros((1, 30, 30, 8), np.float32)
+    assert _plan.dilation_phase_spec(_spec.forward_spec(
+        "conv2d", 2, xl, np.zeros((3, 3, 8, 8), np.float32), None, 1, 1, 2, 1, "zeros",
+        "NHWC", "auto")[0]) is None                                     # channels-last
 
 
 # ----------------------------------------------------------------------------- grouped direct

@@ -230,16 +230,22 @@ def nhwc_via_nchw(spec):
 # of the prod(dilation) stride phases of the padded input is an ordinary (dilation 1,
 # padding 0) convolution with the same weights, and the phases together form one
 # batch. That batch runs on the fastest undilated kernel (3x3 layers: Winograd).
-# Measured, 3x3 d2 256 -> 256 at 28x28, 2 threads, float32 (NHWC / NCHW): dilated
-# im2col 6.98 / 6.71 ms, phases + im2col 4.96 / 5.76, phases + F(2x2,3x3) 3.25 / 4.44.
+# Measured, 3x3 d2 256 -> 256 at 28x28, 2 threads, float32, interleaved rounds (median
+# / min ms): NCHW phases (F(2x2,3x3) chosen) 5.15 / 3.97 and 5.81 / 4.74 against the
+# dilated im2col 5.78 / 5.56 and 5.89 / 5.71. NHWC: phases (F(4x4,3x3) chosen)
+# 7.58 / 4.98 and 5.10 / 4.27 against im2col 5.24 / 4.88 and 4.94 / 4.82, no clear win
+# (the channels-last im2col reads dilated taps in place), so channels-first only.
 PHASE_MIN_OUT = 8  # each phase's output at least this long in every dilated dim
 
 
 def dilation_phase_spec(spec):
-    """For "auto": the ConvSpec of the batched phase problem when spec is dilated,
-    stride 1 and not depthwise (its own kernels take dilation as is), else None."""
+    """For "auto": the ConvSpec of the batched phase problem when spec is channels-
+    first, dilated, stride 1 and not depthwise (its own kernels take dilation as is),
+    else None."""
     import dataclasses
 
+    if spec.channels_last:
+        return None
     if all(d == 1 for d in spec.dilation) or any(s != 1 for s in spec.stride):
         return None
     if is_depthwise(spec) and spec.groups > 1:

@@ -278,9 +278,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     Winograd F(4x4,3x3), or F(2x2,3x3) where that is cheaper (tiny images, many channels
     on small images); "winograd_f4" / "winograd_f2" force a variant. "auto" picks
     Winograd only where a cost model predicts it beats im2col (_plan.winograd_cost).
-    A dilated stride-1 problem under "auto" runs as one undilated convolution over the
-    batch of the zero-padded input's stride phases (so a 3x3 layer may take Winograd,
-    whose tiles are then outputs spaced `dilation` apart).
+    A dilated stride-1 channels-first problem under "auto" runs as one undilated
+    convolution over the batch of the zero-padded input's stride phases (so a 3x3 layer
+    may take Winograd, whose tiles are then outputs spaced `dilation` apart).
     Winograd float32 error is <= 1e-4 (F(4x4)) / 2e-5 (F(2x2)) relative to the exact
     result on typical data (about 1e-6 / 2e-7 measured); float64 <= 1e-11. A non-finite
     input value spreads to every output of each tile whose (m+2) x (m+2) input patch
