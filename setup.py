@@ -7,6 +7,7 @@ thread. ``CCONV_NO_OPENMP=1`` skips it.
 ``CCONV_DEBUG=1`` at build time turns on Cython bounds checks and C asserts.
 ``CCONV_BUILD_JOBS=n`` compiles n extensions at a time (default: every core).
 """
+import copy
 import glob
 import os
 import shlex
@@ -116,6 +117,16 @@ class BuildExt(build_ext):
             ]
         self._cconv_openmp = use_omp
         super().build_extensions()
+
+    def build_extension(self, ext):
+        # The kernel sources (gemm.c, pack.c) are compiled into several extensions: with
+        # one shared object folder, a parallel build lets one extension link gemm.o while
+        # another rewrites it (seen: "undefined symbol: cconv_isa_select" in a fresh
+        # build). Each extension gets its own folder, on a copy of this command so that
+        # the threads of a parallel build never share the attribute.
+        cmd = copy.copy(self)
+        cmd.build_temp = os.path.join(self.build_temp, ext.name)
+        build_ext.build_extension(cmd, ext)
 
 
 def extensions():
