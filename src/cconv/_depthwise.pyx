@@ -94,6 +94,19 @@ cdef void _geom(cc_dw_geom *g, tuple xsp, tuple osp, tuple ksz, tuple stride, tu
     g.pd, g.ph, g.pw = pad
 
 
+cdef cc_idx _row_block(const cc_dw_geom *g, cc_idx slabs, cc_idx planes, int nthreads,
+                       cc_idx esize):
+    """Output rows per NCHW work item: small enough for the scratch (`slabs` input
+    channels of rows) to stay in L2 and for enough items to keep every thread busy; the
+    blocking never changes any output's arithmetic."""
+    cdef cc_idx rb = g.OH
+    while rb > 1 and slabs * cconv_dw_nchw_scratch(g, rb) * esize > _SCRATCH_BYTES:
+        rb = (rb + 1) // 2
+    while rb > 4 and planes * ((g.OH + rb - 1) // rb) < 4 * nthreads:
+        rb = (rb + 1) // 2
+    return rb
+
+
 @cython.boundscheck(False)
 def _forward_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                   floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
@@ -105,14 +118,9 @@ def _forward_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, 
           (w.shape[2], w.shape[3], w.shape[4]), stride, pad, dil, C, M)
     cdef cc_idx OD = g.OD, OH = g.OH
     cdef cc_idx xvol = g.D * g.H * g.W, ovol = OD * OH * g.OW, KT = g.KD * g.KH * g.KW
-    # Row blocks: small enough for the scratch to stay in L2 and for enough items to
-    # keep every thread busy; the blocking never changes any output's arithmetic.
-    cdef cc_idx rb = OH, planes = N * C * OD
+    cdef cc_idx planes = N * C * OD
     cdef cc_idx esize = sizeof(floating)
-    while rb > 1 and cconv_dw_nchw_scratch(&g, rb) * esize > _SCRATCH_BYTES:
-        rb = (rb + 1) // 2
-    while rb > 4 and planes * ((OH + rb - 1) // rb) < 4 * nthreads:
-        rb = (rb + 1) // 2
+    cdef cc_idx rb = _row_block(&g, 1, planes, nthreads, esize)
     cdef cc_idx nrb = (OH + rb - 1) // rb
     cdef cc_idx sc = (cconv_dw_nchw_scratch(&g, rb) + 15) // 16 * 16
     cdef cc_idx nitems = planes * nrb
@@ -164,12 +172,9 @@ def forward_grouped_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :,
           (w.shape[2], w.shape[3], w.shape[4]), stride, pad, dil, C, 1)
     cdef cc_idx OD = g.OD, OH = g.OH
     cdef cc_idx xvol = g.D * g.H * g.W, ovol = OD * OH * g.OW, KT = g.KD * g.KH * g.KW
-    cdef cc_idx rb = OH, planes = N * G * OD
+    cdef cc_idx planes = N * G * OD
     cdef cc_idx esize = sizeof(floating)
-    while rb > 1 and Cg * cconv_dw_nchw_scratch(&g, rb) * esize > _SCRATCH_BYTES:
-        rb = (rb + 1) // 2
-    while rb > 4 and planes * ((OH + rb - 1) // rb) < 4 * nthreads:
-        rb = (rb + 1) // 2
+    cdef cc_idx rb = _row_block(&g, Cg, planes, nthreads, esize)
     cdef cc_idx nrb = (OH + rb - 1) // rb
     cdef cc_idx sc = (Cg * cconv_dw_nchw_scratch(&g, rb) + 15) // 16 * 16
     cdef cc_idx nitems = planes * nrb

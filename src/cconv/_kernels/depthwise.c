@@ -272,38 +272,28 @@ void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
     }
 }
 
-void cconv_gconv_nchw_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const float *x,
-                         const float *w, const float *bias, float *out, cc_idx od, cc_idx oh0,
-                         cc_idx oh1, float *scratch)
-{
-    switch (cconv_isa_active()) {
+/* The grouped kernel's dispatch, once per dtype. */
 #if CCONV_DW_X86
-    case CCONV_ISA_AVX512:
-        gconv_nchw_f32_avx512(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
+#define GC_X86_CASES(DT)                                                                   \
+    case CCONV_ISA_AVX512:                                                                 \
+        gconv_nchw_##DT##_avx512(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);       \
+        return;                                                                            \
+    case CCONV_ISA_AVX2:                                                                   \
+        gconv_nchw_##DT##_avx2(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);         \
         return;
-    case CCONV_ISA_AVX2:
-        gconv_nchw_f32_avx2(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
-        return;
+#else
+#define GC_X86_CASES(DT)
 #endif
-    default:
-        gconv_nchw_f32_generic(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
+#define GC_DISPATCH(DT, T)                                                                 \
+    void cconv_gconv_nchw_##DT(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const T *x,      \
+                               const T *w, const T *bias, T *out, cc_idx od, cc_idx oh0,   \
+                               cc_idx oh1, T *scratch)                                     \
+    {                                                                                      \
+        switch (cconv_isa_active()) {                                                      \
+        GC_X86_CASES(DT)                                                                   \
+        default:                                                                           \
+            gconv_nchw_##DT##_generic(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);  \
+        }                                                                                  \
     }
-}
-
-void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const double *x,
-                         const double *w, const double *bias, double *out, cc_idx od, cc_idx oh0,
-                         cc_idx oh1, double *scratch)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_DW_X86
-    case CCONV_ISA_AVX512:
-        gconv_nchw_f64_avx512(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
-        return;
-    case CCONV_ISA_AVX2:
-        gconv_nchw_f64_avx2(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
-        return;
-#endif
-    default:
-        gconv_nchw_f64_generic(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch);
-    }
-}
+GC_DISPATCH(f32, float)
+GC_DISPATCH(f64, double)
