@@ -485,6 +485,10 @@ GROUPED_CASES = [
     (2, 2, 12, 18, 6, (6, 70), 3, (1, 3), "same", 1),
     (1, 2, 16, 40, 8, (37,), 5, 1, 2, 2),
     (3, 1, 8, 12, 4, (5, 7, 9), 3, (1, 2, 1), 1, 1),
+    # channels-last tiles: 16 and 20 output channels per group (two vectors, a masked
+    # one), rows past the 4-row tile, widths past the 7-pixel tile, stride 2 phases
+    (2, 1, 64, 64, 4, (9, 23), 3, 2, 1, 1),
+    (2, 2, 32, 40, 2, (10, 12), 3, 1, 1, 2),
 ]
 
 
@@ -520,3 +524,40 @@ def test_grouped_direct_kernel(case, dtype, last):
                      algorithm="direct")
     reff = conv_nd_reference(xf, wf, None, stride, pairs, dil, groups, "zeros", layout)
     assert rel_error(yf, reff) <= tolerance(dtype, "direct")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GROUPED_CASES)
+def test_grouped_direct_layouts_agree(case, dtype):
+    """The channels-first and channels-last grouped kernels sum in the same order: the
+    same bits on float data, with and without bias."""
+    nd, N, C, O, groups, sp, k, stride, padding, dil = case
+    k = (k,) * nd if isinstance(k, int) else k
+    rng = np.random.default_rng(C * 10 + O + nd)
+    x = rng.standard_normal(input_shape(DEFAULT_LAYOUT[nd], N, C, sp)).astype(dtype)
+    w = rng.standard_normal(weight_shape(DEFAULT_LAYOUT[nd], O, C // groups, k)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    xl = np.moveaxis(x, 1, -1)
+    wl = np.transpose(w, tuple(range(2, nd + 2)) + (1, 0))
+    for bias in (b, None):
+        yf = conv_fn(nd)(x, w, bias, stride, padding, dil, groups, algorithm="direct")
+        yl = conv_fn(nd)(xl, wl, bias, stride, padding, dil, groups,
+                         layout=LAST_LAYOUT[nd], algorithm="direct")
+        np.testing.assert_array_equal(np.moveaxis(yl, -1, 1), yf)
+
+
+def test_grouped_direct_auto_limits():
+    """"auto" takes the grouped kernel up to 16 channels per group channels-first and
+    up to 32 channels-last (where it measured faster than im2col)."""
+    from cconv import _plan, _spec
+    def algo(layout, C, groups):
+        last = layout == "NHWC"
+        x = np.zeros((1, 14, 14, C) if last else (1, C, 14, 14), np.float32)
+        w = np.zeros((3, 3, C // groups, C) if last else (C, C // groups, 3, 3), np.float32)
+        spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, groups, "zeros",
+                                  layout, "auto")[0]
+        return _plan.choose_forward(spec, "auto")
+    D = _plan.Algorithm.DIRECT
+    assert algo("NCHW", 64, 4) is D and algo("NHWC", 64, 4) is D       # 16 per group
+    assert algo("NCHW", 64, 2) is not D and algo("NHWC", 64, 2) is D   # 32 per group
+    assert algo("NHWC", 128, 2) is not D                               # 64 per group

@@ -40,6 +40,13 @@ cdef extern from "depthwise.h" nogil:
     void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const double *x,
                               const double *w, const double *bias, double *out, cc_idx od,
                               cc_idx oh0, cc_idx oh1, double *scratch)
+    cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows)
+    void cconv_gconv_nhwc_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                              const float *x, const float *w, const float *bias, float *out,
+                              cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch)
+    void cconv_gconv_nhwc_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                              const double *x, const double *w, const double *bias,
+                              double *out, cc_idx od, cc_idx oh0, cc_idx oh1, double *scratch)
     void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w,
                            const float *bias, float *out, cc_idx od, cc_idx oh, cc_idx c0,
                            cc_idx c1)
@@ -71,6 +78,16 @@ cdef inline void _gnchw_item(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const fl
         cconv_gconv_nchw_f32(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch)
     else:
         cconv_gconv_nchw_f64(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch)
+
+
+cdef inline void _gnhwc_item(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                             const floating *x, const floating *w, const floating *bias,
+                             floating *out, cc_idx od, cc_idx oh0, cc_idx oh1,
+                             floating *scratch) noexcept nogil:
+    if floating is float:
+        cconv_gconv_nhwc_f32(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch)
+    else:
+        cconv_gconv_nhwc_f64(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch)
 
 
 cdef inline void _nhwc_item(const cc_dw_geom *g, const floating *x, const floating *w,
@@ -209,6 +226,77 @@ def forward_grouped_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :,
             _gnchw_item(&g, Cg, Og, xp + (n * C + gi * Cg) * xvol, wp + gi * Og * Cg * KT,
                         (bp + gi * Og) if bp != NULL else NULL,
                         op + (n * O + gi * Og) * ovol, od, oh0, oh1, sbase + tid * sc)
+    finally:
+        free(scratch)
+
+
+@cython.boundscheck(False)
+def forward_grouped_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                         floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
+                         tuple dil, cc_idx groups, int nthreads):
+    """Grouped channels-last (x (N, D, H, W, C), w (KD, KH, KW, C/groups, O), out
+    (N, OD, OH, OW, O)) with the direct grouped kernel: items are (image, output depth,
+    row block, block of groups); the blocks only split work, never an output's sum."""
+    cdef cc_idx N = x.shape[0], C = x.shape[4], O = w.shape[4]
+    cdef cc_idx Cg = C // groups, Og = O // groups, G = groups
+    cdef cc_dw_geom g
+    _geom(&g, (x.shape[1], x.shape[2], x.shape[3]), (out.shape[1], out.shape[2], out.shape[3]),
+          (w.shape[0], w.shape[1], w.shape[2]), stride, pad, dil, C, 1)
+    cdef cc_idx OD = g.OD, OH = g.OH
+    cdef cc_idx xvol = g.D * g.H * g.W * C, ovol = OD * OH * g.OW * O
+    cdef cc_idx esize = sizeof(floating)
+    # rows and groups per item: the item's scratch inside L2, then enough items for
+    # every thread (split groups first: their scratch rows do not overlap)
+    cdef cc_idx rb = OH, gb = G
+    while gb * Cg * cconv_gn_nhwc_scratch(&g, rb) * esize > _SCRATCH_BYTES and (gb > 1 or rb > 1):
+        if gb > 1:
+            gb = (gb + 1) // 2
+        else:
+            rb = (rb + 1) // 2
+    while N * OD * ((OH + rb - 1) // rb) * ((G + gb - 1) // gb) < 4 * nthreads:
+        if gb > 1:
+            gb = (gb + 1) // 2
+        elif rb > 4:
+            rb = (rb + 1) // 2
+        else:
+            break
+    cdef cc_idx nrb = (OH + rb - 1) // rb, ngb = (G + gb - 1) // gb
+    cdef cc_idx sc = (gb * Cg * cconv_gn_nhwc_scratch(&g, rb) + 15) // 16 * 16
+    cdef cc_idx nitems = N * OD * nrb * ngb
+    cdef int nt = nthreads if nthreads > 1 else 1
+    cdef floating *scratch = <floating *> malloc(nt * sc * esize + 64)
+    if scratch == NULL:
+        raise MemoryError("grouped direct conv: could not allocate the per-thread scratch")
+    cdef floating *sbase = <floating *> ((<size_t> scratch + 63) & ~(<size_t> 63))
+    cdef const floating *bp = NULL
+    cdef const floating[::1] b
+    if bias is not None:
+        b = bias
+        bp = &b[0]
+    cdef const floating *xp = &x[0, 0, 0, 0, 0]
+    cdef const floating *wp = &w[0, 0, 0, 0, 0]
+    cdef floating *op = &out[0, 0, 0, 0, 0]
+    cdef cc_idx it, n, gbi, od, blk, oh0, oh1, g0, g1, rest
+    cdef int tid
+    try:
+        for it in prange(nitems, nogil=True, schedule="static", num_threads=nthreads):
+            tid = threadid()
+            gbi = it % ngb
+            rest = it // ngb
+            blk = rest % nrb
+            rest = rest // nrb
+            od = rest % OD
+            n = rest // OD
+            oh0 = blk * rb
+            oh1 = oh0 + rb
+            if oh1 > OH:
+                oh1 = OH
+            g0 = gbi * gb
+            g1 = g0 + gb
+            if g1 > G:
+                g1 = G
+            _gnhwc_item(&g, Cg, Og, g0, g1, xp + n * xvol, wp, bp, op + n * ovol, od,
+                        oh0, oh1, sbase + tid * sc)
     finally:
         free(scratch)
 

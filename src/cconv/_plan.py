@@ -205,8 +205,8 @@ def nchw_via_nhwc(spec):
 
 
 def grouped_direct(spec):
-    """The direct algorithm on a grouped (not depthwise) problem runs the grouped NCHW
-    kernel (depthwise.h, cconv_gconv_nchw; channels-last between two transposes)."""
+    """The direct algorithm on a grouped (not depthwise) problem runs the grouped
+    kernels (depthwise.h: cconv_gconv_nchw, channels-last cconv_gconv_nhwc)."""
     return spec.groups > 1 and not is_depthwise(spec)
 
 
@@ -216,6 +216,12 @@ def grouped_direct(spec):
 # 7x7 0.161 vs 0.230, batch 8 of 256 g32 at 14x14 0.845 vs 1.125, 64 g8 at 56x56 0.292
 # vs 0.445, batch 16 of 64 -> 128 g4 (16 per group) at 16x16 1.167 vs 1.348.
 GROUPED_DIRECT_MAX_CG = 16
+# Channels-last (cconv_gconv_nhwc: output channels as lanes, weights read in place),
+# same setting, direct vs im2col (ms): 256 ch g16 at 14x14 0.118 vs 0.379, g8 (32 per
+# group) 0.188 vs 0.306, 128 g4 at 28x28 0.400 vs 0.482, 512 g16 at 7x7 0.118 vs 0.164,
+# batch 8 of 256 g8 at 14x14 1.43 vs 1.89, 64 g2 at 56x56 0.66 vs 1.24; with 64 per
+# group mixed (256 g4 at 14x14 1.28 vs 1.43 for batch 4, 512 g8 0.85 vs 0.74).
+GROUPED_DIRECT_MAX_CG_LAST = 32
 
 
 def nhwc_via_nchw(spec):
@@ -285,7 +291,8 @@ def _auto_forward(spec):
     if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups) and \
             _direct.fewc_lanes(spec.dtype) > 1:
         return Algorithm.DIRECT
-    if grouped_direct(spec) and spec.Cg <= GROUPED_DIRECT_MAX_CG:
+    if grouped_direct(spec) and spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last
+                                            else GROUPED_DIRECT_MAX_CG):
         return Algorithm.DIRECT
     wino = _winograd_pays(spec)
     if wino is not None:

@@ -210,25 +210,22 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
         oh = np.empty((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,), spec.dtype)
         _im2col.conv_forward(xh, wh, *args[2:3], oh, *args[4:8], True, args[9])
         _core.to_channels_first_into(oh, out5, args[9])
-    elif spec.channels_last and (
-            algo is _plan.Algorithm.IM2COL and _plan.nhwc_via_nchw(spec) or
-            algo is _plan.Algorithm.DIRECT and _plan.grouped_direct(spec)):
-        # grouped channels-last: the channels-first kernels (the grouped direct kernel,
-        # or im2col, which packs few-channel groups far better than channels-last row
-        # blocks: ResNeXt g32, 8 per group: 0.27 -> 0.12 ms) between two transposes
+    elif spec.channels_last and algo is _plan.Algorithm.IM2COL and _plan.nhwc_via_nchw(spec):
+        # grouped channels-last im2col: the channels-first kernel, which packs
+        # few-channel groups far better than channels-last row blocks (ResNeXt g32,
+        # 8 per group: 0.27 -> 0.12 ms), between two transposes
         nth = args[9]
         N, O = spec.N, spec.O
         xc = np.empty((N, spec.C) + x5.shape[1:4], spec.dtype)
         _core.to_channels_first_into(x5, xc, nth)
         oc = np.empty((N, O) + out5.shape[1:4], spec.dtype)
         wc = _core.weight_to_channels_first(w5, nth)
-        if algo is _plan.Algorithm.DIRECT:
-            _depthwise.forward_grouped_nchw(xc, wc, oc, b, *args[4:8], nth)
-        else:
-            _im2col.conv_forward(xc, wc, b, oc, *args[4:8], False, nth)
+        _im2col.conv_forward(xc, wc, b, oc, *args[4:8], False, nth)
         _core.transpose_last2(oc.reshape(N, O, -1), out5.reshape(N, -1, O), nth)
     elif algo is _plan.Algorithm.DIRECT and _plan.grouped_direct(spec):
-        _depthwise.forward_grouped_nchw(x5, w5, out5, b, *args[4:8], args[9])
+        grouped = (_depthwise.forward_grouped_nhwc if spec.channels_last else
+                   _depthwise.forward_grouped_nchw)
+        grouped(x5, w5, out5, b, *args[4:8], args[9])
     elif algo is _plan.Algorithm.IM2COL:
         use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
         _im2col.conv_forward(*args, packed=packed.panels if use else None)
@@ -271,7 +268,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     size ceil(in/stride), TensorFlow's rule: the odd pixel of padding goes after).
     padding_mode: "zeros", "reflect", "replicate" or "circular" (as in PyTorch).
     algorithm: "auto", "direct" (grouped problems: a direct grouped kernel, which "auto"
-    picks for <= 16 channels per group), "im2col" (implicit GEMM over the unfolded input),
+    picks for <= 16 channels per group, channels-last <= 32), "im2col" (implicit GEMM over the unfolded input),
     "depthwise" (dedicated direct kernels for groups == C, any channel multiplier;
     "auto" picks it for depthwise problems and "direct" runs it on them), or
     "winograd" (3x3 kernels, stride 1, dilation 1, any padding, groups, both layouts):

@@ -38,11 +38,31 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
     return g->KD * nrows * g->sw * dw_phase_len(g);
 }
 
+/* Grouped channels-last kernel (gconv_nhwc_impl.h): pixels per tile row, the same on
+ * every path; 7, 14, 28, 56, 112 (the ResNet widths) leave no partial tile. */
+#define GN_Q 7
+
+/* Elements per phase of a grouped channels-last scratch row: whole GN_Q tiles plus
+ * the kernel's reach. */
+static inline cc_idx gn_phase_len(const cc_dw_geom *g)
+{
+    const cc_idx cols = (g->OW + GN_Q - 1) / GN_Q * GN_Q;
+    return cols + ((g->KW - 1) * g->dw) / g->sw + 1;
+}
+
+cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows)
+{
+    const cc_idx nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+    return g->KD * nrows * g->sw * gn_phase_len(g);
+}
+
 /* ---------------------------------------------------------------- portable C */
 #define DW_TARGET
 #define VL 1
 #define DW_NCHW_V 4
 #define GC_ROWS 4
+#define GN_R1 2
+#define GN_R2 1
 
 #define T float
 #define VEC float
@@ -54,7 +74,9 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
 #define V_SET1(s) (s)
 #define V_ZERO() 0.0f
 #define V_FMA(a, b, c) fmaf((a), (b), (c))
+#define V_BCAST(p) (*(p))
 #include "depthwise_impl.h"
+#include "gconv_nhwc_impl.h"
 #undef T
 #undef VEC
 #undef SFX
@@ -67,6 +89,7 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
 #define V_ZERO() 0.0
 #define V_FMA(a, b, c) fma((a), (b), (c))
 #include "depthwise_impl.h"
+#include "gconv_nhwc_impl.h"
 #undef T
 #undef VEC
 #undef SFX
@@ -77,10 +100,13 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
 #undef V_SET1
 #undef V_ZERO
 #undef V_FMA
+#undef V_BCAST
 #undef VL
 #undef DW_TARGET
 #undef DW_NCHW_V
 #undef GC_ROWS
+#undef GN_R1
+#undef GN_R2
 
 #if CCONV_DW_X86
 /* ---------------------------------------------------------------- AVX2 + FMA */
@@ -90,6 +116,8 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define DW_TARGET __attribute__((target("avx2,fma")))
 #define DW_NCHW_V 3 /* 12 of the 16 ymm registers hold accumulators */
 #define GC_ROWS 2   /* grouped tile: 2 rows x 4 channels = 8 ymm accumulators */
+#define GN_R1 2     /* grouped channels-last: 2 x 7 pixels x 1 vector = 14 accumulators */
+#define GN_R2 1
 
 #define VL 8
 #define T float
@@ -103,7 +131,9 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_SET1(s) _mm256_set1_ps(s)
 #define V_ZERO() _mm256_setzero_ps()
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define V_BCAST(p) _mm256_broadcast_ss(p)
 #include "depthwise_impl.h"
+#include "gconv_nhwc_impl.h"
 #undef VL
 #undef T
 #undef VEC
@@ -115,6 +145,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_SET1
 #undef V_ZERO
 #undef V_FMA
+#undef V_BCAST
 
 #define VL 4
 #define T double
@@ -128,7 +159,9 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_SET1(s) _mm256_set1_pd(s)
 #define V_ZERO() _mm256_setzero_pd()
 #define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define V_BCAST(p) _mm256_broadcast_sd(p)
 #include "depthwise_impl.h"
+#include "gconv_nhwc_impl.h"
 #undef VL
 #undef T
 #undef VEC
@@ -140,9 +173,12 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_SET1
 #undef V_ZERO
 #undef V_FMA
+#undef V_BCAST
 #undef DW_TARGET
 #undef DW_NCHW_V
 #undef GC_ROWS
+#undef GN_R1
+#undef GN_R2
 
 /* ---------------------------------------------------------------- AVX-512 */
 #define DW_TARGET __attribute__((target("avx512f,avx512dq,fma")))
@@ -198,6 +234,68 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_FMA
 #undef DW_TARGET
 #undef GC_ROWS
+
+/* Grouped channels-last on AVX-512 machines: 256-bit vectors (a group of 8 output
+ * channels fills one; on double-pumped AVX-512 cores a zmm FMA does no more work per
+ * cycle) with the 32 registers of AVX-512VL for 4 x 7 pixel tiles. */
+#define DW_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
+#define GN_R1 4 /* 4 x 7 pixels x 1 vector = 28 ymm accumulators */
+#define GN_R2 2
+
+#define VL 8
+#define T float
+#define VEC __m256
+#define SFX f32_avx512
+#define V_LOAD(p) _mm256_loadu_ps(p)
+#define V_LOADM(p, n) _mm256_maskz_loadu_ps((__mmask8)((1u << (n)) - 1u), (p))
+#define V_STORE(p, v) _mm256_storeu_ps((p), (v))
+#define V_STOREM(p, v, n) _mm256_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1u), (v))
+#define V_SET1(s) _mm256_set1_ps(s)
+#define V_ZERO() _mm256_setzero_ps()
+#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define V_BCAST(p) _mm256_broadcast_ss(p)
+#include "gconv_nhwc_impl.h"
+#undef VL
+#undef T
+#undef VEC
+#undef SFX
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef V_BCAST
+
+#define VL 4
+#define T double
+#define VEC __m256d
+#define SFX f64_avx512
+#define V_LOAD(p) _mm256_loadu_pd(p)
+#define V_LOADM(p, n) _mm256_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), (p))
+#define V_STORE(p, v) _mm256_storeu_pd((p), (v))
+#define V_STOREM(p, v, n) _mm256_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1u), (v))
+#define V_SET1(s) _mm256_set1_pd(s)
+#define V_ZERO() _mm256_setzero_pd()
+#define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#define V_BCAST(p) _mm256_broadcast_sd(p)
+#include "gconv_nhwc_impl.h"
+#undef VL
+#undef T
+#undef VEC
+#undef SFX
+#undef V_LOAD
+#undef V_LOADM
+#undef V_STORE
+#undef V_STOREM
+#undef V_SET1
+#undef V_ZERO
+#undef V_FMA
+#undef V_BCAST
+#undef DW_TARGET
+#undef GN_R1
+#undef GN_R2
 #endif /* CCONV_DW_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
@@ -297,3 +395,30 @@ void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
     }
 GC_DISPATCH(f32, float)
 GC_DISPATCH(f64, double)
+
+/* The grouped channels-last kernel's dispatch, once per dtype. */
+#if CCONV_DW_X86
+#define GN_X86_CASES(DT)                                                                   \
+    case CCONV_ISA_AVX512:                                                                 \
+        gconv_nhwc_##DT##_avx512(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch); \
+        return;                                                                            \
+    case CCONV_ISA_AVX2:                                                                   \
+        gconv_nhwc_##DT##_avx2(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch); \
+        return;
+#else
+#define GN_X86_CASES(DT)
+#endif
+#define GN_DISPATCH(DT, T)                                                                 \
+    void cconv_gconv_nhwc_##DT(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0,       \
+                               cc_idx g1, const T *x, const T *w, const T *bias, T *out,   \
+                               cc_idx od, cc_idx oh0, cc_idx oh1, T *scratch)              \
+    {                                                                                      \
+        switch (cconv_isa_active()) {                                                      \
+        GN_X86_CASES(DT)                                                                   \
+        default:                                                                           \
+            gconv_nhwc_##DT##_generic(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1,    \
+                                      scratch);                                            \
+        }                                                                                  \
+    }
+GN_DISPATCH(f32, float)
+GN_DISPATCH(f64, double)

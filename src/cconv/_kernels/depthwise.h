@@ -71,4 +71,18 @@ void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const doubl
                           const double *w, const double *bias, double *out, cc_idx od,
                           cc_idx oh0, cc_idx oh1, double *scratch);
 
+/* Grouped channels-last (NHWC), Cg input / Og output channels per group: one image,
+ * groups [g0, g1), output depth od, rows [oh0, oh1), all their output channels.
+ *   x: image base (D, H, W, C), g->C = C; w: (KD, KH, KW, Cg, O) with O = C/Cg*Og;
+ *   bias: (O,) or NULL; out: image base (OD, OH, OW, O);
+ *   scratch: (g1 - g0) * Cg * cconv_gn_nhwc_scratch(g, oh1 - oh0) elements.
+ * Same arithmetic as cconv_gconv_nchw: the two layouts give bitwise equal outputs. */
+cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows);
+void cconv_gconv_nhwc_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                          const float *x, const float *w, const float *bias, float *out,
+                          cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch);
+void cconv_gconv_nhwc_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                          const double *x, const double *w, const double *bias, double *out,
+                          cc_idx od, cc_idx oh0, cc_idx oh1, double *scratch);
+
 #endif
