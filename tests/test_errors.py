@@ -392,3 +392,33 @@ def test_random_invalid_configs_raise_long(case):
     with pytest.raises((ValueError, TypeError, MemoryError)) as info:
         conv_fn(nd)(x, w, b, **kw)
     assert f"conv{nd}d" in str(info.value), (m, str(info.value))
+
+
+def test_validation_cache_never_skips_a_check():
+    """forward_spec remembers validated calls by shapes, dtypes and exact argument
+    values; look-alike arguments of other types and changed arrays are checked again."""
+    from cconv import _spec
+    x = _x((1, 4, 8, 8))
+    w = np.ones((6, 2, 3, 3), F32)
+    b = np.ones(6, F32)
+    y = conv_fn(2)(x, w, b, 1, 1, 1, 2)
+    assert y.shape == (1, 6, 8, 8) and y.dtype == F32
+    key = _spec._forward_key("conv2d", 2, x, w, b, 1, 1, 1, 2, "zeros", "NCHW", "auto")
+    assert key in _spec._SPEC_CACHE
+    check_raises(TypeError, lambda: conv_fn(2)(x, w, b, True, 1, 1, 2), "conv2d", "stride")
+    check_raises(TypeError, lambda: conv_fn(2)(x, w, b, 1.0, 1, 1, 2), "conv2d", "stride")
+    check_raises(TypeError, lambda: conv_fn(2)(x, w, b, 1, 1, 1, True), "conv2d", "groups")
+    check_raises(ValueError, lambda: conv_fn(2)(x, w, np.ones(5, F32), 1, 1, 1, 2),
+                 "conv2d", "bias", num(6))
+    check_raises(ValueError, lambda: conv_fn(2)(x, np.ones((6, 4, 3, 3), F32), b, 1, 1, 1, 2),
+                 "conv2d", num(4), num(8))
+    check_raises(ValueError, lambda: conv_fn(2)(_x((1, 4, 2, 2)), w, b, 1, 0, 1, 2),
+                 "conv2d", "kernel")
+    # the same shapes in another dtype: a spec of its own
+    y64 = conv_fn(2)(x.astype(np.float64), w, b, 1, 1, 1, 2)
+    assert y64.dtype == np.float64
+    np.testing.assert_allclose(y64, y, rtol=1e-6)
+    # numpy integers are accepted, through the uncached path
+    assert _spec._forward_key("conv2d", 2, x, w, b, np.int64(1), 1, 1, 2, "zeros", "NCHW",
+                              "auto") is None
+    np.testing.assert_array_equal(conv_fn(2)(x, w, b, np.int64(1), 1, 1, 2), y)

@@ -219,10 +219,62 @@ def check_padding_mode(fname, mode, pads, in_size):
 
 # ----------------------------------------------------------------------------- forward
 
+# Validated forward specs, keyed by everything the validation reads (array shapes and
+# dtypes and the exact arguments): a repeated call (a layer in a loop) skips about 6 us
+# of checks. Arguments only count when their types are exactly int / str / tuples of
+# them (so True, 1.0 or np.int64(1) always take the full checks); only calls that
+# passed validation are stored.
+_SPEC_CACHE = {}
+_SPEC_CACHE_MAX = 256
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+def _arg_key(v):
+    t = type(v)
+    if t is int or t is str:
+        return v
+    if t is tuple:
+        return tuple(_arg_key(e) for e in v)
+    raise _Uncacheable
+
+
+def _forward_key(fname, nd, x, weight, bias, stride, padding, dilation, groups,
+                 padding_mode, layout, algorithm):
+    if type(x) is not np.ndarray or type(weight) is not np.ndarray or not (
+            bias is None or type(bias) is np.ndarray):
+        return None
+    try:
+        return (fname, nd, x.shape, x.dtype, weight.shape, weight.dtype,
+                None if bias is None else (bias.shape, bias.dtype), _arg_key(stride),
+                _arg_key(padding), _arg_key(dilation), _arg_key(groups),
+                _arg_key(padding_mode), _arg_key(layout), _arg_key(algorithm))
+    except _Uncacheable:
+        return None
+
+
 def forward_spec(fname, nd, x, weight, bias, stride, padding, dilation, groups,
                  padding_mode, layout, algorithm):
     """Validate a forward call. Returns (spec, x, weight, bias) with the arrays as
     NumPy arrays (not yet converted to the compute dtype)."""
+    key = _forward_key(fname, nd, x, weight, bias, stride, padding, dilation, groups,
+                       padding_mode, layout, algorithm)
+    spec = _SPEC_CACHE.get(key) if key is not None else None
+    if spec is not None:
+        return spec, x, weight, bias
+    spec, x, weight, bias = _forward_spec(fname, nd, x, weight, bias, stride, padding,
+                                          dilation, groups, padding_mode, layout, algorithm)
+    if key is not None:
+        if len(_SPEC_CACHE) >= _SPEC_CACHE_MAX:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[key] = spec
+    return spec, x, weight, bias
+
+
+def _forward_spec(fname, nd, x, weight, bias, stride, padding, dilation, groups,
+                  padding_mode, layout, algorithm):
     layouts = LAYOUTS[nd]
     if not isinstance(layout, str) or layout not in layouts:
         raise ValueError(f"{fname}: layout={layout!r} is not one of {layouts}")
