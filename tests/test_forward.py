@@ -561,3 +561,20 @@ def test_grouped_direct_auto_limits():
     assert algo("NCHW", 64, 4) is D and algo("NHWC", 64, 4) is D       # 16 per group
     assert algo("NCHW", 64, 2) is not D and algo("NHWC", 64, 2) is D   # 32 per group
     assert algo("NHWC", 128, 2) is not D                               # 64 per group
+
+
+def test_grouped_kernel_choice():
+    """Channels-first groups of fewer than 8 output channels take the kernel with output
+    columns as lanes; everything else the one with a group's channels as lanes (the
+    GROUPED_CASES run both, and test_grouped_direct_layouts_agree checks their bits)."""
+    from cconv import _plan, _spec
+    def lanes(layout, C, O, groups):
+        last = layout == "NHWC"
+        x = np.zeros((1, 9, 9, C) if last else (1, C, 9, 9), np.float32)
+        w = np.zeros((3, 3, C // groups, O) if last else (O, C // groups, 3, 3), np.float32)
+        return _plan.grouped_width_lanes(_spec.forward_spec(
+            "conv2d", 2, x, w, None, 1, 1, 1, groups, "zeros", layout, "auto")[0])
+    assert lanes("NCHW", 128, 128, 32) and not lanes("NHWC", 128, 128, 32)
+    assert not lanes("NCHW", 256, 256, 32) and not lanes("NCHW", 32, 40, 2)
+    assert sum(c[3] // c[4] < 8 for c in GROUPED_CASES) >= 3
+    assert sum(c[3] // c[4] >= 8 for c in GROUPED_CASES) >= 3

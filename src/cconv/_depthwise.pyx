@@ -40,13 +40,14 @@ cdef extern from "depthwise.h" nogil:
     void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const double *x,
                               const double *w, const double *bias, double *out, cc_idx od,
                               cc_idx oh0, cc_idx oh1, double *scratch)
-    cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows)
-    void cconv_gconv_nhwc_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
-                              const float *x, const float *w, const float *bias, float *out,
-                              cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch)
-    void cconv_gconv_nhwc_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
-                              const double *x, const double *w, const double *bias,
-                              double *out, cc_idx od, cc_idx oh0, cc_idx oh1, double *scratch)
+    cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngroups,
+                               cc_idx rows, int cf)
+    void cconv_gconv_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                         const float *x, const float *w, const float *bias, float *out,
+                         cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch, int cf)
+    void cconv_gconv_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                         const double *x, const double *w, const double *bias, double *out,
+                         cc_idx od, cc_idx oh0, cc_idx oh1, double *scratch, int cf)
     void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w,
                            const float *bias, float *out, cc_idx od, cc_idx oh, cc_idx c0,
                            cc_idx c1)
@@ -80,14 +81,14 @@ cdef inline void _gnchw_item(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const fl
         cconv_gconv_nchw_f64(g, Cg, Og, x, w, bias, out, od, oh0, oh1, scratch)
 
 
-cdef inline void _gnhwc_item(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+cdef inline void _gconv_item(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
                              const floating *x, const floating *w, const floating *bias,
                              floating *out, cc_idx od, cc_idx oh0, cc_idx oh1,
-                             floating *scratch) noexcept nogil:
+                             floating *scratch, int cf) noexcept nogil:
     if floating is float:
-        cconv_gconv_nhwc_f32(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch)
+        cconv_gconv_f32(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, cf)
     else:
-        cconv_gconv_nhwc_f64(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch)
+        cconv_gconv_f64(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, cf)
 
 
 cdef inline void _nhwc_item(const cc_dw_geom *g, const floating *x, const floating *w,
@@ -231,24 +232,35 @@ def forward_grouped_nchw(const floating[:, :, :, :, ::1] x, const floating[:, :,
 
 
 @cython.boundscheck(False)
-def forward_grouped_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
-                         floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
-                         tuple dil, cc_idx groups, int nthreads):
-    """Grouped channels-last (x (N, D, H, W, C), w (KD, KH, KW, C/groups, O), out
-    (N, OD, OH, OW, O)) with the direct grouped kernel: items are (image, output depth,
-    row block, block of groups); the blocks only split work, never an output's sum."""
-    cdef cc_idx N = x.shape[0], C = x.shape[4], O = w.shape[4]
+def forward_grouped(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
+                    floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
+                    tuple dil, cc_idx groups, bint channels_last, int nthreads):
+    """Grouped convolution with the direct grouped kernel (gconv_impl.h), either layout:
+    channels-last x (N, D, H, W, C), w (KD, KH, KW, C/groups, O), out (N, OD, OH, OW, O);
+    channels-first x (N, C, D, H, W), w (O, C/groups, KD, KH, KW), out (N, O, OD, OH, OW).
+    Items are (image, output depth, row block, block of groups); the blocks only split
+    work, never an output's sum."""
+    cdef int cf = 0 if channels_last else 1
+    cdef cc_idx N = x.shape[0]
+    cdef cc_idx C = x.shape[4] if channels_last else x.shape[1]
+    cdef cc_idx O = w.shape[4] if channels_last else w.shape[0]
     cdef cc_idx Cg = C // groups, Og = O // groups, G = groups
     cdef cc_dw_geom g
-    _geom(&g, (x.shape[1], x.shape[2], x.shape[3]), (out.shape[1], out.shape[2], out.shape[3]),
-          (w.shape[0], w.shape[1], w.shape[2]), stride, pad, dil, C, 1)
+    if channels_last:
+        _geom(&g, (x.shape[1], x.shape[2], x.shape[3]),
+              (out.shape[1], out.shape[2], out.shape[3]), (w.shape[0], w.shape[1], w.shape[2]),
+              stride, pad, dil, C, 1)
+    else:
+        _geom(&g, (x.shape[2], x.shape[3], x.shape[4]),
+              (out.shape[2], out.shape[3], out.shape[4]), (w.shape[2], w.shape[3], w.shape[4]),
+              stride, pad, dil, C, 1)
     cdef cc_idx OD = g.OD, OH = g.OH
     cdef cc_idx xvol = g.D * g.H * g.W * C, ovol = OD * OH * g.OW * O
     cdef cc_idx esize = sizeof(floating)
     # rows and groups per item: the item's scratch inside L2, then enough items for
     # every thread (split groups first: their scratch rows do not overlap)
     cdef cc_idx rb = OH, gb = G
-    while gb * Cg * cconv_gn_nhwc_scratch(&g, rb) * esize > _SCRATCH_BYTES and (gb > 1 or rb > 1):
+    while cconv_gconv_scratch(&g, Cg, Og, gb, rb, cf) * esize > _SCRATCH_BYTES and (gb > 1 or rb > 1):
         if gb > 1:
             gb = (gb + 1) // 2
         else:
@@ -261,7 +273,7 @@ def forward_grouped_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :,
         else:
             break
     cdef cc_idx nrb = (OH + rb - 1) // rb, ngb = (G + gb - 1) // gb
-    cdef cc_idx sc = (gb * Cg * cconv_gn_nhwc_scratch(&g, rb) + 15) // 16 * 16
+    cdef cc_idx sc = (cconv_gconv_scratch(&g, Cg, Og, gb, rb, cf) + 15) // 16 * 16
     cdef cc_idx nitems = N * OD * nrb * ngb
     cdef int nt = nthreads if nthreads > 1 else 1
     cdef floating *scratch = <floating *> malloc(nt * sc * esize + 64)
@@ -295,8 +307,8 @@ def forward_grouped_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :,
             g1 = g0 + gb
             if g1 > G:
                 g1 = G
-            _gnhwc_item(&g, Cg, Og, g0, g1, xp + n * xvol, wp, bp, op + n * ovol, od,
-                        oh0, oh1, sbase + tid * sc)
+            _gconv_item(&g, Cg, Og, g0, g1, xp + n * xvol, wp, bp, op + n * ovol, od,
+                        oh0, oh1, sbase + tid * sc, cf)
     finally:
         free(scratch)
 

@@ -210,6 +210,18 @@ def grouped_direct(spec):
     return spec.groups > 1 and not is_depthwise(spec)
 
 
+def grouped_width_lanes(spec):
+    """Which grouped kernel "direct" runs: channels-first problems with fewer than 8
+    output channels per group take the one with output columns as SIMD lanes
+    (cconv_gconv_nchw; a group's 4 channels would fill half a vector of the other);
+    the rest the one with a group's output channels as lanes (cconv_gconv). Both give
+    the same bits. Measured, 2 threads, float32, NCHW, 3x3 (us, channel lanes vs
+    column lanes): 128 ch g32 (4 per group) at 28x28 128 vs 81; 256 g32 at 14x14 77 vs
+    79; 512 g32 at 7x7 71 vs 118; batch 8 of 256 g32 at 14x14 603 vs 627; 64 g2 at
+    56x56 772 vs 802; 1 thread, 256 g32 stride 2 at 28x28 247 vs 264."""
+    return not spec.channels_last and spec.Og < 8
+
+
 # Grouped problems with few channels per group: the direct grouped kernel against
 # im2col (a GEMM per group with K = Cg * taps), NCHW, 2 threads, float32, 3x3:
 # 256 ch g32 at 14x14 0.111 vs 0.213 ms, 128 g32 at 28x28 0.117 vs 0.244, 512 g32 at

@@ -223,9 +223,10 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
         _im2col.conv_forward(xc, wc, b, oc, *args[4:8], False, nth)
         _core.transpose_last2(oc.reshape(N, O, -1), out5.reshape(N, -1, O), nth)
     elif algo is _plan.Algorithm.DIRECT and _plan.grouped_direct(spec):
-        grouped = (_depthwise.forward_grouped_nhwc if spec.channels_last else
-                   _depthwise.forward_grouped_nchw)
-        grouped(x5, w5, out5, b, *args[4:8], args[9])
+        if _plan.grouped_width_lanes(spec):
+            _depthwise.forward_grouped_nchw(x5, w5, out5, b, *args[4:8], args[9])
+        else:
+            _depthwise.forward_grouped(x5, w5, out5, b, *args[4:10])
     elif algo is _plan.Algorithm.IM2COL:
         use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
         _im2col.conv_forward(*args, packed=packed.panels if use else None)

@@ -38,23 +38,63 @@ cc_idx cconv_dw_nchw_scratch(const cc_dw_geom *g, cc_idx rows)
     return g->KD * nrows * g->sw * dw_phase_len(g);
 }
 
-/* Grouped channels-last kernel (gconv_nhwc_impl.h): pixels per tile row, the same on
- * every path; 7, 14, 28, 56, 112 (the ResNet widths) leave no partial tile. */
+/* Grouped kernel (gconv_impl.h): pixels per tile row, the same on every path; 7, 14,
+ * 28, 56, 112 (the ResNet widths) leave no partial tile. */
 #define GN_Q 7
 
-/* Elements per phase of a grouped channels-last scratch row: whole GN_Q tiles plus
- * the kernel's reach. */
+/* Elements per phase of a grouped-kernel scratch row: whole GN_Q tiles plus the
+ * kernel's reach. */
 static inline cc_idx gn_phase_len(const cc_dw_geom *g)
 {
     const cc_idx cols = (g->OW + GN_Q - 1) / GN_Q * GN_Q;
     return cols + ((g->KW - 1) * g->dw) / g->sw + 1;
 }
 
-cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows)
+cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngroups,
+                           cc_idx rows, int cf)
 {
     const cc_idx nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
-    return g->KD * nrows * g->sw * gn_phase_len(g);
+    const cc_idx slab = g->KD * nrows * g->sw * gn_phase_len(g);
+    return ngroups * Cg * slab + (cf ? Og * Cg * g->KD * g->KH * g->KW : 0);
 }
+
+#if CCONV_DW_X86
+/* In-register transposes for the grouped kernel (V_TRANSPOSE): a[i] lane j <-> a[j]
+ * lane i. */
+static inline __attribute__((always_inline, target("avx2,fma"))) void dw_tr8_ps(__m256 *a)
+{
+    const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]), t1 = _mm256_unpackhi_ps(a[0], a[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]), t3 = _mm256_unpackhi_ps(a[2], a[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(a[4], a[5]), t5 = _mm256_unpackhi_ps(a[4], a[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(a[6], a[7]), t7 = _mm256_unpackhi_ps(a[6], a[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    a[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    a[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    a[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    a[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    a[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    a[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    a[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    a[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+static inline __attribute__((always_inline, target("avx2,fma"))) void dw_tr4_pd(__m256d *a)
+{
+    const __m256d t0 = _mm256_unpacklo_pd(a[0], a[1]), t1 = _mm256_unpackhi_pd(a[0], a[1]);
+    const __m256d t2 = _mm256_unpacklo_pd(a[2], a[3]), t3 = _mm256_unpackhi_pd(a[2], a[3]);
+    a[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    a[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    a[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    a[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+#endif
 
 /* ---------------------------------------------------------------- portable C */
 #define DW_TARGET
@@ -75,8 +115,9 @@ cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows)
 #define V_ZERO() 0.0f
 #define V_FMA(a, b, c) fmaf((a), (b), (c))
 #define V_BCAST(p) (*(p))
+#define V_TRANSPOSE(a) ((void)(a))
 #include "depthwise_impl.h"
-#include "gconv_nhwc_impl.h"
+#include "gconv_impl.h"
 #undef T
 #undef VEC
 #undef SFX
@@ -89,7 +130,7 @@ cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows)
 #define V_ZERO() 0.0
 #define V_FMA(a, b, c) fma((a), (b), (c))
 #include "depthwise_impl.h"
-#include "gconv_nhwc_impl.h"
+#include "gconv_impl.h"
 #undef T
 #undef VEC
 #undef SFX
@@ -101,6 +142,7 @@ cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows)
 #undef V_ZERO
 #undef V_FMA
 #undef V_BCAST
+#undef V_TRANSPOSE
 #undef VL
 #undef DW_TARGET
 #undef DW_NCHW_V
@@ -132,8 +174,9 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm256_setzero_ps()
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_ss(p)
+#define V_TRANSPOSE(a) dw_tr8_ps(a)
 #include "depthwise_impl.h"
-#include "gconv_nhwc_impl.h"
+#include "gconv_impl.h"
 #undef VL
 #undef T
 #undef VEC
@@ -146,6 +189,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_ZERO
 #undef V_FMA
 #undef V_BCAST
+#undef V_TRANSPOSE
 
 #define VL 4
 #define T double
@@ -160,8 +204,9 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm256_setzero_pd()
 #define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_sd(p)
+#define V_TRANSPOSE(a) dw_tr4_pd(a)
 #include "depthwise_impl.h"
-#include "gconv_nhwc_impl.h"
+#include "gconv_impl.h"
 #undef VL
 #undef T
 #undef VEC
@@ -174,6 +219,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_ZERO
 #undef V_FMA
 #undef V_BCAST
+#undef V_TRANSPOSE
 #undef DW_TARGET
 #undef DW_NCHW_V
 #undef GC_ROWS
@@ -254,7 +300,8 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm256_setzero_ps()
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_ss(p)
-#include "gconv_nhwc_impl.h"
+#define V_TRANSPOSE(a) dw_tr8_ps(a)
+#include "gconv_impl.h"
 #undef VL
 #undef T
 #undef VEC
@@ -267,6 +314,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_ZERO
 #undef V_FMA
 #undef V_BCAST
+#undef V_TRANSPOSE
 
 #define VL 4
 #define T double
@@ -280,7 +328,8 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm256_setzero_pd()
 #define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_sd(p)
-#include "gconv_nhwc_impl.h"
+#define V_TRANSPOSE(a) dw_tr4_pd(a)
+#include "gconv_impl.h"
 #undef VL
 #undef T
 #undef VEC
@@ -293,6 +342,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_ZERO
 #undef V_FMA
 #undef V_BCAST
+#undef V_TRANSPOSE
 #undef DW_TARGET
 #undef GN_R1
 #undef GN_R2
@@ -396,28 +446,28 @@ void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
 GC_DISPATCH(f32, float)
 GC_DISPATCH(f64, double)
 
-/* The grouped channels-last kernel's dispatch, once per dtype. */
+/* The grouped kernel's dispatch, once per dtype. */
 #if CCONV_DW_X86
 #define GN_X86_CASES(DT)                                                                   \
     case CCONV_ISA_AVX512:                                                                 \
-        gconv_nhwc_##DT##_avx512(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch); \
+        gconv_##DT##_avx512(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, cf); \
         return;                                                                            \
     case CCONV_ISA_AVX2:                                                                   \
-        gconv_nhwc_##DT##_avx2(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch); \
+        gconv_##DT##_avx2(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, cf);  \
         return;
 #else
 #define GN_X86_CASES(DT)
 #endif
 #define GN_DISPATCH(DT, T)                                                                 \
-    void cconv_gconv_nhwc_##DT(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0,       \
-                               cc_idx g1, const T *x, const T *w, const T *bias, T *out,   \
-                               cc_idx od, cc_idx oh0, cc_idx oh1, T *scratch)              \
+    void cconv_gconv_##DT(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1, \
+                          const T *x, const T *w, const T *bias, T *out, cc_idx od,        \
+                          cc_idx oh0, cc_idx oh1, T *scratch, int cf)                      \
     {                                                                                      \
         switch (cconv_isa_active()) {                                                      \
         GN_X86_CASES(DT)                                                                   \
         default:                                                                           \
-            gconv_nhwc_##DT##_generic(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1,    \
-                                      scratch);                                            \
+            gconv_##DT##_generic(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, \
+                                 cf);                                                      \
         }                                                                                  \
     }
 GN_DISPATCH(f32, float)

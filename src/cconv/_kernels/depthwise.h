@@ -71,18 +71,22 @@ void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const doubl
                           const double *w, const double *bias, double *out, cc_idx od,
                           cc_idx oh0, cc_idx oh1, double *scratch);
 
-/* Grouped channels-last (NHWC), Cg input / Og output channels per group: one image,
- * groups [g0, g1), output depth od, rows [oh0, oh1), all their output channels.
- *   x: image base (D, H, W, C), g->C = C; w: (KD, KH, KW, Cg, O) with O = C/Cg*Og;
- *   bias: (O,) or NULL; out: image base (OD, OH, OW, O);
- *   scratch: (g1 - g0) * Cg * cconv_gn_nhwc_scratch(g, oh1 - oh0) elements.
- * Same arithmetic as cconv_gconv_nchw: the two layouts give bitwise equal outputs. */
-cc_idx cconv_gn_nhwc_scratch(const cc_dw_geom *g, cc_idx rows);
-void cconv_gconv_nhwc_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
-                          const float *x, const float *w, const float *bias, float *out,
-                          cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch);
-void cconv_gconv_nhwc_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
-                          const double *x, const double *w, const double *bias, double *out,
-                          cc_idx od, cc_idx oh0, cc_idx oh1, double *scratch);
+/* Grouped, both layouts (gconv_impl.h), Cg input / Og output channels per group: one
+ * image, groups [g0, g1), output depth od, rows [oh0, oh1), all their output channels.
+ *   cf == 0 (channels-last): x image base (D, H, W, C), g->C = C; w (KD, KH, KW, Cg, O)
+ *     with O = C/Cg*Og; out image base (OD, OH, OW, O).
+ *   cf == 1 (channels-first): x image base (C, D, H, W); w (O, Cg, KD, KH, KW); out
+ *     image base (O, OD, OH, OW).
+ *   bias: (O,) or NULL; scratch: cconv_gconv_scratch(g, Cg, Og, g1 - g0, oh1 - oh0, cf)
+ *   elements. Each output: +0, then fma over (c, kd, kh, kw) in increasing order, then
+ *   + bias; taps in the zero padding read +0. Both layouts give the same bits. */
+cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngroups,
+                           cc_idx rows, int cf);
+void cconv_gconv_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                     const float *x, const float *w, const float *bias, float *out,
+                     cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch, int cf);
+void cconv_gconv_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
+                     const double *x, const double *w, const double *bias, double *out,
+                     cc_idx od, cc_idx oh0, cc_idx oh1, double *scratch, int cf);
 
 #endif

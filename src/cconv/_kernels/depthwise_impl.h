@@ -328,7 +328,9 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
  * input vector is loaded once for the MO channels and each weight broadcast once for
  * the R rows, so a group of 8 x 8 channels is one pass over its rows instead of a
  * GEMM with K = 72. Each output sums c, kd, kh, kw in increasing order (the im2col K
- * order) from +0, then adds the bias (+0 without one).
+ * order) from +0, then adds the bias (+0 without one). Used for fewer than 8 output
+ * channels per group (_plan.grouped_width_lanes); gconv_impl.h does the rest, with the
+ * same bits.
  * -------------------------------------------------------------------------------- */
 #define GC_MO 4
 
