@@ -62,6 +62,76 @@ DW_INLINE void FN(nchw_tile)(const T *restrict s, cc_idx rstride, cc_idx khstrid
         }
 }
 
+/* The same tile for row stride 1 and row dilation 1 (output row r, tap kh reads scratch
+ * row r + kh): walks the R + KH - 1 input rows once, each input vector loaded once for
+ * every output row that reads it (half the loads of nchw_tile for 3x3 at R = 4, where
+ * the loads, not the FMAs, bound it). Each output still sums its taps in (kd, kh, kw)
+ * order from the bias: the same bits as nchw_tile. */
+DW_INLINE void FN(nchw_tile_s1)(const T *restrict s, cc_idx rowlen, cc_idx kdstride,
+                                const cc_idx *restrict kwoff, const T *restrict wt,
+                                cc_idx KD, cc_idx KH, cc_idx KW, T b, T *restrict o,
+                                cc_idx ldo, int nlast, const int R, const int V)
+{
+    VEC acc[4][DW_NCHW_V];
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < V; v++)
+            acc[r][v] = V_SET1(b);
+    for (cc_idx kd = 0; kd < KD; kd++) {
+        const T *wd = wt + kd * KH * KW;
+        for (cc_idx i = 0; i < R + KH - 1; i++) {
+            const T *ip = s + kd * kdstride + i * rowlen;
+            for (cc_idx kw = 0; kw < KW; kw++) {
+                VEC xv[DW_NCHW_V];
+                _Pragma("GCC unroll 4")
+                for (int v = 0; v < V; v++)
+                    xv[v] = V_LOAD(ip + kwoff[kw] + v * VL);
+                _Pragma("GCC unroll 4")
+                for (int r = 0; r < R; r++) {
+                    const cc_idx kh = i - r;
+                    if (kh < 0 || kh >= KH)
+                        continue;
+                    const VEC wv = V_SET1(wd[kh * KW + kw]);
+                    _Pragma("GCC unroll 4")
+                    for (int v = 0; v < V; v++)
+                        acc[r][v] = V_FMA(xv[v], wv, acc[r][v]);
+                }
+            }
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < V; v++) {
+            T *q = o + r * ldo + v * VL;
+            if (v == V - 1 && nlast < VL)
+                V_STOREM(q, acc[r][v], nlast);
+            else
+                V_STORE(q, acc[r][v]);
+        }
+}
+
+/* dst[0:n] = src[0:n] / = +0, vector by vector (a masked last one): a scratch row
+ * holds only a few vectors, where calls to memcpy / memset cost more than the copy. */
+DW_INLINE void FN(row_copy)(T *restrict dst, const T *restrict src, cc_idx n)
+{
+    cc_idx t = 0;
+    for (; t + VL <= n; t += VL)
+        V_STORE(dst + t, V_LOAD(src + t));
+    if (t < n)
+        V_STOREM(dst + t, V_LOADM(src + t, (int)(n - t)), (int)(n - t));
+}
+
+DW_INLINE void FN(row_zero)(T *restrict dst, cc_idx n)
+{
+    cc_idx t = 0;
+    for (; t + VL <= n; t += VL)
+        V_STORE(dst + t, V_ZERO());
+    if (t < n)
+        V_STOREM(dst + t, V_ZERO(), (int)(n - t));
+}
+
 /* Copy input rows into the phase-split zero-padded scratch (layout above). */
 DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx od, cc_idx oh0,
                              cc_idx nrows, cc_idx PL, T *scratch)
@@ -73,8 +143,7 @@ DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx od, cc_idx 
             const cc_idx ih = oh0 * g->sh - g->ph + ri;
             T *row = scratch + (kd * nrows + ri) * rowlen;
             if (id < 0 || id >= g->D || ih < 0 || ih >= g->H) {
-                for (cc_idx t = 0; t < rowlen; t++)
-                    row[t] = (T)0;
+                FN(row_zero)(row, rowlen);
                 continue;
             }
             const T *src = x + (id * g->H + ih) * W;
@@ -85,12 +154,10 @@ DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx od, cc_idx 
                 cc_idx hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
                 lo = CC_DW_MIN(lo, PL);
                 hi = CC_DW_MIN(CC_DW_MAX(hi, lo), PL);
-                for (cc_idx t = 0; t < lo; t++)
-                    dst[t] = (T)0;
+                /* vector copies: GCC left these loops scalar */
+                FN(row_zero)(dst, lo);
                 if (sw == 1) {
-                    const T *restrict sp = src - pw;
-                    for (cc_idx t = lo; t < hi; t++)
-                        dst[t] = sp[t];
+                    FN(row_copy)(dst + lo, src - pw + lo, hi - lo);
                 } else if (sw == 2) {
                     const T *restrict sp = src + q - pw;
                     for (cc_idx t = lo; t < hi; t++)
@@ -100,8 +167,7 @@ DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx od, cc_idx 
                     for (cc_idx t = lo; t < hi; t++)
                         dst[t] = sp[sw * t];
                 }
-                for (cc_idx t = hi; t < PL; t++)
-                    dst[t] = (T)0;
+                FN(row_zero)(dst + hi, PL - hi);
             }
         }
     }
@@ -120,6 +186,7 @@ DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, c
         kwoff[kw] = ((kw * g->dw) % sw) * PL + (kw * g->dw) / sw;
 
     FN(nchw_fill)(g, x, od, oh0, nrows, PL, scratch);
+    const int s1 = g->sh == 1 && g->dh == 1; /* the row-reusing tile */
 
     for (cc_idx m = 0; m < g->M; m++) {
         const T *wm = w + m * KT;
@@ -135,8 +202,12 @@ DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, c
                 const int nlast = (int)(left - (cc_idx)(nv - 1) * VL < VL
                                         ? left - (cc_idx)(nv - 1) * VL : VL);
 #define DW_T(RR, VV)                                                                       \
-    FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH, g->KW, bm, \
-                  o + ow0, OW, nlast, RR, VV)
+    if (s1)                                                                           \
+        FN(nchw_tile_s1)(s + ow0, rowlen, kdstride, kwoff, wm, g->KD, g->KH, g->KW, bm,    \
+                         o + ow0, OW, nlast, RR, VV);                                      \
+    else                                                                                   \
+        FN(nchw_tile)(s + ow0, rstride, khstride, kdstride, kwoff, wm, g->KD, g->KH,       \
+                      g->KW, bm, o + ow0, OW, nlast, RR, VV)
                 if (R == 4) {
                     switch (nv) {
                     case 1: DW_T(4, 1); break;
