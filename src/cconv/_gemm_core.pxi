@@ -20,6 +20,10 @@ cdef extern from "gemm.h" nogil:
     void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap)
     void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp)
     void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp)
+    void cconv_pack_b_rows_to_panels_f32(cc_idx k0, cc_idx k1, cc_idx n, const float *b,
+                                         cc_idx rs, float *bp, cc_idx K)
+    void cconv_pack_b_rows_to_panels_f64(cc_idx k0, cc_idx k1, cc_idx n, const double *b,
+                                         cc_idx rs, double *bp, cc_idx K)
     void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
                               const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
     void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
@@ -44,6 +48,14 @@ cdef inline void pack_b(cc_idx k, cc_idx n, const floating *b, cc_idx rs, cc_idx
         cconv_pack_b_f32(k, n, b, rs, cs, bp)
     else:
         cconv_pack_b_f64(k, n, b, rs, cs, bp)
+
+
+cdef inline void pack_b_rows_to_panels(cc_idx k0, cc_idx k1, cc_idx n, const floating *b,
+                                       cc_idx rs, floating *bp, cc_idx K) noexcept nogil:
+    if floating is float:
+        cconv_pack_b_rows_to_panels_f32(k0, k1, n, b, rs, bp, K)
+    else:
+        cconv_pack_b_rows_to_panels_f64(k0, k1, n, b, rs, bp, K)
 
 
 cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, cc_idx ps_a,

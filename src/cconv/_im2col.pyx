@@ -138,14 +138,17 @@ cdef floating *_pack_weights_nchw(const floating *w, Py_ssize_t G, Py_ssize_t Og
 cdef floating *_pack_weights_nhwc(const floating *w, Py_ssize_t G, Py_ssize_t Og,
                                   Py_ssize_t K, int NR, int nthreads) noexcept nogil:
     """W_g (K x Og, row stride O) of every group into NR-column panels holding all of K."""
-    cdef Py_ssize_t npn = (Og + NR - 1) // NR, t, g, qi
+    cdef Py_ssize_t npn = (Og + NR - 1) // NR, t, g, k0
     cdef floating *wp = <floating *> cc_scratch_acquire(1, G * npn * NR * K * sizeof(floating))
     if wp == NULL:
         return NULL
-    for t in prange(G * npn, schedule="static", num_threads=nthreads):
-        g = t // npn
-        qi = t % npn
-        pack_b(K, min(NR, Og - qi * NR), w + g * Og + qi * NR, G * Og, 1, wp + t * NR * K)
+    # row blocks, each read sequentially across all groups and panels
+    cdef Py_ssize_t kb = 64, nkb = (K + kb - 1) // kb
+    for t in prange(nkb, schedule="static", num_threads=nthreads):
+        k0 = t * kb
+        for g in range(G):
+            pack_b_rows_to_panels(k0, min(K, k0 + kb), Og, w + g * Og, G * Og,
+                                  wp + g * npn * NR * K, K)
     return wp
 
 

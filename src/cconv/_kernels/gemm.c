@@ -267,6 +267,44 @@ void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs,
     pack_b_panels_f64(cconv_nr_f64(), k, n, b, rs, cs, bp);
 }
 
+/* Rows [k0, k1) of a K x n matrix B with unit column stride (element (kk, j) at
+ * b[kk*rs + j]) into the NR panels of its whole-K packing (panel q at bp + q*NR*K,
+ * element (kk, j) at panel + kk*NR + j%NR, zero beyond n). Row-major order: B is read
+ * sequentially (a 9 MB channels-last weight packed panel by panel read 2 KB strides and
+ * ran 2-4x slower, depending on whether its pages were huge); the row copies have
+ * constant sizes so they inline. */
+#define DEFINE_PACK_B_ROWS(NAME, T, NR_FN)                                                 \
+    void NAME(cc_idx k0, cc_idx k1, cc_idx n, const T *b, cc_idx rs, T *bp, cc_idx K)      \
+    {                                                                                      \
+        const cc_idx nr = NR_FN(), n_full = n / nr * nr;                                   \
+        for (cc_idx kk = k0; kk < k1; kk++) {                                              \
+            const T *src = b + kk * rs;                                                    \
+            T *d = bp + kk * nr;                                                           \
+            cc_idx j0 = 0;                                                                 \
+            if (nr * sizeof(T) == 128)                                                     \
+                for (; j0 < n_full; j0 += nr)                                              \
+                    memcpy(d + j0 * K, src + j0, 128);                                     \
+            else if (nr * sizeof(T) == 64)                                                 \
+                for (; j0 < n_full; j0 += nr)                                              \
+                    memcpy(d + j0 * K, src + j0, 64);                                      \
+            else if (nr * sizeof(T) == 32)                                                 \
+                for (; j0 < n_full; j0 += nr)                                              \
+                    memcpy(d + j0 * K, src + j0, 32);                                      \
+            for (; j0 < n_full; j0 += nr)                                                  \
+                memcpy(d + j0 * K, src + j0, (size_t)nr * sizeof(T));                     \
+            if (n_full < n) {                                                              \
+                T *e = d + n_full * K;                                                     \
+                cc_idx j = 0;                                                              \
+                for (; j < n - n_full; j++)                                                \
+                    e[j] = src[n_full + j];                                                \
+                for (; j < nr; j++)                                                        \
+                    e[j] = (T)0;                                                           \
+            }                                                                              \
+        }                                                                                  \
+    }
+DEFINE_PACK_B_ROWS(cconv_pack_b_rows_to_panels_f32, float, cconv_nr_f32)
+DEFINE_PACK_B_ROWS(cconv_pack_b_rows_to_panels_f64, double, cconv_nr_f64)
+
 /* ------------------------------------------------------------------------------------
  * Micro-kernels.
  *

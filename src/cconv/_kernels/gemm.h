@@ -47,6 +47,13 @@ void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
 /* Pack a k x n block of B (element (kk,j) at b[kk*rs + j*cs]) into NR panels. */
 void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp);
 void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp);
+/* Rows [k0, k1) of a K x n B (element (kk, j) at b[kk*rs + j]) into the NR panels of
+ * its whole-K packing (what cconv_pack_b_* with k = K writes for those rows), so
+ * threads can pack disjoint row ranges of one matrix, reading it sequentially. */
+void cconv_pack_b_rows_to_panels_f32(cc_idx k0, cc_idx k1, cc_idx n, const float *b,
+                                     cc_idx rs, float *bp, cc_idx K);
+void cconv_pack_b_rows_to_panels_f64(cc_idx k0, cc_idx k1, cc_idx n, const double *b,
+                                     cc_idx rs, double *bp, cc_idx K);
 
 /* Macro-kernel over packed panels:
  *   C[0:m, 0:n] = (accumulate ? C : 0) + A[0:m, 0:kc] * B[0:kc, 0:n]
