@@ -59,41 +59,7 @@ cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngr
 }
 
 #if CCONV_DW_X86
-/* In-register transposes for the grouped kernel (V_TRANSPOSE): a[i] lane j <-> a[j]
- * lane i. */
-static inline __attribute__((always_inline, target("avx2,fma"))) void dw_tr8_ps(__m256 *a)
-{
-    const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]), t1 = _mm256_unpackhi_ps(a[0], a[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]), t3 = _mm256_unpackhi_ps(a[2], a[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(a[4], a[5]), t5 = _mm256_unpackhi_ps(a[4], a[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(a[6], a[7]), t7 = _mm256_unpackhi_ps(a[6], a[7]);
-    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    a[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    a[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    a[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    a[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    a[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    a[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    a[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    a[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
-
-static inline __attribute__((always_inline, target("avx2,fma"))) void dw_tr4_pd(__m256d *a)
-{
-    const __m256d t0 = _mm256_unpacklo_pd(a[0], a[1]), t1 = _mm256_unpackhi_pd(a[0], a[1]);
-    const __m256d t2 = _mm256_unpacklo_pd(a[2], a[3]), t3 = _mm256_unpackhi_pd(a[2], a[3]);
-    a[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
-    a[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
-    a[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
-    a[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
-}
+#include "simd_transpose.h"
 #endif
 
 /* ---------------------------------------------------------------- portable C */
@@ -174,7 +140,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm256_setzero_ps()
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_ss(p)
-#define V_TRANSPOSE(a) dw_tr8_ps(a)
+#define V_TRANSPOSE(a) cc_tr8_ps(a)
 #include "depthwise_impl.h"
 #include "gconv_impl.h"
 #undef VL
@@ -204,7 +170,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm256_setzero_pd()
 #define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_sd(p)
-#define V_TRANSPOSE(a) dw_tr4_pd(a)
+#define V_TRANSPOSE(a) cc_tr4_pd(a)
 #include "depthwise_impl.h"
 #include "gconv_impl.h"
 #undef VL
@@ -300,7 +266,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm256_setzero_ps()
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_ss(p)
-#define V_TRANSPOSE(a) dw_tr8_ps(a)
+#define V_TRANSPOSE(a) cc_tr8_ps(a)
 #include "gconv_impl.h"
 #undef VL
 #undef T
@@ -328,7 +294,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm256_setzero_pd()
 #define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_sd(p)
-#define V_TRANSPOSE(a) dw_tr4_pd(a)
+#define V_TRANSPOSE(a) cc_tr4_pd(a)
 #include "gconv_impl.h"
 #undef VL
 #undef T

@@ -238,11 +238,117 @@ int cconv_nr_f64(void) { return BLK_F64[cconv_isa_active()].nr; }
     }
 
 DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel4_f32, float, 4)
-DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel6_f32, float, 6)
-DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel12_f32, float, 12)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel6_scalar_f32, float, 6)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel12_scalar_f32, float, 12)
 DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel4_f64, double, 4)
-DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel6_f64, double, 6)
-DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel12_f64, double, 12)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel6_scalar_f64, double, 6)
+DEFINE_PACK_A_ROWMAJOR_PANEL(pack_a_rowmajor_panel12_scalar_f64, double, 12)
+
+#if CCONV_X86
+#include "simd_transpose.h"
+
+/* The row-major panels of the AVX2 / AVX-512 tiles (MR = 6 / 12) by register
+ * transposes: blocks of 8 (float) / 4 (double) k of every row, the last row block
+ * zero-filled in registers and stored narrower. One-shot channels-first weights are
+ * packed this way on every call (scalar: 0.65 ms for 512 x 4608 floats on 2 threads). */
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+pack_a_rowmajor_simd_f32(const int MR, cc_idx k, const float *restrict a, cc_idx rs,
+                         float *restrict dst)
+{
+    cc_idx kk = 0;
+    for (; kk + 8 <= k; kk += 8)
+        for (int i0 = 0; i0 < MR; i0 += 8) {
+            const int nb = MR - i0 < 8 ? MR - i0 : 8;
+            __m256 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = i < nb ? _mm256_loadu_ps(a + (i0 + i) * rs + kk) : _mm256_setzero_ps();
+            cc_tr8_ps(r);
+            for (int j = 0; j < 8; j++) {
+                float *d = dst + (kk + j) * MR + i0;
+                if (nb == 8) {
+                    _mm256_storeu_ps(d, r[j]);
+                } else {
+                    _mm_storeu_ps(d, _mm256_castps256_ps128(r[j]));
+                    if (nb == 6)
+                        _mm_storel_pi((__m64 *)(d + 4), _mm256_extractf128_ps(r[j], 1));
+                }
+            }
+        }
+    for (; kk < k; kk++)
+        for (int i = 0; i < MR; i++)
+            dst[kk * MR + i] = a[i * rs + kk];
+}
+
+static inline __attribute__((always_inline, target("avx2,fma"))) void
+pack_a_rowmajor_simd_f64(const int MR, cc_idx k, const double *restrict a, cc_idx rs,
+                         double *restrict dst)
+{
+    cc_idx kk = 0;
+    for (; kk + 4 <= k; kk += 4)
+        for (int i0 = 0; i0 < MR; i0 += 4) {
+            const int nb = MR - i0 < 4 ? MR - i0 : 4;
+            __m256d r[4];
+            for (int i = 0; i < 4; i++)
+                r[i] = i < nb ? _mm256_loadu_pd(a + (i0 + i) * rs + kk) : _mm256_setzero_pd();
+            cc_tr4_pd(r);
+            for (int j = 0; j < 4; j++) {
+                double *d = dst + (kk + j) * MR + i0;
+                if (nb == 4)
+                    _mm256_storeu_pd(d, r[j]);
+                else
+                    _mm_storeu_pd(d, _mm256_castpd256_pd128(r[j]));
+            }
+        }
+    for (; kk < k; kk++)
+        for (int i = 0; i < MR; i++)
+            dst[kk * MR + i] = a[i * rs + kk];
+}
+
+__attribute__((target("avx2,fma"))) static void
+pack_a_rowmajor_panel6_avx2_f32(cc_idx k, const float *a, cc_idx rs, float *dst)
+{
+    pack_a_rowmajor_simd_f32(6, k, a, rs, dst);
+}
+__attribute__((target("avx2,fma"))) static void
+pack_a_rowmajor_panel12_avx2_f32(cc_idx k, const float *a, cc_idx rs, float *dst)
+{
+    pack_a_rowmajor_simd_f32(12, k, a, rs, dst);
+}
+__attribute__((target("avx2,fma"))) static void
+pack_a_rowmajor_panel6_avx2_f64(cc_idx k, const double *a, cc_idx rs, double *dst)
+{
+    pack_a_rowmajor_simd_f64(6, k, a, rs, dst);
+}
+__attribute__((target("avx2,fma"))) static void
+pack_a_rowmajor_panel12_avx2_f64(cc_idx k, const double *a, cc_idx rs, double *dst)
+{
+    pack_a_rowmajor_simd_f64(12, k, a, rs, dst);
+}
+#define PACK_A_SIMD(name, T)                                                               \
+    if (cconv_isa_active() != CCONV_ISA_GENERIC) {                                         \
+        name(k, a, rs, dst);                                                               \
+        return;                                                                            \
+    }
+#else
+#define PACK_A_SIMD(name, T)
+#endif
+
+/* MR = 6 / 12 panels exist only on the SIMD paths, but keep the scalar fallback. */
+#define DEFINE_PACK_A_PANEL_DISPATCH(NAME, T, SIMD, SCALAR)                                \
+    static void NAME(cc_idx k, const T *a, cc_idx rs, T *dst)                              \
+    {                                                                                      \
+        PACK_A_SIMD(SIMD, T)                                                               \
+        SCALAR(k, a, rs, dst);                                                             \
+    }
+DEFINE_PACK_A_PANEL_DISPATCH(pack_a_rowmajor_panel6_f32, float, pack_a_rowmajor_panel6_avx2_f32,
+                             pack_a_rowmajor_panel6_scalar_f32)
+DEFINE_PACK_A_PANEL_DISPATCH(pack_a_rowmajor_panel12_f32, float,
+                             pack_a_rowmajor_panel12_avx2_f32, pack_a_rowmajor_panel12_scalar_f32)
+DEFINE_PACK_A_PANEL_DISPATCH(pack_a_rowmajor_panel6_f64, double, pack_a_rowmajor_panel6_avx2_f64,
+                             pack_a_rowmajor_panel6_scalar_f64)
+DEFINE_PACK_A_PANEL_DISPATCH(pack_a_rowmajor_panel12_f64, double,
+                             pack_a_rowmajor_panel12_avx2_f64, pack_a_rowmajor_panel12_scalar_f64)
+
 DEFINE_PACK_A(pack_a_panels_f32, float, pack_a_rowmajor_panel4_f32,
               pack_a_rowmajor_panel6_f32, pack_a_rowmajor_panel12_f32)
 DEFINE_PACK_A(pack_a_panels_f64, double, pack_a_rowmajor_panel4_f64,

@@ -1,0 +1,40 @@
+/* In-register transposes (x86, AVX2 or later): a[i] lane j <-> a[j] lane i. Shared by
+ * the weight pack (gemm.c) and the grouped kernel (depthwise.c). */
+#ifndef CCONV_SIMD_TRANSPOSE_H
+#define CCONV_SIMD_TRANSPOSE_H
+#include <immintrin.h>
+
+static inline __attribute__((always_inline, target("avx2,fma"))) void cc_tr8_ps(__m256 *a)
+{
+    const __m256 t0 = _mm256_unpacklo_ps(a[0], a[1]), t1 = _mm256_unpackhi_ps(a[0], a[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(a[2], a[3]), t3 = _mm256_unpackhi_ps(a[2], a[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(a[4], a[5]), t5 = _mm256_unpackhi_ps(a[4], a[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(a[6], a[7]), t7 = _mm256_unpackhi_ps(a[6], a[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    a[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    a[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    a[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    a[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    a[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    a[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    a[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    a[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+static inline __attribute__((always_inline, target("avx2,fma"))) void cc_tr4_pd(__m256d *a)
+{
+    const __m256d t0 = _mm256_unpacklo_pd(a[0], a[1]), t1 = _mm256_unpackhi_pd(a[0], a[1]);
+    const __m256d t2 = _mm256_unpacklo_pd(a[2], a[3]), t3 = _mm256_unpackhi_pd(a[2], a[3]);
+    a[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    a[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    a[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    a[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+#endif
