@@ -12,6 +12,10 @@ reads input channel c), which turns the problem into M == 1.
 Every output element is one running FMA sum over the taps in (kd, kh, kw) order,
 started from the bias (or +0), on every ISA path and for every thread count: results
 are bitwise reproducible.
+
+Grouped problems (1 < groups < C) have their drivers here too: forward_grouped (both
+layouts, _kernels/gconv_impl.h) and forward_grouped_nchw (channels-first groups of
+fewer than 8 output channels); each output sums (c, kd, kh, kw) from +0, then + bias.
 """
 cimport cython
 from cython cimport floating

@@ -206,7 +206,8 @@ def nchw_via_nhwc(spec):
 
 def grouped_direct(spec):
     """The direct algorithm on a grouped (not depthwise) problem runs the grouped
-    kernels (depthwise.h: cconv_gconv_nchw, channels-last cconv_gconv_nhwc)."""
+    kernels (depthwise.h: cconv_gconv, and cconv_gconv_nchw for channels-first groups of
+    fewer than 8 output channels, see grouped_width_lanes)."""
     return spec.groups > 1 and not is_depthwise(spec)
 
 
@@ -228,7 +229,7 @@ def grouped_width_lanes(spec):
 # 7x7 0.161 vs 0.230, batch 8 of 256 g32 at 14x14 0.845 vs 1.125, 64 g8 at 56x56 0.292
 # vs 0.445, batch 16 of 64 -> 128 g4 (16 per group) at 16x16 1.167 vs 1.348.
 GROUPED_DIRECT_MAX_CG = 16
-# Channels-last (cconv_gconv_nhwc: output channels as lanes, weights read in place),
+# Channels-last (cconv_gconv: output channels as lanes, weights read in place),
 # same setting, direct vs im2col (ms): 256 ch g16 at 14x14 0.118 vs 0.379, g8 (32 per
 # group) 0.188 vs 0.306, 128 g4 at 28x28 0.400 vs 0.482, 512 g16 at 7x7 0.118 vs 0.164,
 # batch 8 of 256 g8 at 14x14 1.43 vs 1.89, 64 g2 at 56x56 0.66 vs 1.24; with 64 per
