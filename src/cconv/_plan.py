@@ -1,5 +1,7 @@
 """Algorithm choice: "auto" is resolved here and only here."""
 import enum
+import functools
+import math
 
 import numpy as np
 
@@ -129,8 +131,8 @@ def winograd_cost(spec, m, cached=False):
     if not cached:
         cost += weights * (WINO_WEIGHT_COST[spec.channels_last] + stream)
     if not spec.channels_last:
-        cost += spec.N * (spec.C * int(np.prod(spec.in_size))
-                          + spec.O * int(np.prod(spec.out_size))) * WINO_TRANSPOSE_COST
+        cost += spec.N * (spec.C * math.prod(spec.in_size)
+                          + spec.O * math.prod(spec.out_size)) * WINO_TRANSPOSE_COST
     return cost
 
 
@@ -200,7 +202,7 @@ def nchw_via_nhwc(spec):
     least 16 channels per group (the channels-last kernel that reads rows in place)."""
     if spec.channels_last or spec.Cg < 16:
         return False
-    P = int(np.prod(spec.out_size))
+    P = math.prod(spec.out_size)
     return P <= NCHW_VIA_NHWC_MAX_PIXELS and spec.N * P >= NCHW_VIA_NHWC_MIN_ROWS
 
 
@@ -291,7 +293,12 @@ def is_depthwise(spec):
     return spec.C >= 1 and spec.groups == spec.C
 
 
+@functools.lru_cache(maxsize=1024)
 def _auto_forward(spec):
+    # cached per spec (frozen, hashable): the cost models below took ~10 us a call, as
+    # much as a small layer's kernel; the ISA path they read is fixed at import. Code
+    # that changes this module's constants at run time must call
+    # _auto_forward.cache_clear().
     # Depthwise problems (one input channel per group) do almost no work per GEMM:
     # the dedicated direct kernels, vectorised along W / C, beat a GEMM per group.
     if is_depthwise(spec) and spec.groups > 1:
@@ -358,7 +365,7 @@ def choose_grad_weight(spec, algorithm):
     d = spec.as3d(spec.dilation, 1)
     s = spec.as3d(spec.stride, 1)
     od, oh, ow = spec.as3d(spec.out_size, 1)
-    taps = int(np.prod(k))
+    taps = math.prod(k)
     K = spec.Cg * taps
     if K < _GWDOT_ALWAYS_K and ow * oh * od >= 8:
         return Algorithm.DIRECT
@@ -375,13 +382,13 @@ def choose_grad_weight(spec, algorithm):
 def explain(spec, algorithm="auto"):
     """A short description of what would run: algorithm, MACs, workspace bound."""
     algo = choose_forward(spec, algorithm)
-    k = int(np.prod(spec.kernel))
+    k = math.prod(spec.kernel)
     return {
         "algorithm": algo.value,
         "macs": spec.macs,
         "gemm_shape_per_group": (
-            (int(np.prod(spec.out_size)), spec.Og, spec.Cg * k) if spec.channels_last
-            else (spec.Og, int(np.prod(spec.out_size)), spec.Cg * k)
+            (math.prod(spec.out_size), spec.Og, spec.Cg * k) if spec.channels_last
+            else (spec.Og, math.prod(spec.out_size), spec.Cg * k)
         ),
         "groups": spec.groups,
     }

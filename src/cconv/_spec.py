@@ -3,6 +3,7 @@
 All validation lives here. Errors name the function, the argument, the values and
 the arithmetic that failed; they are raised before any work starts.
 """
+import math
 import operator
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -62,7 +63,7 @@ class ConvSpec:
     @property
     def macs(self):
         """Multiply-accumulates of the forward convolution."""
-        return self.N * self.O * self.Cg * int(np.prod(self.kernel)) * int(np.prod(self.out_size))
+        return self.N * self.O * self.Cg * math.prod(self.kernel) * math.prod(self.out_size)
 
     def as3d(self, values, fill):
         """Left-pad a per-dim tuple to 3 spatial dims (D, H, W)."""
