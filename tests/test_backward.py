@@ -469,9 +469,31 @@ def test_grad_input_flipped_forward_matches_col2im(layout, nd, N, C, O, G, sp, k
 ])
 def test_grad_input_subpixel_matches_col2im(layout, nd, N, C, O, G, sp, k, stride, pad,
                                             mode, monkeypatch):
-    monkeypatch.setattr(cconv.backward, "_forward_form_pays", lambda spec: True)
+    from cconv import backward as bw
+    monkeypatch.setattr(bw, "_forward_form_pays", lambda spec: True)
+    # every possible split, also the uneven channels-first ones "auto" leaves to col2im
+    monkeypatch.setattr(bw, "_subpixel_ok", bw._subpixel_possible)
+    calls = []
+    real = bw._subpixel_grad_input
+    monkeypatch.setattr(bw, "_subpixel_grad_input",
+                        lambda *a, **kw: (calls.append(1), real(*a, **kw))[1])
     _auto_grad_input_matches_col2im(9, layout, nd, N, C, O, G, sp, k, (stride, pad, 1, G),
                                     mode)
+    assert calls or G == C  # depthwise problems take the depthwise kernels instead
+
+
+def test_grad_input_subpixel_choice():
+    """"auto" splits channels-last strided input gradients into phases, channels-first
+    ones only when every kernel size is a multiple of its stride (even phases)."""
+    from cconv import _spec, backward as bw
+    def ok(layout, k, stride):
+        last = layout == "NHWC"
+        x = np.zeros((1, 12, 12, 16) if last else (1, 16, 12, 12))
+        w = np.zeros((k, k, 16, 16) if last else (16, 16, k, k))
+        return bw._subpixel_ok(_spec.forward_spec("conv2d", 2, x, w, None, stride, 1, 1, 1,
+                                                  "zeros", layout, "auto")[0])
+    assert ok("NCHW", 4, 2) and ok("NHWC", 4, 2) and ok("NHWC", 3, 2)
+    assert not ok("NCHW", 3, 2) and not ok("NCHW", 3, 1) and not ok("NHWC", 3, 1)
 
 
 def test_grad_input_forward_form_only_with_enough_channels(monkeypatch):
