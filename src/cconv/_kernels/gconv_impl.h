@@ -79,6 +79,17 @@ GN_INLINE void GN_FN(gconv_fill_last)(const cc_dw_geom *g, const T *x, cc_idx c0
                         for (int j = 0; j < VL; j++)
                             V_STORE(dq + (c + j) * cstride + t, a[j]);
                     }
+                    if (t < hi && hi - lo >= VL) {
+                        /* the last VL pixels again, overlapping: the same values */
+                        t = hi - VL;
+                        VEC a[VL];
+                        for (int i = 0; i < VL; i++)
+                            a[i] = V_LOAD(sq + (t + i) * step + c);
+                        V_TRANSPOSE(a);
+                        for (int j = 0; j < VL; j++)
+                            V_STORE(dq + (c + j) * cstride + t, a[j]);
+                        t = hi;
+                    }
                     for (; t < hi; t++)
                         for (int j = 0; j < VL; j++)
                             dq[(c + j) * cstride + t] = sq[t * step + c + j];
