@@ -31,6 +31,19 @@
 #define GN_FN(name) GN_CAT(name, SFX)
 #define GN_INLINE static inline __attribute__((always_inline)) DW_TARGET
 
+/* VL pixels (src, `step` apart) x VL channels (contiguous) -> VL scratch rows (dst,
+ * `cstride` apart) of VL pixels each, by one register transpose. */
+GN_INLINE void GN_FN(gconv_fill_block)(const T *restrict src, cc_idx step, T *restrict dst,
+                                       cc_idx cstride)
+{
+    VEC a[VL];
+    for (int i = 0; i < VL; i++)
+        a[i] = V_LOAD(src + i * step);
+    V_TRANSPOSE(a);
+    for (int j = 0; j < VL; j++)
+        V_STORE(dst + j * cstride, a[j]);
+}
+
 /* Channels-last input rows of channels [c0, c0 + nc) into the scratch (one slab of
  * KD * nrows rows of sw * PL elements per channel). x: image base (D, H, W, C). */
 GN_INLINE void GN_FN(gconv_fill_last)(const cc_dw_geom *g, const T *x, cc_idx c0, cc_idx nc,
@@ -71,23 +84,13 @@ GN_INLINE void GN_FN(gconv_fill_last)(const cc_dw_geom *g, const T *x, cc_idx c0
                 /* VL pixels x VL channels per register transpose */
                 for (; c + VL <= nc; c += VL) {
                     cc_idx t = lo;
-                    for (; t + VL <= hi; t += VL) {
-                        VEC a[VL];
-                        for (int i = 0; i < VL; i++)
-                            a[i] = V_LOAD(sq + (t + i) * step + c);
-                        V_TRANSPOSE(a);
-                        for (int j = 0; j < VL; j++)
-                            V_STORE(dq + (c + j) * cstride + t, a[j]);
-                    }
+                    for (; t + VL <= hi; t += VL)
+                        GN_FN(gconv_fill_block)(sq + t * step + c, step, dq + c * cstride + t,
+                                                cstride);
                     if (t < hi && hi - lo >= VL) {
                         /* the last VL pixels again, overlapping: the same values */
-                        t = hi - VL;
-                        VEC a[VL];
-                        for (int i = 0; i < VL; i++)
-                            a[i] = V_LOAD(sq + (t + i) * step + c);
-                        V_TRANSPOSE(a);
-                        for (int j = 0; j < VL; j++)
-                            V_STORE(dq + (c + j) * cstride + t, a[j]);
+                        GN_FN(gconv_fill_block)(sq + (hi - VL) * step + c, step,
+                                                dq + c * cstride + hi - VL, cstride);
                         t = hi;
                     }
                     for (; t < hi; t++)
