@@ -64,12 +64,13 @@ cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngr
 
 /* ---------------------------------------------------------------- portable C */
 #define DW_TARGET
-#define VL 1
 #define DW_NCHW_V 4
 #define GC_ROWS 4
 #define GN_R1 2
 #define GN_R2 1
 
+/* one lane: the scalar type itself (the double block reuses the memory macros) */
+#define VL 1
 #define T float
 #define VEC float
 #define SFX f32_generic
@@ -97,19 +98,7 @@ cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngr
 #define V_FMA(a, b, c) fma((a), (b), (c))
 #include "depthwise_impl.h"
 #include "gconv_impl.h"
-#undef T
-#undef VEC
-#undef SFX
-#undef V_LOAD
-#undef V_LOADM
-#undef V_STORE
-#undef V_STOREM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_BCAST
-#undef V_TRANSPOSE
-#undef VL
+#include "dw_vec_undef.h"
 #undef DW_TARGET
 #undef DW_NCHW_V
 #undef GC_ROWS
@@ -127,65 +116,19 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define GN_R1 2     /* grouped channels-last: 2 x 7 pixels x 1 vector = 14 accumulators */
 #define GN_R2 1
 
-#define VL 8
-#define T float
-#define VEC __m256
 #define SFX f32_avx2
-#define DW_M32(n) _mm256_loadu_si256((const __m256i *)(dw_mask32 + 8 - (n)))
-#define V_LOAD(p) _mm256_loadu_ps(p)
-#define V_LOADM(p, n) _mm256_maskload_ps((p), DW_M32(n))
-#define V_STORE(p, v) _mm256_storeu_ps((p), (v))
-#define V_STOREM(p, v, n) _mm256_maskstore_ps((p), DW_M32(n), (v))
-#define V_SET1(s) _mm256_set1_ps(s)
-#define V_ZERO() _mm256_setzero_ps()
-#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
-#define V_BCAST(p) _mm256_broadcast_ss(p)
-#define V_TRANSPOSE(a) cc_tr8_ps(a)
+#include "dw_vec_ymm.h"
 #include "depthwise_impl.h"
 #include "gconv_impl.h"
-#undef VL
-#undef T
-#undef VEC
-#undef SFX
-#undef V_LOAD
-#undef V_LOADM
-#undef V_STORE
-#undef V_STOREM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_BCAST
-#undef V_TRANSPOSE
+#include "dw_vec_undef.h"
 
-#define VL 4
-#define T double
-#define VEC __m256d
+#define DW_YMM_F64
 #define SFX f64_avx2
-#define DW_M64(n) _mm256_loadu_si256((const __m256i *)(dw_mask64 + 4 - (n)))
-#define V_LOAD(p) _mm256_loadu_pd(p)
-#define V_LOADM(p, n) _mm256_maskload_pd((p), DW_M64(n))
-#define V_STORE(p, v) _mm256_storeu_pd((p), (v))
-#define V_STOREM(p, v, n) _mm256_maskstore_pd((p), DW_M64(n), (v))
-#define V_SET1(s) _mm256_set1_pd(s)
-#define V_ZERO() _mm256_setzero_pd()
-#define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
-#define V_BCAST(p) _mm256_broadcast_sd(p)
-#define V_TRANSPOSE(a) cc_tr4_pd(a)
+#include "dw_vec_ymm.h"
 #include "depthwise_impl.h"
 #include "gconv_impl.h"
-#undef VL
-#undef T
-#undef VEC
-#undef SFX
-#undef V_LOAD
-#undef V_LOADM
-#undef V_STORE
-#undef V_STOREM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_BCAST
-#undef V_TRANSPOSE
+#include "dw_vec_undef.h"
+#undef DW_YMM_F64
 #undef DW_TARGET
 #undef DW_NCHW_V
 #undef GC_ROWS
@@ -209,17 +152,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm512_setzero_ps()
 #define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #include "depthwise_impl.h"
-#undef VL
-#undef T
-#undef VEC
-#undef SFX
-#undef V_LOAD
-#undef V_LOADM
-#undef V_STORE
-#undef V_STOREM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
+#include "dw_vec_undef.h"
 
 #define VL 8
 #define T double
@@ -233,82 +166,36 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_ZERO() _mm512_setzero_pd()
 #define V_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #include "depthwise_impl.h"
-#undef VL
-#undef T
-#undef VEC
-#undef SFX
-#undef V_LOAD
-#undef V_LOADM
-#undef V_STORE
-#undef V_STOREM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
+#include "dw_vec_undef.h"
 #undef DW_TARGET
 #undef GC_ROWS
 
-/* Grouped channels-last on AVX-512 machines: 256-bit vectors (a group of 8 output
- * channels fills one; on double-pumped AVX-512 cores a zmm FMA does no more work per
- * cycle) with the 32 registers of AVX-512VL for 4 x 7 pixel tiles. */
+/* Grouped kernel on AVX-512 machines: 256-bit vectors (a group of 8 output channels
+ * fills one; on double-pumped AVX-512 cores a zmm FMA does no more work per cycle) with
+ * the 32 registers of AVX-512VL for 4 x 7 pixel tiles. */
 #define DW_TARGET __attribute__((target("avx512f,avx512vl,avx512dq,fma")))
 #define GN_R1 4 /* 4 x 7 pixels x 1 vector = 28 ymm accumulators */
 #define GN_R2 2
 
-#define VL 8
-#define T float
-#define VEC __m256
 #define SFX f32_avx512
-#define V_LOAD(p) _mm256_loadu_ps(p)
+#include "dw_vec_ymm.h"
+#undef V_LOADM /* AVX-512VL mask registers: no mask vector to hold */
+#undef V_STOREM
 #define V_LOADM(p, n) _mm256_maskz_loadu_ps((__mmask8)((1u << (n)) - 1u), (p))
-#define V_STORE(p, v) _mm256_storeu_ps((p), (v))
 #define V_STOREM(p, v, n) _mm256_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1u), (v))
-#define V_SET1(s) _mm256_set1_ps(s)
-#define V_ZERO() _mm256_setzero_ps()
-#define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
-#define V_BCAST(p) _mm256_broadcast_ss(p)
-#define V_TRANSPOSE(a) cc_tr8_ps(a)
 #include "gconv_impl.h"
-#undef VL
-#undef T
-#undef VEC
-#undef SFX
-#undef V_LOAD
-#undef V_LOADM
-#undef V_STORE
-#undef V_STOREM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_BCAST
-#undef V_TRANSPOSE
+#include "dw_vec_undef.h"
 
-#define VL 4
-#define T double
-#define VEC __m256d
+#define DW_YMM_F64
 #define SFX f64_avx512
-#define V_LOAD(p) _mm256_loadu_pd(p)
-#define V_LOADM(p, n) _mm256_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), (p))
-#define V_STORE(p, v) _mm256_storeu_pd((p), (v))
-#define V_STOREM(p, v, n) _mm256_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1u), (v))
-#define V_SET1(s) _mm256_set1_pd(s)
-#define V_ZERO() _mm256_setzero_pd()
-#define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
-#define V_BCAST(p) _mm256_broadcast_sd(p)
-#define V_TRANSPOSE(a) cc_tr4_pd(a)
-#include "gconv_impl.h"
-#undef VL
-#undef T
-#undef VEC
-#undef SFX
-#undef V_LOAD
+#include "dw_vec_ymm.h"
 #undef V_LOADM
-#undef V_STORE
 #undef V_STOREM
-#undef V_SET1
-#undef V_ZERO
-#undef V_FMA
-#undef V_BCAST
-#undef V_TRANSPOSE
+#define V_LOADM(p, n) _mm256_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), (p))
+#define V_STOREM(p, v, n) _mm256_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1u), (v))
+#include "gconv_impl.h"
+#include "dw_vec_undef.h"
+#undef DW_YMM_F64
 #undef DW_TARGET
 #undef GN_R1
 #undef GN_R2
