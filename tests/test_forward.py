@@ -546,17 +546,22 @@ def test_grouped_direct_layouts_agree(case, dtype):
         np.testing.assert_array_equal(np.moveaxis(yl, -1, 1), yf)
 
 
+def _grouped_spec(layout, C, O, groups, size):
+    """The ConvSpec of a 3x3, padding-1 conv2d of a (1, C, size, size) input."""
+    from cconv import _spec
+    last = layout == "NHWC"
+    x = np.zeros((1, size, size, C) if last else (1, C, size, size), np.float32)
+    w = np.zeros((3, 3, C // groups, O) if last else (O, C // groups, 3, 3), np.float32)
+    return _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, groups, "zeros", layout,
+                              "auto")[0]
+
+
 def test_grouped_direct_auto_limits():
     """"auto" takes the grouped kernel up to 16 channels per group channels-first and
     up to 32 channels-last (where it measured faster than im2col)."""
-    from cconv import _plan, _spec
+    from cconv import _plan
     def algo(layout, C, groups):
-        last = layout == "NHWC"
-        x = np.zeros((1, 14, 14, C) if last else (1, C, 14, 14), np.float32)
-        w = np.zeros((3, 3, C // groups, C) if last else (C, C // groups, 3, 3), np.float32)
-        spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, groups, "zeros",
-                                  layout, "auto")[0]
-        return _plan.choose_forward(spec, "auto")
+        return _plan.choose_forward(_grouped_spec(layout, C, C, groups, 14), "auto")
     D = _plan.Algorithm.DIRECT
     assert algo("NCHW", 64, 4) is D and algo("NHWC", 64, 4) is D       # 16 per group
     assert algo("NCHW", 64, 2) is not D and algo("NHWC", 64, 2) is D   # 32 per group
@@ -567,13 +572,9 @@ def test_grouped_kernel_choice():
     """Channels-first groups of fewer than 8 output channels take the kernel with output
     columns as lanes; everything else the one with a group's channels as lanes (the
     GROUPED_CASES run both, and test_grouped_direct_layouts_agree checks their bits)."""
-    from cconv import _plan, _spec
+    from cconv import _plan
     def lanes(layout, C, O, groups):
-        last = layout == "NHWC"
-        x = np.zeros((1, 9, 9, C) if last else (1, C, 9, 9), np.float32)
-        w = np.zeros((3, 3, C // groups, O) if last else (O, C // groups, 3, 3), np.float32)
-        return _plan.grouped_width_lanes(_spec.forward_spec(
-            "conv2d", 2, x, w, None, 1, 1, 1, groups, "zeros", layout, "auto")[0])
+        return _plan.grouped_width_lanes(_grouped_spec(layout, C, O, groups, 9))
     assert lanes("NCHW", 128, 128, 32) and not lanes("NHWC", 128, 128, 32)
     assert not lanes("NCHW", 256, 256, 32) and not lanes("NCHW", 32, 40, 2)
     assert sum(c[3] // c[4] < 8 for c in GROUPED_CASES) >= 3
