@@ -61,13 +61,16 @@ def test_channel_counts(rng, layout, dtype, C):
         _case(rng, 2, layout, 1, C, M, (6, 19), (3, 3), 1, 1, 1, dtype, bias=(M != 2))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
-def test_widths(rng, layout):
-    # every width 1..70: full and partial vectors, 1..3-vector column tiles, row tiles
+def test_widths(rng, layout, stride, dtype):
+    # every width 1..70: full and partial vectors, 1..3-vector column tiles, row tiles;
+    # stride 2 also runs the scratch fill's deinterleave with every tail length
     for W in range(1, 71):
         k = 3 if W >= 2 else 1
-        _case(rng, 2, layout, 1, 5 + W % 3, 1, (1 + W % 6, W), (k, k), 1 + W % 2,
-              "same", 1, np.float32)
+        _case(rng, 2, layout, 1, 5 + W % 3, 1, (1 + W % 6, W), (k, k), stride,
+              ["same", 1, ((0, 2), (1, 0))][W % 3], 1, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -4,6 +4,7 @@
  *   SFX          name suffix              DW_TARGET  function attributes
  *   V_LOAD(p) V_LOADM(p, n) V_STORE(p, v) V_STOREM(p, v, n) V_SET1(s) V_ZERO()
  *   V_FMA(a, b, c) = a * b + c with one rounding.
+ *   V_EVEN2(a, b) the even lanes of a then of b (lanes 0, 2, .. of the 2*VL values a:b).
  * (n: number of valid leading lanes, 1..VL; masked loads read nothing past them.)
  * See depthwise.h for the arithmetic contract; every path below follows it.
  */
@@ -132,42 +133,56 @@ DW_INLINE void FN(row_zero)(T *restrict dst, cc_idx n)
         V_STOREM(dst + t, V_ZERO(), (int)(n - t));
 }
 
-/* Copy input rows into the phase-split zero-padded scratch (layout above). */
-DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx od, cc_idx oh0,
-                             cc_idx nrows, cc_idx PL, T *scratch)
+/* Copy input rows of nc channels (x: the first one, xvol elements apart) into the
+ * phase-split zero-padded scratch (layout above; one slab of KD * nrows rows per
+ * channel, cstride elements apart). Phase by phase, so that each phase's bounds are
+ * worked out once (two divisions had cost as much as the copy): a row of a channel is
+ * then three inline vector runs, stride 2 deinterleaving with V_EVEN2. */
+DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx xvol, cc_idx nc,
+                             cc_idx od, cc_idx oh0, cc_idx nrows, cc_idx PL, T *scratch,
+                             cc_idx cstride)
 {
     const cc_idx sw = g->sw, W = g->W, pw = g->pw, rowlen = sw * PL;
-    for (cc_idx kd = 0; kd < g->KD; kd++) {
-        const cc_idx id = od * g->sd + kd * g->dd - g->pd;
-        for (cc_idx ri = 0; ri < nrows; ri++) {
-            const cc_idx ih = oh0 * g->sh - g->ph + ri;
-            T *row = scratch + (kd * nrows + ri) * rowlen;
-            if (id < 0 || id >= g->D || ih < 0 || ih >= g->H) {
-                FN(row_zero)(row, rowlen);
-                continue;
-            }
-            const T *src = x + (id * g->H + ih) * W;
-            for (cc_idx q = 0; q < sw; q++) {
-                T *restrict dst = row + q * PL;
-                /* padded column q + sw*t is input column q + sw*t - pw */
-                cc_idx lo = pw > q ? (pw - q + sw - 1) / sw : 0;
-                cc_idx hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
-                lo = CC_DW_MIN(lo, PL);
-                hi = CC_DW_MIN(CC_DW_MAX(hi, lo), PL);
-                /* vector copies: GCC left these loops scalar */
-                FN(row_zero)(dst, lo);
-                if (sw == 1) {
-                    FN(row_copy)(dst + lo, src - pw + lo, hi - lo);
-                } else if (sw == 2) {
-                    const T *restrict sp = src + q - pw;
-                    for (cc_idx t = lo; t < hi; t++)
-                        dst[t] = sp[2 * t];
-                } else {
-                    const T *restrict sp = src + q - pw;
-                    for (cc_idx t = lo; t < hi; t++)
-                        dst[t] = sp[sw * t];
+    for (cc_idx q = 0; q < sw; q++) {
+        /* padded column q + sw*t is input column q + sw*t - pw */
+        cc_idx lo = pw > q ? (pw - q + sw - 1) / sw : 0;
+        cc_idx hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
+        lo = CC_DW_MIN(lo, PL);
+        hi = CC_DW_MIN(CC_DW_MAX(hi, lo), PL);
+        for (cc_idx kd = 0; kd < g->KD; kd++) {
+            const cc_idx id = od * g->sd + kd * g->dd - g->pd;
+            for (cc_idx ri = 0; ri < nrows; ri++) {
+                const cc_idx ih = oh0 * g->sh - g->ph + ri;
+                T *row = scratch + (kd * nrows + ri) * rowlen + q * PL;
+                if (id < 0 || id >= g->D || ih < 0 || ih >= g->H) {
+                    for (cc_idx c = 0; c < nc; c++)
+                        FN(row_zero)(row + c * cstride, PL);
+                    continue;
                 }
-                FN(row_zero)(dst + hi, PL - hi);
+                const T *src = x + (id * g->H + ih) * W + q - pw;
+                for (cc_idx c = 0; c < nc; c++) {
+                    T *restrict dst = row + c * cstride;
+                    const T *restrict sp = src + c * xvol; /* sp[sw * t] -> dst[t] */
+                    FN(row_zero)(dst, lo);
+                    if (sw == 1) {
+                        FN(row_copy)(dst + lo, sp + lo, hi - lo);
+                    } else if (sw == 2) {
+                        cc_idx t = lo;
+                        /* whole vectors while both loads stay below sp[2 * hi - 2] */
+                        for (; t + VL < hi; t += VL)
+                            V_STORE(dst + t, V_EVEN2(V_LOAD(sp + 2 * t), V_LOAD(sp + 2 * t + VL)));
+                        if (t < hi) {
+                            const int n = (int)(hi - t), m = 2 * n - 1; /* sp[2t .. 2t+m) */
+                            const VEC a = m >= VL ? V_LOAD(sp + 2 * t) : V_LOADM(sp + 2 * t, m);
+                            const VEC b = m > VL ? V_LOADM(sp + 2 * t + VL, m - VL) : V_ZERO();
+                            V_STOREM(dst + t, V_EVEN2(a, b), n);
+                        }
+                    } else {
+                        for (cc_idx t = lo; t < hi; t++)
+                            dst[t] = sp[sw * t];
+                    }
+                    FN(row_zero)(dst + hi, PL - hi);
+                }
             }
         }
     }
@@ -185,7 +200,7 @@ DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, c
     for (cc_idx kw = 0; kw < g->KW; kw++)
         kwoff[kw] = ((kw * g->dw) % sw) * PL + (kw * g->dw) / sw;
 
-    FN(nchw_fill)(g, x, od, oh0, nrows, PL, scratch);
+    FN(nchw_fill)(g, x, 0, 1, od, oh0, nrows, PL, scratch, 0);
     const int s1 = g->sh == 1 && g->dh == 1; /* the row-reusing tile */
 
     for (cc_idx m = 0; m < g->M; m++) {
@@ -467,8 +482,7 @@ DW_TARGET static void FN(gconv_nchw)(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, 
     cc_idx kwoff[g->KW];
     for (cc_idx kw = 0; kw < g->KW; kw++)
         kwoff[kw] = ((kw * g->dw) % sw) * PL + (kw * g->dw) / sw;
-    for (cc_idx c = 0; c < Cg; c++)
-        FN(nchw_fill)(g, x + c * xvol, od, oh0, nrows, PL, scratch + c * cstride);
+    FN(nchw_fill)(g, x, xvol, Cg, od, oh0, nrows, PL, scratch, cstride);
     for (cc_idx m0 = 0; m0 < Og; m0 += GC_MO) {
         const int MO = Og - m0 >= GC_MO ? GC_MO : (int)(Og - m0);
         const T *wm = w + m0 * Cg * KT;

@@ -13,3 +13,4 @@
 #undef V_FMA
 #undef V_BCAST
 #undef V_TRANSPOSE
+#undef V_EVEN2

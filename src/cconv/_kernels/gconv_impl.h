@@ -59,7 +59,7 @@ GN_INLINE void GN_FN(gconv_fill_last)(const cc_dw_geom *g, const T *x, cc_idx c0
             T *row0 = scratch + (kd * nrows + ri) * rowlen;
             if (id < 0 || id >= g->D || ih < 0 || ih >= g->H) {
                 for (cc_idx c = 0; c < nc; c++)
-                    memset(row0 + c * cstride, 0, (size_t)rowlen * sizeof(T));
+                    GN_FN(row_zero)(row0 + c * cstride, rowlen);
                 continue;
             }
             const T *src = x + (id * g->H + ih) * W * C + c0;
@@ -73,11 +73,9 @@ GN_INLINE void GN_FN(gconv_fill_last)(const cc_dw_geom *g, const T *x, cc_idx c0
                 const T *sq = src + (q - pw) * C;
                 T *dq = row0 + q * PL;
                 for (cc_idx c = 0; c < nc; c++) {
-                    T *dst = dq + c * cstride;
-                    for (cc_idx t = 0; t < lo; t++)
-                        dst[t] = (T)0;
-                    for (cc_idx t = hi; t < PL; t++)
-                        dst[t] = (T)0;
+                    /* inline vector stores: GCC made these loops memset calls */
+                    GN_FN(row_zero)(dq + c * cstride, lo);
+                    GN_FN(row_zero)(dq + c * cstride + hi, PL - hi);
                 }
                 cc_idx c = 0;
 #if VL > 1
@@ -281,9 +279,8 @@ DW_TARGET static void GN_FN(gconv)(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc
     T *wsc = scratch + (g1 - g0) * Cg * cstride; /* channels-first: one group's weights */
     if (cf) {
         const cc_idx xvol = g->D * g->H * g->W;
-        for (cc_idx c = g0 * Cg; c < g1 * Cg; c++)
-            GN_FN(nchw_fill)(g, x + c * xvol, od, oh0, nrows, PL,
-                          scratch + (c - g0 * Cg) * cstride);
+        GN_FN(nchw_fill)(g, x + g0 * Cg * xvol, xvol, (g1 - g0) * Cg, od, oh0, nrows, PL,
+                         scratch, cstride);
     } else {
         GN_FN(gconv_fill_last)(g, x, g0 * Cg, (g1 - g0) * Cg, od, oh0, nrows, PL, scratch);
     }
