@@ -305,3 +305,79 @@ def test_keyword_names_and_defaults(rng):
         fn(x, w, b, 1, 0, 1, 1, "zeros")  # padding_mode is keyword-only
     y_def = fn(x, w)
     assert rel_error(y_def, _ref(2, "NCHW", x, w, None, padding=0)) <= 1e-11
+
+
+# ------------------------------------------------------------------- repeated calls
+
+FAST_CASES = [  # layout, N, C, O, groups, spatial, k, algorithm, remembered
+    ("NCHW", 2, 6, 8, 1, (9, 8), (3, 3), "auto", True),         # im2col
+    ("NHWC", 1, 64, 64, 8, (7, 9), (3, 3), "auto", True),       # grouped direct
+    ("NCHW", 1, 32, 16, 8, (10, 7), (3, 3), "direct", True),    # grouped, column lanes
+    ("NHWC", 2, 12, 12, 12, (8, 11), (3, 3), "auto", True),     # depthwise
+    ("NCHW", 1, 16, 16, 1, (12, 12), (3, 3), "winograd", True),
+    ("NHWC", 2, 3, 5, 1, (6, 7), (3, 2), "direct", True),
+    ("NHWC", 1, 16, 32, 2, (9, 9), (3, 3), "im2col", False),    # through channels-first
+]
+
+
+@pytest.mark.parametrize("case", FAST_CASES, ids=lambda c: f"{c[0]}-g{c[4]}-{c[7]}")
+def test_repeated_calls_take_the_remembered_plan(rng, case):
+    """A call seen before runs from functional._FAST (the spec and the bound kernel
+    call; not the routes through the other layout). It must give the first call's bits, honour out= and its checks, convert
+    dtypes and layouts of the new arrays, and keep one entry per thread count."""
+    import cconv
+    from cconv import _spec, functional
+    layout, N, C, O, g, sp, k, algo, remembered = case
+    x = rng.standard_normal(input_shape(layout, N, C, sp)).astype(np.float32)
+    w = rng.standard_normal(weight_shape(layout, O, C // g, k)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    call = lambda x_, out=None: cconv.conv2d(x_, w, b, 1, 1, 1, g, layout=layout,  # noqa
+                                             algorithm=algo, out=out)
+    key = _spec._forward_key("conv2d", 2, x, w, b, 1, 1, 1, g, "zeros", layout, algo)
+    functional._FAST.clear()
+    first = call(x)
+    entries = [kk for kk in functional._FAST if kk[0] == key]
+    assert len(entries) == remembered
+    fast = call(x)
+    assert fast is not first
+    np.testing.assert_array_equal(fast, first)
+    err = rel_error(fast, _ref(2, layout, x, w, b, groups=g))
+    assert err <= tolerance(np.float32, algo), err
+    # out=: filled in place, every check still made
+    out = np.full_like(first, np.nan)
+    assert call(x, out) is out
+    np.testing.assert_array_equal(out, first)
+    with pytest.raises(ValueError, match="out has shape"):
+        call(x, np.empty(first.shape[:-1] + (first.shape[-1] + 1,), np.float32))
+    with pytest.raises(TypeError, match="out has dtype"):
+        call(x, np.empty(first.shape, np.float64))
+    buf = np.zeros(x.size + first.size - 1, np.float32)  # x and out share an element
+    xv = buf[:x.size].reshape(x.shape)
+    xv[...] = x
+    with pytest.raises(ValueError, match="out overlaps x"):
+        call(xv, buf[x.size - 1:].reshape(first.shape))
+    # a non-contiguous array of the same shape and dtype shares the key
+    xs = np.empty(x.shape[:-1] + (2 * x.shape[-1],), np.float32)[..., ::2]
+    xs[...] = x
+    np.testing.assert_array_equal(call(xs), first)
+    # another thread count: its own entry, the same bits
+    with cconv.num_threads(1):
+        np.testing.assert_array_equal(call(x), first)
+    assert len([kk for kk in functional._FAST if kk[0] == key]) == 2 * remembered
+
+
+def test_repeated_calls_with_padding_modes_and_phases_stay_on_the_full_path(rng):
+    import cconv
+    from cconv import _plan, _spec, functional
+    x = rng.standard_normal((1, 4, 40, 40))
+    w = rng.standard_normal((4, 4, 3, 3))
+    spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 2, 2, 1, "zeros", "NCHW", "auto")[0]
+    assert _plan.dilation_phase_spec(spec) is not None  # "auto" runs the phase route
+    functional._FAST.clear()
+    y1 = cconv.conv2d(x, w, None, 1, 1, padding_mode="reflect")
+    y2 = cconv.conv2d(x, w, None, 1, 2, dilation=2)
+    assert not functional._FAST
+    np.testing.assert_array_equal(cconv.conv2d(x, w, None, 1, 1, padding_mode="reflect"), y1)
+    np.testing.assert_array_equal(cconv.conv2d(x, w, None, 1, 2, dilation=2), y2)
+    assert rel_error(y1, _ref(2, "NCHW", x, w, None, mode="reflect")) <= 1e-12
+    assert rel_error(y2, _ref(2, "NCHW", x, w, None, padding=2, dilation=2)) <= 1e-12

@@ -256,12 +256,17 @@ def _forward_key(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         return None
 
 
+_NO_KEY = object()
+
+
 def forward_spec(fname, nd, x, weight, bias, stride, padding, dilation, groups,
-                 padding_mode, layout, algorithm):
+                 padding_mode, layout, algorithm, key=_NO_KEY):
     """Validate a forward call. Returns (spec, x, weight, bias) with the arrays as
-    NumPy arrays (not yet converted to the compute dtype)."""
-    key = _forward_key(fname, nd, x, weight, bias, stride, padding, dilation, groups,
-                       padding_mode, layout, algorithm)
+    NumPy arrays (not yet converted to the compute dtype). key: the call's
+    _forward_key when the caller has it already."""
+    if key is _NO_KEY:
+        key = _forward_key(fname, nd, x, weight, bias, stride, padding, dilation, groups,
+                           padding_mode, layout, algorithm)
     spec = _SPEC_CACHE.get(key) if key is not None else None
     if spec is not None:
         return spec, x, weight, bias

@@ -96,8 +96,56 @@ def winograd_weights(weight, *, layout="NCHW", algorithm="winograd"):
     return WinogradWeights(np.asarray(weight), layout, algorithm)
 
 
+# Calls seen before: per (validated call key, thread count) the spec, the 5-D shapes and
+# the bound kernel call, so that a repeated call only converts, reshapes and runs (the
+# Python part of a ResNeXt-size call: 7 -> 3 us). Only plain-array calls that _run does
+# with one kernel call on zero padding are kept.
+_FAST = {}
+_FAST_MAX = 256
+
+
+def _run_fast(fast, x, weight, bias, out):
+    spec, x5_shape, w5_shape, o5_shape, call = fast
+    dt = spec.dtype
+    if out is not None:
+        _spec.check_out(spec, out, [("x", x), ("weight", weight), ("bias", bias)])
+        result = out
+    else:
+        result = np.empty(spec.out_shape, dtype=dt)
+    call(np.ascontiguousarray(x, dtype=dt).reshape(x5_shape),
+         np.ascontiguousarray(weight, dtype=dt).reshape(w5_shape),
+         None if bias is None else np.ascontiguousarray(bias, dtype=dt),
+         result.reshape(o5_shape))
+    return result
+
+
+def _remember_fast(key, spec, algo):
+    pads3 = spec.as3d(spec.pads, (0, 0))
+    if spec.padding_mode != "zeros" and any(b or a for b, a in pads3):
+        return
+    nth = get_num_threads()
+    call = _kernel_call(spec, algo, pads3, nth)
+    if call is None:
+        return
+    if len(_FAST) >= _FAST_MAX:
+        _FAST.clear()
+    k3 = spec.as3d(spec.kernel, 1)
+    sp3 = spec.as3d(spec.in_size, 1)
+    if spec.channels_last:
+        x5_shape, w5_shape = (spec.N,) + sp3 + (spec.C,), k3 + (spec.Cg, spec.O)
+    else:
+        x5_shape, w5_shape = (spec.N, spec.C) + sp3, (spec.O, spec.Cg) + k3
+    _FAST[key, nth] = (spec, x5_shape, w5_shape, _out5_shape(spec), call)
+
+
 def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
              padding_mode, layout, algorithm, out):
+    key = _spec._forward_key(fname, nd, x, weight, bias, stride, padding, dilation, groups,
+                             padding_mode, layout, algorithm)
+    if key is not None:
+        fast = _FAST.get((key, get_num_threads()))
+        if fast is not None:
+            return _run_fast(fast, x, weight, bias, out)
     cached = None
     packed = None
     if isinstance(weight, WinogradWeights):
@@ -118,7 +166,7 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         weight = packed.weight
     spec, x, weight, bias = _spec.forward_spec(
         fname, nd, x, weight, bias, stride, padding, dilation, groups, padding_mode,
-        layout, algorithm)
+        layout, algorithm, key=key)
     pspec = _plan.dilation_phase_spec(spec) if algorithm == "auto" and cached is None \
         else None
     algo = _plan.choose_forward(pspec or spec, algorithm, cached=cached is not None)
@@ -141,6 +189,8 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         _run_phases(spec, pspec, algo, x, weight, b, result, packed, cached)
     else:
         _run(spec, algo, x, weight, b, result, packed, cached)
+        if key is not None:
+            _remember_fast(key, spec, algo)
     return result
 
 
@@ -190,53 +240,89 @@ def _run_phases(spec, pspec, algo, x, weight, b, result, packed=None, cached=Non
         out5[tuple(dst)] = ys[tuple(src)]
 
 
+def _out5_shape(spec):
+    if spec.channels_last:
+        return (spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,)
+    return (spec.N, spec.O) + spec.as3d(spec.out_size, 1)
+
+
+def _geometry(spec, pads3):
+    """(stride, leading zero padding, dilation) as the kernels take them, 3-D."""
+    return spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3), spec.as3d(spec.dilation, 1)
+
+
+def _kernel_call(spec, algo, pads3, nth, packed=None):
+    """The run of Algorithm ``algo`` on ``spec`` as one kernel call fn(x5, w5, b, out5)
+    with every other argument bound (pads3: the zero padding of x5; nth threads;
+    packed: im2col's weight panels or Winograd's transformed weights, or None), or None
+    where _run has more to do than one plain call (the routes through the other
+    layout)."""
+    geo = _geometry(spec, pads3)
+    G, cl = spec.groups, spec.channels_last
+    A = _plan.Algorithm
+    if algo is A.IM2COL and (_plan.nchw_via_nhwc(spec) or
+                             (cl and _plan.nhwc_via_nchw(spec))):
+        return None
+    if algo is A.DIRECT and _plan.grouped_direct(spec):
+        if _plan.grouped_width_lanes(spec):
+            f = _depthwise.forward_grouped_nchw
+            return lambda x5, w5, b, o5: f(x5, w5, o5, b, *geo, G, nth)
+        f = _depthwise.forward_grouped
+        return lambda x5, w5, b, o5: f(x5, w5, o5, b, *geo, G, cl, nth)
+    if algo.winograd_m:
+        f, m, nd = _winograd.conv_forward, algo.winograd_m, spec.nd
+        return lambda x5, w5, b, o5: f(x5, w5, b, o5, *geo, G, cl, nth, m=m, nd=nd,
+                                       packed=packed)
+    if algo is A.IM2COL:
+        f = _im2col.conv_forward
+        return lambda x5, w5, b, o5: f(x5, w5, b, o5, *geo, G, cl, nth, packed=packed)
+    f = _depthwise.conv_forward if algo is A.DEPTHWISE else _direct.conv_forward
+    return lambda x5, w5, b, o5: f(x5, w5, b, o5, *geo, G, cl, nth)
+
+
 def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
     """Run the forward convolution ``spec`` with Algorithm ``algo`` into ``result`` (of
     spec.out_size, C-contiguous, non-empty; spec.Cg > 0). x, weight: arrays in the
     spec's layout and dtype; b: None or a contiguous (O,) array."""
-    nd = spec.nd
     x5, pads3 = _prepare_input(spec, x)
     w5 = _prepare_weight(spec, weight)
-    out5 = result.reshape((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,)
-                          if spec.channels_last else
-                          (spec.N, spec.O) + spec.as3d(spec.out_size, 1))
-    args = (x5, w5, b, out5, spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3),
-            spec.as3d(spec.dilation, 1), spec.groups, spec.channels_last, get_num_threads())
-    if algo is _plan.Algorithm.IM2COL and _plan.nchw_via_nhwc(spec):
-        # small channels-first images: the channels-last kernel blocks pixels over the
-        # whole batch; transposing in and out costs less than half-empty tiles
-        xh = _core.to_channels_last(x5, args[9])
-        wh = _core.weight_to_channels_last(w5, args[9])
-        oh = np.empty((spec.N,) + spec.as3d(spec.out_size, 1) + (spec.O,), spec.dtype)
-        _im2col.conv_forward(xh, wh, *args[2:3], oh, *args[4:8], True, args[9])
-        _core.to_channels_first_into(oh, out5, args[9])
-    elif spec.channels_last and algo is _plan.Algorithm.IM2COL and _plan.nhwc_via_nchw(spec):
+    out5 = result.reshape(_out5_shape(spec))
+    nth = get_num_threads()
+    pw = None
+    if algo is _plan.Algorithm.IM2COL and packed is not None and \
+            packed.groups == spec.groups and packed.usable(spec.dtype):
+        pw = packed.panels
+    elif algo.winograd_m and cached is not None:
+        pw = cached.packed(spec, algo.winograd_m, w5)
+    call = _kernel_call(spec, algo, pads3, nth, pw)
+    if call is not None:
+        call(x5, w5, b, out5)
+    else:
+        _run_other_layout(spec, x5, w5, b, out5, pads3, nth)
+
+
+def _run_other_layout(spec, x5, w5, b, out5, pads3, nth):
+    """im2col through the other layout (_plan.nchw_via_nhwc / nhwc_via_nchw)."""
+    geo = _geometry(spec, pads3)
+    N, O = spec.N, spec.O
+    if spec.channels_last:
         # grouped channels-last im2col: the channels-first kernel, which packs
         # few-channel groups far better than channels-last row blocks (ResNeXt g32,
         # 8 per group: 0.27 -> 0.12 ms), between two transposes
-        nth = args[9]
-        N, O = spec.N, spec.O
         xc = np.empty((N, spec.C) + x5.shape[1:4], spec.dtype)
         _core.to_channels_first_into(x5, xc, nth)
         oc = np.empty((N, O) + out5.shape[1:4], spec.dtype)
         wc = _core.weight_to_channels_first(w5, nth)
-        _im2col.conv_forward(xc, wc, b, oc, *args[4:8], False, nth)
+        _im2col.conv_forward(xc, wc, b, oc, *geo, spec.groups, False, nth)
         _core.transpose_last2(oc.reshape(N, O, -1), out5.reshape(N, -1, O), nth)
-    elif algo is _plan.Algorithm.DIRECT and _plan.grouped_direct(spec):
-        if _plan.grouped_width_lanes(spec):
-            _depthwise.forward_grouped_nchw(x5, w5, out5, b, *args[4:8], args[9])
-        else:
-            _depthwise.forward_grouped(x5, w5, out5, b, *args[4:10])
-    elif algo is _plan.Algorithm.IM2COL:
-        use = packed is not None and packed.groups == spec.groups and packed.usable(spec.dtype)
-        _im2col.conv_forward(*args, packed=packed.panels if use else None)
-    elif algo is _plan.Algorithm.DEPTHWISE:
-        _depthwise.conv_forward(*args)
-    elif algo.winograd_m:
-        wpacked = None if cached is None else cached.packed(spec, algo.winograd_m, w5)
-        _winograd.conv_forward(*args, m=algo.winograd_m, nd=nd, packed=wpacked)
     else:
-        _direct.conv_forward(*args)
+        # small channels-first images: the channels-last kernel blocks pixels over the
+        # whole batch; transposing in and out costs less than half-empty tiles
+        xh = _core.to_channels_last(x5, nth)
+        wh = _core.weight_to_channels_last(w5, nth)
+        oh = np.empty((N,) + spec.as3d(spec.out_size, 1) + (O,), spec.dtype)
+        _im2col.conv_forward(xh, wh, b, oh, *geo, spec.groups, True, nth)
+        _core.to_channels_first_into(oh, out5, nth)
 
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
