@@ -136,12 +136,29 @@ def test_adjoint_identity_sweep_long(p, seed):
     (1, 65, 300, 1, (17, 17), (3, 3), (2, 1), "same", 1),
     (3, 24, 24, 24, (21, 20), (5, 5), 2, 2, 2),
     (2, 40, 17, 1, (33, 9), (1, 1), 1, 0, 1),
+    (2, 70, 20, 1, (13, 11), (1, 1), 1, 0, 1),  # 1x1 on the GEMM: transposed panels
     (1, 12, 18, 3, (7, 7), (7, 7), 1, 3, 1),
 ])
 def test_adjoint_tile_edges(layout, N, C, O, G, sp, k, stride, pad, dil):
     p = dict(nd=2, layout=layout, N=N, C=C, O=O, G=G, sp=sp, k=k, stride=stride,
              dilation=dil, padding=pad, mode="zeros", batched=True)
     check_adjoint(p, 5, sweep=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,P", [(64, 64), (70, 143), (100, 321), (256, 49)])
+def test_pointwise_grad_weight(rng, dtype, C, P):
+    """1x1 stride-1 grad_weight on the GEMM packs x's rows as transposed B panels
+    (whole panels, a partial one, pixel counts off the vector width, several pixel
+    tiles): against an einsum over the images."""
+    N, O = 3, 23
+    x = rng.standard_normal((N, C, 1, P)).astype(dtype)
+    g = rng.standard_normal((N, O, 1, P)).astype(dtype)
+    dw = cconv.conv2d_grad_weight(x, g, (O, C, 1, 1), 1, 0, 1, 1, algorithm="im2col")
+    ref = np.einsum("nop,ncp->oc", g[:, :, 0].astype(np.float64), x[:, :, 0].astype(np.float64))
+    assert dw.dtype == dtype and dw.shape == (O, C, 1, 1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.abs(dw[:, :, 0, 0] - ref).max() <= tol * np.abs(ref).max()
 
 
 # ----------------------------------------------------------------------------- reference

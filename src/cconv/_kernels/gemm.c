@@ -158,7 +158,7 @@ int cconv_nr_f64(void) { return BLK_F64[cconv_isa_active()].nr; }
 /* Pack m x k of A into MR panels. Fast paths: row-major full panels (above), column-
  * major panels (one memcpy per k). Everything else, and the zero-padded edge panel,
  * goes through the general strided loop. */
-#define DEFINE_PACK_A(NAME, T, PANEL4, PANEL6, PANEL12)                                    \
+#define DEFINE_PACK_A(NAME, T, PANEL4, PANEL6, PANEL12, WIDE)                              \
     static void NAME(cc_idx mr, cc_idx m, cc_idx k, const T *a, cc_idx rs, cc_idx cs, T *ap) \
     {                                                                                      \
         for (cc_idx i0 = 0; i0 < m; i0 += mr) {                                            \
@@ -171,6 +171,8 @@ int cconv_nr_f64(void) { return BLK_F64[cconv_isa_active()].nr; }
                 PANEL6(k, ai, rs, dst);                                                    \
             } else if (mb == mr && cs == 1 && mr == 4) {                                   \
                 PANEL4(k, ai, rs, dst);                                                    \
+            } else if (mb == mr && cs == 1 && PACK_A_WIDE_OK(mr, T)) {                     \
+                WIDE((int)mr, k, ai, rs, dst);                                             \
             } else if (mb == mr && rs == 1) {                                              \
                 for (cc_idx kk = 0; kk < k; kk++)                                          \
                     memcpy(dst + kk * mr, ai + kk * cs, (size_t)mr * sizeof(T));           \
@@ -324,13 +326,32 @@ pack_a_rowmajor_panel12_avx2_f64(cc_idx k, const double *a, cc_idx rs, double *d
 {
     pack_a_rowmajor_simd_f64(12, k, a, rs, dst);
 }
+/* Any panel width that is a whole number of vectors (the transposed B panels of a
+ * pointwise grad_weight, NR wide). */
+__attribute__((target("avx2,fma"))) static void
+pack_a_rowmajor_wide_avx2_f32(int mr, cc_idx k, const float *a, cc_idx rs, float *dst)
+{
+    pack_a_rowmajor_simd_f32(mr, k, a, rs, dst);
+}
+__attribute__((target("avx2,fma"))) static void
+pack_a_rowmajor_wide_avx2_f64(int mr, cc_idx k, const double *a, cc_idx rs, double *dst)
+{
+    pack_a_rowmajor_simd_f64(mr, k, a, rs, dst);
+}
 #define PACK_A_SIMD(name, T)                                                               \
     if (cconv_isa_active() != CCONV_ISA_GENERIC) {                                         \
         name(k, a, rs, dst);                                                               \
         return;                                                                            \
     }
+#define PACK_A_WIDE_OK(mr, T) \
+    (cconv_isa_active() != CCONV_ISA_GENERIC && (mr) % (32 / (int)sizeof(T)) == 0)
+#define PACK_A_WIDE_f32 pack_a_rowmajor_wide_avx2_f32
+#define PACK_A_WIDE_f64 pack_a_rowmajor_wide_avx2_f64
 #else
 #define PACK_A_SIMD(name, T)
+#define PACK_A_WIDE_OK(mr, T) 0
+#define PACK_A_WIDE_f32(mr, k, a, rs, dst) ((void)0)
+#define PACK_A_WIDE_f64(mr, k, a, rs, dst) ((void)0)
 #endif
 
 /* MR = 6 / 12 panels exist only on the SIMD paths, but keep the scalar fallback. */
@@ -350,9 +371,9 @@ DEFINE_PACK_A_PANEL_DISPATCH(pack_a_rowmajor_panel12_f64, double,
                              pack_a_rowmajor_panel12_avx2_f64, pack_a_rowmajor_panel12_scalar_f64)
 
 DEFINE_PACK_A(pack_a_panels_f32, float, pack_a_rowmajor_panel4_f32,
-              pack_a_rowmajor_panel6_f32, pack_a_rowmajor_panel12_f32)
+              pack_a_rowmajor_panel6_f32, pack_a_rowmajor_panel12_f32, PACK_A_WIDE_f32)
 DEFINE_PACK_A(pack_a_panels_f64, double, pack_a_rowmajor_panel4_f64,
-              pack_a_rowmajor_panel6_f64, pack_a_rowmajor_panel12_f64)
+              pack_a_rowmajor_panel6_f64, pack_a_rowmajor_panel12_f64, PACK_A_WIDE_f64)
 DEFINE_PACK_B(pack_b_panels_f32, float)
 DEFINE_PACK_B(pack_b_panels_f64, double)
 
@@ -363,6 +384,16 @@ void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, 
 void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap)
 {
     pack_a_panels_f64(cconv_mr_f64(), m, k, a, rs, cs, ap);
+}
+void cconv_pack_rows_to_panels_f32(int w, cc_idx m, cc_idx k, const float *a, cc_idx rs,
+                                   float *ap)
+{
+    pack_a_panels_f32(w, m, k, a, rs, 1, ap);
+}
+void cconv_pack_rows_to_panels_f64(int w, cc_idx m, cc_idx k, const double *a, cc_idx rs,
+                                   double *ap)
+{
+    pack_a_panels_f64(w, m, k, a, rs, 1, ap);
 }
 void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp)
 {

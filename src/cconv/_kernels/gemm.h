@@ -44,6 +44,14 @@ int cconv_nr_f64(void);
 /* Pack an m x k block of A (element (i,kk) at a[i*rs + kk*cs]) into MR panels. */
 void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap);
 void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap);
+/* The m rows of a row-major block (row i at a + i*rs, k unit-stride elements) into
+ * panels of w rows: panel q at ap + q*w*k, element (i, kk) at [kk*w + i % w], the last
+ * panel zero-padded (cconv_pack_a_* for any panel width; SIMD transposes when w is a
+ * whole number of 256-bit vectors). */
+void cconv_pack_rows_to_panels_f32(int w, cc_idx m, cc_idx k, const float *a, cc_idx rs,
+                                   float *ap);
+void cconv_pack_rows_to_panels_f64(int w, cc_idx m, cc_idx k, const double *a, cc_idx rs,
+                                   double *ap);
 /* Pack a k x n block of B (element (kk,j) at b[kk*rs + j*cs]) into NR panels. */
 void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp);
 void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp);

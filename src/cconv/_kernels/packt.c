@@ -1,6 +1,7 @@
 /* Transposed implicit im2col packing for weight gradients (see packt.h). */
 #include <string.h>
 #include "packt.h"
+#include "gemm.h"
 
 static inline cc_idx floor_div(cc_idx a, cc_idx b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 static inline cc_idx ceil_div(cc_idx a, cc_idx b) { return -floor_div(-a, b); }
@@ -31,6 +32,13 @@ void cconv_pack_bt_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k
     const cc_idx HW = g->H * g->W, DHW = g->D * HW, OHW = g->OH * g->OW;                    \
     const cc_idx taps = g->KD * g->KH * g->KW;                                              \
     const cc_idx sw = g->sw;                                                                \
+    if (taps == 1 && ps == pc * nr && g->OD == g->D && g->OH == g->H && g->OW == g->W &&    \
+        g->sd == 1 && g->sh == 1 && sw == 1 && g->pd == 0 && g->ph == 0 && g->pw == 0) {    \
+        /* pointwise: column k is channel k's pixels p0.., a transpose of x's rows      \
+         * (register transposes; 1x1 grad_weight had spent half its time here) */       \
+        cconv_pack_rows_to_panels_##SUF(nr, kc, pc, x + k0 * DHW + p0, DHW, bp);            \
+        return;                                                                             \
+    }                                                                                       \
     cc_idx kcp = ((kc + nr - 1) / nr) * nr;                                                 \
     for (cc_idx i = 0; i < pc && kcp > kc; i++)                                             \
         put_row_##SUF(bp, ps, nr, i, kc, kcp - kc, NULL);                                   \
