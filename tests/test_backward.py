@@ -723,3 +723,49 @@ def test_direct_rejects_dense():
                                                         np.ones((1, 3, 3, 2)), (3, 3, 4, 2),
                                                         layout="NHWC", algorithm="direct"),
            "conv2d_grad_weight", "direct", "depthwise", "4")
+
+
+def _grad_weight_reference(x, g, k, stride, pads, dil, groups):
+    """float64 NCHW weight gradient: for each tap, the strided slice of the padded input
+    that the tap reads, contracted with grad_out per group."""
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0)) + tuple(pads))
+    g = g.astype(np.float64)
+    N, C = x.shape[:2]
+    O, OH, OW = g.shape[1:]
+    Cg, Og = C // groups, O // groups
+    dw = np.zeros((O, Cg) + tuple(k))
+    for kh in range(k[0]):
+        for kw in range(k[1]):
+            h0, w0 = kh * dil[0], kw * dil[1]
+            xs = x[:, :, h0:h0 + stride[0] * (OH - 1) + 1:stride[0],
+                   w0:w0 + stride[1] * (OW - 1) + 1:stride[1]]
+            for gi in range(groups):
+                dw[gi * Og:(gi + 1) * Og, :, kh, kw] = np.einsum(
+                    "nohw,nchw->oc", g[:, gi * Og:(gi + 1) * Og], xs[:, gi * Cg:(gi + 1) * Cg])
+    return dw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,O,G,sp,k,stride,pads,dil", [
+    (5, 7, 1, (9, 13), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),
+    (6, 4, 2, (11, 30), (3, 3), (2, 2), ((1, 0), (0, 2)), (1, 1)),
+    (3, 5, 1, (8, 21), (2, 5), (1, 2), ((0, 1), (3, 1)), (2, 1)),
+    (9, 6, 3, (7, 17), (3, 3), (3, 3), ((1, 1), (1, 1)), (1, 1)),
+    (16, 8, 1, (10, 5), (1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1)),
+    (4, 3, 1, (6, 40), (3, 3), (1, 2), ((2, 2), (4, 4)), (2, 3)),
+])
+def test_grad_weight_gemm_channels_first(rng, dtype, C, O, G, sp, k, stride, pads, dil):
+    """The channels-first GEMM grad_weight (forced: "auto" gives small problems to
+    gwdot), whose B panels gather vectors of (channel, tap) columns per output row with
+    each column's padding masked: strides 1 (vector loads), 2 (even lanes) and 3
+    (scalar), partial blocks at both row ends, rows wholly in the padding, tail columns."""
+    x = rng.standard_normal((2, C) + sp).astype(dtype)
+    oh = [(n + b + a - (kk - 1) * d - 1) // s + 1
+          for n, (b, a), kk, d, s in zip(sp, pads, k, dil, stride)]
+    g = rng.standard_normal((2, O) + tuple(oh)).astype(dtype)
+    dw = cconv.conv2d_grad_weight(x, g, (O, C // G) + k, stride, pads, dil, G,
+                                  algorithm="im2col")
+    ref = _grad_weight_reference(x, g, k, stride, pads, dil, G)
+    tol = 2e-6 if dtype == np.float32 else 1e-13
+    assert dw.dtype == dtype
+    assert np.abs(dw - ref).max() <= tol * np.abs(ref).max() * np.sqrt(2 * np.prod(oh))

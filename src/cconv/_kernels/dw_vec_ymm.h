@@ -16,11 +16,7 @@
 #define V_FMA(a, b, c) _mm256_fmadd_ps((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_ss(p)
 #define V_TRANSPOSE(a) cc_tr8_ps(a)
-/* [a0 a2 b0 b2 | a4 a6 b4 b6], then the middle 64-bit pairs swapped */
-#define V_EVEN2(a, b)                                                                    \
-    _mm256_castpd_ps(_mm256_permute4x64_pd(                                              \
-        _mm256_castps_pd(_mm256_shuffle_ps((a), (b), _MM_SHUFFLE(2, 0, 2, 0))),          \
-        _MM_SHUFFLE(3, 1, 2, 0)))
+#define V_EVEN2(a, b) cc_even2_ps((a), (b))
 #else
 #define VL 4
 #define T double
@@ -35,6 +31,5 @@
 #define V_FMA(a, b, c) _mm256_fmadd_pd((a), (b), (c))
 #define V_BCAST(p) _mm256_broadcast_sd(p)
 #define V_TRANSPOSE(a) cc_tr4_pd(a)
-/* [a0 b0 a2 b2], then the middle pair swapped */
-#define V_EVEN2(a, b) _mm256_permute4x64_pd(_mm256_unpacklo_pd((a), (b)), _MM_SHUFFLE(3, 1, 2, 0))
+#define V_EVEN2(a, b) cc_even2_pd((a), (b))
 #endif

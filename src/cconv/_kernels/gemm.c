@@ -385,6 +385,161 @@ void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
 {
     pack_a_panels_f64(cconv_mr_f64(), m, k, a, rs, cs, ap);
 }
+#if CCONV_X86
+/* cconv_gather_rows_t: blocks of V pixels (8 floats / 4 doubles), one register
+ * transpose each; the lanes outside a row's [lo, hi) are masked loads' zeros (a masked
+ * lane reads nothing), so the edges and the last partial block need no scalar code.
+ * Stride 2 takes the even lanes of two masked loads. */
+__attribute__((target("avx2,fma"))) static void
+gather_rows_t_avx2_f32(const float *const *src, const cc_idx *lo, const cc_idx *hi, cc_idx n,
+                       cc_idx sw, float *dst, cc_idx ld)
+{
+    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    cc_idx A = 0, B = n; /* where every row reads (or is NULL) */
+    for (int j = 0; j < 8; j++)
+        if (src[j]) {
+            A = lo[j] > A ? lo[j] : A;
+            B = hi[j] < B ? hi[j] : B;
+        }
+    for (cc_idx i = 0; i < n; i += 8) {
+        __m256 r[8];
+        if (sw == 1 && i >= A && i + 8 <= B) {
+            for (int j = 0; j < 8; j++)
+                r[j] = src[j] ? _mm256_loadu_ps(src[j] + i) : _mm256_setzero_ps();
+            cc_tr8_ps(r);
+            for (int j = 0; j < 8; j++)
+                _mm256_storeu_ps(dst + (i + j) * ld, r[j]);
+            continue;
+        }
+        if (sw == 2 && i >= A && i + 9 <= B) { /* both loads end by element 2B - 2 */
+            for (int j = 0; j < 8; j++)
+                r[j] = src[j] ? cc_even2_ps(_mm256_loadu_ps(src[j] + 2 * i),
+                                            _mm256_loadu_ps(src[j] + 2 * i + 8))
+                              : _mm256_setzero_ps();
+            cc_tr8_ps(r);
+            for (int j = 0; j < 8; j++)
+                _mm256_storeu_ps(dst + (i + j) * ld, r[j]);
+            continue;
+        }
+        for (int j = 0; j < 8; j++) {
+            const cc_idx a = lo[j], b = hi[j] < n ? hi[j] : n;
+            if (!src[j] || a >= b || b <= i || a >= i + 8) {
+                r[j] = _mm256_setzero_ps();
+            } else if (sw == 1) {
+                const float *p = src[j] + i;
+                if (a <= i && b >= i + 8) {
+                    r[j] = _mm256_loadu_ps(p);
+                } else { /* lanes t with a <= i + t < b */
+                    const __m256i t = _mm256_add_epi32(iota, _mm256_set1_epi32((int)(i - a)));
+                    const __m256i m = _mm256_andnot_si256(
+                        _mm256_cmpgt_epi32(_mm256_setzero_si256(), t),
+                        _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(b - a)), t));
+                    r[j] = _mm256_maskload_ps(p, m);
+                }
+            } else { /* sw == 2: elements 2a .. 2(b-1) of the row */
+                const float *p = src[j] + 2 * i;
+                const __m256i e0 = _mm256_add_epi32(iota, _mm256_set1_epi32((int)(2 * (i - a))));
+                const __m256i e1 = _mm256_add_epi32(e0, _mm256_set1_epi32(8));
+                const __m256i top = _mm256_set1_epi32((int)(2 * (b - a) - 1));
+                const __m256i m0 = _mm256_andnot_si256(
+                    _mm256_cmpgt_epi32(_mm256_setzero_si256(), e0), _mm256_cmpgt_epi32(top, e0));
+                const __m256i m1 = _mm256_andnot_si256(
+                    _mm256_cmpgt_epi32(_mm256_setzero_si256(), e1), _mm256_cmpgt_epi32(top, e1));
+                r[j] = cc_even2_ps(_mm256_maskload_ps(p, m0), _mm256_maskload_ps(p + 8, m1));
+            }
+        }
+        cc_tr8_ps(r);
+        const int rows = n - i < 8 ? (int)(n - i) : 8;
+        for (int j = 0; j < rows; j++)
+            _mm256_storeu_ps(dst + (i + j) * ld, r[j]);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void
+gather_rows_t_avx2_f64(const double *const *src, const cc_idx *lo, const cc_idx *hi, cc_idx n,
+                       cc_idx sw, double *dst, cc_idx ld)
+{
+    const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
+    cc_idx A = 0, B = n;
+    for (int j = 0; j < 4; j++)
+        if (src[j]) {
+            A = lo[j] > A ? lo[j] : A;
+            B = hi[j] < B ? hi[j] : B;
+        }
+    for (cc_idx i = 0; i < n; i += 4) {
+        __m256d r[4];
+        if (sw == 1 && i >= A && i + 4 <= B) {
+            for (int j = 0; j < 4; j++)
+                r[j] = src[j] ? _mm256_loadu_pd(src[j] + i) : _mm256_setzero_pd();
+            cc_tr4_pd(r);
+            for (int j = 0; j < 4; j++)
+                _mm256_storeu_pd(dst + (i + j) * ld, r[j]);
+            continue;
+        }
+        if (sw == 2 && i >= A && i + 5 <= B) {
+            for (int j = 0; j < 4; j++)
+                r[j] = src[j] ? cc_even2_pd(_mm256_loadu_pd(src[j] + 2 * i),
+                                            _mm256_loadu_pd(src[j] + 2 * i + 4))
+                              : _mm256_setzero_pd();
+            cc_tr4_pd(r);
+            for (int j = 0; j < 4; j++)
+                _mm256_storeu_pd(dst + (i + j) * ld, r[j]);
+            continue;
+        }
+        for (int j = 0; j < 4; j++) {
+            const cc_idx a = lo[j], b = hi[j] < n ? hi[j] : n;
+            if (!src[j] || a >= b || b <= i || a >= i + 4) {
+                r[j] = _mm256_setzero_pd();
+            } else if (sw == 1) {
+                const double *p = src[j] + i;
+                if (a <= i && b >= i + 4) {
+                    r[j] = _mm256_loadu_pd(p);
+                } else {
+                    const __m256i t = _mm256_add_epi64(iota, _mm256_set1_epi64x(i - a));
+                    const __m256i m = _mm256_andnot_si256(
+                        _mm256_cmpgt_epi64(_mm256_setzero_si256(), t),
+                        _mm256_cmpgt_epi64(_mm256_set1_epi64x(b - a), t));
+                    r[j] = _mm256_maskload_pd(p, m);
+                }
+            } else {
+                const double *p = src[j] + 2 * i;
+                const __m256i e0 = _mm256_add_epi64(iota, _mm256_set1_epi64x(2 * (i - a)));
+                const __m256i e1 = _mm256_add_epi64(e0, _mm256_set1_epi64x(4));
+                const __m256i top = _mm256_set1_epi64x(2 * (b - a) - 1);
+                const __m256i m0 = _mm256_andnot_si256(
+                    _mm256_cmpgt_epi64(_mm256_setzero_si256(), e0), _mm256_cmpgt_epi64(top, e0));
+                const __m256i m1 = _mm256_andnot_si256(
+                    _mm256_cmpgt_epi64(_mm256_setzero_si256(), e1), _mm256_cmpgt_epi64(top, e1));
+                r[j] = cc_even2_pd(_mm256_maskload_pd(p, m0), _mm256_maskload_pd(p + 4, m1));
+            }
+        }
+        cc_tr4_pd(r);
+        const int rows = n - i < 4 ? (int)(n - i) : 4;
+        for (int j = 0; j < rows; j++)
+            _mm256_storeu_pd(dst + (i + j) * ld, r[j]);
+    }
+}
+#define GATHER_SIMD(SUF)                                                                   \
+    if (cconv_isa_active() != CCONV_ISA_GENERIC && (sw == 1 || sw == 2)) {                 \
+        gather_rows_t_avx2_##SUF(src, lo, hi, n, sw, dst, ld);                             \
+        return;                                                                            \
+    }
+#else
+#define GATHER_SIMD(SUF)
+#endif
+
+#define DEFINE_GATHER(SUF, T)                                                              \
+    void cconv_gather_rows_t_##SUF(const T *const *src, const cc_idx *lo, const cc_idx *hi, \
+                                   cc_idx n, cc_idx sw, T *dst, cc_idx ld)                 \
+    {                                                                                      \
+        GATHER_SIMD(SUF)                                                                   \
+        for (cc_idx i = 0; i < n; i++)                                                     \
+            for (int j = 0; j < CCONV_GATHER_W_##SUF; j++)                                 \
+                dst[i * ld + j] = src[j] && i >= lo[j] && i < hi[j] ? src[j][i * sw] : (T)0; \
+    }
+DEFINE_GATHER(f32, float)
+DEFINE_GATHER(f64, double)
+
 void cconv_pack_rows_to_panels_f32(int w, cc_idx m, cc_idx k, const float *a, cc_idx rs,
                                    float *ap)
 {

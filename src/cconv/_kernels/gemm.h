@@ -52,6 +52,16 @@ void cconv_pack_rows_to_panels_f32(int w, cc_idx m, cc_idx k, const float *a, cc
                                    float *ap);
 void cconv_pack_rows_to_panels_f64(int w, cc_idx m, cc_idx k, const double *a, cc_idx rs,
                                    double *ap);
+/* dst[i*ld + j] = src[j][i*sw] for i in [lo[j], hi[j]) and 0 for the other i < n, for
+ * j < CCONV_GATHER_W (one 256-bit vector of columns); a NULL src[j] gives zeros. Reads
+ * only those elements (src[j] itself may point before the row: lo[j] > 0). Register
+ * transposes with masked loads for sw 1 and 2; scalar on the generic path. */
+#define CCONV_GATHER_W_f32 8
+#define CCONV_GATHER_W_f64 4
+void cconv_gather_rows_t_f32(const float *const *src, const cc_idx *lo, const cc_idx *hi,
+                             cc_idx n, cc_idx sw, float *dst, cc_idx ld);
+void cconv_gather_rows_t_f64(const double *const *src, const cc_idx *lo, const cc_idx *hi,
+                             cc_idx n, cc_idx sw, double *dst, cc_idx ld);
 /* Pack a k x n block of B (element (kk,j) at b[kk*rs + j*cs]) into NR panels. */
 void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp);
 void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp);

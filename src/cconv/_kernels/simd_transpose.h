@@ -1,5 +1,6 @@
-/* In-register transposes (x86, AVX2 or later): a[i] lane j <-> a[j] lane i. Shared by
- * the weight pack (gemm.c) and the grouped kernel (depthwise.c). */
+/* In-register transposes (x86, AVX2 or later): a[i] lane j <-> a[j] lane i; and the
+ * even lanes of two vectors (a stride-2 gather). Shared by the packs (gemm.c) and the
+ * depthwise / grouped kernels (depthwise.c). */
 #ifndef CCONV_SIMD_TRANSPOSE_H
 #define CCONV_SIMD_TRANSPOSE_H
 #include <immintrin.h>
@@ -36,5 +37,20 @@ static inline __attribute__((always_inline, target("avx2,fma"))) void cc_tr4_pd(
     a[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
     a[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
     a[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+/* The even lanes of a then of b: [a0 a2 b0 b2 | a4 a6 b4 b6], middle pairs swapped. */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256 cc_even2_ps(__m256 a,
+                                                                                    __m256 b)
+{
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))),
+        _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* [a0 b0 a2 b2], middle pair swapped. */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256d cc_even2_pd(__m256d a,
+                                                                                     __m256d b)
+{
+    return _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
 }
 #endif
