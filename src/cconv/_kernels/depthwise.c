@@ -84,6 +84,7 @@ cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngr
 #define V_BCAST(p) (*(p))
 #define V_TRANSPOSE(a) ((void)(a))
 #define V_EVEN2(a, b) (a)
+#define V_KEEP(v) ((void)0)
 #include "depthwise_impl.h"
 #include "gconv_impl.h"
 #undef T
@@ -152,6 +153,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_SET1(s) _mm512_set1_ps(s)
 #define V_ZERO() _mm512_setzero_ps()
 #define V_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define V_KEEP(v) __asm__("" : "+v"(v))
 #define V_EVEN2(a, b) \
     _mm512_permutex2var_ps((a), _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0), (b))
 #include "depthwise_impl.h"
@@ -168,6 +170,7 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_SET1(s) _mm512_set1_pd(s)
 #define V_ZERO() _mm512_setzero_pd()
 #define V_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
+#define V_KEEP(v) __asm__("" : "+v"(v))
 #define V_EVEN2(a, b) _mm512_permutex2var_pd((a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), (b))
 #include "depthwise_impl.h"
 #include "dw_vec_undef.h"

@@ -14,3 +14,4 @@
 #undef V_BCAST
 #undef V_TRANSPOSE
 #undef V_EVEN2
+#undef V_KEEP

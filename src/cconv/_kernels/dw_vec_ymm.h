@@ -17,6 +17,7 @@
 #define V_BCAST(p) _mm256_broadcast_ss(p)
 #define V_TRANSPOSE(a) cc_tr8_ps(a)
 #define V_EVEN2(a, b) cc_even2_ps((a), (b))
+#define V_KEEP(v) __asm__("" : "+x"(v))
 #else
 #define VL 4
 #define T double
@@ -32,4 +33,5 @@
 #define V_BCAST(p) _mm256_broadcast_sd(p)
 #define V_TRANSPOSE(a) cc_tr4_pd(a)
 #define V_EVEN2(a, b) cc_even2_pd((a), (b))
+#define V_KEEP(v) __asm__("" : "+x"(v))
 #endif
