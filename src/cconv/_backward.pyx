@@ -383,7 +383,7 @@ cdef void _scatter_rows(const cc_conv_geom *g, const floating *dc, cc_idx ldd, c
     """NCHW col2im add: dc row (ci*taps + t), column p - p0 adds into dx[ci*cs + pixel]."""
     cdef cc_idx taps = g.KD * g.KH * g.KW, HW = g.H * g.W, OHW = g.OH * g.OW
     cdef cc_idx ci, t, kd, kh, kw, woff, ow_lo, ow_hi, p, pend, od, oh, ow, run_end, ow_end
-    cdef cc_idx idd, ih, a, b, j, sw = g.sw
+    cdef cc_idx idd, ih, a, b, sw = g.sw
     cdef const floating *row
     cdef floating *xrow
     cdef floating *dxc
@@ -413,12 +413,8 @@ cdef void _scatter_rows(const cc_conv_geom *g, const floating *dc, cc_idx ldd, c
                     a = _imax(ow, ow_lo)
                     b = _imin(ow_end, ow_hi)
                     xrow = dxc + idd * HW + ih * g.W + woff
-                    if sw == 1:
-                        for j in range(a, b):
-                            xrow[j] = xrow[j] + row[p + j - ow]
-                    else:
-                        for j in range(a, b):
-                            xrow[j * sw] = xrow[j * sw] + row[p + j - ow]
+                    if b > a:
+                        add_strided(xrow + a * sw, sw, row + p + a - ow, b - a)
                 p = run_end
 
 

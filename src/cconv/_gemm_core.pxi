@@ -16,6 +16,8 @@ cdef extern from "gemm.h" nogil:
     int cconv_nr_f32()
     int cconv_mr_f64()
     int cconv_nr_f64()
+    void cconv_add_strided_f32(float *dst, cc_idx ds, const float *src, cc_idx n)
+    void cconv_add_strided_f64(double *dst, cc_idx ds, const double *src, cc_idx n)
     void cconv_pack_a_f32(cc_idx m, cc_idx k, const float *a, cc_idx rs, cc_idx cs, float *ap)
     void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs, double *ap)
     void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp)
@@ -56,6 +58,14 @@ cdef inline void pack_b_rows_to_panels(cc_idx k0, cc_idx k1, cc_idx n, const flo
         cconv_pack_b_rows_to_panels_f32(k0, k1, n, b, rs, bp, K)
     else:
         cconv_pack_b_rows_to_panels_f64(k0, k1, n, b, rs, bp, K)
+
+
+cdef inline void add_strided(floating *dst, cc_idx ds, const floating *src,
+                             cc_idx n) noexcept nogil:
+    if floating is float:
+        cconv_add_strided_f32(dst, ds, src, n)
+    else:
+        cconv_add_strided_f64(dst, ds, src, n)
 
 
 cdef inline void gemm_macro(cc_idx m, cc_idx n, cc_idx kc, const floating *ap, cc_idx ps_a,

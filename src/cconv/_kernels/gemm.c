@@ -540,6 +540,74 @@ gather_rows_t_avx2_f64(const double *const *src, const cc_idx *lo, const cc_idx 
 DEFINE_GATHER(f32, float)
 DEFINE_GATHER(f64, double)
 
+#if CCONV_X86
+/* cconv_add_strided, strides 1 and 2: 8 floats / 4 doubles of src per step. Stride 2
+ * spreads them over the even lanes of two vectors whose odd lanes hold -0.0 (x + -0.0 is
+ * x for every x, -0.0 and NaN included), whole steps only while the second vector ends
+ * before dst's last element. */
+__attribute__((target("avx2,fma"))) static cc_idx
+add_strided_avx2_f32(float *dst, cc_idx ds, const float *src, cc_idx n)
+{
+    cc_idx j = 0;
+    if (ds == 1) {
+        for (; j + 8 <= n; j += 8)
+            _mm256_storeu_ps(dst + j, _mm256_add_ps(_mm256_loadu_ps(dst + j),
+                                                    _mm256_loadu_ps(src + j)));
+    } else if (ds == 2) {
+        const __m256 nz = _mm256_set1_ps(-0.0f);
+        for (; j + 8 < n; j += 8) {
+            /* [s0 s1 s4 s5 | s2 s3 s6 s7] -> [s0 . s1 . s2 . s3 .], [s4 . s5 . s6 . s7 .] */
+            const __m256 p = _mm256_castpd_ps(_mm256_permute4x64_pd(
+                _mm256_castps_pd(_mm256_loadu_ps(src + j)), _MM_SHUFFLE(3, 1, 2, 0)));
+            float *d = dst + 2 * j;
+            _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_unpacklo_ps(p, nz)));
+            _mm256_storeu_ps(d + 8,
+                             _mm256_add_ps(_mm256_loadu_ps(d + 8), _mm256_unpackhi_ps(p, nz)));
+        }
+    }
+    return j;
+}
+
+__attribute__((target("avx2,fma"))) static cc_idx
+add_strided_avx2_f64(double *dst, cc_idx ds, const double *src, cc_idx n)
+{
+    cc_idx j = 0;
+    if (ds == 1) {
+        for (; j + 4 <= n; j += 4)
+            _mm256_storeu_pd(dst + j, _mm256_add_pd(_mm256_loadu_pd(dst + j),
+                                                    _mm256_loadu_pd(src + j)));
+    } else if (ds == 2) {
+        const __m256d nz = _mm256_set1_pd(-0.0);
+        for (; j + 4 < n; j += 4) {
+            /* [s0 s2 s1 s3] -> [s0 . s1 .], [s2 . s3 .] */
+            const __m256d p = _mm256_permute4x64_pd(_mm256_loadu_pd(src + j),
+                                                    _MM_SHUFFLE(3, 1, 2, 0));
+            double *d = dst + 2 * j;
+            _mm256_storeu_pd(d, _mm256_add_pd(_mm256_loadu_pd(d), _mm256_unpacklo_pd(p, nz)));
+            _mm256_storeu_pd(d + 4,
+                             _mm256_add_pd(_mm256_loadu_pd(d + 4), _mm256_unpackhi_pd(p, nz)));
+        }
+    }
+    return j;
+}
+#define ADD_STRIDED_SIMD(SUF)                                                              \
+    if (cconv_isa_active() != CCONV_ISA_GENERIC)                                           \
+        j = add_strided_avx2_##SUF(dst, ds, src, n);
+#else
+#define ADD_STRIDED_SIMD(SUF)
+#endif
+
+#define DEFINE_ADD_STRIDED(SUF, T)                                                         \
+    void cconv_add_strided_##SUF(T *dst, cc_idx ds, const T *src, cc_idx n)                \
+    {                                                                                      \
+        cc_idx j = 0;                                                                      \
+        ADD_STRIDED_SIMD(SUF)                                                              \
+        for (; j < n; j++)                                                                 \
+            dst[j * ds] = dst[j * ds] + src[j];                                            \
+    }
+DEFINE_ADD_STRIDED(f32, float)
+DEFINE_ADD_STRIDED(f64, double)
+
 void cconv_pack_rows_to_panels_f32(int w, cc_idx m, cc_idx k, const float *a, cc_idx rs,
                                    float *ap)
 {

@@ -62,6 +62,10 @@ void cconv_gather_rows_t_f32(const float *const *src, const cc_idx *lo, const cc
                              cc_idx n, cc_idx sw, float *dst, cc_idx ld);
 void cconv_gather_rows_t_f64(const double *const *src, const cc_idx *lo, const cc_idx *hi,
                              cc_idx n, cc_idx sw, double *dst, cc_idx ld);
+/* dst[j*ds] += src[j] for j < n, each element once in increasing j (col2im's adds; SIMD
+ * for ds 1 and 2). dst and src must not overlap. */
+void cconv_add_strided_f32(float *dst, cc_idx ds, const float *src, cc_idx n);
+void cconv_add_strided_f64(double *dst, cc_idx ds, const double *src, cc_idx n);
 /* Pack a k x n block of B (element (kk,j) at b[kk*rs + j*cs]) into NR panels. */
 void cconv_pack_b_f32(cc_idx k, cc_idx n, const float *b, cc_idx rs, cc_idx cs, float *bp);
 void cconv_pack_b_f64(cc_idx k, cc_idx n, const double *b, cc_idx rs, cc_idx cs, double *bp);
