@@ -407,7 +407,17 @@ x3 = rng.standard_normal((1, 5, 6, 9, 21)).astype(np.float32)
 g3 = rng.standard_normal((1, 7, 3, 9, 11)).astype(np.float32)
 gw3 = cconv.conv3d_grad_weight(x3, g3, (7, 5, 3, 3, 3), stride=(2, 1, 2), padding=1,
                                algorithm="direct")
-np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3)
+# the GEMM grad_weight's gathered panels (stride 1 and 2, pointwise) and col2im's
+# vector adds (stride 2)
+gwg1 = cconv.conv2d_grad_weight(x, rng.standard_normal((2, 17, 11, 9)).astype(np.float32),
+                                w.shape, 1, 1, algorithm="im2col")
+gwg2 = cconv.conv2d_grad_weight(x, g, w.shape, (2, 1), 1, algorithm="im2col")
+gwp = cconv.conv2d_grad_weight(x64.astype(np.float32), g1.astype(np.float32), (26, 30, 1, 1),
+                               algorithm="im2col")
+gi2 = cconv.conv2d_grad_input(rng.standard_normal((2, 6, 7, 10)), w[:6, :5].astype(np.float64),
+                              (2, 5, 13, 19), stride=2, padding=1)
+np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3, gwg1=gwg1, gwg2=gwg2,
+         gwp=gwp, gi2=gi2)
 """
     got = {}
     for isa in ("generic", "avx2", "avx512"):
