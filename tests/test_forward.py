@@ -579,3 +579,19 @@ def test_grouped_kernel_choice():
     assert not lanes("NCHW", 256, 256, 32) and not lanes("NCHW", 32, 40, 2)
     assert sum(c[3] // c[4] < 8 for c in GROUPED_CASES) >= 3
     assert sum(c[3] // c[4] >= 8 for c in GROUPED_CASES) >= 3
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,groups,k,stride", [(1024, 1, 1, 1), (1024, 2, 3, 1),
+                                                (512, 1, 3, 2), (2048, 4, 1, 2)])
+def test_channels_last_rows_4k_apart(rng, dtype, C, groups, k, stride):
+    """Channels-last im2col whose pixel rows are a multiple of 4 KB apart packs its A
+    rows (read in place, a tile's rows would share one L1 set): the packed-rows route
+    for many channels per tap, small-integer data, exact."""
+    x = small_int_array(rng, (2, 5, 7, C), dtype)
+    w = small_int_array(rng, (k, k, C // groups, 24), dtype)
+    b = small_int_array(rng, (24,), dtype)
+    y = conv_fn(2)(x, w, b, stride, k // 2, 1, groups, layout="NHWC", algorithm="im2col")
+    ref = conv_nd_reference(x, w, b, (stride, stride), ((k // 2,) * 2,) * 2, (1, 1), groups,
+                            layout="NHWC")
+    np.testing.assert_array_equal(y, ref.astype(dtype))

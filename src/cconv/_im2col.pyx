@@ -657,7 +657,9 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     Og = O // G
     if channels_last:
         # pixel blocks first, output-channel blocks when the pixels run out
-        if Cg >= INDIRECT_MIN_CHANNELS:  # A rows read in place: no cols at all
+        if Cg >= INDIRECT_MIN_CHANNELS and (geom.ctot * itemsize) % 4096 != 0:
+            # A rows read in place: no cols at all (but not rows 4 KB apart: an MR-row
+            # tile's rows then share one L1 set; 1024->256 1x1 at 14x14 ran 1.3x slower)
             wb, nwb, pb, npb = _blocking(G, Og, N * P, NR, MR, NC_COLS, 240, nthreads)
             _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                            geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
