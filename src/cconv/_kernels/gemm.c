@@ -590,12 +590,50 @@ add_strided_avx2_f64(double *dst, cc_idx ds, const double *src, cc_idx n)
     }
     return j;
 }
+/* cconv_copy_strided, stride 2: the even lanes of two loads, whole vectors while the
+ * second load ends before src's last element. */
+__attribute__((target("avx2,fma"))) static cc_idx
+copy_strided_avx2_f32(float *dst, const float *src, cc_idx ss, cc_idx n)
+{
+    cc_idx j = 0;
+    if (ss == 2)
+        for (; j + 8 < n; j += 8)
+            _mm256_storeu_ps(dst + j, cc_even2_ps(_mm256_loadu_ps(src + 2 * j),
+                                                  _mm256_loadu_ps(src + 2 * j + 8)));
+    return j;
+}
+
+__attribute__((target("avx2,fma"))) static cc_idx
+copy_strided_avx2_f64(double *dst, const double *src, cc_idx ss, cc_idx n)
+{
+    cc_idx j = 0;
+    if (ss == 2)
+        for (; j + 4 < n; j += 4)
+            _mm256_storeu_pd(dst + j, cc_even2_pd(_mm256_loadu_pd(src + 2 * j),
+                                                  _mm256_loadu_pd(src + 2 * j + 4)));
+    return j;
+}
+#define COPY_STRIDED_SIMD(SUF)                                                             \
+    if (cconv_isa_active() != CCONV_ISA_GENERIC)                                           \
+        j = copy_strided_avx2_##SUF(dst, src, ss, n);
 #define ADD_STRIDED_SIMD(SUF)                                                              \
     if (cconv_isa_active() != CCONV_ISA_GENERIC)                                           \
         j = add_strided_avx2_##SUF(dst, ds, src, n);
 #else
 #define ADD_STRIDED_SIMD(SUF)
+#define COPY_STRIDED_SIMD(SUF)
 #endif
+
+#define DEFINE_COPY_STRIDED(SUF, T)                                                        \
+    void cconv_copy_strided_##SUF(T *dst, const T *src, cc_idx ss, cc_idx n)               \
+    {                                                                                      \
+        cc_idx j = 0;                                                                      \
+        COPY_STRIDED_SIMD(SUF)                                                             \
+        for (; j < n; j++)                                                                 \
+            dst[j] = src[j * ss];                                                          \
+    }
+DEFINE_COPY_STRIDED(f32, float)
+DEFINE_COPY_STRIDED(f64, double)
 
 #define DEFINE_ADD_STRIDED(SUF, T)                                                         \
     void cconv_add_strided_##SUF(T *dst, cc_idx ds, const T *src, cc_idx n)                \

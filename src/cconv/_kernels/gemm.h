@@ -62,6 +62,9 @@ void cconv_gather_rows_t_f32(const float *const *src, const cc_idx *lo, const cc
                              cc_idx n, cc_idx sw, float *dst, cc_idx ld);
 void cconv_gather_rows_t_f64(const double *const *src, const cc_idx *lo, const cc_idx *hi,
                              cc_idx n, cc_idx sw, double *dst, cc_idx ld);
+/* dst[j] = src[j*ss] for j < n (SIMD for ss 2; reads src[0 .. (n-1)*ss] only). */
+void cconv_copy_strided_f32(float *dst, const float *src, cc_idx ss, cc_idx n);
+void cconv_copy_strided_f64(double *dst, const double *src, cc_idx ss, cc_idx n);
 /* dst[j*ds] += src[j] for j < n, each element once in increasing j (col2im's adds; SIMD
  * for ds 1 and 2). dst and src must not overlap. */
 void cconv_add_strided_f32(float *dst, cc_idx ds, const float *src, cc_idx n);

@@ -184,7 +184,7 @@ void cconv_pad_phases_##SUF(const T *x, cc_idx D, cc_idx H, cc_idx W, T *xp, cc_
                 const T *src = x + (id * H + ih) * W + lo * sw + c - pw;                    \
                 memset(row, 0, (size_t)lo * sizeof(T));                                     \
                 if (sw == 1) memcpy(row + lo, src, (size_t)(hi - lo) * sizeof(T));         \
-                else for (cc_idx q = lo; q < hi; q++) row[q] = src[(q - lo) * sw];          \
+                else cconv_copy_strided_##SUF(row + lo, src, sw, hi - lo);                 \
                 memset(row + hi, 0, (size_t)(Wq - hi) * sizeof(T));                         \
             }                                                                               \
     }                                                                                       \
