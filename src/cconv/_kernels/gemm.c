@@ -403,25 +403,15 @@ gather_rows_t_avx2_f32(const float *const *src, const cc_idx *lo, const cc_idx *
         }
     for (cc_idx i = 0; i < n; i += 8) {
         __m256 r[8];
-        if (sw == 1 && i >= A && i + 8 <= B) {
+        /* every row reads the whole block: plain loads (stride 2: both end by element
+         * 2B - 2) */
+        if (i >= A && i + 8 + (sw == 2) <= B) {
             for (int j = 0; j < 8; j++)
-                r[j] = src[j] ? _mm256_loadu_ps(src[j] + i) : _mm256_setzero_ps();
-            cc_tr8_ps(r);
-            for (int j = 0; j < 8; j++)
-                _mm256_storeu_ps(dst + (i + j) * ld, r[j]);
-            continue;
-        }
-        if (sw == 2 && i >= A && i + 9 <= B) { /* both loads end by element 2B - 2 */
-            for (int j = 0; j < 8; j++)
-                r[j] = src[j] ? cc_even2_ps(_mm256_loadu_ps(src[j] + 2 * i),
-                                            _mm256_loadu_ps(src[j] + 2 * i + 8))
-                              : _mm256_setzero_ps();
-            cc_tr8_ps(r);
-            for (int j = 0; j < 8; j++)
-                _mm256_storeu_ps(dst + (i + j) * ld, r[j]);
-            continue;
-        }
-        for (int j = 0; j < 8; j++) {
+                r[j] = !src[j] ? _mm256_setzero_ps()
+                       : sw == 1 ? _mm256_loadu_ps(src[j] + i)
+                                 : cc_even2_ps(_mm256_loadu_ps(src[j] + 2 * i),
+                                               _mm256_loadu_ps(src[j] + 2 * i + 8));
+        } else for (int j = 0; j < 8; j++) {
             const cc_idx a = lo[j], b = hi[j] < n ? hi[j] : n;
             if (!src[j] || a >= b || b <= i || a >= i + 8) {
                 r[j] = _mm256_setzero_ps();
@@ -468,25 +458,13 @@ gather_rows_t_avx2_f64(const double *const *src, const cc_idx *lo, const cc_idx 
         }
     for (cc_idx i = 0; i < n; i += 4) {
         __m256d r[4];
-        if (sw == 1 && i >= A && i + 4 <= B) {
+        if (i >= A && i + 4 + (sw == 2) <= B) {
             for (int j = 0; j < 4; j++)
-                r[j] = src[j] ? _mm256_loadu_pd(src[j] + i) : _mm256_setzero_pd();
-            cc_tr4_pd(r);
-            for (int j = 0; j < 4; j++)
-                _mm256_storeu_pd(dst + (i + j) * ld, r[j]);
-            continue;
-        }
-        if (sw == 2 && i >= A && i + 5 <= B) {
-            for (int j = 0; j < 4; j++)
-                r[j] = src[j] ? cc_even2_pd(_mm256_loadu_pd(src[j] + 2 * i),
-                                            _mm256_loadu_pd(src[j] + 2 * i + 4))
-                              : _mm256_setzero_pd();
-            cc_tr4_pd(r);
-            for (int j = 0; j < 4; j++)
-                _mm256_storeu_pd(dst + (i + j) * ld, r[j]);
-            continue;
-        }
-        for (int j = 0; j < 4; j++) {
+                r[j] = !src[j] ? _mm256_setzero_pd()
+                       : sw == 1 ? _mm256_loadu_pd(src[j] + i)
+                                 : cc_even2_pd(_mm256_loadu_pd(src[j] + 2 * i),
+                                               _mm256_loadu_pd(src[j] + 2 * i + 4));
+        } else for (int j = 0; j < 4; j++) {
             const cc_idx a = lo[j], b = hi[j] < n ? hi[j] : n;
             if (!src[j] || a >= b || b <= i || a >= i + 4) {
                 r[j] = _mm256_setzero_pd();
