@@ -17,6 +17,21 @@
  * at most DW_MAX_COLS / 16). */
 #define DW_INLINE static inline __attribute__((always_inline)) DW_TARGET
 
+/* The first n lanes (1..VL) at p: a masked access when n < VL, reading or writing
+ * nothing past them. */
+DW_INLINE VEC FN(load_n)(const T *p, int n)
+{
+    return n < VL ? V_LOADM(p, n) : V_LOAD(p);
+}
+
+DW_INLINE void FN(store_n)(T *p, VEC v, int n)
+{
+    if (n < VL)
+        V_STOREM(p, v, n);
+    else
+        V_STORE(p, v);
+}
+
 /* ----------------------------------------------------------------------------------
  * NCHW: the input rows an item needs are copied into a zero-padded scratch, split into
  * sw phases (phase q holds padded columns q, q+sw, q+2sw, ...), so that for every
@@ -55,13 +70,8 @@ DW_INLINE void FN(nchw_tile)(const T *restrict s, cc_idx rstride, cc_idx khstrid
         }
     }
     for (int r = 0; r < R; r++)
-        for (int v = 0; v < V; v++) {
-            T *q = o + r * ldo + v * VL;
-            if (v == V - 1 && nlast < VL)
-                V_STOREM(q, acc[r][v], nlast);
-            else
-                V_STORE(q, acc[r][v]);
-        }
+        for (int v = 0; v < V; v++)
+            FN(store_n)(o + r * ldo + v * VL, acc[r][v], v == V - 1 ? nlast : VL);
 }
 
 /* The same tile for row stride 1 and row dilation 1 (output row r, tap kh reads scratch
@@ -105,13 +115,8 @@ DW_INLINE void FN(nchw_tile_s1)(const T *restrict s, cc_idx rowlen, cc_idx kdstr
     _Pragma("GCC unroll 4")
     for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 4")
-        for (int v = 0; v < V; v++) {
-            T *q = o + r * ldo + v * VL;
-            if (v == V - 1 && nlast < VL)
-                V_STOREM(q, acc[r][v], nlast);
-            else
-                V_STORE(q, acc[r][v]);
-        }
+        for (int v = 0; v < V; v++)
+            FN(store_n)(o + r * ldo + v * VL, acc[r][v], v == V - 1 ? nlast : VL);
 }
 
 /* dst[0:n] = src[0:n] / = +0, vector by vector (a masked last one): a scratch row
@@ -274,7 +279,7 @@ DW_INLINE void FN(nhwc_tile)(const cc_dw_geom *g, const T *restrict xp, const T 
     VEC acc[DW_NHWC_P][2];
     for (int v = 0; v < V; v++) {
         const int n = v == V - 1 ? nlast : VL;
-        const VEC b0 = bp ? (n < VL ? V_LOADM(bp + v * VL, n) : V_LOAD(bp + v * VL)) : V_ZERO();
+        const VEC b0 = bp ? FN(load_n)(bp + v * VL, n) : V_ZERO();
         for (int p = 0; p < P; p++)
             acc[p][v] = b0;
     }
@@ -290,23 +295,17 @@ DW_INLINE void FN(nhwc_tile)(const cc_dw_geom *g, const T *restrict xp, const T 
             for (cc_idx kw = 0; kw < g->KW; kw++, off += kwstep, wt += C) {
                 for (int v = 0; v < V; v++) {
                     const int n = v == V - 1 ? nlast : VL;
-                    const VEC wv = n < VL ? V_LOADM(wt + v * VL, n) : V_LOAD(wt + v * VL);
+                    const VEC wv = FN(load_n)(wt + v * VL, n);
                     for (int p = 0; p < P; p++) {
-                        const VEC xv = n < VL ? V_LOADM(pp[p] + off + v * VL, n)
-                                              : V_LOAD(pp[p] + off + v * VL);
+                        const VEC xv = FN(load_n)(pp[p] + off + v * VL, n);
                         acc[p][v] = V_FMA(xv, wv, acc[p][v]);
                     }
                 }
             }
         }
     for (int p = 0; p < P; p++)
-        for (int v = 0; v < V; v++) {
-            T *q = op + p * C + v * VL;
-            if (v == V - 1 && nlast < VL)
-                V_STOREM(q, acc[p][v], nlast);
-            else
-                V_STORE(q, acc[p][v]);
-        }
+        for (int v = 0; v < V; v++)
+            FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
 }
 
 /* nhwc_tile for P = 8 and a compile-time KW = KWC (3, 5, 7), sw = dw = 1: each input
@@ -322,7 +321,7 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
     _Pragma("GCC unroll 2")
     for (int v = 0; v < V; v++) {
         const int n = v == V - 1 ? nlast : VL;
-        const VEC b0 = bp ? (n < VL ? V_LOADM(bp + v * VL, n) : V_LOAD(bp + v * VL)) : V_ZERO();
+        const VEC b0 = bp ? FN(load_n)(bp + v * VL, n) : V_ZERO();
         _Pragma("GCC unroll 8")
         for (int p = 0; p < 8; p++)
             acc[p][v] = b0;
@@ -337,12 +336,11 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
                 VEC wk[7];
                 _Pragma("GCC unroll 7")
                 for (int kw = 0; kw < KWC; kw++)
-                    wk[kw] = n < VL ? V_LOADM(wt + kw * C + v * VL, n)
-                                    : V_LOAD(wt + kw * C + v * VL);
+                    wk[kw] = FN(load_n)(wt + kw * C + v * VL, n);
                 _Pragma("GCC unroll 14")
                 for (int q = 0; q < 8 + KWC - 1; q++) {
                     const T *xq = row + q * C + v * VL;
-                    VEC xv = n < VL ? V_LOADM(xq, n) : V_LOAD(xq);
+                    VEC xv = FN(load_n)(xq, n);
                     V_KEEP(xv); /* GCC otherwise folds the load into each FMA again */
                     _Pragma("GCC unroll 7")
                     for (int kw = 0; kw < KWC; kw++)
@@ -354,13 +352,8 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
     _Pragma("GCC unroll 8")
     for (int p = 0; p < 8; p++)
         _Pragma("GCC unroll 2")
-        for (int v = 0; v < V; v++) {
-            T *q = op + p * C + v * VL;
-            if (v == V - 1 && nlast < VL)
-                V_STOREM(q, acc[p][v], nlast);
-            else
-                V_STORE(q, acc[p][v]);
-        }
+        for (int v = 0; v < V; v++)
+            FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
 }
 
 /* One out-of-line function per (KW, V): each gets its own register allocation (inlined
@@ -389,7 +382,7 @@ DW_INLINE void FN(nhwc_border)(const cc_dw_geom *g, const T *restrict x, const T
     VEC acc[2];
     for (int v = 0; v < V; v++) {
         const int n = v == V - 1 ? nlast : VL;
-        acc[v] = bp ? (n < VL ? V_LOADM(bp + v * VL, n) : V_LOAD(bp + v * VL)) : V_ZERO();
+        acc[v] = bp ? FN(load_n)(bp + v * VL, n) : V_ZERO();
     }
     for (cc_idx kd = 0; kd < g->KD; kd++) {
         const cc_idx id = od * g->sd + kd * g->dd - g->pd;
@@ -404,22 +397,17 @@ DW_INLINE void FN(nhwc_border)(const cc_dw_geom *g, const T *restrict x, const T
                 const T *wt = wp + ((kd * g->KH + kh) * g->KW + kw) * C;
                 for (int v = 0; v < V; v++) {
                     const int n = v == V - 1 ? nlast : VL;
-                    const VEC wv = n < VL ? V_LOADM(wt + v * VL, n) : V_LOAD(wt + v * VL);
+                    const VEC wv = FN(load_n)(wt + v * VL, n);
                     VEC xv = V_ZERO();
                     if (ok)
-                        xv = n < VL ? V_LOADM(xt + v * VL, n) : V_LOAD(xt + v * VL);
+                        xv = FN(load_n)(xt + v * VL, n);
                     acc[v] = V_FMA(xv, wv, acc[v]);
                 }
             }
         }
     }
-    for (int v = 0; v < V; v++) {
-        T *q = op + v * VL;
-        if (v == V - 1 && nlast < VL)
-            V_STOREM(q, acc[v], nlast);
-        else
-            V_STORE(q, acc[v]);
-    }
+    for (int v = 0; v < V; v++)
+        FN(store_n)(op + v * VL, acc[v], v == V - 1 ? nlast : VL);
 }
 
 /* One output row, channels [c, c + V*VL) (last vector nlast lanes). */
@@ -539,11 +527,7 @@ DW_INLINE void FN(gnchw_tile)(const T *restrict s, cc_idx cstride, cc_idx Cg,
         const VEC bv = V_SET1(bias ? bias[m] : (T)0);
         for (int r = 0; r < R; r++) {
             const VEC y = V_FMA(bv, one, acc[r][m]);  /* acc + bias, one rounding */
-            T *q = o + m * plane + r * ldo;
-            if (nlast < VL)
-                V_STOREM(q, y, nlast);
-            else
-                V_STORE(q, y);
+            FN(store_n)(o + m * plane + r * ldo, y, nlast);
         }
     }
 }
