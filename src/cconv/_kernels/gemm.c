@@ -386,243 +386,126 @@ void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
     pack_a_panels_f64(cconv_mr_f64(), m, k, a, rs, cs, ap);
 }
 #if CCONV_X86
-/* cconv_gather_rows_t: blocks of V pixels (8 floats / 4 doubles), one register
- * transpose each; the lanes outside a row's [lo, hi) are masked loads' zeros (a masked
- * lane reads nothing), so the edges and the last partial block need no scalar code.
- * Stride 2 takes the even lanes of two masked loads. */
-__attribute__((target("avx2,fma"))) static void
-gather_rows_t_avx2_f32(const float *const *src, const cc_idx *lo, const cc_idx *hi, cc_idx n,
-                       cc_idx sw, float *dst, cc_idx ld)
-{
-    const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    cc_idx A = 0, B = n; /* where every row reads (or is NULL) */
-    for (int j = 0; j < 8; j++)
-        if (src[j]) {
-            A = lo[j] > A ? lo[j] : A;
-            B = hi[j] < B ? hi[j] : B;
-        }
-    for (cc_idx i = 0; i < n; i += 8) {
-        __m256 r[8];
-        /* every row reads the whole block: plain loads (stride 2: both end by element
-         * 2B - 2) */
-        if (i >= A && i + 8 + (sw == 2) <= B) {
-            for (int j = 0; j < 8; j++)
-                r[j] = !src[j] ? _mm256_setzero_ps()
-                       : sw == 1 ? _mm256_loadu_ps(src[j] + i)
-                                 : cc_even2_ps(_mm256_loadu_ps(src[j] + 2 * i),
-                                               _mm256_loadu_ps(src[j] + 2 * i + 8));
-        } else for (int j = 0; j < 8; j++) {
-            const cc_idx a = lo[j], b = hi[j] < n ? hi[j] : n;
-            if (!src[j] || a >= b || b <= i || a >= i + 8) {
-                r[j] = _mm256_setzero_ps();
-            } else if (sw == 1) {
-                const float *p = src[j] + i;
-                if (a <= i && b >= i + 8) {
-                    r[j] = _mm256_loadu_ps(p);
-                } else { /* lanes t with a <= i + t < b */
-                    const __m256i t = _mm256_add_epi32(iota, _mm256_set1_epi32((int)(i - a)));
-                    const __m256i m = _mm256_andnot_si256(
-                        _mm256_cmpgt_epi32(_mm256_setzero_si256(), t),
-                        _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(b - a)), t));
-                    r[j] = _mm256_maskload_ps(p, m);
-                }
-            } else { /* sw == 2: elements 2a .. 2(b-1) of the row */
-                const float *p = src[j] + 2 * i;
-                const __m256i e0 = _mm256_add_epi32(iota, _mm256_set1_epi32((int)(2 * (i - a))));
-                const __m256i e1 = _mm256_add_epi32(e0, _mm256_set1_epi32(8));
-                const __m256i top = _mm256_set1_epi32((int)(2 * (b - a) - 1));
-                const __m256i m0 = _mm256_andnot_si256(
-                    _mm256_cmpgt_epi32(_mm256_setzero_si256(), e0), _mm256_cmpgt_epi32(top, e0));
-                const __m256i m1 = _mm256_andnot_si256(
-                    _mm256_cmpgt_epi32(_mm256_setzero_si256(), e1), _mm256_cmpgt_epi32(top, e1));
-                r[j] = cc_even2_ps(_mm256_maskload_ps(p, m0), _mm256_maskload_ps(p + 8, m1));
-            }
-        }
-        cc_tr8_ps(r);
-        const int rows = n - i < 8 ? (int)(n - i) : 8;
-        for (int j = 0; j < rows; j++)
-            _mm256_storeu_ps(dst + (i + j) * ld, r[j]);
-    }
-}
+#define T float
+#define SUF f32
+#define VEC __m256
+#define VL 8
+#define S_LOAD(p) _mm256_loadu_ps(p)
+#define S_STORE(p, v) _mm256_storeu_ps((p), (v))
+#define S_ZERO() _mm256_setzero_ps()
+#define S_MASKLOAD(p, m) _mm256_maskload_ps((p), (m))
+#define S_ADD(a, b) _mm256_add_ps((a), (b))
+#define S_SET1(s) _mm256_set1_ps(s)
+#define S_TR(a) cc_tr8_ps(a)
+#define S_EVEN2(a, b) cc_even2_ps((a), (b))
+/* [v0 v1 v4 v5 | v2 v3 v6 v7] interleaved with z: [v0 z v1 z v2 z v3 z], [v4 z .. v7 z] */
+#define S_SPREAD(v, z, lo, hi)                                                             \
+    do {                                                                                   \
+        const __m256 p_ = _mm256_castpd_ps(                                                \
+            _mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));          \
+        (lo) = _mm256_unpacklo_ps(p_, (z));                                                \
+        (hi) = _mm256_unpackhi_ps(p_, (z));                                                \
+    } while (0)
+#define S_IOTA() _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)
+#define S_ISET1(i) _mm256_set1_epi32((int)(i))
+#define S_IADD(a, b) _mm256_add_epi32((a), (b))
+#define S_IGT(a, b) _mm256_cmpgt_epi32((a), (b))
+#include "strided_impl.h"
+#undef T
+#undef SUF
+#undef VEC
+#undef VL
+#undef S_LOAD
+#undef S_STORE
+#undef S_ZERO
+#undef S_MASKLOAD
+#undef S_ADD
+#undef S_SET1
+#undef S_TR
+#undef S_EVEN2
+#undef S_SPREAD
+#undef S_IOTA
+#undef S_ISET1
+#undef S_IADD
+#undef S_IGT
 
-__attribute__((target("avx2,fma"))) static void
-gather_rows_t_avx2_f64(const double *const *src, const cc_idx *lo, const cc_idx *hi, cc_idx n,
-                       cc_idx sw, double *dst, cc_idx ld)
-{
-    const __m256i iota = _mm256_setr_epi64x(0, 1, 2, 3);
-    cc_idx A = 0, B = n;
-    for (int j = 0; j < 4; j++)
-        if (src[j]) {
-            A = lo[j] > A ? lo[j] : A;
-            B = hi[j] < B ? hi[j] : B;
-        }
-    for (cc_idx i = 0; i < n; i += 4) {
-        __m256d r[4];
-        if (i >= A && i + 4 + (sw == 2) <= B) {
-            for (int j = 0; j < 4; j++)
-                r[j] = !src[j] ? _mm256_setzero_pd()
-                       : sw == 1 ? _mm256_loadu_pd(src[j] + i)
-                                 : cc_even2_pd(_mm256_loadu_pd(src[j] + 2 * i),
-                                               _mm256_loadu_pd(src[j] + 2 * i + 4));
-        } else for (int j = 0; j < 4; j++) {
-            const cc_idx a = lo[j], b = hi[j] < n ? hi[j] : n;
-            if (!src[j] || a >= b || b <= i || a >= i + 4) {
-                r[j] = _mm256_setzero_pd();
-            } else if (sw == 1) {
-                const double *p = src[j] + i;
-                if (a <= i && b >= i + 4) {
-                    r[j] = _mm256_loadu_pd(p);
-                } else {
-                    const __m256i t = _mm256_add_epi64(iota, _mm256_set1_epi64x(i - a));
-                    const __m256i m = _mm256_andnot_si256(
-                        _mm256_cmpgt_epi64(_mm256_setzero_si256(), t),
-                        _mm256_cmpgt_epi64(_mm256_set1_epi64x(b - a), t));
-                    r[j] = _mm256_maskload_pd(p, m);
-                }
-            } else {
-                const double *p = src[j] + 2 * i;
-                const __m256i e0 = _mm256_add_epi64(iota, _mm256_set1_epi64x(2 * (i - a)));
-                const __m256i e1 = _mm256_add_epi64(e0, _mm256_set1_epi64x(4));
-                const __m256i top = _mm256_set1_epi64x(2 * (b - a) - 1);
-                const __m256i m0 = _mm256_andnot_si256(
-                    _mm256_cmpgt_epi64(_mm256_setzero_si256(), e0), _mm256_cmpgt_epi64(top, e0));
-                const __m256i m1 = _mm256_andnot_si256(
-                    _mm256_cmpgt_epi64(_mm256_setzero_si256(), e1), _mm256_cmpgt_epi64(top, e1));
-                r[j] = cc_even2_pd(_mm256_maskload_pd(p, m0), _mm256_maskload_pd(p + 4, m1));
-            }
-        }
-        cc_tr4_pd(r);
-        const int rows = n - i < 4 ? (int)(n - i) : 4;
-        for (int j = 0; j < rows; j++)
-            _mm256_storeu_pd(dst + (i + j) * ld, r[j]);
-    }
-}
-#define GATHER_SIMD(SUF)                                                                   \
-    if (cconv_isa_active() != CCONV_ISA_GENERIC && (sw == 1 || sw == 2)) {                 \
-        gather_rows_t_avx2_##SUF(src, lo, hi, n, sw, dst, ld);                             \
-        return;                                                                            \
-    }
+#define T double
+#define SUF f64
+#define VEC __m256d
+#define VL 4
+#define S_LOAD(p) _mm256_loadu_pd(p)
+#define S_STORE(p, v) _mm256_storeu_pd((p), (v))
+#define S_ZERO() _mm256_setzero_pd()
+#define S_MASKLOAD(p, m) _mm256_maskload_pd((p), (m))
+#define S_ADD(a, b) _mm256_add_pd((a), (b))
+#define S_SET1(s) _mm256_set1_pd(s)
+#define S_TR(a) cc_tr4_pd(a)
+#define S_EVEN2(a, b) cc_even2_pd((a), (b))
+/* [v0 v2 v1 v3] interleaved with z: [v0 z v1 z], [v2 z v3 z] */
+#define S_SPREAD(v, z, lo, hi)                                                             \
+    do {                                                                                   \
+        const __m256d p_ = _mm256_permute4x64_pd((v), _MM_SHUFFLE(3, 1, 2, 0));            \
+        (lo) = _mm256_unpacklo_pd(p_, (z));                                                \
+        (hi) = _mm256_unpackhi_pd(p_, (z));                                                \
+    } while (0)
+#define S_IOTA() _mm256_setr_epi64x(0, 1, 2, 3)
+#define S_ISET1(i) _mm256_set1_epi64x((long long)(i))
+#define S_IADD(a, b) _mm256_add_epi64((a), (b))
+#define S_IGT(a, b) _mm256_cmpgt_epi64((a), (b))
+#include "strided_impl.h"
+#undef T
+#undef SUF
+#undef VEC
+#undef VL
+#undef S_LOAD
+#undef S_STORE
+#undef S_ZERO
+#undef S_MASKLOAD
+#undef S_ADD
+#undef S_SET1
+#undef S_TR
+#undef S_EVEN2
+#undef S_SPREAD
+#undef S_IOTA
+#undef S_ISET1
+#undef S_IADD
+#undef S_IGT
+
+#define STRIDED_SIMD(call)                                                                 \
+    if (cconv_isa_active() != CCONV_ISA_GENERIC)                                           \
+        call;
 #else
-#define GATHER_SIMD(SUF)
+#define STRIDED_SIMD(call)
 #endif
 
-#define DEFINE_GATHER(SUF, T)                                                              \
+/* The portable loops (and each SIMD version's tail). */
+#define DEFINE_STRIDED(SUF, T)                                                             \
     void cconv_gather_rows_t_##SUF(const T *const *src, const cc_idx *lo, const cc_idx *hi, \
                                    cc_idx n, cc_idx sw, T *dst, cc_idx ld)                 \
     {                                                                                      \
-        GATHER_SIMD(SUF)                                                                   \
+        if (sw == 1 || sw == 2) {                                                          \
+            STRIDED_SIMD({ gather_rows_t_avx2_##SUF(src, lo, hi, n, sw, dst, ld); return; }) \
+        }                                                                                  \
         for (cc_idx i = 0; i < n; i++)                                                     \
             for (int j = 0; j < CCONV_GATHER_W_##SUF; j++)                                 \
                 dst[i * ld + j] = src[j] && i >= lo[j] && i < hi[j] ? src[j][i * sw] : (T)0; \
-    }
-DEFINE_GATHER(f32, float)
-DEFINE_GATHER(f64, double)
-
-#if CCONV_X86
-/* cconv_add_strided, strides 1 and 2: 8 floats / 4 doubles of src per step. Stride 2
- * spreads them over the even lanes of two vectors whose odd lanes hold -0.0 (x + -0.0 is
- * x for every x, -0.0 and NaN included), whole steps only while the second vector ends
- * before dst's last element. */
-__attribute__((target("avx2,fma"))) static cc_idx
-add_strided_avx2_f32(float *dst, cc_idx ds, const float *src, cc_idx n)
-{
-    cc_idx j = 0;
-    if (ds == 1) {
-        for (; j + 8 <= n; j += 8)
-            _mm256_storeu_ps(dst + j, _mm256_add_ps(_mm256_loadu_ps(dst + j),
-                                                    _mm256_loadu_ps(src + j)));
-    } else if (ds == 2) {
-        const __m256 nz = _mm256_set1_ps(-0.0f);
-        for (; j + 8 < n; j += 8) {
-            /* [s0 s1 s4 s5 | s2 s3 s6 s7] -> [s0 . s1 . s2 . s3 .], [s4 . s5 . s6 . s7 .] */
-            const __m256 p = _mm256_castpd_ps(_mm256_permute4x64_pd(
-                _mm256_castps_pd(_mm256_loadu_ps(src + j)), _MM_SHUFFLE(3, 1, 2, 0)));
-            float *d = dst + 2 * j;
-            _mm256_storeu_ps(d, _mm256_add_ps(_mm256_loadu_ps(d), _mm256_unpacklo_ps(p, nz)));
-            _mm256_storeu_ps(d + 8,
-                             _mm256_add_ps(_mm256_loadu_ps(d + 8), _mm256_unpackhi_ps(p, nz)));
-        }
-    }
-    return j;
-}
-
-__attribute__((target("avx2,fma"))) static cc_idx
-add_strided_avx2_f64(double *dst, cc_idx ds, const double *src, cc_idx n)
-{
-    cc_idx j = 0;
-    if (ds == 1) {
-        for (; j + 4 <= n; j += 4)
-            _mm256_storeu_pd(dst + j, _mm256_add_pd(_mm256_loadu_pd(dst + j),
-                                                    _mm256_loadu_pd(src + j)));
-    } else if (ds == 2) {
-        const __m256d nz = _mm256_set1_pd(-0.0);
-        for (; j + 4 < n; j += 4) {
-            /* [s0 s2 s1 s3] -> [s0 . s1 .], [s2 . s3 .] */
-            const __m256d p = _mm256_permute4x64_pd(_mm256_loadu_pd(src + j),
-                                                    _MM_SHUFFLE(3, 1, 2, 0));
-            double *d = dst + 2 * j;
-            _mm256_storeu_pd(d, _mm256_add_pd(_mm256_loadu_pd(d), _mm256_unpacklo_pd(p, nz)));
-            _mm256_storeu_pd(d + 4,
-                             _mm256_add_pd(_mm256_loadu_pd(d + 4), _mm256_unpackhi_pd(p, nz)));
-        }
-    }
-    return j;
-}
-/* cconv_copy_strided, stride 2: the even lanes of two loads, whole vectors while the
- * second load ends before src's last element. */
-__attribute__((target("avx2,fma"))) static cc_idx
-copy_strided_avx2_f32(float *dst, const float *src, cc_idx ss, cc_idx n)
-{
-    cc_idx j = 0;
-    if (ss == 2)
-        for (; j + 8 < n; j += 8)
-            _mm256_storeu_ps(dst + j, cc_even2_ps(_mm256_loadu_ps(src + 2 * j),
-                                                  _mm256_loadu_ps(src + 2 * j + 8)));
-    return j;
-}
-
-__attribute__((target("avx2,fma"))) static cc_idx
-copy_strided_avx2_f64(double *dst, const double *src, cc_idx ss, cc_idx n)
-{
-    cc_idx j = 0;
-    if (ss == 2)
-        for (; j + 4 < n; j += 4)
-            _mm256_storeu_pd(dst + j, cc_even2_pd(_mm256_loadu_pd(src + 2 * j),
-                                                  _mm256_loadu_pd(src + 2 * j + 4)));
-    return j;
-}
-#define COPY_STRIDED_SIMD(SUF)                                                             \
-    if (cconv_isa_active() != CCONV_ISA_GENERIC)                                           \
-        j = copy_strided_avx2_##SUF(dst, src, ss, n);
-#define ADD_STRIDED_SIMD(SUF)                                                              \
-    if (cconv_isa_active() != CCONV_ISA_GENERIC)                                           \
-        j = add_strided_avx2_##SUF(dst, ds, src, n);
-#else
-#define ADD_STRIDED_SIMD(SUF)
-#define COPY_STRIDED_SIMD(SUF)
-#endif
-
-#define DEFINE_COPY_STRIDED(SUF, T)                                                        \
+    }                                                                                      \
     void cconv_copy_strided_##SUF(T *dst, const T *src, cc_idx ss, cc_idx n)               \
     {                                                                                      \
         cc_idx j = 0;                                                                      \
-        COPY_STRIDED_SIMD(SUF)                                                             \
+        STRIDED_SIMD(j = copy_strided_avx2_##SUF(dst, src, ss, n))                         \
         for (; j < n; j++)                                                                 \
             dst[j] = src[j * ss];                                                          \
-    }
-DEFINE_COPY_STRIDED(f32, float)
-DEFINE_COPY_STRIDED(f64, double)
-
-#define DEFINE_ADD_STRIDED(SUF, T)                                                         \
+    }                                                                                      \
     void cconv_add_strided_##SUF(T *dst, cc_idx ds, const T *src, cc_idx n)                \
     {                                                                                      \
         cc_idx j = 0;                                                                      \
-        ADD_STRIDED_SIMD(SUF)                                                              \
+        STRIDED_SIMD(j = add_strided_avx2_##SUF(dst, ds, src, n))                          \
         for (; j < n; j++)                                                                 \
             dst[j * ds] = dst[j * ds] + src[j];                                            \
     }
-DEFINE_ADD_STRIDED(f32, float)
-DEFINE_ADD_STRIDED(f64, double)
+DEFINE_STRIDED(f32, float)
+DEFINE_STRIDED(f64, double)
 
 void cconv_pack_rows_to_panels_f32(int w, cc_idx m, cc_idx k, const float *a, cc_idx rs,
                                    float *ap)
