@@ -295,16 +295,18 @@ def test_nonfinite_propagates(rng, layout, algorithm, bad):
 
 
 # Channels-first im2col on small images with a batch runs the channels-last kernel
-# (pixel blocks across the batch) between two transposes (_plan.nchw_via_nhwc).
+# (pixel blocks across the batch) between two transposes (_plan.nchw_via_nhwc), unless
+# the pixel-row kernels run (via=False: _plan.nchw_forward_via_nhwc).
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("N,C,O,G,hw,k,stride,pad,mode", [
-    (16, 32, 40, 1, (8, 8), 3, 1, 1, "zeros"),
-    (64, 48, 24, 2, (4, 4), 2, 1, ((1, 0), (0, 1)), "zeros"),
-    (12, 16, 20, 1, (15, 13), 3, 2, 1, "reflect"),
+@pytest.mark.parametrize("N,C,O,G,hw,k,stride,pad,mode,via", [
+    (16, 32, 40, 1, (8, 8), 3, 1, 1, "zeros", (False, False)),
+    (64, 48, 24, 2, (4, 4), 2, 1, ((1, 0), (0, 1)), "zeros", (True, False)),
+    (12, 16, 20, 1, (15, 13), 3, 2, 1, "reflect", (True, True)),
 ])
-def test_nchw_small_images_via_channels_last(dtype, N, C, O, G, hw, k, stride, pad, mode):
+def test_nchw_small_images_via_channels_last(dtype, N, C, O, G, hw, k, stride, pad, mode,
+                                             via):
     import cconv
-    from cconv import _plan, _spec
+    from cconv import _im2col, _plan, _spec
     rng = np.random.default_rng(12)
     x = rng.standard_normal((N, C) + hw).astype(dtype)
     w = rng.standard_normal((O, C // G, k, k)).astype(dtype)
@@ -312,15 +314,21 @@ def test_nchw_small_images_via_channels_last(dtype, N, C, O, G, hw, k, stride, p
     spec = _spec.forward_spec("conv2d", 2, x, w, b, stride, pad, 1, G, mode, "NCHW",
                               "im2col")[0]
     assert _plan.nchw_via_nhwc(spec)
+    via = via[dtype == np.float64] if _im2col.tile_shape(np.float32)[1] == 32 else None
+    if via is None:  # another ISA path: other tile widths
+        via = _plan.nchw_forward_via_nhwc(spec)
+    assert _plan.nchw_forward_via_nhwc(spec) == via
+    assert _plan.nchw_pixrow(spec) == (not via)
     out = np.full(spec.out_shape, np.nan, dtype)
     y = cconv.conv2d(x, w, b, stride, pad, 1, G, padding_mode=mode, algorithm="im2col",
                      out=out)
     assert y is out
-    # the same kernel as the channels-last call: bitwise equal
-    yl = cconv.conv2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
-                      np.ascontiguousarray(w.transpose(2, 3, 1, 0)), b, stride, pad, 1, G,
-                      padding_mode=mode, layout="NHWC", algorithm="im2col")
-    np.testing.assert_array_equal(y, yl.transpose(0, 3, 1, 2))
+    if via:
+        # the same kernel as the channels-last call: bitwise equal
+        yl = cconv.conv2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                          np.ascontiguousarray(w.transpose(2, 3, 1, 0)), b, stride, pad, 1,
+                          G, padding_mode=mode, layout="NHWC", algorithm="im2col")
+        np.testing.assert_array_equal(y, yl.transpose(0, 3, 1, 2))
     ref = cconv.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                        stride, pad, 1, G, padding_mode=mode, algorithm="direct")
     tol = 1e-5 if dtype == np.float32 else 1e-12

@@ -46,6 +46,12 @@ cdef extern from "gemm.h" nogil:
                                  float *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
     void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b,
                                  double *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+    int cconv_pixrow_max_f32()
+    int cconv_pixrow_max_f64()
+    void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+                                  const float *b, float *c, cc_idx ldc, int accumulate)
+    void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+                                  const double *b, double *c, cc_idx ldc, int accumulate)
 
 _ISA_IDS = {"generic": CCONV_ISA_GENERIC, "avx2": CCONV_ISA_AVX2, "avx512": CCONV_ISA_AVX512}
 
@@ -186,6 +192,55 @@ def igemm_tile(a, rows, b, c, bint accumulate=False):
         with nogil:
             cconv_igemm_ukernel_f64(kc, <const double *const *>pp, <const double *>pb,
                                     <double *>pc, ldc, m, n, acc)
+    return c
+
+
+def pixrow_max(dtype):
+    """Widest pixel row (m) of the pixel-row micro-kernel on the active ISA path."""
+    return cconv_pixrow_max_f32() if np.dtype(dtype) == np.float32 else cconv_pixrow_max_f64()
+
+
+def pixrow_tile(x, offs, b, c, bint accumulate=False):
+    """Test hook for the pixel-row micro-kernel (``cconv_pixrow_ukernel_*``).
+
+    Computes, in place, ``c[i, :] = (c[i] if accumulate else 0) + sum_k x[offs[k] + i] *
+    b[k, :]`` for i < m = c.shape[0] (1 <= m <= pixrow_max), on the full NR columns of
+    the active path: ``b`` (kc x NR) is one packed panel, ``c`` a writable (m, NR) array
+    with unit column stride (its row stride is passed as ldc). ``x`` is 1-D contiguous,
+    every ``offs[k] + m <= len(x)``."""
+    cdef cnp.ndarray X = np.ascontiguousarray(x)
+    cdef cnp.ndarray B = np.ascontiguousarray(b)
+    cdef cnp.ndarray C = c
+    cdef cnp.ndarray O = np.ascontiguousarray(offs, dtype=np.int64)
+    dt = X.dtype
+    if X.ndim != 1 or B.ndim != 2 or C.ndim != 2 or O.ndim != 1:
+        raise ValueError("pixrow_tile expects 1-D x and offs, 2-D b and c")
+    if dt not in (np.float32, np.float64) or B.dtype != dt or C.dtype != dt:
+        raise TypeError("pixrow_tile expects float32 or float64 arrays of one dtype")
+    nr = tile_shape(dt)[1]
+    cdef cc_idx m = C.shape[0], kc = O.shape[0]
+    if not 1 <= m <= pixrow_max(dt):
+        raise ValueError(f"m={m} outside 1..{pixrow_max(dt)}")
+    if B.shape[0] != kc or B.shape[1] != nr or C.shape[1] != nr or _elem_stride(C, 1) != 1:
+        raise ValueError(f"b must be ({kc}, {nr}) and c ({m}, {nr}) with unit column stride")
+    if not C.flags.writeable:
+        raise ValueError("c must be writable")
+    if kc and (O.min() < 0 or O.max() + m > X.shape[0]):
+        raise IndexError("offs + m outside x")
+    cdef cc_idx ldc = _elem_stride(C, 0)
+    cdef void *px = cnp.PyArray_DATA(X)
+    cdef const cc_idx *po = <const cc_idx *>cnp.PyArray_DATA(O)
+    cdef void *pb = cnp.PyArray_DATA(B)
+    cdef void *pc = cnp.PyArray_DATA(C)
+    cdef int acc = accumulate
+    if dt == np.float32:
+        with nogil:
+            cconv_pixrow_ukernel_f32(m, kc, <const float *>px, po, <const float *>pb,
+                                     <float *>pc, ldc, acc)
+    else:
+        with nogil:
+            cconv_pixrow_ukernel_f64(m, kc, <const double *>px, po, <const double *>pb,
+                                     <double *>pc, ldc, acc)
     return c
 
 

@@ -34,6 +34,16 @@ cdef extern from "gemm.h" nogil:
                                  cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
     void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b,
                                  double *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+    void cconv_pack_rows_to_panels_f32(int w, cc_idx m, cc_idx k, const float *a, cc_idx rs,
+                                       float *ap)
+    void cconv_pack_rows_to_panels_f64(int w, cc_idx m, cc_idx k, const double *a, cc_idx rs,
+                                       double *ap)
+    int cconv_pixrow_max_f32()
+    int cconv_pixrow_max_f64()
+    void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+                                  const float *b, float *c, cc_idx ldc, int accumulate)
+    void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+                                  const double *b, double *c, cc_idx ldc, int accumulate)
 
 
 cdef inline void pack_a(cc_idx m, cc_idx k, const floating *a, cc_idx rs, cc_idx cs,
@@ -105,4 +115,19 @@ def isa_select(name):
     if cconv_isa_select(ISA_NAMES.index(name)) != 0:
         raise RuntimeError(f"this CPU cannot run the {name!r} path (best: {isa_best()!r})")
 
+
+cdef inline void pack_rows_to_panels(int w, cc_idx m, cc_idx k, const floating *a, cc_idx rs,
+                                     floating *ap) noexcept nogil:
+    if floating is float:
+        cconv_pack_rows_to_panels_f32(w, m, k, a, rs, ap)
+    else:
+        cconv_pack_rows_to_panels_f64(w, m, k, a, rs, ap)
+
+
+cdef inline void pixrow(cc_idx m, cc_idx kc, const floating *x, const cc_idx *offs,
+                        const floating *b, floating *c, cc_idx ldc, int accumulate) noexcept nogil:
+    if floating is float:
+        cconv_pixrow_ukernel_f32(m, kc, x, offs, b, c, ldc, accumulate)
+    else:
+        cconv_pixrow_ukernel_f64(m, kc, x, offs, b, c, ldc, accumulate)
 

@@ -463,11 +463,76 @@ cdef void _virtual_item(const floating *base, const floating *wg, const floating
         v = vend
 
 
+cdef floating *_pack_weights_pixrow(const floating *w, Py_ssize_t G, Py_ssize_t Og,
+                                    Py_ssize_t K, int NR, int nthreads) noexcept nogil:
+    """W_g (Og x K, row-major) of every group into NR-column B panels holding all of K
+    (panel q of group g at (g * npn + q) * NR * K, element (j, k) at [k * NR + j])."""
+    cdef Py_ssize_t npn = (Og + NR - 1) // NR, t, g, q
+    cdef floating *wp = <floating *> cc_scratch_acquire(1, G * npn * NR * K * sizeof(floating))
+    if wp == NULL:
+        return NULL
+    for t in prange(G * npn, schedule="static", num_threads=nthreads):
+        g = t // npn
+        q = t % npn
+        pack_rows_to_panels(NR, min(NR, Og - q * NR), K, w + (g * Og + q * NR) * K, K,
+                            wp + t * NR * K)
+    return wp
+
+
+cdef void _pixrow_item(const floating *base, const floating *wq, const floating *bias,
+                       floating *og, const cc_idx *offs, Py_ssize_t K, Py_ssize_t KC,
+                       Py_ssize_t r0, Py_ssize_t nrows, Py_ssize_t no, int NR, int MRX,
+                       Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Hp, Py_ssize_t Wp,
+                       Py_ssize_t P, floating *ctile, const floating *wrows,
+                       floating *bbuf) noexcept nogil:
+    """Output rows r0..r0+nrows-1 (r = od*OH + oh) x channels 0..no-1 of og (NCHW, one
+    image and group, from B panels wq): each row in tiles of at most MRX pixels, every
+    tile one pixel-row micro-kernel call per B panel and KC block. The tiles land in
+    ctile (panel q, pixel p of the block at (q * nrows * OW + p) * NR), then are written
+    transposed into og with the bias. With wrows (the weight rows of channel 0, row
+    stride K) instead of wq, each KC x NR panel is packed into bbuf just before use:
+    when no other item reads it, the weights are read once and never written back."""
+    cdef Py_ssize_t pb = nrows * OW, nq = (no + NR - 1) // NR
+    cdef Py_ssize_t ntile = (OW + MRX - 1) // MRX
+    cdef Py_ssize_t tw = (OW + ntile - 1) // ntile
+    cdef Py_ssize_t k0 = 0, kc, q, r, vrow, ow0, m, j, p
+    cdef const floating *bq
+    cdef floating *ct
+    cdef floating *dst
+    cdef floating bv
+    while k0 < K:
+        kc = min(KC, K - k0)
+        for q in range(nq):
+            if wrows != NULL:
+                pack_rows_to_panels(NR, min(NR, no - q * NR), kc, wrows + q * NR * K + k0, K,
+                                    bbuf)
+                bq = bbuf
+            else:
+                bq = wq + q * NR * K + k0 * NR
+            ct = ctile + q * pb * NR
+            for r in range(r0, r0 + nrows):
+                vrow = ((r // OH) * Hp + r % OH) * Wp
+                ow0 = 0
+                while ow0 < OW:
+                    m = min(tw, OW - ow0)
+                    pixrow(m, kc, base + vrow + ow0, offs + k0, bq,
+                           ct + ((r - r0) * OW + ow0) * NR, NR, k0 > 0)
+                    ow0 = ow0 + m
+        k0 = k0 + kc
+    for q in range(nq):
+        ct = ctile + q * pb * NR
+        for j in range(min(NR, no - q * NR)):
+            dst = og + (q * NR + j) * P + r0 * OW
+            bv = bias[q * NR + j] if bias != NULL else 0
+            for p in range(pb):
+                dst[p] = ct[p * NR + j] + bv
+
+
 cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpre, const floating *bias,
                        floating *out, cc_conv_geom geom, Py_ssize_t Dp, Py_ssize_t Hp,
                        Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                        Py_ssize_t NC, Py_ssize_t nnb, Py_ssize_t MC, Py_ssize_t nmb,
-                       int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
+                       int MR, int NR, Py_ssize_t KC, int MRX, int nthreads) except -1 nogil:
     # NCHW on a zero-padded copy of each image split into stride phases (C, phases, Dp,
     # Hp, Wp; one phase for stride 1): the output is computed on the phase grid
     # (virtual pixel v = (od*Hp + oh)*Wp + ow), where every
@@ -475,6 +540,9 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     # with ow >= OW or oh >= OH are computed into a per-thread tile and dropped.
     # Workspace: one padded image per thread (whole images per thread when the batch
     # splits evenly) or one shared padded image (small batches), never the batch.
+    # MRX > 0 ("pixel rows"): the same padded copy, but output pixels are the M
+    # dimension: rows of at most MRX pixels against NR-channel B panels of the weights
+    # (_pixrow_item); then NC counts output rows, MC output channels (a multiple of NR).
     cdef Py_ssize_t Cg = geom.C, Og = O // G, C = Cg * G
     cdef Py_ssize_t taps = geom.KD * geom.KH * geom.KW
     cdef Py_ssize_t K = Cg * taps
@@ -486,8 +554,10 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef Py_ssize_t VP = ((OD - 1) * Hp + OH - 1) * Wp + OW
     cdef Py_ssize_t td, th, tw
     cdef Py_ssize_t mp = (Og + MR - 1) // MR
+    cdef Py_ssize_t npn = (Og + NR - 1) // NR
     cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
-    cdef Py_ssize_t scratch = KC * ncp + MC * NC
+    cdef Py_ssize_t scratch = MC * NC * OW + KC * NR if MRX > 0 else KC * ncp + MC * NC
+    cdef Py_ssize_t rows = OD * OH
     cdef Py_ssize_t per_image = G * nnb * nmb
     cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k, c, t, it
     cdef bint whole_images = N % nthreads == 0 or N >= 4 * nthreads
@@ -500,7 +570,18 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef int failed = 0
     cdef int *failed_p = &failed
     cdef cc_idx *offs = <cc_idx *> malloc(K * sizeof(cc_idx) + 8)
-    cdef floating *wp = <floating *> wpre if wpre != NULL else _pack_weights_nchw(w, G, Og, K, MR, nthreads)
+    cdef floating *wp
+    # pixel rows: B panels of the weights (packed weights of the MR-row layout do not
+    # apply), packed ahead, or just before use when each is read by one item only
+    cdef bint fly = MRX > 0 and N * nnb == 1
+    if fly:
+        wpre = w
+        wp = <floating *> w
+    elif MRX > 0:
+        wpre = NULL
+        wp = _pack_weights_pixrow(w, G, Og, K, NR, nthreads)
+    else:
+        wp = <floating *> wpre if wpre != NULL else _pack_weights_nchw(w, G, Og, K, MR, nthreads)
     if wp == NULL or offs == NULL:
         if wpre == NULL:
             cc_scratch_release(1, wp)
@@ -534,11 +615,19 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     g = it // (nnb * nmb)
                     j0 = ((it // nmb) % nnb) * NC
                     i0 = (it % nmb) * MC
-                    _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
-                                  bias + g * Og + i0 if bias != NULL else NULL,
-                                  out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
-                                  min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW, Hp, Wp,
-                                  P, buf, buf + KC * ncp)
+                    if MRX > 0:
+                        _pixrow_item(src + g * Cg * CP, wp + (g * npn + i0 // NR) * NR * K,
+                                     bias + g * Og + i0 if bias != NULL else NULL,
+                                     out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
+                                     min(NC, rows - j0), min(MC, Og - i0), NR, MRX, OH, OW,
+                                     Hp, Wp, P, buf, w + (g * Og + i0) * K if fly else NULL,
+                                     buf + MC * NC * OW)
+                    else:
+                        _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
+                                      bias + g * Og + i0 if bias != NULL else NULL,
+                                      out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
+                                      min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW,
+                                      Hp, Wp, P, buf, buf + KC * ncp)
             free(buf)
     else:
         img = <floating *> malloc((0 if same_grid else C * CP) * sizeof(floating) + 64)
@@ -561,11 +650,19 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     g = it // (nnb * nmb)
                     j0 = ((it // nmb) % nnb) * NC
                     i0 = (it % nmb) * MC
-                    _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
-                                  bias + g * Og + i0 if bias != NULL else NULL,
-                                  out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
-                                  min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW, Hp, Wp,
-                                  P, buf, buf + KC * ncp)
+                    if MRX > 0:
+                        _pixrow_item(src + g * Cg * CP, wp + (g * npn + i0 // NR) * NR * K,
+                                     bias + g * Og + i0 if bias != NULL else NULL,
+                                     out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
+                                     min(NC, rows - j0), min(MC, Og - i0), NR, MRX, OH, OW,
+                                     Hp, Wp, P, buf, w + (g * Og + i0) * K if fly else NULL,
+                                     buf + MC * NC * OW)
+                    else:
+                        _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
+                                      bias + g * Og + i0 if bias != NULL else NULL,
+                                      out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
+                                      min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW,
+                                      Hp, Wp, P, buf, buf + KC * ncp)
                 free(buf)
         free(img)
     if wpre == NULL:
@@ -610,14 +707,65 @@ cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :
     cdef Py_ssize_t Og = O // G
     cdef Py_ssize_t VP = ((geom.OD - 1) * Hp + geom.OH - 1) * Wp + geom.OW
     cdef Py_ssize_t mb, nmb, nb, nnb, nct
-    mb, nmb = _split(Og, MC_ROWS, MR)
-    nct = max(NR, min(384, (65536 // mb) // NR * NR))
+    cdef int MRX = cconv_pixrow_max_f32() if floating is float else cconv_pixrow_max_f64()
     # whole images per thread need no split inside an image
     imgs = N % nthreads == 0 or N >= 4 * nthreads
-    mb, nmb, nb, nnb = _blocking(1 if imgs else G, Og, VP, MR, NR, MC_ROWS, nct,
-                                 1 if imgs else nthreads)
+    if _use_pixrow(geom, Og, VP, MR, NR, MRX):
+        # channel blocks of up to 256 (their B panels of one KC block stay in L2), row
+        # blocks whose output tile stays under 64K elements
+        mb, nmb = _split(Og, 256, NR)
+        nct = max(1, 65536 // (mb * geom.OW))
+        mb, nmb, nb, nnb = _blocking(1 if imgs else G, Og, geom.OD * geom.OH, NR, 1, 256, nct,
+                                     1 if imgs else nthreads)
+    else:
+        MRX = 0
+        mb, nmb = _split(Og, MC_ROWS, MR)
+        nct = max(NR, min(384, (65536 // mb) // NR * NR))
+        mb, nmb, nb, nnb = _blocking(1 if imgs else G, Og, VP, MR, NR, MC_ROWS, nct,
+                                     1 if imgs else nthreads)
     _nchw_virtual[floating](&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
-                            geom, Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, nthreads)
+                            geom, Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, MRX,
+                            nthreads)
+
+
+cdef enum:
+    # pixel rows need a reduction this long: each tile call loads and stores its C tile
+    # (CIFAR 3x3 3->32, K = 27: 0.37 ms against 0.34 on the panels)
+    PIXROW_MIN_K = 64
+
+
+# None: the pixel-row kernels where the model below picks them; False / True: never /
+# wherever they can run (tests and A/B timings compare the two paths).
+PIXROW = None
+
+
+cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, Py_ssize_t VP, int MR, int NR, int MRX):
+    """Pixel rows instead of virtual-pixel panels: when they compute fewer padded
+    products (rows tile exactly; the panels round VP up to NR and Og up to MR).
+    Measured, 2 threads, float32, ms (panels / pixel rows): 3x3 512@7 2.49 / 1.80,
+    256@14 1.62 / 1.39, 128@28 1.48 / 1.25, 64@56 1.60 / 1.20, 3x3 s2 128@56 1.53 / 1.35,
+    CIFAR 32->64 16x16 batch 16 1.16 / 0.89."""
+    if PIXROW is False or MRX <= 0 or g.C * g.KD * g.KH * g.KW < PIXROW_MIN_K:
+        return False
+    if PIXROW is True:
+        return True
+    cdef double virt = <double> _cdiv(VP, NR) * NR * (_cdiv(Og, MR) * MR)
+    cdef double pix = <double> g.OD * g.OH * g.OW * (_cdiv(Og, NR) * NR)
+    return pix < 0.93 * virt
+
+
+def pixrow_path(tuple osp, tuple ksp, tuple stride, tuple dil, Py_ssize_t Cg, Py_ssize_t Og,
+                dtype):
+    """Whether a channels-first im2col problem (3-D sizes) runs the pixel-row kernels."""
+    cdef cc_conv_geom g = _geom((1, 1, 1), ksp, osp, Cg, Cg, stride, (0, 0, 0), dil)
+    cdef int MR, NR, MRX
+    if np.dtype(dtype) == np.float32:
+        MR, NR, MRX = cconv_mr_f32(), cconv_nr_f32(), cconv_pixrow_max_f32()
+    else:
+        MR, NR, MRX = cconv_mr_f64(), cconv_nr_f64(), cconv_pixrow_max_f64()
+    cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh // g.sh, Wp = g.OW + (g.KW - 1) * g.dw // g.sw
+    cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
+    return _virtual_waste(g) <= 1.5 and _use_pixrow(g, Og, VP, MR, NR, MRX)
 
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,

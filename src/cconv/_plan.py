@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from . import _direct
+from . import _direct, _im2col
 
 
 class Algorithm(enum.Enum):
@@ -163,6 +163,23 @@ def _winograd_pays(spec):
 IM2COL_FEW_CHANNELS_EFF = 0.25
 
 
+# Channels-first pixel rows (_im2col.pixrow_path) against the padded-grid panels, 1
+# thread, float32, ms: 3x3 512@7 3.89 / 5.15, 256@14 2.70 / 3.15, 128@28 2.25 / 2.56,
+# 64@56 2.32 / 2.91: 0.83-0.97 of a plain MAC each (no cols to pack). 0.8 made "auto" take
+# im2col over F(4x4) on CIFAR 32->64 16x16 batch 16 (0.79 against 0.51 ms).
+IM2COL_PIXROW_RATE = 0.9
+
+
+def nchw_pixrow(spec):
+    """Channels-first im2col on the pixel-row kernels (output pixels of a row as the
+    GEMM's M dimension, _im2col.pixrow_path)."""
+    if spec.channels_last:
+        return False
+    return _im2col.pixrow_path(spec.as3d(spec.out_size, 1), spec.as3d(spec.kernel, 1),
+                               spec.as3d(spec.stride, 1), spec.as3d(spec.dilation, 1),
+                               spec.Cg, spec.O // spec.groups, spec.dtype)
+
+
 def im2col_cost(spec):
     """Predicted cost of im2col in GEMM MACs (same unit as winograd_cost). Channels-first
     im2col computes the output on the padded grid (the columns between output rows are
@@ -172,6 +189,10 @@ def im2col_cost(spec):
     0.86, (1, 128, 128, 28) 0.78, (1, 64, 64, 56) 1.16, (1, 256, 256, 14) 3.7."""
     if spec.channels_last and spec.Cg < 16:
         return spec.macs / IM2COL_FEW_CHANNELS_EFF
+    if nchw_pixrow(spec):
+        Og = spec.O // spec.groups
+        nr = _im2col.tile_shape(spec.dtype)[1]
+        return spec.macs * (-(-Og // nr) * nr) / Og * IM2COL_PIXROW_RATE
     if not spec.channels_last:
         od, oh, ow = spec.as3d(spec.out_size, 1)
         k = spec.as3d(spec.kernel, 1)
@@ -191,7 +212,10 @@ def im2col_cost(spec):
 # with the two transposes. Measured (via channels-last / channels-first, 1 thread,
 # float32; batch, C, O, size, kernel): (64, 512, 256, 4, 2) 0.75, (16, 128, 128, 8, 3)
 # 0.73, (32, 64, 128, 8, 3) 0.75; but (8, 512, 512, 7, 3) 1.06, (1, 512, 512, 7, 3) 2.3,
-# (32, 64, 64, 16, 3) 1.16, (1, 1024, 256, 14, 1) 1.9.
+# (32, 64, 64, 16, 3) 1.16, (1, 1024, 256, 14, 1) 1.9. The forward pass takes this route
+# only where the pixel-row kernels do not run (nchw_forward_via_nhwc): against those,
+# via channels-last / channels-first was 9.0 / 8.3 ms (64, 512, 256, 4, 2), 1.92 / 1.47
+# (32, 64, 128, 8, 3), 6.57 / 5.93 (64, 256, 256, 4, 3), 3.67 / 3.34 (16, 256, 256, 6, 3).
 NCHW_VIA_NHWC_MAX_PIXELS = 64
 NCHW_VIA_NHWC_MIN_ROWS = 512   # batch x output pixels
 
@@ -204,6 +228,11 @@ def nchw_via_nhwc(spec):
         return False
     P = math.prod(spec.out_size)
     return P <= NCHW_VIA_NHWC_MAX_PIXELS and spec.N * P >= NCHW_VIA_NHWC_MIN_ROWS
+
+
+def nchw_forward_via_nhwc(spec):
+    """nchw_via_nhwc for the forward im2col, where the pixel-row kernels do not run."""
+    return nchw_via_nhwc(spec) and not nchw_pixrow(spec)
 
 
 def grouped_direct(spec):

@@ -260,7 +260,7 @@ def _kernel_call(spec, algo, pads3, nth, packed=None):
     geo = _geometry(spec, pads3)
     G, cl = spec.groups, spec.channels_last
     A = _plan.Algorithm
-    if algo is A.IM2COL and (_plan.nchw_via_nhwc(spec) or
+    if algo is A.IM2COL and (_plan.nchw_forward_via_nhwc(spec) or
                              (cl and _plan.nhwc_via_nchw(spec))):
         return None
     if algo is A.DIRECT and _plan.grouped_direct(spec):

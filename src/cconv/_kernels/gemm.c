@@ -1339,3 +1339,8 @@ DEFINE_GEMM_DRIVER(cconv_gemm_f32, float, BLK_F32, CCONV_KC_F32, macro_f32_for,
                    pack_a_panels_f32, pack_b_panels_f32)
 DEFINE_GEMM_DRIVER(cconv_gemm_f64, double, BLK_F64, CCONV_KC_F64, macro_f64_for,
                    pack_a_panels_f64, pack_b_panels_f64)
+
+/* ------------------------------------------------------------------------------------
+ * Pixel-row micro-kernels (gemm.h: cconv_pixrow_ukernel_*).
+ * ---------------------------------------------------------------------------------- */
+#include "pixrow_impl.h"

@@ -118,4 +118,19 @@ void cconv_igemm_ukernel_f32(cc_idx kc, const float *const *a_rows, const float 
 void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b, double *c,
                              cc_idx ldc, cc_idx m, cc_idx n, int accumulate);
 
+/* Pixel-row micro-kernel: m consecutive output pixels of one row (the M dimension) x one
+ * packed B panel of NR output channels, A read in place from a (zero-padded,
+ * stride-phase) input at per-k offsets:
+ *   C[i, j] = (accumulate ? C : 0) + sum_{kk<kc} x[offs[kk] + i] * B[kk, j]
+ * i < m, j < NR. Reads x[offs[kk] .. offs[kk] + m - 1] for each kk. c: m x NR, row
+ * stride ldc, unit column stride. 1 <= m <= cconv_pixrow_max_*() (active ISA: 14 on
+ * AVX-512, 6 on AVX2, 8 portable). One FMA chain per element in kk order, as in every
+ * kernel above (bitwise the packed product on the same data). */
+int cconv_pixrow_max_f32(void);
+int cconv_pixrow_max_f64(void);
+void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+                              const float *b, float *c, cc_idx ldc, int accumulate);
+void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+                              const double *b, double *c, cc_idx ldc, int accumulate);
+
 #endif

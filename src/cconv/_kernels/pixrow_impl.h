@@ -1,0 +1,168 @@
+/* Pixel-row micro-kernels (included once, at the end of gemm.c: they reuse its tile
+ * register macros S512_* / D512_* / S256_* / D256_* and its ISA state).
+ *
+ * Contract (gemm.h, cconv_pixrow_ukernel_*): for 1 <= m <= cconv_pixrow_max_*(),
+ *   C[i, j] = (accumulate ? C[i, j] : 0) + sum_{kk < kc} x[offs[kk] + i] * B[kk, j]
+ * for i < m, j < NR: m consecutive output pixels of one row against one packed NR-column
+ * B panel (element (kk, j) at b[kk*NR + j]). x[offs[kk] .. offs[kk] + m - 1] is read for
+ * each kk, nothing else of x. C: m rows of NR, row stride ldc, unit column stride.
+ * Each element is one FMA chain in kk order, like every GEMM kernel here: the bits equal
+ * a packed-kernel product on the same data, whatever m.
+ *
+ * One kernel per m (the accumulators stay in named registers): with the pixels of a
+ * row as the M dimension, a 7- or 14-pixel output row needs no padding columns at all.
+ * 14 x 32 float on AVX-512 holds 28 zmm accumulators + 2 B vectors; the broadcast is
+ * folded into the FMA as a memory operand. */
+
+#define PR1(X) X(0)
+#define PR2(X) PR1(X) X(1)
+#define PR3(X) PR2(X) X(2)
+#define PR4(X) PR3(X) X(3)
+#define PR5(X) PR4(X) X(4)
+#define PR6(X) PR5(X) X(5)
+#define PR7(X) PR6(X) X(6)
+#define PR8(X) PR7(X) X(7)
+#define PR9(X) PR8(X) X(8)
+#define PR10(X) PR9(X) X(9)
+#define PR11(X) PR10(X) X(10)
+#define PR12(X) PR11(X) X(11)
+#define PR13(X) PR12(X) X(12)
+#define PR14(X) PR13(X) X(13)
+
+typedef void (*pixrow_f32_fn)(cc_idx, const float *, const cc_idx *, const float *, float *,
+                              cc_idx, int);
+typedef void (*pixrow_f64_fn)(cc_idx, const double *, const cc_idx *, const double *,
+                              double *, cc_idx, int);
+
+#define DEFINE_PIXROW(NAME, ATTR, T, M, NR, DECL, LOAD, ZERO, STORE, BLOAD, FMA)           \
+    ATTR __attribute__((noinline)) static void NAME(cc_idx kc, const T *restrict x,        \
+                                                    const cc_idx *restrict offs,           \
+                                                    const T *restrict b, T *restrict c,    \
+                                                    cc_idx ldc, int accumulate)            \
+    {                                                                                      \
+        PR##M(DECL)                                                                        \
+        if (accumulate) {                                                                  \
+            PR##M(LOAD)                                                                    \
+        } else {                                                                           \
+            PR##M(ZERO)                                                                    \
+        }                                                                                  \
+        _Pragma("GCC unroll 2")                                                            \
+        for (cc_idx kk = 0; kk < kc; kk++) {                                               \
+            const T *a = x + offs[kk];                                                     \
+            BLOAD                                                                          \
+            PR##M(FMA)                                                                     \
+            b += (NR);                                                                     \
+        }                                                                                  \
+        PR##M(STORE)                                                                       \
+    }
+
+/* Portable kernel, any m <= GEN_PIXROW_MAX, NR = GEN_NR. */
+#define GEN_PIXROW_MAX 8
+#define DEFINE_PIXROW_GENERIC(NAME, T, FMAF)                                               \
+    static void NAME(cc_idx m, cc_idx kc, const T *x, const cc_idx *offs, const T *b, T *c, \
+                     cc_idx ldc, int accumulate)                                           \
+    {                                                                                      \
+        T t[GEN_PIXROW_MAX][GEN_NR];                                                       \
+        for (cc_idx i = 0; i < m; i++)                                                     \
+            for (int j = 0; j < GEN_NR; j++)                                               \
+                t[i][j] = accumulate ? c[i * ldc + j] : (T)0;                              \
+        for (cc_idx kk = 0; kk < kc; kk++) {                                               \
+            const T *a = x + offs[kk];                                                     \
+            for (cc_idx i = 0; i < m; i++)                                                 \
+                for (int j = 0; j < GEN_NR; j++)                                           \
+                    t[i][j] = FMAF(a[i], b[j], t[i][j]);                                   \
+            b += GEN_NR;                                                                   \
+        }                                                                                  \
+        for (cc_idx i = 0; i < m; i++)                                                     \
+            for (int j = 0; j < GEN_NR; j++)                                               \
+                c[i * ldc + j] = t[i][j];                                                  \
+    }
+DEFINE_PIXROW_GENERIC(sgemm_pixrow_ukernel_generic, float, fmaf)
+DEFINE_PIXROW_GENERIC(dgemm_pixrow_ukernel_generic, double, fma)
+
+#if CCONV_X86
+#define S512_PR_B const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+#define D512_PR_B const __m512d b0 = _mm512_loadu_pd(b), b1 = _mm512_loadu_pd(b + 8);
+#define S256_PR_B const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+#define D256_PR_B const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
+
+#define S512_PIXROW(M)                                                                     \
+    DEFINE_PIXROW(sgemm_pixrow_ukernel_##M##x32_avx512, TARGET_AVX512, float, M, 32,       \
+                  S512_DECL, S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B, S512_FMA)
+#define D512_PIXROW(M)                                                                     \
+    DEFINE_PIXROW(dgemm_pixrow_ukernel_##M##x16_avx512, TARGET_AVX512, double, M, 16,      \
+                  D512_DECL, D512_LOAD, D512_ZERO, D512_STORE, D512_PR_B, D512_FMA)
+#define S256_PIXROW(M)                                                                     \
+    DEFINE_PIXROW(sgemm_pixrow_ukernel_##M##x16_avx2, TARGET_AVX2, float, M, 16,           \
+                  S256_DECL, S256_LOAD, S256_ZERO, S256_STORE, S256_PR_B, S256_FMA)
+#define D256_PIXROW(M)                                                                     \
+    DEFINE_PIXROW(dgemm_pixrow_ukernel_##M##x8_avx2, TARGET_AVX2, double, M, 8,            \
+                  D256_DECL, D256_LOAD, D256_ZERO, D256_STORE, D256_PR_B, D256_FMA)
+
+#define PR_M14(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14)
+#define PR_M6(X) X(1) X(2) X(3) X(4) X(5) X(6)
+PR_M14(S512_PIXROW)
+PR_M14(D512_PIXROW)
+PR_M6(S256_PIXROW)
+PR_M6(D256_PIXROW)
+
+#define PR_S512_PTR(M) sgemm_pixrow_ukernel_##M##x32_avx512,
+#define PR_D512_PTR(M) dgemm_pixrow_ukernel_##M##x16_avx512,
+#define PR_S256_PTR(M) sgemm_pixrow_ukernel_##M##x16_avx2,
+#define PR_D256_PTR(M) dgemm_pixrow_ukernel_##M##x8_avx2,
+static const pixrow_f32_fn PIXROW_S512[15] = {NULL, PR_M14(PR_S512_PTR)};
+static const pixrow_f64_fn PIXROW_D512[15] = {NULL, PR_M14(PR_D512_PTR)};
+static const pixrow_f32_fn PIXROW_S256[7] = {NULL, PR_M6(PR_S256_PTR)};
+static const pixrow_f64_fn PIXROW_D256[7] = {NULL, PR_M6(PR_D256_PTR)};
+#endif /* CCONV_X86 */
+
+static int pixrow_max(int isa)
+{
+#if CCONV_X86
+    if (isa == CCONV_ISA_AVX512)
+        return 14;
+    if (isa == CCONV_ISA_AVX2)
+        return 6;
+#endif
+    (void)isa;
+    return GEN_PIXROW_MAX;
+}
+
+int cconv_pixrow_max_f32(void) { return pixrow_max(cconv_isa_active()); }
+int cconv_pixrow_max_f64(void) { return pixrow_max(cconv_isa_active()); }
+
+void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+                              const float *b, float *c, cc_idx ldc, int accumulate)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_X86
+    case CCONV_ISA_AVX512:
+        PIXROW_S512[m](kc, x, offs, b, c, ldc, accumulate);
+        return;
+    case CCONV_ISA_AVX2:
+        PIXROW_S256[m](kc, x, offs, b, c, ldc, accumulate);
+        return;
+#endif
+    default:
+        sgemm_pixrow_ukernel_generic(m, kc, x, offs, b, c, ldc, accumulate);
+        return;
+    }
+}
+
+void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+                              const double *b, double *c, cc_idx ldc, int accumulate)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_X86
+    case CCONV_ISA_AVX512:
+        PIXROW_D512[m](kc, x, offs, b, c, ldc, accumulate);
+        return;
+    case CCONV_ISA_AVX2:
+        PIXROW_D256[m](kc, x, offs, b, c, ldc, accumulate);
+        return;
+#endif
+    default:
+        dgemm_pixrow_ukernel_generic(m, kc, x, offs, b, c, ldc, accumulate);
+        return;
+    }
+}
