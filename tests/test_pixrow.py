@@ -179,15 +179,26 @@ def test_threads_do_not_change_bits():
             np.testing.assert_array_equal(outs[0], o)
 
 
-def test_packed_weights_take_the_pixel_rows():
-    # the MR-row panels of pack_weights do not fit the pixel rows: the call packs B panels
-    # from the weights it carries (same result as the plain array)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_packed_weights_keep_pixel_row_panels(dtype):
+    # the MR-row panels of pack_weights do not fit the pixel rows: the first call that
+    # runs them packs their NR panels into the PackedWeights, later calls reuse them
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((1, 64, 7, 7)).astype(np.float32)
-    w = rng.standard_normal((80, 64, 3, 3)).astype(np.float32)
-    pw = cconv.pack_weights(w)
-    np.testing.assert_array_equal(cconv.conv2d(x, pw, None, 1, 1, algorithm="im2col"),
-                                  cconv.conv2d(x, w, None, 1, 1, algorithm="im2col"))
+    x = rng.standard_normal((2, 64, 7, 7)).astype(dtype)
+    w = rng.standard_normal((128, 32, 3, 3)).astype(dtype)
+    b = rng.standard_normal(128).astype(dtype)
+    pw = cconv.pack_weights(w, groups=2)
+    assert pw._pixrow is None
+    want = cconv.conv2d(x, w, b, 1, 1, 1, 2, algorithm="im2col")
+    np.testing.assert_array_equal(cconv.conv2d(x, pw, b, 1, 1, 1, 2, algorithm="im2col"), want)
+    panels = pw._pixrow
+    if _gemm.isa_name() != "generic":
+        assert panels is not None and not panels.flags.writeable
+        assert panels.size == _im2col.packed_size((128, 32, 1, 3, 3), 2, False, dtype, True)
+    out = np.full_like(want, np.nan)
+    cconv.conv2d(x, pw, b, 1, 1, 1, 2, algorithm="im2col", out=out)
+    assert pw._pixrow is panels
+    np.testing.assert_array_equal(out, want)
 
 
 _CROSS_ISA = """

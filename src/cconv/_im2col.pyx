@@ -571,15 +571,15 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef int *failed_p = &failed
     cdef cc_idx *offs = <cc_idx *> malloc(K * sizeof(cc_idx) + 8)
     cdef floating *wp
-    # pixel rows: B panels of the weights (packed weights of the MR-row layout do not
-    # apply), packed ahead, or just before use when each is read by one item only
-    cdef bint fly = MRX > 0 and N * nnb == 1
+    # pixel rows: B panels of the weights, given (wpre), packed ahead, or packed just
+    # before use when each is read by one item only
+    # (wpre, with MRX > 0: the pixel-row panels of pack_weights(pixrow=True))
+    cdef bint fly = MRX > 0 and wpre == NULL and N * nnb == 1
     if fly:
         wpre = w
         wp = <floating *> w
     elif MRX > 0:
-        wpre = NULL
-        wp = _pack_weights_pixrow(w, G, Og, K, NR, nthreads)
+        wp = <floating *> wpre if wpre != NULL else _pack_weights_pixrow(w, G, Og, K, NR, nthreads)
     else:
         wp = <floating *> wpre if wpre != NULL else _pack_weights_nchw(w, G, Og, K, MR, nthreads)
     if wp == NULL or offs == NULL:
@@ -696,7 +696,8 @@ cdef double _virtual_waste(cc_conv_geom g):
 
 
 cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
-                       const floating *wpre, floating[:, :, :, :, ::1] out, const floating *bp,
+                       const floating *wpre, const floating *wpix,
+                       floating[:, :, :, :, ::1] out, const floating *bp,
                        cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O, int MR,
                        int NR, Py_ssize_t KC, int nthreads):
     # The padded grid covers every tap of every output pixel.
@@ -723,7 +724,8 @@ cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :
         nct = max(NR, min(384, (65536 // mb) // NR * NR))
         mb, nmb, nb, nnb = _blocking(1 if imgs else G, Og, VP, MR, NR, MC_ROWS, nct,
                                      1 if imgs else nthreads)
-    _nchw_virtual[floating](&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
+    _nchw_virtual[floating](&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpix if MRX > 0 else wpre, bp,
+                            &out[0, 0, 0, 0, 0],
                             geom, Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, MRX,
                             nthreads)
 
@@ -770,11 +772,14 @@ def pixrow_path(tuple osp, tuple ksp, tuple stride, tuple dil, Py_ssize_t Cg, Py
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
          floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad, tuple dil,
-         Py_ssize_t G, bint channels_last, int nthreads, object packed):
+         Py_ssize_t G, bint channels_last, int nthreads, object packed,
+         object pixrow_packed=None):
     cdef const floating[::1] b
     cdef const floating[::1] pk
+    cdef const floating[::1] ppk
     cdef const floating *bp = NULL
     cdef const floating *wpre = NULL
+    cdef const floating *wpix = NULL
     cdef cc_conv_geom geom
     cdef Py_ssize_t N = x.shape[0], O, Cg, P, pb, npb, wb, nwb, KC, punit, ptarget, wunit
     cdef Py_ssize_t K, Og, itemsize = sizeof(floating)
@@ -786,6 +791,9 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     if packed is not None:
         pk = packed
         wpre = &pk[0]
+    if pixrow_packed is not None:
+        ppk = pixrow_packed
+        wpix = &ppk[0]
     if floating is float:
         MR, NR, KC = cconv_mr_f32(), cconv_nr_f32(), CCONV_KC_F32
     else:
@@ -817,7 +825,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                        geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
         return
     if _virtual_waste(geom) <= 1.5:
-        _run_nchw_virtual(x, w, wpre, out, bp, geom, N, G, O, MR, NR, KC, nthreads)
+        _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads)
         return
     pb, npb = _split(P, 384, NR)
     shared = (nthreads > 1 and N * G * npb < 2 * nthreads
@@ -834,7 +842,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
 
 
 def _pack_into(const floating[:, :, :, :, ::1] w, floating[::1] dst, Py_ssize_t G,
-               bint channels_last, int nthreads):
+               bint channels_last, int nthreads, bint pixrow=False):
     cdef Py_ssize_t O, Cg, K, Og
     cdef floating *tmp
     cdef int MR, NR
@@ -849,16 +857,23 @@ def _pack_into(const floating[:, :, :, :, ::1] w, floating[::1] dst, Py_ssize_t 
     else:
         O, Cg = w.shape[0], w.shape[1]
         K = Cg * w.shape[2] * w.shape[3] * w.shape[4]
-        tmp = _pack_weights_nchw(&w[0, 0, 0, 0, 0], G, O // G, K, MR, nthreads)
+        if pixrow:
+            tmp = _pack_weights_pixrow(&w[0, 0, 0, 0, 0], G, O // G, K, NR, nthreads)
+        else:
+            tmp = _pack_weights_nchw(&w[0, 0, 0, 0, 0], G, O // G, K, MR, nthreads)
     if tmp == NULL:
         raise MemoryError("pack_weights: cannot allocate the packed weights")
     memcpy(&dst[0], tmp, dst.shape[0] * sizeof(floating))
     cc_scratch_release(1, tmp)
 
 
-def packed_size(w_shape, groups, channels_last, dtype):
-    """Elements of the packed weight buffer for the active ISA tile."""
+def packed_size(w_shape, groups, channels_last, dtype, pixrow=False):
+    """Elements of the packed weight buffer for the active ISA tile (pixrow: the NR-column
+    panels of the channels-first pixel-row kernels)."""
     MR, NR, _ = tile_shape(dtype)
+    if pixrow:
+        O, Cg = w_shape[0], w_shape[1]
+        return groups * -(-(O // groups) // NR) * NR * Cg * w_shape[2] * w_shape[3] * w_shape[4]
     if channels_last:
         O, Cg = w_shape[4], w_shape[3]
         K = Cg * w_shape[0] * w_shape[1] * w_shape[2]
@@ -868,16 +883,20 @@ def packed_size(w_shape, groups, channels_last, dtype):
     return groups * -(-(O // groups) // MR) * MR * K
 
 
-def pack_weights(w5, groups, channels_last, nthreads):
+def pack_weights(w5, groups, channels_last, nthreads, pixrow=False):
     """Weights (5-D, cconv's layout) packed into the GEMM panels the im2col drivers use
-    (MR-row panels for channels-first, NR-column panels for channels-last)."""
-    dst = np.empty(packed_size(w5.shape, groups, channels_last, w5.dtype), dtype=w5.dtype)
-    _pack_into(w5, dst, groups, channels_last, nthreads)
+    (MR-row panels for channels-first, NR-column panels for channels-last; with pixrow,
+    channels-first weights into the NR-column panels of the pixel-row kernels)."""
+    dst = np.empty(packed_size(w5.shape, groups, channels_last, w5.dtype, pixrow),
+                   dtype=w5.dtype)
+    _pack_into(w5, dst, groups, channels_last, nthreads, pixrow)
     return dst
 
 
 def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads,
-                 packed=None):
+                 packed=None, pixrow_packed=None):
     """Implicit-GEMM forward convolution into out5 (see functional._forward).
-    `packed`: the output of pack_weights for w5 under the active ISA, or None."""
-    _run(x5, w5, out5, bias, stride, pad, dil, groups, channels_last, nthreads, packed)
+    `packed`: the output of pack_weights for w5 under the active ISA, or None;
+    `pixrow_packed`: pack_weights(..., pixrow=True), used when the pixel-row kernels run."""
+    _run(x5, w5, out5, bias, stride, pad, dil, groups, channels_last, nthreads, packed,
+         pixrow_packed)

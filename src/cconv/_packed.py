@@ -20,7 +20,7 @@ class PackedWeights:
     """
 
     __slots__ = ("weight", "layout", "groups", "nd", "dtype", "panels", "isa", "tile",
-                 "_winograd")
+                 "_winograd", "_pixrow")
 
     def __init__(self, weight, layout, groups, nd, panels, isa, tile):
         self.weight = weight
@@ -32,6 +32,7 @@ class PackedWeights:
         self.isa = isa
         self.tile = tile
         self._winograd = None
+        self._pixrow = None
 
     def winograd(self):
         """The Winograd-transformed weights of this packing (a :class:`WinogradWeights`
@@ -42,6 +43,17 @@ class PackedWeights:
             self._winograd = WinogradWeights(self.weight, self.layout, "winograd",
                                              copy=False)
         return self._winograd
+
+    def pixrow_panels(self):
+        """The NR-column weight panels of the channels-first pixel-row kernels (made on
+        first use, for the ISA path and dtype of ``panels``): a call that runs them with
+        packed weights packs these once, not every time."""
+        if self._pixrow is None:
+            p = _im2col.pack_weights(_weight5(self.weight, self.layout, self.nd), self.groups,
+                                     False, get_num_threads(), pixrow=True)
+            p.setflags(write=False)
+            self._pixrow = p
+        return self._pixrow
 
     @property
     def shape(self):
@@ -59,6 +71,14 @@ class PackedWeights:
         """Whether the panels fit a call computing in `dtype` on the active ISA path."""
         return (dtype == self.dtype and self.isa == _im2col.isa_active()
                 and self.tile == _im2col.tile_shape(dtype))
+
+
+def _weight5(w, layout, nd):
+    """The weight as cconv's 5-D kernel layout (a view)."""
+    channels_last = layout == _spec.LAYOUTS[nd][1]
+    k = w.shape[:nd] if channels_last else w.shape[2:]
+    k3 = (1,) * (3 - nd) + tuple(k)
+    return w.reshape(k3 + w.shape[nd:] if channels_last else w.shape[:2] + k3)
 
 
 def pack_weights(weight, *, layout="NCHW", groups=1, dtype=None):
@@ -89,9 +109,7 @@ def pack_weights(weight, *, layout="NCHW", groups=1, dtype=None):
         raise ValueError(f"{fname}: {O} output channels are not divisible by groups={groups}")
     w = np.array(w, dtype=dt, order="C", copy=True)
     w.setflags(write=False)
-    k = w.shape[:nd] if channels_last else w.shape[2:]
-    k3 = (1,) * (3 - nd) + tuple(k)
-    w5 = w.reshape(k3 + w.shape[nd:] if channels_last else w.shape[:2] + k3)
+    w5 = _weight5(w, layout, nd)
     panels = _im2col.pack_weights(w5, groups, channels_last, get_num_threads())
     panels.setflags(write=False)
     return PackedWeights(w, layout, groups, nd, panels, _im2col.isa_active(),

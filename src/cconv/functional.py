@@ -251,10 +251,11 @@ def _geometry(spec, pads3):
     return spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3), spec.as3d(spec.dilation, 1)
 
 
-def _kernel_call(spec, algo, pads3, nth, packed=None):
+def _kernel_call(spec, algo, pads3, nth, packed=None, pixrow_packed=None):
     """The run of Algorithm ``algo`` on ``spec`` as one kernel call fn(x5, w5, b, out5)
     with every other argument bound (pads3: the zero padding of x5; nth threads;
-    packed: im2col's weight panels or Winograd's transformed weights, or None), or None
+    packed: im2col's weight panels or Winograd's transformed weights, or None;
+    pixrow_packed: the weight panels of im2col's channels-first pixel rows), or None
     where _run has more to do than one plain call (the routes through the other
     layout)."""
     geo = _geometry(spec, pads3)
@@ -275,7 +276,8 @@ def _kernel_call(spec, algo, pads3, nth, packed=None):
                                        packed=packed)
     if algo is A.IM2COL:
         f = _im2col.conv_forward
-        return lambda x5, w5, b, o5: f(x5, w5, b, o5, *geo, G, cl, nth, packed=packed)
+        return lambda x5, w5, b, o5: f(x5, w5, b, o5, *geo, G, cl, nth, packed=packed,
+                                       pixrow_packed=pixrow_packed)
     f = _depthwise.conv_forward if algo is A.DEPTHWISE else _direct.conv_forward
     return lambda x5, w5, b, o5: f(x5, w5, b, o5, *geo, G, cl, nth)
 
@@ -288,13 +290,16 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
     w5 = _prepare_weight(spec, weight)
     out5 = result.reshape(_out5_shape(spec))
     nth = get_num_threads()
-    pw = None
+    pw = ppw = None
     if algo is _plan.Algorithm.IM2COL and packed is not None and \
             packed.groups == spec.groups and packed.usable(spec.dtype):
-        pw = packed.panels
+        if _plan.nchw_pixrow(spec):
+            ppw = packed.pixrow_panels()
+        else:
+            pw = packed.panels
     elif algo.winograd_m and cached is not None:
         pw = cached.packed(spec, algo.winograd_m, w5)
-    call = _kernel_call(spec, algo, pads3, nth, pw)
+    call = _kernel_call(spec, algo, pads3, nth, pw, ppw)
     if call is not None:
         call(x5, w5, b, out5)
     else:
