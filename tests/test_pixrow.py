@@ -71,6 +71,33 @@ def test_every_row_width(isa, dtype, kc, accumulate):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kc", [0, 1, 64, 300])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_row_pairs(isa, dtype, kc, accumulate):
+    rng = np.random.default_rng(kc)
+    nr = _gemm.tile_shape(dtype)[1]
+    for m1 in range(1, _gemm.pixrow_max(dtype) // 2 + 1):
+        rs = int(rng.integers(m1, 3 * m1 + 5))
+        x = np.full(kc * 6 + 4 * rs + 40, np.nan, dtype)
+        offs = rng.integers(0, len(x) - rs - m1, size=kc)
+        for o in offs:
+            x[o:o + m1] = rng.standard_normal(m1)
+            x[o + rs:o + rs + m1] = rng.standard_normal(m1)
+        b = rng.standard_normal((kc, nr)).astype(dtype)
+        c = rng.standard_normal((2 * m1, nr)).astype(dtype)
+        a = np.stack([x[offs + i] for i in range(m1)] + [x[offs + rs + i] for i in range(m1)])
+        want = (c.astype(np.float64) if accumulate else 0) + a.astype(np.float64) @ b
+        got = _gemm.pixrow_tile(x, offs, b, c.copy(), accumulate, rs=rs)
+        assert np.isfinite(got).all(), (m1, rs)
+        scale = max(1.0, np.abs(want).max())
+        assert np.abs(got - want).max() <= TOL[dtype] * scale * max(kc, 1) ** 0.5, (m1, rs)
+        # the same chains as two single-row calls: bitwise equal
+        lo = _gemm.pixrow_tile(x, offs, b, c[:m1].copy(), accumulate)
+        hi = _gemm.pixrow_tile(x, offs + rs, b, c[m1:].copy(), accumulate)
+        np.testing.assert_array_equal(got, np.concatenate([lo, hi]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_splitting_k_is_bitwise_identical(isa, dtype):
     m = _gemm.pixrow_max(dtype)
     x, offs, b, c = _case(m, 300, dtype, seed=5)
@@ -113,6 +140,12 @@ CONV_CASES = [
     (1, 10, 70, 1, (6, 15), (2, 5), (1, 2), (1, 2), 1),
     (2, 20, 36, 1, (40,), 5, 1, 2, 1),
     (1, 9, 34, 1, (4, 6, 13), 3, 1, 1, 1),
+    # output rows of at most 7 pixels run in row pairs (an odd last row alone; pairs
+    # that cross a depth step in 3-D)
+    (2, 16, 40, 1, (7, 7), 3, 1, 1, 1),
+    (1, 12, 24, 1, (3, 3), 3, 1, 1, 1),
+    (1, 8, 20, 1, (3, 5, 5), 3, 1, 1, 1),
+    (3, 10, 36, 1, (9, 4), 3, 1, (1, 0), 1),
 ]
 
 
@@ -230,3 +263,49 @@ def test_bitwise_identical_across_isa_paths(tmp_path):
             ref = np.load(tmp_path / f"y{i}_{dt}_{isas[0]}.npy")
             for name in isas[1:]:
                 np.testing.assert_array_equal(ref, np.load(tmp_path / f"y{i}_{dt}_{name}.npy"))
+
+
+# Channels-last on the pixel rows (_im2col._use_pixrow_nhwc): a channels-first copy of
+# the input, the channels-last weight panels, K in (tap, channel) order like the indirect
+# kernel, so the bits match it.
+NHWC_CASES = [
+    (1, 32, 40, (7, 7), 3, 1, 1, 1),
+    (2, 16, 33, (14, 13), 3, 1, 1, 1),
+    (1, 16, 64, (9, 30), 3, 2, 1, 1),
+    (3, 24, 20, (11, 17), 5, 1, 2, 2),
+    (2, 64, 512, (7, 7), 3, 1, 1, 1),
+    (1, 16, 48, (5, 6), 3, 1, ((0, 1), (2, 0)), 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", NHWC_CASES)
+def test_channels_last_on_pixel_rows(isa, dtype, case):
+    N, C, O, hw, k, stride, pad, dil = case
+    rng = np.random.default_rng(C * 31 + O)
+    x = rng.standard_normal((N,) + hw + (C,)).astype(dtype)
+    w = rng.standard_normal((k, k, C, O)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    x0 = x.copy()
+    spec = _spec.forward_spec("conv2d", 2, x, w, b, stride, pad, dil, 1, "zeros", "NHWC",
+                              "im2col")[0]
+    out = np.full(spec.out_shape, np.nan, dtype)
+    pw = cconv.pack_weights(w, layout="NHWC")
+    _set_pixrow(True)
+    try:
+        y = cconv.conv2d(x, w, b, stride, pad, dil, layout="NHWC", algorithm="im2col", out=out)
+        yp = cconv.conv2d(x, pw, b, stride, pad, dil, layout="NHWC", algorithm="im2col")
+    finally:
+        _set_pixrow(None)
+    assert y is out
+    ref = conv_nd_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                            stride, spec.pads, dil, 1, "zeros", "NHWC")
+    assert np.abs(y - ref).max() <= TOL[dtype] * np.abs(ref).max()
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(y, yp)
+    _set_pixrow(False)
+    try:
+        y2 = cconv.conv2d(x, w, b, stride, pad, dil, layout="NHWC", algorithm="im2col")
+    finally:
+        _set_pixrow(None)
+    np.testing.assert_array_equal(y, y2)

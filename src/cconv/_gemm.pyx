@@ -52,6 +52,12 @@ cdef extern from "gemm.h" nogil:
                                   const float *b, float *c, cc_idx ldc, int accumulate)
     void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
                                   const double *b, double *c, cc_idx ldc, int accumulate)
+    void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx kc, const float *x, cc_idx rs,
+                                   const cc_idx *offs, const float *b, float *c, cc_idx ldc,
+                                   int accumulate)
+    void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx kc, const double *x, cc_idx rs,
+                                   const cc_idx *offs, const double *b, double *c, cc_idx ldc,
+                                   int accumulate)
 
 _ISA_IDS = {"generic": CCONV_ISA_GENERIC, "avx2": CCONV_ISA_AVX2, "avx512": CCONV_ISA_AVX512}
 
@@ -200,14 +206,15 @@ def pixrow_max(dtype):
     return cconv_pixrow_max_f32() if np.dtype(dtype) == np.float32 else cconv_pixrow_max_f64()
 
 
-def pixrow_tile(x, offs, b, c, bint accumulate=False):
+def pixrow_tile(x, offs, b, c, bint accumulate=False, rs=None):
     """Test hook for the pixel-row micro-kernel (``cconv_pixrow_ukernel_*``).
 
     Computes, in place, ``c[i, :] = (c[i] if accumulate else 0) + sum_k x[offs[k] + i] *
     b[k, :]`` for i < m = c.shape[0] (1 <= m <= pixrow_max), on the full NR columns of
     the active path: ``b`` (kc x NR) is one packed panel, ``c`` a writable (m, NR) array
     with unit column stride (its row stride is passed as ldc). ``x`` is 1-D contiguous,
-    every ``offs[k] + m <= len(x)``."""
+    every ``offs[k] + m <= len(x)``. With ``rs`` (``cconv_pixrow2_ukernel_*``, m even):
+    rows i >= m/2 read ``x[offs[k] + rs + i - m/2]`` instead."""
     cdef cnp.ndarray X = np.ascontiguousarray(x)
     cdef cnp.ndarray B = np.ascontiguousarray(b)
     cdef cnp.ndarray C = c
@@ -225,7 +232,10 @@ def pixrow_tile(x, offs, b, c, bint accumulate=False):
         raise ValueError(f"b must be ({kc}, {nr}) and c ({m}, {nr}) with unit column stride")
     if not C.flags.writeable:
         raise ValueError("c must be writable")
-    if kc and (O.min() < 0 or O.max() + m > X.shape[0]):
+    cdef cc_idx m1 = m // 2, r = 0 if rs is None else rs
+    if rs is not None and (m % 2 or r < 0):
+        raise ValueError(f"row pairs need an even m and rs >= 0, got m={m}, rs={rs}")
+    if kc and (O.min() < 0 or O.max() + (m if rs is None else max(m1, r + m1)) > X.shape[0]):
         raise IndexError("offs + m outside x")
     cdef cc_idx ldc = _elem_stride(C, 0)
     cdef void *px = cnp.PyArray_DATA(X)
@@ -233,6 +243,16 @@ def pixrow_tile(x, offs, b, c, bint accumulate=False):
     cdef void *pb = cnp.PyArray_DATA(B)
     cdef void *pc = cnp.PyArray_DATA(C)
     cdef int acc = accumulate
+    if rs is not None:
+        if dt == np.float32:
+            with nogil:
+                cconv_pixrow2_ukernel_f32(m1, kc, <const float *>px, r, po, <const float *>pb,
+                                          <float *>pc, ldc, acc)
+        else:
+            with nogil:
+                cconv_pixrow2_ukernel_f64(m1, kc, <const double *>px, r, po,
+                                          <const double *>pb, <double *>pc, ldc, acc)
+        return c
     if dt == np.float32:
         with nogil:
             cconv_pixrow_ukernel_f32(m, kc, <const float *>px, po, <const float *>pb,

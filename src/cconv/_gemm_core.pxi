@@ -44,6 +44,12 @@ cdef extern from "gemm.h" nogil:
                                   const float *b, float *c, cc_idx ldc, int accumulate)
     void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
                                   const double *b, double *c, cc_idx ldc, int accumulate)
+    void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx kc, const float *x, cc_idx rs,
+                                   const cc_idx *offs, const float *b, float *c, cc_idx ldc,
+                                   int accumulate)
+    void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx kc, const double *x, cc_idx rs,
+                                   const cc_idx *offs, const double *b, double *c, cc_idx ldc,
+                                   int accumulate)
 
 
 cdef inline void pack_a(cc_idx m, cc_idx k, const floating *a, cc_idx rs, cc_idx cs,
@@ -130,4 +136,12 @@ cdef inline void pixrow(cc_idx m, cc_idx kc, const floating *x, const cc_idx *of
         cconv_pixrow_ukernel_f32(m, kc, x, offs, b, c, ldc, accumulate)
     else:
         cconv_pixrow_ukernel_f64(m, kc, x, offs, b, c, ldc, accumulate)
+
+
+cdef inline void pixrow2(cc_idx m1, cc_idx kc, const floating *x, cc_idx rs, const cc_idx *offs,
+                         const floating *b, floating *c, cc_idx ldc, int accumulate) noexcept nogil:
+    if floating is float:
+        cconv_pixrow2_ukernel_f32(m1, kc, x, rs, offs, b, c, ldc, accumulate)
+    else:
+        cconv_pixrow2_ukernel_f64(m1, kc, x, rs, offs, b, c, ldc, accumulate)
 

@@ -19,6 +19,8 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
+from . import _core
+
 include "_gemm_core.pxi"
 
 cdef extern from "scratch.h" nogil:
@@ -484,44 +486,69 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
                        Py_ssize_t r0, Py_ssize_t nrows, Py_ssize_t no, int NR, int MRX,
                        Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t Hp, Py_ssize_t Wp,
                        Py_ssize_t P, floating *ctile, const floating *wrows,
-                       floating *bbuf) noexcept nogil:
-    """Output rows r0..r0+nrows-1 (r = od*OH + oh) x channels 0..no-1 of og (NCHW, one
-    image and group, from B panels wq): each row in tiles of at most MRX pixels, every
-    tile one pixel-row micro-kernel call per B panel and KC block. The tiles land in
-    ctile (panel q, pixel p of the block at (q * nrows * OW + p) * NR), then are written
-    transposed into og with the bias. With wrows (the weight rows of channel 0, row
-    stride K) instead of wq, each KC x NR panel is packed into bbuf just before use:
-    when no other item reads it, the weights are read once and never written back."""
+                       floating *bbuf, bint cl, Py_ssize_t O) noexcept nogil:
+    """Output rows r0..r0+nrows-1 (r = od*OH + oh) x channels 0..no-1 of og (one image
+    and group, from B panels wq): each row in tiles of at most MRX pixels, every tile
+    one pixel-row micro-kernel call per B panel and KC block.
+    The tiles land in ctile (panel q, pixel p of the block at (q * nrows * OW + p) * NR),
+    then go to og with the bias: transposed channels-first (og: channel 0 of the item, P
+    pixels per channel), row by row channels-last (cl; og: channel 0 of pixel 0, O
+    channels per pixel; rows 2 KB apart as C tiles conflicted in L1).
+    With wrows (channel 0's weights: row stride K channels-first, the (tap, channel)
+    rows of stride O channels-last) instead of wq, the KC x NR panels are packed into
+    bbuf just before use (channels-last all panels of a KC block at once: read panel by
+    panel, the 2 KB row strides ran slower than the product): when no other item reads
+    them, the weights are read once and never written back."""
     cdef Py_ssize_t pb = nrows * OW, nq = (no + NR - 1) // NR
     cdef Py_ssize_t ntile = (OW + MRX - 1) // MRX
     cdef Py_ssize_t tw = (OW + ntile - 1) // ntile
-    cdef Py_ssize_t k0 = 0, kc, q, r, vrow, ow0, m, j, p
+    cdef Py_ssize_t k0 = 0, kc, q, r, vrow, ow0, m, j, p, nqc, ldc
     cdef const floating *bq
     cdef floating *ct
     cdef floating *dst
     cdef floating bv
     while k0 < K:
         kc = min(KC, K - k0)
+        if wrows != NULL and cl:
+            pack_b_rows_to_panels(0, kc, no, wrows + k0 * O, O, bbuf, kc)
         for q in range(nq):
-            if wrows != NULL:
-                pack_rows_to_panels(NR, min(NR, no - q * NR), kc, wrows + q * NR * K + k0, K,
-                                    bbuf)
+            nqc = min(NR, no - q * NR)
+            if wrows != NULL and cl:
+                bq = bbuf + q * NR * kc
+            elif wrows != NULL:
+                pack_rows_to_panels(NR, nqc, kc, wrows + q * NR * K + k0, K, bbuf)
                 bq = bbuf
             else:
                 bq = wq + q * NR * K + k0 * NR
             ct = ctile + q * pb * NR
-            for r in range(r0, r0 + nrows):
+            ldc = NR
+            r = r0
+            while r < r0 + nrows:
                 vrow = ((r // OH) * Hp + r % OH) * Wp
+                if 2 * OW <= MRX and r + 1 < r0 + nrows:
+                    # two whole rows per tile (their offsets differ across a depth step)
+                    pixrow2(OW, kc, base + vrow, ((r + 1) // OH * Hp + (r + 1) % OH) * Wp - vrow,
+                            offs + k0, bq, ct + (r - r0) * OW * ldc, ldc, k0 > 0)
+                    r = r + 2
+                    continue
                 ow0 = 0
                 while ow0 < OW:
                     m = min(tw, OW - ow0)
                     pixrow(m, kc, base + vrow + ow0, offs + k0, bq,
-                           ct + ((r - r0) * OW + ow0) * NR, NR, k0 > 0)
+                           ct + ((r - r0) * OW + ow0) * ldc, ldc, k0 > 0)
                     ow0 = ow0 + m
+                r = r + 1
         k0 = k0 + kc
     for q in range(nq):
+        nqc = min(NR, no - q * NR)
         ct = ctile + q * pb * NR
-        for j in range(min(NR, no - q * NR)):
+        if cl:
+            dst = og + r0 * OW * O + q * NR
+            for p in range(pb):
+                for j in range(nqc):
+                    dst[p * O + j] = ct[p * NR + j] + (bias[q * NR + j] if bias != NULL else 0)
+            continue
+        for j in range(nqc):
             dst = og + (q * NR + j) * P + r0 * OW
             bv = bias[q * NR + j] if bias != NULL else 0
             for p in range(pb):
@@ -532,7 +559,8 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                        floating *out, cc_conv_geom geom, Py_ssize_t Dp, Py_ssize_t Hp,
                        Py_ssize_t Wp, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                        Py_ssize_t NC, Py_ssize_t nnb, Py_ssize_t MC, Py_ssize_t nmb,
-                       int MR, int NR, Py_ssize_t KC, int MRX, int nthreads) except -1 nogil:
+                       int MR, int NR, Py_ssize_t KC, int MRX, bint cl,
+                       int nthreads) except -1 nogil:
     # NCHW on a zero-padded copy of each image split into stride phases (C, phases, Dp,
     # Hp, Wp; one phase for stride 1): the output is computed on the phase grid
     # (virtual pixel v = (od*Hp + oh)*Wp + ow), where every
@@ -543,6 +571,8 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     # MRX > 0 ("pixel rows"): the same padded copy, but output pixels are the M
     # dimension: rows of at most MRX pixels against NR-channel B panels of the weights
     # (_pixrow_item); then NC counts output rows, MC output channels (a multiple of NR).
+    # cl (pixel rows only): x is a channels-first copy of a channels-last input; w, wpre
+    # and out are the channels-last ones (K in (tap, channel) order, as _nhwc_indirect).
     cdef Py_ssize_t Cg = geom.C, Og = O // G, C = Cg * G
     cdef Py_ssize_t taps = geom.KD * geom.KH * geom.KW
     cdef Py_ssize_t K = Cg * taps
@@ -556,7 +586,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef Py_ssize_t mp = (Og + MR - 1) // MR
     cdef Py_ssize_t npn = (Og + NR - 1) // NR
     cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
-    cdef Py_ssize_t scratch = MC * NC * OW + KC * NR if MRX > 0 else KC * ncp + MC * NC
+    cdef Py_ssize_t scratch = MC * NC * OW + KC * MC if MRX > 0 else KC * ncp + MC * NC
     cdef Py_ssize_t rows = OD * OH
     cdef Py_ssize_t per_image = G * nnb * nmb
     cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k, c, t, it
@@ -578,8 +608,11 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     if fly:
         wpre = w
         wp = <floating *> w
+    elif MRX > 0 and wpre == NULL:
+        wp = (_pack_weights_nhwc(w, G, Og, K, NR, nthreads) if cl
+              else _pack_weights_pixrow(w, G, Og, K, NR, nthreads))
     elif MRX > 0:
-        wp = <floating *> wpre if wpre != NULL else _pack_weights_pixrow(w, G, Og, K, NR, nthreads)
+        wp = <floating *> wpre
     else:
         wp = <floating *> wpre if wpre != NULL else _pack_weights_nchw(w, G, Og, K, MR, nthreads)
     if wp == NULL or offs == NULL:
@@ -589,8 +622,8 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
         with gil:
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
     for k in range(K):
-        c = k // taps
-        t = k % taps
+        c = k % Cg if cl else k // taps
+        t = k // Cg if cl else k % taps
         td = (t // (geom.KH * geom.KW)) * geom.dd
         th = ((t // geom.KW) % geom.KH) * geom.dh
         tw = (t % geom.KW) * geom.dw
@@ -618,10 +651,13 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     if MRX > 0:
                         _pixrow_item(src + g * Cg * CP, wp + (g * npn + i0 // NR) * NR * K,
                                      bias + g * Og + i0 if bias != NULL else NULL,
-                                     out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
-                                     min(NC, rows - j0), min(MC, Og - i0), NR, MRX, OH, OW,
-                                     Hp, Wp, P, buf, w + (g * Og + i0) * K if fly else NULL,
-                                     buf + MC * NC * OW)
+                                     out + (n * P * O + g * Og + i0 if cl
+                                            else (n * O + g * Og + i0) * P),
+                                     offs, K, KC, j0, min(NC, rows - j0), min(MC, Og - i0), NR,
+                                     MRX, OH, OW, Hp, Wp, P, buf,
+                                     NULL if not fly else (w + g * Og + i0 if cl
+                                                           else w + (g * Og + i0) * K),
+                                     buf + MC * NC * OW, cl, O)
                     else:
                         _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
                                       bias + g * Og + i0 if bias != NULL else NULL,
@@ -653,10 +689,13 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     if MRX > 0:
                         _pixrow_item(src + g * Cg * CP, wp + (g * npn + i0 // NR) * NR * K,
                                      bias + g * Og + i0 if bias != NULL else NULL,
-                                     out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
-                                     min(NC, rows - j0), min(MC, Og - i0), NR, MRX, OH, OW,
-                                     Hp, Wp, P, buf, w + (g * Og + i0) * K if fly else NULL,
-                                     buf + MC * NC * OW)
+                                     out + (n * P * O + g * Og + i0 if cl
+                                            else (n * O + g * Og + i0) * P),
+                                     offs, K, KC, j0, min(NC, rows - j0), min(MC, Og - i0), NR,
+                                     MRX, OH, OW, Hp, Wp, P, buf,
+                                     NULL if not fly else (w + g * Og + i0 if cl
+                                                           else w + (g * Og + i0) * K),
+                                     buf + MC * NC * OW, cl, O)
                     else:
                         _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
                                       bias + g * Og + i0 if bias != NULL else NULL,
@@ -699,9 +738,10 @@ cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :
                        const floating *wpre, const floating *wpix,
                        floating[:, :, :, :, ::1] out, const floating *bp,
                        cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O, int MR,
-                       int NR, Py_ssize_t KC, int nthreads):
-    # The padded grid covers every tap of every output pixel.
+                       int NR, Py_ssize_t KC, int nthreads, bint pixrow, bint cl=False):
     # (per stride phase) grid covering every tap of every output pixel
+    # cl: x is a channels-first copy of a channels-last input, run on the pixel rows
+    # (_use_pixrow_nhwc said so); wpre: its channels-last panels
     cdef Py_ssize_t Dp = geom.OD + (geom.KD - 1) * geom.dd // geom.sd
     cdef Py_ssize_t Hp = geom.OH + (geom.KH - 1) * geom.dh // geom.sh
     cdef Py_ssize_t Wp = geom.OW + (geom.KW - 1) * geom.dw // geom.sw
@@ -711,7 +751,7 @@ cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :
     cdef int MRX = cconv_pixrow_max_f32() if floating is float else cconv_pixrow_max_f64()
     # whole images per thread need no split inside an image
     imgs = N % nthreads == 0 or N >= 4 * nthreads
-    if _use_pixrow(geom, Og, VP, MR, NR, MRX):
+    if cl or pixrow:
         # channel blocks of up to 256 (their B panels of one KC block stay in L2), row
         # blocks whose output tile stays under 64K elements
         mb, nmb = _split(Og, 256, NR)
@@ -724,9 +764,9 @@ cdef _run_nchw_virtual(const floating[:, :, :, :, ::1] x, const floating[:, :, :
         nct = max(NR, min(384, (65536 // mb) // NR * NR))
         mb, nmb, nb, nnb = _blocking(1 if imgs else G, Og, VP, MR, NR, MC_ROWS, nct,
                                      1 if imgs else nthreads)
-    _nchw_virtual[floating](&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpix if MRX > 0 else wpre, bp,
-                            &out[0, 0, 0, 0, 0],
-                            geom, Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, MRX,
+    _nchw_virtual[floating](&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0],
+                            wpix if MRX > 0 and not cl else wpre, bp, &out[0, 0, 0, 0, 0],
+                            geom, Dp, Hp, Wp, N, G, O, nb, nnb, mb, nmb, MR, NR, KC, MRX, cl,
                             nthreads)
 
 
@@ -741,9 +781,11 @@ cdef enum:
 PIXROW = None
 
 
-cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, Py_ssize_t VP, int MR, int NR, int MRX):
-    """Pixel rows instead of virtual-pixel panels: when they compute fewer padded
-    products (rows tile exactly; the panels round VP up to NR and Og up to MR).
+cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX):
+    """Pixel rows instead of the panels: when they compute fewer padded products (rows
+    tile exactly; the panels round the pixels up to NR, on the padded grid when its
+    waste is at most 1.5 (_virtual_waste), and Og up to MR). The padded copy they read
+    is the same as the padded grid's.
     Measured, 2 threads, float32, ms (panels / pixel rows): 3x3 512@7 2.49 / 1.80,
     256@14 1.62 / 1.39, 128@28 1.48 / 1.25, 64@56 1.60 / 1.20, 3x3 s2 128@56 1.53 / 1.35,
     CIFAR 32->64 16x16 batch 16 1.16 / 0.89."""
@@ -751,9 +793,28 @@ cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, Py_ssize_t VP, int MR, int 
         return False
     if PIXROW is True:
         return True
-    cdef double virt = <double> _cdiv(VP, NR) * NR * (_cdiv(Og, MR) * MR)
-    cdef double pix = <double> g.OD * g.OH * g.OW * (_cdiv(Og, NR) * NR)
+    cdef Py_ssize_t P = g.OD * g.OH * g.OW
+    cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh // g.sh, Wp = g.OW + (g.KW - 1) * g.dw // g.sw
+    cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
+    cdef double virt = <double> _cdiv(VP if _virtual_waste(g) <= 1.5 else P, NR) * NR * (
+        _cdiv(Og, MR) * MR)
+    cdef double pix = <double> P * (_cdiv(Og, NR) * NR)
     return pix < 0.93 * virt
+
+
+cdef bint _use_pixrow_nhwc(cc_conv_geom g, Py_ssize_t N, Py_ssize_t Og, int MR, int NR,
+                           int MRX):
+    """Channels-last on the pixel rows, over a channels-first copy of the input: where
+    the indirect kernel's MR-pixel tiles waste much (small images: 49 pixels in 60 rows).
+    3x3 512@7, float32: 2.07 -> 1.44 ms at 2 threads, 3.60 -> 2.71 at 1 thread."""
+    if PIXROW is False or MRX <= 0 or g.C * g.KD * g.KH * g.KW < PIXROW_MIN_K:
+        return False
+    if g.C < INDIRECT_MIN_CHANNELS:
+        return False
+    if PIXROW is True:
+        return True
+    cdef Py_ssize_t rows = N * g.OD * g.OH * g.OW
+    return rows < 0.93 * (_cdiv(rows, MR) * MR)
 
 
 def pixrow_path(tuple osp, tuple ksp, tuple stride, tuple dil, Py_ssize_t Cg, Py_ssize_t Og,
@@ -765,9 +826,7 @@ def pixrow_path(tuple osp, tuple ksp, tuple stride, tuple dil, Py_ssize_t Cg, Py
         MR, NR, MRX = cconv_mr_f32(), cconv_nr_f32(), cconv_pixrow_max_f32()
     else:
         MR, NR, MRX = cconv_mr_f64(), cconv_nr_f64(), cconv_pixrow_max_f64()
-    cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh // g.sh, Wp = g.OW + (g.KW - 1) * g.dw // g.sw
-    cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
-    return _virtual_waste(g) <= 1.5 and _use_pixrow(g, Og, VP, MR, NR, MRX)
+    return _use_pixrow(g, Og, MR, NR, MRX)
 
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
@@ -811,6 +870,15 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     P = geom.OD * geom.OH * geom.OW
     K = Cg * geom.KD * geom.KH * geom.KW
     Og = O // G
+    if channels_last and _use_pixrow_nhwc(geom, N, Og, MR, NR,
+                                          cconv_pixrow_max_f32() if floating is float
+                                          else cconv_pixrow_max_f64()):
+        xc = np.empty((N, x.shape[4], x.shape[1], x.shape[2], x.shape[3]),
+                      np.float32 if floating is float else np.float64)
+        _core.to_channels_first_into(x, xc, nthreads)
+        _run_nchw_virtual[floating](xc, w, wpre, NULL, out, bp, geom, N, G, O, MR, NR, KC,
+                                    nthreads, True, True)
+        return
     if channels_last:
         # pixel blocks first, output-channel blocks when the pixels run out
         if Cg >= INDIRECT_MIN_CHANNELS and (geom.ctot * itemsize) % 4096 != 0:
@@ -824,8 +892,13 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
             _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                        geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
         return
+    if _use_pixrow(geom, Og, MR, NR, cconv_pixrow_max_f32() if floating is float
+                   else cconv_pixrow_max_f64()):
+        _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads, True)
+        return
     if _virtual_waste(geom) <= 1.5:
-        _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads)
+        _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads,
+                          False)
         return
     pb, npb = _split(P, 384, NR)
     shared = (nthreads > 1 and N * G * npb < 2 * nthreads

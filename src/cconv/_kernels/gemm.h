@@ -132,5 +132,14 @@ void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx 
                               const float *b, float *c, cc_idx ldc, int accumulate);
 void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
                               const double *b, double *c, cc_idx ldc, int accumulate);
+/* Row pairs: the same for m = 2*m1 pixels, i < m1 at x[offs[kk] + i], i >= m1 at
+ * x[offs[kk] + rs + i - m1] (two output rows rs elements apart); 1 <= 2*m1 <=
+ * cconv_pixrow_max_*(). Reads only those elements. */
+void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx kc, const float *x, cc_idx rs,
+                               const cc_idx *offs, const float *b, float *c, cc_idx ldc,
+                               int accumulate);
+void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx kc, const double *x, cc_idx rs,
+                               const cc_idx *offs, const double *b, double *c, cc_idx ldc,
+                               int accumulate);
 
 #endif
