@@ -442,8 +442,9 @@ def test_dilated_auto_runs_on_stride_phases(case, dtype, last):
     x0, w0 = x.copy(), w.copy()
     spec = _spec.forward_spec("conv", nd, x, w, b, 1, padding, dil, groups, mode, layout,
                               "auto")[0]
-    # channels-first takes the phase route; channels-last keeps the dilated kernels
-    assert (_plan.dilation_phase_spec(spec) is None) == last
+    # channels-first takes the phase route unless the pixel-row kernels run (they read
+    # dilated taps in place); channels-last keeps the dilated kernels
+    assert (_plan.dilation_phase_spec(spec) is None) == (last or _plan.nchw_pixrow(spec))
     pairs = resolve_padding(padding, sp, k, 1, dil)
     ref = conv_nd_reference(x, w, b, 1, pairs, dil, groups, mode, layout)
     outs = _thread_counts_agree(

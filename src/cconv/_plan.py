@@ -284,7 +284,9 @@ def nhwc_via_nchw(spec):
 # / min ms): NCHW phases (F(2x2,3x3) chosen) 5.15 / 3.97 and 5.81 / 4.74 against the
 # dilated im2col 5.78 / 5.56 and 5.89 / 5.71. NHWC: phases (F(4x4,3x3) chosen)
 # 7.58 / 4.98 and 5.10 / 4.27 against im2col 5.24 / 4.88 and 4.94 / 4.82, no clear win
-# (the channels-last im2col reads dilated taps in place), so channels-first only.
+# (the channels-last im2col reads dilated taps in place), so channels-first only; and not
+# where the pixel-row kernels run (they read dilated taps in place too): there the
+# phases (F(2x2,3x3)) took 6.84 / 5.78 ms against 5.06 / 4.92.
 PHASE_MIN_OUT = 8  # each phase's output at least this long in every dilated dim
 
 
@@ -303,6 +305,8 @@ def dilation_phase_spec(spec):
     if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups) and \
             _direct.fewc_lanes(spec.dtype) > 1:
         return None  # the few-channel direct kernel takes dilation as is
+    if nchw_pixrow(spec):
+        return None
     sizes, nph = [], 1
     for n, (b, a), k, d in zip(spec.in_size, spec.pads, spec.kernel, spec.dilation):
         m = -(-(n + b + a) // d)  # the longest phase of the padded input
