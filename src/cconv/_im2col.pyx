@@ -495,10 +495,11 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
     pixels per channel), row by row channels-last (cl; og: channel 0 of pixel 0, O
     channels per pixel; rows 2 KB apart as C tiles conflicted in L1).
     With wrows (channel 0's weights: row stride K channels-first, the (tap, channel)
-    rows of stride O channels-last) instead of wq, the KC x NR panels are packed into
-    bbuf just before use (channels-last all panels of a KC block at once: read panel by
-    panel, the 2 KB row strides ran slower than the product): when no other item reads
-    them, the weights are read once and never written back."""
+    rows of stride O channels-last) instead of wq, the panels are packed into bbuf just
+    before use, when no other item reads them (the weights read once, never written
+    back): channels-first one whole K x NR panel at a time, channels-last all panels of
+    a KC block at once (panel by panel, the 2 KB row strides ran slower than the
+    product)."""
     cdef Py_ssize_t pb = nrows * OW, nq = (no + NR - 1) // NR
     cdef Py_ssize_t ntile = (OW + MRX - 1) // MRX
     cdef Py_ssize_t tw = (OW + ntile - 1) // ntile
@@ -507,38 +508,47 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
     cdef floating *ct
     cdef floating *dst
     cdef floating bv
-    while k0 < K:
+    # channels-first: panel by panel, each packed whole (its NR weight rows read front to
+    # back: packed per KC block, panel after panel, the row streams restarted each time
+    # and the pack took a quarter of 512@7); channels-last: KC block by KC block
+    cdef Py_ssize_t nk = (K + KC - 1) // KC, step
+    for step in range(nq * nk):
+        if cl:
+            k0 = (step // nq) * KC
+            q = step % nq
+        else:
+            q = step // nk
+            k0 = (step % nk) * KC
         kc = min(KC, K - k0)
+        nqc = min(NR, no - q * NR)
         if wrows != NULL and cl:
-            pack_b_rows_to_panels(0, kc, no, wrows + k0 * O, O, bbuf, kc)
-        for q in range(nq):
-            nqc = min(NR, no - q * NR)
-            if wrows != NULL and cl:
-                bq = bbuf + q * NR * kc
-            elif wrows != NULL:
-                pack_rows_to_panels(NR, nqc, kc, wrows + q * NR * K + k0, K, bbuf)
-                bq = bbuf
-            else:
-                bq = wq + q * NR * K + k0 * NR
-            ct = ctile + q * pb * NR
-            ldc = NR
-            r = r0
-            while r < r0 + nrows:
-                vrow = ((r // OH) * Hp + r % OH) * Wp
-                if 2 * OW <= MRX and r + 1 < r0 + nrows:
-                    # two whole rows per tile (their offsets differ across a depth step)
-                    pixrow2(OW, kc, base + vrow, ((r + 1) // OH * Hp + (r + 1) % OH) * Wp - vrow,
-                            offs + k0, bq, ct + (r - r0) * OW * ldc, ldc, k0 > 0)
-                    r = r + 2
-                    continue
-                ow0 = 0
-                while ow0 < OW:
-                    m = min(tw, OW - ow0)
-                    pixrow(m, kc, base + vrow + ow0, offs + k0, bq,
-                           ct + ((r - r0) * OW + ow0) * ldc, ldc, k0 > 0)
-                    ow0 = ow0 + m
-                r = r + 1
-        k0 = k0 + kc
+            if q == 0:
+                pack_b_rows_to_panels(0, kc, no, wrows + k0 * O, O, bbuf, kc)
+            bq = bbuf + q * NR * kc
+        elif wrows != NULL:
+            if k0 == 0:
+                pack_rows_to_panels(NR, nqc, K, wrows + q * NR * K, K, bbuf)
+            bq = bbuf + k0 * NR
+        else:
+            bq = wq + q * NR * K + k0 * NR
+        ct = ctile + q * pb * NR
+        ldc = NR
+        r = r0
+        while r < r0 + nrows:
+            vrow = ((r // OH) * Hp + r % OH) * Wp
+            if 2 * OW <= MRX and r + 1 < r0 + nrows:
+                # two whole rows per tile (their offsets differ across a depth step)
+                pixrow2(OW, kc, base + vrow, ((r + 1) // OH * Hp + (r + 1) % OH) * Wp - vrow,
+                        offs + k0, bq, ct + (r - r0) * OW * ldc, ldc, k0 > 0)
+                r = r + 2
+                continue
+            ow0 = 0
+            while ow0 < OW:
+                m = min(tw, OW - ow0)
+                pixrow(m, kc, base + vrow + ow0, offs + k0, bq,
+                       ct + ((r - r0) * OW + ow0) * ldc, ldc, k0 > 0)
+                ow0 = ow0 + m
+            r = r + 1
     for q in range(nq):
         nqc = min(NR, no - q * NR)
         ct = ctile + q * pb * NR
@@ -586,7 +596,8 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef Py_ssize_t mp = (Og + MR - 1) // MR
     cdef Py_ssize_t npn = (Og + NR - 1) // NR
     cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
-    cdef Py_ssize_t scratch = MC * NC * OW + KC * MC if MRX > 0 else KC * ncp + MC * NC
+    cdef Py_ssize_t scratch = (MC * NC * OW + (KC * MC if cl else K * NR) if MRX > 0
+                               else KC * ncp + MC * NC)
     cdef Py_ssize_t rows = OD * OH
     cdef Py_ssize_t per_image = G * nnb * nmb
     cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k, c, t, it

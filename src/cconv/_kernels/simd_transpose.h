@@ -1,4 +1,4 @@
-/* In-register transposes (x86, AVX2 or later): a[i] lane j <-> a[j] lane i; and the
+/* In-register transposes (x86, AVX2 or later; the 512-bit ones need AVX-512F): a[i] lane j <-> a[j] lane i; and the
  * even lanes of two vectors (a stride-2 gather). Shared by the packs (gemm.c) and the
  * depthwise / grouped kernels (depthwise.c). */
 #ifndef CCONV_SIMD_TRANSPOSE_H
@@ -52,5 +52,55 @@ static inline __attribute__((always_inline, target("avx2,fma"))) __m256d cc_even
                                                                                      __m256d b)
 {
     return _mm256_permute4x64_pd(_mm256_unpacklo_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
+/* AVX-512: 16 x 16 floats and 8 x 8 doubles, a[i] lane j <-> a[j] lane i (unpacks within
+ * 128-bit lanes, then two rounds of 128-bit lane shuffles). */
+static inline __attribute__((always_inline, target("avx512f"))) void cc_tr16_ps(__m512 *a)
+{
+    __m512 t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]);
+    }
+    /* u[4g + c]: rows 4g..4g+3, 128-bit lane l holds a[4g + r][4l + c], r = 0..3 */
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(u[i], u[4 + i], 0xDD);
+        t[8 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(u[8 + i], u[12 + i], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        a[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        a[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
+        a[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+        a[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xDD);
+    }
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) void cc_tr8_pd(__m512d *a)
+{
+    __m512d t[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm512_unpacklo_pd(a[2 * i], a[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_pd(a[2 * i], a[2 * i + 1]);
+    }
+    /* t[2g + c]: 128-bit lane l holds a[2g + r][2l + c], r = 0, 1 */
+    for (int c = 0; c < 2; c++) {
+        const __m512d v0 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0x88);
+        const __m512d v1 = _mm512_shuffle_f64x2(t[c], t[2 + c], 0xDD);
+        const __m512d v2 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0x88);
+        const __m512d v3 = _mm512_shuffle_f64x2(t[4 + c], t[6 + c], 0xDD);
+        a[c] = _mm512_shuffle_f64x2(v0, v2, 0x88);
+        a[4 + c] = _mm512_shuffle_f64x2(v0, v2, 0xDD);
+        a[2 + c] = _mm512_shuffle_f64x2(v1, v3, 0x88);
+        a[6 + c] = _mm512_shuffle_f64x2(v1, v3, 0xDD);
+    }
 }
 #endif
