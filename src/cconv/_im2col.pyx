@@ -503,7 +503,7 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
     cdef Py_ssize_t pb = nrows * OW, nq = (no + NR - 1) // NR
     cdef Py_ssize_t ntile = (OW + MRX - 1) // MRX
     cdef Py_ssize_t tw = (OW + ntile - 1) // ntile
-    cdef Py_ssize_t k0 = 0, kc, q, r, vrow, ow0, m, j, p, nqc, ldc
+    cdef Py_ssize_t k0 = 0, kc, q, r, vrow, ow0, m, j, p, nqc
     cdef const floating *bq
     cdef floating *ct
     cdef floating *dst
@@ -532,21 +532,20 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
         else:
             bq = wq + q * NR * K + k0 * NR
         ct = ctile + q * pb * NR
-        ldc = NR
         r = r0
         while r < r0 + nrows:
             vrow = ((r // OH) * Hp + r % OH) * Wp
             if 2 * OW <= MRX and r + 1 < r0 + nrows:
                 # two whole rows per tile (their offsets differ across a depth step)
                 pixrow2(OW, kc, base + vrow, ((r + 1) // OH * Hp + (r + 1) % OH) * Wp - vrow,
-                        offs + k0, bq, ct + (r - r0) * OW * ldc, ldc, k0 > 0)
+                        offs + k0, bq, ct + (r - r0) * OW * NR, NR, k0 > 0)
                 r = r + 2
                 continue
             ow0 = 0
             while ow0 < OW:
                 m = min(tw, OW - ow0)
                 pixrow(m, kc, base + vrow + ow0, offs + k0, bq,
-                       ct + ((r - r0) * OW + ow0) * ldc, ldc, k0 > 0)
+                       ct + ((r - r0) * OW + ow0) * NR, NR, k0 > 0)
                 ow0 = ow0 + m
             r = r + 1
     for q in range(nq):
@@ -563,6 +562,39 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
             bv = bias[q * NR + j] if bias != NULL else 0
             for p in range(pb):
                 dst[p] = ct[p * NR + j] + bv
+
+
+cdef struct _vplan:
+    # what every item of one _nchw_virtual call shares
+    Py_ssize_t Cg, Og, O, K, KC, P, CP, NC, MC, nnb, nmb, rows, VP, OH, OW, Hp, Wp, ncp, mp, npn
+    int MR, NR, MRX
+    bint cl
+
+
+cdef void _image_item(const _vplan *v, const floating *src, const floating *wfly,
+                      const floating *wp, const floating *bias, floating *out,
+                      const cc_idx *offs, Py_ssize_t n, Py_ssize_t it,
+                      floating *buf) noexcept nogil:
+    """Item it (group, pixel block, weight block) of image n of _nchw_virtual, on its
+    padded copy src; wfly: the raw weights when the pixel rows pack them on the fly."""
+    cdef Py_ssize_t g = it // (v.nnb * v.nmb)
+    cdef Py_ssize_t j0 = ((it // v.nmb) % v.nnb) * v.NC
+    cdef Py_ssize_t i0 = (it % v.nmb) * v.MC
+    cdef const floating *bg = bias + g * v.Og + i0 if bias != NULL else NULL
+    if v.MRX > 0:
+        _pixrow_item(src + g * v.Cg * v.CP, wp + (g * v.npn + i0 // v.NR) * v.NR * v.K, bg,
+                     out + (n * v.P * v.O + g * v.Og + i0 if v.cl
+                            else (n * v.O + g * v.Og + i0) * v.P),
+                     offs, v.K, v.KC, j0, min(v.NC, v.rows - j0), min(v.MC, v.Og - i0), v.NR,
+                     v.MRX, v.OH, v.OW, v.Hp, v.Wp, v.P, buf,
+                     NULL if wfly == NULL else (wfly + g * v.Og + i0 if v.cl
+                                                else wfly + (g * v.Og + i0) * v.K),
+                     buf + v.MC * v.NC * v.OW, v.cl, v.O)
+    else:
+        _virtual_item(src + g * v.Cg * v.CP, wp + g * v.mp * v.MR * v.K + i0 * v.K, bg,
+                      out + (n * v.O + g * v.Og + i0) * v.P, offs, v.K, v.KC, j0,
+                      min(v.NC, v.VP - j0), min(v.MC, v.Og - i0), v.NC, v.MR, v.NR, v.OH,
+                      v.OW, v.Hp, v.Wp, v.P, buf, buf + v.KC * v.ncp)
 
 
 cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpre, const floating *bias,
@@ -600,7 +632,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                                else KC * ncp + MC * NC)
     cdef Py_ssize_t rows = OD * OH
     cdef Py_ssize_t per_image = G * nnb * nmb
-    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k, c, t, it
+    cdef Py_ssize_t n, k, c, t, it
     cdef bint whole_images = N % nthreads == 0 or N >= 4 * nthreads
     # the padded grid is the input itself (no padding, nothing cropped): no copy
     cdef bint same_grid = (Dp == geom.D and Hp == geom.H and Wp == geom.W and CP == DHWp
@@ -640,6 +672,11 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
         tw = (t % geom.KW) * geom.dw
         offs[k] = (c * CP + (((td % geom.sd) * geom.sh + th % geom.sh) * geom.sw + tw % geom.sw) * DHWp
                    + (td // geom.sd) * HWp + (th // geom.sh) * Wp + tw // geom.sw)
+    cdef _vplan v
+    v.Cg, v.Og, v.O, v.K, v.KC, v.P, v.CP = Cg, Og, O, K, KC, P, CP
+    v.NC, v.MC, v.nnb, v.nmb, v.rows, v.VP = NC, MC, nnb, nmb, rows, VP
+    v.OH, v.OW, v.Hp, v.Wp, v.ncp, v.mp, v.npn = OH, OW, Hp, Wp, ncp, mp, npn
+    v.MR, v.NR, v.MRX, v.cl = MR, NR, MRX, cl
     if whole_images:
         with parallel(num_threads=nthreads):
             buf = <floating *> malloc((scratch + C * CP) * sizeof(floating) + 64)
@@ -656,25 +693,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                                     Dp, Hp, Wp)
                     src = buf + scratch
                 for it in range(per_image):
-                    g = it // (nnb * nmb)
-                    j0 = ((it // nmb) % nnb) * NC
-                    i0 = (it % nmb) * MC
-                    if MRX > 0:
-                        _pixrow_item(src + g * Cg * CP, wp + (g * npn + i0 // NR) * NR * K,
-                                     bias + g * Og + i0 if bias != NULL else NULL,
-                                     out + (n * P * O + g * Og + i0 if cl
-                                            else (n * O + g * Og + i0) * P),
-                                     offs, K, KC, j0, min(NC, rows - j0), min(MC, Og - i0), NR,
-                                     MRX, OH, OW, Hp, Wp, P, buf,
-                                     NULL if not fly else (w + g * Og + i0 if cl
-                                                           else w + (g * Og + i0) * K),
-                                     buf + MC * NC * OW, cl, O)
-                    else:
-                        _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
-                                      bias + g * Og + i0 if bias != NULL else NULL,
-                                      out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
-                                      min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW,
-                                      Hp, Wp, P, buf, buf + KC * ncp)
+                    _image_item(&v, src, w if fly else NULL, wp, bias, out, offs, n, it, buf)
             free(buf)
     else:
         img = <floating *> malloc((0 if same_grid else C * CP) * sizeof(floating) + 64)
@@ -694,25 +713,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                 for it in prange(per_image, schedule="static"):
                     if buf == NULL:
                         continue
-                    g = it // (nnb * nmb)
-                    j0 = ((it // nmb) % nnb) * NC
-                    i0 = (it % nmb) * MC
-                    if MRX > 0:
-                        _pixrow_item(src + g * Cg * CP, wp + (g * npn + i0 // NR) * NR * K,
-                                     bias + g * Og + i0 if bias != NULL else NULL,
-                                     out + (n * P * O + g * Og + i0 if cl
-                                            else (n * O + g * Og + i0) * P),
-                                     offs, K, KC, j0, min(NC, rows - j0), min(MC, Og - i0), NR,
-                                     MRX, OH, OW, Hp, Wp, P, buf,
-                                     NULL if not fly else (w + g * Og + i0 if cl
-                                                           else w + (g * Og + i0) * K),
-                                     buf + MC * NC * OW, cl, O)
-                    else:
-                        _virtual_item(src + g * Cg * CP, wp + g * mp * MR * K + i0 * K,
-                                      bias + g * Og + i0 if bias != NULL else NULL,
-                                      out + (n * O + g * Og + i0) * P, offs, K, KC, j0,
-                                      min(NC, VP - j0), min(MC, Og - i0), NC, MR, NR, OH, OW,
-                                      Hp, Wp, P, buf, buf + KC * ncp)
+                    _image_item(&v, src, w if fly else NULL, wp, bias, out, offs, n, it, buf)
                 free(buf)
         free(img)
     if wpre == NULL:
@@ -853,7 +854,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     cdef cc_conv_geom geom
     cdef Py_ssize_t N = x.shape[0], O, Cg, P, pb, npb, wb, nwb, KC, punit, ptarget, wunit
     cdef Py_ssize_t K, Og, itemsize = sizeof(floating)
-    cdef int MR, NR
+    cdef int MR, NR, MRX
     cdef bint shared
     if bias is not None:
         b = bias
@@ -865,9 +866,9 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         ppk = pixrow_packed
         wpix = &ppk[0]
     if floating is float:
-        MR, NR, KC = cconv_mr_f32(), cconv_nr_f32(), CCONV_KC_F32
+        MR, NR, KC, MRX = cconv_mr_f32(), cconv_nr_f32(), CCONV_KC_F32, cconv_pixrow_max_f32()
     else:
-        MR, NR, KC = cconv_mr_f64(), cconv_nr_f64(), CCONV_KC_F64
+        MR, NR, KC, MRX = cconv_mr_f64(), cconv_nr_f64(), CCONV_KC_F64, cconv_pixrow_max_f64()
     if channels_last:
         O = w.shape[4]
         Cg = w.shape[3]
@@ -881,9 +882,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     P = geom.OD * geom.OH * geom.OW
     K = Cg * geom.KD * geom.KH * geom.KW
     Og = O // G
-    if channels_last and _use_pixrow_nhwc(geom, N, Og, MR, NR,
-                                          cconv_pixrow_max_f32() if floating is float
-                                          else cconv_pixrow_max_f64()):
+    if channels_last and _use_pixrow_nhwc(geom, N, Og, MR, NR, MRX):
         xc = np.empty((N, x.shape[4], x.shape[1], x.shape[2], x.shape[3]),
                       np.float32 if floating is float else np.float64)
         _core.to_channels_first_into(x, xc, nthreads)
@@ -903,8 +902,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
             _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                        geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
         return
-    if _use_pixrow(geom, Og, MR, NR, cconv_pixrow_max_f32() if floating is float
-                   else cconv_pixrow_max_f64()):
+    if _use_pixrow(geom, Og, MR, NR, MRX):
         _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads, True)
         return
     if _virtual_waste(geom) <= 1.5:
