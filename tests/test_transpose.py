@@ -330,3 +330,22 @@ def test_errors():
     raises(ValueError, lambda: cconv.conv_transpose2d_backward(np.ones((1, 3, 7, 7)), x, w,
                                                                need=("x",)),
            "conv_transpose2d_backward", "need")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_phase_copy_into_strided_views(dtype):
+    # the threaded copy the sub-pixel phases use to fill their strided slices of dx
+    from cconv import _core
+    rng = np.random.default_rng(7)
+    dst = np.full((3, 4, 2, 9, 11), np.nan, dtype)
+    view = dst[:, 1:, :, 1::2, ::3]
+    src = rng.standard_normal(view.shape).astype(dtype)
+    for nth in (1, 2, 3):
+        dst[...] = np.nan
+        _core.copy_into(src, view, nth)
+        np.testing.assert_array_equal(view, src)
+        mask = np.ones(dst.shape, bool)
+        mask[:, 1:, :, 1::2, ::3] = False
+        assert np.isnan(dst[mask]).all()   # nothing outside the view written
+    with pytest.raises(ValueError, match="axis 3"):
+        _core.copy_into(src[:, :, :, :3], view, 2)
