@@ -35,6 +35,19 @@ try:
 except ImportError:  # pragma: no cover
     pass
 
+@pytest.fixture(params=["generic", "avx2", "avx512"])
+def isa(request):
+    """Run the test on each ISA path this CPU supports (selected in-process)."""
+    from cconv import _gemm
+    old = _gemm.isa_name()
+    try:
+        _gemm.select_isa(request.param)
+    except RuntimeError:
+        pytest.skip(f"this CPU lacks the {request.param} path")
+    yield request.param
+    _gemm.select_isa(old)
+
+
 # Relative Frobenius error bounds vs the float64 reference (DESIGN.md section 4).
 TOLERANCES = {
     ("float32", "direct"): 2e-5,

@@ -21,18 +21,6 @@ DTYPES = [np.float32, np.float64]
 SENTINEL = 12345.0
 
 
-@pytest.fixture(params=["generic", "avx2", "avx512"])
-def isa(request):
-    """Run the test on each ISA path this CPU supports (selected in-process)."""
-    old = _gemm.isa_name()
-    try:
-        _gemm.select_isa(request.param)
-    except RuntimeError:
-        pytest.skip(f"this CPU lacks the {request.param} path")
-    yield request.param
-    _gemm.select_isa(old)
-
-
 def make_case(m, n, kc, dtype, seed=0):
     """Source rows (more than m, with columns past kc), a row choice (permuted, repeated),
     B and a random C to accumulate into."""

@@ -18,18 +18,6 @@ TOL = {np.float32: 2e-5, np.float64: 1e-12}
 KCS = [0, 1, 7, 64, 300]
 
 
-@pytest.fixture(params=["generic", "avx2", "avx512"])
-def isa(request):
-    """Run the test on each ISA path this CPU supports (selected in-process)."""
-    old = _gemm.isa_name()
-    try:
-        _gemm.select_isa(request.param)
-    except RuntimeError:
-        pytest.skip(f"this CPU lacks the {request.param} path")
-    yield request.param
-    _gemm.select_isa(old)
-
-
 def _case(m, kc, dtype, seed=0):
     """x with NaN everywhere a tile must not read, offsets in any order (repeats too), a
     random B panel and C."""

@@ -453,23 +453,7 @@ void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
 #define S_IADD(a, b) _mm256_add_epi32((a), (b))
 #define S_IGT(a, b) _mm256_cmpgt_epi32((a), (b))
 #include "strided_impl.h"
-#undef T
-#undef SUF
-#undef VEC
-#undef VL
-#undef S_LOAD
-#undef S_STORE
-#undef S_ZERO
-#undef S_MASKLOAD
-#undef S_ADD
-#undef S_SET1
-#undef S_TR
-#undef S_EVEN2
-#undef S_SPREAD
-#undef S_IOTA
-#undef S_ISET1
-#undef S_IADD
-#undef S_IGT
+#include "strided_undef.h"
 
 #define T double
 #define SUF f64
@@ -495,23 +479,7 @@ void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
 #define S_IADD(a, b) _mm256_add_epi64((a), (b))
 #define S_IGT(a, b) _mm256_cmpgt_epi64((a), (b))
 #include "strided_impl.h"
-#undef T
-#undef SUF
-#undef VEC
-#undef VL
-#undef S_LOAD
-#undef S_STORE
-#undef S_ZERO
-#undef S_MASKLOAD
-#undef S_ADD
-#undef S_SET1
-#undef S_TR
-#undef S_EVEN2
-#undef S_SPREAD
-#undef S_IOTA
-#undef S_ISET1
-#undef S_IADD
-#undef S_IGT
+#include "strided_undef.h"
 
 #define STRIDED_SIMD(call)                                                                 \
     if (cconv_isa_active() != CCONV_ISA_GENERIC)                                           \

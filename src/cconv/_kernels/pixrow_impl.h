@@ -254,76 +254,49 @@ static int pixrow_max(int isa)
 int cconv_pixrow_max_f32(void) { return pixrow_max(cconv_isa_active()); }
 int cconv_pixrow_max_f64(void) { return pixrow_max(cconv_isa_active()); }
 
-void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
-                              const float *b, float *c, cc_idx ldc, int accumulate)
-{
-    switch (cconv_isa_active()) {
+/* The exported entry points: the active path's kernel (PARAMS / ARGS: the parameter and
+ * argument lists; the portable kernels take the row width as their first argument). */
 #if CCONV_X86
-    case CCONV_ISA_AVX512:
-        PIXROW_S512[m](kc, x, offs, b, c, ldc, accumulate);
+#define PIXROW_SIMD_CASES(T512, T256, ARGS)                                                \
+    case CCONV_ISA_AVX512:                                                                 \
+        T512 ARGS;                                                                         \
+        return;                                                                            \
+    case CCONV_ISA_AVX2:                                                                   \
+        T256 ARGS;                                                                         \
         return;
-    case CCONV_ISA_AVX2:
-        PIXROW_S256[m](kc, x, offs, b, c, ldc, accumulate);
-        return;
+#else
+#define PIXROW_SIMD_CASES(T512, T256, ARGS)
 #endif
-    default:
-        sgemm_pixrow_ukernel_generic(m, kc, x, offs, b, c, ldc, accumulate);
-        return;
+#define DEFINE_PIXROW_DISPATCH(NAME, PARAMS, T512, T256, ARGS, GENERIC, GARGS)             \
+    void NAME PARAMS                                                                       \
+    {                                                                                      \
+        switch (cconv_isa_active()) {                                                      \
+            PIXROW_SIMD_CASES(T512, T256, ARGS)                                            \
+        default:                                                                           \
+            GENERIC GARGS;                                                                 \
+            return;                                                                        \
+        }                                                                                  \
     }
-}
 
-void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
-                              const double *b, double *c, cc_idx ldc, int accumulate)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_X86
-    case CCONV_ISA_AVX512:
-        PIXROW_D512[m](kc, x, offs, b, c, ldc, accumulate);
-        return;
-    case CCONV_ISA_AVX2:
-        PIXROW_D256[m](kc, x, offs, b, c, ldc, accumulate);
-        return;
-#endif
-    default:
-        dgemm_pixrow_ukernel_generic(m, kc, x, offs, b, c, ldc, accumulate);
-        return;
-    }
-}
-
-void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx kc, const float *x, cc_idx rs,
-                               const cc_idx *offs, const float *b, float *c, cc_idx ldc,
-                               int accumulate)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_X86
-    case CCONV_ISA_AVX512:
-        PIXROW2_S512[m1](kc, x, rs, offs, b, c, ldc, accumulate);
-        return;
-    case CCONV_ISA_AVX2:
-        PIXROW2_S256[m1](kc, x, rs, offs, b, c, ldc, accumulate);
-        return;
-#endif
-    default:
-        sgemm_pixrow2_ukernel_generic(m1, kc, x, rs, offs, b, c, ldc, accumulate);
-        return;
-    }
-}
-
-void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx kc, const double *x, cc_idx rs,
-                               const cc_idx *offs, const double *b, double *c, cc_idx ldc,
-                               int accumulate)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_X86
-    case CCONV_ISA_AVX512:
-        PIXROW2_D512[m1](kc, x, rs, offs, b, c, ldc, accumulate);
-        return;
-    case CCONV_ISA_AVX2:
-        PIXROW2_D256[m1](kc, x, rs, offs, b, c, ldc, accumulate);
-        return;
-#endif
-    default:
-        dgemm_pixrow2_ukernel_generic(m1, kc, x, rs, offs, b, c, ldc, accumulate);
-        return;
-    }
-}
+DEFINE_PIXROW_DISPATCH(cconv_pixrow_ukernel_f32,
+                       (cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+                        const float *b, float *c, cc_idx ldc, int accumulate),
+                       PIXROW_S512[m], PIXROW_S256[m], (kc, x, offs, b, c, ldc, accumulate),
+                       sgemm_pixrow_ukernel_generic, (m, kc, x, offs, b, c, ldc, accumulate))
+DEFINE_PIXROW_DISPATCH(cconv_pixrow_ukernel_f64,
+                       (cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+                        const double *b, double *c, cc_idx ldc, int accumulate),
+                       PIXROW_D512[m], PIXROW_D256[m], (kc, x, offs, b, c, ldc, accumulate),
+                       dgemm_pixrow_ukernel_generic, (m, kc, x, offs, b, c, ldc, accumulate))
+DEFINE_PIXROW_DISPATCH(cconv_pixrow2_ukernel_f32,
+                       (cc_idx m1, cc_idx kc, const float *x, cc_idx rs, const cc_idx *offs,
+                        const float *b, float *c, cc_idx ldc, int accumulate),
+                       PIXROW2_S512[m1], PIXROW2_S256[m1],
+                       (kc, x, rs, offs, b, c, ldc, accumulate), sgemm_pixrow2_ukernel_generic,
+                       (m1, kc, x, rs, offs, b, c, ldc, accumulate))
+DEFINE_PIXROW_DISPATCH(cconv_pixrow2_ukernel_f64,
+                       (cc_idx m1, cc_idx kc, const double *x, cc_idx rs, const cc_idx *offs,
+                        const double *b, double *c, cc_idx ldc, int accumulate),
+                       PIXROW2_D512[m1], PIXROW2_D256[m1],
+                       (kc, x, rs, offs, b, c, ldc, accumulate), dgemm_pixrow2_ukernel_generic,
+                       (m1, kc, x, rs, offs, b, c, ldc, accumulate))
