@@ -257,43 +257,47 @@ def test_bitwise_identical_across_isa_paths(tmp_path):
 # the input, the channels-last weight panels, K in (tap, channel) order like the indirect
 # kernel, so the bits match it.
 NHWC_CASES = [
-    (1, 32, 40, (7, 7), 3, 1, 1, 1),
-    (2, 16, 33, (14, 13), 3, 1, 1, 1),
-    (1, 16, 64, (9, 30), 3, 2, 1, 1),
-    (3, 24, 20, (11, 17), 5, 1, 2, 2),
-    (2, 64, 512, (7, 7), 3, 1, 1, 1),
-    (1, 16, 48, (5, 6), 3, 1, ((0, 1), (2, 0)), 1),
+    # N, C, O, spatial, kernel, stride, padding, dilation, groups
+    (1, 32, 40, (7, 7), 3, 1, 1, 1, 1),
+    (2, 16, 33, (14, 13), 3, 1, 1, 1, 1),
+    (1, 16, 64, (9, 30), 3, 2, 1, 1, 1),
+    (3, 24, 20, (11, 17), 5, 1, 2, 2, 1),
+    (2, 64, 512, (7, 7), 3, 1, 1, 1, 1),
+    (1, 16, 48, (5, 6), 3, 1, ((0, 1), (2, 0)), 1, 1),
+    (2, 64, 96, (7, 7), 3, 1, 1, 1, 2),
+    (1, 48, 36, (9, 6), 3, 2, 1, 1, 3),
 ]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", NHWC_CASES)
 def test_channels_last_on_pixel_rows(isa, dtype, case):
-    N, C, O, hw, k, stride, pad, dil = case
+    N, C, O, hw, k, stride, pad, dil, G = case
     rng = np.random.default_rng(C * 31 + O)
     x = rng.standard_normal((N,) + hw + (C,)).astype(dtype)
-    w = rng.standard_normal((k, k, C, O)).astype(dtype)
+    w = rng.standard_normal((k, k, C // G, O)).astype(dtype)
     b = rng.standard_normal(O).astype(dtype)
     x0 = x.copy()
-    spec = _spec.forward_spec("conv2d", 2, x, w, b, stride, pad, dil, 1, "zeros", "NHWC",
+    spec = _spec.forward_spec("conv2d", 2, x, w, b, stride, pad, dil, G, "zeros", "NHWC",
                               "im2col")[0]
     out = np.full(spec.out_shape, np.nan, dtype)
-    pw = cconv.pack_weights(w, layout="NHWC")
+    pw = cconv.pack_weights(w, layout="NHWC", groups=G)
     _set_pixrow(True)
     try:
-        y = cconv.conv2d(x, w, b, stride, pad, dil, layout="NHWC", algorithm="im2col", out=out)
-        yp = cconv.conv2d(x, pw, b, stride, pad, dil, layout="NHWC", algorithm="im2col")
+        y = cconv.conv2d(x, w, b, stride, pad, dil, G, layout="NHWC", algorithm="im2col",
+                         out=out)
+        yp = cconv.conv2d(x, pw, b, stride, pad, dil, G, layout="NHWC", algorithm="im2col")
     finally:
         _set_pixrow(None)
     assert y is out
     ref = conv_nd_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
-                            stride, spec.pads, dil, 1, "zeros", "NHWC")
+                            stride, spec.pads, dil, G, "zeros", "NHWC")
     assert np.abs(y - ref).max() <= TOL[dtype] * np.abs(ref).max()
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(y, yp)
     _set_pixrow(False)
     try:
-        y2 = cconv.conv2d(x, w, b, stride, pad, dil, layout="NHWC", algorithm="im2col")
+        y2 = cconv.conv2d(x, w, b, stride, pad, dil, G, layout="NHWC", algorithm="im2col")
     finally:
         _set_pixrow(None)
     np.testing.assert_array_equal(y, y2)
