@@ -123,7 +123,9 @@ cdef enum:
 
 cdef floating *_pack_weights_nchw(const floating *w, Py_ssize_t G, Py_ssize_t Og,
                                   Py_ssize_t K, int MR, int nthreads) noexcept nogil:
-    """W_g (Og x K, row-major) of every group into MR-row panels holding all of K."""
+    """W_g (Og x K, row-major) of every group into MR-row panels holding all of K (panel
+    pi of group g at (g * mp + pi) * MR * K, element (i, k) at [k * MR + i]). With MR =
+    NR these are the pixel rows' B panels (W_g^T in NR-column panels)."""
     cdef Py_ssize_t mp = (Og + MR - 1) // MR, t, g, pi
     # one-shot weights: this thread's cached, 64-byte aligned scratch (scratch.h slot 1)
     # instead of fresh pages on every call (measured ~1 ms for 512 x 512 x 3 x 3)
@@ -133,7 +135,8 @@ cdef floating *_pack_weights_nchw(const floating *w, Py_ssize_t G, Py_ssize_t Og
     for t in prange(G * mp, schedule="static", num_threads=nthreads):
         g = t // mp
         pi = t % mp
-        pack_a(min(MR, Og - pi * MR), K, w + (g * Og + pi * MR) * K, K, 1, wp + t * MR * K)
+        pack_rows_to_panels(MR, min(MR, Og - pi * MR), K, w + (g * Og + pi * MR) * K, K,
+                            wp + t * MR * K)
     return wp
 
 
@@ -465,22 +468,6 @@ cdef void _virtual_item(const floating *base, const floating *wg, const floating
         v = vend
 
 
-cdef floating *_pack_weights_pixrow(const floating *w, Py_ssize_t G, Py_ssize_t Og,
-                                    Py_ssize_t K, int NR, int nthreads) noexcept nogil:
-    """W_g (Og x K, row-major) of every group into NR-column B panels holding all of K
-    (panel q of group g at (g * npn + q) * NR * K, element (j, k) at [k * NR + j])."""
-    cdef Py_ssize_t npn = (Og + NR - 1) // NR, t, g, q
-    cdef floating *wp = <floating *> cc_scratch_acquire(1, G * npn * NR * K * sizeof(floating))
-    if wp == NULL:
-        return NULL
-    for t in prange(G * npn, schedule="static", num_threads=nthreads):
-        g = t // npn
-        q = t % npn
-        pack_rows_to_panels(NR, min(NR, Og - q * NR), K, w + (g * Og + q * NR) * K, K,
-                            wp + t * NR * K)
-    return wp
-
-
 cdef void _pixrow_item(const floating *base, const floating *wq, const floating *bias,
                        floating *og, const cc_idx *offs, Py_ssize_t K, Py_ssize_t KC,
                        Py_ssize_t r0, Py_ssize_t nrows, Py_ssize_t no, int NR, int MRX,
@@ -653,7 +640,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
         wp = <floating *> w
     elif MRX > 0 and wpre == NULL:
         wp = (_pack_weights_nhwc(w, G, Og, K, NR, nthreads) if cl
-              else _pack_weights_pixrow(w, G, Og, K, NR, nthreads))
+              else _pack_weights_nchw(w, G, Og, K, NR, nthreads))
     elif MRX > 0:
         wp = <floating *> wpre
     else:
@@ -940,7 +927,7 @@ def _pack_into(const floating[:, :, :, :, ::1] w, floating[::1] dst, Py_ssize_t 
         O, Cg = w.shape[0], w.shape[1]
         K = Cg * w.shape[2] * w.shape[3] * w.shape[4]
         if pixrow:
-            tmp = _pack_weights_pixrow(&w[0, 0, 0, 0, 0], G, O // G, K, NR, nthreads)
+            tmp = _pack_weights_nchw(&w[0, 0, 0, 0, 0], G, O // G, K, NR, nthreads)
         else:
             tmp = _pack_weights_nchw(&w[0, 0, 0, 0, 0], G, O // G, K, MR, nthreads)
     if tmp == NULL:
