@@ -197,6 +197,58 @@ def test_cached_weights(rng):
                      layout="NCHW")
 
 
+def _fused_applies(x, w, layout, groups, m, dtype, nthreads):
+    """Whether a one-shot call runs _item_fused: one tile block per group."""
+    from cconv import _winograd
+    MR, NR, _ = _winograd.tile_shape(dtype)
+    cl = layout in ("NHWC", "NLC")
+    N, sp = x.shape[0], (x.shape[1:-1] if cl else x.shape[2:])
+    O = w.shape[-1] if cl else w.shape[0]
+    C = x.shape[-1] if cl else x.shape[1]
+    tiles = N * int(np.prod([-(-s // m) for s in sp]))
+    T = (m + 2) ** len(sp)
+    return _winograd.blocking(tiles, groups, C // groups, O // groups, T,
+                              np.dtype(dtype).itemsize, MR, NR, nthreads)[1] == 1
+
+
+FUSED_CASES = [  # N, C, O, spatial, groups: partial NR panels, several channel blocks
+    (1, 256, 72, (14, 14)), (1, 48, 40, (7, 5)), (2, 24, 33, (6, 6), 3),
+    (1, 130, 70, (8, 9), 2), (1, 100, 64, (17,))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("first", [True, False])
+def test_fused_weight_transform_is_bitwise_the_pretransformed_path(rng, first, dtype):
+    """One-shot weights transformed panel by panel inside the work items (_item_fused)
+    give the bits of the full transformed-weight buffer (FUSE_WEIGHTS=False) and of
+    cached weights, for 1-4 threads, and stay within the accuracy bounds."""
+    from cconv import _winograd
+    ran = 0
+    for case in FUSED_CASES:
+        N, C, O, sp = case[:4]
+        groups = case[4] if len(case) > 4 else 1
+        nd = len(sp)
+        layout = (FIRST if first else LAST)[nd]
+        x, w, b = _problem(rng, nd, layout, N, C, O, sp, groups, dtype)
+        fn = cconv.conv1d if nd == 1 else cconv.conv2d
+        for algo, m in (("winograd_f2", 2), ("winograd_f4", 4)):
+            ww = cconv.winograd_weights(w, layout=layout, algorithm=algo)
+            for n in (1, 2, 3, 4):
+                ran += _fused_applies(x, w, layout, groups, m, dtype, n)
+                with cconv.num_threads(n):
+                    try:
+                        _winograd.FUSE_WEIGHTS = False
+                        full = fn(x, w, b, 1, 1, 1, groups, layout=layout, algorithm=algo)
+                    finally:
+                        _winograd.FUSE_WEIGHTS = None
+                    fused = fn(x, w, b, 1, 1, 1, groups, layout=layout, algorithm=algo)
+                    cached = fn(x, ww, b, 1, 1, 1, groups, layout=layout)
+                np.testing.assert_array_equal(fused, full)
+                np.testing.assert_array_equal(fused, cached)
+            _check(rng, nd, layout, N, C, O, sp, algo, dtype, groups=groups)
+    assert ran >= len(FUSED_CASES) * 2 * 2  # the fused path ran on most of them
+
+
 ISA_CODE = textwrap.dedent(
     """
     import sys

@@ -16,13 +16,21 @@ written directly. Channels-first problems run on it between two threaded transpo
 (_layout.pxi, into cached scratch buffers): measured 1.2-2.3x
 faster than the tiles-as-lanes NCHW kernel this module had before (its scalar tile
 gathers and, on small images, half-empty panels cost more than the transposes). The
-weight transform reads either weight layout directly.
+weight transform reads either weight layout directly (channels-first taps are turned
+lanes-innermost 16 channels at a time, in L1).
+
+One-shot weights: where every transformed weight would be read by a single work item
+(one tile block per group: small images, many channels), each item transforms its own
+output channels one NR-column panel block at a time, right before the products that
+read it (_item_fused), so the T x Cg x O transformed weights are never written out;
+otherwise they are transformed once into cached scratch and shared by the items.
 
 Work items are (group, tile block, output-channel block), split over OpenMP threads
 (static schedule); every item owns its outputs and every sum runs in a fixed order, so
-results are bitwise identical for any thread count and on every ISA path. Workspace:
-the transformed weights plus, per thread, one tile block's V and M (bounded by
-BLOCK_BYTES), not a multiple of the image size.
+results are bitwise identical for any thread count and on every ISA path (and the same
+with or without the fused weight transform). Workspace: the transformed weights (none
+when fused) plus, per thread, one tile block's V and M (bounded by BLOCK_BYTES), not a
+multiple of the image size.
 """
 cimport cython
 from cython cimport floating
@@ -129,33 +137,108 @@ cdef wgeom _make_geom(tuple xshape, tuple oshape, tuple pad, Py_ssize_t G, Py_ss
 
 # --------------------------------------------------------------------- weights
 
+cdef struct wraw:
+    # untransformed weights: tap (i, j) of output channel o, input channel c of group gi
+    # at w[(gi*Og + o)*ls + c*sc + i*rs + j*cs]; kc: channels per transformed panel
+    # block of a fused call (0: the weights come pre-transformed)
+    Py_ssize_t ls, sc, rs, cs, kc
+
+
+cdef wraw _raw_strides(tuple wshape, bint w_cl, Py_ssize_t Cg, Py_ssize_t O):
+    cdef wraw wr
+    wr.kc = 0
+    if w_cl:  # (1, kh, kw, Cg, O): output channels contiguous
+        wr.ls, wr.sc, wr.rs, wr.cs = 1, O, wshape[2] * Cg * O, Cg * O
+    else:     # (O, Cg, 1, kh, kw): each output channel's (channel, tap) run contiguous
+        wr.ls, wr.sc, wr.rs, wr.cs = Cg * wshape[3] * wshape[4], wshape[3] * wshape[4], \
+            wshape[4], 1
+    return wr
+
+
+cdef inline Py_ssize_t _elem_stride(Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og,
+                                    Py_ssize_t NR) noexcept nogil:
+    # elements between transformed elements t and t+1 of the packed weights: the panels,
+    # plus 16 so that the stride is no multiple of 4 KiB (the T rows one transform
+    # writes then fall in different L1 sets: measured 1.3x on F(4x4)'s transform)
+    return _cdiv(Og, NR) * NR * Cg + 16
+
+
 def packed_weights_size(Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int m, int nd, dtype):
     """Elements of the transformed, packed weights for the active ISA path."""
     MR, NR, _ = tile_shape(dtype)
     T = (m + 2) * (m + 2) if nd == 2 else m + 2
-    return G * T * _cdiv(Og, NR) * NR * Cg
+    return G * T * _elem_stride(G, Cg, Og, NR)
 
 
-cdef void _weights_nhwc(const floating *w, Py_ssize_t sc, Py_ssize_t rs, Py_ssize_t cs,
-                        floating *up, wgeom g, int nthreads) noexcept nogil:
-    # U[g, t] (Cg x Og) as NR-column panels: element (c, o) at (o/NR)*NR*Cg + c*NR + o%NR;
-    # weight tap (o, c, i, j) at w[o + c*sc + i*rs + j*cs] (output channels contiguous)
-    cdef Py_ssize_t npn = _cdiv(g.Og, g.NR), ps = npn * g.NR * g.Cg
-    cdef Py_ssize_t item, gi, c, q
-    for item in prange(g.G * g.Cg, schedule="static", num_threads=nthreads):
-        gi = item // g.Cg
-        c = item % g.Cg
-        for q in range(npn):
-            wino_ker(g.m, g.nd, w + c * sc + gi * g.Og + q * g.NR, rs, cs, 1,
-                     up + gi * g.T * ps + q * g.NR * g.Cg + c * g.NR, ps, 1,
-                     min(g.NR, g.Og - q * g.NR))
-    cdef Py_ssize_t t, o, last = (npn - 1) * g.NR * g.Cg
-    if g.Og % g.NR:  # the zero columns of the last panel (the buffer may be reused memory)
-        for gi in range(g.G):
-            for t in range(g.T):
-                for c in range(g.Cg):
-                    for o in range(g.Og % g.NR, g.NR):
-                        up[(gi * g.T + t) * ps + last + c * g.NR + o] = 0
+cdef inline void transpose_into(const floating *src, Py_ssize_t lds, Py_ssize_t rows,
+                                Py_ssize_t cols, floating *dst, Py_ssize_t ldd) noexcept nogil:
+    if floating is float:
+        cconv_transpose_f32(src, lds, rows, cols, dst, ldd)
+    else:
+        cconv_transpose_f64(src, lds, rows, cols, dst, ldd)
+
+
+cdef enum:
+    # channels of channels-first taps turned lanes-innermost at a time (wl: 16 * 9 * NR)
+    RAW_CB = 16
+
+
+cdef void _transform_panel_block(const floating *w, const wraw *wr, const wgeom *g,
+                                 Py_ssize_t oc, Py_ssize_t nc, Py_ssize_t k0, Py_ssize_t kc,
+                                 floating *dst, Py_ssize_t ts,
+                                 floating *wl) noexcept nogil:
+    """One NR-column panel block of U = G g G^T: output channels oc .. oc+nc-1 (global
+    index) as lanes, input channels k0 .. k0+kc-1 of the group; element t, channel c,
+    lane l written at dst[t*ts + c*NR + l], zero for nc <= l < NR. Channels-first
+    weights go through wl (RAW_CB * taps * NR scratch) RAW_CB channels at a time, turned
+    lanes-innermost in L1 so that the transform loads whole vectors instead of
+    gathering lanes wr.ls apart."""
+    cdef Py_ssize_t NR = g.NR, c, cb, cn, t, l
+    if wr.ls == 1:
+        for c in range(kc):
+            wino_ker(g.m, g.nd, w + oc + (k0 + c) * wr.sc, wr.rs, wr.cs, 1, dst + c * NR, ts,
+                     1, nc)
+    else:
+        cb = 0
+        while cb < kc:
+            cn = min(RAW_CB, kc - cb)
+            transpose_into(w + oc * wr.ls + (k0 + cb) * wr.sc, wr.ls, nc, cn * wr.sc, wl, NR)
+            for c in range(cn):
+                wino_ker(g.m, g.nd, wl + c * wr.sc * NR, wr.rs * NR, NR, 1,
+                         dst + (cb + c) * NR, ts, 1, nc)
+            cb = cb + cn
+    if nc < NR:
+        for t in range(g.T):
+            for c in range(kc):
+                for l in range(nc, NR):
+                    dst[t * ts + c * NR + l] = 0
+
+
+cdef int _transform_all(const floating *w, wraw wr, floating *up, wgeom g,
+                        int nthreads) except -1 nogil:
+    # U[g, t] (Cg x Og) as NR-column panels: element (c, o) at
+    # (gi*T + t)*es + (o/NR)*NR*Cg + c*NR + o%NR; one item per (group, panel)
+    cdef Py_ssize_t npn = _cdiv(g.Og, g.NR), es = _elem_stride(g.G, g.Cg, g.Og, g.NR)
+    cdef Py_ssize_t item, gi, q
+    cdef floating *wl = NULL
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with parallel(num_threads=nthreads):
+        wl = <floating *> cc_scratch_acquire(4, RAW_CB * 9 * g.NR * sizeof(floating))
+        if wl == NULL:
+            failed_p[0] = 1
+        for item in prange(g.G * npn, schedule="static"):
+            gi = item // npn
+            q = item % npn
+            if wl != NULL:
+                _transform_panel_block(w, &wr, &g, gi * g.Og + q * g.NR,
+                                       min(g.NR, g.Og - q * g.NR), 0, g.Cg,
+                                       up + gi * g.T * es + q * g.NR * g.Cg, es, wl)
+        cc_scratch_release(4, wl)
+    if failed:
+        with gil:
+            raise MemoryError("conv (winograd): cannot allocate the weight-transform scratch")
+    return 0
 
 
 def _transform_weights(const floating[:, :, :, :, ::1] w, floating[::1] up, Py_ssize_t G,
@@ -165,8 +248,9 @@ def _transform_weights(const floating[:, :, :, :, ::1] w, floating[::1] up, Py_s
 
 cdef int _transform_weights_into(const floating[:, :, :, :, ::1] w, floating *up,
                                  Py_ssize_t G, int m, int nd, bint w_cl, int nthreads) except -1:
-    """Every element of the packed transformed weights, padding included, is written.
-    w_cl: w is (kd, kh, kw, Cg, O), else (O, Cg, kd, kh, kw)."""
+    """Every element of the packed transformed weights, padding included, is written
+    (the 16 elements between consecutive t are never read). w_cl: w is
+    (kd, kh, kw, Cg, O), else (O, Cg, kd, kh, kw)."""
     cdef wgeom g
     g.G = G
     g.m = m
@@ -185,23 +269,9 @@ cdef int _transform_weights_into(const floating[:, :, :, :, ::1] w, floating *up
         g.MR, g.NR = cconv_mr_f32(), cconv_nr_f32()
     else:
         g.MR, g.NR = cconv_mr_f64(), cconv_nr_f64()
-    cdef Py_ssize_t taps = 3 if nd == 1 else 9
-    cdef floating *wt
-    if w_cl:  # (kd, kh, kw, Cg, O)
-        with nogil:
-            _weights_nhwc[floating](&w[0, 0, 0, 0, 0], g.O, 3 * g.Cg * g.O, g.Cg * g.O, up, g,
-                                    nthreads)
-        return 0
-    # (O, Cg * taps) -> (Cg * taps, O) first: the transform then reads output channels
-    # contiguously (measured 2x faster than gathering them Cg * taps apart)
+    cdef wraw wr = _raw_strides(tuple([w.shape[i] for i in range(5)]), w_cl, g.Cg, g.O)
     with nogil:
-        wt = <floating *> cc_scratch_acquire(4, g.O * g.Cg * taps * sizeof(floating))
-        if wt != NULL:
-            transpose_batched(&w[0, 0, 0, 0, 0], wt, 1, g.O, g.Cg * taps, nthreads)
-            _weights_nhwc[floating](wt, taps * g.O, 3 * g.O, g.O, up, g, nthreads)
-            cc_scratch_release(4, wt)
-    if wt == NULL:
-        raise MemoryError("conv (winograd): cannot allocate the transposed weights")
+        _transform_all(&w[0, 0, 0, 0, 0], wr, up, g, nthreads)
     return 0
 
 
@@ -262,21 +332,12 @@ cdef void _gather_tile(const floating *xc, const wgeom *g, Py_ssize_t y0, Py_ssi
 
 # --------------------------------------------------------------------- NHWC
 
-cdef void _item_nhwc(const floating *x, const floating *up, const floating *bias,
-                     floating *out, const wgeom *g, Py_ssize_t gi, Py_ssize_t t0, Py_ssize_t nb,
-                     Py_ssize_t o0, Py_ssize_t ob, Py_ssize_t NB, Py_ssize_t OBM,
-                     floating *v, floating *mb, floating *dbuf, floating *ybuf,
-                     const floating *zeros, const floating **ap) noexcept nogil:
-    cdef Py_ssize_t NR = g.NR, MR = g.MR, Cg = g.Cg, T = g.T, C = g.C, O = g.O
-    cdef Py_ssize_t npn = _cdiv(g.Og, NR), ups = npn * NR * Cg
-    cdef Py_ssize_t li, t, k0, kc, jp, it, i, j, n, ty, tx, y0, x0, rows, cols
+cdef void _input_tiles(const floating *x, const wgeom *g, Py_ssize_t gi, Py_ssize_t t0,
+                       Py_ssize_t nb, Py_ssize_t NB, floating *v,
+                       floating *dbuf) noexcept nogil:
+    """V[t] (tiles x Cg) of tiles t0 .. t0+nb-1, channels as lanes: row li at v + li*Cg."""
+    cdef Py_ssize_t Cg = g.Cg, C = g.C, li, n, ty, tx, y0, x0
     cdef const floating *xs
-    cdef const floating *bw
-    cdef const floating *bptr
-    cdef const floating *vt
-    cdef floating *mt
-    cdef floating *dst
-    # 1. input transform, channels as lanes: V[t] (tiles x Cg), row li at v + li*Cg
     for li in range(nb):
         _tile_origin(g, t0 + li, &n, &ty, &tx)
         y0 = ty * g.mh - g.ph
@@ -287,6 +348,47 @@ cdef void _item_nhwc(const floating *x, const floating *up, const floating *bias
         else:
             _gather_tile(xs, g, y0, x0, dbuf, g.aw * Cg, Cg, Cg, g.W * C, C)
             wino_in(g.m, g.nd, dbuf, g.aw * Cg, Cg, v + li * Cg, NB * Cg, Cg)
+
+
+cdef void _output_tiles(const floating *mb, Py_ssize_t ldm, Py_ssize_t NB,
+                        const floating *bptr, floating *out, const wgeom *g, Py_ssize_t oc,
+                        Py_ssize_t L, Py_ssize_t t0, Py_ssize_t nb,
+                        floating *ybuf) noexcept nogil:
+    """Output channels oc .. oc+L-1 of tiles t0 .. t0+nb-1 from M (element t of tile li,
+    lane l at mb[(t*NB + li)*ldm + l]), as lanes; only outputs inside the image are
+    written (partial tiles through ybuf, m*m*L elements)."""
+    cdef Py_ssize_t O = g.O, li, n, ty, tx, y0, x0, rows, cols, i, j, l
+    cdef floating *dst
+    for li in range(nb):
+        _tile_origin(g, t0 + li, &n, &ty, &tx)
+        y0 = ty * g.mh
+        x0 = tx * g.m
+        rows = min(g.mh, g.OH - y0)
+        cols = min(g.m, g.OW - x0)
+        dst = out + ((n * g.OH + y0) * g.OW + x0) * O + oc
+        if rows == g.mh and cols == g.m:
+            wino_out(g.m, g.nd, mb + li * ldm, NB * ldm, bptr, dst, g.OW * O, O, L)
+        else:
+            wino_out(g.m, g.nd, mb + li * ldm, NB * ldm, bptr, ybuf, g.m * L, L, L)
+            for i in range(rows):
+                for j in range(cols):
+                    for l in range(L):
+                        dst[(i * g.OW + j) * O + l] = ybuf[(i * g.m + j) * L + l]
+
+
+cdef void _item_nhwc(const floating *x, const floating *up, const floating *bias,
+                     floating *out, const wgeom *g, Py_ssize_t gi, Py_ssize_t t0, Py_ssize_t nb,
+                     Py_ssize_t o0, Py_ssize_t ob, Py_ssize_t NB, Py_ssize_t OBM,
+                     floating *v, floating *mb, floating *dbuf, floating *ybuf,
+                     const floating *zeros, const floating **ap) noexcept nogil:
+    cdef Py_ssize_t NR = g.NR, MR = g.MR, Cg = g.Cg, T = g.T
+    cdef Py_ssize_t ups = _elem_stride(g.G, Cg, g.Og, NR)
+    cdef Py_ssize_t t, k0, kc, jp, it, i
+    cdef const floating *bw
+    cdef const floating *vt
+    cdef floating *mt
+    # 1. input transform
+    _input_tiles(x, g, gi, t0, nb, NB, v, dbuf)
     # 2. per t: M[t] (nb x ob) = V[t] (nb x Cg) . U[t] (Cg x ob), V rows read in place
     for t in range(T):
         vt = v + t * NB * Cg
@@ -307,46 +409,83 @@ cdef void _item_nhwc(const floating *x, const floating *up, const floating *bias
                 jp = jp + 1
             k0 = k0 + kc
     # 3. output transform, output channels as lanes
-    bptr = bias + gi * g.Og + o0 if bias != NULL else zeros
-    for li in range(nb):
-        _tile_origin(g, t0 + li, &n, &ty, &tx)
-        y0 = ty * g.mh
-        x0 = tx * g.m
-        rows = min(g.mh, g.OH - y0)
-        cols = min(g.m, g.OW - x0)
-        dst = out + ((n * g.OH + y0) * g.OW + x0) * O + gi * g.Og + o0
-        if rows == g.mh and cols == g.m:
-            wino_out(g.m, g.nd, mb + li * OBM, NB * OBM, bptr, dst, g.OW * O, O, ob)
-        else:
-            wino_out(g.m, g.nd, mb + li * OBM, NB * OBM, bptr, ybuf, g.m * ob, ob, ob)
-            for i in range(rows):
-                for j in range(cols):
-                    for it in range(ob):
-                        dst[(i * g.OW + j) * O + it] = ybuf[(i * g.m + j) * ob + it]
+    _output_tiles(mb, OBM, NB, bias + gi * g.Og + o0 if bias != NULL else zeros, out, g,
+                  gi * g.Og + o0, ob, t0, nb, ybuf)
+
+
+cdef void _item_fused(const floating *x, const floating *w, const wraw *wr,
+                      const floating *bias, floating *out, const wgeom *g, Py_ssize_t gi,
+                      Py_ssize_t t0, Py_ssize_t nb, Py_ssize_t o0, Py_ssize_t ob,
+                      Py_ssize_t NB, floating *v, floating *mb, floating *ub, floating *wl,
+                      floating *dbuf, floating *ybuf, const floating *zeros,
+                      const floating **ap) noexcept nogil:
+    """_item_nhwc with one-shot weights transformed on the fly: one NR-column panel of
+    U (all T elements, wr.kc channels at a time, in ub) right before the T products
+    that read it, so the transformed weights never leave this thread's cache. Per panel:
+    M (T x nb x NR, in mb) accumulated over the channel blocks, then its output tiles.
+    Same sums in the same order as _item_nhwc (the micro-kernel's k split is exact):
+    bitwise the same result."""
+    cdef Py_ssize_t NR = g.NR, MR = g.MR, Cg = g.Cg, T = g.T
+    cdef Py_ssize_t t, k0, kc, jp, nc, it, i, oc, us
+    cdef const floating *vt
+    cdef floating *ut
+    _input_tiles(x, g, gi, t0, nb, NB, v, dbuf)
+    jp = 0
+    while jp * NR < ob:
+        nc = min(NR, ob - jp * NR)
+        oc = gi * g.Og + o0 + jp * NR
+        k0 = 0
+        while k0 < Cg:
+            kc = min(wr.kc, Cg - k0)
+            # U[t] panel (kc x NR) at ub + t*us; us = kc*NR + 16: no multiple of 4 KiB
+            us = kc * NR + 16
+            _transform_panel_block(w, wr, g, oc, nc, k0, kc, ub, us, wl)
+            for t in range(T):
+                vt = v + t * NB * Cg + k0
+                ut = ub + t * us
+                it = 0
+                while it < nb:
+                    for i in range(MR):
+                        ap[i] = vt + (it + i) * Cg if it + i < nb else NULL
+                    igemm_tile(kc, ap, ut, mb + (t * NB + it) * NR, NR, min(MR, nb - it), nc,
+                               k0 > 0)
+                    it = it + MR
+            k0 = k0 + kc
+        _output_tiles(mb, NR, NB, bias + oc if bias != NULL else zeros + jp * NR, out, g, oc,
+                      nc, t0, nb, ybuf)
+        jp = jp + 1
 
 
 # --------------------------------------------------------------------- driver
 
-cdef int _run_items(const floating *x, const floating *up, const floating *bias,
-                    floating *out, wgeom g, Py_ssize_t NB, Py_ssize_t nblocks, Py_ssize_t OB,
-                    Py_ssize_t nob, int nthreads) except -1 nogil:
-    cdef Py_ssize_t vsz, msz, dsz, ysz, total, item, gi, b, ob_i, t0, nb, o0, ob
+cdef int _run_items(const floating *x, const floating *up, const floating *w, wraw wr,
+                    const floating *bias, floating *out, wgeom g, Py_ssize_t NB,
+                    Py_ssize_t nblocks, Py_ssize_t OB, Py_ssize_t nob,
+                    int nthreads) except -1 nogil:
+    """Every (group, tile block, output block) item, over the threads. up: the transformed
+    weights, or NULL with w / wr.kc > 0: the raw weights, transformed per item
+    (_item_fused; each item then transforms only its own output channels)."""
+    cdef Py_ssize_t vsz, msz, dsz, ysz, usz = 0, total, item, gi, b, ob_i, t0, nb, o0, ob
     cdef floating *buf = NULL
     cdef int failed = 0
     cdef int *failed_p = &failed
     vsz = g.T * NB * g.Cg
-    msz = g.T * NB * OB
+    msz = g.T * NB * (OB if wr.kc == 0 else g.NR)
+    if wr.kc:  # U panel block + 16 channels of lanes-innermost raw taps
+        usz = g.T * (wr.kc * g.NR + 16) + RAW_CB * 9 * g.NR
     dsz = g.T * g.Cg
     ysz = g.mh * g.m * OB + OB  # partial output tile + zero bias
-    total = (vsz + msz + dsz + ysz + 64 + 15) // 16 * 16
+    total = (vsz + msz + usz + dsz + ysz + 64 + 15) // 16 * 16
     with parallel(num_threads=nthreads):
-        # + room for MR row pointers after the floating-point scratch
-        # zeroed per call, as calloc did, but without calloc's fresh pages (scratch.h)
+        # + room for MR row pointers after the floating-point scratch. Only the zero
+        # bias is cleared: every other element is written before it is read (V rows
+        # < nb, the first channel block of M, all of U and of the tile buffers); a
+        # memset of the whole block was 5% of 256@14 (V alone is 0.8 MB there)
         buf = <floating *> cc_scratch_acquire(0, (total + 2 * g.MR + 16) * sizeof(floating))
         if buf == NULL:
             failed_p[0] = 1
         else:
-            memset(buf, 0, (total + 2 * g.MR + 16) * sizeof(floating))
+            memset(buf + vsz + msz + usz + dsz + g.mh * g.m * OB, 0, OB * sizeof(floating))
         for item in prange(g.G * nblocks * nob, schedule="static"):
             if buf == NULL:
                 continue
@@ -357,10 +496,18 @@ cdef int _run_items(const floating *x, const floating *up, const floating *bias,
             nb = min(NB, g.NT - t0)
             o0 = ob_i * OB
             ob = min(OB, g.Og - o0)
-            _item_nhwc(x, up, bias, out, &g, gi, t0, nb, o0, ob, NB, OB, buf, buf + vsz,
-                       buf + vsz + msz, buf + vsz + msz + dsz,
-                       buf + vsz + msz + dsz + g.mh * g.m * OB,
-                       <const floating **> (buf + total))
+            if wr.kc:
+                _item_fused(x, w, &wr, bias, out, &g, gi, t0, nb, o0, ob, NB, buf, buf + vsz,
+                            buf + vsz + msz, buf + vsz + msz + g.T * (wr.kc * g.NR + 16),
+                            buf + vsz + msz + usz,
+                            buf + vsz + msz + usz + dsz,
+                            buf + vsz + msz + usz + dsz + g.mh * g.m * OB,
+                            <const floating **> (buf + total))
+            else:
+                _item_nhwc(x, up, bias, out, &g, gi, t0, nb, o0, ob, NB, OB, buf, buf + vsz,
+                           buf + vsz + msz, buf + vsz + msz + dsz,
+                           buf + vsz + msz + dsz + g.mh * g.m * OB,
+                           <const floating **> (buf + total))
         cc_scratch_release(0, buf)
     if failed:
         with gil:
@@ -406,21 +553,27 @@ def blocking(Py_ssize_t NT, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int T, i
     return NB, nblocks, OB, nob
 
 
+cdef wgeom _geom_of(const floating[:, :, :, :, ::1] x, floating[:, :, :, :, ::1] out,
+                    tuple pad, Py_ssize_t G, Py_ssize_t O, int m, int nd):
+    return _make_geom(tuple([x.shape[i] for i in range(5)]),
+                      tuple([out.shape[i] for i in range(5)]), pad, G, O, m, nd,
+                      np.float32 if floating is float else np.float64)
+
+
+cdef const floating *_bias_ptr(object bias, const floating[::1] b):
+    return NULL if bias is None else &b[0]
+
+
 def _run(const floating[:, :, :, :, ::1] x, const floating[::1] up, floating[:, :, :, :, ::1] out,
          object bias, tuple pad, Py_ssize_t G, Py_ssize_t O, int m, int nd, int nthreads):
-    cdef const floating[::1] b
-    cdef const floating *bp = NULL
-    cdef wgeom g
-    if bias is not None:
-        b = bias
-        bp = &b[0]
-    g = _make_geom(tuple([x.shape[i] for i in range(5)]),
-                   tuple([out.shape[i] for i in range(5)]), pad, G, O, m, nd,
-                   np.float32 if floating is float else np.float64)
+    cdef const floating[::1] b = bias
+    cdef wgeom g = _geom_of(x, out, pad, G, O, m, nd)
+    cdef wraw wr
+    wr.kc = 0
     NB, nblocks, OB, nob = blocking(g.NT, G, g.Cg, g.Og, g.T, sizeof(floating), g.MR, g.NR,
                                     nthreads)
-    _run_items[floating](&x[0, 0, 0, 0, 0], &up[0], bp, &out[0, 0, 0, 0, 0], g, NB, nblocks,
-                         OB, nob, nthreads)
+    _run_items[floating](&x[0, 0, 0, 0, 0], &up[0], NULL, wr, _bias_ptr(bias, b),
+                         &out[0, 0, 0, 0, 0], g, NB, nblocks, OB, nob, nthreads)
 
 
 def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads,
@@ -490,12 +643,34 @@ def _forward_transient_any(x5, w5, out5, bias, pad, groups, O, m, nd, w_cl, nthr
                                    size)
 
 
+# Fused weight transform (_item_fused): on when every transformed weight would be read
+# by one work item only (one tile block per group), where the full transformed-weight
+# buffer is pure memory traffic. A module flag so that tests and A/B runs can force
+# either path (None/True: on where it applies, False: off).
+FUSE_WEIGHTS = None
+# bytes of one transformed panel block (T x kc x NR) per thread: L2-resident beside V
+cdef enum:
+    FUSED_PANEL_BYTES = 160 * 1024
+
+
 cdef _forward_transient(const floating[:, :, :, :, ::1] x5, const floating[:, :, :, :, ::1] w5,
                         floating[:, :, :, :, ::1] out5, object bias, tuple pad,
                         Py_ssize_t groups, Py_ssize_t O, int m, int nd, bint w_cl,
                         int nthreads, Py_ssize_t size):
     cdef floating *up
     cdef floating[::1] upv
+    cdef const floating[::1] b = bias
+    cdef wgeom g = _geom_of(x5, out5, pad, groups, O, m, nd)
+    cdef wraw wr
+    NB, nblocks, OB, nob = blocking(g.NT, groups, g.Cg, g.Og, g.T, sizeof(floating), g.MR,
+                                    g.NR, nthreads)
+    if nblocks == 1 and FUSE_WEIGHTS is not False:
+        wr = _raw_strides(tuple([w5.shape[i] for i in range(5)]), w_cl, g.Cg, O)
+        wr.kc = min(g.Cg, max(8, FUSED_PANEL_BYTES // (g.T * g.NR * sizeof(floating)) // 8 * 8))
+        _run_items[floating](&x5[0, 0, 0, 0, 0], NULL, &w5[0, 0, 0, 0, 0], wr,
+                             _bias_ptr(bias, b), &out5[0, 0, 0, 0, 0], g, NB, nblocks, OB,
+                             nob, nthreads)
+        return
     with nogil:
         up = <floating *> cc_scratch_acquire(1, max(size, 1) * sizeof(floating))
     if up == NULL:

@@ -10,7 +10,8 @@
  * Python threads never share it. The buffers are freed when their thread exits.
  * Header-only: each extension module keeps its own cache. Slots: 0 per-thread kernel
  * workspace (Winograd tile blocks); 1 one-shot packed / transformed weights; 2, 3 the
- * channels-last copies of a channels-first call; 4 transposed weights (Winograd).
+ * channels-last copies of a channels-first call; 4 Winograd weight-transform staging
+ * (channels-first taps turned lanes-innermost).
  */
 #ifndef CCONV_SCRATCH_H
 #define CCONV_SCRATCH_H
