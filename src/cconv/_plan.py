@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from . import _direct, _im2col
+from . import _direct, _im2col, _winograd
 
 
 class Algorithm(enum.Enum):
@@ -94,13 +94,18 @@ def _tiles(spec, m):
 #   weight streaming:  T * Cg * O elements per tile block (every block reads them all),
 #                      WINO_STREAM_COST each, WINO_STREAM_DRAM_COST beyond 12 MB (DRAM)
 #   weight transform:  T * Cg * O elements, WINO_WEIGHT_COST each plus one more stream
-#                      (written, then read by the GEMM); 0 when cached
+#                      (written, then read by the GEMM); 0 when cached. Where the kernel
+#                      fuses the transform into its items (_winograd.fuses_weights) there
+#                      are no weight streams: WINO_FUSED_COST per element instead (1
+#                      thread, one-shot minus cached, 12 shapes: 16-38 channels-last,
+#                      24-66 channels-first)
 #   transposes:        N * (C * H * W + O * OH * OW) elements (channels-first only)
 WINO_GEMM_EFF = 1.1
 WINO_TILE_COST = {2: 15.0, 4: 24.0}
 WINO_STREAM_COST = 16.0
 WINO_STREAM_DRAM_COST = 40.0
 WINO_WEIGHT_COST = {False: 35.0, True: 15.0}   # weights channels_last -> cost per element
+WINO_FUSED_COST = {False: 35.0, True: 28.0}
 WINO_TRANSPOSE_COST = 30.0
 WINO_MARGIN = 0.9   # auto picks Winograd only when predicted <= 0.9 x im2col
 _WINO_BLOCK_BYTES = 3 * 1024 * 1024
@@ -126,10 +131,15 @@ def winograd_cost(spec, m, cached=False):
               else WINO_STREAM_COST) * spec.dtype.itemsize / 4
     cost = tiles * T * spec.Cg * spec.O / WINO_GEMM_EFF
     cost += tiles * T * (spec.C + spec.O) * WINO_TILE_COST[m]
-    cost += weights * stream * _wino_tile_blocks(tiles, spec.Cg, spec.O // spec.groups, T,
-                                                 spec.dtype.itemsize)
-    if not cached:
-        cost += weights * (WINO_WEIGHT_COST[spec.channels_last] + stream)
+    blocks = _wino_tile_blocks(tiles, spec.Cg, spec.O // spec.groups, T, spec.dtype.itemsize)
+    if not cached and _winograd.fuses_weights(tiles, blocks, T, spec.Cg, spec.O,
+                                              spec.dtype.itemsize,
+                                              _winograd.tile_shape(spec.dtype)[1]):
+        cost += weights * WINO_FUSED_COST[spec.channels_last]
+    else:
+        cost += weights * stream * blocks
+        if not cached:
+            cost += weights * (WINO_WEIGHT_COST[spec.channels_last] + stream)
     if not spec.channels_last:
         cost += spec.N * (spec.C * math.prod(spec.in_size)
                           + spec.O * math.prod(spec.out_size)) * WINO_TRANSPOSE_COST

@@ -60,6 +60,10 @@ cdef extern from "winograd.h" nogil:
                                float *u, cc_idx ldu, cc_idx lu, cc_idx L)
     void cconv_wino_kernel_f64(int m, int nd, const double *g, cc_idx rs, cc_idx cs, cc_idx ls,
                                double *u, cc_idx ldu, cc_idx lu, cc_idx L)
+    void cconv_wino_lanes_f32(const float *src, cc_idx lds, cc_idx rows, cc_idx cols,
+                              float *dst, cc_idx ldd)
+    void cconv_wino_lanes_f64(const double *src, cc_idx lds, cc_idx rows, cc_idx cols,
+                              double *dst, cc_idx ldd)
 
 
 def tile_shape(dtype):
@@ -173,9 +177,9 @@ def packed_weights_size(Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og, int m, int n
 cdef inline void transpose_into(const floating *src, Py_ssize_t lds, Py_ssize_t rows,
                                 Py_ssize_t cols, floating *dst, Py_ssize_t ldd) noexcept nogil:
     if floating is float:
-        cconv_transpose_f32(src, lds, rows, cols, dst, ldd)
+        cconv_wino_lanes_f32(src, lds, rows, cols, dst, ldd)
     else:
-        cconv_transpose_f64(src, lds, rows, cols, dst, ldd)
+        cconv_wino_lanes_f64(src, lds, rows, cols, dst, ldd)
 
 
 cdef enum:
@@ -653,6 +657,21 @@ cdef enum:
     FUSED_PANEL_BYTES = 160 * 1024
 
 
+def fuses_weights(Py_ssize_t NB, Py_ssize_t nblocks, Py_ssize_t T, Py_ssize_t Cg,
+                  Py_ssize_t O, int itemsize, int NR):
+    """Whether a one-shot call transforms its weights inside the work items: only with
+    one tile block per group (each transformed weight then has one reader), and only
+    where that moves less data than writing and reading the T x Cg x O buffer once: the
+    fused items re-read their tiles' V (T x NB x Cg) once per NR-column panel, NB / NR
+    of the buffer's traffic per pass (at most half when NB <= NR); or where the buffer
+    is too big for the caches anyway (> 8 MiB). Measured, 1 thread, ms full / fused:
+    F(2x2) 256@14 (NB 49) 1.84 / 2.04, 384@14 (NB 49, 9.4 MB) 5.46 / 5.08; F(4x4) 256@14
+    (NB 16) 3.11 / 2.51, 512@7 batch 2 8.1 / 5.2."""
+    if nblocks != 1:
+        return False
+    return NB <= NR or T * Cg * O * itemsize > (8 << 20)
+
+
 cdef _forward_transient(const floating[:, :, :, :, ::1] x5, const floating[:, :, :, :, ::1] w5,
                         floating[:, :, :, :, ::1] out5, object bias, tuple pad,
                         Py_ssize_t groups, Py_ssize_t O, int m, int nd, bint w_cl,
@@ -664,7 +683,8 @@ cdef _forward_transient(const floating[:, :, :, :, ::1] x5, const floating[:, :,
     cdef wraw wr
     NB, nblocks, OB, nob = blocking(g.NT, groups, g.Cg, g.Og, g.T, sizeof(floating), g.MR,
                                     g.NR, nthreads)
-    if nblocks == 1 and FUSE_WEIGHTS is not False:
+    if FUSE_WEIGHTS is not False and fuses_weights(NB, nblocks, g.T, g.Cg, O,
+                                                   sizeof(floating), g.NR):
         wr = _raw_strides(tuple([w5.shape[i] for i in range(5)]), w_cl, g.Cg, O)
         wr.kc = min(g.Cg, max(8, FUSED_PANEL_BYTES // (g.T * g.NR * sizeof(floating)) // 8 * 8))
         _run_items[floating](&x5[0, 0, 0, 0, 0], NULL, &w5[0, 0, 0, 0, 0], wr,

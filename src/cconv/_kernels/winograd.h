@@ -69,4 +69,11 @@ void cconv_wino_kernel_f32(int m, int nd, const float *g, cc_idx rs, cc_idx cs, 
 void cconv_wino_kernel_f64(int m, int nd, const double *g, cc_idx rs, cc_idx cs, cc_idx ls,
                            double *u, cc_idx ldu, cc_idx lu, cc_idx L);
 
+/* dst[c*ldd + r] = src[r*lds + c] for r < rows, c < cols (src and dst must not overlap):
+ * channels-first weight taps turned lanes-innermost before the kernel transform. */
+void cconv_wino_lanes_f32(const float *src, cc_idx lds, cc_idx rows, cc_idx cols, float *dst,
+                          cc_idx ldd);
+void cconv_wino_lanes_f64(const double *src, cc_idx lds, cc_idx rows, cc_idx cols,
+                          double *dst, cc_idx ldd);
+
 #endif
