@@ -9,6 +9,15 @@ cdef extern from "transpose.h" nogil:
     void cconv_transpose_f64(const double *src, int64_t lds, int64_t rows, int64_t cols,
                              double *dst, int64_t ldd)
 
+ctypedef void (*transpose_f32_fn)(const float *, int64_t, int64_t, int64_t, float *,
+                                  int64_t) noexcept nogil
+ctypedef void (*transpose_f64_fn)(const double *, int64_t, int64_t, int64_t, double *,
+                                  int64_t) noexcept nogil
+# The per-image transpose: the portable blocked loop of transpose.h, unless the module
+# embeds the GEMM kernels and points these at its ISA-dispatched in-register copy.
+cdef transpose_f32_fn layout_transpose_f32 = cconv_transpose_f32
+cdef transpose_f64_fn layout_transpose_f64 = cconv_transpose_f64
+
 
 cdef void transpose_batched(const floating *src, floating *dst, Py_ssize_t N, Py_ssize_t R,
                             Py_ssize_t Cn, int nthreads) noexcept nogil:
@@ -23,6 +32,8 @@ cdef void transpose_batched(const floating *src, floating *dst, Py_ssize_t N, Py
         c0 = Cn * b // nb // 16 * 16
         c1 = Cn if b == nb - 1 else Cn * (b + 1) // nb // 16 * 16
         if floating is float:
-            cconv_transpose_f32(src + n * R * Cn + c0, Cn, R, c1 - c0, dst + n * R * Cn + c0 * R, R)
+            layout_transpose_f32(src + n * R * Cn + c0, Cn, R, c1 - c0, dst + n * R * Cn + c0 * R,
+                                 R)
         else:
-            cconv_transpose_f64(src + n * R * Cn + c0, Cn, R, c1 - c0, dst + n * R * Cn + c0 * R, R)
+            layout_transpose_f64(src + n * R * Cn + c0, Cn, R, c1 - c0, dst + n * R * Cn + c0 * R,
+                                 R)

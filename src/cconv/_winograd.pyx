@@ -65,6 +65,10 @@ cdef extern from "winograd.h" nogil:
     void cconv_wino_lanes_f64(const double *src, cc_idx lds, cc_idx rows, cc_idx cols,
                               double *dst, cc_idx ldd)
 
+# the activation transposes of channels-first calls: in-register (winograd.c)
+layout_transpose_f32 = cconv_wino_lanes_f32
+layout_transpose_f64 = cconv_wino_lanes_f64
+
 
 def tile_shape(dtype):
     """(MR, NR, KC) of the active ISA path (the panel geometry of transformed weights)."""
