@@ -104,7 +104,7 @@ WINO_GEMM_EFF = 1.1
 WINO_TILE_COST = {2: 15.0, 4: 24.0}
 WINO_STREAM_COST = 16.0
 WINO_STREAM_DRAM_COST = 40.0
-WINO_WEIGHT_COST = {False: 35.0, True: 15.0}   # weights channels_last -> cost per element
+WINO_WEIGHT_COST = {False: 20.0, True: 12.0}   # weights channels_last -> cost per element
 WINO_FUSED_COST = {False: 35.0, True: 28.0}
 WINO_TRANSPOSE_COST = 30.0
 WINO_MARGIN = 0.9   # auto picks Winograd only when predicted <= 0.9 x im2col
