@@ -159,25 +159,9 @@ enum { KL = 16 }; /* lanes per vector block of the kernel transform */
     {                                                                                   \
         outbv_##SUF(mm, ldm, bias, y, cs, L);                                           \
     }                                                                                   \
-    /* G g G^T of one lane (tail lanes) or of KL lanes at once (GCC vector types:       \
-     * lowered to the widest registers the target allows); the same operations in the  \
-     * same order either way, so every lane rounds alike. Everything stays in          \
-     * registers: measured 2-3x the speed of staging the taps through L1 scratch. */    \
-    WI_INLINE void ker2d_lane_##SUF(const T *restrict g, cc_idx rs, cc_idx cs,          \
-                                    T *restrict u, cc_idx ldu)                          \
-    {                                                                                   \
-        double a[9], t[A][3], r[A];                                                     \
-        for (int k = 0; k < 9; k++) a[k] = (double)g[(k / 3) * rs + (k % 3) * cs];      \
-        for (int j = 0; j < 3; j++) {                                                   \
-            const double c3[3] = {a[j], a[3 + j], a[6 + j]};                            \
-            KER(double, c3, r);                                                         \
-            for (int i = 0; i < A; i++) t[i][j] = r[i];                                 \
-        }                                                                               \
-        for (int i = 0; i < A; i++) {                                                   \
-            KER(double, t[i], r);                                                       \
-            for (int j = 0; j < A; j++) u[(i * A + j) * ldu] = (T)r[j];                 \
-        }                                                                               \
-    }                                                                                   \
+    /* G g G^T of KL contiguous lanes at once (GCC vector types: lowered to the widest   \
+     * registers the target allows, every temporary in registers: measured 2-3x the     \
+     * speed of staging the taps through L1 scratch). */                                \
     WI_INLINE void ker2d_vec_##SUF(const T *restrict g, cc_idx rs, cc_idx cs,           \
                                    T *restrict u, cc_idx ldu)                           \
     {                                                                                   \
@@ -202,13 +186,25 @@ enum { KL = 16 }; /* lanes per vector block of the kernel transform */
             }                                                                           \
         }                                                                               \
     }                                                                                   \
+    /* Partial or strided lane blocks go through zero-padded KL-lane copies, so every  \
+     * lane runs the same vector operations (same bits for any L and stride). */        \
     WI_INLINE void ker2d_##SUF(const T *restrict g, cc_idx rs, cc_idx cs, cc_idx ls,    \
                                T *restrict u, cc_idx ldu, cc_idx lu, cc_idx L)          \
     {                                                                                   \
-        cc_idx l = 0;                                                                   \
-        if (ls == 1 && lu == 1)                                                         \
-            for (; l + KL <= L; l += KL) ker2d_vec_##SUF(g + l, rs, cs, u + l, ldu);    \
-        for (; l < L; l++) ker2d_lane_##SUF(g + l * ls, rs, cs, u + l * lu, ldu);       \
+        for (cc_idx l0 = 0; l0 < L; l0 += KL) {                                         \
+            const cc_idx n = L - l0 < KL ? L - l0 : KL;                                 \
+            if (n == KL && ls == 1 && lu == 1) {                                        \
+                ker2d_vec_##SUF(g + l0, rs, cs, u + l0, ldu);                           \
+                continue;                                                               \
+            }                                                                           \
+            T gb[9 * KL] = {0}, ub[A * A * KL];                                         \
+            for (int k = 0; k < 9; k++)                                                 \
+                for (cc_idx l = 0; l < n; l++)                                          \
+                    gb[k * KL + l] = g[(k / 3) * rs + (k % 3) * cs + (l0 + l) * ls];    \
+            ker2d_vec_##SUF(gb, 3 * KL, KL, ub, KL);                                    \
+            for (int t = 0; t < A * A; t++)                                             \
+                for (cc_idx l = 0; l < n; l++) u[t * ldu + (l0 + l) * lu] = ub[t * KL + l]; \
+        }                                                                               \
     }                                                                                   \
     WI_INLINE void ker1d_##SUF(const T *g, cc_idx cs, cc_idx ls, T *u, cc_idx ldu,      \
                             cc_idx lu, cc_idx L)                                        \
