@@ -104,9 +104,9 @@ WINO_GEMM_EFF = 1.1
 WINO_TILE_COST = {2: 15.0, 4: 24.0}
 WINO_STREAM_COST = 16.0
 WINO_STREAM_DRAM_COST = 40.0
-WINO_WEIGHT_COST = {False: 20.0, True: 12.0}   # weights channels_last -> cost per element
+WINO_WEIGHT_COST = {False: 12.0, True: 10.0}   # weights channels_last -> cost per element
 WINO_FUSED_COST = {False: 35.0, True: 28.0}
-WINO_TRANSPOSE_COST = 30.0
+WINO_TRANSPOSE_COST = 8.0
 WINO_MARGIN = 0.9   # auto picks Winograd only when predicted <= 0.9 x im2col
 _WINO_BLOCK_BYTES = 3 * 1024 * 1024
 
