@@ -668,12 +668,16 @@ def fuses_weights(Py_ssize_t NB, Py_ssize_t nblocks, Py_ssize_t T, Py_ssize_t Cg
     where that moves less data than writing and reading the T x Cg x O buffer once: the
     fused items re-read their tiles' V (T x NB x Cg) once per NR-column panel, NB / NR
     of the buffer's traffic per pass (at most half when NB <= NR); or where the buffer
-    is too big for the caches anyway (> 8 MiB). Measured, 1 thread, ms full / fused:
+    is too big for the caches anyway (> 8 MiB) while V stays L2-sized (<= 1.5 MiB; 4
+    images of 256@14 in F(4x4), V 2.4 MB, full / fused: 6.34 / 6.99 ms at 2 threads
+    channels-first, 6.85 / 6.32 at 1 thread channels-last). Measured, 1 thread, ms
+    full / fused:
     F(2x2) 256@14 (NB 49) 1.84 / 2.04, 384@14 (NB 49, 9.4 MB) 5.46 / 5.08; F(4x4) 256@14
     (NB 16) 3.11 / 2.51, 512@7 batch 2 8.1 / 5.2."""
     if nblocks != 1:
         return False
-    return NB <= NR or T * Cg * O * itemsize > (8 << 20)
+    return NB <= NR or (T * Cg * O * itemsize > (8 << 20)
+                        and T * NB * Cg * itemsize <= (3 << 19))
 
 
 cdef _forward_transient(const floating[:, :, :, :, ::1] x5, const floating[:, :, :, :, ::1] w5,
