@@ -102,7 +102,7 @@ def _tiles(spec, m):
 #   transposes:        N * (C * H * W + O * OH * OW) elements (channels-first only)
 WINO_GEMM_EFF = 1.1
 WINO_TILE_COST = {2: 15.0, 4: 24.0}
-WINO_STREAM_COST = 16.0
+WINO_STREAM_COST = 8.0
 WINO_STREAM_DRAM_COST = 40.0
 WINO_WEIGHT_COST = {False: 12.0, True: 10.0}   # weights channels_last -> cost per element
 WINO_FUSED_COST = {False: 35.0, True: 28.0}
