@@ -120,12 +120,17 @@ DW_INLINE void FN(nchw_tile_s1)(const T *restrict s, cc_idx rowlen, cc_idx kdstr
 }
 
 /* dst[0:n] = src[0:n] / = +0, vector by vector (a masked last one): a scratch row
- * holds only a few vectors, where calls to memcpy / memset cost more than the copy. */
+ * holds only a few vectors, where calls to memcpy / memset cost more than the copy.
+ * V_KEEP hides the copy from GCC, which otherwise turns these loops back into memmove /
+ * memset calls (perf, NCHW 3x3 144@56: memmove 13% of the samples). */
 DW_INLINE void FN(row_copy)(T *restrict dst, const T *restrict src, cc_idx n)
 {
     cc_idx t = 0;
-    for (; t + VL <= n; t += VL)
-        V_STORE(dst + t, V_LOAD(src + t));
+    for (; t + VL <= n; t += VL) {
+        VEC v = V_LOAD(src + t);
+        V_KEEP(v);
+        V_STORE(dst + t, v);
+    }
     if (t < n)
         V_STOREM(dst + t, V_LOADM(src + t, (int)(n - t)), (int)(n - t));
 }
@@ -133,8 +138,10 @@ DW_INLINE void FN(row_copy)(T *restrict dst, const T *restrict src, cc_idx n)
 DW_INLINE void FN(row_zero)(T *restrict dst, cc_idx n)
 {
     cc_idx t = 0;
+    VEC z = V_ZERO();
+    V_KEEP(z);
     for (; t + VL <= n; t += VL)
-        V_STORE(dst + t, V_ZERO());
+        V_STORE(dst + t, z);
     if (t < n)
         V_STOREM(dst + t, V_ZERO(), (int)(n - t));
 }
