@@ -215,6 +215,10 @@ DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, c
 
     FN(nchw_fill)(g, x, 0, 1, od, oh0, nrows, PL, scratch, 0);
     const int s1 = g->sh == 1 && g->dh == 1; /* the row-reusing tile */
+    /* 2-D 3x3 and 5x5 kernels get their own copies of that tile with the loop bounds
+     * known (fully unrolled: no tap-range branches, taps and accumulators in registers;
+     * 1 thread, 3x3 144@56 290 -> 215 us, 5x5 240@28 239 -> 183 us) */
+    const int sq = g->KD == 1 && g->KH == g->KW && (g->KH == 3 || g->KH == 5) ? (int)g->KH : 0;
 
     for (cc_idx m = 0; m < g->M; m++) {
         const T *wm = w + m * KT;
@@ -230,7 +234,13 @@ DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, c
                 const int nlast = (int)(left - (cc_idx)(nv - 1) * VL < VL
                                         ? left - (cc_idx)(nv - 1) * VL : VL);
 #define DW_T(RR, VV)                                                                       \
-    if (s1)                                                                           \
+    if (s1 && sq == 3)                                                                     \
+        FN(nchw_tile_s1)(s + ow0, rowlen, kdstride, kwoff, wm, 1, 3, 3, bm, o + ow0, OW,   \
+                         nlast, RR, VV);                                                   \
+    else if (s1 && sq == 5)                                                                \
+        FN(nchw_tile_s1)(s + ow0, rowlen, kdstride, kwoff, wm, 1, 5, 5, bm, o + ow0, OW,   \
+                         nlast, RR, VV);                                                   \
+    else if (s1)                                                                           \
         FN(nchw_tile_s1)(s + ow0, rowlen, kdstride, kwoff, wm, g->KD, g->KH, g->KW, bm,    \
                          o + ow0, OW, nlast, RR, VV);                                      \
     else                                                                                   \
