@@ -85,10 +85,13 @@ def _tiles(spec, m):
     return t
 
 
-# Cost model (units: one multiply-accumulate of im2col's GEMM, ~0.011 ns on the AVX-512
-# EPYC, 1 thread), fitted to 1-thread float32 timings of 13 shapes x both variants x
-# cached / one-shot weights x both layouts (README "Winograd"). Both layouts run the
-# channels-last kernel; channels-first adds two transposes.
+# Cost model (units: one multiply-accumulate of im2col's GEMM, ~0.02 ns on the AVX-512
+# EPYC, 1 thread: 3x3 256@14's 116M MACs in 2.3-2.9 ms), fitted to 1-thread float32
+# timings of 13 shapes x both variants x cached / one-shot weights x both layouts
+# (README "Winograd"); the weight-stream, weight-transform and transpose terms
+# re-measured after the fused / vectorised weight transform, against the 2-thread
+# Winograd / im2col ratios of the ResNet 3x3 layers. Both layouts run the channels-last
+# kernel; channels-first adds two transposes.
 #   GEMM:              N * tiles * T * Cg * Og * G MACs, at WINO_GEMM_EFF x im2col's rate
 #   tile transforms:   N * tiles * T * (C + O) elements, WINO_TILE_COST[m] each
 #   weight streaming:  T * Cg * O elements per tile block (every block reads them all),
