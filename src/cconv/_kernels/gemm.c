@@ -652,12 +652,15 @@ static void dgemm_ukernel_4x8_generic(cc_idx kc, const double *restrict a,
     c##i##_0 = _mm512_loadu_ps(c + (i) * ldc);                                             \
     c##i##_1 = _mm512_loadu_ps(c + (i) * ldc + 16);
 #define S512_ZERO(i) c##i##_0 = _mm512_setzero_ps(); c##i##_1 = _mm512_setzero_ps();
-#define S512_FMA(i)                                                                        \
+/* c[i] += A[i] * (b0, b1), A the packed A panel (a) or another row pointer
+ * (pixrow_impl.h) */
+#define S512_FMA_FROM(A, i)                                                                \
     {                                                                                      \
-        const __m512 ai = _mm512_set1_ps(a[i]);                                            \
+        const __m512 ai = _mm512_set1_ps((A)[i]);                                          \
         c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0);                                      \
         c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1);                                      \
     }
+#define S512_FMA(i) S512_FMA_FROM(a, i)
 #define S512_STORE(i)                                                                      \
     _mm512_storeu_ps(c + (i) * ldc, c##i##_0);                                             \
     _mm512_storeu_ps(c + (i) * ldc + 16, c##i##_1);
@@ -692,12 +695,13 @@ TARGET_AVX512 static inline void sgemm_ukernel_12x32_avx512(cc_idx kc, const flo
     c##i##_0 = _mm512_loadu_pd(c + (i) * ldc);                                             \
     c##i##_1 = _mm512_loadu_pd(c + (i) * ldc + 8);
 #define D512_ZERO(i) c##i##_0 = _mm512_setzero_pd(); c##i##_1 = _mm512_setzero_pd();
-#define D512_FMA(i)                                                                        \
+#define D512_FMA_FROM(A, i)                                                                \
     {                                                                                      \
-        const __m512d ai = _mm512_set1_pd(a[i]);                                           \
+        const __m512d ai = _mm512_set1_pd((A)[i]);                                         \
         c##i##_0 = _mm512_fmadd_pd(ai, b0, c##i##_0);                                      \
         c##i##_1 = _mm512_fmadd_pd(ai, b1, c##i##_1);                                      \
     }
+#define D512_FMA(i) D512_FMA_FROM(a, i)
 #define D512_STORE(i)                                                                      \
     _mm512_storeu_pd(c + (i) * ldc, c##i##_0);                                             \
     _mm512_storeu_pd(c + (i) * ldc + 8, c##i##_1);
@@ -731,12 +735,13 @@ TARGET_AVX512 static inline void dgemm_ukernel_12x16_avx512(cc_idx kc, const dou
     c##i##_0 = _mm256_loadu_ps(c + (i) * ldc);                                             \
     c##i##_1 = _mm256_loadu_ps(c + (i) * ldc + 8);
 #define S256_ZERO(i) c##i##_0 = _mm256_setzero_ps(); c##i##_1 = _mm256_setzero_ps();
-#define S256_FMA(i)                                                                        \
+#define S256_FMA_FROM(A, i)                                                                \
     {                                                                                      \
-        const __m256 ai = _mm256_broadcast_ss(a + (i));                                    \
+        const __m256 ai = _mm256_broadcast_ss((A) + (i));                                  \
         c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                                      \
         c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                                      \
     }
+#define S256_FMA(i) S256_FMA_FROM(a, i)
 #define S256_STORE(i)                                                                      \
     _mm256_storeu_ps(c + (i) * ldc, c##i##_0);                                             \
     _mm256_storeu_ps(c + (i) * ldc + 8, c##i##_1);
@@ -769,12 +774,13 @@ TARGET_AVX2 static inline void sgemm_ukernel_6x16_avx2(cc_idx kc, const float *r
     c##i##_0 = _mm256_loadu_pd(c + (i) * ldc);                                             \
     c##i##_1 = _mm256_loadu_pd(c + (i) * ldc + 4);
 #define D256_ZERO(i) c##i##_0 = _mm256_setzero_pd(); c##i##_1 = _mm256_setzero_pd();
-#define D256_FMA(i)                                                                        \
+#define D256_FMA_FROM(A, i)                                                                \
     {                                                                                      \
-        const __m256d ai = _mm256_broadcast_sd(a + (i));                                   \
+        const __m256d ai = _mm256_broadcast_sd((A) + (i));                                 \
         c##i##_0 = _mm256_fmadd_pd(ai, b0, c##i##_0);                                      \
         c##i##_1 = _mm256_fmadd_pd(ai, b1, c##i##_1);                                      \
     }
+#define D256_FMA(i) D256_FMA_FROM(a, i)
 #define D256_STORE(i)                                                                      \
     _mm256_storeu_pd(c + (i) * ldc, c##i##_0);                                             \
     _mm256_storeu_pd(c + (i) * ldc + 4, c##i##_1);

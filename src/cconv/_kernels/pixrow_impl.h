@@ -173,30 +173,10 @@ PR_M6(D256_PIXROW)
 #define PRH5(X) X(5) X(6) X(7) X(8) X(9)
 #define PRH6(X) X(6) X(7) X(8) X(9) X(10) X(11)
 #define PRH7(X) X(7) X(8) X(9) X(10) X(11) X(12) X(13)
-#define S512_FMA_B(i)                                                                      \
-    {                                                                                      \
-        const __m512 ai = _mm512_set1_ps(a2[i]);                                           \
-        c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0);                                      \
-        c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1);                                      \
-    }
-#define D512_FMA_B(i)                                                                      \
-    {                                                                                      \
-        const __m512d ai = _mm512_set1_pd(a2[i]);                                          \
-        c##i##_0 = _mm512_fmadd_pd(ai, b0, c##i##_0);                                      \
-        c##i##_1 = _mm512_fmadd_pd(ai, b1, c##i##_1);                                      \
-    }
-#define S256_FMA_B(i)                                                                      \
-    {                                                                                      \
-        const __m256 ai = _mm256_broadcast_ss(a2 + (i));                                   \
-        c##i##_0 = _mm256_fmadd_ps(ai, b0, c##i##_0);                                      \
-        c##i##_1 = _mm256_fmadd_ps(ai, b1, c##i##_1);                                      \
-    }
-#define D256_FMA_B(i)                                                                      \
-    {                                                                                      \
-        const __m256d ai = _mm256_broadcast_sd(a2 + (i));                                  \
-        c##i##_0 = _mm256_fmadd_pd(ai, b0, c##i##_0);                                      \
-        c##i##_1 = _mm256_fmadd_pd(ai, b1, c##i##_1);                                      \
-    }
+#define S512_FMA_B(i) S512_FMA_FROM(a2, i)
+#define D512_FMA_B(i) D512_FMA_FROM(a2, i)
+#define S256_FMA_B(i) S256_FMA_FROM(a2, i)
+#define D256_FMA_B(i) D256_FMA_FROM(a2, i)
 #define S512_PIXROW2(M1)                                                                   \
     DEFINE_PIXROW2(sgemm_pixrow2_ukernel_##M1##x32_avx512, TARGET_AVX512, float, M1, PR##M1, \
                    PRH##M1, 32, S512_DECL, S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B,    \
