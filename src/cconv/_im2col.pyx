@@ -29,6 +29,20 @@ cdef extern from "scratch.h" nogil:
 
 include "_pack.pxi"
 
+cdef extern from *:
+    """
+    /* Ask for rows [0, rows) of nbytes each, rs bytes apart, into L2 ahead of use. */
+    static inline void cc_prefetch_rows(const void *p, Py_ssize_t rows, Py_ssize_t rs,
+                                        Py_ssize_t nbytes)
+    {
+        const char *c = (const char *)p;
+        for (Py_ssize_t r = 0; r < rows; r++)
+            for (Py_ssize_t b = 0; b < nbytes; b += 64)
+                __builtin_prefetch(c + r * rs + b, 0, 2);
+    }
+    """
+    void cc_prefetch_rows(const void *p, Py_ssize_t rows, Py_ssize_t rs, Py_ssize_t nbytes) nogil
+
 
 # --------------------------------------------------------------------- typed wrappers
 
@@ -484,8 +498,8 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
     With wrows (channel 0's weights: row stride K channels-first, the (tap, channel)
     rows of stride O channels-last) instead of wq, the panels are packed into bbuf just
     before use, when no other item reads them (the weights read once, never written
-    back): channels-first one whole K x NR panel at a time, channels-last all panels of
-    a KC block at once (panel by panel, the 2 KB row strides ran slower than the
+    back): channels-first one KC x NR panel block at a time, channels-last all panels
+    of a KC block at once (panel by panel, the 2 KB row strides ran slower than the
     product)."""
     cdef Py_ssize_t pb = nrows * OW, nq = (no + NR - 1) // NR
     cdef Py_ssize_t ntile = (OW + MRX - 1) // MRX
@@ -495,10 +509,15 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
     cdef floating *ct
     cdef floating *dst
     cdef floating bv
-    # channels-first: panel by panel, each packed whole (its NR weight rows read front to
-    # back: packed per KC block, panel after panel, the row streams restarted each time
-    # and the pack took a quarter of 512@7); channels-last: KC block by KC block
-    cdef Py_ssize_t nk = (K + KC - 1) // KC, step
+    # Packed on the fly, each KC block's panels (channels-last: all panels of the block at
+    # once; channels-first: one panel) are packed right before the products that read
+    # them, while the weight rows of the next pack are prefetched, spread over the
+    # kernel calls in between (without, the packs waited on memory: a quarter of f64
+    # 512@7; whole K x NR channels-first panels instead filled L2).
+    cdef Py_ssize_t nk = (K + KC - 1) // KC, step, kn, qn
+    cdef Py_ssize_t calls = _cdiv(nrows, 2) if 2 * OW <= MRX else nrows * ntile
+    cdef const floating *pfb = NULL
+    cdef Py_ssize_t pf0 = 0, pf1 = 0, pfr = 0, pfs = 0, pfn = 0
     for step in range(nq * nk):
         if cl:
             k0 = (step // nq) * KC
@@ -511,16 +530,33 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
         if wrows != NULL and cl:
             if q == 0:
                 pack_b_rows_to_panels(0, kc, no, wrows + k0 * O, O, bbuf, kc)
+            # the next block's rows, a 1/nq share per panel
+            pfb, pfs, pfn = wrows, O, no * sizeof(floating)
+            pf0 = k0 + KC + q * _cdiv(KC, nq)
+            pf1 = min(K, pf0 + _cdiv(KC, nq))
+            pfr = _cdiv(_cdiv(KC, nq), calls)
             bq = bbuf + q * NR * kc
         elif wrows != NULL:
-            if k0 == 0:
-                pack_rows_to_panels(NR, nqc, K, wrows + q * NR * K, K, bbuf)
-            bq = bbuf + k0 * NR
+            pack_rows_to_panels(NR, nqc, kc, wrows + q * NR * K + k0, K, bbuf)
+            bq = bbuf
+            # the next step's panel block: the same panel's next KC block, or the next panel
+            kn = k0 + KC if k0 + KC < K else 0
+            qn = q if kn > 0 else q + 1
+            if qn < nq:
+                pfb, pfs, pfn = wrows + qn * NR * K + kn, K, min(KC, K - kn) * sizeof(floating)
+                pf0, pf1 = 0, min(NR, no - qn * NR)
+                pfr = _cdiv(pf1, calls)
+            else:
+                pf1 = 0
         else:
             bq = wq + q * NR * K + k0 * NR
         ct = ctile + q * pb * NR
         r = r0
         while r < r0 + nrows:
+            if pf1 > pf0:
+                cc_prefetch_rows(pfb + pf0 * pfs, min(pfr, pf1 - pf0), pfs * sizeof(floating),
+                                 pfn)
+                pf0 = pf0 + pfr
             vrow = ((r // OH) * Hp + r % OH) * Wp
             if 2 * OW <= MRX and r + 1 < r0 + nrows:
                 # two whole rows per tile (their offsets differ across a depth step)
@@ -615,7 +651,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     cdef Py_ssize_t mp = (Og + MR - 1) // MR
     cdef Py_ssize_t npn = (Og + NR - 1) // NR
     cdef Py_ssize_t ncp = (NC + NR - 1) // NR * NR
-    cdef Py_ssize_t scratch = (MC * NC * OW + (KC * MC if cl else K * NR) if MRX > 0
+    cdef Py_ssize_t scratch = (MC * NC * OW + KC * (MC if cl else NR) if MRX > 0
                                else KC * ncp + MC * NC)
     cdef Py_ssize_t rows = OD * OH
     cdef Py_ssize_t per_image = G * nnb * nmb
