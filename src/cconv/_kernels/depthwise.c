@@ -55,7 +55,9 @@ cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngr
 {
     const cc_idx nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
     const cc_idx slab = g->KD * nrows * g->sw * gn_phase_len(g);
-    return ngroups * Cg * slab + (cf ? Og * Cg * g->KD * g->KH * g->KW : 0);
+    /* + one group's channels-first weights, or a group pair's (gconv_pair.h) */
+    (void)cf;
+    return ngroups * Cg * slab + 2 * Og * Cg * g->KD * g->KH * g->KW;
 }
 
 #if CCONV_DW_X86
@@ -190,7 +192,10 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef V_STOREM
 #define V_LOADM(p, n) _mm256_maskz_loadu_ps((__mmask8)((1u << (n)) - 1u), (p))
 #define V_STOREM(p, v, n) _mm256_mask_storeu_ps((p), (__mmask8)((1u << (n)) - 1u), (v))
+#include "gconv_pair.h"
+#define GN_PAIR 1
 #include "gconv_impl.h"
+#undef GN_PAIR
 #include "dw_vec_undef.h"
 
 #define DW_YMM_F64

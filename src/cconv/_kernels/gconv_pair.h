@@ -1,0 +1,185 @@
+/* Grouped channels-last kernel for groups of 8 output channels, two groups at a time
+ * (AVX-512, float32; included by depthwise.c into the AVX-512 instance of gconv_impl.h,
+ * which calls gp_groups for every pair of groups of an item).
+ *
+ * Why: the 8-lane kernel (gconv_impl.h) issues one input broadcast per 8-lane FMA, and
+ * on this Zen 4 host broadcasts, not FMAs, bound it (about one per cycle: 34 GFLOP/s per
+ * core in a loop of nothing else). Here one zmm holds both groups' outputs interleaved
+ * (lane 2i + h: output channel i of group g + h), and one 64-bit broadcast of the two
+ * groups' input values feeds all 16 lanes (the same loop: 76 GFLOP/s).
+ *
+ * Micro-kernel contract (gp_tile): R rows (1-4) x GN_Q pixels of one group pair,
+ * R * GN_Q <= 28 zmm accumulators.
+ *   - Scratch of the pair: KD * nrows rows of sw stride phases x PL pixels x Cg channel
+ *     pairs, zero-padded: input (pixel p, channel c, group h) at
+ *     ((row * sw + phase) * PL + p) * 2Cg + 2c + h, so the two groups' values of one
+ *     (pixel, channel) are one 64-bit load and every tile reads consecutive pixels.
+ *   - Weights of the pair: (KT, Cg) rows of 16 interleaved lanes, packed per pair.
+ *   - A tile may compute up to GN_Q - 1 pixels past the row end (scratch padding; never
+ *     stored). Stores de-interleave each pixel's 16 lanes into the two groups' 8
+ *     contiguous channels (one permute).
+ * Arithmetic: as gconv_tile (+0, fma over (c, kd, kh, kw) in increasing order, + bias
+ * with one rounding), so the outputs are bitwise those of the 8-lane kernel.
+ */
+
+#define GP_OG 8
+#ifndef GP_R
+#define GP_R 3
+#endif
+
+static inline __attribute__((always_inline)) DW_TARGET __m512i gp_interleave_idx(void)
+{
+    return _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+}
+
+/* a[0..n), b[0..n) -> dst[2i] = a[i], dst[2i + 1] = b[i] */
+static inline __attribute__((always_inline)) DW_TARGET void gp_interleave(const float *a,
+                                                                          const float *b,
+                                                                          float *dst, cc_idx n)
+{
+    cc_idx i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + i)),
+                                            _mm256_loadu_ps(b + i), 1);
+        _mm512_storeu_ps(dst + 2 * i, _mm512_permutexvar_ps(gp_interleave_idx(), v));
+    }
+    for (; i < n; i++) {
+        dst[2 * i] = a[i];
+        dst[2 * i + 1] = b[i];
+    }
+}
+
+/* The pair's scratch (layout above) from channels-last input rows; x: image base
+ * (D, H, W, C), c0: the pair's first channel (its 2Cg channels are contiguous). */
+static DW_TARGET void gp_fill(const cc_dw_geom *g, const float *x, cc_idx c0, cc_idx Cg,
+                              cc_idx od, cc_idx oh0, cc_idx nrows, cc_idx PL, float *s)
+{
+    const cc_idx sw = g->sw, W = g->W, C = g->C, pw = g->pw, pst = 2 * Cg;
+    const cc_idx rowfl = sw * PL * pst, total = g->KD * nrows * rowfl;
+    cc_idx t = 0;
+    for (; t + 16 <= total; t += 16)
+        _mm512_storeu_ps(s + t, _mm512_setzero_ps());
+    for (; t < total; t++)
+        s[t] = 0.0f;
+    for (cc_idx kd = 0; kd < g->KD; kd++) {
+        const cc_idx id = od * g->sd + kd * g->dd - g->pd;
+        if (id < 0 || id >= g->D)
+            continue;
+        for (cc_idx ri = 0; ri < nrows; ri++) {
+            const cc_idx ih = oh0 * g->sh - g->ph + ri;
+            if (ih < 0 || ih >= g->H)
+                continue;
+            const float *src = x + (id * g->H + ih) * W * C + c0;
+            float *row = s + (kd * nrows + ri) * rowfl;
+            for (cc_idx q = 0; q < sw; q++) {
+                /* padded column q + sw*t is input column q + sw*t - pw (as gconv_fill_last) */
+                cc_idx lo = pw > q ? (pw - q + sw - 1) / sw : 0;
+                cc_idx hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
+                lo = CC_DW_MIN(lo, PL);
+                hi = CC_DW_MIN(CC_DW_MAX(hi, lo), PL);
+                const float *sq = src + (q - pw) * C;
+                float *dq = row + q * PL * pst;
+                for (cc_idx t = lo; t < hi; t++)
+                    gp_interleave(sq + t * sw * C, sq + t * sw * C + Cg, dq + t * pst, Cg);
+            }
+        }
+    }
+}
+
+/* See the contract above. s: the pair's scratch at the tile's first row and pixel;
+ * rstride / khstride / kdstride / kwoff in floats; o: output of the pair's first channel
+ * at the tile's first pixel, ldo between rows, ops between pixels. */
+static inline __attribute__((always_inline)) DW_TARGET void
+gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_idx kdstride,
+        const cc_idx *restrict kwoff, const float *restrict wp, cc_idx KD, cc_idx KH,
+        cc_idx KW, const float *bb, float *restrict o, cc_idx ldo, cc_idx ops, cc_idx pst,
+        int count, const int R)
+{
+    __m512 acc[4 * GN_Q];
+    _Pragma("GCC unroll 32")
+    for (int i = 0; i < R * GN_Q; i++)
+        acc[i] = _mm512_setzero_ps();
+    for (cc_idx c = 0; c < Cg; c++)
+        for (cc_idx kd = 0; kd < KD; kd++)
+            for (cc_idx kh = 0; kh < KH; kh++) {
+                const float *rp[4];
+                _Pragma("GCC unroll 4")
+                for (int r = 0; r < R; r++)
+                    rp[r] = s + 2 * c + kd * kdstride + kh * khstride + r * rstride;
+                const float *wt = wp + ((kd * KH + kh) * KW * Cg + c) * 16;
+                for (cc_idx kw = 0; kw < KW; kw++, wt += Cg * 16) {
+                    const cc_idx off = kwoff[kw];
+                    const __m512 wv = _mm512_loadu_ps(wt);
+                    _Pragma("GCC unroll 4")
+                    for (int r = 0; r < R; r++)
+                        _Pragma("GCC unroll 8")
+                        for (int q = 0; q < GN_Q; q++) {
+                            const __m512 xb = _mm512_castpd_ps(_mm512_broadcastsd_pd(
+                                _mm_load_sd((const double *)(rp[r] + off + q * pst))));
+                            acc[r * GN_Q + q] = _mm512_fmadd_ps(xb, wv, acc[r * GN_Q + q]);
+                        }
+                }
+            }
+    /* (made here, not passed in: a vector argument stays live through the loop and
+     * pushed an accumulator out of the 32 registers) */
+    const __m512 bv = bb ? _mm512_loadu_ps(bb) : _mm512_setzero_ps();
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512i split = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 8")
+        for (int q = 0; q < GN_Q; q++)
+            if (q < count) {
+                const __m512 y = _mm512_fmadd_ps(bv, one, acc[r * GN_Q + q]);
+                _mm512_storeu_ps(o + r * ldo + q * ops, _mm512_permutexvar_ps(split, y));
+            }
+}
+
+/* Groups [g0, g1) of one item of gconv (gconv_impl.h; same arguments, channels-last,
+ * Og == 8), two at a time. Returns the first group not done (g1, or g1 - 1 when the
+ * count is odd). scratch: cconv_gconv_scratch(g, Cg, 8, g1 - g0, oh1 - oh0, 0) elements,
+ * g1 - g0 >= 2. */
+static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_idx g1,
+                                  const float *x, const float *w, const float *bias,
+                                  float *out, cc_idx od, cc_idx oh0, cc_idx oh1,
+                                  float *scratch)
+{
+    const cc_idx rb = oh1 - oh0, sw = g->sw, OW = g->OW, O = g->C / Cg * GP_OG;
+    const cc_idx nrows = (rb - 1) * g->sh + (g->KH - 1) * g->dh + 1;
+    const cc_idx PL = gn_phase_len(g), pst = 2 * Cg, rowfl = sw * PL * pst;
+    const cc_idx rstride = g->sh * rowfl, khstride = g->dh * rowfl, kdstride = nrows * rowfl;
+    const cc_idx KT = g->KD * g->KH * g->KW;
+    cc_idx kwoff[g->KW];
+    for (cc_idx kw = 0; kw < g->KW; kw++)
+        kwoff[kw] = (((kw * g->dw) % sw) * PL + (kw * g->dw) / sw) * pst;
+    float *wp = scratch + g->KD * nrows * rowfl;
+    cc_idx gi = g0;
+    for (; gi + 1 < g1; gi += 2) {
+        gp_fill(g, x, gi * Cg, Cg, od, oh0, nrows, PL, scratch);
+        for (cc_idx k = 0; k < KT * Cg; k++)
+            gp_interleave(w + k * O + gi * GP_OG, w + k * O + gi * GP_OG + GP_OG, wp + k * 16,
+                          GP_OG);
+        float bb[16];
+        if (bias)
+            gp_interleave(bias + gi * GP_OG, bias + gi * GP_OG + GP_OG, bb, GP_OG);
+        float *og = out + (od * g->OH + oh0) * OW * O + gi * GP_OG;
+        for (cc_idx r0 = 0; r0 < rb;) {
+            const int R = rb - r0 >= GP_R ? GP_R : (int)(rb - r0);
+            for (cc_idx ow0 = 0; ow0 < OW; ow0 += GN_Q) {
+                const int count = OW - ow0 < GN_Q ? (int)(OW - ow0) : GN_Q;
+#define GP_T(RR)                                                                           \
+    gp_tile(scratch + r0 * rstride + ow0 * pst, Cg, rstride, khstride, kdstride, kwoff, wp, \
+            g->KD, g->KH, g->KW, bias ? bb : NULL, og + (r0 * OW + ow0) * O, OW * O, O, pst, count, RR)
+                switch (R) {
+                case 1: GP_T(1); break;
+                case 2: GP_T(2); break;
+                case 3: GP_T(3); break;
+                default: GP_T(4); break;
+                }
+#undef GP_T
+            }
+            r0 += R;
+        }
+    }
+    return gi;
+}
