@@ -507,13 +507,18 @@ GROUPED_CASES = [
     # one), rows past the 4-row tile, widths past the 7-pixel tile, stride 2 phases
     (2, 1, 64, 64, 4, (9, 23), 3, 2, 1, 1),
     (2, 2, 32, 40, 2, (10, 12), 3, 1, 1, 2),
-    # channels-last groups of 8 output channels, two per register tile (gconv_pair.h):
-    # an odd group left over, 5 and 16 input channels per group, stride 2 phases,
-    # dilation, rows past the 3-row tile, 1-D and 3-D
+    # groups of 8 output channels, two per register tile (gconv_pair.h; channels-first
+    # only at stride 1 with 8 input channels per group): an odd group left over, 5 and
+    # 16 input channels per group, stride 2 phases, dilation, rows past the 3-row tile,
+    # rows past one 16-pixel transpose, 1-D and 3-D
     (2, 1, 24, 24, 3, (9, 11), 3, 2, 1, 1),
     (2, 2, 20, 32, 4, (8, 15), 3, 1, 2, 2),
     (3, 1, 32, 16, 2, (4, 6, 7), 3, 1, 1, 1),
     (1, 2, 48, 48, 6, (29,), 3, 2, 1, 1),
+    (2, 1, 40, 40, 5, (5, 37), 3, 1, 1, 1),
+    (2, 2, 32, 32, 4, (8, 9), 3, 1, ((0, 2), (1, 0)), (2, 1)),
+    (3, 1, 16, 16, 2, (3, 5, 6), 3, 1, 1, 1),
+    (1, 1, 16, 16, 2, (40,), 3, 1, 1, 1),
 ]
 
 

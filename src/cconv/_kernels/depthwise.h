@@ -80,8 +80,8 @@ void cconv_gconv_nchw_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const doubl
  *   bias: (O,) or NULL; scratch: cconv_gconv_scratch(g, Cg, Og, g1 - g0, oh1 - oh0, cf)
  *   elements. Each output: +0, then fma over (c, kd, kh, kw) in increasing order, then
  *   + bias; taps in the zero padding read +0. Both layouts give the same bits (and so
- *   does the AVX-512 float32 channels-last path for Og == 8, which runs pairs of groups
- *   in one register tile: gconv_pair.h). */
+ *   does the AVX-512 float32 path for Og == 8, which runs pairs of groups in one
+ *   register tile: gconv_pair.h). */
 cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngroups,
                            cc_idx rows, int cf);
 void cconv_gconv_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,

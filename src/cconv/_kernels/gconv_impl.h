@@ -21,8 +21,9 @@
  *     padding and are never stored).
  *   - Output: channels-last stores a vector per pixel; channels-first transposes each
  *     row's GN_Q pixels x VL channels in registers and stores a run per channel.
- * AVX-512 float32 channels-last groups of 8 output channels go two at a time through
- * gconv_pair.h instead (same arithmetic, same bits).
+ * On AVX-512, float32 groups of 8 output channels go two at a time through
+ * gconv_pair.h instead (channels-last; channels-first at stride 1 with Cg == 8; same
+ * arithmetic, same bits).
  * Arithmetic: each output is +0, then fma over (c, kd, kh, kw) in increasing order
  * (im2col's K order), then + bias with one rounding, so both layouts, every ISA path
  * and every thread count give the same bits.
@@ -265,8 +266,8 @@ DW_TARGET static void GN_FN(gconv)(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc
 {
 #ifdef GN_PAIR
     /* groups of 8 output channels two at a time (gconv_pair.h) */
-    if (!cf && Og == GP_OG && g1 - g0 >= 2) {
-        g0 = gp_groups(g, Cg, g0, g1, x, w, bias, out, od, oh0, oh1, scratch);
+    if (Og == GP_OG && g1 - g0 >= 2 && (!cf || (g->sw == 1 && Cg == 8))) {
+        g0 = gp_groups(g, Cg, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, cf);
         if (g0 == g1)
             return;
     }

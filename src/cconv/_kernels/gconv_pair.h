@@ -1,6 +1,7 @@
 /* Grouped channels-last kernel for groups of 8 output channels, two groups at a time
  * (AVX-512, float32; included by depthwise.c into the AVX-512 instance of gconv_impl.h,
- * which calls gp_groups for every pair of groups of an item).
+ * which calls gp_groups for every pair of groups of an item: channels-last always,
+ * channels-first at stride 1 with 8 input channels per group).
  *
  * Why: the 8-lane kernel (gconv_impl.h) issues one input broadcast per 8-lane FMA, and
  * on this Zen 4 host broadcasts, not FMAs, bound it (about one per cycle: 34 GFLOP/s per
@@ -8,8 +9,8 @@
  * (lane 2i + h: output channel i of group g + h), and one 64-bit broadcast of the two
  * groups' input values feeds all 16 lanes (the same loop: 76 GFLOP/s).
  *
- * Micro-kernel contract (gp_tile): R rows (1-4) x GN_Q pixels of one group pair,
- * R * GN_Q <= 28 zmm accumulators.
+ * Micro-kernel contract (gp_tile): R rows (1-3) x GN_Q pixels of one group pair,
+ * R * GN_Q <= 21 zmm accumulators.
  *   - Scratch of the pair: KD * nrows rows of sw stride phases x PL pixels x Cg channel
  *     pairs, zero-padded: input (pixel p, channel c, group h) at
  *     ((row * sw + phase) * PL + p) * 2Cg + 2c + h, so the two groups' values of one
@@ -17,15 +18,14 @@
  *   - Weights of the pair: (KT, Cg) rows of 16 interleaved lanes, packed per pair.
  *   - A tile may compute up to GN_Q - 1 pixels past the row end (scratch padding; never
  *     stored). Stores de-interleave each pixel's 16 lanes into the two groups' 8
- *     contiguous channels (one permute).
+ *     contiguous channels (one permute); channels-first then transposes each row's
+ *     pixels x 16 channels in registers and stores a run per channel.
  * Arithmetic: as gconv_tile (+0, fma over (c, kd, kh, kw) in increasing order, + bias
  * with one rounding), so the outputs are bitwise those of the 8-lane kernel.
  */
 
 #define GP_OG 8
-#ifndef GP_R
-#define GP_R 3
-#endif
+#define GP_R 3 /* rows per tile: 21 accumulators (with 4 rows GCC spilled one of 28) */
 
 static inline __attribute__((always_inline)) DW_TARGET __m512i gp_interleave_idx(void)
 {
@@ -86,6 +86,43 @@ static DW_TARGET void gp_fill(const cc_dw_geom *g, const float *x, cc_idx c0, cc
     }
 }
 
+/* The same scratch from channels-first input (x: image base (C, D, H, W)), stride 1 and
+ * 8 input channels per group only: the pair's 16 channel rows, taken in interleaved
+ * order, become pixel vectors by one 16 x 16 register transpose per 16 pixels. */
+static DW_TARGET void gp_fill_cf(const cc_dw_geom *g, const float *x, cc_idx gi, cc_idx od,
+                                 cc_idx oh0, cc_idx nrows, cc_idx PL, float *s)
+{
+    const cc_idx W = g->W, pw = g->pw, pst = 16, xvol = g->D * g->H * W;
+    const cc_idx rowfl = PL * pst, total = g->KD * nrows * rowfl;
+    for (cc_idx t = 0; t < total; t += 16)
+        _mm512_storeu_ps(s + t, _mm512_setzero_ps());
+    /* padded column t is input column t - pw */
+    const cc_idx lo = CC_DW_MIN(pw, PL), hi = CC_DW_MIN(CC_DW_MAX(W + pw, lo), PL);
+    for (cc_idx kd = 0; kd < g->KD; kd++) {
+        const cc_idx id = od * g->sd + kd * g->dd - g->pd;
+        if (id < 0 || id >= g->D)
+            continue;
+        for (cc_idx ri = 0; ri < nrows; ri++) {
+            const cc_idx ih = oh0 * g->sh - g->ph + ri;
+            if (ih < 0 || ih >= g->H)
+                continue;
+            const float *src = x + (id * g->H + ih) * W - pw;
+            float *row = s + (kd * nrows + ri) * rowfl;
+            for (cc_idx t = lo; t < hi; t += 16) {
+                const int n = hi - t < 16 ? (int)(hi - t) : 16;
+                const __mmask16 m = (__mmask16)((1u << n) - 1u);
+                __m512 a[16];
+                for (int j = 0; j < 16; j++)
+                    a[j] = _mm512_maskz_loadu_ps(
+                        m, src + ((gi + (j & 1)) * 8 + (j >> 1)) * xvol + t);
+                cc_tr16_ps(a);
+                for (int p = 0; p < n; p++)
+                    _mm512_storeu_ps(row + (t + p) * pst, a[p]);
+            }
+        }
+    }
+}
+
 /* See the contract above. s: the pair's scratch at the tile's first row and pixel;
  * rstride / khstride / kdstride / kwoff in floats; o: output of the pair's first channel
  * at the tile's first pixel, ldo between rows, ops between pixels. */
@@ -93,7 +130,7 @@ static inline __attribute__((always_inline)) DW_TARGET void
 gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_idx kdstride,
         const cc_idx *restrict kwoff, const float *restrict wp, cc_idx KD, cc_idx KH,
         cc_idx KW, const float *bb, float *restrict o, cc_idx ldo, cc_idx ops, cc_idx pst,
-        int count, const int R)
+        cc_idx plane, int count, const int R, const int CF)
 {
     __m512 acc[4 * GN_Q];
     _Pragma("GCC unroll 32")
@@ -125,6 +162,24 @@ gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_
     const __m512 bv = bb ? _mm512_loadu_ps(bb) : _mm512_setzero_ps();
     const __m512 one = _mm512_set1_ps(1.0f);
     const __m512i split = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    if (CF) {
+        /* per row: pixels x channels -> channel runs of `count` pixels, `plane` apart */
+        const __mmask16 m = (__mmask16)((1u << count) - 1u);
+        _Pragma("GCC unroll 4")
+        for (int r = 0; r < R; r++) {
+            __m512 a[16];
+            _Pragma("GCC unroll 16")
+            for (int q = 0; q < 16; q++)
+                a[q] = q < GN_Q ? _mm512_permutexvar_ps(
+                                      split, _mm512_fmadd_ps(bv, one, acc[r * GN_Q + q]))
+                                : _mm512_setzero_ps();
+            cc_tr16_ps(a);
+            _Pragma("GCC unroll 16")
+            for (int j = 0; j < 16; j++)
+                _mm512_mask_storeu_ps(o + j * plane + r * ldo, m, a[j]);
+        }
+        return;
+    }
     _Pragma("GCC unroll 4")
     for (int r = 0; r < R; r++)
         _Pragma("GCC unroll 8")
@@ -142,7 +197,7 @@ gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_
 static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_idx g1,
                                   const float *x, const float *w, const float *bias,
                                   float *out, cc_idx od, cc_idx oh0, cc_idx oh1,
-                                  float *scratch)
+                                  float *scratch, int cf)
 {
     const cc_idx rb = oh1 - oh0, sw = g->sw, OW = g->OW, O = g->C / Cg * GP_OG;
     const cc_idx nrows = (rb - 1) * g->sh + (g->KH - 1) * g->dh + 1;
@@ -155,27 +210,47 @@ static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_
     float *wp = scratch + g->KD * nrows * rowfl;
     cc_idx gi = g0;
     for (; gi + 1 < g1; gi += 2) {
-        gp_fill(g, x, gi * Cg, Cg, od, oh0, nrows, PL, scratch);
-        for (cc_idx k = 0; k < KT * Cg; k++)
-            gp_interleave(w + k * O + gi * GP_OG, w + k * O + gi * GP_OG + GP_OG, wp + k * 16,
-                          GP_OG);
+        if (cf) {
+            gp_fill_cf(g, x, gi, od, oh0, nrows, PL, scratch);
+            /* w (O, Cg, KT): lane 2i + h of row (t, c) is w[(gi + h) * 8 + i, c, t] */
+            for (cc_idx t = 0; t < KT; t++)
+                for (cc_idx c = 0; c < Cg; c++)
+                    for (int j = 0; j < 16; j++)
+                        wp[(t * Cg + c) * 16 + j] =
+                            w[(((gi + (j & 1)) * GP_OG + (j >> 1)) * Cg + c) * KT + t];
+        } else {
+            gp_fill(g, x, gi * Cg, Cg, od, oh0, nrows, PL, scratch);
+            for (cc_idx k = 0; k < KT * Cg; k++)
+                gp_interleave(w + k * O + gi * GP_OG, w + k * O + gi * GP_OG + GP_OG,
+                              wp + k * 16, GP_OG);
+        }
         float bb[16];
         if (bias)
             gp_interleave(bias + gi * GP_OG, bias + gi * GP_OG + GP_OG, bb, GP_OG);
-        float *og = out + (od * g->OH + oh0) * OW * O + gi * GP_OG;
+        const cc_idx plane = g->OD * g->OH * OW;
+        float *og = cf ? out + gi * GP_OG * plane + (od * g->OH + oh0) * OW
+                       : out + (od * g->OH + oh0) * OW * O + gi * GP_OG;
+        const cc_idx ldo = cf ? OW : OW * O, ops = cf ? 1 : O;
         for (cc_idx r0 = 0; r0 < rb;) {
             const int R = rb - r0 >= GP_R ? GP_R : (int)(rb - r0);
             for (cc_idx ow0 = 0; ow0 < OW; ow0 += GN_Q) {
                 const int count = OW - ow0 < GN_Q ? (int)(OW - ow0) : GN_Q;
-#define GP_T(RR)                                                                           \
+#define GP_T(RR, CF)                                                                       \
     gp_tile(scratch + r0 * rstride + ow0 * pst, Cg, rstride, khstride, kdstride, kwoff, wp, \
-            g->KD, g->KH, g->KW, bias ? bb : NULL, og + (r0 * OW + ow0) * O, OW * O, O, pst, count, RR)
-                switch (R) {
-                case 1: GP_T(1); break;
-                case 2: GP_T(2); break;
-                case 3: GP_T(3); break;
-                default: GP_T(4); break;
+            g->KD, g->KH, g->KW, bias ? bb : NULL, og + r0 * ldo + ow0 * ops, ldo, ops, pst,  \
+            plane, count, RR, CF)
+#define GP_SW(CF)                                                                          \
+    switch (R) {                                                                           \
+    case 1: GP_T(1, CF); break;                                                            \
+    case 2: GP_T(2, CF); break;                                                            \
+    default: GP_T(3, CF); break;                                                           \
+    }
+                if (cf) {
+                    GP_SW(1)
+                } else {
+                    GP_SW(0)
                 }
+#undef GP_SW
 #undef GP_T
             }
             r0 += R;
