@@ -25,6 +25,20 @@
  * vectors): scratch rows are sized for it whatever path runs. */
 #define DW_MAX_COLS 64
 
+/* Phase q of a zero-padded scratch row split into sw stride phases of PL elements:
+ * padded column q + sw*t (phase element t) is input column q + sw*t - pw, so elements
+ * [*lo, *hi) hold input and the rest padding. */
+static inline void cc_dw_phase_cols(const cc_dw_geom *g, cc_idx q, cc_idx PL, cc_idx *lo,
+                                    cc_idx *hi)
+{
+    const cc_idx sw = g->sw, pw = g->pw, W = g->W;
+    cc_idx l = pw > q ? (pw - q + sw - 1) / sw : 0;
+    cc_idx h = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
+    l = CC_DW_MIN(l, PL);
+    *lo = l;
+    *hi = CC_DW_MIN(CC_DW_MAX(h, l), PL);
+}
+
 /* Elements per phase of a scratch row (NCHW). */
 static inline cc_idx dw_phase_len(const cc_dw_geom *g)
 {

@@ -157,11 +157,8 @@ DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx xvol, cc_id
 {
     const cc_idx sw = g->sw, W = g->W, pw = g->pw, rowlen = sw * PL;
     for (cc_idx q = 0; q < sw; q++) {
-        /* padded column q + sw*t is input column q + sw*t - pw */
-        cc_idx lo = pw > q ? (pw - q + sw - 1) / sw : 0;
-        cc_idx hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
-        lo = CC_DW_MIN(lo, PL);
-        hi = CC_DW_MIN(CC_DW_MAX(hi, lo), PL);
+        cc_idx lo, hi;
+        cc_dw_phase_cols(g, q, PL, &lo, &hi);
         for (cc_idx kd = 0; kd < g->KD; kd++) {
             const cc_idx id = od * g->sd + kd * g->dd - g->pd;
             for (cc_idx ri = 0; ri < nrows; ri++) {

@@ -68,11 +68,8 @@ GN_INLINE void GN_FN(gconv_fill_last)(const cc_dw_geom *g, const T *x, cc_idx c0
             const T *src = x + (id * g->H + ih) * W * C + c0;
             const cc_idx step = sw * C; /* between the input pixels of one phase */
             for (cc_idx q = 0; q < sw; q++) {
-                /* padded column q + sw*t is input column q + sw*t - pw */
-                cc_idx lo = pw > q ? (pw - q + sw - 1) / sw : 0;
-                cc_idx hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
-                lo = CC_DW_MIN(lo, PL);
-                hi = CC_DW_MIN(CC_DW_MAX(hi, lo), PL);
+                cc_idx lo, hi;
+                cc_dw_phase_cols(g, q, PL, &lo, &hi);
                 const T *sq = src + (q - pw) * C;
                 T *dq = row0 + q * PL;
                 cc_idx c = 0;

@@ -49,13 +49,53 @@ static inline __attribute__((always_inline)) DW_TARGET void gp_interleave(const 
     }
 }
 
-/* The pair's scratch (layout above) from channels-last input rows; x: image base
- * (D, H, W, C), c0: the pair's first channel (its 2Cg channels are contiguous). */
-static DW_TARGET void gp_fill(const cc_dw_geom *g, const float *x, cc_idx c0, cc_idx Cg,
-                              cc_idx od, cc_idx oh0, cc_idx nrows, cc_idx PL, float *s)
+/* One input row of the pair into its scratch row (layout above), channels-last:
+ * src: the row's pixel 0 at the pair's first channel (its 2Cg channels contiguous),
+ * C between pixels. */
+static inline __attribute__((always_inline)) DW_TARGET void
+gp_row_last(const cc_dw_geom *g, const float *src, cc_idx Cg, cc_idx PL, float *row)
 {
-    const cc_idx sw = g->sw, W = g->W, C = g->C, pw = g->pw, pst = 2 * Cg;
-    const cc_idx rowfl = sw * PL * pst, total = g->KD * nrows * rowfl;
+    const cc_idx sw = g->sw, C = g->C, pw = g->pw, pst = 2 * Cg;
+    for (cc_idx q = 0; q < sw; q++) {
+        cc_idx lo, hi;
+        cc_dw_phase_cols(g, q, PL, &lo, &hi);
+        const float *sq = src + (q - pw) * C;
+        float *dq = row + q * PL * pst;
+        for (cc_idx t = lo; t < hi; t++)
+            gp_interleave(sq + t * sw * C, sq + t * sw * C + Cg, dq + t * pst, Cg);
+    }
+}
+
+/* The same from channels-first input, stride 1 and 8 input channels per group only:
+ * src: the row's pixel 0 of channel 0 of the image, xvol between channels. The pair's
+ * 16 channel rows, taken in interleaved order, become pixel vectors by one 16 x 16
+ * register transpose per 16 pixels. */
+static inline __attribute__((always_inline)) DW_TARGET void
+gp_row_first(const cc_dw_geom *g, const float *src, cc_idx gi, cc_idx xvol, cc_idx PL,
+             float *row)
+{
+    cc_idx lo, hi;
+    cc_dw_phase_cols(g, 0, PL, &lo, &hi);
+    src -= g->pw;
+    for (cc_idx t = lo; t < hi; t += 16) {
+        const int n = hi - t < 16 ? (int)(hi - t) : 16;
+        const __mmask16 m = (__mmask16)((1u << n) - 1u);
+        __m512 a[16];
+        for (int j = 0; j < 16; j++)
+            a[j] = _mm512_maskz_loadu_ps(m, src + ((gi + (j & 1)) * 8 + (j >> 1)) * xvol + t);
+        cc_tr16_ps(a);
+        for (int p = 0; p < n; p++)
+            _mm512_storeu_ps(row + (t + p) * 16, a[p]);
+    }
+}
+
+/* The pair's whole scratch, zero padding included; x: image base, (D, H, W, C)
+ * channels-last, (C, D, H, W) channels-first (cf). */
+static DW_TARGET void gp_fill(const cc_dw_geom *g, const float *x, cc_idx gi, cc_idx Cg,
+                              cc_idx od, cc_idx oh0, cc_idx nrows, cc_idx PL, float *s,
+                              int cf)
+{
+    const cc_idx W = g->W, rowfl = g->sw * PL * 2 * Cg, total = g->KD * nrows * rowfl;
     cc_idx t = 0;
     for (; t + 16 <= total; t += 16)
         _mm512_storeu_ps(s + t, _mm512_setzero_ps());
@@ -69,56 +109,11 @@ static DW_TARGET void gp_fill(const cc_dw_geom *g, const float *x, cc_idx c0, cc
             const cc_idx ih = oh0 * g->sh - g->ph + ri;
             if (ih < 0 || ih >= g->H)
                 continue;
-            const float *src = x + (id * g->H + ih) * W * C + c0;
             float *row = s + (kd * nrows + ri) * rowfl;
-            for (cc_idx q = 0; q < sw; q++) {
-                /* padded column q + sw*t is input column q + sw*t - pw (as gconv_fill_last) */
-                cc_idx lo = pw > q ? (pw - q + sw - 1) / sw : 0;
-                cc_idx hi = W - 1 + pw - q >= 0 ? (W - 1 + pw - q) / sw + 1 : 0;
-                lo = CC_DW_MIN(lo, PL);
-                hi = CC_DW_MIN(CC_DW_MAX(hi, lo), PL);
-                const float *sq = src + (q - pw) * C;
-                float *dq = row + q * PL * pst;
-                for (cc_idx t = lo; t < hi; t++)
-                    gp_interleave(sq + t * sw * C, sq + t * sw * C + Cg, dq + t * pst, Cg);
-            }
-        }
-    }
-}
-
-/* The same scratch from channels-first input (x: image base (C, D, H, W)), stride 1 and
- * 8 input channels per group only: the pair's 16 channel rows, taken in interleaved
- * order, become pixel vectors by one 16 x 16 register transpose per 16 pixels. */
-static DW_TARGET void gp_fill_cf(const cc_dw_geom *g, const float *x, cc_idx gi, cc_idx od,
-                                 cc_idx oh0, cc_idx nrows, cc_idx PL, float *s)
-{
-    const cc_idx W = g->W, pw = g->pw, pst = 16, xvol = g->D * g->H * W;
-    const cc_idx rowfl = PL * pst, total = g->KD * nrows * rowfl;
-    for (cc_idx t = 0; t < total; t += 16)
-        _mm512_storeu_ps(s + t, _mm512_setzero_ps());
-    /* padded column t is input column t - pw */
-    const cc_idx lo = CC_DW_MIN(pw, PL), hi = CC_DW_MIN(CC_DW_MAX(W + pw, lo), PL);
-    for (cc_idx kd = 0; kd < g->KD; kd++) {
-        const cc_idx id = od * g->sd + kd * g->dd - g->pd;
-        if (id < 0 || id >= g->D)
-            continue;
-        for (cc_idx ri = 0; ri < nrows; ri++) {
-            const cc_idx ih = oh0 * g->sh - g->ph + ri;
-            if (ih < 0 || ih >= g->H)
-                continue;
-            const float *src = x + (id * g->H + ih) * W - pw;
-            float *row = s + (kd * nrows + ri) * rowfl;
-            for (cc_idx t = lo; t < hi; t += 16) {
-                const int n = hi - t < 16 ? (int)(hi - t) : 16;
-                const __mmask16 m = (__mmask16)((1u << n) - 1u);
-                __m512 a[16];
-                for (int j = 0; j < 16; j++)
-                    a[j] = _mm512_maskz_loadu_ps(
-                        m, src + ((gi + (j & 1)) * 8 + (j >> 1)) * xvol + t);
-                cc_tr16_ps(a);
-                for (int p = 0; p < n; p++)
-                    _mm512_storeu_ps(row + (t + p) * pst, a[p]);
-            }
+            if (cf)
+                gp_row_first(g, x + (id * g->H + ih) * W, gi, g->D * g->H * W, PL, row);
+            else
+                gp_row_last(g, x + (id * g->H + ih) * W * g->C + gi * Cg, Cg, PL, row);
         }
     }
 }
@@ -210,8 +205,8 @@ static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_
     float *wp = scratch + g->KD * nrows * rowfl;
     cc_idx gi = g0;
     for (; gi + 1 < g1; gi += 2) {
+        gp_fill(g, x, gi, Cg, od, oh0, nrows, PL, scratch, cf);
         if (cf) {
-            gp_fill_cf(g, x, gi, od, oh0, nrows, PL, scratch);
             /* w (O, Cg, KT): lane 2i + h of row (t, c) is w[(gi + h) * 8 + i, c, t] */
             for (cc_idx t = 0; t < KT; t++)
                 for (cc_idx c = 0; c < Cg; c++)
@@ -219,7 +214,6 @@ static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_
                         wp[(t * Cg + c) * 16 + j] =
                             w[(((gi + (j & 1)) * GP_OG + (j >> 1)) * Cg + c) * KT + t];
         } else {
-            gp_fill(g, x, gi * Cg, Cg, od, oh0, nrows, PL, scratch);
             for (cc_idx k = 0; k < KT * Cg; k++)
                 gp_interleave(w + k * O + gi * GP_OG, w + k * O + gi * GP_OG + GP_OG,
                               wp + k * 16, GP_OG);
