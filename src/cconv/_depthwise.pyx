@@ -269,11 +269,16 @@ def forward_grouped(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :
             gb = (gb + 1) // 2
         else:
             rb = (rb + 1) // 2
+    # (but rows before fewer groups than one register tile of the AVX-512 kernel takes
+    # for 8 or 4 output channels per group: gconv_pair.h, 16 / Og groups per tile)
+    cdef cc_idx keep = 16 // Og if Og == 8 or Og == 4 else 1
     while N * OD * ((OH + rb - 1) // rb) * ((G + gb - 1) // gb) < 4 * nthreads:
-        if gb > 1:
-            gb = (gb + 1) // 2
+        if gb > keep:
+            gb = max(keep, (gb + 1) // 2)
         elif rb > 4:
             rb = (rb + 1) // 2
+        elif gb > 1:
+            gb = (gb + 1) // 2
         else:
             break
     cdef cc_idx nrb = (OH + rb - 1) // rb, ngb = (G + gb - 1) // gb

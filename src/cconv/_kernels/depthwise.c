@@ -69,9 +69,9 @@ cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngr
 {
     const cc_idx nrows = (rows - 1) * g->sh + (g->KH - 1) * g->dh + 1;
     const cc_idx slab = g->KD * nrows * g->sw * gn_phase_len(g);
-    /* + one group's channels-first weights, or a group pair's (gconv_pair.h) */
+    /* + one group's channels-first weights, or 16 lanes of a group pair's (gconv_pair.h) */
     (void)cf;
-    return ngroups * Cg * slab + 2 * Og * Cg * g->KD * g->KH * g->KW;
+    return ngroups * Cg * slab + CC_DW_MAX(Og, 16) * Cg * g->KD * g->KH * g->KW;
 }
 
 #if CCONV_DW_X86

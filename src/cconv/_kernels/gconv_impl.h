@@ -262,9 +262,9 @@ DW_TARGET static void GN_FN(gconv)(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc
                                    cc_idx od, cc_idx oh0, cc_idx oh1, T *scratch, int cf)
 {
 #ifdef GN_PAIR
-    /* groups of 8 output channels two at a time (gconv_pair.h) */
-    if (Og == GP_OG && g1 - g0 >= 2 && (!cf || (g->sw == 1 && Cg == 8))) {
-        g0 = gp_groups(g, Cg, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, cf);
+    /* groups of 8 (4) output channels two (four) at a time (gconv_pair.h) */
+    if (gp_takes(g, Cg, Og, g1 - g0, cf)) {
+        g0 = gp_groups(g, Cg, Og, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, cf);
         if (g0 == g1)
             return;
     }

@@ -1,79 +1,88 @@
-/* Grouped channels-last kernel for groups of 8 output channels, two groups at a time
+/* Grouped kernel for groups of 8 (or 4) output channels, two (four) groups at a time
  * (AVX-512, float32; included by depthwise.c into the AVX-512 instance of gconv_impl.h,
- * which calls gp_groups for every pair of groups of an item: channels-last always,
- * channels-first at stride 1 with 8 input channels per group).
+ * which calls gp_groups for every GPV groups of an item: channels-last always,
+ * channels-first at stride 1 with GPV x Cg == 16). GPV = 16 / Og groups per vector;
+ * "pair" below means those GPV groups.
  *
  * Why: the 8-lane kernel (gconv_impl.h) issues one input broadcast per 8-lane FMA, and
  * on this Zen 4 host broadcasts, not FMAs, bound it (about one per cycle: 34 GFLOP/s per
  * core in a loop of nothing else). Here one zmm holds both groups' outputs interleaved
- * (lane 2i + h: output channel i of group g + h), and one 64-bit broadcast of the two
- * groups' input values feeds all 16 lanes (the same loop: 76 GFLOP/s).
+ * (lane GPV*i + h: output channel i of group g + h), and one 64-bit (128-bit) broadcast
+ * of the groups' input values feeds all 16 lanes (the same loop: 76 GFLOP/s).
  *
  * Micro-kernel contract (gp_tile): R rows (1-3) x GN_Q pixels of one group pair,
  * R * GN_Q <= 21 zmm accumulators.
  *   - Scratch of the pair: KD * nrows rows of sw stride phases x PL pixels x Cg channel
  *     pairs, zero-padded: input (pixel p, channel c, group h) at
- *     ((row * sw + phase) * PL + p) * 2Cg + 2c + h, so the two groups' values of one
- *     (pixel, channel) are one 64-bit load and every tile reads consecutive pixels.
+ *     ((row * sw + phase) * PL + p) * GPV*Cg + GPV*c + h, so the groups' values of one
+ *     (pixel, channel) are one broadcast load and every tile reads consecutive pixels.
  *   - Weights of the pair: (KT, Cg) rows of 16 interleaved lanes, packed per pair.
  *   - A tile may compute up to GN_Q - 1 pixels past the row end (scratch padding; never
- *     stored). Stores de-interleave each pixel's 16 lanes into the two groups' 8
+ *     stored). Stores de-interleave each pixel's 16 lanes into the groups' 16
  *     contiguous channels (one permute); channels-first then transposes each row's
  *     pixels x 16 channels in registers and stores a run per channel.
  * Arithmetic: as gconv_tile (+0, fma over (c, kd, kh, kw) in increasing order, + bias
  * with one rounding), so the outputs are bitwise those of the 8-lane kernel.
  */
 
-#define GP_OG 8
 #define GP_R 3 /* rows per tile: 21 accumulators (with 4 rows GCC spilled one of 28) */
 
-static inline __attribute__((always_inline)) DW_TARGET __m512i gp_interleave_idx(void)
-{
-    return _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-}
-
-/* a[0..n), b[0..n) -> dst[2i] = a[i], dst[2i + 1] = b[i] */
-static inline __attribute__((always_inline)) DW_TARGET void gp_interleave(const float *a,
-                                                                          const float *b,
-                                                                          float *dst, cc_idx n)
+/* GPV runs of n elements, rs apart from a -> dst[GPV*i + h] = a[h*rs + i] */
+static inline __attribute__((always_inline)) DW_TARGET void
+gp_interleave(const float *a, cc_idx rs, float *dst, cc_idx n, const int GPV)
 {
     cc_idx i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m512 v = _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(a + i)),
-                                            _mm256_loadu_ps(b + i), 1);
-        _mm512_storeu_ps(dst + 2 * i, _mm512_permutexvar_ps(gp_interleave_idx(), v));
+    if (GPV == 2) {
+        const __m512i idx =
+            _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+        for (; i + 8 <= n; i += 8) {
+            const __m512 v = _mm512_insertf32x8(
+                _mm512_castps256_ps512(_mm256_loadu_ps(a + i)), _mm256_loadu_ps(a + rs + i), 1);
+            _mm512_storeu_ps(dst + 2 * i, _mm512_permutexvar_ps(idx, v));
+        }
+    } else {
+        const __m512i idx =
+            _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        for (; i + 4 <= n; i += 4) {
+            __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(a + i));
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(a + rs + i), 1);
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(a + 2 * rs + i), 2);
+            v = _mm512_insertf32x4(v, _mm_loadu_ps(a + 3 * rs + i), 3);
+            _mm512_storeu_ps(dst + 4 * i, _mm512_permutexvar_ps(idx, v));
+        }
     }
-    for (; i < n; i++) {
-        dst[2 * i] = a[i];
-        dst[2 * i + 1] = b[i];
-    }
+    for (; i < n; i++)
+        for (int h = 0; h < GPV; h++)
+            dst[GPV * i + h] = a[h * rs + i];
 }
 
 /* One input row of the pair into its scratch row (layout above), channels-last:
  * src: the row's pixel 0 at the pair's first channel (its 2Cg channels contiguous),
  * C between pixels. */
 static inline __attribute__((always_inline)) DW_TARGET void
-gp_row_last(const cc_dw_geom *g, const float *src, cc_idx Cg, cc_idx PL, float *row)
+gp_row_last(const cc_dw_geom *g, const float *src, cc_idx Cg, cc_idx PL, float *row,
+            const int GPV)
 {
-    const cc_idx sw = g->sw, C = g->C, pw = g->pw, pst = 2 * Cg;
+    const cc_idx sw = g->sw, C = g->C, pw = g->pw, pst = GPV * Cg;
     for (cc_idx q = 0; q < sw; q++) {
         cc_idx lo, hi;
         cc_dw_phase_cols(g, q, PL, &lo, &hi);
         const float *sq = src + (q - pw) * C;
         float *dq = row + q * PL * pst;
         for (cc_idx t = lo; t < hi; t++)
-            gp_interleave(sq + t * sw * C, sq + t * sw * C + Cg, dq + t * pst, Cg);
+            gp_interleave(sq + t * sw * C, Cg, dq + t * pst, Cg, GPV);
     }
 }
 
-/* The same from channels-first input, stride 1 and 8 input channels per group only:
+/* The same from channels-first input, stride 1 and GPV x Cg == 16 only:
  * src: the row's pixel 0 of channel 0 of the image, xvol between channels. The pair's
  * 16 channel rows, taken in interleaved order, become pixel vectors by one 16 x 16
  * register transpose per 16 pixels. */
 static inline __attribute__((always_inline)) DW_TARGET void
 gp_row_first(const cc_dw_geom *g, const float *src, cc_idx gi, cc_idx xvol, cc_idx PL,
-             float *row)
+             float *row, const int GPV)
 {
+    const cc_idx Cg = 16 / GPV;
     cc_idx lo, hi;
     cc_dw_phase_cols(g, 0, PL, &lo, &hi);
     src -= g->pw;
@@ -82,7 +91,7 @@ gp_row_first(const cc_dw_geom *g, const float *src, cc_idx gi, cc_idx xvol, cc_i
         const __mmask16 m = (__mmask16)((1u << n) - 1u);
         __m512 a[16];
         for (int j = 0; j < 16; j++)
-            a[j] = _mm512_maskz_loadu_ps(m, src + ((gi + (j & 1)) * 8 + (j >> 1)) * xvol + t);
+            a[j] = _mm512_maskz_loadu_ps(m, src + ((gi + j % GPV) * Cg + j / GPV) * xvol + t);
         cc_tr16_ps(a);
         for (int p = 0; p < n; p++)
             _mm512_storeu_ps(row + (t + p) * 16, a[p]);
@@ -93,9 +102,9 @@ gp_row_first(const cc_dw_geom *g, const float *src, cc_idx gi, cc_idx xvol, cc_i
  * channels-last, (C, D, H, W) channels-first (cf). */
 static DW_TARGET void gp_fill(const cc_dw_geom *g, const float *x, cc_idx gi, cc_idx Cg,
                               cc_idx od, cc_idx oh0, cc_idx nrows, cc_idx PL, float *s,
-                              int cf)
+                              int cf, const int GPV)
 {
-    const cc_idx W = g->W, rowfl = g->sw * PL * 2 * Cg, total = g->KD * nrows * rowfl;
+    const cc_idx W = g->W, rowfl = g->sw * PL * GPV * Cg, total = g->KD * nrows * rowfl;
     cc_idx t = 0;
     for (; t + 16 <= total; t += 16)
         _mm512_storeu_ps(s + t, _mm512_setzero_ps());
@@ -111,9 +120,9 @@ static DW_TARGET void gp_fill(const cc_dw_geom *g, const float *x, cc_idx gi, cc
                 continue;
             float *row = s + (kd * nrows + ri) * rowfl;
             if (cf)
-                gp_row_first(g, x + (id * g->H + ih) * W, gi, g->D * g->H * W, PL, row);
+                gp_row_first(g, x + (id * g->H + ih) * W, gi, g->D * g->H * W, PL, row, GPV);
             else
-                gp_row_last(g, x + (id * g->H + ih) * W * g->C + gi * Cg, Cg, PL, row);
+                gp_row_last(g, x + (id * g->H + ih) * W * g->C + gi * Cg, Cg, PL, row, GPV);
         }
     }
 }
@@ -125,7 +134,7 @@ static inline __attribute__((always_inline)) DW_TARGET void
 gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_idx kdstride,
         const cc_idx *restrict kwoff, const float *restrict wp, cc_idx KD, cc_idx KH,
         cc_idx KW, const float *bb, float *restrict o, cc_idx ldo, cc_idx ops, cc_idx pst,
-        cc_idx plane, int count, const int R, const int CF)
+        cc_idx plane, int count, const int R, const int CF, const int GPV)
 {
     __m512 acc[4 * GN_Q];
     _Pragma("GCC unroll 32")
@@ -137,7 +146,7 @@ gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_
                 const float *rp[4];
                 _Pragma("GCC unroll 4")
                 for (int r = 0; r < R; r++)
-                    rp[r] = s + 2 * c + kd * kdstride + kh * khstride + r * rstride;
+                    rp[r] = s + GPV * c + kd * kdstride + kh * khstride + r * rstride;
                 const float *wt = wp + ((kd * KH + kh) * KW * Cg + c) * 16;
                 for (cc_idx kw = 0; kw < KW; kw++, wt += Cg * 16) {
                     const cc_idx off = kwoff[kw];
@@ -146,8 +155,11 @@ gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_
                     for (int r = 0; r < R; r++)
                         _Pragma("GCC unroll 8")
                         for (int q = 0; q < GN_Q; q++) {
-                            const __m512 xb = _mm512_castpd_ps(_mm512_broadcastsd_pd(
-                                _mm_load_sd((const double *)(rp[r] + off + q * pst))));
+                            const float *xp = rp[r] + off + q * pst;
+                            const __m512 xb =
+                                GPV == 2 ? _mm512_castpd_ps(_mm512_broadcastsd_pd(
+                                               _mm_load_sd((const double *)xp)))
+                                         : _mm512_broadcast_f32x4(_mm_loadu_ps(xp));
                             acc[r * GN_Q + q] = _mm512_fmadd_ps(xb, wv, acc[r * GN_Q + q]);
                         }
                 }
@@ -156,7 +168,10 @@ gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_
      * pushed an accumulator out of the 32 registers) */
     const __m512 bv = bb ? _mm512_loadu_ps(bb) : _mm512_setzero_ps();
     const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512i split = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    /* output lane h*Og + i <- accumulator lane GPV*i + h */
+    const __m512i split =
+        GPV == 2 ? _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15)
+                 : _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
     if (CF) {
         /* per row: pixels x channels -> channel runs of `count` pixels, `plane` apart */
         const __mmask16 m = (__mmask16)((1u << count) - 1u);
@@ -185,18 +200,19 @@ gp_tile(const float *restrict s, cc_idx Cg, cc_idx rstride, cc_idx khstride, cc_
             }
 }
 
-/* Groups [g0, g1) of one item of gconv (gconv_impl.h; same arguments, channels-last,
- * Og == 8), two at a time. Returns the first group not done (g1, or g1 - 1 when the
- * count is odd). scratch: cconv_gconv_scratch(g, Cg, 8, g1 - g0, oh1 - oh0, 0) elements,
- * g1 - g0 >= 2. */
-static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_idx g1,
-                                  const float *x, const float *w, const float *bias,
-                                  float *out, cc_idx od, cc_idx oh0, cc_idx oh1,
-                                  float *scratch, int cf)
+/* Groups [g0, g1) of one item of gconv (gconv_impl.h; same arguments, Og = 16 / GPV),
+ * GPV at a time. Returns the first group not done (the rest of g1 - g0 over GPV is left
+ * to the 8-lane kernel). scratch: cconv_gconv_scratch(g, Cg, Og, g1 - g0, oh1 - oh0, cf)
+ * elements, g1 - g0 >= GPV. */
+static inline __attribute__((always_inline)) DW_TARGET cc_idx
+gp_groups_v(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_idx g1, const float *x,
+            const float *w, const float *bias, float *out, cc_idx od, cc_idx oh0, cc_idx oh1,
+            float *scratch, int cf, const int GPV)
 {
-    const cc_idx rb = oh1 - oh0, sw = g->sw, OW = g->OW, O = g->C / Cg * GP_OG;
+    const cc_idx Og = 16 / GPV;
+    const cc_idx rb = oh1 - oh0, sw = g->sw, OW = g->OW, O = g->C / Cg * Og;
     const cc_idx nrows = (rb - 1) * g->sh + (g->KH - 1) * g->dh + 1;
-    const cc_idx PL = gn_phase_len(g), pst = 2 * Cg, rowfl = sw * PL * pst;
+    const cc_idx PL = gn_phase_len(g), pst = GPV * Cg, rowfl = sw * PL * pst;
     const cc_idx rstride = g->sh * rowfl, khstride = g->dh * rowfl, kdstride = nrows * rowfl;
     const cc_idx KT = g->KD * g->KH * g->KW;
     cc_idx kwoff[g->KW];
@@ -204,26 +220,25 @@ static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_
         kwoff[kw] = (((kw * g->dw) % sw) * PL + (kw * g->dw) / sw) * pst;
     float *wp = scratch + g->KD * nrows * rowfl;
     cc_idx gi = g0;
-    for (; gi + 1 < g1; gi += 2) {
-        gp_fill(g, x, gi, Cg, od, oh0, nrows, PL, scratch, cf);
+    for (; gi + GPV <= g1; gi += GPV) {
+        gp_fill(g, x, gi, Cg, od, oh0, nrows, PL, scratch, cf, GPV);
         if (cf) {
-            /* w (O, Cg, KT): lane 2i + h of row (t, c) is w[(gi + h) * 8 + i, c, t] */
+            /* w (O, Cg, KT): lane GPV*i + h of row (t, c) is w[(gi + h) * Og + i, c, t] */
             for (cc_idx t = 0; t < KT; t++)
                 for (cc_idx c = 0; c < Cg; c++)
                     for (int j = 0; j < 16; j++)
                         wp[(t * Cg + c) * 16 + j] =
-                            w[(((gi + (j & 1)) * GP_OG + (j >> 1)) * Cg + c) * KT + t];
+                            w[(((gi + j % GPV) * Og + j / GPV) * Cg + c) * KT + t];
         } else {
             for (cc_idx k = 0; k < KT * Cg; k++)
-                gp_interleave(w + k * O + gi * GP_OG, w + k * O + gi * GP_OG + GP_OG,
-                              wp + k * 16, GP_OG);
+                gp_interleave(w + k * O + gi * Og, Og, wp + k * 16, Og, GPV);
         }
         float bb[16];
         if (bias)
-            gp_interleave(bias + gi * GP_OG, bias + gi * GP_OG + GP_OG, bb, GP_OG);
+            gp_interleave(bias + gi * Og, Og, bb, Og, GPV);
         const cc_idx plane = g->OD * g->OH * OW;
-        float *og = cf ? out + gi * GP_OG * plane + (od * g->OH + oh0) * OW
-                       : out + (od * g->OH + oh0) * OW * O + gi * GP_OG;
+        float *og = cf ? out + gi * Og * plane + (od * g->OH + oh0) * OW
+                       : out + (od * g->OH + oh0) * OW * O + gi * Og;
         const cc_idx ldo = cf ? OW : OW * O, ops = cf ? 1 : O;
         for (cc_idx r0 = 0; r0 < rb;) {
             const int R = rb - r0 >= GP_R ? GP_R : (int)(rb - r0);
@@ -232,7 +247,7 @@ static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_
 #define GP_T(RR, CF)                                                                       \
     gp_tile(scratch + r0 * rstride + ow0 * pst, Cg, rstride, khstride, kdstride, kwoff, wp, \
             g->KD, g->KH, g->KW, bias ? bb : NULL, og + r0 * ldo + ow0 * ops, ldo, ops, pst,  \
-            plane, count, RR, CF)
+            plane, count, RR, CF, GPV)
 #define GP_SW(CF)                                                                          \
     switch (R) {                                                                           \
     case 1: GP_T(1, CF); break;                                                            \
@@ -251,4 +266,32 @@ static DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_
         }
     }
     return gi;
+}
+
+/* One out-of-line instance per GPV, each with its own register allocation. */
+#define GP_GROUPS(NAME, GPV)                                                               \
+    static DW_TARGET __attribute__((noinline)) cc_idx NAME(                                \
+        const cc_dw_geom *g, cc_idx Cg, cc_idx g0, cc_idx g1, const float *x, const float *w, \
+        const float *bias, float *out, cc_idx od, cc_idx oh0, cc_idx oh1, float *scratch,  \
+        int cf)                                                                            \
+    {                                                                                      \
+        return gp_groups_v(g, Cg, g0, g1, x, w, bias, out, od, oh0, oh1, scratch, cf, GPV); \
+    }
+GP_GROUPS(gp_groups2, 2)
+GP_GROUPS(gp_groups4, 4)
+#undef GP_GROUPS
+
+static inline DW_TARGET cc_idx gp_groups(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0,
+                                         cc_idx g1, const float *x, const float *w,
+                                         const float *bias, float *out, cc_idx od,
+                                         cc_idx oh0, cc_idx oh1, float *scratch, int cf)
+{
+    return (Og == 8 ? gp_groups2 : gp_groups4)(g, Cg, g0, g1, x, w, bias, out, od, oh0, oh1,
+                                               scratch, cf);
+}
+
+/* Whether gp_groups takes groups of an item of g1 - g0 groups. */
+static inline int gp_takes(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngroups, int cf)
+{
+    return (Og == 8 || Og == 4) && ngroups >= 16 / Og && (!cf || (g->sw == 1 && Cg * (16 / Og) == 16));
 }
