@@ -74,6 +74,17 @@ def test_widths(rng, layout, stride, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_nhwc_tiles_reaching_into_padding(rng, k, stride, dtype):
+    # channels-last rows run as 8-pixel tiles whatever the padding: tiles partly or wholly
+    # in wide padding, rows above and below the input, the last tile moved back
+    for W in (8, 9, 15, 16, 23):
+        pad = ((k + 1, 1), (k + 2, k - 1))
+        _case(rng, 2, "NHWC", 1, 19, 1, (5, W), (k, k), stride, pad, 1, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 3])
 @pytest.mark.parametrize("last", [False, True])
 def test_1d_3d(rng, nd, last, dtype):

@@ -322,47 +322,92 @@ DW_INLINE void FN(nhwc_tile)(const cc_dw_geom *g, const T *restrict xp, const T 
             FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
 }
 
-/* nhwc_tile for P = 8 and a compile-time KW = KWC (3, 5, 7), sw = dw = 1: each input
- * vector of a kernel row is loaded once and used for every output of the tile that
- * reads it (P + KW - 1 loads per P * KW FMAs instead of P * KW; the generic tile is
- * bound by its loads). Each output still adds kw = 0, 1, .. in order: the same bits. */
-DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
-                                 const T *restrict wp, const T *restrict bp, T *restrict op,
-                                 int nlast, const int KWC, const int V)
+/* One kernel row of nhwc_tile8_kw: input vectors q in [lo, hi) of the row, zero
+ * vectors elsewhere (lo = 0, hi = SW*7 + KWC when every tap is inside). */
+DW_INLINE void FN(nhwc_t8_krow)(VEC acc[8][2], const T *restrict row, const T *restrict wt,
+                                cc_idx C, int nlast, const int KWC, const int SW,
+                                const int V, const int EDGE, int lo, int hi)
 {
-    const cc_idx C = g->C, H = g->H, W = g->W;
-    VEC acc[8][2];
     _Pragma("GCC unroll 2")
     for (int v = 0; v < V; v++) {
         const int n = v == V - 1 ? nlast : VL;
-        const VEC b0 = bp ? FN(load_n)(bp + v * VL, n) : V_ZERO();
-        _Pragma("GCC unroll 8")
-        for (int p = 0; p < 8; p++)
-            acc[p][v] = b0;
-    }
-    for (cc_idx kd = 0; kd < g->KD; kd++)
-        for (cc_idx kh = 0; kh < g->KH; kh++) {
-            const T *row = xp + ((kd * g->dd * H + kh * g->dh) * W) * C;
-            const T *wt = wp + (kd * g->KH + kh) * KWC * C;
-            _Pragma("GCC unroll 2")
-            for (int v = 0; v < V; v++) {
-                const int n = v == V - 1 ? nlast : VL;
-                VEC wk[7];
-                _Pragma("GCC unroll 7")
-                for (int kw = 0; kw < KWC; kw++)
-                    wk[kw] = FN(load_n)(wt + kw * C + v * VL, n);
-                _Pragma("GCC unroll 14")
-                for (int q = 0; q < 8 + KWC - 1; q++) {
-                    const T *xq = row + q * C + v * VL;
-                    VEC xv = FN(load_n)(xq, n);
-                    V_KEEP(xv); /* GCC otherwise folds the load into each FMA again */
-                    _Pragma("GCC unroll 7")
-                    for (int kw = 0; kw < KWC; kw++)
-                        if (q - kw >= 0 && q - kw < 8)
-                            acc[q - kw][v] = V_FMA(xv, wk[kw], acc[q - kw][v]);
-                }
-            }
+        VEC wk[7];
+        _Pragma("GCC unroll 7")
+        for (int kw = 0; kw < KWC; kw++)
+            wk[kw] = FN(load_n)(wt + kw * C + v * VL, n);
+        _Pragma("GCC unroll 22")
+        for (int q = 0; q < SW * 7 + KWC; q++) {
+            VEC xv;
+            if (!EDGE || (q >= lo && q < hi))
+                xv = FN(load_n)(row + q * C + v * VL, n);
+            else
+                xv = V_ZERO();
+            V_KEEP(xv); /* GCC otherwise folds the load into each FMA again */
+            _Pragma("GCC unroll 7")
+            for (int kw = 0; kw < KWC; kw++)
+                if (q - kw >= 0 && (q - kw) % SW == 0 && (q - kw) / SW < 8)
+                    acc[(q - kw) / SW][v] = V_FMA(xv, wk[kw], acc[(q - kw) / SW][v]);
         }
+    }
+}
+
+/* nhwc_tile for P = 8, a compile-time KH = KW = KWC (3, 5, 7) and stride SW (1, 2), dw = 1,
+ * one kernel plane kd (the caller loops over kd; 3-D only): each input vector of a
+ * kernel row is loaded once and used for every output of the tile that reads it
+ * (SW*7 + KW loads per 8 * KW FMAs instead of 8 * KW; the generic tile is bound by its
+ * loads). Outputs start from the bias (or +0) when first, else from the partial sums
+ * in op (a float round trip, exact). Each output still adds kd, kh, kw in order: the
+ * same bits as nhwc_tile and nhwc_border.
+ * xp: input plane kd at row ih0 (kh = 0), column of q = 0; wp: that plane's weights.
+ * EDGE: the tile may touch the padding. Input vector q of kernel row kh is read only
+ * when dok (the plane lies inside the input), qlo <= q < qhi and row ih0 + kh*dh lies
+ * inside; elsewhere it is a zero vector, as in nhwc_border. Not EDGE: every tap is
+ * inside and qlo, qhi, dok, ih0 are unused. */
+DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
+                                 const T *restrict wp, const T *restrict bp, T *restrict op,
+                                 int nlast, const int KWC, const int SW, const int V,
+                                 const int EDGE, int first, int qlo, int qhi, int dok,
+                                 cc_idx ih0)
+{
+    const cc_idx C = g->C, W = g->W, rstride = g->dh * W * C;
+    VEC acc[8][2];
+    if (first) {
+        _Pragma("GCC unroll 2")
+        for (int v = 0; v < V; v++) {
+            const int n = v == V - 1 ? nlast : VL;
+            const VEC b0 = bp ? FN(load_n)(bp + v * VL, n) : V_ZERO();
+            _Pragma("GCC unroll 8")
+            for (int p = 0; p < 8; p++)
+                acc[p][v] = b0;
+        }
+    } else {
+        _Pragma("GCC unroll 2")
+        for (int v = 0; v < V; v++)
+            _Pragma("GCC unroll 8")
+            for (int p = 0; p < 8; p++)
+                acc[p][v] = FN(load_n)(op + p * C + v * VL, v == V - 1 ? nlast : VL);
+    }
+#define DW_T8_KROW(kh)                                                                     \
+    do {                                                                                   \
+        int lo = 0, hi = SW * 7 + KWC;                                                     \
+        if (EDGE) {                                                                        \
+            const cc_idx ih = ih0 + (kh) * g->dh;                                          \
+            const int rok = dok && ih >= 0 && ih < g->H;                                   \
+            lo = rok ? qlo : 0;                                                            \
+            hi = rok ? qhi : 0;                                                            \
+        }                                                                                  \
+        FN(nhwc_t8_krow)(acc, xp + (kh) * rstride, wp + (kh) * KWC * C, C, nlast, KWC, SW,  \
+                         V, EDGE, lo, hi);                                                 \
+    } while (0)
+    if (KWC == 7) { /* fully unrolled, 7x7 ran 10% slower */
+        for (int kh = 0; kh < KWC; kh++)
+            DW_T8_KROW(kh);
+    } else {
+        _Pragma("GCC unroll 5")
+        for (int kh = 0; kh < KWC; kh++)
+            DW_T8_KROW(kh);
+    }
+#undef DW_T8_KROW
     _Pragma("GCC unroll 8")
     for (int p = 0; p < 8; p++)
         _Pragma("GCC unroll 2")
@@ -370,21 +415,48 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
             FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
 }
 
-/* One out-of-line function per (KW, V): each gets its own register allocation (inlined
- * into the row loop, the tiles' speed moved by up to 1.4x with unrelated code). */
-#define DW_NHWC_T8(KK, VV)                                                                 \
-    static __attribute__((noinline)) DW_TARGET void FN(nhwc_t8_k##KK##_v##VV)(             \
-        const cc_dw_geom *g, const T *xp, const T *wp, const T *bp, T *op, int nlast)      \
+/* One out-of-line function per (KW, stride, V, edge): each gets its own register
+ * allocation (inlined into the row loop, the tiles' speed moved by up to 1.4x with
+ * unrelated code). */
+typedef void (*FN(nhwc_t8_fn))(const cc_dw_geom *, const T *, const T *, const T *, T *,
+                               int, int, int, int, int, cc_idx);
+#define DW_NHWC_T8(KK, SS, VV, EE)                                                         \
+    static __attribute__((noinline)) DW_TARGET void FN(nhwc_t8_k##KK##_s##SS##_v##VV##_e##EE)( \
+        const cc_dw_geom *g, const T *xp, const T *wp, const T *bp, T *op, int nlast,      \
+        int first, int qlo, int qhi, int dok, cc_idx ih0)                                  \
     {                                                                                      \
-        FN(nhwc_tile8_kw)(g, xp, wp, bp, op, nlast, KK, VV);                               \
+        FN(nhwc_tile8_kw)(g, xp, wp, bp, op, nlast, KK, SS, VV, EE, first, qlo, qhi, dok,  \
+                          ih0);                                                            \
     }
-DW_NHWC_T8(3, 1)
-DW_NHWC_T8(3, 2)
-DW_NHWC_T8(5, 1)
-DW_NHWC_T8(5, 2)
-DW_NHWC_T8(7, 1)
-DW_NHWC_T8(7, 2)
+#define DW_NHWC_T8_VE(KK, SS)                                                              \
+    DW_NHWC_T8(KK, SS, 1, 0)                                                               \
+    DW_NHWC_T8(KK, SS, 2, 0)                                                               \
+    DW_NHWC_T8(KK, SS, 1, 1)                                                               \
+    DW_NHWC_T8(KK, SS, 2, 1)
+DW_NHWC_T8_VE(3, 1)
+DW_NHWC_T8_VE(5, 1)
+DW_NHWC_T8_VE(7, 1)
+DW_NHWC_T8_VE(3, 2)
+DW_NHWC_T8_VE(5, 2)
+#undef DW_NHWC_T8_VE
 #undef DW_NHWC_T8
+
+/* The tile for (KW, stride, V, edge), or NULL when none is compiled. */
+static inline FN(nhwc_t8_fn) FN(nhwc_t8_pick)(const cc_dw_geom *g, int V, int edge)
+{
+    const cc_idx KW = g->KH == g->KW && g->dw == 1 ? g->KW : 0, sw = g->sw;
+#define DW_PICK(KK, SS)                                                                    \
+    if (KW == KK && sw == SS)                                                              \
+        return V == 1 ? (edge ? FN(nhwc_t8_k##KK##_s##SS##_v1_e1) : FN(nhwc_t8_k##KK##_s##SS##_v1_e0)) \
+                      : (edge ? FN(nhwc_t8_k##KK##_s##SS##_v2_e1) : FN(nhwc_t8_k##KK##_s##SS##_v2_e0));
+    DW_PICK(3, 1)
+    DW_PICK(5, 1)
+    DW_PICK(7, 1)
+    DW_PICK(3, 2)
+    DW_PICK(5, 2)
+#undef DW_PICK
+    return 0;
+}
 
 /* One pixel (od, oh, ow) that may touch the padding, V vectors of channels from c.
  * x: image base + c (channel c of pixel (0, 0, 0)); wp, bp: weights / bias + c. */
@@ -424,38 +496,71 @@ DW_INLINE void FN(nhwc_border)(const cc_dw_geom *g, const T *restrict x, const T
         FN(store_n)(op + v * VL, acc[v], v == V - 1 ? nlast : VL);
 }
 
-/* One output row, channels [c, c + V*VL) (last vector nlast lanes). */
+/* One output row in 8-pixel tiles (a compiled tile for this kernel size and stride,
+ * OW >= 8): the edge variant where a tile touches the padding, the last tile moved
+ * back to end at OW (it rewrites a few outputs with the same bits). Tiles outer,
+ * channel vectors inner: a tile's inputs are then runs of whole pixels, contiguous in
+ * memory (channels outer, 3x3 144@56 ran 5-13% slower). */
+DW_INLINE void FN(nhwc_row_tiled)(const cc_dw_geom *g, const T *x, const T *w,
+                                  const T *bias, T *orow, cc_idx od, cc_idx oh, cc_idx c0,
+                                  cc_idx c1, cc_idx ow_lo, cc_idx ow_hi, int rows_ok)
+{
+    const cc_idx C = g->C, OW = g->OW, sw = g->sw;
+    const cc_idx id0 = od * g->sd - g->pd, ih0 = oh * g->sh - g->ph;
+    /* input pixel (id0, ih0, 0); the tiles add column and channel offsets to it */
+    const T *xb = x + ((id0 * g->H + ih0) * g->W) * C;
+    const cc_idx nq = sw * 7 + g->KW;
+    const cc_idx cfull = c0 + (c1 - c0) / (2 * VL) * (2 * VL), left = c1 - cfull;
+    const int V = left > VL ? 2 : 1, nlast = (int)(left > VL ? left - VL : left);
+    const cc_idx pstride = g->dd * g->H * g->W * C, wstride = g->KH * g->KW * C;
+    for (cc_idx t = 0; t < OW; t += 8) {
+        const cc_idx ow = t + 8 <= OW ? t : OW - 8;
+        const cc_idx iw0 = ow * sw - g->pw; /* input column of the tile's q = 0 */
+        const int qlo = (int)CC_DW_MIN(iw0 < 0 ? -iw0 : 0, nq);
+        const int qhi = (int)CC_DW_MAX(CC_DW_MIN(nq, g->W - iw0), 0);
+        const int cols_ok = ow >= ow_lo && ow + 8 <= ow_hi;
+        for (cc_idx kd = 0; kd < g->KD; kd++) {
+            const cc_idx id = id0 + kd * g->dd;
+            const int dok = id >= 0 && id < g->D;
+            const int inner = rows_ok && cols_ok;
+            const T *xk = xb + kd * pstride + iw0 * C;
+            const T *wk = w + kd * wstride;
+            FN(nhwc_t8_fn) f2 = FN(nhwc_t8_pick)(g, 2, !inner);
+            for (cc_idx c = c0; c < cfull; c += 2 * VL)
+                f2(g, xk + c, wk + c, bias ? bias + c : 0, orow + ow * C + c, VL, kd == 0,
+                   qlo, qhi, dok, ih0);
+            if (left > 0) {
+                FN(nhwc_t8_fn) f = FN(nhwc_t8_pick)(g, V, !inner);
+                f(g, xk + cfull, wk + cfull, bias ? bias + cfull : 0, orow + ow * C + cfull,
+                  nlast, kd == 0, qlo, qhi, dok, ih0);
+            }
+        }
+    }
+}
+
+/* One output row, channels [c, c + V*VL) (last vector nlast lanes), without a compiled
+ * tile: interior pixels through nhwc_tile, the rest through nhwc_border. */
 DW_INLINE void FN(nhwc_row)(const cc_dw_geom *g, const T *x, const T *w, const T *bias,
                             T *orow, cc_idx od, cc_idx oh, cc_idx c, cc_idx ow_lo,
                             cc_idx ow_hi, int rows_ok, int nlast, const int V)
 {
-    const cc_idx C = g->C, OW = g->OW;
+    const cc_idx C = g->C, OW = g->OW, sw = g->sw;
     const T *wp = w + c;
     const T *bp = bias ? bias + c : (const T *)0;
     cc_idx ow = 0;
     if (rows_ok) {
+        const T *xb =
+            x + (((od * g->sd - g->pd) * g->H + oh * g->sh - g->ph) * g->W) * C + c;
         for (; ow < ow_lo; ow++)
             FN(nhwc_border)(g, x + c, wp, bp, orow + ow * C + c, od, oh, ow, nlast, V);
-        const T *xb = x + (((od * g->sd - g->pd) * g->H + oh * g->sh - g->ph) * g->W) * C + c;
-        if (g->sw == 1 && g->dw == 1 && (g->KW == 3 || g->KW == 5 || g->KW == 7))
-            for (; ow + 8 <= ow_hi; ow += 8) {
-                const T *xt = xb + (ow - g->pw) * C;
-                T *ot = orow + ow * C + c;
-                if (g->KW == 3)
-                    (V == 1 ? FN(nhwc_t8_k3_v1) : FN(nhwc_t8_k3_v2))(g, xt, wp, bp, ot, nlast);
-                else if (g->KW == 5)
-                    (V == 1 ? FN(nhwc_t8_k5_v1) : FN(nhwc_t8_k5_v2))(g, xt, wp, bp, ot, nlast);
-                else
-                    (V == 1 ? FN(nhwc_t8_k7_v1) : FN(nhwc_t8_k7_v2))(g, xt, wp, bp, ot, nlast);
-            }
         for (; ow + DW_NHWC_P <= ow_hi; ow += DW_NHWC_P)
-            FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
+            FN(nhwc_tile)(g, xb + (ow * sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
                           DW_NHWC_P, V);
         for (; ow + 4 <= ow_hi; ow += 4)
-            FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
+            FN(nhwc_tile)(g, xb + (ow * sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
                           4, V);
         for (; ow < ow_hi; ow++)
-            FN(nhwc_tile)(g, xb + (ow * g->sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
+            FN(nhwc_tile)(g, xb + (ow * sw - g->pw) * C, wp, bp, orow + ow * C + c, nlast,
                           1, V);
     }
     for (; ow < OW; ow++)
@@ -481,6 +586,10 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
     ow_lo = CC_DW_MIN(ow_lo, g->OW);
     ow_hi = CC_DW_MIN(CC_DW_MAX(ow_hi, ow_lo), g->OW);
     T *orow = out + (od * g->OH + oh) * g->OW * g->C;
+    if (g->OW >= 8 && FN(nhwc_t8_pick)(g, 1, 0)) {
+        FN(nhwc_row_tiled)(g, x, w, bias, orow, od, oh, c0, c1, ow_lo, ow_hi, rows_ok);
+        return;
+    }
     cc_idx c = c0;
     for (; c + 2 * VL <= c1; c += 2 * VL)
         FN(nhwc_row)(g, x, w, bias, orow, od, oh, c, ow_lo, ow_hi, rows_ok, VL, 2);
