@@ -85,6 +85,29 @@ def test_nhwc_tiles_reaching_into_padding(rng, k, stride, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C", [16, 48])
+def test_nhwc_inputs_at_every_alignment(rng, C, dtype):
+    # NumPy aligns large arrays to 16 bytes only: the channels-last tiles load the input
+    # straight from the array, at any element offset from a 64-byte boundary
+    size = np.dtype(dtype).itemsize
+    for off in range(64 // size):
+        for k, (H, W), pad, bias in [(3, (5, 29), 1, True), (5, (4, 21), 2, False),
+                                     (7, (7, 27), 0, True)]:
+            n = 2 * H * W * C
+            buf = np.empty(n * size + 128, np.uint8)
+            start = (-buf.ctypes.data) % 64 + off * size
+            x = buf[start:start + n * size].view(dtype).reshape(2, H, W, C)
+            x[...] = rng.standard_normal(x.shape)
+            w = rng.standard_normal((k, k, 1, C)).astype(dtype)
+            b = rng.standard_normal(C).astype(dtype) if bias else None
+            x0, w0 = x.copy(), w.copy()
+            ref = conv_nd_reference(x, w, b, 1, ((pad, pad), (pad, pad)), 1, C, layout="NHWC")
+            y = cconv.conv2d(x, w, b, 1, pad, 1, C, layout="NHWC", algorithm="depthwise")
+            assert rel_error(y, ref) <= TOL[dtype], (off, k, H, W)
+            assert np.array_equal(x, x0) and np.array_equal(w, w0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 3])
 @pytest.mark.parametrize("last", [False, True])
 def test_1d_3d(rng, nd, last, dtype):
@@ -204,6 +227,25 @@ ISA_COMPUTE = textwrap.dedent(
             y = f(x.astype(dtype), w.astype(dtype), b.astype(dtype), s, p, d, C,
                   layout=layout, algorithm="depthwise")
             arrays[f"c{i}_{np.dtype(dtype).name}"] = y
+    # channels-last inputs at every element offset from a 64-byte boundary (the tiles
+    # load them straight from the array)
+    for j, (nd, C, sp, k, p) in enumerate([(2, 16, (7, 27), (7, 7), 0), (2, 48, (6, 40), (5, 5), 2),
+                                           (2, 32, (3, 30), (3, 3), 1),
+                                           (3, 16, (3, 4, 19), (3, 3, 3), 1)]):
+        for dtype in (np.float32, np.float64):
+            size = np.dtype(dtype).itemsize
+            n = 2 * C * int(np.prod(sp))
+            for off in range(64 // size):
+                buf = np.empty(n * size + 128, np.uint8)
+                start = (-buf.ctypes.data) % 64 + off * size
+                x = buf[start:start + n * size].view(dtype).reshape((2,) + sp + (C,))
+                x[...] = rng.standard_normal(x.shape)
+                w = rng.standard_normal(k + (1, C)).astype(dtype)
+                b = rng.standard_normal(C).astype(dtype)
+                f = {2: cconv.conv2d, 3: cconv.conv3d}[nd]
+                y = f(x, w, b, 1, p, 1, C, layout="NHWC" if nd == 2 else "NDHWC",
+                      algorithm="depthwise")
+                arrays[f"m{j}_{np.dtype(dtype).name}_{off}"] = y
     np.savez(OUTPATH, **arrays)
     """
 )
