@@ -517,6 +517,9 @@ DW_INLINE void FN(nhwc_row_tiled)(const cc_dw_geom *g, const T *x, const T *w,
     const cc_idx cfull = c0 + (c1 - c0) / (2 * VL) * (2 * VL), left = c1 - cfull;
     const int V = left > VL ? 2 : 1, nlast = (int)(left > VL ? left - VL : left);
     const cc_idx pstride = g->dd * g->H * g->W * C, wstride = g->KH * g->KW * C;
+    /* [edge]: the 2-vector tile and the one for the last channels */
+    const FN(nhwc_t8_fn) f2[2] = {FN(nhwc_t8_pick)(g, 2, 0), FN(nhwc_t8_pick)(g, 2, 1)};
+    const FN(nhwc_t8_fn) fl[2] = {FN(nhwc_t8_pick)(g, V, 0), FN(nhwc_t8_pick)(g, V, 1)};
     for (cc_idx t = 0; t < OW; t += 8) {
         const cc_idx ow = t + 8 <= OW ? t : OW - 8;
         const cc_idx iw0 = ow * sw - g->pw; /* input column of the tile's q = 0 */
@@ -528,15 +531,12 @@ DW_INLINE void FN(nhwc_row_tiled)(const cc_dw_geom *g, const T *x, const T *w,
             const int dok = id >= 0 && id < g->D;
             const T *xk = xb + kd * pstride + iw0 * C;
             const T *wk = w + kd * wstride;
-            FN(nhwc_t8_fn) f2 = FN(nhwc_t8_pick)(g, 2, !inner);
             for (cc_idx c = c0; c < cfull; c += 2 * VL)
-                f2(g, xk + c, wk + c, bias ? bias + c : 0, orow + ow * C + c, VL, kd == 0,
-                   qlo, qhi, dok, ih0);
-            if (left > 0) {
-                FN(nhwc_t8_fn) f = FN(nhwc_t8_pick)(g, V, !inner);
-                f(g, xk + cfull, wk + cfull, bias ? bias + cfull : 0, orow + ow * C + cfull,
-                  nlast, kd == 0, qlo, qhi, dok, ih0);
-            }
+                f2[!inner](g, xk + c, wk + c, bias ? bias + c : 0, orow + ow * C + c, VL,
+                           kd == 0, qlo, qhi, dok, ih0);
+            if (left > 0)
+                fl[!inner](g, xk + cfull, wk + cfull, bias ? bias + cfull : 0,
+                           orow + ow * C + cfull, nlast, kd == 0, qlo, qhi, dok, ih0);
         }
     }
 }
