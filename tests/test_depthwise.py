@@ -108,6 +108,42 @@ def test_nhwc_inputs_at_every_alignment(rng, C, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, stride", [(3, 1), (5, 1), (7, 1), (5, 2)])
+def test_nhwc_packed_rows(rng, k, stride, dtype):
+    # the channels-last packed-row path (2-D square 3/5/7 kernels, dw = 1): every
+    # last-block width (1..2 vectors, partial lanes), rows dilated (ring spans of
+    # (k-1)*dh+1 rows), widths below and across 8-pixel tiles, rows wholly in padding,
+    # padding rows far above the input (the ring's row tags)
+    for C, (H, W), pad, dil in [(1, (9, 11), k // 2, 1), (5, (6, 8), ((k, 0), (1, k)), 1),
+                                (17, (10, 23), k // 2, (2, 1)), (40, (7, 3), k - 1, 1),
+                                (48, (20, 17), ((0, 1), (k // 2, k // 2)), (3, 1)),
+                                (100, (5, 30), k // 2, 1), (3, (2, 9), ((12, 11), (1, 1)), 1)]:
+        for N in (1, 3):
+            _case(rng, 2, "NHWC", N, C, 1, (H, W), (k, k), stride, pad, dil, dtype,
+                  bias=C % 2 == 0, out_nan=N == 3)
+
+
+def test_nhwc_packed_rows_split_over_threads_and_channels(rng):
+    # items split the rows by lcm(N, threads) and, where one item's rings would pass
+    # 1 MB, the channels into groups of whole blocks: same bits for every split
+    # (3x3 on an image over 1 MB takes the strided tiles: 64 x 70 x 70 floats)
+    for N, C, (H, W), k in [(1, 160, (9, 300), 7), (3, 50, (13, 20), 3), (2, 33, (4, 9), 5),
+                            (1, 64, (70, 70), 3)]:
+        x = rng.standard_normal((N, H, W, C)).astype(np.float32)
+        w = rng.standard_normal((k, k, 1, C)).astype(np.float32)
+        b = rng.standard_normal(C).astype(np.float32)
+        ref = conv_nd_reference(x, w, b, 1, ((k // 2,) * 2,) * 2, 1, C, layout="NHWC")
+        ys = []
+        for n in (1, 2, 3):
+            with cconv.num_threads(n):
+                ys.append(cconv.conv2d(x, w, b, 1, k // 2, 1, C, layout="NHWC",
+                                       algorithm="depthwise"))
+        assert rel_error(ys[0], ref) <= TOL[np.float32]
+        for y in ys[1:]:
+            np.testing.assert_array_equal(y, ys[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 3])
 @pytest.mark.parametrize("last", [False, True])
 def test_1d_3d(rng, nd, last, dtype):
@@ -213,6 +249,9 @@ ISA_COMPUTE = textwrap.dedent(
         (2, "NHWC", 1, 9, 2, (21, 37), (5, 5), 2, 2, 1),
         (2, "NCHW", 1, 33, 1, (15, 70), (7, 7), 1, 3, 2),
         (2, "NHWC", 1, 65, 1, (15, 19), (7, 7), 3, 3, 1),
+        (2, "NHWC", 2, 40, 1, (9, 21), (5, 5), 1, 2, (2, 1)),
+        (2, "NHWC", 1, 160, 1, (9, 300), (7, 7), 1, 3, 1),
+        (2, "NHWC", 3, 5, 1, (6, 7), (5, 5), 2, ((1, 3), (0, 2)), 1),
         (1, "NCL", 2, 7, 3, (67,), (3,), 2, 1, 1),
         (3, "NDHWC", 1, 19, 1, (5, 6, 7), (3, 3, 3), 1, 1, 1),
         (3, "NCDHW", 1, 19, 1, (5, 6, 7), (3, 3, 3), 1, 1, 1),

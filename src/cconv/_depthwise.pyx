@@ -6,7 +6,10 @@ NCHW: work items are (image, input channel, output depth, output row block); eac
 copies the input rows it needs into a per-thread zero-padded, stride-phase-split
 scratch and computes all M output channels of that input channel, vectorised along W.
 NHWC: work items are (image, output depth, output row, channel block), vectorised
-along C; for M > 1 the input channels are first repeated M times (channel c*M + m
+along C; 2-D problems with square 3/5/7 kernels (dw = 1, stride 1, or 2 for 5x5) take
+packed rows instead (_forward_nhwc_packed: items are (image, row run, channel group),
+each thread copies the input rows it needs into its cached ring of zero-padded,
+64-byte-aligned rows; depthwise_impl.h says why and when); for M > 1 the input channels are first repeated M times (channel c*M + m
 reads input channel c), which turns the problem into M == 1.
 
 Every output element is one running FMA sum over the taps in (kd, kh, kw) order,
@@ -19,13 +22,17 @@ fewer than 8 output channels); each output sums (c, kd, kh, kw) from +0, then + 
 """
 cimport cython
 from cython cimport floating
-from cython.parallel cimport prange, threadid
+from cython.parallel cimport prange, parallel, threadid
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t
 
 import numpy as np
 
 include "_gemm_core.pxi"
+
+cdef extern from "scratch.h" nogil:
+    void *cc_scratch_acquire(int slot, size_t nbytes)
+    void cc_scratch_release(int slot, void *p)
 
 cdef extern from "depthwise.h" nogil:
     ctypedef struct cc_dw_geom:
@@ -58,6 +65,16 @@ cdef extern from "depthwise.h" nogil:
     void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
                            const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
                            cc_idx c1)
+    cc_idx cconv_dw_nhwc_packed_scratch_f32(const cc_dw_geom *g, cc_idx nc)
+    cc_idx cconv_dw_nhwc_packed_scratch_f64(const cc_dw_geom *g, cc_idx nc)
+    cc_idx cconv_dw_nhwc_packed_block_f32()
+    cc_idx cconv_dw_nhwc_packed_block_f64()
+    void cconv_dw_nhwc_packed_f32(const cc_dw_geom *g, const float *x, const float *w,
+                                  const float *bias, float *out, cc_idx c0, cc_idx c1,
+                                  cc_idx oh0, cc_idx oh1, float *scratch)
+    void cconv_dw_nhwc_packed_f64(const cc_dw_geom *g, const double *x, const double *w,
+                                  const double *bias, double *out, cc_idx c0, cc_idx c1,
+                                  cc_idx oh0, cc_idx oh1, double *scratch)
 
 
 cdef enum:
@@ -65,6 +82,8 @@ cdef enum:
     _SCRATCH_BYTES = 256 * 1024
     # NHWC channel block of one work item.
     _NHWC_CBLOCK = 256
+    # Per-thread NHWC packed-row scratch (the rings of an item's channel blocks).
+    _PACKED_BYTES = 1024 * 1024
 
 
 cdef inline void _nchw_item(const cc_dw_geom *g, const floating *x, const floating *w,
@@ -322,6 +341,90 @@ def forward_grouped(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :
         free(scratch)
 
 
+cdef inline void _nhwc_packed_item(const cc_dw_geom *g, const floating *x, const floating *w,
+                                   const floating *bias, floating *out, cc_idx c0, cc_idx c1,
+                                   cc_idx oh0, cc_idx oh1, floating *scratch) noexcept nogil:
+    if floating is float:
+        cconv_dw_nhwc_packed_f32(g, x, w, bias, out, c0, c1, oh0, oh1, scratch)
+    else:
+        cconv_dw_nhwc_packed_f64(g, x, w, bias, out, c0, c1, oh0, oh1, scratch)
+
+
+cdef cc_idx _packed_scratch(const cc_dw_geom *g, cc_idx nc, cc_idx esize) noexcept nogil:
+    if esize == 4:
+        return cconv_dw_nhwc_packed_scratch_f32(g, nc)
+    return cconv_dw_nhwc_packed_scratch_f64(g, nc)
+
+
+@cython.boundscheck(False)
+cdef int _forward_nhwc_packed(const floating[:, :, :, :, ::1] x,
+                              const floating[:, :, :, :, ::1] w,
+                              floating[:, :, :, :, ::1] out, object bias,
+                              const cc_dw_geom *g, int nthreads) except -1:
+    """The packed-row path (2-D, square 3/5/7 kernels, see depthwise_impl.h); returns 0
+    when the problem or the ISA path does not take it. Items: (image, row run, channel
+    group); N * runs a multiple of the thread count, so the threads get equal shares of
+    rows; channel groups of whole blocks, split only to keep the scratch near 1 MB."""
+    cdef cc_idx esize = sizeof(floating)
+    cdef cc_idx N = x.shape[0], C = g.C, OH = g.OH
+    cdef cc_idx cbw = (cconv_dw_nhwc_packed_block_f32() if floating is float
+                       else cconv_dw_nhwc_packed_block_f64())
+    if g.KD != 1 or cbw == 0 or _packed_scratch(g, C, esize) == 0:
+        return 0
+    cdef cc_idx cg = C
+    while cg > cbw and _packed_scratch(g, cg, esize) * esize > _PACKED_BYTES:
+        cg = ((cg + 1) // 2 + cbw - 1) // cbw * cbw
+    cdef cc_idx ncg = (C + cg - 1) // cg
+    cdef int nt = nthreads if nthreads > 1 else 1
+    cdef cc_idx a = N, b = nt, t
+    while b:
+        t = a % b
+        a = b
+        b = t
+    cdef cc_idx nrun = nt // a  # N * nrun = lcm(N, nt)
+    if nrun > OH:
+        nrun = OH
+    cdef cc_idx sc = (_packed_scratch(g, cg, esize) + 15) // 16 * 16
+    cdef const floating *bp = NULL
+    cdef const floating[::1] bv
+    if bias is not None:
+        bv = bias
+        bp = &bv[0]
+    cdef const floating *xp = &x[0, 0, 0, 0, 0]
+    cdef const floating *wp = &w[0, 0, 0, 0, 0]
+    cdef floating *op = &out[0, 0, 0, 0, 0]
+    cdef cc_idx xvol = g.H * g.W * C, ovol = OH * g.OW * C
+    cdef cc_idx nitems = N * nrun * ncg
+    cdef cc_idx it, n, run, cgi, c0, c1, oh0, oh1, rest
+    cdef floating *buf = NULL
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with nogil, parallel(num_threads=nthreads):
+        # this thread's cached scratch (scratch.h slot 0): fresh pages per call cost
+        # more than a 5x5 240@28 layer's packing
+        buf = <floating *> cc_scratch_acquire(0, sc * esize)
+        if buf == NULL:
+            failed_p[0] = 1
+        for it in prange(nitems, schedule="static"):
+            if buf == NULL:
+                continue
+            cgi = it % ncg
+            rest = it // ncg
+            run = rest % nrun
+            n = rest // nrun
+            c0 = cgi * cg
+            c1 = c0 + cg
+            if c1 > C:
+                c1 = C
+            oh0 = run * OH // nrun
+            oh1 = (run + 1) * OH // nrun
+            _nhwc_packed_item(g, xp + n * xvol, wp, bp, op + n * ovol, c0, c1, oh0, oh1, buf)
+        cc_scratch_release(0, buf)
+    if failed:
+        raise MemoryError("depthwise: could not allocate the per-thread scratch")
+    return 1
+
+
 @cython.boundscheck(False)
 def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                   floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad,
@@ -331,6 +434,8 @@ def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, 
     cdef cc_dw_geom g
     _geom(&g, (x.shape[1], x.shape[2], x.shape[3]), (out.shape[1], out.shape[2], out.shape[3]),
           (w.shape[0], w.shape[1], w.shape[2]), stride, pad, dil, C, 1)
+    if _forward_nhwc_packed(x, w, out, bias, &g, nthreads):
+        return
     cdef cc_idx OD = g.OD, OH = g.OH
     cdef cc_idx xvol = g.D * g.H * g.W * C, ovol = OD * OH * g.OW * C
     cdef cc_idx cb = C if C <= _NHWC_CBLOCK else _NHWC_CBLOCK

@@ -351,3 +351,96 @@ GC_DISPATCH(f64, double)
     }
 GN_DISPATCH(f32, float)
 GN_DISPATCH(f64, double)
+
+
+cc_idx cconv_dw_nhwc_packed_scratch_f32(const cc_dw_geom *g, cc_idx nc)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        return dwp_scratch_f32_avx512(g, nc);
+    case CCONV_ISA_AVX2:
+        return dwp_scratch_f32_avx2(g, nc);
+#endif
+    default:
+        return 0; /* one-lane vectors: the strided path */
+    }
+}
+
+cc_idx cconv_dw_nhwc_packed_block_f32(void)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        return 2 * (64 / (cc_idx)sizeof(float));
+    case CCONV_ISA_AVX2:
+        return 2 * (32 / (cc_idx)sizeof(float));
+#endif
+    default:
+        return 0;
+    }
+}
+
+void cconv_dw_nhwc_packed_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
+                             float *out, cc_idx c0, cc_idx c1, cc_idx oh0, cc_idx oh1,
+                             float *scratch)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        dw_nhwc_packed_f32_avx512(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);
+        return;
+    case CCONV_ISA_AVX2:
+        dw_nhwc_packed_f32_avx2(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);
+        return;
+#endif
+    default:
+        return;
+    }
+}
+
+cc_idx cconv_dw_nhwc_packed_scratch_f64(const cc_dw_geom *g, cc_idx nc)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        return dwp_scratch_f64_avx512(g, nc);
+    case CCONV_ISA_AVX2:
+        return dwp_scratch_f64_avx2(g, nc);
+#endif
+    default:
+        return 0; /* one-lane vectors: the strided path */
+    }
+}
+
+cc_idx cconv_dw_nhwc_packed_block_f64(void)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        return 2 * (64 / (cc_idx)sizeof(double));
+    case CCONV_ISA_AVX2:
+        return 2 * (32 / (cc_idx)sizeof(double));
+#endif
+    default:
+        return 0;
+    }
+}
+
+void cconv_dw_nhwc_packed_f64(const cc_dw_geom *g, const double *x, const double *w, const double *bias,
+                             double *out, cc_idx c0, cc_idx c1, cc_idx oh0, cc_idx oh1,
+                             double *scratch)
+{
+    switch (cconv_isa_active()) {
+#if CCONV_DW_X86
+    case CCONV_ISA_AVX512:
+        dw_nhwc_packed_f64_avx512(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);
+        return;
+    case CCONV_ISA_AVX2:
+        dw_nhwc_packed_f64_avx2(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);
+        return;
+#endif
+    default:
+        return;
+    }
+}
