@@ -604,14 +604,16 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
 }
 
 /* ----------------------------------------------------------------------------------
- * NHWC packed rows (2-D, KH = KW in 3, 5, 7, dw = 1, stride 1, or 2 for 5x5):
- * an item (one block of up to 2*VL channels, a run of output rows) copies each input
- * row it needs, once, into a per-thread ring of zero-padded rows of V*VL lanes per
- * pixel (64-byte aligned, columns -pw .. , zero beyond the input and in the rows of
- * the padding). The 8-pixel tiles of nhwc_t8_krow then read at compile-time offsets
- * with no edge cases, and a row's tiles run in one call: against the strided tiles
- * above, 7x7 96@56 ran 1.4x faster (Intel, 2 FMA ports). Each output still adds kh, kw
- * in order from the bias (or +0), taps in the padding as FMAs with +0: the same bits.
+ * NHWC packed rows (2-D, KH = KW in 3, 5, 7, dw = 1, stride 1, or 2 for 5x5): an
+ * item (a run of output rows, a group of channels) copies each input row it needs,
+ * once, into per-thread rings of zero-padded rows, one ring per block of 2*VL channels
+ * (V*VL lanes per pixel, 64-byte aligned, columns -pw .., zero beyond the input and in
+ * the rows of the padding). The 8-pixel tiles of nhwc_t8_krow then read at compile-time
+ * offsets with no edge cases, and a row's tiles run in one call. Against the strided
+ * tiles above (Intel, 2 FMA ports, 2 threads, two-process A/B): 7x7 96@56 0.85x the
+ * time, 5x5 240@28 0.65-0.74x, 7x7 768@7 0.44x, 3x3 192@28 0.80x. Each output still adds
+ * kh, kw in order from the bias (or +0), taps in the padding as FMAs with +0: the same
+ * bits.
  * -------------------------------------------------------------------------------- */
 #if VL > 1 /* one-lane vectors keep the strided path */
 #define DWP_MAX_SPAN 64
@@ -641,16 +643,11 @@ DW_INLINE void FN(dwp_row)(const T *const *rp, const T *restrict wpk, const T *r
                 acc[p][v] = b0;
         }
         const cc_idx xoff = t * SW * CB;
-        if (KWC == 7) {
-            for (int kh = 0; kh < KWC; kh++)
-                FN(nhwc_t8_krow)(acc, rp[kh] + xoff, wpk + kh * KWC * CB, CB, VL, KWC, SW, V,
-                                 0, 0, 0);
-        } else {
-            _Pragma("GCC unroll 5")
-            for (int kh = 0; kh < KWC; kh++)
-                FN(nhwc_t8_krow)(acc, rp[kh] + xoff, wpk + kh * KWC * CB, CB, VL, KWC, SW, V,
-                                 0, 0, 0);
-        }
+        /* kernel rows unrolled, 7x7 too (unlike the strided tiles): 0-10% faster (noisy) */
+        _Pragma("GCC unroll 7")
+        for (int kh = 0; kh < KWC; kh++)
+            FN(nhwc_t8_krow)(acc, rp[kh] + xoff, wpk + kh * KWC * CB, CB, VL, KWC, SW, V, 0,
+                             0, 0);
         T *op = o + t * C;
         const cc_idx np = OW - t < 8 ? OW - t : 8;
         _Pragma("GCC unroll 8")
