@@ -104,16 +104,18 @@ class BuildExt(build_ext):
         # FMA contraction off in generic C so every ISA path rounds the same way
         # as written (the SIMD paths use explicit FMA intrinsics).
         cflags.append("-ffp-contract=off")
-        # Python's own CFLAGS carry -fwrapv (CPython needs it; Cython output does not):
-        # under it GCC allocated the channels-last depthwise tiles' registers with a copy
-        # per FMA (5x5 240@28 ran 1.7x slower).
-        cflags.append("-fno-wrapv")
         ldflags = []
         if use_omp:
             cflags += omp[0]
             ldflags += omp[1]
         for ext in self.extensions:
             ext.extra_compile_args = list(cflags)
+            if ext.name == "cconv._depthwise":
+                # Python's own CFLAGS carry -fwrapv (CPython needs it; Cython output does
+                # not): under it GCC gave the channels-last depthwise tiles a register copy
+                # per FMA (5x5 240@28 ran 1.7x slower). Only here: the few-channel direct
+                # kernel (cifar_b1) ran 10% slower without it.
+                ext.extra_compile_args.append("-fno-wrapv")
             ext.extra_link_args = list(ldflags)
             ext.define_macros = list(ext.define_macros or []) + [
                 ("CCONV_OPENMP", "1" if use_omp else "0"),
