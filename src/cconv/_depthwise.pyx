@@ -400,8 +400,8 @@ cdef int _forward_nhwc_packed(const floating[:, :, :, :, ::1] x,
     cdef int failed = 0
     cdef int *failed_p = &failed
     with nogil, parallel(num_threads=nthreads):
-        # this thread's cached scratch (scratch.h slot 0): fresh pages per call cost
-        # more than a 5x5 240@28 layer's packing
+        # this thread's cached scratch (scratch.h slot 0), as the Winograd and im2col
+        # drivers keep theirs: fresh pages per call cost a page fault each
         buf = <floating *> cc_scratch_acquire(0, sc * esize)
         if buf == NULL:
             failed_p[0] = 1
