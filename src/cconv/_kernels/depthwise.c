@@ -353,94 +353,51 @@ GN_DISPATCH(f32, float)
 GN_DISPATCH(f64, double)
 
 
-cc_idx cconv_dw_nhwc_packed_scratch_f32(const cc_dw_geom *g, cc_idx nc)
-{
-    switch (cconv_isa_active()) {
+/* The channels-last packed rows' entry points, once per dtype: none on the portable path
+ * (one-lane vectors keep the strided tiles), so scratch and block report 0 there. */
 #if CCONV_DW_X86
-    case CCONV_ISA_AVX512:
-        return dwp_scratch_f32_avx512(g, nc);
-    case CCONV_ISA_AVX2:
-        return dwp_scratch_f32_avx2(g, nc);
-#endif
-    default:
-        return 0; /* one-lane vectors: the strided path */
-    }
-}
-
-cc_idx cconv_dw_nhwc_packed_block_f32(void)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_DW_X86
-    case CCONV_ISA_AVX512:
-        return 2 * (64 / (cc_idx)sizeof(float));
-    case CCONV_ISA_AVX2:
-        return 2 * (32 / (cc_idx)sizeof(float));
-#endif
-    default:
-        return 0;
-    }
-}
-
-void cconv_dw_nhwc_packed_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
-                             float *out, cc_idx c0, cc_idx c1, cc_idx oh0, cc_idx oh1,
-                             float *scratch)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_DW_X86
-    case CCONV_ISA_AVX512:
-        dw_nhwc_packed_f32_avx512(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);
+#define DWP_X86_CASES(DT, T)                                                               \
+    case CCONV_ISA_AVX512:                                                                 \
+        return op == 0 ? dwp_scratch_##DT##_avx512(g, nc) : 2 * (64 / (cc_idx)sizeof(T));  \
+    case CCONV_ISA_AVX2:                                                                   \
+        return op == 0 ? dwp_scratch_##DT##_avx2(g, nc) : 2 * (32 / (cc_idx)sizeof(T));
+#define DWP_X86_RUN(DT)                                                                    \
+    case CCONV_ISA_AVX512:                                                                 \
+        dw_nhwc_packed_##DT##_avx512(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);       \
+        return;                                                                            \
+    case CCONV_ISA_AVX2:                                                                   \
+        dw_nhwc_packed_##DT##_avx2(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);         \
         return;
-    case CCONV_ISA_AVX2:
-        dw_nhwc_packed_f32_avx2(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);
-        return;
+#else
+#define DWP_X86_CASES(DT, T)
+#define DWP_X86_RUN(DT)
 #endif
-    default:
-        return;
+#define DWP_DISPATCH(DT, T)                                                                \
+    /* op 0: scratch elements per thread; 1: channels per block */                         \
+    static cc_idx dwp_query_##DT(int op, const cc_dw_geom *g, cc_idx nc)                   \
+    {                                                                                      \
+        (void)g;                                                                           \
+        (void)nc;                                                                          \
+        switch (cconv_isa_active()) {                                                      \
+        DWP_X86_CASES(DT, T)                                                               \
+        default:                                                                           \
+            return 0;                                                                      \
+        }                                                                                  \
+    }                                                                                      \
+    cc_idx cconv_dw_nhwc_packed_scratch_##DT(const cc_dw_geom *g, cc_idx nc)               \
+    {                                                                                      \
+        return dwp_query_##DT(0, g, nc);                                                   \
+    }                                                                                      \
+    cc_idx cconv_dw_nhwc_packed_block_##DT(void) { return dwp_query_##DT(1, 0, 0); }       \
+    void cconv_dw_nhwc_packed_##DT(const cc_dw_geom *g, const T *x, const T *w,            \
+                                   const T *bias, T *out, cc_idx c0, cc_idx c1, cc_idx oh0, \
+                                   cc_idx oh1, T *scratch)                                 \
+    {                                                                                      \
+        switch (cconv_isa_active()) {                                                      \
+        DWP_X86_RUN(DT)                                                                    \
+        default:                                                                           \
+            return;                                                                        \
+        }                                                                                  \
     }
-}
-
-cc_idx cconv_dw_nhwc_packed_scratch_f64(const cc_dw_geom *g, cc_idx nc)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_DW_X86
-    case CCONV_ISA_AVX512:
-        return dwp_scratch_f64_avx512(g, nc);
-    case CCONV_ISA_AVX2:
-        return dwp_scratch_f64_avx2(g, nc);
-#endif
-    default:
-        return 0; /* one-lane vectors: the strided path */
-    }
-}
-
-cc_idx cconv_dw_nhwc_packed_block_f64(void)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_DW_X86
-    case CCONV_ISA_AVX512:
-        return 2 * (64 / (cc_idx)sizeof(double));
-    case CCONV_ISA_AVX2:
-        return 2 * (32 / (cc_idx)sizeof(double));
-#endif
-    default:
-        return 0;
-    }
-}
-
-void cconv_dw_nhwc_packed_f64(const cc_dw_geom *g, const double *x, const double *w, const double *bias,
-                             double *out, cc_idx c0, cc_idx c1, cc_idx oh0, cc_idx oh1,
-                             double *scratch)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_DW_X86
-    case CCONV_ISA_AVX512:
-        dw_nhwc_packed_f64_avx512(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);
-        return;
-    case CCONV_ISA_AVX2:
-        dw_nhwc_packed_f64_avx2(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);
-        return;
-#endif
-    default:
-        return;
-    }
-}
+DWP_DISPATCH(f32, float)
+DWP_DISPATCH(f64, double)
