@@ -383,6 +383,55 @@ def test_bitwise_identical_across_thread_counts(dtype, layout, N, C, O, G, sp):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("last", [False, True])
+@pytest.mark.parametrize("shape", [(3, 5, 17), (1, 1, 1), (2, 3, 33, 7), (8, 19, 40),
+                                   (4, 70, 65), (5000, 3), (1, 2, 4097)])
+def test_grad_bias_kernel(dtype, last, shape):
+    """The bias gradient (biasgrad.h): per-channel sums in double, rounded once, against
+    math.fsum; bitwise the same for 1-3 threads and on every ISA path this CPU has; NaN
+    and Inf only in their own channel; the input is not modified."""
+    import math
+    from cconv import _backward
+    rng = np.random.default_rng(sum(shape))
+    g = (rng.standard_normal(shape) * 10 ** rng.uniform(-3, 3, shape)).astype(dtype)
+    keep = g.copy()
+    C = shape[-1] if last else shape[1]
+    cols = np.moveaxis(g, -1 if last else 1, 0).reshape(C, -1).astype(np.float64)
+    exact = np.array([math.fsum(c) for c in cols])
+    got = {}
+    for isa in ("generic", "avx2", "avx512"):
+        try:
+            _backward.isa_select(isa)
+        except RuntimeError:
+            continue
+        for n in (1, 2, 3):
+            got[isa, n] = _backward.grad_bias(g, C, last, n)
+    _backward.isa_select(_backward.isa_best())
+    assert ("generic", 1) in got
+    ref = got["generic", 1]
+    assert ref.dtype == dtype and ref.shape == (C,)
+    for key, v in got.items():
+        np.testing.assert_array_equal(v, ref, err_msg=str(key))
+    scale = np.abs(cols).sum(axis=1)  # double accumulation: error ~ n * eps64 * sum |g|
+    assert np.all(np.abs(ref - exact) <= np.abs(exact) * np.finfo(dtype).eps
+                  + scale * cols.shape[1] * 2e-16)
+    np.testing.assert_array_equal(g, keep)
+    # a NaN and an Inf reach their channel and no other
+    g2 = g.copy()
+    idx = [0] * len(shape)
+    idx[-1 if last else 1] = C - 1
+    g2[tuple(idx)] = np.nan
+    if C > 1:
+        idx[-1 if last else 1] = 0
+        g2[tuple(idx)] = np.inf
+    b2 = _backward.grad_bias(g2, C, last, 2)
+    assert np.isnan(b2[C - 1])
+    if C > 1:
+        assert b2[0] == np.inf
+        np.testing.assert_array_equal(b2[1:C - 1], ref[1:C - 1])
+
+
 def test_forced_isa_paths_agree(tmp_path):
     """grad_input / grad_weight give bitwise the same result on every SIMD path."""
     code = """

@@ -67,6 +67,14 @@ cdef extern from "gwdot.h" nogil:
                             const cc_idx *koff, cc_idx kc, double *dw, cc_idx ldw)
 
 
+cdef extern from "biasgrad.h" nogil:
+    double cconv_biasgrad_rows_f32(const float *a, cc_idx nimg, cc_idx stride, cc_idx n)
+    double cconv_biasgrad_rows_f64(const double *a, cc_idx nimg, cc_idx stride, cc_idx n)
+    void cconv_biasgrad_cols_f32(const float *a, cc_idx nr, cc_idx c, cc_idx lda, double *acc)
+    void cconv_biasgrad_cols_f64(const double *a, cc_idx nr, cc_idx c, cc_idx lda,
+                                 double *acc)
+
+
 cdef inline void gwd_nchw(const cc_gwd_rows *r, const floating **dys, const floating **xim,
                           cc_idx nb, cc_idx m, const cc_idx *koff, cc_idx kc, floating *dw,
                           cc_idx ldw) noexcept nogil:
@@ -769,3 +777,56 @@ def dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, nthreads):
     problems use grad_weight_dot."""
     ob = _channel_split(1, dy5.shape[4], nthreads)
     _dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, ob, nthreads)
+
+
+# ----------------------------------------------------------------------------- bias
+# Rows of a channels-last grad_out summed per block: a function of the row count only
+# (never of the thread count), about 64 blocks so that two threads share them evenly.
+cdef enum:
+    BG_MIN_ROWS = 32
+    BG_BLOCKS = 64
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _grad_bias_rows(const floating[:, :, ::1] dy, double[::1] out, int nthreads):
+    """out[c] = sum of dy[:, c, :] (channels-first), channels split over the threads."""
+    cdef Py_ssize_t N = dy.shape[0], C = dy.shape[1], S = dy.shape[2], c
+    with nogil:
+        for c in prange(C, schedule="static", num_threads=nthreads):
+            if floating is float:
+                out[c] = cconv_biasgrad_rows_f32(&dy[0, c, 0], N, C * S, S)
+            else:
+                out[c] = cconv_biasgrad_rows_f64(&dy[0, c, 0], N, C * S, S)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _grad_bias_cols(const floating[:, ::1] dy, double[::1] out, int nthreads):
+    """out[c] = sum of dy[:, c] (channels-last rows): per-block partial sums on the
+    threads, then the partials added in block order (zeroed out on entry)."""
+    cdef Py_ssize_t R = dy.shape[0], C = dy.shape[1], b, r0
+    cdef Py_ssize_t rb = max(<Py_ssize_t>BG_MIN_ROWS, (R + BG_BLOCKS - 1) // BG_BLOCKS)
+    cdef Py_ssize_t nb = (R + rb - 1) // rb
+    cdef double[:, ::1] part = np.zeros((nb, C), np.float64)
+    with nogil:
+        for b in prange(nb, schedule="static", num_threads=nthreads):
+            r0 = b * rb
+            if floating is float:
+                cconv_biasgrad_cols_f32(&dy[r0, 0], min(rb, R - r0), C, C, &part[b, 0])
+            else:
+                cconv_biasgrad_cols_f64(&dy[r0, 0], min(rb, R - r0), C, C, &part[b, 0])
+        cconv_biasgrad_cols_f64(&part[0, 0], nb, C, C, &out[0])
+
+
+def grad_bias(dy, Py_ssize_t channels, bint channels_last, int nthreads):
+    """The bias gradient: grad_out (batched, contiguous) summed over batch and space per
+    channel, in double (biasgrad.h: fixed order, bitwise the same for every thread
+    count and ISA path), returned in grad_out's dtype."""
+    out = np.zeros(channels, np.float64)
+    if dy.size:
+        if channels_last:
+            _grad_bias_cols(dy.reshape(-1, channels), out, nthreads)
+        else:
+            _grad_bias_rows(dy.reshape(dy.shape[0], channels, -1), out, nthreads)
+    return out.astype(dy.dtype)
