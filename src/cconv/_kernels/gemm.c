@@ -173,6 +173,11 @@ int cconv_nr_f64(void) { return BLK_F64[cconv_isa_active()].nr; }
                 PANEL4(k, ai, rs, dst);                                                    \
             } else if (mb == mr && cs == 1 && PACK_A_WIDE_OK(mr, T)) {                     \
                 WIDE((int)mr, k, ai, rs, dst);                                             \
+            } else if (mb == mr && rs == 1 && mr == 12) {                                  \
+                /* constant size: inlined moves, not a libc call per 12 elements (a     \
+                 * tenth of a channels-last grad_weight) */                               \
+                for (cc_idx kk = 0; kk < k; kk++)                                          \
+                    memcpy(dst + kk * 12, ai + kk * cs, 12 * sizeof(T));                   \
             } else if (mb == mr && rs == 1) {                                              \
                 for (cc_idx kk = 0; kk < k; kk++)                                          \
                     memcpy(dst + kk * mr, ai + kk * cs, (size_t)mr * sizeof(T));           \
