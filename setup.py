@@ -42,6 +42,8 @@ EXTENSIONS = {
                                          for f in ("packt.c", "gwdot.c", "biasgrad.c")],
     # the transforms dispatch on the ISA state kept in gemm.c: compiled together.
     "cconv._winograd": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "winograd.c")],
+    # the channel sum dispatches on the ISA state kept in gemm.c: compiled together.
+    "cconv._fft": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "fftmac.c")],
 }
 
 

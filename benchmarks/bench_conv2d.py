@@ -1,6 +1,8 @@
 """conv2d forward over real network layers (the public suite)."""
 import numpy as np
 
+import cconv
+
 from .common import ConvBenchmark, SHAPES
 
 DENSE = [n for n, s in SHAPES.items() if s.groups == 1]
@@ -27,3 +29,28 @@ class Conv2dGrouped(ConvBenchmark):
 
     def time_forward(self, shape, algorithm, layout, dtype):
         self.conv(algorithm)
+
+
+# Large kernels, where FFT convolution can win (README, Algorithms: "fft"), and one where
+# it does not: (x shape, weight shape, padding), float32 NCHW.
+LARGE_KERNEL = {
+    "k31_1to1_256_b4": ((4, 1, 256, 256), (1, 1, 31, 31), 15),
+    "k15_16to16_128": ((1, 16, 128, 128), (16, 16, 15, 15), 7),
+    "conv1d_k255_16to16_L16000_b4": ((4, 16, 16000), (16, 16, 255), 127),
+}
+
+
+class ConvLargeKernel:
+    params = [list(LARGE_KERNEL), ["auto", "fft"]]
+    param_names = ["shape", "algorithm"]
+    timeout = 120
+
+    def setup(self, shape, algorithm):
+        xs, ws, self.pad = LARGE_KERNEL[shape]
+        rng = np.random.default_rng(1234)
+        self.x = rng.standard_normal(xs).astype(np.float32)
+        self.w = rng.standard_normal(ws).astype(np.float32)
+        self.fn = cconv.conv1d if len(xs) == 3 else cconv.conv2d
+
+    def time_forward(self, shape, algorithm):
+        self.fn(self.x, self.w, None, 1, self.pad, algorithm=algorithm)

@@ -261,7 +261,7 @@ def main(argv=None):
     ap.add_argument("--shapes", nargs="*", default=None, help="substrings of shape names")
     ap.add_argument("--algorithm", default="auto",
                     help="cconv algorithm (auto, im2col, direct, winograd, winograd_f2, "
-                         "winograd_f4, depthwise); shapes it cannot run are skipped")
+                         "winograd_f4, depthwise, fft); shapes it cannot run are skipped")
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from . import _direct, _im2col, _winograd
+from . import _direct, _fft, _im2col, _winograd
 
 
 class Algorithm(enum.Enum):
@@ -14,6 +14,7 @@ class Algorithm(enum.Enum):
     DEPTHWISE = "depthwise"  # direct depthwise kernels (groups == C), _depthwise.pyx
     WINOGRAD_F2 = "winograd_f2"  # F(2x2,3x3) / F(2,3), _winograd.pyx
     WINOGRAD_F4 = "winograd_f4"  # F(4x4,3x3) / F(4,3), _winograd.pyx
+    FFT = "fft"  # products of spectra, _fft.pyx
 
     @property
     def winograd_m(self):
@@ -21,21 +22,14 @@ class Algorithm(enum.Enum):
         return {"winograd_f2": 2, "winograd_f4": 4}.get(self.value)
 
 
-# Algorithms the library names but does not implement yet: asking for them is a clear
-# ValueError, not a silent fallback.
-_NOT_YET = {"fft": "FFT convolution"}
-
 WINOGRAD_NAMES = ("winograd", "winograd_f2", "winograd_f4")
 
 
 def choose_forward(spec, algorithm, cached=False):
     """Return the Algorithm that will run `spec`. cached: the weights are already in
     Winograd form (cconv.winograd_weights), so the variant choice ignores their cost."""
-    if algorithm in _NOT_YET:
-        raise ValueError(
-            f"{spec.fname}: algorithm={algorithm!r} ({_NOT_YET[algorithm]}) is not available "
-            "in this version of cconv; use 'auto', 'direct', 'im2col' or 'depthwise'"
-        )
+    if algorithm == "fft":
+        return Algorithm.FFT
     if algorithm in WINOGRAD_NAMES:
         check_winograd(spec, algorithm)
         if algorithm == "winograd":

@@ -16,7 +16,8 @@ LAYOUTS = {
     3: ("NCDHW", "NDHWC"),
 }
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-ALGORITHMS = ("auto", "direct", "im2col", "depthwise", "winograd", "winograd_f2", "winograd_f4")
+ALGORITHMS = ("auto", "direct", "im2col", "depthwise", "winograd", "winograd_f2", "winograd_f4",
+              "fft")
 _DIM_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
@@ -285,7 +286,7 @@ def _forward_spec(fname, nd, x, weight, bias, stride, padding, dilation, groups,
     if not isinstance(layout, str) or layout not in layouts:
         raise ValueError(f"{fname}: layout={layout!r} is not one of {layouts}")
     channels_last = layout == layouts[1]
-    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS + ("fft",):
+    if not isinstance(algorithm, str) or algorithm not in ALGORITHMS:
         raise ValueError(f"{fname}: algorithm={algorithm!r} is not one of {ALGORITHMS}")
 
     x = as_array(fname, "x", x)

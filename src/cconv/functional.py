@@ -3,7 +3,7 @@ import itertools
 
 import numpy as np
 
-from . import _depthwise, _direct, _core, _im2col, _plan, _spec, _winograd
+from . import _depthwise, _direct, _core, _fft, _im2col, _plan, _spec, _winograd
 from ._packed import PackedWeights
 from ._threads import get_num_threads
 
@@ -270,6 +270,9 @@ def _kernel_call(spec, algo, pads3, nth, packed=None, pixrow_packed=None):
             return lambda x5, w5, b, o5: f(x5, w5, o5, b, *geo, G, nth)
         f = _depthwise.forward_grouped
         return lambda x5, w5, b, o5: f(x5, w5, o5, b, *geo, G, cl, nth)
+    if algo is A.FFT:
+        f, s3, d3, nd = _fft.conv_forward, geo[0], geo[2], spec.nd
+        return lambda x5, w5, b, o5: f(x5, w5, b, o5, s3, pads3, d3, G, cl, nth, nd)
     if algo.winograd_m:
         f, m, nd = _winograd.conv_forward, algo.winograd_m, spec.nd
         return lambda x5, w5, b, o5: f(x5, w5, b, o5, *geo, G, cl, nth, m=m, nd=nd,
@@ -377,6 +380,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
     columns beyond its direct readers; a non-finite weight spreads to its whole output
     channel. `weight` may also be a :func:`winograd_weights` object (transformed once,
     reused across calls).
+    "fft" (any problem): products of NumPy FFT spectra, the channel sum on cconv's
+    threads; strided problems compute every stride-1 position first. "auto" never picks
+    it (it wins only on very large kernels with few channels: README, Algorithms).
+    Float32 error about 1e-7 relative; a non-finite input value spreads to every output
+    of its image in its group, a non-finite weight to its whole output channel.
     out: optional C-contiguous array of the output shape and compute dtype.
 
     dtypes: float32 and float64 compute natively; mixed inputs follow np.result_type;
