@@ -209,3 +209,23 @@ np.savez(OUTPATH, y=y, y64=y64)
     for isa, d in got.items():
         for key in d:
             np.testing.assert_array_equal(d[key], got["generic"][key], err_msg=f"{isa} {key}")
+
+
+def test_fft_in_a_forked_child(rng):
+    """The transform thread pool is rebuilt in a forked child (no hang, same result)."""
+    import multiprocessing as mp
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    x = rng.standard_normal((2, 3, 40, 40))
+    w = rng.standard_normal((4, 3, 9, 9))
+    with cconv.num_threads(2):
+        parent = cconv.conv2d(x, w, padding=4, algorithm="fft")  # the pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        child = pool.apply_async(_fft_two_threads, (x, w)).get(timeout=120)
+    np.testing.assert_array_equal(child, parent)
+
+
+def _fft_two_threads(x, w):
+    with cconv.num_threads(2):
+        return cconv.conv2d(x, w, padding=4, algorithm="fft")

@@ -106,6 +106,10 @@ def _split(z, dtype):
 # results); NumPy's pocketfft releases the GIL, so the chunks run on a thread pool.
 _CHUNKS = 16
 _POOL = {}
+# a forked child has none of the parent's pool threads: it starts a pool of its own
+import os
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _map_chunks(fn, a, nthreads):
