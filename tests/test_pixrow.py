@@ -301,3 +301,18 @@ def test_channels_last_on_pixel_rows(isa, dtype, case):
     finally:
         _set_pixrow(None)
     np.testing.assert_array_equal(y, y2)
+
+
+def test_float64_pointwise_keeps_the_panels():
+    """auto/im2col: no pixel rows for float64 1x1 problems (they measured up to 1.9x
+    slower there, _im2col._use_pixrow); forcing them (PIXROW = True) still can."""
+    from cconv import _im2col
+    sp, one = (1, 56, 56), (1, 1, 1)
+    for O in (16, 64, 256):
+        assert not _im2col.pixrow_path(sp, one, one, one, 256, O, np.float64)
+    old = _im2col.PIXROW
+    try:
+        _im2col.PIXROW = True
+        assert _im2col.pixrow_path(sp, one, one, one, 256, 64, np.float64)
+    finally:
+        _im2col.PIXROW = old

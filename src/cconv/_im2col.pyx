@@ -818,18 +818,23 @@ cdef enum:
 PIXROW = None
 
 
-cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX):
+cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX, bint f64):
     """Pixel rows instead of the panels: when they compute fewer padded products (rows
     tile exactly; the panels round the pixels up to NR, on the padded grid when its
     waste is at most 1.5 (_virtual_waste), and Og up to MR). The padded copy they read
     is the same as the padded grid's.
     Measured, 2 threads, float32, ms (panels / pixel rows): 3x3 512@7 2.49 / 1.80,
     256@14 1.62 / 1.39, 128@28 1.48 / 1.25, 64@56 1.60 / 1.20, 3x3 s2 128@56 1.53 / 1.35,
-    CIFAR 32->64 16x16 batch 16 1.16 / 0.89."""
+    CIFAR 32->64 16x16 batch 16 1.16 / 0.89. Not float64 pointwise problems: 2 threads,
+    ms (panels / pixel rows), 1x1 256->64 at 56x56 1.52 / 2.88, batch 8 at 28x28 3.19 /
+    3.56, 1024->256 at 14x14 1.42 / 1.43 (float32: 0.83 / 0.84, 0.82 / 0.75); the 3x3
+    layers keep them in float64 too (0.53-0.94 of the panels' time)."""
     if PIXROW is False or MRX <= 0 or g.C * g.KD * g.KH * g.KW < PIXROW_MIN_K:
         return False
     if PIXROW is True:
         return True
+    if f64 and g.KD * g.KH * g.KW == 1:
+        return False
     cdef Py_ssize_t P = g.OD * g.OH * g.OW
     cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh // g.sh, Wp = g.OW + (g.KW - 1) * g.dw // g.sw
     cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
@@ -863,7 +868,7 @@ def pixrow_path(tuple osp, tuple ksp, tuple stride, tuple dil, Py_ssize_t Cg, Py
         MR, NR, MRX = cconv_mr_f32(), cconv_nr_f32(), cconv_pixrow_max_f32()
     else:
         MR, NR, MRX = cconv_mr_f64(), cconv_nr_f64(), cconv_pixrow_max_f64()
-    return _use_pixrow(g, Og, MR, NR, MRX)
+    return _use_pixrow(g, Og, MR, NR, MRX, np.dtype(dtype) == np.float64)
 
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
@@ -927,7 +932,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
             _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                        geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
         return
-    if _use_pixrow(geom, Og, MR, NR, MRX):
+    if _use_pixrow(geom, Og, MR, NR, MRX, floating is double):
         _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads, True)
         return
     if _virtual_waste(geom) <= 1.5:
