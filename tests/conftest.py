@@ -136,6 +136,25 @@ def subprocess_env(**overrides):
     return env
 
 
+def assert_same_on_every_isa(code, tmp_path):
+    """Run ``code`` (which saves arrays with np.savez to OUTPATH) under CCONV_ISA=generic,
+    avx2 and avx512, skipping the paths this CPU cannot run, and assert every array is
+    bitwise the generic path's."""
+    got = {}
+    for isa in ("generic", "avx2", "avx512"):
+        out = tmp_path / f"{isa}.npz"
+        r = run_python(code.replace("OUTPATH", repr(str(out))), CCONV_ISA=isa)
+        if r.returncode != 0:
+            if "cannot run" in r.stderr:
+                continue
+            raise AssertionError(r.stderr[-2000:])
+        got[isa] = dict(np.load(out))
+    assert "generic" in got
+    for isa, d in got.items():
+        for key in d:
+            np.testing.assert_array_equal(d[key], got["generic"][key], err_msg=f"{isa} {key}")
+
+
 def run_python(code, timeout=300, **env_overrides):
     """Run ``code`` in a fresh interpreter; returns the CompletedProcess."""
     import subprocess

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import assume, given, settings, strategies as st
 
-from conftest import conv_fn, run_python
+from conftest import assert_same_on_every_isa, conv_fn
 from reference import DEFAULT_LAYOUT, LAST_LAYOUT, conv_nd_reference, rel_error, \
     resolve_padding
 
@@ -468,19 +468,7 @@ gi2 = cconv.conv2d_grad_input(rng.standard_normal((2, 6, 7, 10)), w[:6, :5].asty
 np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3, gwg1=gwg1, gwg2=gwg2,
          gwp=gwp, gi2=gi2)
 """
-    got = {}
-    for isa in ("generic", "avx2", "avx512"):
-        out = tmp_path / f"{isa}.npz"
-        r = run_python(code.replace("OUTPATH", repr(str(out))), CCONV_ISA=isa)
-        if r.returncode != 0:
-            if "cannot run" in r.stderr:
-                continue
-            raise AssertionError(r.stderr[-2000:])
-        got[isa] = dict(np.load(out))
-    assert "generic" in got
-    for isa, d in got.items():
-        for key in d:
-            np.testing.assert_array_equal(d[key], got["generic"][key], err_msg=f"{isa} {key}")
+    assert_same_on_every_isa(code, tmp_path)
 
 
 # ----------------------------------------------------------------------------- flipped

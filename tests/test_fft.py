@@ -5,7 +5,7 @@ SIMD path; workspace blocks; how NaN spreads; what "auto" does."""
 import numpy as np
 import pytest
 
-from conftest import run_python, tolerance
+from conftest import assert_same_on_every_isa, tolerance
 from reference import conv_nd_reference, input_shape, rel_error, resolve_padding, weight_shape
 
 cconv = pytest.importorskip("cconv")
@@ -196,19 +196,7 @@ y64 = cconv.conv1d(rng.standard_normal((3, 6, 50)), rng.standard_normal((7, 6, 1
                    algorithm="fft")
 np.savez(OUTPATH, y=y, y64=y64)
 """
-    got = {}
-    for isa in ("generic", "avx2", "avx512"):
-        out = tmp_path / f"{isa}.npz"
-        r = run_python(code.replace("OUTPATH", repr(str(out))), CCONV_ISA=isa)
-        if r.returncode != 0:
-            if "cannot run" in r.stderr:
-                continue
-            raise AssertionError(r.stderr[-2000:])
-        got[isa] = dict(np.load(out))
-    assert "generic" in got
-    for isa, d in got.items():
-        for key in d:
-            np.testing.assert_array_equal(d[key], got["generic"][key], err_msg=f"{isa} {key}")
+    assert_same_on_every_isa(code, tmp_path)
 
 
 def test_fft_in_a_forked_child(rng):
