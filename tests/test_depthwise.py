@@ -320,3 +320,21 @@ def test_sweep_slow(rng, layout, dtype):
         pad = [k // 2 * d, "same", "valid", ((1, 0), (0, 2))][int(rng.integers(4))]
         _case(rng, 2, layout, 1, C, M, (H, W), (k, k), s, pad, d, dtype,
               bias=bool(rng.integers(2)))
+
+
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("D,pd", [(2, 0), (3, 0), (1, 1), (3, 1)])
+def test_nhwc_one_plane_kernel_on_3d_input(rng, k, D, pd):
+    """A 3-D channels-last problem whose kernel has one plane (KD == 1) but several
+    input or output planes is not a 2-D problem: the packed-row path (2-D only) must not
+    take it. It did, and wrote only the first plane of the first image (found by the
+    backward adjoint sweep: NDHWC, (1, 3, 3) kernel, D = 2)."""
+    C = 16
+    x = rng.standard_normal((2, D, 9, 10, C))
+    w = rng.standard_normal((1, k, k, 1, C))
+    pad = ((pd, pd), (k // 2, k // 2), (k // 2, k // 2))
+    ref = conv_nd_reference(x, w, None, 1, pad, 1, C, "zeros", "NDHWC")
+    out = np.full(ref.shape, np.nan)
+    y = cconv.conv3d(x, w, None, 1, pad, 1, C, layout="NDHWC", algorithm="depthwise", out=out)
+    assert y is out and np.isfinite(y).all()
+    assert rel_error(y, ref) <= 1e-11

@@ -369,7 +369,9 @@ cdef int _forward_nhwc_packed(const floating[:, :, :, :, ::1] x,
     cdef cc_idx N = x.shape[0], C = g.C, OH = g.OH
     cdef cc_idx cbw = (cconv_dw_nhwc_packed_block_f32() if floating is float
                        else cconv_dw_nhwc_packed_block_f64())
-    if g.KD != 1 or cbw == 0 or _packed_scratch(g, C, esize) == 0:
+    # 2-D only: a 3-D problem with a one-plane kernel (KD == 1, D or OD > 1) would have
+    # its later planes skipped (the items address one plane per image)
+    if g.KD != 1 or g.D != 1 or g.OD != 1 or cbw == 0 or _packed_scratch(g, C, esize) == 0:
         return 0
     cdef cc_idx cg = C
     while cg > cbw and _packed_scratch(g, cg, esize) * esize > _PACKED_BYTES:
