@@ -434,6 +434,17 @@ cdef void _scatter_rows(const cc_conv_geom *g, const floating *dc, cc_idx ldd, c
                     od = od + 1
 
 
+cdef inline void _step3(cc_idx *a, cc_idx *b, cc_idx *c, cc_idx nb, cc_idx nc) noexcept nogil:
+    """(a, b, c) -> the next index of a row-major grid whose last two sizes are nb, nc."""
+    c[0] += 1
+    if c[0] == nc:
+        c[0] = 0
+        b[0] += 1
+        if b[0] == nb:
+            b[0] = 0
+            a[0] += 1
+
+
 cdef void _scatter_cols(const cc_conv_geom *g, const floating *dc, cc_idx ldd, cc_idx cb,
                         cc_idx cbl, cc_idx p0, cc_idx pc, floating *dx) noexcept nogil:
     """NHWC col2im add: dc row p - p0, column (t*cb + ci) adds into dx[pixel*ctot + ci]."""
@@ -459,20 +470,8 @@ cdef void _scatter_cols(const cc_conv_geom *g, const floating *dc, cc_idx ldd, c
                 dst = dx + ((idd * g.H + ih) * g.W + iw) * ct
                 for ci in range(cbl):
                     dst[ci] = dst[ci] + src[ci]
-            kw = kw + 1
-            if kw == g.KW:
-                kw = 0
-                kh = kh + 1
-                if kh == g.KH:
-                    kh = 0
-                    kd = kd + 1
-        ow = ow + 1
-        if ow == g.OW:
-            ow = 0
-            oh = oh + 1
-            if oh == g.OH:
-                oh = 0
-                od = od + 1
+            _step3(&kd, &kh, &kw, g.KH, g.KW)
+        _step3(&od, &oh, &ow, g.OH, g.OW)
 
 
 cdef int _gi(const cc_conv_geom *g, const floating *dy, const floating *wt, floating *dx,
