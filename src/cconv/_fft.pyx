@@ -95,12 +95,6 @@ def _channel_sum(const floating[:, :, :, ::1] xr, const floating[:, :, :, ::1] x
                                  &yr[n, g, ob, 0], &yi[n, g, ob, 0])
 
 
-def _split(z, dtype):
-    """Real and imaginary planes of a complex array as two C-contiguous real arrays."""
-    return (np.ascontiguousarray(z.real, dtype=dtype),
-            np.ascontiguousarray(z.imag, dtype=dtype))
-
-
 # Planes per transform call: a function of the problem only, so that every plane is
 # transformed in a batch of the same make-up whatever the thread count (bitwise the same
 # results); NumPy's pocketfft releases the GIL, so the chunks run on a thread pool.
@@ -112,56 +106,69 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_POOL.clear)
 
 
-def _map_chunks(fn, a, nthreads):
-    """fn over chunks of a's leading axis on up to nthreads threads, concatenated."""
-    n = a.shape[0]
+def _map_chunks(fn, n, nthreads):
+    """fn(i0, i1) over fixed chunks of range(n), on up to nthreads threads."""
     step = max(1, -(-n // _CHUNKS))
-    parts = [a[i:i + step] for i in range(0, n, step)]
-    if nthreads <= 1 or len(parts) == 1:
-        return np.concatenate([fn(p) for p in parts]) if len(parts) > 1 else fn(parts[0])
+    bounds = [(i, min(n, i + step)) for i in range(0, n, step)]
+    if nthreads <= 1 or len(bounds) == 1:
+        for b in bounds:
+            fn(*b)
+        return
     pool = _POOL.get(nthreads)
     if pool is None:
         from concurrent.futures import ThreadPoolExecutor
         pool = _POOL[nthreads] = ThreadPoolExecutor(nthreads, thread_name_prefix="cconv-fft")
-    return np.concatenate(list(pool.map(fn, parts)))
+    for _ in pool.map(lambda b: fn(*b), bounds):
+        pass
 
 
-def _forward_fft(a, Lt, nthreads):
+def _forward_fft(a, Lt, dt, nthreads):
     """The spectrum of a (..., *spatial) zero-extended to the periods Lt over its last
-    len(Lt) axes: the last axis first (a real transform of only the rows that hold
-    data), then each earlier axis, as rfftn does but without transforming the
+    len(Lt) axes, as two real arrays (real, imaginary parts) of dtype dt, each chunk
+    written straight into them: the last axis first (a real transform of only the rows
+    that hold data), then each earlier axis, as rfftn does but without transforming the
     zero-padding rows of a kernel."""
     k = len(Lt)
     lead = a.shape[:a.ndim - k]
     flat = a.reshape((-1,) + a.shape[a.ndim - k:])
+    fshape = tuple(Lt[:k - 1]) + (Lt[k - 1] // 2 + 1,)
+    re = np.empty((flat.shape[0],) + fshape, dt)
+    im = np.empty_like(re)
 
-    def run(p):
+    def run(i0, i1):
         with np.errstate(all="ignore"):  # NaN / Inf spread silently, as elsewhere
-            z = np.fft.rfft(p, n=Lt[k - 1], axis=p.ndim - 1)
+            z = np.fft.rfft(flat[i0:i1], n=Lt[k - 1], axis=k)
             for j in range(k - 2, -1, -1):
-                z = np.fft.fft(z, n=Lt[j], axis=p.ndim - k + j)
-        return z
+                z = np.fft.fft(z, n=Lt[j], axis=1 + j)
+        re[i0:i1] = z.real
+        im[i0:i1] = z.imag
 
-    z = _map_chunks(run, flat, nthreads)
-    return z.reshape(lead + z.shape[1:])
+    _map_chunks(run, flat.shape[0], nthreads)
+    return re.reshape(lead + fshape), im.reshape(lead + fshape)
 
 
-def _inverse_fft(z, Lt, idx, nthreads):
-    """irfftn of z over its last len(Lt) axes, keeping only the positions idx[j] of each
-    (earlier axes first, so the last axis's inverse runs on kept rows only)."""
+def _inverse_fft(yr, yi, Lt, idx, dt, nthreads):
+    """irfftn of the spectrum yr + i yi over its last len(Lt) axes, keeping only the
+    positions idx[j] of each (earlier axes first, so the last axis's inverse runs on
+    kept rows only); a real array of dtype dt."""
     k = len(Lt)
-    lead = z.shape[:z.ndim - k]
-    flat = z.reshape((-1,) + z.shape[z.ndim - k:])
+    lead = yr.shape[:yr.ndim - k]
+    fr = yr.reshape((-1,) + yr.shape[yr.ndim - k:])
+    fi = yi.reshape(fr.shape)
+    y = np.empty((fr.shape[0],) + tuple(len(t) for t in idx), dt)
+    ct = np.result_type(dt, np.complex64)
 
-    def run(p):
+    def run(i0, i1):
+        p = np.empty((i1 - i0,) + fr.shape[1:], ct)
+        p.real = fr[i0:i1]
+        p.imag = fi[i0:i1]
         with np.errstate(all="ignore"):
             for j in range(k - 1):
-                ax = p.ndim - k + j
-                p = np.take(np.fft.ifft(p, n=Lt[j], axis=ax), idx[j], axis=ax)
-            y = np.fft.irfft(p, n=Lt[k - 1], axis=p.ndim - 1)
-        return np.take(y, idx[k - 1], axis=p.ndim - 1)
+                p = np.take(np.fft.ifft(p, n=Lt[j], axis=1 + j), idx[j], axis=1 + j)
+            z = np.fft.irfft(p, n=Lt[k - 1], axis=k)
+        y[i0:i1] = np.take(z, idx[k - 1], axis=k)
 
-    y = _map_chunks(run, flat, nthreads)
+    _map_chunks(run, fr.shape[0], nthreads)
     return y.reshape(lead + y.shape[1:])
 
 
@@ -211,25 +218,23 @@ def conv_forward(x5, w5, b, out5, stride, pads3, dil, cc_idx groups, bint channe
         o1 = min(Og, o0 + wb)
         # this block's output channels of every group: (G, o1 - o0, Cg, F)
         wsel = wd.reshape((groups, Og, Cg) + wd.shape[2:])[:, o0:o1]
-        wf = _forward_fft(wsel, Lt, nthreads)
-        wr, wi = _split(wf.reshape(groups, o1 - o0, Cg, F), dt)
-        del wf
+        wr, wi = _forward_fft(wsel, Lt, dt, nthreads)
+        wr = wr.reshape(groups, o1 - o0, Cg, F)
+        wi = wi.reshape(wr.shape)
         for n0 in range(0, N, nb):
             n1 = min(N, n0 + nb)
             if xs is None or xs[0] != n0:
-                xf = _forward_fft(x[n0:n1], Lt, nthreads)
-                xs = (n0,) + _split(xf.reshape(n1 - n0, groups, Cg, F), dt)
-                del xf
+                xr, xi = _forward_fft(x[n0:n1], Lt, dt, nthreads)
+                shape = (n1 - n0, groups, Cg, F)
+                xs = (n0, xr.reshape(shape), xi.reshape(shape))
+                del xr, xi
             yr = np.empty((n1 - n0, groups, o1 - o0, F), dt)
             yi = np.empty_like(yr)
             _channel_sum(xs[1], xs[2], wr, wi, yr, yi, 0, nthreads)
-            yf = np.empty(yr.shape, np.result_type(dt, np.complex64))
-            yf.real = yr
-            yf.imag = yi
+            fshape = (n1 - n0, groups * (o1 - o0)) + F_shape
+            y = _inverse_fft(yr.reshape(fshape), yi.reshape(fshape), Lt, idx[3 - nd:], dt,
+                             nthreads)
             del yr, yi
-            yf = yf.reshape((n1 - n0, groups * (o1 - o0)) + F_shape)
-            y = _inverse_fft(yf, Lt, idx[3 - nd:], nthreads).astype(dt, copy=False)
-            del yf
             y = y.reshape((n1 - n0, groups, o1 - o0) + out.shape[2:])
             dst = out[n0:n1].reshape((n1 - n0, groups, Og) + out.shape[2:])[:, :, o0:o1]
             if bias is None:
