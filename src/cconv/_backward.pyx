@@ -67,6 +67,15 @@ cdef extern from "gwdot.h" nogil:
                             const cc_idx *koff, cc_idx kc, double *dw, cc_idx ldw)
 
 
+cdef extern from "dwgw.h" nogil:
+    ctypedef struct cc_dwgw_geom:
+        cc_idx D, H, W, C, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw
+    int cconv_dwgw_nhwc_f32(const cc_dwgw_geom *g, const float *x, const float *dy,
+                            cc_idx r0, cc_idx r1, float *part)
+    int cconv_dwgw_nhwc_f64(const cc_dwgw_geom *g, const double *x, const double *dy,
+                            cc_idx r0, cc_idx r1, double *part)
+
+
 cdef extern from "biasgrad.h" nogil:
     double cconv_biasgrad_rows_f32(const float *a, cc_idx nimg, cc_idx stride, cc_idx n)
     double cconv_biasgrad_rows_f64(const double *a, cc_idx nimg, cc_idx stride, cc_idx n)
@@ -793,11 +802,69 @@ def dw_grad_input(dy5, w5, dx5, stride, pad, dil, channels_last, nthreads):
         _dw_grad_input_nchw(dy5, w5, dx5, stride, pad, dil, nthreads)
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _dwgw_nhwc_blocks(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
+                      floating[:, ::1] part, tuple ksize, tuple stride, tuple pad,
+                      tuple dil, Py_ssize_t rb, int nthreads):
+    """part[b] = dwgw.h's partial of row block b (rows b * rb ..), on the threads."""
+    cdef cc_dwgw_geom g
+    g.D, g.H, g.W, g.C = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
+    g.OD, g.OH, g.OW = dy.shape[1], dy.shape[2], dy.shape[3]
+    g.KD, g.KH, g.KW = ksize
+    g.sd, g.sh, g.sw = stride
+    g.dd, g.dh, g.dw = dil
+    g.pd, g.ph, g.pw = pad
+    cdef Py_ssize_t R = dy.shape[0] * g.OD * g.OH, nb = part.shape[0], b, r0, r1
+    cdef int failed = 0
+    with nogil:
+        for b in prange(nb, schedule="static", num_threads=nthreads):
+            r0 = b * rb
+            r1 = min(r0 + rb, R)
+            if floating is float:
+                if cconv_dwgw_nhwc_f32(&g, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], r0, r1,
+                                       &part[b, 0]):
+                    failed = 1
+            else:
+                if cconv_dwgw_nhwc_f64(&g, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], r0, r1,
+                                       &part[b, 0]):
+                    failed = 1
+    if failed:
+        raise MemoryError("conv grad_weight (depthwise): cannot allocate an index table")
+
+
+# Row blocks of the channels-last depthwise weight gradient: a function of the problem
+# only (bitwise the same for every thread count): about 32 blocks, fewer when a block's
+# partial (taps x channels) is large, at least 4 (memory for the partials: <= 16 MiB
+# unless one partial alone is larger than 4 MiB).
+cdef enum:
+    DWGW_BLOCKS = 32
+    DWGW_MIN_BLOCKS = 4
+    DWGW_PART_BYTES = 4 << 20
+
+
 def dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, nthreads):
     """Depthwise-style grad_weight, channels-last (overwrites dw5). Channels-first
-    problems use grad_weight_dot."""
-    ob = _channel_split(1, dy5.shape[4], nthreads)
-    _dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, ob, nthreads)
+    problems use grad_weight_dot. One output channel per input channel: the dwgw.h
+    kernel over row blocks, whose partials are added in block order; a channel
+    multiplier > 1 runs the scalar loop nest."""
+    C, O = x5.shape[4], dy5.shape[4]
+    if O != C:
+        ob = _channel_split(1, O, nthreads)
+        _dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, ob, nthreads)
+        return
+    ksize = dw5.shape[:3]
+    taps = ksize[0] * ksize[1] * ksize[2]
+    R = dy5.shape[0] * dy5.shape[1] * dy5.shape[2]
+    per = DWGW_PART_BYTES // max(taps * C * dw5.itemsize, 1)
+    target = min(R, max(DWGW_MIN_BLOCKS, min(DWGW_BLOCKS, per)))
+    rb = -(-R // target)
+    part = np.empty((-(-R // rb), taps * C), dw5.dtype)
+    _dwgw_nhwc_blocks(x5, dy5, part, ksize, stride, pad, dil, rb, nthreads)
+    total = part[0]
+    for b in range(1, part.shape[0]):
+        total += part[b]  # block order; elementwise, so exact and thread-independent
+    dw5.reshape(-1)[...] = total
 
 
 # ----------------------------------------------------------------------------- bias

@@ -9,6 +9,15 @@
 #include <string.h>
 
 #include "gwdot.h"
+#include "dwgw.h"
+
+/* dwgw (dwgw.h) shares the logical vectors: dwgw_impl.h is included before each
+ * gwdot_impl.h, with DWGW_TILES listing the tap-tile sizes 1 .. DWGW_TGMAX */
+#define DWGW_T4(X) X(1) X(2) X(3) X(4)
+#define DWGW_T5(X) DWGW_T4(X) X(5)
+#define DWGW_T25(X)                                                                        \
+    DWGW_T5(X) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16) X(17) X(18)  \
+    X(19) X(20) X(21) X(22) X(23) X(24) X(25)
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define CCONV_GWD_X86 1
@@ -33,6 +42,8 @@
 #define GWD_SWITCH_CASES                                                                   \
     GWD_CASE(1, 1) GWD_CASE(1, 2) GWD_CASE(1, 3) GWD_CASE(1, 4)                            \
     GWD_CASE(2, 1) GWD_CASE(2, 2) GWD_CASE(2, 3) GWD_CASE(2, 4)
+#define DWGW_TGMAX 4
+#define DWGW_TILES DWGW_T4
 
 #define GWD_GENERIC(TT, NL, SUF, FMAF)                                                     \
     typedef struct { TT v[NL]; } lv_##SUF;                                                 \
@@ -69,6 +80,7 @@ GWD_GENERIC(double, 8, f64g, fma)
 #define LV_LOADM(p, n) lv_loadm_f32g((p), (n))
 #define LV_FMA(a, b, c) lv_fma_f32g((a), (b), (c))
 #define LV_HSUM(v) lv_hsum_f32g(v)
+#include "dwgw_impl.h"
 #include "gwdot_impl.h"
 
 #define T double
@@ -81,6 +93,7 @@ GWD_GENERIC(double, 8, f64g, fma)
 #define LV_LOADM(p, n) lv_loadm_f64g((p), (n))
 #define LV_FMA(a, b, c) lv_fma_f64g((a), (b), (c))
 #define LV_HSUM(v) lv_hsum_f64g(v)
+#include "dwgw_impl.h"
 #include "gwdot_impl.h"
 
 #undef GWD_TARGET
@@ -91,6 +104,8 @@ GWD_GENERIC(double, 8, f64g, fma)
 #undef GWD_RMAX
 #undef GWD_NXMAX
 #undef GWD_SWITCH_CASES
+#undef DWGW_TGMAX
+#undef DWGW_TILES
 
 #if CCONV_GWD_X86
 /* 256-bit halving reductions (lanes l += l + h, h = 4, 2, 1 for float; 2, 1 for double),
@@ -123,6 +138,9 @@ static const int64_t gwd_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define GWD_RMAX 2
 #define GWD_NXMAX 6
 #define GWD_SWITCH_CASES GWD_R(1) GWD_CASE(2, 1) GWD_CASE(2, 2) GWD_CASE(2, 3)
+/* 5 taps = 10 ymm accumulators, beside two ymm of dY and two of X */
+#define DWGW_TGMAX 5
+#define DWGW_TILES DWGW_T5
 
 /* One logical vector = two ymm (a: lanes 0 .. H-1, b: H .. 2H-1); the suffixes ps / pd
  * and mask tables make the float32 and float64 versions. Masked loads read nothing past
@@ -173,6 +191,7 @@ GWD_AVX2_LV(double, __m256d, f64a2, pd, 4, gwd_mask64)
 #define LV_LOADM(p, n) lv_loadm_f32a2((p), (n))
 #define LV_FMA(a, b, c) lv_fma_f32a2((a), (b), (c))
 #define LV_HSUM(v) lv_hsum_f32a2(v)
+#include "dwgw_impl.h"
 #include "gwdot_impl.h"
 
 #define T double
@@ -185,6 +204,7 @@ GWD_AVX2_LV(double, __m256d, f64a2, pd, 4, gwd_mask64)
 #define LV_LOADM(p, n) lv_loadm_f64a2((p), (n))
 #define LV_FMA(a, b, c) lv_fma_f64a2((a), (b), (c))
 #define LV_HSUM(v) lv_hsum_f64a2(v)
+#include "dwgw_impl.h"
 #include "gwdot_impl.h"
 
 #undef GWD_TARGET
@@ -195,6 +215,8 @@ GWD_AVX2_LV(double, __m256d, f64a2, pd, 4, gwd_mask64)
 #undef GWD_RMAX
 #undef GWD_NXMAX
 #undef GWD_SWITCH_CASES
+#undef DWGW_TGMAX
+#undef DWGW_TILES
 
 /* ---------------------------------------------------------------- AVX-512 */
 #define GWD_TARGET __attribute__((target("avx512f,avx512dq,fma")))
@@ -206,6 +228,9 @@ GWD_AVX2_LV(double, __m256d, f64a2, pd, 4, gwd_mask64)
 #define GWD_RMAX 4
 #define GWD_NXMAX 9
 #define GWD_SWITCH_CASES GWD_R9(1) GWD_R9(2) GWD_R9(3) GWD_R(4)
+/* 25 zmm accumulators (a 5x5 kernel in one pass), one of dY, one of X */
+#define DWGW_TGMAX 25
+#define DWGW_TILES DWGW_T25
 
 GWD_TARGET static inline float gwd_hsum512_ps(__m512 v)
 {
@@ -229,6 +254,7 @@ GWD_TARGET static inline double gwd_hsum512_pd(__m512d v)
 #define LV_LOADM(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), (p))
 #define LV_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define LV_HSUM(v) gwd_hsum512_ps(v)
+#include "dwgw_impl.h"
 #include "gwdot_impl.h"
 
 #define T double
@@ -241,8 +267,11 @@ GWD_TARGET static inline double gwd_hsum512_pd(__m512d v)
 #define LV_LOADM(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), (p))
 #define LV_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #define LV_HSUM(v) gwd_hsum512_pd(v)
+#include "dwgw_impl.h"
 #include "gwdot_impl.h"
 #undef GWD_TARGET
+#undef DWGW_TGMAX
+#undef DWGW_TILES
 #endif /* CCONV_GWD_X86 */
 
 /* ---------------------------------------------------------------- dispatch */
@@ -276,3 +305,26 @@ GWD_TARGET static inline double gwd_hsum512_pd(__m512d v)
 GWD_DEFINE_DISPATCH(float, f32)
 GWD_DEFINE_DISPATCH(double, f64)
 #undef GWD_DEFINE_DISPATCH
+
+#if CCONV_GWD_X86
+#define DWGW_DEFINE_DISPATCH(T, SUF)                                                     \
+    int cconv_dwgw_nhwc_##SUF(const cc_dwgw_geom *g, const T *x, const T *dy, cc_idx r0, \
+                              cc_idx r1, T *part)                                        \
+    {                                                                                    \
+        switch (cconv_isa_active()) {                                                    \
+        case CCONV_ISA_AVX512: return dwgw_rows_##SUF##_avx512(g, x, dy, r0, r1, part);  \
+        case CCONV_ISA_AVX2: return dwgw_rows_##SUF##_avx2(g, x, dy, r0, r1, part);      \
+        default: return dwgw_rows_##SUF##_generic(g, x, dy, r0, r1, part);               \
+        }                                                                                \
+    }
+#else
+#define DWGW_DEFINE_DISPATCH(T, SUF)                                                     \
+    int cconv_dwgw_nhwc_##SUF(const cc_dwgw_geom *g, const T *x, const T *dy, cc_idx r0, \
+                              cc_idx r1, T *part)                                        \
+    {                                                                                    \
+        return dwgw_rows_##SUF##_generic(g, x, dy, r0, r1, part);                        \
+    }
+#endif
+DWGW_DEFINE_DISPATCH(float, f32)
+DWGW_DEFINE_DISPATCH(double, f64)
+#undef DWGW_DEFINE_DISPATCH

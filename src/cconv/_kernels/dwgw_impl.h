@@ -1,0 +1,139 @@
+/* The dwgw kernel (dwgw.h), written once and instantiated per (ISA path, dtype) by
+ * gwdot.c, which defines the logical-vector macros of gwdot_impl.h (T, SFX, LV, LANES,
+ * LV_ZERO, LV_LOAD, LV_LOADM, LV_STORE, LV_FMA, GWD_TARGET) and DWGW_TILES(X) (X(1) ..
+ * X(DWGW_TGMAX)) before including this file ahead of gwdot_impl.h, which undefines them.
+ */
+#define DWGW_CAT2(a, b) a##_##b
+#define DWGW_CAT(a, b) DWGW_CAT2(a, b)
+#define DFN(name) DWGW_CAT(name, SFX)
+#define DWGW_INLINE static inline __attribute__((always_inline)) GWD_TARGET
+
+/* One checked pixel: tap s reads only where its ow range [lo[s], hi[s]) holds ow. */
+#define DWGW_EDGE_PIXEL(TG, LD)                                                           \
+    {                                                                                     \
+        const LV d = LD(dyr + ow * C);                                                    \
+        const cc_idx xo = base + ow * step;                                               \
+        for (int s = 0; s < TG; s++)                                                      \
+            if (ow >= lo[s] && ow < hi[s])                                                \
+                acc[s] = LV_FMA(d, LD(x + (xo + koff[s])), acc[s]);                         \
+    }
+
+/* The row's pixels in order: checked ends, unchecked middle [ia, ib). */
+#define DWGW_ROW(TG, LD)                                                                  \
+    {                                                                                     \
+        cc_idx ow = 0;                                                                    \
+        for (; ow < ia; ow++)                                                             \
+            DWGW_EDGE_PIXEL(TG, LD)                                                       \
+        for (; ow < ib; ow++) {                                                           \
+            const LV d = LD(dyr + ow * C);                                                \
+            const cc_idx xo = base + ow * step;                                         \
+            for (int s = 0; s < TG; s++)                                                  \
+                acc[s] = LV_FMA(d, LD(x + (xo + koff[s])), acc[s]);                      \
+        }                                                                                 \
+        for (; ow < OW; ow++)                                                             \
+            DWGW_EDGE_PIXEL(TG, LD)                                                       \
+    }
+
+/* TG taps x one channel vector over one output row; acc_mem: the partials of the
+ * first tap (tap s at acc_mem + s * C). x, dyr: already offset to the vector's first
+ * channel. base: X offset of (row origin, ow = 0) before the tap offsets koff[s];
+ * step: X elements per output pixel (sw * C). nch < LANES: the last, partial vector. */
+#define DWGW_DEFINE_TILE(TG)                                                              \
+    DWGW_INLINE void DFN(dwgw_tile_##TG)(const T *x, const T *dyr, cc_idx base,           \
+                                         cc_idx step, cc_idx C, cc_idx OW,                \
+                                         const cc_idx *koff, const cc_idx *lo,            \
+                                         const cc_idx *hi, T *acc_mem, int nch)           \
+    {                                                                                     \
+        LV acc[TG];                                                                       \
+        cc_idx ia = 0, ib = OW;                                                           \
+        for (int s = 0; s < TG; s++) {                                                    \
+            acc[s] = LV_LOADM(acc_mem + s * C, nch);                                      \
+            ia = lo[s] > ia ? lo[s] : ia;                                                 \
+            ib = hi[s] < ib ? hi[s] : ib;                                                 \
+        }                                                                                 \
+        if (ib <= ia)                                                                     \
+            ia = ib = OW; /* no pixel reads inside for every tap: all checked */          \
+        if (nch == LANES) {                                                               \
+            DWGW_ROW(TG, LV_LOAD)                                                         \
+            for (int s = 0; s < TG; s++)                                                  \
+                LV_STORE(acc_mem + s * C, acc[s]);                                        \
+        } else {                                                                          \
+            DWGW_ROW(TG, DWGW_LDM)                                                        \
+            T tmp[LANES];                                                                 \
+            for (int s = 0; s < TG; s++) {                                                \
+                LV_STORE(tmp, acc[s]);                                                    \
+                memcpy(acc_mem + s * C, tmp, sizeof(T) * (size_t)nch);                    \
+            }                                                                             \
+        }                                                                                 \
+    }
+#define DWGW_LDM(p) LV_LOADM((p), nch)
+
+DWGW_TILES(DWGW_DEFINE_TILE)
+
+GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T *dy,
+                                     cc_idx r0, cc_idx r1, T *part)
+{
+    const cc_idx C = g->C, OW = g->OW, W = g->W;
+    const cc_idx taps = g->KD * g->KH * g->KW;
+    const cc_idx ng = (taps + DWGW_TGMAX - 1) / DWGW_TGMAX, tg = (taps + ng - 1) / ng;
+    cc_idx *tab = malloc(sizeof(cc_idx) * (size_t)(3 * taps + 2 * g->KW));
+    if (tab == NULL)
+        return -1;
+    cc_idx *koff = tab, *lo = tab + taps, *hi = tab + 2 * taps;
+    cc_idx *lok = tab + 3 * taps, *hik = lok + g->KW;
+    /* ow range of column tap kw: 0 <= ow*sw + kw*dw - pw < W */
+    for (cc_idx kw = 0; kw < g->KW; kw++) {
+        cc_idx a = 0, b = OW;
+        while (a < OW && a * g->sw + kw * g->dw - g->pw < 0)
+            a++;
+        while (b > a && (b - 1) * g->sw + kw * g->dw - g->pw >= W)
+            b--;
+        lok[kw] = a;
+        hik[kw] = b;
+    }
+    for (cc_idx t = 0; t < taps; t++) {
+        const cc_idx kw = t % g->KW, kh = t / g->KW % g->KH, kd = t / (g->KW * g->KH);
+        koff[t] = ((kd * g->dd * g->H + kh * g->dh) * W + kw * g->dw) * C;
+    }
+    memset(part, 0, sizeof(T) * (size_t)(taps * C));
+    const cc_idx plane = g->OD * g->OH;
+    for (cc_idx r = r0; r < r1; r++) {
+        const cc_idx n = r / plane, od = r % plane / g->OH, oh = r % g->OH;
+        const cc_idx id0 = od * g->sd - g->pd, ih0 = oh * g->sh - g->ph;
+        for (cc_idx t = 0; t < taps; t++) {
+            const cc_idx kw = t % g->KW, kh = t / g->KW % g->KH, kd = t / (g->KW * g->KH);
+            const cc_idx id = id0 + kd * g->dd, ih = ih0 + kh * g->dh;
+            const int ok = id >= 0 && id < g->D && ih >= 0 && ih < g->H;
+            lo[t] = ok ? lok[kw] : 0;
+            hi[t] = ok ? hik[kw] : 0;
+        }
+        const cc_idx base = ((n * g->D + id0) * g->H + ih0) * W * C - g->pw * C;
+        const T *dyr = dy + r * OW * C;
+        for (cc_idx c0 = 0; c0 < C; c0 += LANES) {
+            const int nch = (int)(C - c0 < LANES ? C - c0 : LANES);
+            for (cc_idx t0 = 0; t0 < taps; t0 += tg) {
+                const cc_idx cnt = taps - t0 < tg ? taps - t0 : tg;
+                T *am = part + t0 * C + c0;
+#define DWGW_CASE(TG)                                                                     \
+    case TG:                                                                              \
+        DFN(dwgw_tile_##TG)(x + c0, dyr + c0, base, g->sw * C, C, OW, koff + t0, lo + t0, \
+                            hi + t0, am, nch);                                            \
+        break;
+                switch (cnt) {
+                    DWGW_TILES(DWGW_CASE)
+                default: abort(); /* not reached: cnt <= tg <= DWGW_TGMAX */
+                }
+#undef DWGW_CASE
+            }
+        }
+    }
+    free(tab);
+    return 0;
+}
+
+#undef DWGW_LDM
+#undef DWGW_DEFINE_TILE
+#undef DWGW_ROW
+#undef DWGW_EDGE_PIXEL
+#undef DWGW_INLINE
+#undef DFN
