@@ -465,12 +465,13 @@ gwp = cconv.conv2d_grad_weight(x64.astype(np.float32), g1.astype(np.float32), (2
                                algorithm="im2col")
 gi2 = cconv.conv2d_grad_input(rng.standard_normal((2, 6, 7, 10)), w[:6, :5].astype(np.float64),
                               (2, 5, 13, 19), stride=2, padding=1)
-# the channels-last depthwise kernel (dwgw.h): tap groups differ per path (49 and 27 taps)
+# the channels-last depthwise kernel (dwgw.h): tap groups differ per path (49 and 27 taps;
+# channel multiplier 2)
 xl = rng.standard_normal((2, 9, 12, 19)).astype(np.float32)
 dwl = cconv.conv2d_grad_weight(xl, rng.standard_normal((2, 9, 12, 19)).astype(np.float32),
                                (7, 7, 1, 19), 1, 3, 1, 19, layout="NHWC")
 xl3 = rng.standard_normal((1, 4, 5, 6, 11))
-dwl3 = cconv.conv3d_grad_weight(xl3, rng.standard_normal((1, 4, 3, 6, 11)), (3, 3, 3, 1, 11),
+dwl3 = cconv.conv3d_grad_weight(xl3, rng.standard_normal((1, 4, 3, 6, 22)), (3, 3, 3, 1, 22),
                                 (1, 2, 1), 1, 1, 11, layout="NDHWC")
 np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3, gwg1=gwg1, gwg2=gwg2,
          gwp=gwp, gi2=gi2, dwl=dwl, dwl3=dwl3)
@@ -826,49 +827,54 @@ def test_grad_weight_gemm_channels_first(rng, dtype, C, O, G, sp, k, stride, pad
 
 
 def _dw_grad_weight_reference_last(x, g, k, stride, pads, dil):
-    """float64 channels-last depthwise weight gradient (one output channel per input
-    channel): per tap, the strided slice of the zero-padded input times grad_out, summed
-    over images and pixels. Shape k + (1, C)."""
+    """float64 channels-last depthwise weight gradient (output channel o reads input
+    channel o // m, m = g's channels / x's): per tap, the strided slice of the
+    zero-padded input times grad_out, summed over images and pixels. Shape k + (1, O)."""
     nd = len(k)
+    C, O = x.shape[-1], g.shape[-1]
     xp = np.pad(x.astype(np.float64), ((0, 0),) + tuple(pads) + ((0, 0),))
+    xp = np.repeat(xp, O // C, axis=-1)
     g = g.astype(np.float64)
-    dw = np.zeros(tuple(k) + (1, x.shape[-1]))
+    dw = np.zeros(tuple(k) + (1, O))
     for tap in np.ndindex(*k):
         sl = tuple(slice(t * d, t * d + s * (o - 1) + 1, s)
                    for t, d, s, o in zip(tap, dil, stride, g.shape[1:1 + nd]))
-        xs = xp[(slice(None),) + sl].reshape(-1, x.shape[-1])
-        dw[tap + (0,)] = np.einsum("pc,pc->c", g.reshape(-1, x.shape[-1]), xs)
+        xs = xp[(slice(None),) + sl].reshape(-1, O)
+        dw[tap + (0,)] = np.einsum("pc,pc->c", g.reshape(-1, O), xs)
     return dw
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("nd,C,sp,k,stride,pads,dil", [
-    (2, 19, (13, 11), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),      # partial vectors
-    (2, 16, (9, 12), (7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1)),       # 49 taps: groups
-    (2, 33, (5, 6), (5, 5), (2, 1), ((2, 1), (0, 3)), (1, 2)),        # asymmetric pads
-    (2, 8, (3, 3), (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)),         # no unchecked pixel
-    (2, 17, (6, 7), (2, 6), (3, 1), ((1, 1), (2, 2)), (2, 1)),
-    (3, 20, (4, 6, 5), (3, 3, 3), (1, 2, 1), ((1, 1), (0, 1), (1, 1)), (1, 1, 2)),
-    (1, 40, (50,), (31,), (2,), ((15, 15),), (1,)),
-    (1, 5, (9,), (6,), (1,), ((0, 0),), (1,)),                        # 6 taps
+@pytest.mark.parametrize("nd,C,m,sp,k,stride,pads,dil", [
+    (2, 19, 1, (13, 11), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),      # partial vectors
+    (2, 16, 1, (9, 12), (7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1)),       # 49 taps: groups
+    (2, 33, 1, (5, 6), (5, 5), (2, 1), ((2, 1), (0, 3)), (1, 2)),        # asymmetric pads
+    (2, 8, 1, (3, 3), (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)),         # no unchecked pixel
+    (2, 17, 2, (6, 7), (2, 6), (3, 1), ((1, 1), (2, 2)), (2, 1)),        # multiplier 2
+    (3, 20, 1, (4, 6, 5), (3, 3, 3), (1, 2, 1), ((1, 1), (0, 1), (1, 1)), (1, 1, 2)),
+    (3, 3, 4, (4, 5, 6), (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1)), (1, 1, 1)),
+    (1, 40, 1, (50,), (31,), (2,), ((15, 15),), (1,)),
+    (1, 5, 3, (9,), (6,), (1,), ((0, 0),), (1,)),                        # 6 taps
 ])
-def test_depthwise_grad_weight_channels_last_kernel(dtype, nd, C, sp, k, stride, pads, dil):
+def test_depthwise_grad_weight_channels_last_kernel(dtype, nd, C, m, sp, k, stride, pads,
+                                                    dil):
     """The channels-last depthwise grad_weight kernel (dwgw.h): against a float64
     reference with vector tails, tap groups (more taps than registers), checked and
-    unchecked pixels, 1-D to 3-D; bitwise the same for 1-3 threads; inputs unchanged."""
+    unchecked pixels, channel multipliers, 1-D to 3-D; bitwise the same for 1-3
+    threads; inputs unchanged."""
     rng = np.random.default_rng(5)
     lay = LAST_LAYOUT[nd]
     x = rng.standard_normal((2,) + sp + (C,)).astype(dtype)
     osp = tuple((n + b + a - (kk - 1) * d - 1) // s + 1
                 for n, (b, a), kk, d, s in zip(sp, pads, k, dil, stride))
-    g = rng.standard_normal((2,) + osp + (C,)).astype(dtype)
+    g = rng.standard_normal((2,) + osp + (C * m,)).astype(dtype)
     x0, g0 = x.copy(), g.copy()
     gw_fn = bwd_fns(nd)[1]
     ref = _dw_grad_weight_reference_last(x, g, k, stride, pads, dil)
     out = []
     for n in (1, 2, 3):
         with cconv.num_threads(n):
-            out.append(gw_fn(x, g, k + (1, C), stride, pads, dil, C, layout=lay,
+            out.append(gw_fn(x, g, k + (1, C * m), stride, pads, dil, C, layout=lay,
                              algorithm="direct"))
     tol = 2e-6 if dtype == np.float32 else 1e-13
     assert out[0].dtype == dtype and out[0].shape == ref.shape

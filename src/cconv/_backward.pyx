@@ -37,6 +37,8 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
+from . import _core
+
 include "_gemm_core.pxi"
 
 include "_pack.pxi"
@@ -719,70 +721,6 @@ def _dw_grad_input_nhwc(const floating[:, :, :, :, ::1] dy, const floating[:, :,
                                             xp[c] = xp[c] + wp[c * m + j] * yp[c * m + j]
 
 
-@cython.boundscheck(False)
-def _dw_grad_weight_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
-                         floating[:, :, :, :, ::1] dwt, tuple stride, tuple pad, tuple dil,
-                         Py_ssize_t ob, int nthreads):
-    # dwt (KD, KH, KW, 1, O); x (N, D, H, W, C); dy (N, OD, OH, OW, O)
-    cdef Py_ssize_t N = x.shape[0], D = x.shape[1], H = x.shape[2], W = x.shape[3]
-    cdef Py_ssize_t C = x.shape[4], OD = dy.shape[1], OH = dy.shape[2], OW = dy.shape[3]
-    cdef Py_ssize_t O = dy.shape[4], KD = dwt.shape[0], KH = dwt.shape[1], KW = dwt.shape[2]
-    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
-    cdef Py_ssize_t dd = dil[0], dh = dil[1], dw_ = dil[2]
-    cdef Py_ssize_t pd = pad[0], ph = pad[1], pw = pad[2]
-    cdef Py_ssize_t m = O // C, taps = KD * KH * KW, nob = (O + ob - 1) // ob
-    cdef Py_ssize_t item, o0, o1, o, n, t, kd, kh, kw, od, oh, ow, idd, ih, iw
-    cdef floating *buf
-    cdef floating *acc
-    cdef const floating *xp
-    cdef const floating *yp
-    cdef int failed = 0
-    cdef int *failed_p = &failed
-    with nogil, parallel(num_threads=nthreads):
-        buf = <floating *> malloc(taps * ob * sizeof(floating) + 64)
-        if buf == NULL:
-            failed_p[0] = 1
-        for item in prange(nob, schedule="static"):
-            if buf == NULL:
-                continue
-            o0 = item * ob
-            o1 = o0 + ob
-            if o1 > O:
-                o1 = O
-            memset(buf, 0, taps * ob * sizeof(floating))
-            for n in range(N):
-                for od in range(OD):
-                    for oh in range(OH):
-                        for ow in range(OW):
-                            yp = &dy[n, od, oh, ow, 0]
-                            for kd in range(KD):
-                                idd = od * sd + kd * dd - pd
-                                if idd < 0 or idd >= D:
-                                    continue
-                                for kh in range(KH):
-                                    ih = oh * sh + kh * dh - ph
-                                    if ih < 0 or ih >= H:
-                                        continue
-                                    for kw in range(KW):
-                                        iw = ow * sw + kw * dw_ - pw
-                                        if iw < 0 or iw >= W:
-                                            continue
-                                        xp = &x[n, idd, ih, iw, 0]
-                                        acc = buf + ((kd * KH + kh) * KW + kw) * ob - o0
-                                        if m == 1:
-                                            for o in range(o0, o1):
-                                                acc[o] = acc[o] + yp[o] * xp[o]
-                                        else:
-                                            for o in range(o0, o1):
-                                                acc[o] = acc[o] + yp[o] * xp[o // m]
-            for t in range(taps):
-                for o in range(o0, o1):
-                    (&dwt[0, 0, 0, 0, 0])[t * O + o] = buf[t * ob + o - o0]
-        free(buf)
-    if failed:
-        raise MemoryError("conv grad_weight (depthwise): cannot allocate a buffer")
-
-
 def _channel_split(Py_ssize_t n_items, Py_ssize_t channels, int nthreads):
     """Channels per block: all of them, or fewer so that there are >= 1 item per thread
     (never below 16 channels). Blocking never changes a sum."""
@@ -844,15 +782,13 @@ cdef enum:
 
 
 def dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, nthreads):
-    """Depthwise-style grad_weight, channels-last (overwrites dw5). Channels-first
-    problems use grad_weight_dot. One output channel per input channel: the dwgw.h
-    kernel over row blocks, whose partials are added in block order; a channel
-    multiplier > 1 runs the scalar loop nest."""
+    """Depthwise-style grad_weight, channels-last (overwrites dw5 (KD, KH, KW, 1, C * m)).
+    Channels-first problems use grad_weight_dot. The dwgw.h kernel over row blocks,
+    whose partials are added in block order; with a channel multiplier m > 1, once per
+    j < m on dY's channels c * m + j (moved to a contiguous (m, ..., C) copy by a
+    threaded transpose: the kernel's lanes are input channels)."""
     C, O = x5.shape[4], dy5.shape[4]
-    if O != C:
-        ob = _channel_split(1, O, nthreads)
-        _dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, ob, nthreads)
-        return
+    m = O // C
     ksize = dw5.shape[:3]
     taps = ksize[0] * ksize[1] * ksize[2]
     R = dy5.shape[0] * dy5.shape[1] * dy5.shape[2]
@@ -860,11 +796,17 @@ def dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, nthreads):
     target = min(R, max(DWGW_MIN_BLOCKS, min(DWGW_BLOCKS, per)))
     rb = -(-R // target)
     part = np.empty((-(-R // rb), taps * C), dw5.dtype)
-    _dwgw_nhwc_blocks(x5, dy5, part, ksize, stride, pad, dil, rb, nthreads)
-    total = part[0]
-    for b in range(1, part.shape[0]):
-        total += part[b]  # block order; elementwise, so exact and thread-independent
-    dw5.reshape(-1)[...] = total
+    if m > 1:
+        dyt = np.empty((m,) + dy5.shape[:4] + (C,), dy5.dtype)
+        _core.to_channels_first_into(dy5.reshape(1, -1, m), dyt.reshape(1, m, -1), nthreads)
+    dwv = dw5.reshape(taps, C, m)
+    for j in range(m):
+        _dwgw_nhwc_blocks(x5, dyt[j] if m > 1 else dy5, part, ksize, stride, pad, dil, rb,
+                          nthreads)
+        total = part[0]
+        for b in range(1, part.shape[0]):
+            total += part[b]  # block order; elementwise, so exact and thread-independent
+        dwv[:, :, j] = total.reshape(taps, C)
 
 
 # ----------------------------------------------------------------------------- bias
