@@ -570,17 +570,20 @@ def test_grad_input_subpixel_choice():
 
 def test_grad_input_forward_form_only_with_enough_channels(monkeypatch):
     """"auto" keeps col2im when the input has few channels per group (the forward
-    form's GEMM tiles would be mostly empty) and takes the forward form otherwise."""
+    form's GEMM tiles would be mostly empty) and takes the forward form otherwise, and
+    also when grad_out has fewer channels per group still (col2im's GEMM would sum over
+    only those)."""
     from cconv import backward as bw
     calls = []
     real = bw._subpixel_grad_input
     monkeypatch.setattr(bw, "_subpixel_grad_input",
                         lambda *a, **k: (calls.append(1), real(*a, **k))[1])
     rng = np.random.default_rng(15)
-    for C, used in ((3, False), (16, True)):
+    for C, O, used in ((3, 8, False), (16, 8, True), (3, 2, True), (8, 8, True),
+                       (4, 16, False)):
         calls.clear()
-        w = rng.standard_normal((8, C, 4, 4))
-        g = rng.standard_normal((2, 8, 5, 5))
+        w = rng.standard_normal((O, C, 4, 4))
+        g = rng.standard_normal((2, O, 5, 5))
         a = cconv.conv2d_grad_input(g, w, (2, C, 10, 10), 2, 1)
         b = cconv.conv2d_grad_input(g, w, (2, C, 10, 10), 2, 1, algorithm="im2col")
         assert bool(calls) is used

@@ -164,11 +164,18 @@ def _forward_form_pays(spec):
     """Whether grad_input as forward convolution(s) (flipped / sub-pixel) beats col2im:
     their outputs are the spec's Cg input channels per group, too few to fill the GEMM
     tiles below 16 (measured 1 thread, float32, batch 16, 32x32: C = 3: 2.7x slower,
-    8: 1.2x, 16: 0.97x; stride 2, k = 4: C = 3: 3.8x, 8: 1.6x, 16: 0.76x); a depthwise
-    problem (one channel per group and per output) runs the depthwise kernels."""
+    8: 1.2x, 16: 0.97x; stride 2, k = 4: C = 3: 3.8x, 8: 1.6x, 16: 0.76x), unless the
+    output channels per group are fewer still: col2im's GEMM then sums over only Og
+    (measured 2 threads, float32, 3x3 / 3x3x3, both layouts, groups 1 and 2, Cg 2-12:
+    forward form / col2im 0.10-0.88 for Og <= 4, 0.24-0.82 for Og = 8 with Cg >= 8;
+    NCHW Cg = 2 with Og 1-2 the exception, 1.1-1.3x but within 0.05 ms; Og = 2 with
+    groups = 2 channels-last 3-D at 7x7x7 was 150 ms against 1.25). A depthwise problem
+    (one channel per group and per output) runs the depthwise kernels."""
     if math.prod(spec.kernel) == 1:  # 1x1: col2im is the same GEMM with nothing to add
         return False                 # (measured 0.76 ms against 0.92, 2 threads)
-    return spec.Cg >= 16 or (spec.Cg == 1 and spec.Og == 1 and spec.groups > 1)
+    if spec.Cg >= 16 or (spec.Cg == 1 and spec.Og == 1 and spec.groups > 1):
+        return True
+    return spec.Cg > 1 and (spec.Og <= 4 or (spec.Og <= 8 and spec.Cg >= 8))
 
 
 def _subpixel_possible(spec):
