@@ -304,9 +304,9 @@ def test_nonfinite_propagates(rng, layout, algorithm, bad):
     (12, 16, 20, 1, (15, 13), 3, 2, 1, "reflect", (True, True)),
 ])
 def test_nchw_small_images_via_channels_last(dtype, N, C, O, G, hw, k, stride, pad, mode,
-                                             via):
+                                             via, monkeypatch):
     import cconv
-    from cconv import _im2col, _plan, _spec
+    from cconv import _im2col, _plan, _spec, functional
     rng = np.random.default_rng(12)
     x = rng.standard_normal((N, C) + hw).astype(dtype)
     w = rng.standard_normal((O, C // G, k, k)).astype(dtype)
@@ -324,7 +324,10 @@ def test_nchw_small_images_via_channels_last(dtype, N, C, O, G, hw, k, stride, p
                      out=out)
     assert y is out
     if via:
-        # the same kernel as the channels-last call: bitwise equal
+        # the same kernel as the channels-last call (kept channels-last: few output
+        # channels per group would send it channels-first): bitwise equal
+        monkeypatch.setattr(_plan, "nhwc_via_nchw", lambda spec: False)
+        functional._FAST.clear()
         yl = cconv.conv2d(np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
                           np.ascontiguousarray(w.transpose(2, 3, 1, 0)), b, stride, pad, 1,
                           G, padding_mode=mode, layout="NHWC", algorithm="im2col")
@@ -391,6 +394,35 @@ def test_grouped_channels_last_few_channels_per_group(nd, groups, Cg, Og):
         y = conv_fn(nd)(x, w, b, 1, 1, 1, groups, layout=layout, algorithm=algorithm)
         assert y.shape == ref.shape and y.flags.c_contiguous
         assert rel_error(y, ref) <= tolerance(np.float32, algorithm)
+
+
+@pytest.mark.parametrize("nd,C,O,k,stride,via", [
+    (2, 24, 8, 3, 1, True), (2, 16, 16, 7, 1, True), (1, 8, 5, 3, 1, True),
+    (3, 12, 16, 3, 1, True), (2, 24, 8, 3, 2, False), (2, 24, 40, 3, 1, False),
+    (1, 8, 16, 3, 1, False), (3, 12, 8, 5, 1, False), (2, 3, 8, 3, 1, False),
+])
+def test_dense_channels_last_few_outputs_via_channels_first(nd, C, O, k, stride, via):
+    """Stride-1 channels-last im2col with few output channels runs the channels-first
+    kernel between transposes (_plan.nhwc_via_nchw); strided problems, more outputs,
+    3-D kernels above 3x3x3 and fewer than 4 input channels stay channels-last. Both
+    against the float64 reference, into a NaN-prefilled out=."""
+    from cconv import _plan, _spec
+    layout = LAST_LAYOUT[nd]
+    rng = np.random.default_rng(C + O + k)
+    sp = {1: (23,), 2: (11, 9), 3: (6, 7, 5)}[nd]
+    x = rng.standard_normal(input_shape(layout, 2, C, sp)).astype(np.float32)
+    w = rng.standard_normal(weight_shape(layout, O, C, (k,) * nd)).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    spec = _spec.forward_spec(f"conv{nd}d", nd, x, w, b, stride, k // 2, 1, 1, "zeros",
+                              layout, "im2col")[0]
+    assert _plan.nhwc_via_nchw(spec) == via
+    pairs = resolve_padding(k // 2, sp, (k,) * nd, stride, 1)
+    ref = conv_nd_reference(x, w, b, stride, pairs, 1, 1, "zeros", layout)
+    out = np.full(ref.shape, np.nan, np.float32)
+    y = conv_fn(nd)(x, w, b, stride, k // 2, 1, 1, layout=layout, algorithm="im2col",
+                    out=out)
+    assert y is out
+    assert rel_error(y, ref) <= tolerance(np.float32, "im2col")
 
 
 # ----------------------------------------------------------------------------- dilation phases

@@ -804,8 +804,9 @@ def dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, nthreads):
         _dwgw_nhwc_blocks(x5, dyt[j] if m > 1 else dy5, part, ksize, stride, pad, dil, rb,
                           nthreads)
         total = part[0]
-        for b in range(1, part.shape[0]):
-            total += part[b]  # block order; elementwise, so exact and thread-independent
+        with np.errstate(all="ignore"):  # Inf - Inf is NaN by definition: no warning
+            for b in range(1, part.shape[0]):
+                total += part[b]  # block order; elementwise: thread-independent
         dwv[:, :, j] = total.reshape(taps, C)
 
 

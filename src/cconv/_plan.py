@@ -278,8 +278,28 @@ GROUPED_DIRECT_MAX_CG_LAST = 32
 def nhwc_via_nchw(spec):
     """Run a channels-last im2col problem through the channels-first kernel: grouped
     convolutions with fewer than 16 channels per group (the channels-last kernel builds
-    row blocks for them; measured 2-3x slower than channels-first plus the transposes)."""
-    return spec.channels_last and spec.groups > 1 and spec.Cg < 16
+    row blocks for them; measured 2-3x slower than channels-first plus the transposes),
+    and stride-1 problems with few output channels per group (the channels-last tiles
+    are NR = 32 output channels wide, mostly empty there; the channels-first tiles put
+    output channels on their MR = 12 rows). Measured im2col, 2 threads, float32, via
+    channels-first / channels-last: 2-D batch 4 at 56x56, 3x3 and 7x7: 0.22-0.76 for
+    Og <= 8 with 8 <= Cg <= 64, 0.36-0.95 for Og = 16 with Cg <= 32 (Cg = 128: 0.76 at
+    Og = 8, 1.02 at 16); 3-D batch 2 at 16^3, 3x3x3: 0.28-0.76 for Og <= 16, Cg <= 32,
+    0.57-0.79 for Og <= 8 up to Cg = 128; 1-D batch 8, L = 2000: 0.46-0.97 for Og <= 8,
+    Cg 8-64, but 0.72-1.13 at Og = 16. Strided problems lost (2-D 3x3 stride 2 with
+    Cg >= 32: 0.9-2.4x; 3-D: 1.3-3x) and stay channels-last, as do 3-D kernels larger
+    than 3x3x3 (5x5x5 and 7x7x7, Cg 8-64, Og 4-16: 1.1-2.4x slower through
+    channels-first)."""
+    if not spec.channels_last:
+        return False
+    if spec.groups > 1 and spec.Cg < 16:
+        return True
+    Og = spec.O // spec.groups
+    if any(s != 1 for s in spec.stride) or spec.Cg < 4:
+        return False
+    if spec.nd == 3 and math.prod(spec.kernel) > 27:
+        return False
+    return (Og <= 8 and spec.Cg <= 64) or (Og <= 16 and spec.Cg <= 32 and spec.nd >= 2)
 
 
 # Dilated stride-1 convolution splits into undilated ones: with the input zero-padded,
