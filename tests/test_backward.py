@@ -556,16 +556,18 @@ def test_grad_input_subpixel_matches_col2im(layout, nd, N, C, O, G, sp, k, strid
 
 def test_grad_input_subpixel_choice():
     """"auto" splits channels-last strided input gradients into phases, channels-first
-    ones only when every kernel size is a multiple of its stride (even phases)."""
+    ones only when every kernel size is a multiple of its stride (even phases), and
+    neither below 1024 input pixels in the batch (col2im then costs less)."""
     from cconv import _spec, backward as bw
-    def ok(layout, k, stride):
+    def ok(layout, k, stride, n=8):
         last = layout == "NHWC"
-        x = np.zeros((1, 12, 12, 16) if last else (1, 16, 12, 12))
+        x = np.zeros((n, 12, 12, 16) if last else (n, 16, 12, 12))
         w = np.zeros((k, k, 16, 16) if last else (16, 16, k, k))
         return bw._subpixel_ok(_spec.forward_spec("conv2d", 2, x, w, None, stride, 1, 1, 1,
                                                   "zeros", layout, "auto")[0])
     assert ok("NCHW", 4, 2) and ok("NHWC", 4, 2) and ok("NHWC", 3, 2)
     assert not ok("NCHW", 3, 2) and not ok("NCHW", 3, 1) and not ok("NHWC", 3, 1)
+    assert not ok("NCHW", 4, 2, n=7) and not ok("NHWC", 3, 2, n=7)  # 1008 pixels
 
 
 def test_grad_input_forward_form_only_with_enough_channels(monkeypatch):
@@ -583,9 +585,9 @@ def test_grad_input_forward_form_only_with_enough_channels(monkeypatch):
                        (4, 16, False)):
         calls.clear()
         w = rng.standard_normal((O, C, 4, 4))
-        g = rng.standard_normal((2, O, 5, 5))
-        a = cconv.conv2d_grad_input(g, w, (2, C, 10, 10), 2, 1)
-        b = cconv.conv2d_grad_input(g, w, (2, C, 10, 10), 2, 1, algorithm="im2col")
+        g = rng.standard_normal((11, O, 5, 5))  # 1100 input pixels: large enough
+        a = cconv.conv2d_grad_input(g, w, (11, C, 10, 10), 2, 1)
+        b = cconv.conv2d_grad_input(g, w, (11, C, 10, 10), 2, 1, algorithm="im2col")
         assert bool(calls) is used
         assert rel_error(a, b) <= 1e-13
 

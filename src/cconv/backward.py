@@ -185,16 +185,26 @@ def _subpixel_possible(spec):
             and all(s <= k for s, k in zip(spec.stride, spec.kernel)))
 
 
+_SUBPIXEL_MIN_PIXELS = 1024
+
+
 def _subpixel_ok(spec):
     """Whether "auto" runs a strided input gradient as its stride phases: where they
-    are possible, and channels-first only when every kernel size is a multiple of its stride: uneven
-    phases (3x3 stride 2: 2x2, 2x1, 1x2 and 1x1 kernels) lost to col2im there, measured
-    2 threads, float32, 3x3 stride 2 (ms, sub-pixel vs col2im): batch 4 of 256 -> 512 at
-    14x14 7.2 vs 5.1, batch 16 of 32 -> 64 at 32x32 1.66 vs 1.38, batch 8 of 128 -> 256
-    at 28x28 8.4 vs 6.9; 1-D k=3 stride 2, 64 channels, L=4000: 4.3 vs 3.6. Channels-last
-    the phases still won (batch 8 of 128 -> 256 at 28x28: 6.5 vs 7.8)."""
-    return _subpixel_possible(spec) and (
-        spec.channels_last or all(k % s == 0 for s, k in zip(spec.stride, spec.kernel)))
+    are possible, and channels-first only when every kernel size is a multiple of its
+    stride: uneven phases (3x3 stride 2: 2x2, 2x1, 1x2 and 1x1 kernels) lost to col2im
+    there, measured 2 threads, float32, 3x3 stride 2 (ms, sub-pixel vs col2im): batch 4
+    of 256 -> 512 at 14x14 7.2 vs 5.1, batch 16 of 32 -> 64 at 32x32 1.66 vs 1.38, batch
+    8 of 128 -> 256 at 28x28 8.4 vs 6.9; 1-D k=3 stride 2, 64 channels, L=4000: 4.3 vs
+    3.6. Channels-last the phases still won (batch 8 of 128 -> 256 at 28x28: 6.5 vs
+    7.8). Small problems lose the phases' fixed cost (a forward call and a strided copy
+    each): below _SUBPIXEL_MIN_PIXELS input pixels (batch x spatial) sub-pixel was
+    1.1-2.9x slower than col2im (2 threads, float32, 3x3 / 4x4 stride 2, 32-128
+    channels; 196 pixels: 0.33 vs 0.09 ms), from 1568 on 0.5-1.2x (channels-first 4x4
+    32 -> 128: 0.66-1.8x)."""
+    return (_subpixel_possible(spec)
+            and (spec.channels_last
+                 or all(k % s == 0 for s, k in zip(spec.stride, spec.kernel)))
+            and spec.N * math.prod(spec.in_size) >= _SUBPIXEL_MIN_PIXELS)
 
 
 def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx, wf=None):
