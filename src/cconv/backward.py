@@ -171,8 +171,13 @@ def _forward_form_pays(spec):
     NCHW Cg = 2 with Og 1-2 the exception, 1.1-1.3x but within 0.05 ms; Og = 2 with
     groups = 2 channels-last 3-D at 7x7x7 was 150 ms against 1.25). A depthwise problem
     (one channel per group and per output) runs the depthwise kernels."""
-    if math.prod(spec.kernel) == 1:  # 1x1: col2im is the same GEMM with nothing to add
-        return False                 # (measured 0.76 ms against 0.92, 2 threads)
+    if math.prod(spec.kernel) == 1 and not spec.channels_last:
+        # 1x1: col2im is the same GEMM with nothing to add (measured 0.76 ms against
+        # 0.92, 2 threads; again 0.97-1.09 for 14x14-28x28 batch 8, 64-1024 channels).
+        # Channels-last the forward kernel (A rows read in place) won: forward form /
+        # col2im 0.67-0.97 on 6 of 7 layers (2 threads, three rounds), 256 <- 64 at
+        # 28x28 batch 8 even (0.92-1.18)
+        return False
     if spec.Cg >= 16 or (spec.Cg == 1 and spec.Og == 1 and spec.groups > 1):
         return True
     return spec.Cg > 1 and (spec.Og <= 4 or (spec.Og <= 8 and spec.Cg >= 8))
