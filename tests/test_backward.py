@@ -903,3 +903,44 @@ def test_depthwise_grad_weight_channels_last_inf_only_where_read():
     inf[1:, 1:, 0, 3] = True
     assert np.isposinf(gw[inf]).all()
     np.testing.assert_array_equal(gw[~inf], ref[~inf])
+
+
+@pytest.mark.parametrize("nd,C,O,G,k,stride", [
+    (2, 3, 16, 1, 3, 1), (2, 3, 8, 1, 7, 2), (2, 16, 8, 4, 5, 1), (1, 4, 6, 1, 3, 1),
+    (3, 2, 5, 1, 3, 1), (3, 12, 6, 3, 3, 2), (2, 8, 16, 1, 3, 1),
+])
+def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
+    """Channels-last weight gradients with few input channels per group (grouped < 16,
+    dense <= 4) run channels-first between transposes (backward._nhwc_gw_via_nchw):
+    same result as the channels-first call on the same data, within float32 rounding of
+    the float64 result, bitwise for 1-3 threads."""
+    from cconv import _spec, backward as bw
+    rng = np.random.default_rng(C * O + k)
+    lay = LAST_LAYOUT[nd]
+    sp = {1: (40,), 2: (13, 11), 3: (7, 6, 5)}[nd]
+    xs, ws = shapes(lay, nd, 2, C, O, G, sp, (k,) * nd)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    y = conv_fn(nd)(x, w, None, stride, k // 2, 1, G, layout=lay)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    spec = _spec.backward_spec(f"conv{nd}d_backward", nd, g, x, w, stride, k // 2, 1, G,
+                               "zeros", lay, ("weight",))[0]
+    assert bw._nhwc_gw_via_nchw(spec) == (G > 1 or C <= 4)
+    gw_fn = bwd_fns(nd)[1]
+    out = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            out.append(gw_fn(x, g, w.shape, stride, k // 2, 1, G, layout=lay))
+    for r in out[1:]:
+        np.testing.assert_array_equal(r, out[0])
+    ref = gw_fn(x.astype(np.float64), g.astype(np.float64), w.shape, stride, k // 2, 1, G,
+                layout=lay, algorithm="im2col")
+    assert out[0].dtype == np.float32 and out[0].shape == w.shape
+    assert rel_error(out[0], ref) <= 2e-6
+    if not bw._nhwc_gw_via_nchw(spec):
+        return
+    first = (0, nd + 1) + tuple(range(1, nd + 1))       # channels-last -> first
+    wfirst = (nd + 1, nd) + tuple(range(nd))            # (*k, Cg, O) -> (O, Cg, *k)
+    cf = gw_fn(np.ascontiguousarray(x.transpose(first)), np.ascontiguousarray(g.transpose(first)),
+               tuple(w.shape[i] for i in wfirst), stride, k // 2, 1, G)
+    np.testing.assert_array_equal(out[0], cf.transpose(tuple(range(2, nd + 2)) + (1, 0)))
