@@ -413,6 +413,7 @@ def choose_backward(spec, algorithm):
 _GWDOT_MIN_ROW = 16
 _GWDOT_MAX_K = 640
 _GWDOT_ALWAYS_K = 64
+_GWDOT_MAX_OG = 32
 
 
 def choose_grad_weight(spec, algorithm):
@@ -435,6 +436,14 @@ def choose_grad_weight(spec, algorithm):
     taps = math.prod(k)
     K = spec.Cg * taps
     if K < _GWDOT_ALWAYS_K and ow * oh * od >= 8:
+        return Algorithm.DIRECT
+    # few output channels per group: the GEMM's transposed column panels (K x pixels)
+    # are each used by only Og rows, gwdot packs nothing. Measured 2 threads, float32,
+    # two rounds, gwdot / GEMM: Og 16 0.45-0.85, 24 0.54-0.86, 32 0.62-0.93 (3x3-7x7,
+    # 64-512 channels, 14x14-56x56, stride 1 and 2; 7x7 images: 0.49); Og 48 0.69-1.10,
+    # 64 0.88-1.32. Small images that run channels-last (nchw_via_nhwc) keep the GEMM.
+    if spec.O // spec.groups <= _GWDOT_MAX_OG and ow * oh * od >= 8 and \
+            not nchw_via_nhwc(spec):
         return Algorithm.DIRECT
     gapless = all((kk - 1) * dd // ss == 0 for kk, dd, ss in zip(k[1:], d[1:], s[1:]))
     row = od * oh * ow if gapless else ow
