@@ -569,6 +569,19 @@ def test_grad_input_subpixel_choice():
     assert not ok("NCHW", 3, 2) and not ok("NCHW", 3, 1) and not ok("NHWC", 3, 1)
     assert not ok("NCHW", 4, 2, n=7) and not ok("NHWC", 3, 2, n=7)  # 1008 pixels
 
+    def dw_ok(k):  # channels-first depthwise: phases from kernels of 2 * stride + 1
+        x, w = np.zeros((8, 16, 12, 12)), np.zeros((16, 1, k, k))
+        return bw._subpixel_ok(_spec.forward_spec("conv2d", 2, x, w, None, 2, 1, 1, 16,
+                                                  "zeros", "NCHW", "auto")[0])
+    assert dw_ok(5) and dw_ok(7) and not dw_ok(3)
+    rng = np.random.default_rng(4)
+    for k in (5, 7):  # the phases against the direct loop nest
+        w, g = rng.standard_normal((24, 1, k, k)), rng.standard_normal((8, 24, 7, 7))
+        a = cconv.conv2d_grad_input(g, w, (8, 24, 14, 14), 2, k // 2, 1, 24)
+        b = cconv.conv2d_grad_input(g, w, (8, 24, 14, 14), 2, k // 2, 1, 24,
+                                    algorithm="direct")
+        assert rel_error(a, b) <= 1e-13
+
 
 def test_grad_input_forward_form_only_with_enough_channels(monkeypatch):
     """"auto" keeps col2im when the input has few channels per group (the forward
