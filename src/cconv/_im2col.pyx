@@ -815,6 +815,8 @@ cdef enum:
     # pixel rows need a reduction this long: each tile call loads and stores its C tile
     # (CIFAR 3x3 3->32, K = 27: 0.37 ms against 0.34 on the panels)
     PIXROW_MIN_K = 64
+    # the panels' cost factor where they gather (no padded grid): see _use_pixrow
+    PIXROW_GATHER_PENALTY = 4
 
 
 # None: the pixel-row kernels where the model below picks them; False / True: never /
@@ -842,9 +844,15 @@ cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX, bi
     cdef Py_ssize_t P = g.OD * g.OH * g.OW
     cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh // g.sh, Wp = g.OW + (g.KW - 1) * g.dw // g.sw
     cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
-    cdef double virt = <double> _cdiv(VP if _virtual_waste(g) <= 1.5 else P, NR) * NR * (
-        _cdiv(Og, MR) * MR)
+    cdef bint grid = _virtual_waste(g) <= 1.5
+    cdef double virt = <double> _cdiv(VP if grid else P, NR) * NR * (_cdiv(Og, MR) * MR)
     cdef double pix = <double> P * (_cdiv(Og, NR) * NR)
+    if not grid:
+        # the panels then gather every column (cconv_pack_b_im2col_nchw, ~2 ns an
+        # element), used by only Og rows: measured 2 threads, float32, batch 8, 48-128
+        # channels, pixel rows / panels 0.19 (7x7 images, 7x7 kernel, Og 8-24), 0.62-0.75
+        # (5x5 kernel, 3x3 on 5x5 images), 1.07 at worst (7x7 on 14x14, Og 8)
+        virt *= PIXROW_GATHER_PENALTY
     return pix < 0.93 * virt
 
 
