@@ -227,11 +227,24 @@ NCHW_VIA_NHWC_MAX_PIXELS = 64
 NCHW_VIA_NHWC_MIN_ROWS = 512   # batch x output pixels
 
 
+# The routes through the other layout copy the input and the output (transposes): at
+# most this many bytes of copies, so that a huge tensor runs in place instead of
+# doubling its memory (an 8 GiB channels-last input, groups == C, ran out of 24 GiB).
+VIA_MAX_COPY_BYTES = 1 << 30
+
+
+def copies_fit(spec):
+    """Whether transposed copies of the spec's input and output fit VIA_MAX_COPY_BYTES."""
+    n = spec.N * (spec.C * math.prod(spec.in_size) + spec.O * math.prod(spec.out_size))
+    return n * spec.dtype.itemsize <= VIA_MAX_COPY_BYTES
+
+
 def nchw_via_nhwc(spec):
     """Run a channels-first im2col problem through the channels-last kernel: small
     images (at most 64 output pixels), a batch of at least 512 output pixels, and at
-    least 16 channels per group (the channels-last kernel that reads rows in place)."""
-    if spec.channels_last or spec.Cg < 16:
+    least 16 channels per group (the channels-last kernel that reads rows in place);
+    not when the transposed copies would exceed VIA_MAX_COPY_BYTES."""
+    if spec.channels_last or spec.Cg < 16 or not copies_fit(spec):
         return False
     P = math.prod(spec.out_size)
     return P <= NCHW_VIA_NHWC_MAX_PIXELS and spec.N * P >= NCHW_VIA_NHWC_MIN_ROWS
@@ -290,12 +303,13 @@ def nhwc_via_nchw(spec):
     Og = 8, 1.02 at 16); 3-D batch 2 at 16^3, 3x3x3: 0.28-0.76 for Og <= 16, Cg <= 32,
     0.57-0.79 for Og <= 8 up to Cg = 128; 1-D batch 8, L = 2000: 0.46-0.97 for Og <= 8,
     Cg 8-64, but 0.72-1.13 at Og = 16. Strided problems lost (2-D 3x3 stride 2 with
-    Cg >= 32: 0.9-2.4x; 3-D: 1.3-3x) and stay channels-last, as do 3-D kernels larger
+    Cg >= 32: 0.9-2.4x; 3-D: 1.3-3x) and stay channels-last, as do problems whose copies
+    would exceed VIA_MAX_COPY_BYTES, and 3-D kernels larger
     than 3x3x3 (5x5x5 and 7x7x7, Cg 8-64, Og 4-16: 1.1-2.4x slower through
     channels-first). Small problems lose the transposes' fixed cost: below about 1000
     output pixels (batch x pixels; 3x3, Cg 24-64, Og 8-16) via channels-first was
     1.2-1.9x slower (49 pixels: 0.045 -> 0.078 ms), from 1568 on 0.49-0.86."""
-    if not spec.channels_last:
+    if not spec.channels_last or not copies_fit(spec):
         return False
     if spec.groups > 1 and spec.Cg < 16:
         return True

@@ -392,7 +392,8 @@ def _nhwc_gw_via_nchw(spec):
     of 4 channels (5x5) 0.08; 2-4 channels 0.18-0.55, 3 channels 0.46-0.93 (the
     ResNet stem 7x7/2 at 224x224 batch 8: 51 -> 38 ms); 8-12 channels 0.95-1.28 and
     1.25-1.57 at stride 2, so those stay."""
-    return spec.channels_last and 1 < spec.Cg < 16 and (spec.groups > 1 or spec.Cg <= 4)
+    return (spec.channels_last and 1 < spec.Cg < 16 and (spec.groups > 1 or spec.Cg <= 4)
+            and _plan.copies_fit(spec))
 
 
 def _grad_weight(spec, x, grad_out, algorithm="auto"):
