@@ -666,3 +666,22 @@ def test_channels_last_rows_4k_apart(rng, dtype, C, groups, k, stride):
     ref = conv_nd_reference(x, w, b, (stride, stride), ((k // 2,) * 2,) * 2, (1, 1), groups,
                             layout="NHWC")
     np.testing.assert_array_equal(y, ref.astype(dtype))
+
+
+def test_layout_routes_stand_aside_for_huge_tensors():
+    """The routes through the other layout copy input and output: past
+    _plan.VIA_MAX_COPY_BYTES they are not taken (a huge tensor runs in place)."""
+    from cconv import _plan, _spec
+    def spec(N, L, layout, C=16, O=8, groups=1, k=3):
+        last = layout == "NLC"
+        x = np.broadcast_to(np.float32(0), (N, L, C) if last else (N, C, L))  # no memory
+        w = np.zeros((k, C // groups, O) if last else (O, C // groups, k), np.float32)
+        return _spec.forward_spec("conv1d", 1, x, w, None, 1, k // 2, 1, groups, "zeros",
+                                  layout, "im2col")[0]
+    assert _plan.nhwc_via_nchw(spec(4, 4096, "NLC"))
+    assert not _plan.nhwc_via_nchw(spec(4, 2**23, "NLC"))            # 3 GiB of copies
+    assert _plan.nhwc_via_nchw(spec(4, 4096, "NLC", C=32, O=32, groups=8))
+    assert not _plan.nhwc_via_nchw(spec(64, 2**20, "NLC", C=32, O=32, groups=8))
+    assert _plan.nchw_via_nhwc(spec(64, 8, "NCL", C=64, O=64))
+    assert not _plan.nchw_via_nhwc(spec(2**17, 8, "NCL", C=256, O=256))
+    assert _plan.copies_fit(spec(4, 4096, "NLC"))
