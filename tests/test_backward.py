@@ -924,10 +924,10 @@ def test_depthwise_grad_weight_channels_last_inf_only_where_read():
 ])
 def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
     """Channels-last weight gradients with few input channels per group (grouped < 16,
-    dense <= 4) run channels-first between transposes (backward._nhwc_gw_via_nchw):
+    dense <= 4) run channels-first between transposes (_plan.nhwc_grad_weight_via_nchw):
     same result as the channels-first call on the same data, within float32 rounding of
     the float64 result, bitwise for 1-3 threads."""
-    from cconv import _spec, backward as bw
+    from cconv import _plan, _spec
     rng = np.random.default_rng(C * O + k)
     lay = LAST_LAYOUT[nd]
     sp = {1: (40,), 2: (13, 11), 3: (7, 6, 5)}[nd]
@@ -938,7 +938,7 @@ def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
     g = rng.standard_normal(y.shape).astype(np.float32)
     spec = _spec.backward_spec(f"conv{nd}d_backward", nd, g, x, w, stride, k // 2, 1, G,
                                "zeros", lay, ("weight",))[0]
-    assert bw._nhwc_gw_via_nchw(spec) == (G > 1 or C <= 4)
+    assert _plan.nhwc_grad_weight_via_nchw(spec) == (G > 1 or C <= 4)
     gw_fn = bwd_fns(nd)[1]
     out = []
     for n in (1, 2, 3):
@@ -950,7 +950,7 @@ def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
                 layout=lay, algorithm="im2col")
     assert out[0].dtype == np.float32 and out[0].shape == w.shape
     assert rel_error(out[0], ref) <= 2e-6
-    if not bw._nhwc_gw_via_nchw(spec):
+    if not _plan.nhwc_grad_weight_via_nchw(spec):
         return
     first = (0, nd + 1) + tuple(range(1, nd + 1))       # channels-last -> first
     wfirst = (nd + 1, nd) + tuple(range(nd))            # (*k, Cg, O) -> (O, Cg, *k)

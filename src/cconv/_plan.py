@@ -323,6 +323,19 @@ def nhwc_via_nchw(spec):
     return (Og <= 8 and spec.Cg <= 64) or (Og <= 16 and spec.Cg <= 32 and spec.nd >= 2)
 
 
+def nhwc_grad_weight_via_nchw(spec):
+    """Whether a channels-last weight gradient runs channels-first between transposes:
+    grouped problems with fewer than 16 input channels per group (not depthwise) and
+    dense ones with at most 4, where the channels-last GEMM reduction gathers short
+    channel runs. Measured 2 threads, float32, two rounds, via channels-first /
+    channels-last (transposes included): groups 8 of 4-8 channels 0.30-0.46, groups 4
+    of 4 channels (5x5) 0.08; 2-4 channels 0.18-0.55, 3 channels 0.46-0.93 (the
+    ResNet stem 7x7/2 at 224x224 batch 8: 51 -> 38 ms); 8-12 channels 0.95-1.28 and
+    1.25-1.57 at stride 2, so those stay."""
+    return (spec.channels_last and 1 < spec.Cg < 16 and (spec.groups > 1 or spec.Cg <= 4)
+            and copies_fit(spec))
+
+
 # Dilated stride-1 convolution splits into undilated ones: with the input zero-padded,
 # output position d*m + r (per dimension) reads only input positions d*j + r, so each
 # of the prod(dilation) stride phases of the padded input is an ordinary (dilation 1,

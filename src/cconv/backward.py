@@ -383,19 +383,6 @@ def _finish_grad_input(spec, dx, out, padded):
     return dx
 
 
-def _nhwc_gw_via_nchw(spec):
-    """Whether a channels-last weight gradient runs channels-first between transposes:
-    grouped problems with fewer than 16 input channels per group (not depthwise) and
-    dense ones with at most 4, where the channels-last GEMM reduction gathers short
-    channel runs. Measured 2 threads, float32, two rounds, via channels-first /
-    channels-last (transposes included): groups 8 of 4-8 channels 0.30-0.46, groups 4
-    of 4 channels (5x5) 0.08; 2-4 channels 0.18-0.55, 3 channels 0.46-0.93 (the
-    ResNet stem 7x7/2 at 224x224 batch 8: 51 -> 38 ms); 8-12 channels 0.95-1.28 and
-    1.25-1.57 at stride 2, so those stay."""
-    return (spec.channels_last and 1 < spec.Cg < 16 and (spec.groups > 1 or spec.Cg <= 4)
-            and _plan.copies_fit(spec))
-
-
 def _grad_weight(spec, x, grad_out, algorithm="auto"):
     """dL/dweight of the convolution ``spec`` (a new array in the weight's shape)."""
     algo = _plan.choose_grad_weight(spec, algorithm)
@@ -420,7 +407,8 @@ def _grad_weight(spec, x, grad_out, algorithm="auto"):
         dwh = np.empty(dw5.shape[2:] + (dw5.shape[1], dw5.shape[0]), spec.dtype)
         _backward.grad_weight(xh, dyh, dwh, *geom, spec.groups, True, get_num_threads())
         dw5[...] = dwh.transpose(4, 3, 0, 1, 2)
-    elif algo is _plan.Algorithm.IM2COL and algorithm == "auto" and _nhwc_gw_via_nchw(spec):
+    elif (algo is _plan.Algorithm.IM2COL and algorithm == "auto"
+          and _plan.nhwc_grad_weight_via_nchw(spec)):
         # few input channels per group, channels-last: the channels-first kernels
         # between transposes (the channels-last reduction builds row blocks there)
         nth = get_num_threads()
