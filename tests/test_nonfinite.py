@@ -215,6 +215,26 @@ def test_nonfinite_weight_and_zero_padding(rng, algorithm, depthwise, model, las
     assert np.isfinite(y[:, other]).all()
 
 
+@pytest.mark.parametrize("k,s", [(3, 1), (5, 1), (7, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_depthwise_in_place_tiles_pad_with_zeros(rng, k, s, bad):
+    """The channels-first depthwise tiles for unit dilation and equal strides 1 or 2 read
+    x in place (lane masks at the row ends, a zero row above and below): a non-finite
+    weight meets the padding as w * 0 (padded model), non-finite inputs follow IEEE."""
+    C = 6
+    x = _sprinkle(rng, rng.uniform(-1.5, 1.5, (2, C, 9, 21)), 4)
+    w = _weights(rng, (2 * C, 1, k, k))
+    w = np.where(w == 0, 1.0, w)
+    w[1, 0, 0, 0] = bad                      # top-left tap of output channel 1
+    w[6, 0, k - 1, k - 1] = bad              # bottom-right tap of output channel 6
+    pads = ((k // 2, k // 2 + 1), (k // 2 + 1, k // 2))
+    y = _call_forward(2, "NCHW", x, w, (s, s), pads, (1, 1), C, "depthwise", np.float32)
+    ref = ieee_forward(x, w, (s, s), pads, (1, 1), C, skip_padding=False)
+    assert np.array_equal(classes(y), classes(ref))
+    assert not np.array_equal(classes(ref),
+                              classes(ieee_forward(x, w, (s, s), pads, (1, 1), C, True)))
+
+
 def _backward_problem(rng, nd, kind):
     """Channels-first (x, w, stride, pads, dil, groups); kind "wide" has 16 input channels
     per group (grad_input may then run as a forward convolution), stride 2 in dim 0."""

@@ -154,6 +154,16 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef GN_R2
 
 /* ---------------------------------------------------------------- AVX-512 */
+/* Bit l set when 0 <= base + l < W, for l < 16 (the direct NCHW tiles' lane masks). */
+static inline uint32_t dw_lanes16(cc_idx base, cc_idx W)
+{
+    const cc_idx lo = base < 0 ? -base : 0, hi = W - base;
+    if (hi <= lo || lo >= 16)
+        return 0;
+    const uint32_t upto = hi >= 16 ? 0xFFFFu : ((1u << hi) - 1u);
+    return upto & ~((1u << lo) - 1u);
+}
+
 #define DW_TARGET __attribute__((target("avx512f,avx512dq,fma")))
 #define DW_NCHW_V 4 /* 16 of the 32 zmm registers hold accumulators */
 #define GC_ROWS 4   /* grouped tile: 4 rows x 4 channels = 16 zmm accumulators */
@@ -172,6 +182,10 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_KEEP(v) __asm__("" : "+v"(v))
 #define V_EVEN2(a, b) \
     _mm512_permutex2var_ps((a), _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0), (b))
+/* lanes l with 0 <= base + l < W; zero-masked load (masked-off lanes read nothing) */
+#define V_MASKT __mmask16
+#define V_LANES(base, W) dw_lanes16((base), (W))
+#define V_LOADZ(m, p) _mm512_maskz_loadu_ps((m), (p))
 #include "depthwise_impl.h"
 #include "dw_vec_undef.h"
 
@@ -188,6 +202,9 @@ static const int64_t dw_mask64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define V_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #define V_KEEP(v) __asm__("" : "+v"(v))
 #define V_EVEN2(a, b) _mm512_permutex2var_pd((a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), (b))
+#define V_MASKT __mmask8
+#define V_LANES(base, W) ((__mmask8)dw_lanes16((base), (W)))
+#define V_LOADZ(m, p) _mm512_maskz_loadu_pd((m), (p))
 #include "depthwise_impl.h"
 #include "dw_vec_undef.h"
 #undef DW_TARGET

@@ -90,24 +90,54 @@ DW_INLINE void FN(nchw_tile_s1)(const T *restrict s, cc_idx rowlen, cc_idx kdstr
         _Pragma("GCC unroll 4")
         for (int v = 0; v < V; v++)
             acc[r][v] = V_SET1(b);
-    for (cc_idx kd = 0; kd < KD; kd++) {
-        const T *wd = wt + kd * KH * KW;
-        for (cc_idx i = 0; i < R + KH - 1; i++) {
-            const T *ip = s + kd * kdstride + i * rowlen;
-            for (cc_idx kw = 0; kw < KW; kw++) {
+    if (KD == 1 && KH == 3 && KW == 3) {
+        /* 3x3 (the caller passes the sizes as constants): the 9 weights stay in
+         * registers (16 accumulators + 4 inputs + 9 weights of the 32 zmm) and the row
+         * loop unrolls, so no tap-range branches and no weight reloads remain */
+        VEC wr[9];
+        _Pragma("GCC unroll 9")
+        for (int t = 0; t < 9; t++)
+            wr[t] = V_SET1(wt[t]);
+        _Pragma("GCC unroll 6")
+        for (int i = 0; i < R + 2; i++) {
+            const T *ip = s + i * rowlen;
+            _Pragma("GCC unroll 3")
+            for (int kw = 0; kw < 3; kw++) {
                 VEC xv[DW_NCHW_V];
                 _Pragma("GCC unroll 4")
                 for (int v = 0; v < V; v++)
                     xv[v] = V_LOAD(ip + kwoff[kw] + v * VL);
                 _Pragma("GCC unroll 4")
                 for (int r = 0; r < R; r++) {
-                    const cc_idx kh = i - r;
-                    if (kh < 0 || kh >= KH)
+                    const int kh = i - r;
+                    if (kh < 0 || kh >= 3)
                         continue;
-                    const VEC wv = V_SET1(wd[kh * KW + kw]);
                     _Pragma("GCC unroll 4")
                     for (int v = 0; v < V; v++)
-                        acc[r][v] = V_FMA(xv[v], wv, acc[r][v]);
+                        acc[r][v] = V_FMA(xv[v], wr[kh * 3 + kw], acc[r][v]);
+                }
+            }
+        }
+    } else {
+        for (cc_idx kd = 0; kd < KD; kd++) {
+            const T *wd = wt + kd * KH * KW;
+            for (cc_idx i = 0; i < R + KH - 1; i++) {
+                const T *ip = s + kd * kdstride + i * rowlen;
+                for (cc_idx kw = 0; kw < KW; kw++) {
+                    VEC xv[DW_NCHW_V];
+                    _Pragma("GCC unroll 4")
+                    for (int v = 0; v < V; v++)
+                        xv[v] = V_LOAD(ip + kwoff[kw] + v * VL);
+                    _Pragma("GCC unroll 4")
+                    for (int r = 0; r < R; r++) {
+                        const cc_idx kh = i - r;
+                        if (kh < 0 || kh >= KH)
+                            continue;
+                        const VEC wv = V_SET1(wd[kh * KW + kw]);
+                        _Pragma("GCC unroll 4")
+                        for (int v = 0; v < V; v++)
+                            acc[r][v] = V_FMA(xv[v], wv, acc[r][v]);
+                    }
                 }
             }
         }
@@ -198,9 +228,215 @@ DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx xvol, cc_id
     }
 }
 
+#ifdef V_LOADZ
+/* ----------------------------------------------------------------------------------
+ * NCHW direct, AVX-512 only (V_LOADZ: zero-masked loads): 2-D, stride 1, dilation 1,
+ * square KS x KS kernels (3, 5, 7). Reads x in place, no scratch copy: lanes whose
+ * input column lies outside [0, W) are loaded as +0 by a lane mask, and input rows
+ * outside [0, H) read a zeroed row (zrow). Every output still starts from the bias and
+ * adds fma(x, w) over (kh, kw) in increasing order, padding taps reading +0: the same
+ * bits as the scratch-based tiles above (and every other path). The copy into the
+ * padded scratch had cost 40% of a 3x3 56x56 plane with the data in L1.
+ * -------------------------------------------------------------------------------- */
+
+/* R output rows x V vectors: outputs ow0 .. ow0 + V*VL - 1 of rows oh0 .. oh0+R-1 (last
+ * vector nlast valid lanes). xc: the channel's plane; iw0 = ow0 - pw; ih0 = oh0 - ph. */
+DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow, cc_idx H,
+                                    cc_idx W, cc_idx ih0, cc_idx iw0, const T *restrict wt,
+                                    T b, T *restrict o, cc_idx ldo, int nlast, const int KS,
+                                    const int R, const int V)
+{
+    VEC acc[4][DW_NCHW_V];
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < V; v++)
+            acc[r][v] = V_SET1(b);
+    /* lane masks of the first and the last vector per kw (the middle ones are whole:
+     * a tile is at most DW_NCHW_V * VL <= 64 columns wide and only its ends can reach
+     * past the input) */
+    V_MASKT mf[7], ml[7];
+    _Pragma("GCC unroll 7")
+    for (int kw = 0; kw < KS; kw++) {
+        mf[kw] = V_LANES(iw0 + kw, W);
+        ml[kw] = V_LANES(iw0 + (V - 1) * VL + kw, W);
+    }
+    VEC wr[9];
+    if (KS == 3) {
+        _Pragma("GCC unroll 9")
+        for (int t = 0; t < 9; t++)
+            wr[t] = V_SET1(wt[t]);
+    }
+    _Pragma("GCC unroll 10")
+    for (int i = 0; i < R + KS - 1; i++) {
+        const cc_idx ih = ih0 + i;
+        const T *row = (ih >= 0 && ih < H ? xc + ih * W : zrow) + iw0;
+        _Pragma("GCC unroll 7")
+        for (int kw = 0; kw < KS; kw++) {
+            VEC xv[DW_NCHW_V];
+            _Pragma("GCC unroll 4")
+            for (int v = 0; v < V; v++) {
+                const T *p = row + v * VL + kw;
+                if (v == 0)
+                    xv[v] = V_LOADZ(V == 1 ? (V_MASKT)(mf[kw] & ml[kw]) : mf[kw], p);
+                else if (v == V - 1)
+                    xv[v] = V_LOADZ(ml[kw], p);
+                else
+                    xv[v] = V_LOAD(p);
+                V_KEEP(xv[v]); /* GCC otherwise folds the load into each row's FMA */
+            }
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < R; r++) {
+                const int kh = i - r;
+                if (kh < 0 || kh >= KS)
+                    continue;
+                const VEC wv = KS == 3 ? wr[kh * 3 + kw] : V_SET1(wt[kh * KS + kw]);
+                _Pragma("GCC unroll 4")
+                for (int v = 0; v < V; v++)
+                    acc[r][v] = V_FMA(xv[v], wv, acc[r][v]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < V; v++)
+            FN(store_n)(o + r * ldo + v * VL, acc[r][v], v == V - 1 ? nlast : VL);
+}
+
+/* The same for stride 2 (rows and columns): output row r reads input rows ih0 + 2r + kh,
+ * output column ow0 + v*VL + l reads input column iw0 + 2(v*VL + l) + kw (iw0 =
+ * 2*ow0 - pw): two masked loads per vector, the even lanes of the pair (V_EVEN2). */
+DW_INLINE void FN(nchw_direct_s2_tile)(const T *restrict xc, const T *restrict zrow, cc_idx H,
+                                       cc_idx W, cc_idx ih0, cc_idx iw0,
+                                       const T *restrict wt, T b, T *restrict o, cc_idx ldo,
+                                       int nlast, const int KS, const int R, const int V)
+{
+    VEC acc[4][DW_NCHW_V];
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < V; v++)
+            acc[r][v] = V_SET1(b);
+    VEC wr[9];
+    if (KS == 3) {
+        _Pragma("GCC unroll 9")
+        for (int t = 0; t < 9; t++)
+            wr[t] = V_SET1(wt[t]);
+    }
+    _Pragma("GCC unroll 11")
+    for (int i = 0; i < 2 * R + KS - 2; i++) {
+        const cc_idx ih = ih0 + i;
+        const T *row = ih >= 0 && ih < H ? xc + ih * W : zrow;
+        _Pragma("GCC unroll 7")
+        for (int kw = 0; kw < KS; kw++) {
+            VEC xv[DW_NCHW_V];
+            _Pragma("GCC unroll 4")
+            for (int v = 0; v < V; v++) {
+                const cc_idx c0 = iw0 + 2 * v * VL + kw;
+                const VEC lo = V_LOADZ(V_LANES(c0, W), row + c0);
+                const VEC hi = V_LOADZ(V_LANES(c0 + VL, W), row + c0 + VL);
+                xv[v] = V_EVEN2(lo, hi);
+            }
+            _Pragma("GCC unroll 4")
+            for (int r = 0; r < R; r++) {
+                const int kh = i - 2 * r;
+                if (kh < 0 || kh >= KS)
+                    continue;
+                const VEC wv = KS == 3 ? wr[kh * 3 + kw] : V_SET1(wt[kh * KS + kw]);
+                _Pragma("GCC unroll 4")
+                for (int v = 0; v < V; v++)
+                    acc[r][v] = V_FMA(xv[v], wv, acc[r][v]);
+            }
+        }
+    }
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < V; v++)
+            FN(store_n)(o + r * ldo + v * VL, acc[r][v], v == V - 1 ? nlast : VL);
+}
+
+/* One out-of-line function per kernel size (each gets its own register allocation). */
+#define DW_DIRECT_FN(KSV, SV, TILE)                                                        \
+    __attribute__((noinline)) DW_TARGET static void FN(nchw_direct_k##KSV##_s##SV)(        \
+        const cc_dw_geom *g, const T *x, const T *w, const T *bias, T *out, cc_idx oh0,    \
+        cc_idx oh1, const T *zrow)                                                         \
+    {                                                                                      \
+        const cc_idx OW = g->OW, plane = g->OH * OW, KT = KSV * KSV;                       \
+        for (cc_idx m = 0; m < g->M; m++) {                                                \
+            const T *wm = w + m * KT;                                                      \
+            const T bm = bias ? bias[m] : (T)0;                                            \
+            T *om = out + m * plane;                                                       \
+            for (cc_idx r0 = oh0; r0 < oh1;) {                                             \
+                const int R = oh1 - r0 >= 4 ? 4 : 1;                                       \
+                for (cc_idx ow0 = 0; ow0 < OW; ow0 += DW_NCHW_V * VL) {                    \
+                    const cc_idx left = OW - ow0;                                          \
+                    const int nv = left >= DW_NCHW_V * VL ? DW_NCHW_V                      \
+                                                          : (int)((left + VL - 1) / VL);   \
+                    const int nlast = (int)(left - (cc_idx)(nv - 1) * VL < VL              \
+                                            ? left - (cc_idx)(nv - 1) * VL : VL);          \
+                    T *o = om + r0 * OW + ow0;                                             \
+                    const cc_idx ih0 = r0 * SV - g->ph, iw0 = ow0 * SV - g->pw;                      \
+                    if (R == 4) {                                                          \
+                        switch (nv) {                                                      \
+                        case 1: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 1); break; \
+                        case 2: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 2); break; \
+                        case 3: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 3); break; \
+                        default: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 4); break; \
+                        }                                                                  \
+                    } else {                                                               \
+                        switch (nv) {                                                      \
+                        case 1: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 1, 1); break; \
+                        case 2: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 1, 2); break; \
+                        case 3: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 1, 3); break; \
+                        default: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 1, 4); break; \
+                        }                                                                  \
+                    }                                                                      \
+                }                                                                          \
+                r0 += R;                                                                   \
+            }                                                                              \
+        }                                                                                  \
+    }
+DW_DIRECT_FN(3, 1, nchw_direct_tile)
+DW_DIRECT_FN(5, 1, nchw_direct_tile)
+DW_DIRECT_FN(7, 1, nchw_direct_tile)
+DW_DIRECT_FN(3, 2, nchw_direct_s2_tile)
+DW_DIRECT_FN(5, 2, nchw_direct_s2_tile)
+#undef DW_DIRECT_FN
+
+/* The problems the direct tiles take (DW_NCHW_V must be 4: the tile's switch). */
+static inline int FN(nchw_direct_ok)(const cc_dw_geom *g)
+{
+    const int s1 = g->sh == 1 && g->sw == 1, s2 = g->sh == 2 && g->sw == 2;
+    return DW_NCHW_V == 4 && g->KD == 1 && g->D == 1 && g->OD == 1 && g->KH == g->KW &&
+           g->dh == 1 && g->dw == 1 &&
+           ((s1 && (g->KH == 3 || g->KH == 5 || g->KH == 7)) ||
+            (s2 && (g->KH == 3 || g->KH == 5)));
+}
+#endif
+
 DW_TARGET static void FN(dw_nchw)(const cc_dw_geom *g, const T *x, const T *w, const T *bias,
                                   T *out, cc_idx od, cc_idx oh0, cc_idx oh1, T *scratch)
 {
+#ifdef V_LOADZ
+    if (FN(nchw_direct_ok)(g)) {
+        /* the scratch as the zero row: it holds at least W elements (sw * PL > W) */
+        FN(row_zero)(scratch, g->W);
+        const T *xd = x; /* 2-D only: od == 0 */
+        if (g->sh == 2 && g->KH == 3)
+            FN(nchw_direct_k3_s2)(g, xd, w, bias, out, oh0, oh1, scratch);
+        else if (g->sh == 2)
+            FN(nchw_direct_k5_s2)(g, xd, w, bias, out, oh0, oh1, scratch);
+        else if (g->KH == 3)
+            FN(nchw_direct_k3_s1)(g, xd, w, bias, out, oh0, oh1, scratch);
+        else if (g->KH == 5)
+            FN(nchw_direct_k5_s1)(g, xd, w, bias, out, oh0, oh1, scratch);
+        else
+            FN(nchw_direct_k7_s1)(g, xd, w, bias, out, oh0, oh1, scratch);
+        return;
+    }
+#endif
     const cc_idx rb = oh1 - oh0, sw = g->sw, OW = g->OW;
     const cc_idx nrows = (rb - 1) * g->sh + (g->KH - 1) * g->dh + 1;
     const cc_idx PL = dw_phase_len(g), rowlen = sw * PL;

@@ -15,3 +15,6 @@
 #undef V_TRANSPOSE
 #undef V_EVEN2
 #undef V_KEEP
+#undef V_MASKT
+#undef V_LANES
+#undef V_LOADZ
