@@ -1,8 +1,8 @@
 """cconv: fast CPU convolutions on plain NumPy arrays."""
 from ._version import __version__
-from . import _backward, _depthwise, _direct, _fft, _im2col, _isa, _winograd
+from . import _backward, _core, _depthwise, _direct, _fft, _im2col, _isa, _winograd
 
-_isa.configure(_im2col, _depthwise, _backward, _winograd, _direct, _fft)
+_isa.configure(_im2col, _depthwise, _backward, _winograd, _direct, _fft, _core)
 
 from .functional import conv1d, conv2d, conv3d, winograd_weights, WinogradWeights
 from .backward import *  # noqa: F401,F403  (grad_input / grad_weight / backward, conv_transpose*)

@@ -36,6 +36,23 @@ include "_layout.pxi"
 
 import numpy as np
 
+ISA_NAMES = ("generic", "avx2", "avx512")
+
+
+def isa_select(name):
+    """The layout transposes' path (_isa.configure): "avx512" moves 16 x 16 blocks
+    through registers, "generic" and "avx2" run the portable loop (a copy either way: the
+    same values). ValueError for unknown names, RuntimeError if unsupported."""
+    if name not in ISA_NAMES:
+        raise ValueError(f"unknown ISA path {name!r}; expected one of {ISA_NAMES}")
+    if cconv_transpose_select(name == "avx512") != (name == "avx512"):
+        raise RuntimeError(f"this CPU cannot run the {name!r} path")
+
+
+def isa_active():
+    """The layout transposes' path: "avx512" or "generic"."""
+    return "avx512" if cconv_transpose_simd_active() else "generic"
+
 
 def to_channels_last(a, int nthreads):
     """(N, C, *spatial) -> a new C-contiguous (N, *spatial, C) array (threaded blocked
