@@ -62,6 +62,17 @@ def test_channel_counts(rng, layout, dtype, C):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [3, 5, 7])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_paddings_wider_than_a_vector(rng, k, stride, dtype):
+    # channels-first tiles read x in place: padding up to 30 columns on either side and
+    # widths that leave 1-4 vectors per column tile, against the float64 reference
+    for W, pads in [(30, k - 1), (10, ((1, 1), (20, 19))), (50, ((k // 2, k // 2), (0, 30))),
+                    (17, ((0, 2), (30, 1))), (40, ((2, 0), (5, 12)))]:
+        _case(rng, 2, "NCHW", 1, 3, 1, (6, W), (k, k), stride, pads, 1, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 def test_widths(rng, layout, stride, dtype):
@@ -259,6 +270,11 @@ ISA_COMPUTE = textwrap.dedent(
         (2, "NCHW", 1, 4, 1, (5, 9), (5, 5), 1, 4, 1),
         (2, "NCHW", 1, 3, 1, (10, 131), (3, 3), 2, 1, 1),
         (2, "NCHW", 1, 3, 2, (7, 41), (5, 5), 2, ((2, 1), (0, 2)), 1),
+        # paddings that reach past the tiles' end vectors (as in grad_input through a
+        # reflect / replicate / circular padding: the kernel's full reach)
+        (2, "NCHW", 1, 4, 1, (6, 30), (5, 5), 1, 4, 1),
+        (2, "NCHW", 1, 3, 1, (5, 10), (3, 3), 1, ((1, 1), (20, 19)), 1),
+        (2, "NCHW", 1, 3, 1, (5, 50), (7, 7), 1, ((3, 3), (0, 30)), 1),
         (1, "NCL", 2, 7, 3, (67,), (3,), 2, 1, 1),
         (3, "NDHWC", 1, 19, 1, (5, 6, 7), (3, 3, 3), 1, 1, 1),
         (3, "NCDHW", 1, 19, 1, (5, 6, 7), (3, 3, 3), 1, 1, 1),

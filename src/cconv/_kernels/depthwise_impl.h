@@ -252,9 +252,8 @@ DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow
         _Pragma("GCC unroll 4")
         for (int v = 0; v < V; v++)
             acc[r][v] = V_SET1(b);
-    /* lane masks of the first and the last vector per kw (the middle ones are whole:
-     * a tile is at most DW_NCHW_V * VL <= 64 columns wide and only its ends can reach
-     * past the input) */
+    /* lane masks of the first and the last vector per kw; the middle ones are loaded
+     * whole (the driver splits a tile whose middle vectors would reach the padding) */
     V_MASKT mf[7], ml[7];
     _Pragma("GCC unroll 7")
     for (int kw = 0; kw < KS; kw++) {
@@ -378,6 +377,26 @@ DW_INLINE void FN(nchw_direct_s2_tile)(const T *restrict xc, const T *restrict z
                                             ? left - (cc_idx)(nv - 1) * VL : VL);          \
                     T *o = om + r0 * OW + ow0;                                             \
                     const cc_idx ih0 = r0 * SV - g->ph, iw0 = ow0 * SV - g->pw;                      \
+                    /* the stride-1 tile loads its middle vectors unmasked: when one of   \
+                     * them would reach into the padding (a padding wider than a vector,  \
+                     * or a right padding past the last vector), two-vector tiles */      \
+                    if (SV == 1 && nv > 2 &&                                               \
+                        (iw0 + VL < 0 || iw0 + (nv - 1) * VL + KSV - 1 > g->W)) {          \
+                        for (int v0 = 0; v0 < nv; v0 += 2) {                               \
+                            const int n2 = nv - v0 >= 2 ? 2 : 1;                           \
+                            const int nl2 = v0 + n2 == nv ? nlast : VL;                    \
+                            const cc_idx c = (cc_idx)v0 * VL;                              \
+                            if (R == 4 && n2 == 2)                                         \
+                                FN(TILE)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, 4, 2); \
+                            else if (R == 4)                                               \
+                                FN(TILE)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, 4, 1); \
+                            else if (n2 == 2)                                              \
+                                FN(TILE)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, 1, 2); \
+                            else                                                           \
+                                FN(TILE)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, 1, 1); \
+                        }                                                                  \
+                        continue;                                                          \
+                    }                                                                      \
                     if (R == 4) {                                                          \
                         switch (nv) {                                                      \
                         case 1: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 1); break; \
