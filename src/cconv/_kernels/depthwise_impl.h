@@ -240,11 +240,16 @@ DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx xvol, cc_id
  * -------------------------------------------------------------------------------- */
 
 /* R output rows x V vectors: outputs ow0 .. ow0 + V*VL - 1 of rows oh0 .. oh0+R-1 (last
- * vector nlast valid lanes). xc: the channel's plane; iw0 = ow0 - pw; ih0 = oh0 - ph. */
+ * vector nlast valid lanes), stride SV (1 or 2) in both directions: output row r reads
+ * input rows ih0 + SV*r + kh, output column ow0 + v*VL + l reads input column
+ * iw0 + SV*(v*VL + l) + kw. xc: the channel's plane; ih0 = SV*oh0 - ph, iw0 = SV*ow0 - pw.
+ * Stride 1: one load per vector, masked at the tile's end vectors (the driver splits a
+ * tile whose middle vectors would reach the padding). Stride 2: two masked loads per
+ * vector and their even lanes (V_EVEN2). */
 DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow, cc_idx H,
                                     cc_idx W, cc_idx ih0, cc_idx iw0, const T *restrict wt,
                                     T b, T *restrict o, cc_idx ldo, int nlast, const int KS,
-                                    const int R, const int V)
+                                    const int SV, const int R, const int V)
 {
     VEC acc[4][DW_NCHW_V];
     _Pragma("GCC unroll 4")
@@ -252,79 +257,22 @@ DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow
         _Pragma("GCC unroll 4")
         for (int v = 0; v < V; v++)
             acc[r][v] = V_SET1(b);
-    /* lane masks of the first and the last vector per kw; the middle ones are loaded
-     * whole (the driver splits a tile whose middle vectors would reach the padding) */
-    V_MASKT mf[7], ml[7];
-    _Pragma("GCC unroll 7")
-    for (int kw = 0; kw < KS; kw++) {
-        mf[kw] = V_LANES(iw0 + kw, W);
-        ml[kw] = V_LANES(iw0 + (V - 1) * VL + kw, W);
-    }
-    VEC wr[9];
-    if (KS == 3) {
-        _Pragma("GCC unroll 9")
-        for (int t = 0; t < 9; t++)
-            wr[t] = V_SET1(wt[t]);
-    }
-    _Pragma("GCC unroll 10")
-    for (int i = 0; i < R + KS - 1; i++) {
-        const cc_idx ih = ih0 + i;
-        const T *row = (ih >= 0 && ih < H ? xc + ih * W : zrow) + iw0;
+    V_MASKT mf[7], ml[7]; /* stride 1: the end vectors' lane masks per kw */
+    if (SV == 1) {
         _Pragma("GCC unroll 7")
         for (int kw = 0; kw < KS; kw++) {
-            VEC xv[DW_NCHW_V];
-            _Pragma("GCC unroll 4")
-            for (int v = 0; v < V; v++) {
-                const T *p = row + v * VL + kw;
-                if (v == 0)
-                    xv[v] = V_LOADZ(V == 1 ? (V_MASKT)(mf[kw] & ml[kw]) : mf[kw], p);
-                else if (v == V - 1)
-                    xv[v] = V_LOADZ(ml[kw], p);
-                else
-                    xv[v] = V_LOAD(p);
-                V_KEEP(xv[v]); /* GCC otherwise folds the load into each row's FMA */
-            }
-            _Pragma("GCC unroll 4")
-            for (int r = 0; r < R; r++) {
-                const int kh = i - r;
-                if (kh < 0 || kh >= KS)
-                    continue;
-                const VEC wv = KS == 3 ? wr[kh * 3 + kw] : V_SET1(wt[kh * KS + kw]);
-                _Pragma("GCC unroll 4")
-                for (int v = 0; v < V; v++)
-                    acc[r][v] = V_FMA(xv[v], wv, acc[r][v]);
-            }
+            mf[kw] = V_LANES(iw0 + kw, W);
+            ml[kw] = V_LANES(iw0 + (V - 1) * VL + kw, W);
         }
     }
-    _Pragma("GCC unroll 4")
-    for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4")
-        for (int v = 0; v < V; v++)
-            FN(store_n)(o + r * ldo + v * VL, acc[r][v], v == V - 1 ? nlast : VL);
-}
-
-/* The same for stride 2 (rows and columns): output row r reads input rows ih0 + 2r + kh,
- * output column ow0 + v*VL + l reads input column iw0 + 2(v*VL + l) + kw (iw0 =
- * 2*ow0 - pw): two masked loads per vector, the even lanes of the pair (V_EVEN2). */
-DW_INLINE void FN(nchw_direct_s2_tile)(const T *restrict xc, const T *restrict zrow, cc_idx H,
-                                       cc_idx W, cc_idx ih0, cc_idx iw0,
-                                       const T *restrict wt, T b, T *restrict o, cc_idx ldo,
-                                       int nlast, const int KS, const int R, const int V)
-{
-    VEC acc[4][DW_NCHW_V];
-    _Pragma("GCC unroll 4")
-    for (int r = 0; r < R; r++)
-        _Pragma("GCC unroll 4")
-        for (int v = 0; v < V; v++)
-            acc[r][v] = V_SET1(b);
     VEC wr[9];
     if (KS == 3) {
         _Pragma("GCC unroll 9")
         for (int t = 0; t < 9; t++)
             wr[t] = V_SET1(wt[t]);
     }
-    _Pragma("GCC unroll 11")
-    for (int i = 0; i < 2 * R + KS - 2; i++) {
+    _Pragma("GCC unroll 19")
+    for (int i = 0; i < SV * (R - 1) + KS; i++) {
         const cc_idx ih = ih0 + i;
         const T *row = ih >= 0 && ih < H ? xc + ih * W : zrow;
         _Pragma("GCC unroll 7")
@@ -332,14 +280,24 @@ DW_INLINE void FN(nchw_direct_s2_tile)(const T *restrict xc, const T *restrict z
             VEC xv[DW_NCHW_V];
             _Pragma("GCC unroll 4")
             for (int v = 0; v < V; v++) {
-                const cc_idx c0 = iw0 + 2 * v * VL + kw;
-                const VEC lo = V_LOADZ(V_LANES(c0, W), row + c0);
-                const VEC hi = V_LOADZ(V_LANES(c0 + VL, W), row + c0 + VL);
-                xv[v] = V_EVEN2(lo, hi);
+                const cc_idx c0 = iw0 + SV * v * VL + kw;
+                if (SV == 2) {
+                    const VEC lo = V_LOADZ(V_LANES(c0, W), row + c0);
+                    const VEC hi = V_LOADZ(V_LANES(c0 + VL, W), row + c0 + VL);
+                    xv[v] = V_EVEN2(lo, hi);
+                } else if (v == 0) {
+                    xv[v] = V_LOADZ(V == 1 ? (V_MASKT)(mf[kw] & ml[kw]) : mf[kw], row + c0);
+                } else if (v == V - 1) {
+                    xv[v] = V_LOADZ(ml[kw], row + c0);
+                } else {
+                    xv[v] = V_LOAD(row + c0);
+                }
+                if (SV == 1)
+                    V_KEEP(xv[v]); /* GCC otherwise folds the load into each row's FMA */
             }
             _Pragma("GCC unroll 4")
             for (int r = 0; r < R; r++) {
-                const int kh = i - 2 * r;
+                const int kh = i - SV * r;
                 if (kh < 0 || kh >= KS)
                     continue;
                 const VEC wv = KS == 3 ? wr[kh * 3 + kw] : V_SET1(wt[kh * KS + kw]);
@@ -357,7 +315,7 @@ DW_INLINE void FN(nchw_direct_s2_tile)(const T *restrict xc, const T *restrict z
 }
 
 /* One out-of-line function per kernel size (each gets its own register allocation). */
-#define DW_DIRECT_FN(KSV, SV, TILE)                                                        \
+#define DW_DIRECT_FN(KSV, SV)                                                              \
     __attribute__((noinline)) DW_TARGET static void FN(nchw_direct_k##KSV##_s##SV)(        \
         const cc_dw_geom *g, const T *x, const T *w, const T *bias, T *out, cc_idx oh0,    \
         cc_idx oh1, const T *zrow)                                                         \
@@ -387,29 +345,29 @@ DW_INLINE void FN(nchw_direct_s2_tile)(const T *restrict xc, const T *restrict z
                             const int nl2 = v0 + n2 == nv ? nlast : VL;                    \
                             const cc_idx c = (cc_idx)v0 * VL;                              \
                             if (R == 4 && n2 == 2)                                         \
-                                FN(TILE)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, 4, 2); \
+                                FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, SV, 4, 2); \
                             else if (R == 4)                                               \
-                                FN(TILE)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, 4, 1); \
+                                FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, SV, 4, 1); \
                             else if (n2 == 2)                                              \
-                                FN(TILE)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, 1, 2); \
+                                FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, SV, 1, 2); \
                             else                                                           \
-                                FN(TILE)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, 1, 1); \
+                                FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0 + c, wm, bm, o + c, OW, nl2, KSV, SV, 1, 1); \
                         }                                                                  \
                         continue;                                                          \
                     }                                                                      \
                     if (R == 4) {                                                          \
                         switch (nv) {                                                      \
-                        case 1: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 1); break; \
-                        case 2: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 2); break; \
-                        case 3: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 3); break; \
-                        default: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 4, 4); break; \
+                        case 1: FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, SV, 4, 1); break; \
+                        case 2: FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, SV, 4, 2); break; \
+                        case 3: FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, SV, 4, 3); break; \
+                        default: FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, SV, 4, 4); break; \
                         }                                                                  \
                     } else {                                                               \
                         switch (nv) {                                                      \
-                        case 1: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 1, 1); break; \
-                        case 2: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 1, 2); break; \
-                        case 3: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 1, 3); break; \
-                        default: FN(TILE)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, 1, 4); break; \
+                        case 1: FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, SV, 1, 1); break; \
+                        case 2: FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, SV, 1, 2); break; \
+                        case 3: FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, SV, 1, 3); break; \
+                        default: FN(nchw_direct_tile)(x, zrow, g->H, g->W, ih0, iw0, wm, bm, o, OW, nlast, KSV, SV, 1, 4); break; \
                         }                                                                  \
                     }                                                                      \
                 }                                                                          \
@@ -417,11 +375,11 @@ DW_INLINE void FN(nchw_direct_s2_tile)(const T *restrict xc, const T *restrict z
             }                                                                              \
         }                                                                                  \
     }
-DW_DIRECT_FN(3, 1, nchw_direct_tile)
-DW_DIRECT_FN(5, 1, nchw_direct_tile)
-DW_DIRECT_FN(7, 1, nchw_direct_tile)
-DW_DIRECT_FN(3, 2, nchw_direct_s2_tile)
-DW_DIRECT_FN(5, 2, nchw_direct_s2_tile)
+DW_DIRECT_FN(3, 1)
+DW_DIRECT_FN(5, 1)
+DW_DIRECT_FN(7, 1)
+DW_DIRECT_FN(3, 2)
+DW_DIRECT_FN(5, 2)
 #undef DW_DIRECT_FN
 
 /* The problems the direct tiles take (DW_NCHW_V must be 4: the tile's switch). */
