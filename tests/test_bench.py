@@ -46,3 +46,28 @@ def test_run_bench_table():
     res = _bench.run_bench(["cifar_b1"], repeat=1, peers=("numpy",), file=out)
     assert len(res) == 1 and res[0]["numpy_over_cconv"] > 0
     assert "geomean numpy/cconv" in out.getvalue()
+
+
+@pytest.mark.parametrize("n", [0, 1, 63, 64, 1000, 4097])
+@pytest.mark.parametrize("nthreads", [1, 2, 3])
+def test_stream_copy(n, nthreads):
+    from cconv import _core
+    src = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8)
+    dst = np.full(n, 7, np.uint8)
+    _core.stream_copy(src, dst, nthreads)
+    np.testing.assert_array_equal(dst, src)
+    with pytest.raises(ValueError, match="stream_copy: src has"):
+        _core.stream_copy(src, np.empty(n + 1, np.uint8), nthreads)
+
+
+def test_roofline():
+    s = next(s for s in _bench.SUITE if s.name == "mbv2_dw3x3_144_56")
+    # 144 x 56 x 56 input and output, 144 x 9 weights, 144 biases, float32
+    assert _bench.problem_bytes(s) == 4 * (2 * 144 * 56 * 56 + 144 * 9 + 144)
+    # 8.1 MFLOP at 100 GFLOP/s: 0.081 ms, slower than a 0.05 ms copy, faster than 0.1
+    assert _bench.roofline_ms(s, np.float32, 100.0, 0.05) == pytest.approx(_bench.flops(s) / 1e8)
+    assert _bench.roofline_ms(s, np.float32, 100.0, 0.1) == 0.1
+    out = io.StringIO()
+    res = _bench.run_bench(["effnet"], repeat=1, peers=(), file=out, roofline=True)
+    assert res[0]["gbs"] > 0 and 0 < res[0]["of_roof"]
+    assert "GB/s (64 MiB)" in out.getvalue()

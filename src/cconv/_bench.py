@@ -57,6 +57,56 @@ def flops(s):
     return 2.0 * s.N * s.O * (s.C // s.groups) * s.K * s.K * oh * ow
 
 
+def problem_bytes(s, dtype=np.float32):
+    """Bytes a call must move at least once: input, weight, bias and output."""
+    oh, ow = out_hw(s)
+    n = s.N * s.C * s.H * s.W + s.O * (s.C // s.groups) * s.K * s.K + s.O + s.N * s.O * oh * ow
+    return n * np.dtype(dtype).itemsize
+
+
+def machine_limits(nthreads, dtype=np.float32, repeat=9):
+    """What this machine allows now, measured in-process with nthreads threads: the
+    GFLOP/s of cconv's GEMM on a 1024^3 product (its practical compute peak), and the
+    copy bandwidth (bytes read + written per second, one memcpy per thread) of 1 MiB per
+    thread (inside the caches) and of 64 MiB (far larger than them)."""
+    from . import _gemm
+
+    def best(fn):
+        fn()
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1024, 1024)).astype(dtype)
+    gemm = 2.0 * 1024 ** 3 / best(lambda: _gemm.matmul(a, a, nthreads)) / 1e9
+    bw = {}
+    for key, n in (("copy_cache_gbs", nthreads << 20), ("copy_memory_gbs", 64 << 20)):
+        fn = copy_fn(n, nthreads)
+        bw[key] = n / best(fn) / 1e9
+    return {"gemm_gflops": gemm, **bw}
+
+
+def copy_fn(nbytes, nthreads):
+    """A threaded memcpy that reads nbytes / 2 and writes nbytes / 2 (the bandwidth
+    probe: a convolution that moved only its compulsory bytes could not beat it)."""
+    from . import _core
+
+    src = np.ones(max(nbytes // 2, 1), np.uint8)
+    dst = np.empty_like(src)
+    return lambda: _core.stream_copy(src, dst, nthreads)
+
+
+def roofline_ms(s, dtype, gemm_gflops, copy_ms):
+    """The shortest time the machine allows for shape s (ms): the larger of its direct
+    FLOPs at the GEMM rate and the time to copy its compulsory bytes (copy_ms, measured
+    by copy_fn(problem_bytes) repeated as the shape's own timing is: the same caches)."""
+    return max(flops(s) / (gemm_gflops * 1e9) * 1e3, copy_ms)
+
+
 def numpy_conv2d(x, w, b, s, layout="NCHW"):
     """The pure-NumPy baseline a user would write: sliding_window_view + matmul."""
     from numpy.lib.stride_tricks import sliding_window_view
@@ -166,8 +216,12 @@ def time_fn(fn, repeat, min_time=0.02, cooldown=0.4):
 
 
 def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=None,
-              peers=("numpy", "torch", "ort"), file=None, algorithm="auto"):
-    """Time the suite; print a table; return a list of result dicts."""
+              peers=("numpy", "torch", "ort"), file=None, algorithm="auto", roofline=False):
+    """Time the suite; print a table; return a list of result dicts. roofline: measure
+    machine_limits first and add each shape's achieved GB/s (problem_bytes / time) and
+    its share of the roofline (roofline_ms / time: 100% = as fast as the machine
+    allows; above 100% where the algorithm does fewer multiplications than the direct
+    count, as Winograd does)."""
     import sys
 
     out = file or sys.stdout
@@ -192,6 +246,8 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
         torch.set_num_threads(nt)
     suite = [s for s in SUITE if shapes is None or any(k in s.name for k in shapes)]
     cols = ["cconv ms", "GFLOP/s"]
+    if roofline:
+        cols += ["GB/s", "of roof"]
     if "numpy" in peers:
         cols += ["numpy ms", "np/cconv"]
     if have_torch:
@@ -201,6 +257,14 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
     print(f"cconv bench: conv2d {layout} {np.dtype(dtype).name}, algorithm={algorithm}, "
           f"{nt} threads, median of "
           f"{repeat} runs (spread = max/min - 1 of the cconv runs)", file=out)
+    limits = None
+    if roofline:
+        with num_threads(nt):
+            limits = machine_limits(nt, dtype)
+        print(f"machine now, {nt} threads: GEMM 1024^3 {limits['gemm_gflops']:.0f} GFLOP/s; "
+              f"copy {limits['copy_cache_gbs']:.0f} GB/s (1 MiB/thread, in cache), "
+              f"{limits['copy_memory_gbs']:.0f} GB/s (64 MiB); of roof = max(FLOPs at the "
+              f"GEMM rate, a copy of the layer's bytes) / cconv time", file=out)
     print(f"{'shape':<22}" + "".join(f"{c:>12}" for c in cols) + f"{'spread':>8}", file=out)
     results = []
     with num_threads(nt):
@@ -214,6 +278,12 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
             r = {"shape": s.name, "cconv_ms": med * 1e3, "gflops": flops(s) / med / 1e9,
                  "spread": hi / lo - 1}
             row = [f"{med * 1e3:12.3f}", f"{r['gflops']:12.1f}"]
+            if limits is not None:
+                nbytes = problem_bytes(s, dtype)
+                copy_ms = time_fn(copy_fn(nbytes, nt), repeat, cooldown=0)[0] * 1e3
+                r["gbs"] = nbytes / med / 1e9
+                r["of_roof"] = roofline_ms(s, dtype, limits["gemm_gflops"], copy_ms) / (med * 1e3)
+                row += [f"{r['gbs']:12.1f}", f"{r['of_roof'] * 100:11.0f}%"]
             if "numpy" in peers:
                 nmed = time_fn(lambda: numpy_conv2d(x, w, b, s, layout), max(3, repeat // 2))[0]
                 r["numpy_ms"] = nmed * 1e3
@@ -265,8 +335,11 @@ def main(argv=None):
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
+    ap.add_argument("--roofline", action="store_true",
+                    help="measure the machine's GEMM rate and copy bandwidth first and add "
+                         "each shape's GB/s and share of that roofline")
     a = ap.parse_args(argv)
     peers = tuple(p for p, off in (("numpy", a.no_numpy), ("torch", a.no_torch),
                                    ("ort", a.no_ort)) if not off)
     run_bench(a.shapes, a.layout, np.dtype(a.dtype), a.repeat, a.threads, peers,
-              algorithm=a.algorithm)
+              algorithm=a.algorithm, roofline=a.roofline)

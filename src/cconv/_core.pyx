@@ -151,3 +151,22 @@ def copy_into(const floating[:, :, :, :, :] src, floating[:, :, :, :, :] dst, in
         for d in range(D):
             for e in range(E):
                 dp[d * sd + e * se] = sp[d * rd + e * re]
+
+
+# ----------------------------------------------------------------------------- probes
+from libc.string cimport memcpy
+
+
+def stream_copy(const unsigned char[::1] src, unsigned char[::1] dst, int nthreads):
+    """dst[:] = src (bytes) as nthreads contiguous runs, one memcpy per thread: the
+    memory-bandwidth probe of ``python -m cconv bench --roofline``."""
+    cdef Py_ssize_t n = src.shape[0], t, lo, hi
+    if dst.shape[0] != n:
+        raise ValueError(f"stream_copy: src has {n} bytes, dst {dst.shape[0]}")
+    if n == 0:
+        return
+    cdef int nt = nthreads if nthreads > 1 else 1
+    for t in prange(nt, nogil=True, schedule="static", num_threads=nt):
+        lo = n * t // nt // 64 * 64
+        hi = n if t == nt - 1 else n * (t + 1) // nt // 64 * 64
+        memcpy(&dst[lo], &src[lo], hi - lo)
