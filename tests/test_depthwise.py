@@ -137,9 +137,10 @@ def test_nhwc_packed_rows(rng, k, stride, dtype):
 def test_nhwc_packed_rows_split_over_threads_and_channels(rng):
     # items split the rows by lcm(N, threads) and, where one item's rings would pass
     # 1 MB, the channels into groups of whole blocks: same bits for every split
-    # (3x3 on an image over 1 MB takes the strided tiles: 64 x 70 x 70 floats)
+    # (3x3 on images over 1 MB too: 64 x 70 x 70 floats, and 512 channels 400 wide,
+    # whose rings pass 1 MB)
     for N, C, (H, W), k in [(1, 160, (9, 300), 7), (3, 50, (13, 20), 3), (2, 33, (4, 9), 5),
-                            (1, 64, (70, 70), 3)]:
+                            (1, 64, (70, 70), 3), (1, 512, (5, 400), 3)]:
         x = rng.standard_normal((N, H, W, C)).astype(np.float32)
         w = rng.standard_normal((k, k, 1, C)).astype(np.float32)
         b = rng.standard_normal(C).astype(np.float32)

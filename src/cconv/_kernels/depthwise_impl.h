@@ -824,7 +824,9 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
  * the rows of the padding). The 8-pixel tiles of nhwc_t8_krow then read at compile-time
  * offsets with no edge cases, and a row's tiles run in one call. Against the strided
  * tiles above (Intel, 2 FMA ports, 2 threads, two-process A/B): 7x7 96@56 0.85x the
- * time, 5x5 240@28 0.65-0.74x, 7x7 768@7 0.44x, 3x3 192@28 0.80x. Each output still adds
+ * time, 5x5 240@28 0.65-0.74x, 7x7 768@7 0.44x, 3x3 192@28 0.80x; 3x3 on images over
+ * 1 MB too (in-process A/B, 21 interleaved rounds: 144@56 0.80x, batch 8 0.76x, 240@56
+ * 0.75x, 32@112 0.86x; an earlier host had measured 144@56 at 1.07x). Each output still adds
  * kh, kw in order from the bias (or +0), taps in the padding as FMAs with +0: the same
  * bits.
  * -------------------------------------------------------------------------------- */
@@ -912,11 +914,6 @@ static inline FN(dwp_row_fn) FN(dwp_pick)(const cc_dw_geom *g, int V)
 static cc_idx FN(dwp_scratch)(const cc_dw_geom *g, cc_idx nc)
 {
     if (!FN(dwp_pick)(g, 2))
-        return 0;
-    /* 3x3 on an image over 1 MB stays on the strided tiles: there the packing was not
-     * hidden (144@56, 1.8 MB: 1.07x slower on one thread, 0.98-1.2x on two; 192@28 and
-     * 960@7 ran 0.80x and 0.64x) */
-    if (g->KW == 3 && g->H * g->W * g->C * (cc_idx)sizeof(T) > ((cc_idx)1 << 20))
         return 0;
     const cc_idx span = (g->KH - 1) * g->dh + 1, CB = 2 * VL, nb = (nc + CB - 1) / CB;
     const cc_idx tags = (nb * span * (cc_idx)sizeof(cc_idx) + 63) / 64 * 64 / (cc_idx)sizeof(T);
