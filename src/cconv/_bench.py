@@ -71,22 +71,13 @@ def machine_limits(nthreads, dtype=np.float32, repeat=9):
     thread (inside the caches) and of 64 MiB (far larger than them)."""
     from . import _gemm
 
-    def best(fn):
-        fn()
-        ts = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            ts.append(time.perf_counter() - t0)
-        return statistics.median(ts)
-
     rng = np.random.default_rng(0)
     a = rng.standard_normal((1024, 1024)).astype(dtype)
-    gemm = 2.0 * 1024 ** 3 / best(lambda: _gemm.matmul(a, a, nthreads)) / 1e9
+    t = time_fn(lambda: _gemm.matmul(a, a, nthreads), repeat, cooldown=0)[0]
+    gemm = 2.0 * 1024 ** 3 / t / 1e9
     bw = {}
     for key, n in (("copy_cache_gbs", nthreads << 20), ("copy_memory_gbs", 64 << 20)):
-        fn = copy_fn(n, nthreads)
-        bw[key] = n / best(fn) / 1e9
+        bw[key] = n / time_fn(copy_fn(n, nthreads), repeat, cooldown=0)[0] / 1e9
     return {"gemm_gflops": gemm, **bw}
 
 
