@@ -65,8 +65,8 @@ def test_roofline():
     # 144 x 56 x 56 input and output, 144 x 9 weights, 144 biases, float32
     assert _bench.problem_bytes(s) == 4 * (2 * 144 * 56 * 56 + 144 * 9 + 144)
     # 8.1 MFLOP at 100 GFLOP/s: 0.081 ms, slower than a 0.05 ms copy, faster than 0.1
-    assert _bench.roofline_ms(s, np.float32, 100.0, 0.05) == pytest.approx(_bench.flops(s) / 1e8)
-    assert _bench.roofline_ms(s, np.float32, 100.0, 0.1) == 0.1
+    assert _bench.roofline_ms(s, 100.0, 0.05) == pytest.approx(_bench.flops(s) / 1e8)
+    assert _bench.roofline_ms(s, 100.0, 0.1) == 0.1
     out = io.StringIO()
     res = _bench.run_bench(["effnet"], repeat=1, peers=(), file=out, roofline=True)
     assert res[0]["gbs"] > 0 and 0 < res[0]["of_roof"]

@@ -91,7 +91,7 @@ def copy_fn(nbytes, nthreads):
     return lambda: _core.stream_copy(src, dst, nthreads)
 
 
-def roofline_ms(s, dtype, gemm_gflops, copy_ms):
+def roofline_ms(s, gemm_gflops, copy_ms):
     """The shortest time the machine allows for shape s (ms): the larger of its direct
     FLOPs at the GEMM rate and the time to copy its compulsory bytes (copy_ms, measured
     by copy_fn(problem_bytes) repeated as the shape's own timing is: the same caches)."""
@@ -273,7 +273,7 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
                 nbytes = problem_bytes(s, dtype)
                 copy_ms = time_fn(copy_fn(nbytes, nt), repeat, cooldown=0)[0] * 1e3
                 r["gbs"] = nbytes / med / 1e9
-                r["of_roof"] = roofline_ms(s, dtype, limits["gemm_gflops"], copy_ms) / (med * 1e3)
+                r["of_roof"] = roofline_ms(s, limits["gemm_gflops"], copy_ms) / (med * 1e3)
                 row += [f"{r['gbs']:12.1f}", f"{r['of_roof'] * 100:11.0f}%"]
             if "numpy" in peers:
                 nmed = time_fn(lambda: numpy_conv2d(x, w, b, s, layout), max(3, repeat // 2))[0]

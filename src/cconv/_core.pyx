@@ -31,6 +31,7 @@ def omp_set_threads(int n):
 cimport cython
 from cython cimport floating
 from cython.parallel cimport prange
+from libc.string cimport memcpy
 
 include "_layout.pxi"
 
@@ -154,9 +155,6 @@ def copy_into(const floating[:, :, :, :, :] src, floating[:, :, :, :, :] dst, in
 
 
 # ----------------------------------------------------------------------------- probes
-from libc.string cimport memcpy
-
-
 def stream_copy(const unsigned char[::1] src, unsigned char[::1] dst, int nthreads):
     """dst[:] = src (bytes) as nthreads contiguous runs, one memcpy per thread: the
     memory-bandwidth probe of ``python -m cconv bench --roofline``."""
