@@ -685,3 +685,37 @@ def test_layout_routes_stand_aside_for_huge_tensors():
     assert _plan.nchw_via_nhwc(spec(64, 8, "NCL", C=64, O=64))
     assert not _plan.nchw_via_nhwc(spec(2**17, 8, "NCL", C=256, O=256))
     assert _plan.copies_fit(spec(4, 4096, "NLC"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("C,O", [(1, 1), (3, 7), (64, 256), (128, 33), (129, 40)])
+def test_channels_last_pointwise_plain_gemm(dtype, nd, C, O):
+    # channels-last 1x1, stride 1, unpadded, one group, at most 128 input channels: one
+    # plain GEMM over the input (_im2col._run); 129 channels keep the tile kernels. The
+    # same bits as the tile kernels' sums (an output computed through a strided view of
+    # the input, which the plain GEMM does not take, agrees exactly), NaN-prefilled out,
+    # bias, every thread count
+    import cconv
+    rng = np.random.default_rng(C * 7 + O + nd)
+    sp = (2, 3, 5, 7)[:nd] if nd > 1 else (37,)
+    x = rng.standard_normal((3,) + sp + (C,)).astype(dtype)
+    w = rng.standard_normal((1,) * nd + (C, O)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    layout = LAST_LAYOUT[nd]
+    fn = (cconv.conv1d, cconv.conv2d, cconv.conv3d)[nd - 1]
+    ref = conv_nd_reference(x, w, b, 1, ((0, 0),) * nd, 1, 1, "zeros", layout)
+    outs = []
+    for threads in (1, 2, 3):
+        with cconv.num_threads(threads):
+            out = np.full(ref.shape, np.nan, dtype)
+            y = fn(x, w, b, layout=layout, algorithm="im2col", out=out)
+        assert y is out
+        outs.append(y)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+    assert rel_error(outs[0], ref) <= tolerance(dtype, "im2col"), rel_error(outs[0], ref)
+    # stride 2 over an input twice as long reads the same pixels through the tile kernels
+    xs = np.zeros((3,) + tuple(2 * n - 1 for n in sp) + (C,), dtype)
+    xs[(slice(None),) + (slice(None, None, 2),) * nd] = x
+    np.testing.assert_array_equal(fn(xs, w, b, 2, layout=layout, algorithm="im2col"), outs[0])

@@ -26,6 +26,12 @@ cdef extern from "gemm.h" nogil:
                                          cc_idx rs, float *bp, cc_idx K)
     void cconv_pack_b_rows_to_panels_f64(cc_idx k0, cc_idx k1, cc_idx n, const double *b,
                                          cc_idx rs, double *bp, cc_idx K)
+    int cconv_gemm_f32(cc_idx m, cc_idx n, cc_idx k, const float *a, cc_idx rsa, cc_idx csa,
+                       const float *b, cc_idx rsb, cc_idx csb, float *c, cc_idx ldc,
+                       int nthreads)
+    int cconv_gemm_f64(cc_idx m, cc_idx n, cc_idx k, const double *a, cc_idx rsa, cc_idx csa,
+                       const double *b, cc_idx rsb, cc_idx csb, double *c, cc_idx ldc,
+                       int nthreads)
     void cconv_gemm_macro_f32(cc_idx m, cc_idx n, cc_idx kc, const float *ap, cc_idx ps_a,
                               const float *bp, cc_idx ps_b, float *c, cc_idx ldc, int accumulate)
     void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_idx ps_a,
