@@ -1,9 +1,11 @@
 /* In-register transposes (x86, AVX2 or later; the 512-bit ones need AVX-512F): a[i] lane j <-> a[j] lane i; and the
- * even lanes of two vectors (a stride-2 gather). Shared by the packs (gemm.c) and the
- * depthwise / grouped kernels (depthwise.c). */
+ * even lanes of two vectors (a stride-2 gather); a whole-matrix transpose built on them.
+ * Shared by the packs (gemm.c), the depthwise / grouped kernels (depthwise.c), the
+ * layout transposes (transpose.h) and the Winograd lane staging (winograd.c). */
 #ifndef CCONV_SIMD_TRANSPOSE_H
 #define CCONV_SIMD_TRANSPOSE_H
 #include <immintrin.h>
+#include <stdint.h>
 
 static inline __attribute__((always_inline, target("avx2,fma"))) void cc_tr8_ps(__m256 *a)
 {
@@ -103,4 +105,35 @@ static inline __attribute__((always_inline, target("avx512f"))) void cc_tr8_pd(_
         a[6 + c] = _mm512_shuffle_f64x2(v1, v3, 0xDD);
     }
 }
+/* dst[c * ldd + r] = src[r * lds + c] (r < rows, c < cols) as a static function NAME
+ * (ATTR: its target): whole V x V blocks moved through registers (TR, one of the above),
+ * walked in 64 x 64 tiles so that a tile's source and destination rows stay in L1; the
+ * edges element by element. A copy: the same values as any loop. Used by the layout
+ * transposes (transpose.h) and the Winograd lane staging (winograd.c). Against an
+ * element loop in 16 x 16 blocks, AVX-512, 1 thread, same buffers: 12544 x 64 0.58x the
+ * time, 196 x 1024 0.63x, 49 x 512 0.66x, 784 x 256 0.87x, 3136 x 144 1.08x. */
+#define CC_DEFINE_TRANSPOSE_BLOCKS(NAME, ATTR, T, V, VT, LOAD, STORE, TR)                 \
+    ATTR static void NAME(const T *restrict src, int64_t lds, int64_t rows, int64_t cols,  \
+                          T *restrict dst, int64_t ldd)                                    \
+    {                                                                                      \
+        enum { TB = 64 };                                                                  \
+        const int64_t rv = rows / V * V, cv = cols / V * V;                                \
+        for (int64_t r0 = 0; r0 < rv; r0 += TB) {                                          \
+            const int64_t r1 = r0 + TB < rv ? r0 + TB : rv;                                \
+            for (int64_t c0 = 0; c0 < cv; c0 += TB) {                                      \
+                const int64_t c1 = c0 + TB < cv ? c0 + TB : cv;                            \
+                for (int64_t c = c0; c < c1; c += V)                                       \
+                    for (int64_t r = r0; r < r1; r += V) {                                 \
+                        VT a[V];                                                           \
+                        for (int i = 0; i < V; i++) a[i] = LOAD(src + (r + i) * lds + c);  \
+                        TR(a);                                                             \
+                        for (int j = 0; j < V; j++) STORE(dst + (c + j) * ldd + r, a[j]);  \
+                    }                                                                      \
+            }                                                                              \
+        }                                                                                  \
+        for (int64_t r = 0; r < rv; r++)                                                   \
+            for (int64_t c = cv; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];       \
+        for (int64_t r = rv; r < rows; r++)                                                \
+            for (int64_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];        \
+    }
 #endif

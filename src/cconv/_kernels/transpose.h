@@ -33,45 +33,21 @@ CC_TR_DEFINE(float, f32)
 CC_TR_DEFINE(double, f64)
 #undef CC_TR_DEFINE
 
-/* The same transpose with whole 16 x 16 float (8 x 8 double) blocks moved through AVX-512
- * registers (simd_transpose.h), walked in 64 x 64 tiles so that the tile's source rows
- * and destination rows stay in L1; the edges element by element, and matrices narrower
- * than a block take the loop above. Against that loop, 1 thread, 8 images, same buffers:
- * 12544 x 64 0.58x the time, 196 x 1024 0.63x, 49 x 512 0.66x, 784 x 256 0.87x, 3136 x 144
- * 1.08x (in separate buffers the last ran 1.5x either way: the buffers' relative
- * addresses move it more than the order). A copy, so the same values on every path. Chosen at run time by cconv_transpose_auto_* (cconv_transpose_simd: 1 on AVX-512 machines,
- * 0 forces the loop above; set once at module import, before any call). */
+/* The same transpose through AVX-512 registers (simd_transpose.h's blocks in 64 x 64
+ * tiles; matrices narrower than a block take the loop above). Chosen at run time by
+ * cconv_transpose_auto_* (cconv_transpose_simd: 1 on AVX-512 machines, 0 forces the
+ * loop above; set once at module import, before any call). A copy, so the same values
+ * on every path. */
 static int cconv_transpose_simd = 0;
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
 #include "simd_transpose.h"
-#define CC_TR_SIMD_DEFINE(T, SUF, V, VT, LOAD, STORE, TR)                                  \
-__attribute__((target("avx512f"))) static void cconv_transpose_avx512_##SUF(            \
-    const T *restrict src, int64_t lds, int64_t rows, int64_t cols, T *restrict dst,      \
-    int64_t ldd) {                                                                        \
-    enum { TB = 64 };                                                                     \
-    const int64_t rv = rows / V * V, cv = cols / V * V;                                   \
-    for (int64_t r0 = 0; r0 < rv; r0 += TB) {                             \
-        const int64_t r1 = r0 + TB < rv ? r0 + TB : rv;                                   \
-        for (int64_t c0 = 0; c0 < cv; c0 += TB) {                                         \
-            const int64_t c1 = c0 + TB < cv ? c0 + TB : cv;                               \
-            for (int64_t c = c0; c < c1; c += V)                                          \
-                for (int64_t r = r0; r < r1; r += V) {                                    \
-                    VT a[V];                                                              \
-                    for (int i = 0; i < V; i++) a[i] = LOAD(src + (r + i) * lds + c);     \
-                    TR(a);                                                                \
-                    for (int j = 0; j < V; j++) STORE(dst + (c + j) * ldd + r, a[j]);     \
-                }                                                                         \
-        }                                                                                 \
-    }                                                                                     \
-    for (int64_t r = 0; r < rv; r++)                                                      \
-        for (int64_t c = cv; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];          \
-    for (int64_t r = rv; r < rows; r++)                                                   \
-        for (int64_t c = 0; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];           \
-}
-CC_TR_SIMD_DEFINE(float, f32, 16, __m512, _mm512_loadu_ps, _mm512_storeu_ps, cc_tr16_ps)
-CC_TR_SIMD_DEFINE(double, f64, 8, __m512d, _mm512_loadu_pd, _mm512_storeu_pd, cc_tr8_pd)
-#undef CC_TR_SIMD_DEFINE
+#define CC_TR_AVX512 __attribute__((target("avx512f")))
+CC_DEFINE_TRANSPOSE_BLOCKS(cconv_transpose_avx512_f32, CC_TR_AVX512, float, 16, __m512,
+                           _mm512_loadu_ps, _mm512_storeu_ps, cc_tr16_ps)
+CC_DEFINE_TRANSPOSE_BLOCKS(cconv_transpose_avx512_f64, CC_TR_AVX512, double, 8, __m512d,
+                           _mm512_loadu_pd, _mm512_storeu_pd, cc_tr8_pd)
+#undef CC_TR_AVX512
 #define CC_TR_HAVE_SIMD 1
 
 /* 1 when the CPU (and the OS) support AVX-512F. */

@@ -269,28 +269,12 @@ DEFINE_ALL_ISA(avx512, TARGET_AVX512)
 
 /* ---------------------------------------------------------------- lane staging
  * dst[c*ldd + r] = src[r*lds + c] (r < rows, c < cols): channels-first weight taps
- * turned lanes-innermost for the kernel transform. Whole V x V blocks go through
- * registers (simd_transpose.h), the edges element by element; a copy, so every path
- * gives the same bits. */
+ * turned lanes-innermost for the kernel transform (and the layout transposes of the
+ * modules that embed this file): simd_transpose.h's register blocks, the edges element by
+ * element; a copy, so every path gives the same bits. */
 #define LANES_SCALAR(T, r0, r1, c0, c1)                                                 \
     for (cc_idx r = (r0); r < (r1); r++)                                                \
         for (cc_idx c = (c0); c < (c1); c++) dst[c * ldd + r] = src[r * lds + c]
-#define DEFINE_LANES_SIMD(NAME, ATTR, T, V, VT, LOAD, STORE, TR)                        \
-    ATTR static void NAME(const T *restrict src, cc_idx lds, cc_idx rows, cc_idx cols,  \
-                          T *restrict dst, cc_idx ldd)                                  \
-    {                                                                                   \
-        cc_idx r0 = 0, c0 = 0;                                                          \
-        for (; r0 + V <= rows; r0 += V) {                                               \
-            for (c0 = 0; c0 + V <= cols; c0 += V) {                                     \
-                VT a[V];                                                                \
-                for (int i = 0; i < V; i++) a[i] = LOAD(src + (r0 + i) * lds + c0);     \
-                TR(a);                                                                  \
-                for (int j = 0; j < V; j++) STORE(dst + (c0 + j) * ldd + r0, a[j]);     \
-            }                                                                           \
-            LANES_SCALAR(T, r0, r0 + V, c0, cols);                                      \
-        }                                                                               \
-        LANES_SCALAR(T, r0, rows, 0, cols);                                             \
-    }
 static void lanes_f32_gen(const float *restrict src, cc_idx lds, cc_idx rows, cc_idx cols,
                           float *restrict dst, cc_idx ldd)
 {
@@ -303,14 +287,14 @@ static void lanes_f64_gen(const double *restrict src, cc_idx lds, cc_idx rows, c
 }
 #if defined(__x86_64__) || defined(_M_X64)
 #include "simd_transpose.h"
-DEFINE_LANES_SIMD(lanes_f32_avx512, TARGET_AVX512, float, 16, __m512, _mm512_loadu_ps,
-                  _mm512_storeu_ps, cc_tr16_ps)
-DEFINE_LANES_SIMD(lanes_f64_avx512, TARGET_AVX512, double, 8, __m512d, _mm512_loadu_pd,
-                  _mm512_storeu_pd, cc_tr8_pd)
-DEFINE_LANES_SIMD(lanes_f32_avx2, TARGET_AVX2, float, 8, __m256, _mm256_loadu_ps,
-                  _mm256_storeu_ps, cc_tr8_ps)
-DEFINE_LANES_SIMD(lanes_f64_avx2, TARGET_AVX2, double, 4, __m256d, _mm256_loadu_pd,
-                  _mm256_storeu_pd, cc_tr4_pd)
+CC_DEFINE_TRANSPOSE_BLOCKS(lanes_f32_avx512, TARGET_AVX512, float, 16, __m512,
+                           _mm512_loadu_ps, _mm512_storeu_ps, cc_tr16_ps)
+CC_DEFINE_TRANSPOSE_BLOCKS(lanes_f64_avx512, TARGET_AVX512, double, 8, __m512d,
+                           _mm512_loadu_pd, _mm512_storeu_pd, cc_tr8_pd)
+CC_DEFINE_TRANSPOSE_BLOCKS(lanes_f32_avx2, TARGET_AVX2, float, 8, __m256, _mm256_loadu_ps,
+                           _mm256_storeu_ps, cc_tr8_ps)
+CC_DEFINE_TRANSPOSE_BLOCKS(lanes_f64_avx2, TARGET_AVX2, double, 4, __m256d,
+                           _mm256_loadu_pd, _mm256_storeu_pd, cc_tr4_pd)
 #endif
 
 void cconv_wino_lanes_f32(const float *src, cc_idx lds, cc_idx rows, cc_idx cols, float *dst,
