@@ -26,6 +26,7 @@ include "_gemm_core.pxi"
 cdef extern from "scratch.h" nogil:
     void *cc_scratch_acquire(int slot, size_t nbytes)
     void cc_scratch_release(int slot, void *p)
+    void *cc_scratch_alloc64(size_t nbytes)
 
 include "_pack.pxi"
 
@@ -215,7 +216,7 @@ cdef int _nchw(const floating *x, const floating *w, const floating *wpre, const
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
     if not shared:
         with parallel(num_threads=nthreads):
-            bbuf = <floating *> malloc(KC * ncp * sizeof(floating) + 64)
+            bbuf = <floating *> cc_scratch_acquire(0, KC * ncp * sizeof(floating))
             if bbuf == NULL:
                 failed_p[0] = 1  # through a pointer: a plain assignment is thread-private
             for item in prange(N * G * nnb, schedule="static"):
@@ -241,9 +242,9 @@ cdef int _nchw(const floating *x, const floating *w, const floating *wpre, const
                     k0 = k0 + kc
                 if bias != NULL:
                     _bias_rows(og, P, bias + g * Og, Og, nc)
-            free(bbuf)
+            cc_scratch_release(0, bbuf)
     else:
-        cols = <floating *> malloc(K * ((P + NR - 1) // NR) * NR * sizeof(floating) + 64)
+        cols = <floating *> cc_scratch_alloc64(K * ((P + NR - 1) // NR) * NR * sizeof(floating) + 64)
         if cols == NULL:
             failed = 1
         for ng in range(N * G if cols != NULL else 0):
@@ -300,7 +301,7 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
     with parallel(num_threads=nthreads):
         # MC x KC rows, then MR row pointers (per thread)
-        abuf = <floating *> malloc(MC * KC * sizeof(floating) + (MR + 8) * sizeof(floating *))
+        abuf = <floating *> cc_scratch_acquire(0, MC * KC * sizeof(floating) + (MR + 8) * sizeof(floating *))
         ap = <const floating **> (abuf + MC * KC)
         if abuf == NULL:
             failed_p[0] = 1
@@ -333,7 +334,7 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
                 k0 = k0 + kc
             if bias != NULL:
                 _bias_cols(og, O, bias + g * Og + j0, mc, nc)
-        free(abuf)
+        cc_scratch_release(0, abuf)
     if wpre == NULL:
         cc_scratch_release(1, wp)
     if failed:
@@ -711,7 +712,7 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
     v.MR, v.NR, v.MRX, v.cl = MR, NR, MRX, cl
     if whole_images:
         with parallel(num_threads=nthreads):
-            buf = <floating *> malloc((scratch + C * CP) * sizeof(floating) + 64)
+            buf = <floating *> cc_scratch_acquire(0, (scratch + C * CP) * sizeof(floating))
             if buf == NULL:
                 failed_p[0] = 1
             for n in prange(N, schedule="static"):
@@ -726,9 +727,9 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     src = buf + scratch
                 for it in range(per_image):
                     _image_item(&v, src, w if fly else NULL, wp, bias, out, offs, n, it, buf)
-            free(buf)
+            cc_scratch_release(0, buf)
     else:
-        img = <floating *> malloc((0 if same_grid else C * CP) * sizeof(floating) + 64)
+        img = <floating *> cc_scratch_alloc64((0 if same_grid else C * CP) * sizeof(floating) + 64)
         if img == NULL:
             failed = 1
         for n in range(N if img != NULL else 0):
@@ -739,14 +740,14 @@ cdef int _nchw_virtual(const floating *x, const floating *w, const floating *wpr
                     pad_channel(x + (n * C + c) * DHW, &geom, img + c * CP, Dp, Hp, Wp)
                 src = img
             with parallel(num_threads=nthreads):
-                buf = <floating *> malloc(scratch * sizeof(floating) + 64)
+                buf = <floating *> cc_scratch_acquire(0, scratch * sizeof(floating))
                 if buf == NULL:
                     failed_p[0] = 1
                 for it in prange(per_image, schedule="static"):
                     if buf == NULL:
                         continue
                     _image_item(&v, src, w if fly else NULL, wp, bias, out, offs, n, it, buf)
-                free(buf)
+                cc_scratch_release(0, buf)
         free(img)
     if wpre == NULL:
         cc_scratch_release(1, wp)
