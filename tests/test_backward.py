@@ -957,3 +957,59 @@ def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
     cf = gw_fn(np.ascontiguousarray(x.transpose(first)), np.ascontiguousarray(g.transpose(first)),
                tuple(w.shape[i] for i in wfirst), stride, k // 2, 1, G)
     np.testing.assert_array_equal(out[0], cf.transpose(tuple(range(2, nd + 2)) + (1, 0)))
+
+
+def _grad_weight_reference_last(x, dy, k, stride, pad, dil, G):
+    """float64 channels-last dW (*k, C/G, O): one product per tap and group over the
+    zero-padded x."""
+    nd = len(k)
+    x, dy = x.astype(np.float64), dy.astype(np.float64)
+    xp = np.pad(x, [(0, 0)] + [(p, p) for p in pad] + [(0, 0)])
+    Cg, O = x.shape[-1] // G, dy.shape[-1]
+    Og, osp = O // G, dy.shape[1:-1]
+    dw = np.zeros(tuple(k) + (Cg, O))
+    for t in np.ndindex(*k):
+        sl = tuple(slice(t[i] * dil[i], t[i] * dil[i] + stride[i] * (osp[i] - 1) + 1, stride[i])
+                   for i in range(nd))
+        xs = xp[(slice(None),) + sl]
+        for g in range(G):
+            a = xs[..., g * Cg:(g + 1) * Cg].reshape(-1, Cg)
+            dw[t][:, g * Og:(g + 1) * Og] = a.T @ dy[..., g * Og:(g + 1) * Og].reshape(-1, Og)
+    return dw
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,sp,C,O,G,k,stride,pad,dil", [
+    (2, (23, 29), 9, 33, 1, 3, 1, 1, 1),     # tiles of 224 pixels start mid-row
+    (2, (20, 17), 20, 40, 1, 3, 2, 1, 1),    # stride 2, partial channel and column blocks
+    (2, (12, 13), 5, 1, 1, 3, 1, 4, 2),      # pad past the dilated kernel: whole rows skipped
+    (2, (15, 14), 34, 64, 2, 5, 3, 2, 1),    # groups of 17 channels, stride 3
+    (1, (300,), 17, 31, 1, 4, 1, 3, 2),
+    (3, (6, 7, 9), 16, 24, 1, 3, 1, 1, 1),
+    (3, (5, 8, 6), 12, 20, 1, 2, (1, 2, 1), (0, 1, 2), (2, 1, 1)),
+])
+def test_grad_weight_channels_last_rows(isa, dtype, nd, sp, C, O, G, k, stride, pad, dil):
+    """Channels-last weight gradients on x read in place (gwrows ukernels): channel
+    blocks and column panels with partial edges, pixel tiles that start mid-row, taps
+    whose input rows lie wholly in the padding; float64 reference, bitwise for 1-3
+    threads, inputs unchanged."""
+    rng = np.random.default_rng(C * 100 + O)
+    kk, st_, pd, dl = ((v,) * nd if np.isscalar(v) else v for v in (k, stride, pad, dil))
+    lay = LAST_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, 3, C, O, G, sp, kk)
+    x = rng.standard_normal(xs).astype(dtype)
+    osp = tuple((n + 2 * p - d * (q - 1) - 1) // s + 1 for n, p, d, q, s in zip(sp, pd, dl, kk, st_))
+    g = rng.standard_normal((3,) + osp + (O,)).astype(dtype)
+    x0, g0 = x.copy(), g.copy()
+    gw_fn = bwd_fns(nd)[1]
+    out = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            out.append(gw_fn(x, g, ws, st_, pd, dl, G, layout=lay))
+    for r in out[1:]:
+        np.testing.assert_array_equal(r, out[0])
+    ref = _grad_weight_reference_last(x, g, kk, st_, pd, dl, G)
+    assert out[0].dtype == dtype and out[0].shape == ws
+    assert rel_error(out[0], ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(g, g0)

@@ -8,13 +8,16 @@ The sizes of the input and of grad_out need not be related by the forward formul
 checked against the input, exactly as the forward packers do.
 
 grad_weight (an implicit-GEMM reduction over images and output pixels):
-  dW_g[:, k-block] (Og x kb) += dY_g[n] (Og x pc) . cols[n]^T (pc x kb)
-  (NCHW accumulates in place in dW (O x K); NHWC in a private Og x kb block that is
-  stored transposed into dW (K x O) at the end.) Work items are (group, block of K);
-  each item owns its block of dW and runs n = 0..N-1 and the output pixels in equal
-  tiles of at most PC (a function of the pixel count only), in order, as one running
-  FMA sum per dW element. cols^T is packed straight from x into NR-column panels
-  (packt.c). Thread count only changes how K is blocked, never the order of a sum:
+  channels-first  dW_g[:, k-block] (Og x kb) += dY_g[n] (Og x pc) . cols[n]^T (pc x kb)
+  Work items are (group, block of K); each item owns its block of dW and runs
+  n = 0..N-1 and the output pixels in equal tiles of at most PC (a function of the
+  pixel count only), in order, as one running FMA sum per dW element. cols^T is
+  packed straight from x into NR-column panels (packt.c).
+  channels-last   dW[tap, c-block, :] (MR x O) += x[n, pixels(tap), c-block]^T . dY[n]
+  with x read in place (MR channels of a pixel are contiguous; gwrows ukernels over
+  the runs of in-bounds pixels of each tap) and dY's pixel tile packed once per tile
+  into NR-column panels; items are (group, run of (tap, channel block) panels).
+  Thread count only changes how the work is blocked, never the order of a sum:
   results are bitwise identical for every thread count.
 
 grad_input (col2im):
@@ -55,11 +58,6 @@ cdef extern from "packt.h" nogil:
     void cconv_pack_bt_im2col_nchw_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
                                        cc_idx p0, cc_idx pc, int nr, cc_idx ps, float *bp)
     void cconv_pack_bt_im2col_nchw_f64(const cc_conv_geom *g, const double *x, cc_idx k0,
-                                       cc_idx kc, cc_idx p0, cc_idx pc, int nr, cc_idx ps,
-                                       double *bp)
-    void cconv_pack_bt_im2col_nhwc_f32(const cc_conv_geom *g, const float *x, cc_idx k0, cc_idx kc,
-                                       cc_idx p0, cc_idx pc, int nr, cc_idx ps, float *bp)
-    void cconv_pack_bt_im2col_nhwc_f64(const cc_conv_geom *g, const double *x, cc_idx k0,
                                        cc_idx kc, cc_idx p0, cc_idx pc, int nr, cc_idx ps,
                                        double *bp)
 
@@ -111,18 +109,11 @@ cdef inline void pack_bt_nchw(const cc_conv_geom *g, const floating *x, cc_idx k
         cconv_pack_bt_im2col_nchw_f64(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
 
 
-cdef inline void pack_bt_nhwc(const cc_conv_geom *g, const floating *x, cc_idx k0, cc_idx kc,
-                              cc_idx p0, cc_idx pc, int nr, floating *bp) noexcept nogil:
-    if floating is float:
-        cconv_pack_bt_im2col_nhwc_f32(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
-    else:
-        cconv_pack_bt_im2col_nhwc_f64(g, x, k0, kc, p0, pc, nr, pc * nr, bp)
-
-
 cdef enum:
     # gwdot: output positions per block of images (one lane reduction per block)
     GWD_POSITIONS = 4096
     PC = 320          # most output pixels per tile (the reduction step of grad_weight)
+    GWR_PC = 256      # the same for channels-last grad_weight (a 32 KB dY panel)
     KB_TARGET = 256   # K rows/columns per work item (grad_weight), rows per block (grad_input)
 
 
@@ -159,33 +150,26 @@ cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, cc_idx Cg, cc_idx ctot,
 # ============================================================================ grad_weight
 
 cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
-            cc_idx N, cc_idx G, cc_idx O, cc_idx kb, cc_idx PT, bint last, int MR, int NR,
+            cc_idx N, cc_idx G, cc_idx O, cc_idx kb, cc_idx PT, int MR, int NR,
             int nthreads) except -1 nogil:
-    # NCHW: dW_g[:, k-block] (Og x kc, row stride K) += dY_g[n] (Og x pc) . cols^T (pc x kc)
-    # NHWC: the same product into a private Og x kc block, stored transposed at the end
-    #       into dW (K x O): dY_g^T is packed from rows of dY (unit stride along o).
+    # channels-first: dW_g[:, k-block] (Og x kc, row stride K) += dY_g[n] (Og x pc) . cols^T (pc x kc)
     cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW, C = g.ctot
     cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
     cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc, i, j
     cdef cc_idx mpad = _cdiv(Og, MR) * MR, kpad = _cdiv(kb, NR) * NR
     cdef floating *abuf
     cdef floating *bbuf
-    cdef floating *acc
     cdef floating *dwg
-    cdef floating *cc
-    cdef cc_idx ldc
     cdef int first
     cdef int failed = 0
     cdef int *failed_p = &failed
     with parallel(num_threads=nthreads):
         # this thread's cached, 64-byte aligned scratch (scratch.h slot 0), each panel
         # block on a whole line: B panels half a line off split every vector load
-        # (unaligned, the NHWC grad_weight took 1.08-1.10x the time)
+        # (unaligned, the grad_weight took 1.08-1.10x the time)
         abuf = <floating *> cc_scratch_acquire(0, (_line(mpad * PT, sizeof(floating))
-                                                   + _line(kpad * PT, sizeof(floating))
-                                                   + (Og * kb if last else 0)) * sizeof(floating))
+                                                   + kpad * PT) * sizeof(floating))
         bbuf = abuf + _line(mpad * PT, sizeof(floating))
-        acc = bbuf + _line(kpad * PT, sizeof(floating))
         if abuf == NULL:
             failed_p[0] = 1
         for item in prange(G * nkb, schedule="static"):
@@ -194,41 +178,196 @@ cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, float
             gi = item // nkb
             k0 = (item % nkb) * kb
             kc = _imin(kb, K - k0)
-            if last:
-                dwg = dw + k0 * O + gi * Og
-                cc = acc
-                ldc = kc
-            else:
-                dwg = dw + gi * Og * K + k0
-                cc = dwg
-                ldc = K
+            dwg = dw + gi * Og * K + k0
             first = 1
             for n in range(N):
                 p0 = 0
                 while p0 < P:
                     pc = _imin(PT, P - p0)
-                    if last:
-                        pack_a(Og, pc, dy + (n * P + p0) * O + gi * Og, 1, O, abuf)
-                        pack_bt_nhwc(g, x + n * DHW * C + gi * Cg, k0, kc, p0, pc, NR, bbuf)
-                    else:
-                        pack_a(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, abuf)
-                        pack_bt_nchw(g, x + (n * C + gi * Cg) * DHW, k0, kc, p0, pc, NR, bbuf)
-                    gemm_macro(Og, kc, pc, abuf, pc * MR, bbuf, pc * NR, cc, ldc, not first)
+                    pack_a(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, abuf)
+                    pack_bt_nchw(g, x + (n * C + gi * Cg) * DHW, k0, kc, p0, pc, NR, bbuf)
+                    gemm_macro(Og, kc, pc, abuf, pc * MR, bbuf, pc * NR, dwg, K, not first)
                     first = 0
                     p0 = p0 + pc
             if first:  # N == 0: an empty sum
                 for i in range(Og):
                     for j in range(kc):
-                        cc[i * ldc + j] = 0
-            if last:
-                for j in range(kc):
-                    for i in range(Og):
-                        dwg[j * O + i] = acc[i * kc + j]
+                        dwg[i * K + j] = 0
         cc_scratch_release(0, abuf)
     if failed:
         with gil:
             raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
     return 0
+
+
+cdef extern from "gemm.h" nogil:
+    ctypedef struct cc_gwseg:
+        cc_idx x
+        cc_idx p
+        cc_idx len
+    int cconv_gwrows_mr_f32()
+    int cconv_gwrows_mr_f64()
+    void cconv_gwrows_ukernel_f32(cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
+                                  const float *b, float *c, cc_idx ldc, int accumulate)
+    void cconv_gwrows_ukernel_f64(cc_idx nseg, const cc_gwseg *seg, const double *x,
+                                  cc_idx xs, const double *b, double *c, cc_idx ldc,
+                                  int accumulate)
+
+
+cdef inline void gwrows(cc_idx nseg, const cc_gwseg *seg, const floating *x, cc_idx xs,
+                        const floating *b, floating *c, cc_idx ldc, int accumulate) noexcept nogil:
+    if floating is float:
+        cconv_gwrows_ukernel_f32(nseg, seg, x, xs, b, c, ldc, accumulate)
+    else:
+        cconv_gwrows_ukernel_f64(nseg, seg, x, xs, b, c, ldc, accumulate)
+
+
+cdef cc_idx _tap_runs(const cc_conv_geom *g, cc_idx t, cc_idx p0, cc_idx pc,
+                      cc_gwseg *seg) noexcept nogil:
+    """The runs of output pixels p0 .. p0+pc-1 whose input pixel for tap t lies inside
+    the input (channels-last: seg.x = that pixel's offset / C), in pixel order."""
+    cdef cc_idx kd = t // (g.KH * g.KW), kh = (t // g.KW) % g.KH, kw = t % g.KW
+    cdef cc_idx woff = kw * g.dw - g.pw, ns = 0, p = p0, od, oh, ow, run, i_d, i_h, lo, hi
+    cdef cc_idx ow_min = _imax(0, -_floor_div(woff, g.sw))
+    cdef cc_idx ow_max = _imin(g.OW, _floor_div(g.W - 1 - woff, g.sw) + 1)
+    while p < p0 + pc:
+        od = p // (g.OH * g.OW)
+        oh = (p // g.OW) % g.OH
+        ow = p % g.OW
+        run = _imin(g.OW - ow, p0 + pc - p)
+        i_d = od * g.sd + kd * g.dd - g.pd
+        i_h = oh * g.sh + kh * g.dh - g.ph
+        lo = _imax(ow, ow_min)
+        hi = _imin(ow + run, ow_max)
+        if 0 <= i_d < g.D and 0 <= i_h < g.H and lo < hi:
+            seg[ns].x = (i_d * g.H + i_h) * g.W + lo * g.sw + woff
+            seg[ns].p = p - p0 + lo - ow
+            seg[ns].len = hi - lo
+            ns += 1
+        p += run
+    return ns
+
+
+cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
+                  cc_idx N, cc_idx G, cc_idx O, cc_idx PT, int MR, int NR,
+                  int nthreads) except -1 nogil:
+    # Channels-last dW (K x O, row k = tap*Cg + c) with x read in place. Work items are
+    # (group, run of MR-row panels (tap, channel block)); each item owns its dW rows and
+    # runs n = 0..N-1 and the output pixels in tiles of PT, in order: dY's tile is packed
+    # into NR-column panels once per tile, then every panel's MR x NR tiles take the
+    # tap's runs of in-bounds pixels (gwrows ukernel). Each dW element is one running FMA
+    # sum over the pixels in order (a padding pixel adds nothing), whatever the threads.
+    # A partial channel block (c0 + MR > Cg) is packed, zero-filled, into a strip.
+    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW, C = g.ctot
+    cdef cc_idx P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
+    cdef cc_idx npt = _cdiv(Cg, MR), npan = taps * npt, nq = _cdiv(Og, NR)
+    # items: one per thread when there are panels enough (each item packs dY's tile
+    # once per tile: two per thread measured 1.00-1.12x the time); the split never
+    # changes a sum
+    cdef cc_idx nblk = _imin(npan, _imax(1, _cdiv(nthreads, G)))
+    cdef cc_idx per = _cdiv(npan, nblk)
+    cdef cc_idx esz = sizeof(floating)
+    cdef cc_idx bsz = _line(nq * NR * PT, esz), ssz = _line(PT * MR, esz)
+    cdef cc_idx tsz = _line(MR * NR, esz)
+    cdef cc_idx item, gi, pan0, pan1, pan, t, cur_t, c0, m, q, nn, n, p0, pc, ns, s, kk, i, j
+    cdef floating *buf
+    cdef floating *bp
+    cdef floating *strip
+    cdef floating *tile
+    cdef cc_gwseg *seg
+    cdef cc_gwseg *sseg
+    cdef const floating *xn
+    cdef const floating *xa
+    cdef const floating *src
+    cdef floating *cp
+    cdef cc_idx xs
+    cdef int first
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    with parallel(num_threads=nthreads):
+        buf = <floating *> cc_scratch_acquire(
+            0, (bsz + ssz + tsz) * esz + 2 * (PT + 2) * sizeof(cc_gwseg))
+        bp = buf
+        strip = buf + bsz
+        tile = strip + ssz
+        seg = <cc_gwseg *> (tile + tsz)
+        sseg = seg + PT + 2
+        if buf == NULL:
+            failed_p[0] = 1
+        for item in prange(G * nblk, schedule="static"):
+            if buf == NULL:
+                continue
+            gi = item // nblk
+            pan0 = (item % nblk) * per
+            pan1 = _imin(npan, pan0 + per)
+            first = 1
+            for n in range(N):
+                xn = x + n * DHW * C + gi * Cg
+                p0 = 0
+                while p0 < P:
+                    pc = _imin(PT, P - p0)
+                    pack_b(pc, Og, dy + (n * P + p0) * O + gi * Og, O, 1, bp)
+                    cur_t = -1
+                    ns = 0
+                    for pan in range(pan0, pan1):
+                        t = pan // npt
+                        c0 = (pan % npt) * MR
+                        m = _imin(MR, Cg - c0)
+                        if t != cur_t:
+                            ns = _tap_runs(g, t, p0, pc, seg)
+                            for s in range(ns):
+                                sseg[s].x = seg[s].p * MR
+                                sseg[s].p = seg[s].p
+                                sseg[s].len = seg[s].len
+                                seg[s].x = seg[s].x * C
+                            cur_t = t
+                        if m == MR:
+                            xa = xn + c0
+                            xs = g.sw * C
+                            for q in range(nq):
+                                nn = _imin(NR, Og - q * NR)
+                                cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
+                                if nn == NR:
+                                    gwrows(ns, seg, xa, xs, bp + q * pc * NR, cp, O, not first)
+                                else:
+                                    _gw_edge(ns, seg, xa, xs, bp + q * pc * NR, cp, O, m, nn,
+                                             MR, NR, tile, first)
+                        else:
+                            # partial channel block: its channels, zero-filled to MR
+                            for s in range(ns):
+                                for kk in range(seg[s].len):
+                                    src = xn + c0 + seg[s].x + kk * g.sw * C
+                                    for i in range(m):
+                                        strip[(seg[s].p + kk) * MR + i] = src[i]
+                                    for i in range(m, MR):
+                                        strip[(seg[s].p + kk) * MR + i] = 0
+                            for q in range(nq):
+                                nn = _imin(NR, Og - q * NR)
+                                cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
+                                _gw_edge(ns, sseg, strip, MR, bp + q * pc * NR, cp, O, m, nn,
+                                         MR, NR, tile, first)
+                    first = 0
+                    p0 = p0 + pc
+        cc_scratch_release(0, buf)
+    if failed:
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
+    return 0
+
+
+cdef inline void _gw_edge(cc_idx ns, const cc_gwseg *seg, const floating *xa, cc_idx xs,
+                          const floating *b, floating *cp, cc_idx ldc, cc_idx m, cc_idx nn,
+                          int MR, int NR, floating *tile, int first) noexcept nogil:
+    """An m x nn corner of a tile (m <= MR, nn <= NR) through the local MR x NR tile."""
+    cdef cc_idx i, j
+    if not first:
+        for i in range(m):
+            for j in range(nn):
+                tile[i * NR + j] = cp[i * ldc + j]
+    gwrows(ns, seg, xa, xs, b, tile, NR, not first)
+    for i in range(m):
+        for j in range(nn):
+            cp[i * ldc + j] = tile[i * NR + j]
 
 
 cdef inline cc_idx _pixel_tile(cc_idx P) noexcept nogil:
@@ -240,7 +379,7 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
                  floating[:, :, :, :, ::1] dw, tuple stride, tuple pad, tuple dil,
                  cc_idx G, bint channels_last, int nthreads):
     cdef cc_conv_geom geom
-    cdef cc_idx N = x.shape[0], O, Cg, K, kb, nkb, taps
+    cdef cc_idx N = x.shape[0], O, Cg, K, kb, nkb, taps, P
     cdef int MR, NR
     if floating is float:
         MR, NR = cconv_mr_f32(), cconv_nr_f32()
@@ -254,6 +393,12 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
         O, Cg = dw.shape[0], dw.shape[1]
         geom = _geom((x.shape[2], x.shape[3], x.shape[4]), (dw.shape[2], dw.shape[3], dw.shape[4]),
                      (dy.shape[2], dy.shape[3], dy.shape[4]), Cg, x.shape[1], stride, pad, dil)
+    P = geom.OD * geom.OH * geom.OW
+    if channels_last:
+        MR = cconv_gwrows_mr_f32() if floating is float else cconv_gwrows_mr_f64()
+        _gw_rows(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O,
+                 _cdiv(P, _cdiv(P, GWR_PC)), MR, NR, nthreads)
+        return
     taps = geom.KD * geom.KH * geom.KW
     K = Cg * taps
     # K blocks: about KB_TARGET wide, and at least 2 per thread when K allows (the
@@ -265,7 +410,7 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     nkb = _imax(_imin(nkb, _cdiv(K, NR)), 1)
     kb = _cdiv(_cdiv(K, nkb), NR) * NR
     _gw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O, kb,
-        _pixel_tile(geom.OD * geom.OH * geom.OW), channels_last, MR, NR, nthreads)
+        _pixel_tile(P), MR, NR, nthreads)
 
 
 def grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads):

@@ -1365,3 +1365,8 @@ DEFINE_GEMM_DRIVER(cconv_gemm_f64, double, BLK_F64, CCONV_KC_F64, macro_f64_for,
  * Pixel-row micro-kernels (gemm.h: cconv_pixrow_ukernel_*).
  * ---------------------------------------------------------------------------------- */
 #include "pixrow_impl.h"
+
+/* ------------------------------------------------------------------------------------
+ * Channels-last grad_weight micro-kernels (gemm.h: cconv_gwrows_ukernel_*).
+ * ---------------------------------------------------------------------------------- */
+#include "gwrows_impl.h"

@@ -130,66 +130,6 @@ void cconv_pack_bt_im2col_nchw_##SUF(const cc_conv_geom *g, const T *x, cc_idx k
             if (++oh == g->OH) { oh = 0; od++; }                                            \
         }                                                                                   \
     }                                                                                       \
-}                                                                                           \
-                                                                                            \
-/* n elements from s (or zeros when s is NULL) to d: 8-element blocks as constant-size \
- * copies (inlined vector moves; GCC turned the plain loops into libc calls per run,     \
- * a third of a channels-last grad_weight), then the rest one by one. */                 \
-static inline void put_run_##SUF(T *restrict d, const T *restrict s, cc_idx n) {          \
-    cc_idx j = 0;                                                                           \
-    if (s) {                                                                                \
-        for (; j + 8 <= n; j += 8) memcpy(d + j, s + j, 8 * sizeof(T));                     \
-        switch (n - j) {                                                                    \
-        case 7: d[j + 6] = s[j + 6]; /* fall through */                                     \
-        case 6: d[j + 5] = s[j + 5]; /* fall through */                                     \
-        case 5: d[j + 4] = s[j + 4]; /* fall through */                                     \
-        case 4: d[j + 3] = s[j + 3]; /* fall through */                                     \
-        case 3: d[j + 2] = s[j + 2]; /* fall through */                                     \
-        case 2: d[j + 1] = s[j + 1]; /* fall through */                                     \
-        case 1: d[j] = s[j]; /* fall through */                                             \
-        default: break;                                                                     \
-        }                                                                                   \
-    } else {                                                                                \
-        static const T zeros[8];                                                            \
-        for (; j + 8 <= n; j += 8) memcpy(d + j, zeros, 8 * sizeof(T));                     \
-        for (; j < n; j++) d[j] = (T)0;                                                     \
-    }                                                                                       \
-}                                                                                           \
-                                                                                            \
-/* Channels-last: K index k = (tap, c); a row (pixel) of the block is taps' channel runs. \
- * Columns go in pieces that stay inside one tap and one NR panel, each piece down all   \
- * the pixels (one tap's offsets, the pixel counters stepped, no divisions per pixel). */ \
-void cconv_pack_bt_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx k0, cc_idx kc,\
-                                     cc_idx p0, cc_idx pc, int nr, cc_idx ps, T *bp) {      \
-    const cc_idx OHW = g->OH * g->OW, C = g->C, ct = g->ctot;                               \
-    const cc_idx kcp = ((kc + nr - 1) / nr) * nr;                                           \
-    if (kcp > kc)                                                                           \
-        for (cc_idx i = 0; i < pc; i++)                                                     \
-            put_run_##SUF(bp + (kc / nr) * ps + i * nr + kc % nr, NULL, kcp - kc);          \
-    const cc_idx od0 = p0 / OHW, oh0 = (p0 / g->OW) % g->OH, ow0 = p0 % g->OW;              \
-    cc_idx kk = 0;                                                                          \
-    while (kk < kc) {                                                                       \
-        const cc_idx k = k0 + kk, t = k / C, c0 = k % C;                                    \
-        const cc_idx len = imin(imin(C - c0, kc - kk), nr - kk % nr);                       \
-        const cc_idx kd = t / (g->KH * g->KW), kh = (t / g->KW) % g->KH, kw = t % g->KW;    \
-        const cc_idx offd = kd * g->dd - g->pd, offh = kh * g->dh - g->ph;                  \
-        const cc_idx offw = kw * g->dw - g->pw;                                             \
-        T *dst = bp + (kk / nr) * ps + kk % nr;                                             \
-        cc_idx od = od0, oh = oh0, ow = ow0;                                                \
-        for (cc_idx i = 0; i < pc; i++) {                                                   \
-            const cc_idx id = od * g->sd + offd, ih = oh * g->sh + offh;                    \
-            const cc_idx iw = ow * g->sw + offw;                                            \
-            const T *src = NULL;                                                            \
-            if (id >= 0 && id < g->D && ih >= 0 && ih < g->H && iw >= 0 && iw < g->W)       \
-                src = x + ((id * g->H + ih) * g->W + iw) * ct + c0;                         \
-            put_run_##SUF(dst + i * nr, src, len);                                          \
-            if (++ow == g->OW) {                                                            \
-                ow = 0;                                                                     \
-                if (++oh == g->OH) { oh = 0; od++; }                                        \
-            }                                                                               \
-        }                                                                                   \
-        kk += len;                                                                          \
-    }                                                                                       \
 }
 
 DEFINE_PACKERS_T(float, f32)

@@ -1,0 +1,106 @@
+/* Channels-last grad_weight micro-kernels (included once, at the end of gemm.c, after
+ * pixrow_impl.h: they reuse its tile register macros and B-vector loads).
+ *
+ * Contract (gemm.h, cconv_gwrows_ukernel_*): with MR x NR the active GEMM tile,
+ *   C[i, j] = (accumulate ? C[i, j] : 0)
+ *             + sum_{s < nseg} sum_{kk < seg[s].len} x[seg[s].x + kk*xs + i] * B[seg[s].p + kk, j]
+ * for i < MR, j < NR: MR input channels of a channels-last input read in place (a run of
+ * pixels xs elements apart per segment: one output row's valid pixels for one tap) against
+ * one packed NR-column B panel of grad_out (element (p, j) at b[p*NR + j]). All MR
+ * channels x[.. + 0 .. MR-1] are read for every kk; nothing else of x. C: the full MR x NR
+ * tile, row stride ldc, unit column stride (edges go through the caller's local tile).
+ * Each element is one FMA chain over the segments in order, kk in order within each:
+ * the same chain as a packed product over the pixels with the skipped ones left out. */
+
+#define DEFINE_GWROWS(NAME, ATTR, T, NR, REP, DECL, LOAD, ZERO, STORE, BLOAD, FMA)         \
+    ATTR __attribute__((noinline)) static void NAME(                                       \
+        cc_idx nseg, const cc_gwseg *restrict seg, const T *restrict x, cc_idx xs,         \
+        const T *restrict bp, T *restrict c, cc_idx ldc, int accumulate)                   \
+    {                                                                                      \
+        REP(DECL)                                                                          \
+        if (accumulate) {                                                                  \
+            REP(LOAD)                                                                      \
+        } else {                                                                           \
+            REP(ZERO)                                                                      \
+        }                                                                                  \
+        for (cc_idx s = 0; s < nseg; s++) {                                                \
+            const T *a = x + seg[s].x;                                                     \
+            const T *b = bp + seg[s].p * (NR);                                             \
+            const cc_idx len = seg[s].len;                                                 \
+            _Pragma("GCC unroll 4")                                                        \
+            for (cc_idx kk = 0; kk < len; kk++) {                                          \
+                BLOAD                                                                      \
+                REP(FMA)                                                                   \
+                a += xs;                                                                   \
+                b += (NR);                                                                 \
+            }                                                                              \
+        }                                                                                  \
+        REP(STORE)                                                                         \
+    }
+
+#define DEFINE_GWROWS_GENERIC(NAME, T, FMAF)                                               \
+    static void NAME(cc_idx nseg, const cc_gwseg *seg, const T *x, cc_idx xs, const T *bp, \
+                     T *c, cc_idx ldc, int accumulate)                                     \
+    {                                                                                      \
+        T t[GEN_MR][GEN_NR];                                                               \
+        for (int i = 0; i < GEN_MR; i++)                                                   \
+            for (int j = 0; j < GEN_NR; j++)                                               \
+                t[i][j] = accumulate ? c[i * ldc + j] : (T)0;                              \
+        for (cc_idx s = 0; s < nseg; s++) {                                                \
+            const T *a = x + seg[s].x;                                                     \
+            const T *b = bp + seg[s].p * GEN_NR;                                           \
+            for (cc_idx kk = 0; kk < seg[s].len; kk++) {                                   \
+                for (int i = 0; i < GEN_MR; i++)                                           \
+                    for (int j = 0; j < GEN_NR; j++)                                       \
+                        t[i][j] = FMAF(a[i], b[j], t[i][j]);                               \
+                a += xs;                                                                   \
+                b += GEN_NR;                                                               \
+            }                                                                              \
+        }                                                                                  \
+        for (int i = 0; i < GEN_MR; i++)                                                   \
+            for (int j = 0; j < GEN_NR; j++)                                               \
+                c[i * ldc + j] = t[i][j];                                                  \
+    }
+DEFINE_GWROWS_GENERIC(sgemm_gwrows_ukernel_4x8_generic, float, fmaf)
+DEFINE_GWROWS_GENERIC(dgemm_gwrows_ukernel_4x8_generic, double, fma)
+
+#if CCONV_X86
+/* 8 channels (not the GEMM's 12): channel counts are multiples of 8 far more often
+ * than of 12, and a partial block is packed and computed at full width. */
+DEFINE_GWROWS(sgemm_gwrows_ukernel_8x32_avx512, TARGET_AVX512, float, 32, PR8, S512_DECL,
+              S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B, S512_FMA)
+DEFINE_GWROWS(dgemm_gwrows_ukernel_8x16_avx512, TARGET_AVX512, double, 16, PR8, D512_DECL,
+              D512_LOAD, D512_ZERO, D512_STORE, D512_PR_B, D512_FMA)
+DEFINE_GWROWS(sgemm_gwrows_ukernel_6x16_avx2, TARGET_AVX2, float, 16, REP6, S256_DECL,
+              S256_LOAD, S256_ZERO, S256_STORE, S256_PR_B, S256_FMA)
+DEFINE_GWROWS(dgemm_gwrows_ukernel_6x8_avx2, TARGET_AVX2, double, 8, REP6, D256_DECL,
+              D256_LOAD, D256_ZERO, D256_STORE, D256_PR_B, D256_FMA)
+#endif
+
+static int gwrows_mr(int isa)
+{
+#if CCONV_X86
+    if (isa == CCONV_ISA_AVX512)
+        return 8;
+    if (isa == CCONV_ISA_AVX2)
+        return 6;
+#endif
+    (void)isa;
+    return GEN_MR;
+}
+
+int cconv_gwrows_mr_f32(void) { return gwrows_mr(cconv_isa_active()); }
+int cconv_gwrows_mr_f64(void) { return gwrows_mr(cconv_isa_active()); }
+
+DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f32,
+                       (cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
+                        const float *b, float *c, cc_idx ldc, int accumulate),
+                       sgemm_gwrows_ukernel_8x32_avx512, sgemm_gwrows_ukernel_6x16_avx2,
+                       (nseg, seg, x, xs, b, c, ldc, accumulate),
+                       sgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, c, ldc, accumulate))
+DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f64,
+                       (cc_idx nseg, const cc_gwseg *seg, const double *x, cc_idx xs,
+                        const double *b, double *c, cc_idx ldc, int accumulate),
+                       dgemm_gwrows_ukernel_8x16_avx512, dgemm_gwrows_ukernel_6x8_avx2,
+                       (nseg, seg, x, xs, b, c, ldc, accumulate),
+                       dgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, c, ldc, accumulate))
