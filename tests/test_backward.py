@@ -1013,3 +1013,40 @@ def test_grad_weight_channels_last_rows(isa, dtype, nd, sp, C, O, G, k, stride, 
     assert rel_error(out[0], ref) <= (2e-6 if dtype == np.float32 else 1e-13)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(g, g0)
+
+
+@pytest.mark.parametrize("nd,sp,C,O,k,pad,dil,mode", [
+    (2, (16, 16), 32, 64, 3, 1, 1, "zeros"),
+    (2, (13, 11), 16, 40, 5, 2, 1, "reflect"),
+    (2, (12, 12), 24, 32, 3, 2, 2, "zeros"),
+    (1, (70,), 16, 33, 3, 1, 1, "circular"),
+    (3, (5, 6, 7), 16, 32, 3, 1, 1, "zeros"),
+])
+def test_grad_weight_channels_first_via_channels_last(nd, sp, C, O, k, pad, dil, mode):
+    """Dense stride-1 channels-first weight gradients run channels-last between
+    transposes (_plan.nchw_grad_weight_via_nhwc): float64 reference, bitwise for 1-3
+    threads, the same values (within float32 rounding) as the channels-first GEMM."""
+    from cconv import _plan, _spec
+    rng = np.random.default_rng(C + O + k)
+    lay = DEFAULT_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, 3, C, O, 1, sp, (k,) * nd)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    y = conv_fn(nd)(x, w, None, 1, pad, dil, padding_mode=mode)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    spec = _spec.backward_spec(f"conv{nd}d_backward", nd, g, x, w, 1, pad, dil, 1, mode, lay,
+                               ("weight",))[0]
+    assert _plan.nchw_grad_weight_via_nhwc(spec)
+    gw_fn = bwd_fns(nd)[1]
+    out = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            out.append(gw_fn(x, g, w.shape, 1, pad, dil, padding_mode=mode))
+    for r in out[1:]:
+        np.testing.assert_array_equal(r, out[0])
+    ref = gw_fn(x.astype(np.float64), g.astype(np.float64), w.shape, 1, pad, dil,
+                padding_mode=mode, algorithm="im2col")
+    assert out[0].dtype == np.float32 and out[0].shape == w.shape
+    assert rel_error(out[0], ref) <= 2e-6
+    cf = gw_fn(x, g, w.shape, 1, pad, dil, padding_mode=mode, algorithm="im2col")
+    assert rel_error(out[0], cf) <= 4e-6

@@ -222,29 +222,33 @@ cdef inline void gwrows(cc_idx nseg, const cc_gwseg *seg, const floating *x, cc_
         cconv_gwrows_ukernel_f64(nseg, seg, x, xs, b, c, ldc, accumulate)
 
 
-cdef cc_idx _tap_runs(const cc_conv_geom *g, cc_idx t, cc_idx p0, cc_idx pc,
+cdef cc_idx _tap_runs(const cc_conv_geom *g, cc_idx t, cc_idx q0, cc_idx qc,
                       cc_gwseg *seg) noexcept nogil:
-    """The runs of output pixels p0 .. p0+pc-1 whose input pixel for tap t lies inside
-    the input (channels-last: seg.x = that pixel's offset / C), in pixel order."""
+    """The runs of output pixels q0 .. q0+qc-1 (over the whole batch: q = n*P + p) whose
+    input pixel for tap t lies inside the input (channels-last: seg.x = that pixel's
+    offset / C, image included), in pixel order."""
     cdef cc_idx kd = t // (g.KH * g.KW), kh = (t // g.KW) % g.KH, kw = t % g.KW
-    cdef cc_idx woff = kw * g.dw - g.pw, ns = 0, p = p0, od, oh, ow, run, i_d, i_h, lo, hi
+    cdef cc_idx P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
+    cdef cc_idx woff = kw * g.dw - g.pw, ns = 0, q = q0, n, p, od, oh, ow, run, i_d, i_h, lo, hi
     cdef cc_idx ow_min = _imax(0, -_floor_div(woff, g.sw))
     cdef cc_idx ow_max = _imin(g.OW, _floor_div(g.W - 1 - woff, g.sw) + 1)
-    while p < p0 + pc:
+    while q < q0 + qc:
+        n = q // P
+        p = q % P
         od = p // (g.OH * g.OW)
         oh = (p // g.OW) % g.OH
         ow = p % g.OW
-        run = _imin(g.OW - ow, p0 + pc - p)
+        run = _imin(g.OW - ow, q0 + qc - q)
         i_d = od * g.sd + kd * g.dd - g.pd
         i_h = oh * g.sh + kh * g.dh - g.ph
         lo = _imax(ow, ow_min)
         hi = _imin(ow + run, ow_max)
         if 0 <= i_d < g.D and 0 <= i_h < g.H and lo < hi:
-            seg[ns].x = (i_d * g.H + i_h) * g.W + lo * g.sw + woff
-            seg[ns].p = p - p0 + lo - ow
+            seg[ns].x = n * DHW + (i_d * g.H + i_h) * g.W + lo * g.sw + woff
+            seg[ns].p = q - q0 + lo - ow
             seg[ns].len = hi - lo
             ns += 1
-        p += run
+        q += run
     return ns
 
 
@@ -253,13 +257,14 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
                   int nthreads) except -1 nogil:
     # Channels-last dW (K x O, row k = tap*Cg + c) with x read in place. Work items are
     # (group, run of MR-row panels (tap, channel block)); each item owns its dW rows and
-    # runs n = 0..N-1 and the output pixels in tiles of PT, in order: dY's tile is packed
+    # runs the output pixels of the whole batch (q = n*P + p; small images still make
+    # long tiles) in tiles of PT, in order: dY's tile is packed
     # into NR-column panels once per tile, then every panel's MR x NR tiles take the
     # tap's runs of in-bounds pixels (gwrows ukernel). Each dW element is one running FMA
     # sum over the pixels in order (a padding pixel adds nothing), whatever the threads.
     # A partial channel block (c0 + MR > Cg) is packed, zero-filled, into a strip.
     cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW, C = g.ctot
-    cdef cc_idx P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
+    cdef cc_idx NP = N * g.OD * g.OH * g.OW
     cdef cc_idx npt = _cdiv(Cg, MR), npan = taps * npt, nq = _cdiv(Og, NR)
     # items: one per thread when there are panels enough (each item packs dY's tile
     # once per tile: two per thread measured 1.00-1.12x the time); the split never
@@ -269,7 +274,7 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
     cdef cc_idx esz = sizeof(floating)
     cdef cc_idx bsz = _line(nq * NR * PT, esz), ssz = _line(PT * MR, esz)
     cdef cc_idx tsz = _line(MR * NR, esz)
-    cdef cc_idx item, gi, pan0, pan1, pan, t, cur_t, c0, m, q, nn, n, p0, pc, ns, s, kk, i, j
+    cdef cc_idx item, gi, pan0, pan1, pan, t, cur_t, c0, m, q, nn, p0, pc, ns, s, kk, i, j
     cdef floating *buf
     cdef floating *bp
     cdef floating *strip
@@ -301,53 +306,52 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
             pan0 = (item % nblk) * per
             pan1 = _imin(npan, pan0 + per)
             first = 1
-            for n in range(N):
-                xn = x + n * DHW * C + gi * Cg
-                p0 = 0
-                while p0 < P:
-                    pc = _imin(PT, P - p0)
-                    pack_b(pc, Og, dy + (n * P + p0) * O + gi * Og, O, 1, bp)
-                    cur_t = -1
-                    ns = 0
-                    for pan in range(pan0, pan1):
-                        t = pan // npt
-                        c0 = (pan % npt) * MR
-                        m = _imin(MR, Cg - c0)
-                        if t != cur_t:
-                            ns = _tap_runs(g, t, p0, pc, seg)
-                            for s in range(ns):
-                                sseg[s].x = seg[s].p * MR
-                                sseg[s].p = seg[s].p
-                                sseg[s].len = seg[s].len
-                                seg[s].x = seg[s].x * C
-                            cur_t = t
-                        if m == MR:
-                            xa = xn + c0
-                            xs = g.sw * C
-                            for q in range(nq):
-                                nn = _imin(NR, Og - q * NR)
-                                cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
-                                if nn == NR:
-                                    gwrows(ns, seg, xa, xs, bp + q * pc * NR, cp, O, not first)
-                                else:
-                                    _gw_edge(ns, seg, xa, xs, bp + q * pc * NR, cp, O, m, nn,
-                                             MR, NR, tile, first)
-                        else:
-                            # partial channel block: its channels, zero-filled to MR
-                            for s in range(ns):
-                                for kk in range(seg[s].len):
-                                    src = xn + c0 + seg[s].x + kk * g.sw * C
-                                    for i in range(m):
-                                        strip[(seg[s].p + kk) * MR + i] = src[i]
-                                    for i in range(m, MR):
-                                        strip[(seg[s].p + kk) * MR + i] = 0
-                            for q in range(nq):
-                                nn = _imin(NR, Og - q * NR)
-                                cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
-                                _gw_edge(ns, sseg, strip, MR, bp + q * pc * NR, cp, O, m, nn,
+            xn = x + gi * Cg
+            p0 = 0
+            while p0 < NP:
+                pc = _imin(PT, NP - p0)
+                pack_b(pc, Og, dy + p0 * O + gi * Og, O, 1, bp)
+                cur_t = -1
+                ns = 0
+                for pan in range(pan0, pan1):
+                    t = pan // npt
+                    c0 = (pan % npt) * MR
+                    m = _imin(MR, Cg - c0)
+                    if t != cur_t:
+                        ns = _tap_runs(g, t, p0, pc, seg)
+                        for s in range(ns):
+                            sseg[s].x = seg[s].p * MR
+                            sseg[s].p = seg[s].p
+                            sseg[s].len = seg[s].len
+                            seg[s].x = seg[s].x * C
+                        cur_t = t
+                    if m == MR:
+                        xa = xn + c0
+                        xs = g.sw * C
+                        for q in range(nq):
+                            nn = _imin(NR, Og - q * NR)
+                            cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
+                            if nn == NR:
+                                gwrows(ns, seg, xa, xs, bp + q * pc * NR, cp, O, not first)
+                            else:
+                                _gw_edge(ns, seg, xa, xs, bp + q * pc * NR, cp, O, m, nn,
                                          MR, NR, tile, first)
-                    first = 0
-                    p0 = p0 + pc
+                    else:
+                        # partial channel block: its channels, zero-filled to MR
+                        for s in range(ns):
+                            for kk in range(seg[s].len):
+                                src = xn + c0 + seg[s].x + kk * g.sw * C
+                                for i in range(m):
+                                    strip[(seg[s].p + kk) * MR + i] = src[i]
+                                for i in range(m, MR):
+                                    strip[(seg[s].p + kk) * MR + i] = 0
+                        for q in range(nq):
+                            nn = _imin(NR, Og - q * NR)
+                            cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
+                            _gw_edge(ns, sseg, strip, MR, bp + q * pc * NR, cp, O, m, nn,
+                                     MR, NR, tile, first)
+                first = 0
+                p0 = p0 + pc
         cc_scratch_release(0, buf)
     if failed:
         with gil:
@@ -397,7 +401,7 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     if channels_last:
         MR = cconv_gwrows_mr_f32() if floating is float else cconv_gwrows_mr_f64()
         _gw_rows(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O,
-                 _cdiv(P, _cdiv(P, GWR_PC)), MR, NR, nthreads)
+                 _cdiv(N * P, _cdiv(N * P, GWR_PC)), MR, NR, nthreads)
         return
     taps = geom.KD * geom.KH * geom.KW
     K = Cg * taps

@@ -396,17 +396,19 @@ def _grad_weight(spec, x, grad_out, algorithm="auto"):
                 spec.out_size)
     dw5 = _prepare_weight(spec, dw)  # a view: dw is contiguous
     geom = (spec.as3d(spec.stride, 1), tuple(p[0] for p in pads3), spec.as3d(spec.dilation, 1))
-    if algo is _plan.Algorithm.DIRECT and not spec.channels_last:
-        _backward.grad_weight_dot(x5, dy5, dw5, *geom, spec.groups, get_num_threads())
-    elif (algo is _plan.Algorithm.IM2COL and algorithm == "auto"
-          and _plan.nchw_via_nhwc(spec)):
-        # small channels-first images: the channels-last reduction packs without
-        # transposing (measured 0.75-0.8x on 8x8 CIFAR layers, transposes included)
-        xh = _core.to_channels_last(x5, get_num_threads())
-        dyh = _core.to_channels_last(dy5, get_num_threads())
+    if algorithm == "auto" and (
+            (algo is _plan.Algorithm.IM2COL and _plan.nchw_via_nhwc(spec))
+            or _plan.nchw_grad_weight_via_nhwc(spec)):
+        # channels-first small images, or dense stride-1 spatial kernels: the
+        # channels-last reduction reads x in place (see the two predicates)
+        nth = get_num_threads()
+        xh = _core.to_channels_last(x5, nth)
+        dyh = _core.to_channels_last(dy5, nth)
         dwh = np.empty(dw5.shape[2:] + (dw5.shape[1], dw5.shape[0]), spec.dtype)
-        _backward.grad_weight(xh, dyh, dwh, *geom, spec.groups, True, get_num_threads())
-        dw5[...] = dwh.transpose(4, 3, 0, 1, 2)
+        _backward.grad_weight(xh, dyh, dwh, *geom, spec.groups, True, nth)
+        _weight_to_channels_first(dwh, dw5, nth)
+    elif algo is _plan.Algorithm.DIRECT and not spec.channels_last:
+        _backward.grad_weight_dot(x5, dy5, dw5, *geom, spec.groups, get_num_threads())
     elif (algo is _plan.Algorithm.IM2COL and algorithm == "auto"
           and _plan.nhwc_grad_weight_via_nchw(spec)):
         # few input channels per group, channels-last: the channels-first kernels
@@ -430,6 +432,18 @@ def _grad_weight(spec, x, grad_out, algorithm="auto"):
         _backward.grad_weight(x5, dy5, dw5, *geom, spec.groups, spec.channels_last,
                               get_num_threads())
     return dw
+
+
+def _weight_to_channels_first(dwh, dw5, nth):
+    """dw5 (O, Cg, *k) = dwh (*k, Cg, O) rearranged, by two threaded blocked transposes
+    (NumPy's strided assignment took several ms on a 512 -> 512 3x3 weight)."""
+    taps = dwh.shape[0] * dwh.shape[1] * dwh.shape[2]
+    Cg, O = dwh.shape[3], dwh.shape[4]
+    toc = np.empty((taps, O, Cg), dwh.dtype)
+    _core.transpose_last2(dwh.reshape(taps, Cg, O), toc, nth)
+    flat = dw5.reshape(1, O * Cg, taps)
+    assert np.shares_memory(flat, dw5)
+    _core.transpose_last2(toc.reshape(1, taps, O * Cg), flat, nth)
 
 
 def _grad_bias(spec, grad_out, channels):
