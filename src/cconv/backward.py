@@ -441,9 +441,9 @@ def _weight_to_channels_first(dwh, dw5, nth):
     Cg, O = dwh.shape[3], dwh.shape[4]
     toc = np.empty((taps, O, Cg), dwh.dtype)
     _core.transpose_last2(dwh.reshape(taps, Cg, O), toc, nth)
-    flat = dw5.reshape(1, O * Cg, taps)
-    assert np.shares_memory(flat, dw5)
-    _core.transpose_last2(toc.reshape(1, taps, O * Cg), flat, nth)
+    if not dw5.flags.c_contiguous:  # reshape below must be a view of dw5
+        raise AssertionError("cconv: grad_weight expects its contiguous weight view")
+    _core.transpose_last2(toc.reshape(1, taps, O * Cg), dw5.reshape(1, O * Cg, taps), nth)
 
 
 def _grad_bias(spec, grad_out, channels):
