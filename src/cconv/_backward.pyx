@@ -46,6 +46,8 @@ include "_gemm_core.pxi"
 
 include "_pack.pxi"
 
+include "_tap_range.pxi"
+
 cdef extern from "scratch.h" nogil:
     void *cc_scratch_acquire(int slot, size_t nbytes)
     void cc_scratch_release(int slot, void *p)
@@ -127,10 +129,6 @@ cdef inline cc_idx _imax(cc_idx a, cc_idx b) noexcept nogil:
 
 cdef inline cc_idx _imin(cc_idx a, cc_idx b) noexcept nogil:
     return a if a < b else b
-
-
-cdef inline cc_idx _floor_div(cc_idx a, cc_idx b) noexcept nogil:
-    return a // b if a >= 0 else -((-a + b - 1) // b)
 
 
 cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, cc_idx Cg, cc_idx ctot,
@@ -230,8 +228,7 @@ cdef cc_idx _tap_runs(const cc_conv_geom *g, cc_idx t, cc_idx q0, cc_idx qc,
     cdef cc_idx kd = t // (g.KH * g.KW), kh = (t // g.KW) % g.KH, kw = t % g.KW
     cdef cc_idx P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
     cdef cc_idx woff = kw * g.dw - g.pw, ns = 0, q = q0, n, p, od, oh, ow, run, i_d, i_h, lo, hi
-    cdef cc_idx ow_min = _imax(0, -_floor_div(woff, g.sw))
-    cdef cc_idx ow_max = _imin(g.OW, _floor_div(g.W - 1 - woff, g.sw) + 1)
+    cdef cc_idx ow_min = _lo(woff, g.sw), ow_max = _hi(woff, g.sw, g.W, g.OW)
     while q < q0 + qc:
         n = q // P
         p = q % P
@@ -579,8 +576,8 @@ cdef void _scatter_rows(const cc_conv_geom *g, const floating *dc, cc_idx ldd, c
             kw = t % g.KW
             row = dc + (ci * taps + t) * ldd - p0
             woff = kw * g.dw - g.pw
-            ow_lo = _imax(0, -_floor_div(woff, sw))
-            ow_hi = _imin(g.OW, _floor_div(g.W - 1 - woff, sw) + 1)
+            ow_lo = _lo(woff, sw)
+            ow_hi = _hi(woff, sw, g.W, g.OW)
             if ow_lo >= ow_hi:
                 continue
             p = p0
@@ -783,8 +780,6 @@ def grad_input(dy5, wt, dx5, ksp, cb, stride, pad, dil, groups, channels_last, n
 # a GEMM per group would have one row or column. Written like the forward's direct
 # kernel (vectorised along W for NCHW, along channels for NHWC); every element is a sum
 # in a fixed order whatever the thread count.
-
-include "_tap_range.pxi"
 
 
 @cython.boundscheck(False)
