@@ -568,6 +568,14 @@ def test_grad_input_subpixel_choice():
     assert ok("NCHW", 4, 2) and ok("NHWC", 4, 2) and ok("NHWC", 3, 2)
     assert not ok("NCHW", 3, 2) and not ok("NCHW", 3, 1) and not ok("NHWC", 3, 1)
     assert not ok("NCHW", 4, 2, n=7) and not ok("NHWC", 3, 2, n=7)  # 1008 pixels
+    # channels-first uneven phases do run where the channels-last one-call phases take
+    # them (more than 16 input and at least 16 output channels, one group)
+    x, w = np.zeros((8, 24, 12, 12)), np.zeros((16, 24, 3, 3))
+    assert bw._subpixel_ok(_spec.forward_spec("conv2d", 2, x, w, None, 2, 1, 1, 1, "zeros",
+                                              "NCHW", "auto")[0])
+    x, w = np.zeros((8, 48, 12, 12)), np.zeros((32, 24, 3, 3))
+    assert not bw._subpixel_ok(_spec.forward_spec("conv2d", 2, x, w, None, 2, 1, 1, 2,
+                                                  "zeros", "NCHW", "auto")[0])
 
     def dw_ok(k):  # channels-first depthwise: phases from kernels of 2 * stride + 1
         x, w = np.zeros((8, 16, 12, 12)), np.zeros((16, 1, k, k))
@@ -603,6 +611,122 @@ def test_grad_input_forward_form_only_with_enough_channels(monkeypatch):
         b = cconv.conv2d_grad_input(g, w, (11, C, 10, 10), 2, 1, algorithm="im2col")
         assert bool(calls) is used
         assert rel_error(a, b) <= 1e-13
+
+
+# Channels-last stride phases in one call (_im2col.subpixel_nhwc: all phases' items in
+# one parallel region, output rows written straight into dx): bitwise the per-phase
+# forward calls + strided copies it replaces, for 1-3 threads, with partial pixel and
+# column blocks, uneven phases (3x3 / 5x5 with stride 2 / 3), stride == kernel (1x1
+# phases), asymmetric padding, groups, phases whose reads all fall outside grad_out,
+# 1-D and 3-D, reflect padding folded back, out= pre-filled with NaN, and the float64
+# col2im result.
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,O,G,sp,k,stride,pad,mode", [
+    (2, 2, 48, 64, 1, (33, 37), (3, 3), 2, 1, "zeros"),
+    (2, 2, 40, 64, 1, (31, 30), (5, 5), 3, 2, "zeros"),
+    (2, 3, 96, 96, 2, (24, 22), (4, 4), 2, 1, "zeros"),             # groups of 48
+    (2, 4, 17, 32, 1, (20, 20), (2, 2), 2, 0, "zeros"),             # 1x1 phases
+    (2, 2, 33, 40, 1, (29, 35), (3, 2), (2, 1), ((1, 2), (0, 1)), "zeros"),
+    (2, 1, 20, 24, 1, (40, 40), (3, 3), 3, 0, "zeros"),             # last rows never read
+    (2, 2, 24, 32, 1, (25, 23), (3, 3), 2, 2, "reflect"),
+    (1, 4, 48, 64, 1, (700,), (3,), 2, 1, "zeros"),
+    (3, 2, 24, 32, 1, (12, 11, 10), (3, 3, 3), 2, 1, "zeros"),
+])
+def test_grad_input_stride_phases_one_call(dtype, nd, N, C, O, G, sp, k, stride, pad, mode,
+                                           monkeypatch):
+    from cconv import _im2col, backward as bw
+    rng = np.random.default_rng(21)
+    lay = LAST_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, O, G, sp, k)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    args = (stride, pad, 1, G)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
+                                        layout=lay).shape).astype(dtype)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    calls = []
+    real = _im2col.subpixel_nhwc
+    monkeypatch.setattr(_im2col, "subpixel_nhwc",
+                        lambda *a: (calls.append(1), real(*a))[1])
+    out = np.full(x.shape, np.nan, dtype)
+    runs = []
+    for nth in (1, 2, 3):
+        with cconv.num_threads(nth):
+            runs.append(gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay))
+    a = runs[0]
+    if mode == "zeros":  # the transposed convolution into out= covers every element
+        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
+        st = (stride,) * nd if np.isscalar(stride) else stride
+        pd = [(pad, pad)] * nd if np.isscalar(pad) else pad
+        opad = tuple(n - ((m - 1) * s - b - e + kk) for n, m, s, (b, e), kk in
+                     zip(sp, g.shape[1:-1], st, pd, k))
+        assert t_fn(g, w, None, stride, pad, opad, G, layout=lay, out=out) is out
+        np.testing.assert_array_equal(out, a)
+    assert len(calls) == (4 if mode == "zeros" else 3)  # "auto": the one-call phases
+    monkeypatch.setattr(bw, "_subpixel_fused_ok", lambda *a: False)
+    per_phase = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay)
+    assert len(calls) == (4 if mode == "zeros" else 3)
+    for r in runs[1:] + [per_phase]:
+        np.testing.assert_array_equal(r, a)
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
+                padding_mode=mode, layout=lay, algorithm="im2col")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+
+
+def test_grad_input_stride_phases_one_call_every_isa(tmp_path):
+    """The one-call phases give the same bits on every ISA path (uneven 3x3 stride-2
+    phases, partial blocks, float32 and float64)."""
+    code = """
+import numpy as np, cconv
+rng = np.random.default_rng(3)
+res = {}
+for dt in (np.float32, np.float64):
+    w = rng.standard_normal((3, 3, 20, 36)).astype(dt)
+    g = rng.standard_normal((2, 17, 19, 36)).astype(dt)
+    res[dt.__name__] = cconv.conv2d_grad_input(g, w, (2, 33, 37, 20), 2, 1, layout="NHWC")
+np.savez(OUTPATH, **res)
+"""
+    assert_same_on_every_isa(code, tmp_path)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,O,sp,k,stride,pad", [
+    (2, 2, 24, 32, (33, 37), (3, 3), 2, 1),                 # uneven phases: col2im before
+    (2, 2, 20, 48, (26, 30), (4, 4), 2, 1),                 # even phases
+    (2, 1, 17, 16, (40, 35), (3, 5), (2, 3), ((0, 2), (1, 1))),
+    (1, 3, 32, 24, (500,), (3,), 2, 1),
+    (3, 2, 24, 16, (12, 11, 10), (3, 3, 3), 2, 1),
+])
+def test_grad_input_channels_first_phases_via_channels_last(dtype, nd, N, C, O, sp, k, stride,
+                                                            pad, monkeypatch):
+    """Channels-first strided input gradients with more than 16 input and at least 16
+    output channels run the channels-last one-call phases between transposes: bitwise
+    the channels-last result, close to float64 col2im, inputs unchanged."""
+    from cconv import _im2col
+    calls = []
+    real = _im2col.subpixel_nhwc
+    monkeypatch.setattr(_im2col, "subpixel_nhwc", lambda *a: (calls.append(1), real(*a))[1])
+    rng = np.random.default_rng(22)
+    lay, last = DEFAULT_LAYOUT[nd], LAST_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, O, 1, sp, k)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, stride, pad, layout=lay).shape).astype(dtype)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    a = gi_fn(g, w, x.shape, stride, pad, layout=lay)
+    assert len(calls) == 1
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    perm = (0,) + tuple(range(2, nd + 2)) + (1,)
+    wperm = tuple(range(2, nd + 2)) + (1, 0)
+    b = gi_fn(np.ascontiguousarray(g.transpose(perm)), np.ascontiguousarray(w.transpose(wperm)),
+              tuple(x.shape[i] for i in perm), stride, pad, layout=last)
+    np.testing.assert_array_equal(a, np.moveaxis(b, -1, 1))
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, stride, pad, layout=lay,
+                algorithm="im2col")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
 
 
 def test_conv_transpose_subpixel_output_padding(monkeypatch):

@@ -452,6 +452,212 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
     return 0
 
 
+# --------------------------------------------------------------------- stride phases
+
+# Columns of the per-phase geometry table of subpixel_nhwc (int64, one row per phase).
+cdef enum:
+    SPX_LO = 0      # 3: first grad_out position the phase reads
+    SPX_EXT = 3     # 3: grad_out positions in the phase's slice
+    SPX_K = 6       # 3: the phase's kernel
+    SPX_PAD = 9     # 3: zero padding before the slice
+    SPX_CNT = 12    # 3: the phase's outputs
+    SPX_X0 = 15     # 3: dx position of the phase's output 0 (stride apart)
+    SPX_COLS = 18
+
+# for backward.py: the table's width; the channel count from which channels-last
+# problems read A rows in place
+SUBPIXEL_COLS = SPX_COLS
+INDIRECT_MIN_CH = INDIRECT_MIN_CHANNELS
+
+
+def subpixel_nhwc(const floating[:, :, :, :, ::1] dy, list weights,
+                  floating[:, :, :, :, ::1] dx, const int64_t[:, ::1] info, tuple stride,
+                  Py_ssize_t G, int nthreads):
+    """Every stride phase of a channels-last input gradient in one parallel region, each
+    phase's output rows written straight into their strided places in dx.
+
+    Phase ph is the stride-1 correlation of dy's slice (info[ph, SPX_LO..], extent
+    SPX_EXT, zero padding SPX_PAD before it) with the phase kernel (SPX_K taps, weight
+    weights[ph]: C-contiguous rows (tap, input channel of the group) x dx channels, the
+    channels-last conv weight layout); output (n, o) lands at dx[n, SPX_X0 + stride*o].
+    Items are (phase, group, pixel block, column block) over all phases at once (no
+    per-phase call, copy or barrier); each computes its tile exactly as _nhwc_indirect
+    does (indirect micro-kernel, A rows read in place, K in the same order and blocks)
+    into a per-thread block, then copies the block's rows to dx: bitwise the result of
+    one forward convolution per phase followed by the strided copies, for any thread
+    count. dx elements outside every phase are not written."""
+    cdef Py_ssize_t MR = cconv_mr_f32() if floating is float else cconv_mr_f64()
+    cdef Py_ssize_t NR = cconv_nr_f32() if floating is float else cconv_nr_f64()
+    cdef Py_ssize_t KC = CCONV_KC_F32 if floating is float else CCONV_KC_F64
+    cdef Py_ssize_t nph = info.shape[0], N = dy.shape[0]
+    cdef Py_ssize_t Ci = dy.shape[4], Co = dx.shape[4], Cgi = Ci // G, Ogo = Co // G
+    cdef Py_ssize_t Hi = dy.shape[2], Wi = dy.shape[3], Ho = dx.shape[2], Wo = dx.shape[3]
+    cdef Py_ssize_t DHWCi = dy.shape[1] * Hi * Wi * Ci, DHWCo = dx.shape[1] * Ho * Wo * Co
+    cdef Py_ssize_t sd = stride[0], sh = stride[1], sw = stride[2]
+    cdef Py_ssize_t npn = (Ogo + NR - 1) // NR
+    if nph == 0 or N == 0 or Co == 0:
+        return
+    # blocks: one column-block split for all phases; pixel blocks per phase, halved
+    # until the items (all phases together) give every thread several
+    wb, nwb = _split(Ogo, NC_COLS, NR)
+    cdef Py_ssize_t[::1] pb = np.empty(nph, np.intp), npb = np.empty(nph, np.intp)
+    cdef Py_ssize_t[::1] item0 = np.empty(nph + 1, np.intp), wpoff = np.empty(nph, np.intp)
+    cdef Py_ssize_t[::1] Kp = np.empty(nph, np.intp), Pp = np.empty(nph, np.intp)
+    cdef Py_ssize_t ph, target = 240, total = 0, tapmax = 1, mcpmax = MR, wtot = 0
+    for ph in range(nph):
+        Kp[ph] = info[ph, SPX_K] * info[ph, SPX_K + 1] * info[ph, SPX_K + 2] * Cgi
+        Pp[ph] = info[ph, SPX_CNT] * info[ph, SPX_CNT + 1] * info[ph, SPX_CNT + 2]
+        tapmax = max(tapmax, Kp[ph] // max(Cgi, 1))
+        wpoff[ph] = wtot
+        wtot += G * npn * NR * Kp[ph]
+    while True:
+        total = 0
+        for ph in range(nph):
+            pb[ph], npb[ph] = _split(max(N * Pp[ph], 1), target, MR)
+            item0[ph] = total
+            total += G * npb[ph] * nwb
+        if total >= 4 * nthreads or target <= MR:
+            break
+        target = target // 2
+    item0[nph] = total
+    for ph in range(nph):
+        mcpmax = max(mcpmax, (pb[ph] + MR - 1) // MR * MR)
+    cdef const floating *dyp = &dy[0, 0, 0, 0, 0]
+    cdef const floating[::1] wv
+    cdef const floating **wsrc = <const floating **> malloc(nph * sizeof(floating *))
+    if wsrc == NULL:
+        raise MemoryError("grad_input (stride phases): cannot allocate the weight table")
+    for ph in range(nph):
+        wv = weights[ph]
+        if wv.shape[0] != Kp[ph] * Co:
+            free(wsrc)
+            raise ValueError(f"subpixel_nhwc: phase {ph} weight has {wv.shape[0]} elements, "
+                             f"expected {Kp[ph] * Co}")
+        wsrc[ph] = &wv[0]
+    cdef floating *dxp = &dx[0, 0, 0, 0, 0]
+    cdef const int64_t *inf = &info[0, 0]
+    cdef Py_ssize_t *pbp = &pb[0]
+    cdef Py_ssize_t *npbp = &npb[0]
+    cdef Py_ssize_t *i0p = &item0[0]
+    cdef Py_ssize_t *wpo = &wpoff[0]
+    cdef Py_ssize_t *Kpp = &Kp[0]
+    cdef Py_ssize_t *Ppp = &Pp[0]
+    cdef Py_ssize_t NWB = nwb, WB = wb
+    cdef Py_ssize_t item, r, g, i0, j0, mc, nc, k0, kc, t, pi, q, i, jp, it, seg_t, c0, seg
+    cdef Py_ssize_t n, od, oh, ow, idd, ih, iw, kd, kh, kw, K, P, mcp, kb
+    cdef const int64_t *f
+    cdef const floating **table
+    cdef const floating **ap
+    cdef floating **orow
+    cdef floating *cb
+    cdef const floating *wg
+    cdef const floating *xb
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    cdef floating *zero = <floating *> calloc(Cgi + 16, sizeof(floating))
+    # packed weights: this thread's cached scratch (slot 1, as _pack_weights_nhwc), not
+    # fresh pages each call (8 MB for DCGAN 512 -> 256 4x4: page faults cost 5-8%)
+    cdef floating *wpk = <floating *> cc_scratch_acquire(1, max(wtot, 1) * sizeof(floating))
+    if zero == NULL or wpk == NULL:
+        free(zero)
+        free(wsrc)
+        cc_scratch_release(1, wpk)
+        raise MemoryError("grad_input (stride phases): cannot allocate the packed weights")
+    with nogil:
+        for ph in range(nph):  # every phase's W_g (K x Ogo, row stride Co) in NR panels
+            K = Kpp[ph]
+            for t in prange((K + 63) // 64, schedule="static", num_threads=nthreads):
+                for g in range(G):
+                    pack_b_rows_to_panels(t * 64, min(K, t * 64 + 64), Ogo,
+                                          wsrc[ph] + g * Ogo, Co,
+                                          wpk + wpo[ph] + g * npn * NR * K, K)
+        with parallel(num_threads=nthreads):
+            # per thread: the indirection table, MR row pointers, the output row
+            # pointers and the C block (64-byte aligned)
+            table = <const floating **> malloc((tapmax * mcpmax + MR + mcpmax) * sizeof(floating *)
+                                               + (mcpmax * WB + 16) * sizeof(floating) + 64)
+            if table == NULL:
+                failed_p[0] = 1
+            else:
+                ap = table + tapmax * mcpmax
+                orow = <floating **> (ap + MR)
+                cb = <floating *> ((<size_t> (orow + mcpmax) + 63) & ~(<size_t> 63))
+            for item in prange(total, schedule="static", chunksize=1):
+                if table == NULL:
+                    continue
+                ph = 0
+                while item >= i0p[ph + 1]:
+                    ph = ph + 1
+                f = inf + ph * SPX_COLS
+                K = Kpp[ph]
+                P = Ppp[ph]
+                r = item - i0p[ph]
+                g = r // (npbp[ph] * NWB)
+                i0 = ((r // NWB) % npbp[ph]) * pbp[ph]
+                j0 = (r % NWB) * WB
+                mc = min(pbp[ph], N * P - i0)
+                nc = min(WB, Ogo - j0)
+                mcp = (mc + MR - 1) // MR * MR
+                wg = wpk + wpo[ph] + (g * npn + j0 // NR) * NR * K
+                xb = dyp + ((f[SPX_LO] * Hi + f[SPX_LO + 1]) * Wi + f[SPX_LO + 2]) * Ci + g * Cgi
+                for pi in range(mc):
+                    n = (i0 + pi) // P
+                    q = (i0 + pi) % P
+                    od = q // (f[SPX_CNT + 1] * f[SPX_CNT + 2])
+                    oh = (q // f[SPX_CNT + 2]) % f[SPX_CNT + 1]
+                    ow = q % f[SPX_CNT + 2]
+                    orow[pi] = dxp + n * DHWCo + (((f[SPX_X0] + sd * od) * Ho + f[SPX_X0 + 1]
+                                                   + sh * oh) * Wo + f[SPX_X0 + 2]
+                                                  + sw * ow) * Co + g * Ogo + j0
+                    t = 0
+                    for kd in range(f[SPX_K]):
+                        idd = od + kd - f[SPX_PAD]
+                        for kh in range(f[SPX_K + 1]):
+                            ih = oh + kh - f[SPX_PAD + 1]
+                            for kw in range(f[SPX_K + 2]):
+                                iw = ow + kw - f[SPX_PAD + 2]
+                                if (idd >= 0 and idd < f[SPX_EXT] and ih >= 0
+                                        and ih < f[SPX_EXT + 1] and iw >= 0
+                                        and iw < f[SPX_EXT + 2]):
+                                    table[t * mcp + pi] = (xb + n * DHWCi
+                                                           + ((idd * Hi + ih) * Wi + iw) * Ci)
+                                else:
+                                    table[t * mcp + pi] = zero
+                                t = t + 1
+                # _nhwc_indirect's K loop, into the C block (row stride WB)
+                k0 = 0
+                while k0 < K:
+                    kc = min(max(KC // Cgi, 1) * Cgi, K - k0) if Cgi < KC else min(KC, K - k0)
+                    jp = 0
+                    while jp * NR < nc:
+                        it = 0
+                        while it < mc:
+                            t = k0 // Cgi
+                            c0 = k0 % Cgi
+                            seg_t = 0
+                            while seg_t < kc:
+                                seg = min(Cgi - c0, kc - seg_t)
+                                for i in range(MR):
+                                    ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
+                                igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
+                                           cb + it * WB + jp * NR, WB, min(MR, mc - it),
+                                           min(NR, nc - jp * NR), k0 + seg_t > 0)
+                                seg_t = seg_t + seg
+                                t = t + 1
+                                c0 = 0
+                            it = it + MR
+                        jp = jp + 1
+                    k0 = k0 + kc
+                for pi in range(mc):
+                    memcpy(orow[pi], cb + pi * WB, nc * sizeof(floating))
+            free(table)
+    cc_scratch_release(1, wpk)
+    free(wsrc)
+    free(zero)
+    if failed:
+        raise MemoryError("grad_input (stride phases): cannot allocate an indirection table")
+
+
 cdef void _virtual_item(const floating *base, const floating *wg, const floating *bias,
                         floating *og, const cc_idx *offs, Py_ssize_t K, Py_ssize_t KC,
                         Py_ssize_t j0, Py_ssize_t nc, Py_ssize_t mc, Py_ssize_t NC, int MR,

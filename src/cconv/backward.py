@@ -209,7 +209,8 @@ def _subpixel_ok(spec):
     return (_subpixel_possible(spec)
             and (spec.channels_last
                  or all(k % s == 0 for s, k in zip(spec.stride, spec.kernel))
-                 or _depthwise_phases_pay(spec))
+                 or _depthwise_phases_pay(spec)
+                 or _phases_via_channels_last(spec))
             and spec.N * math.prod(spec.in_size) >= _SUBPIXEL_MIN_PIXELS)
 
 
@@ -239,14 +240,16 @@ def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx, wf=None):
     nd, cl = spec.nd, spec.channels_last
     phase_px = math.prod(-(-n // s) for n, s in zip(sizes, spec.stride))
     if (not cl and spec.groups == 1 and spec.O >= 16
-            and phase_px <= _plan.NCHW_VIA_NHWC_MAX_PIXELS
-            and spec.N * phase_px >= _plan.NCHW_VIA_NHWC_MIN_ROWS):
+            and (phase_px <= _plan.NCHW_VIA_NHWC_MAX_PIXELS
+                 and spec.N * phase_px >= _plan.NCHW_VIA_NHWC_MIN_ROWS
+                 or _phases_via_channels_last(spec))):
         # channels-first, small phase images (where each phase's convolution would run
         # channels-last between transposes anyway, _plan.nchw_via_nhwc): the phases run
         # channels-last with one threaded transpose of grad_out, of the weight and of dx
         # for the whole call instead of three per phase. DCGAN 512->256 k4s2 4x4 batch
         # 64: 22.8 -> 13.5 ms (2 threads); on larger images the channels-first phases
-        # stay faster (1-D L=4000: 2.4 ms against 10 ms)
+        # stay faster (1-D L=4000: 2.4 ms against 10 ms), except where the channels-last
+        # phases run as one call (_phases_via_channels_last)
         nth = get_num_threads()
         hspec = dataclasses.replace(spec, layout=_spec.LAYOUTS[nd][1], channels_last=True)
         O, C, k = spec.O, spec.C, tuple(spec.kernel)
@@ -265,15 +268,14 @@ def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx, wf=None):
         return
     if wf is None:
         wf = _flipped_weight(spec, weight)
-    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[nd - 1]
-    layout = spec.layout
     sp0 = 1 if cl else 2                      # first spatial axis of dy / dx
     wsp0 = 0 if cl else 2                     # first spatial axis of the weight
+    phases = []  # per phase: dy slice, weight taps, conv padding, dx slice, geometry
     for r in itertools.product(*(range(s) for s in spec.stride)):
         dsl = [slice(None)] * dy.ndim
         xsl = [slice(None)] * dx.ndim
         wsl = [slice(None)] * wf.ndim
-        conv_pads = []
+        conv_pads, geo = [], []
         empty = False
         for d in range(nd):
             s, K, (pb, _), n = spec.stride[d], spec.kernel[d], pads[d], sizes[d]
@@ -303,18 +305,88 @@ def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx, wf=None):
             conv_pads.append((before, after))
             ih0 = s * m_lo + r[d] - pb
             xsl[sp0 + d] = slice(ih0, ih0 + s * (count - 1) + 1, s)
+            geo.append((lo, hi - lo, q, before, count, ih0))
         if empty:
             continue
-        src = dy[tuple(dsl)]
-        if 0 in src.shape[sp0:sp0 + nd]:
+        if 0 in dy[tuple(dsl)].shape[sp0:sp0 + nd]:
             dx[tuple(xsl)] = 0
             continue
-        y = conv(src, np.ascontiguousarray(wf[tuple(wsl)]), None, 1, tuple(conv_pads), 1,
-                 spec.groups, layout=layout)
+        phases.append((tuple(dsl), tuple(wsl), tuple(conv_pads), tuple(xsl), geo))
+    if _subpixel_fused_ok(spec, dx, [p[4] for p in phases]):
+        _subpixel_fused(spec, dy, wf, dx, phases)
+        return
+    conv = (functional.conv1d, functional.conv2d, functional.conv3d)[nd - 1]
+    for dsl, wsl, conv_pads, xsl, _ in phases:
+        y = conv(dy[dsl], np.ascontiguousarray(wf[wsl]), None, 1, conv_pads, 1,
+                 spec.groups, layout=spec.layout)
         # the phase's strided slice of dx, on all threads (NumPy's strided assignment
         # took about a tenth of a 128 -> 64 k4s2 transposed convolution on one thread)
         lead = (slice(None),) + (None,) * (5 - y.ndim)
-        _core.copy_into(y[lead], dx[tuple(xsl)][lead], get_num_threads())
+        _core.copy_into(y[lead], dx[xsl][lead], get_num_threads())
+
+
+def _subpixel_fused_ok(spec, dx, geos):
+    """Whether the channels-last stride phases run as one call (_im2col.subpixel_nhwc)
+    instead of one forward convolution and one strided copy per phase: exactly where
+    each phase's forward call would run the indirect channels-last kernel that
+    subpixel_nhwc repeats (grad_out rows read in place: at least 16 channels per group,
+    rows not a multiple of 4 KB apart; no phase kernel that "auto" would give to
+    Winograd (3x3 / 3-tap), to the grouped direct kernels (groups of at most 32
+    grad_out channels) or to the channels-first route (at most 16 dx channels per
+    group)), so the results are bitwise the same. Measured 2 threads, float32, 9
+    interleaved rounds, one call / per phase: grad_input 3x3 stride 2 64 -> 128 at 56x56
+    batch 8 0.87, 128 -> 256 0.89; transposed 128 -> 64 k4s2 16x16 batch 16 0.92-0.93;
+    DCGAN 512 -> 256 k4s2 4x4 batch 64 0.97-0.99 (even). The items of all phases share
+    one static round-robin schedule (chunks of 1): with contiguous halves the 3x3
+    stride-2 phases (4, 2, 2 and 1 taps) split 6:3 over two threads and ran 1.12x the
+    per-phase time."""
+    from . import _im2col
+
+    if not spec.channels_last or not geos or not dx.flags.c_contiguous:
+        return False
+    if spec.Og < _im2col.INDIRECT_MIN_CH or (spec.O * spec.dtype.itemsize) % 4096 == 0:
+        return False
+    if spec.Cg <= 16 or (spec.groups > 1 and spec.Og <= 32):
+        return False
+    return not any(spec.nd <= 2 and all(g[2] == 3 for g in geo) for geo in geos)
+
+
+def _phases_via_channels_last(spec):
+    """Channels-first strided input gradients whose phases run channels-last as one call
+    (_subpixel_fused_ok's conditions on the channels-last problem; one group, the
+    transposed copies within _plan.copies_fit): grad_out in and dx out through threaded
+    transposes. Against the channels-first route (col2im for uneven phases such as 3x3
+    stride 2, the channels-first phases for even ones), measured 2 threads, float32, 9
+    interleaved rounds, via / channels-first: 3x3 stride 2 64 -> 128 at 56x56 batch 8
+    0.95, 256 -> 512 at 28x28 batch 4 0.86, 32 -> 64 at 32x32 batch 16 0.88, 128 -> 256
+    at 56x56 batch 8 1.01; 4x4 stride 2 64 -> 128 at 32x32 batch 8 0.89."""
+    if spec.channels_last or spec.groups != 1 or not _plan.copies_fit(spec):
+        return False
+    if spec.O < 16 or (spec.O * spec.dtype.itemsize) % 4096 == 0 or spec.C <= 16:
+        return False
+    if spec.nd <= 2 and all(any(-(-(k - r) // s) == 3 for r in range(s))
+                            for k, s in zip(spec.kernel, spec.stride)):
+        return False  # a phase kernel "auto" could give to Winograd
+    return True
+
+
+def _subpixel_fused(spec, dy, wf, dx, phases):
+    """The phases of _subpixel_grad_input in one _im2col.subpixel_nhwc call."""
+    from . import _im2col
+
+    nd = spec.nd
+    info = np.zeros((len(phases), _im2col.SUBPIXEL_COLS), np.int64)
+    weights = []
+    for i, (_, wsl, _, _, geo) in enumerate(phases):
+        full = [(0, 1, 1, 0, 1, 0)] * (3 - nd) + list(geo)
+        for d, vals in enumerate(full):  # columns SPX_LO, _EXT, _K, _PAD, _CNT, _X0 + d
+            info[i, [d, 3 + d, 6 + d, 9 + d, 12 + d, 15 + d]] = vals
+        weights.append(np.ascontiguousarray(wf[wsl]).ravel())
+    N = dy.shape[0]
+    dy5 = np.ascontiguousarray(dy, dtype=spec.dtype).reshape((N,) + spec.as3d(dy.shape[1:-1], 1) + dy.shape[-1:])
+    dx5 = dx.reshape((N,) + spec.as3d(dx.shape[1:-1], 1) + dx.shape[-1:])
+    _im2col.subpixel_nhwc(dy5, weights, dx5, info,
+                          spec.as3d(spec.stride, 1), spec.groups, get_num_threads())
 
 
 def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
