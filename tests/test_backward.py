@@ -1139,38 +1139,55 @@ def test_grad_weight_channels_last_rows(isa, dtype, nd, sp, C, O, G, k, stride, 
     np.testing.assert_array_equal(g, g0)
 
 
-@pytest.mark.parametrize("nd,sp,C,O,k,pad,dil,mode", [
-    (2, (16, 16), 32, 64, 3, 1, 1, "zeros"),
-    (2, (13, 11), 16, 40, 5, 2, 1, "reflect"),
-    (2, (12, 12), 24, 32, 3, 2, 2, "zeros"),
-    (1, (70,), 16, 33, 3, 1, 1, "circular"),
-    (3, (5, 6, 7), 16, 32, 3, 1, 1, "zeros"),
+@pytest.mark.parametrize("nd,sp,C,O,k,stride,pad,dil,mode", [
+    (2, (16, 16), 32, 64, 3, 1, 1, 1, "zeros"),
+    (2, (13, 11), 16, 40, 5, 1, 2, 1, "reflect"),
+    (2, (12, 12), 24, 32, 3, 1, 2, 2, "zeros"),
+    (1, (70,), 16, 33, 3, 1, 1, 1, "circular"),
+    (3, (5, 6, 7), 16, 32, 3, 1, 1, 1, "zeros"),
+    (2, (17, 14), 64, 40, 3, 2, 1, 1, "zeros"),
+    (2, (16, 19), 20, 32, 4, (2, 3), 1, 1, "replicate"),
+    (3, (7, 6, 9), 16, 32, 3, 2, 1, 1, "zeros"),
 ])
-def test_grad_weight_channels_first_via_channels_last(nd, sp, C, O, k, pad, dil, mode):
-    """Dense stride-1 channels-first weight gradients run channels-last between
-    transposes (_plan.nchw_grad_weight_via_nhwc): float64 reference, bitwise for 1-3
-    threads, the same values (within float32 rounding) as the channels-first GEMM."""
+def test_grad_weight_channels_first_via_channels_last(nd, sp, C, O, k, stride, pad, dil, mode):
+    """Dense channels-first weight gradients (stride 1, or strided with at most 64
+    input channels) run channels-last between transposes
+    (_plan.nchw_grad_weight_via_nhwc): float64 reference, bitwise for 1-3 threads, the
+    same values (within float32 rounding) as the channels-first GEMM."""
     from cconv import _plan, _spec
     rng = np.random.default_rng(C + O + k)
     lay = DEFAULT_LAYOUT[nd]
     xs, ws = shapes(lay, nd, 3, C, O, 1, sp, (k,) * nd)
     x = rng.standard_normal(xs).astype(np.float32)
     w = rng.standard_normal(ws).astype(np.float32)
-    y = conv_fn(nd)(x, w, None, 1, pad, dil, padding_mode=mode)
+    y = conv_fn(nd)(x, w, None, stride, pad, dil, padding_mode=mode)
     g = rng.standard_normal(y.shape).astype(np.float32)
-    spec = _spec.backward_spec(f"conv{nd}d_backward", nd, g, x, w, 1, pad, dil, 1, mode, lay,
-                               ("weight",))[0]
+    spec = _spec.backward_spec(f"conv{nd}d_backward", nd, g, x, w, stride, pad, dil, 1, mode,
+                               lay, ("weight",))[0]
     assert _plan.nchw_grad_weight_via_nhwc(spec)
     gw_fn = bwd_fns(nd)[1]
     out = []
     for n in (1, 2, 3):
         with cconv.num_threads(n):
-            out.append(gw_fn(x, g, w.shape, 1, pad, dil, padding_mode=mode))
+            out.append(gw_fn(x, g, w.shape, stride, pad, dil, padding_mode=mode))
     for r in out[1:]:
         np.testing.assert_array_equal(r, out[0])
-    ref = gw_fn(x.astype(np.float64), g.astype(np.float64), w.shape, 1, pad, dil,
+    ref = gw_fn(x.astype(np.float64), g.astype(np.float64), w.shape, stride, pad, dil,
                 padding_mode=mode, algorithm="im2col")
     assert out[0].dtype == np.float32 and out[0].shape == w.shape
     assert rel_error(out[0], ref) <= 2e-6
-    cf = gw_fn(x, g, w.shape, 1, pad, dil, padding_mode=mode, algorithm="im2col")
+    cf = gw_fn(x, g, w.shape, stride, pad, dil, padding_mode=mode, algorithm="im2col")
     assert rel_error(out[0], cf) <= 4e-6
+
+
+def test_grad_weight_channels_first_strided_via_only_few_channels():
+    """Strided channels-first weight gradients go channels-last up to 64 input
+    channels (the channels-first GEMM reduction is as fast from 128 on)."""
+    from cconv import _plan, _spec
+
+    def via(C, stride):
+        x, w = np.zeros((8, C, 28, 28), np.float32), np.zeros((128, C, 3, 3), np.float32)
+        g = np.zeros((8, 128) + ((14, 14) if stride == 2 else (28, 28)), np.float32)
+        return _plan.nchw_grad_weight_via_nhwc(_spec.backward_spec(
+            "conv2d_backward", 2, g, x, w, stride, 1, 1, 1, "zeros", "NCHW", ("weight",))[0])
+    assert via(64, 2) and via(128, 1) and not via(128, 2) and not via(256, 2)

@@ -234,6 +234,7 @@ VIA_MAX_COPY_BYTES = 1 << 30
 
 
 GW_VIA_WEIGHT_PER_PIXEL = 2048
+GW_VIA_STRIDED_MAX_CG = 64
 
 
 def copies_fit(spec):
@@ -256,7 +257,8 @@ def nchw_via_nhwc(spec):
 def nchw_grad_weight_via_nhwc(spec):
     """A channels-first weight gradient that runs channels-last between transposes (x
     and grad_out in, the weight back): one group, at least 16 input and 32 output
-    channels, a spatial kernel, stride 1, and at most GW_VIA_WEIGHT_PER_PIXEL weight
+    channels, a spatial kernel, stride 1 (or any stride with at most 64 input
+    channels), and at most GW_VIA_WEIGHT_PER_PIXEL weight
     elements per output pixel of the batch (the weight's transpose back is then small).
     There the channels-last reduction reads x in place (gwrows kernels) where the
     channels-first one packs im2col^T panels or runs gwdot. Measured 2 threads, float32,
@@ -264,14 +266,17 @@ def nchw_grad_weight_via_nhwc(spec):
     0.73, 64@56 b8 0.62, 128@28 b8 0.76-0.85, 256@14 b8 0.73-0.90, b2 0.83, 5x5 32->64 at
     28x28 0.50-0.57, dilation 2 0.61, batch 1: 64@56 0.65, 128@28 0.82; 256@14 batch 1
     0.99 and 512@7 batch 8 0.95 (weight / pixels 3000 and 6000), 512@7 batch 1 2.3,
-    stride 2 1.00, 1x1 1.5-2.0, 4 groups 1.34, 16 output channels 1.11, 8 input
-    channels 1.01, so those stay. Its sums are plain running sums over the batch's
+    1x1 1.5-2.0, 4 groups 1.34, 16 output channels 1.11, 8 input channels 1.01, so those
+    stay. Strided, only up to GW_VIA_STRIDED_MAX_CG input channels (7 interleaved
+    rounds, after the channels-last kernel read x in place): 3x3 stride 2 32->64 at
+    32x32 b16 0.68, 64->128 at 56x56 b8 0.86, b1 0.99, 4x4 stride 2 64->128 at 32x32 b8
+    0.75; 128->128 b1 0.93 but 128->256 at 56x56 b8 1.01 and 256->512 at 28x28 b4 1.09. Its sums are plain running sums over the batch's
     pixels (gwdot's lane sums were about 10x closer to float64 on 25088 pixels: 7e-6
     against 4e-7 largest relative error; the GEMM path's own)."""
     if spec.channels_last or spec.groups != 1 or spec.Cg < 16 or spec.O < 32:
         return False
     taps = math.prod(spec.kernel)
-    if taps == 1 or any(s != 1 for s in spec.stride):
+    if taps == 1 or (any(s != 1 for s in spec.stride) and spec.Cg > GW_VIA_STRIDED_MAX_CG):
         return False
     pixels = spec.N * math.prod(spec.out_size)
     return spec.O * spec.Cg * taps <= GW_VIA_WEIGHT_PER_PIXEL * pixels and copies_fit(spec)
