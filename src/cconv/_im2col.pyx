@@ -395,25 +395,38 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
             og = out + i0 * O + g * Og + j0
             wg = wp + (g * npn + j0 // NR) * NR * K
             # indirection table: table[t * mcp + p] = row of pixel i0 + p for tap t
+            # (the pixel's coordinates stepped and the taps nested: a division per pixel
+            # and tap cost 3-15% of 3x3 / 7x7 layers with 32-128 channels)
+            n = i0 // P
+            q = i0 % P
+            od = q // (geom.OH * geom.OW)
+            oh = (q // geom.OW) % geom.OH
+            ow = q % geom.OW
             for p in range(mc):
-                n = (i0 + p) // P
-                q = (i0 + p) % P
                 xg = x + n * DHWC + g * Cg
-                od = q // (geom.OH * geom.OW)
-                oh = (q // geom.OW) % geom.OH
-                ow = q % geom.OW
-                for t in range(taps):
-                    kd = t // (geom.KH * geom.KW)
-                    kh = (t // geom.KW) % geom.KH
-                    kw = t % geom.KW
+                t = 0
+                for kd in range(geom.KD):
                     idd = od * geom.sd + kd * geom.dd - geom.pd
-                    ih = oh * geom.sh + kh * geom.dh - geom.ph
-                    iw = ow * geom.sw + kw * geom.dw - geom.pw
-                    if (idd >= 0 and idd < geom.D and ih >= 0 and ih < geom.H
-                            and iw >= 0 and iw < geom.W):
-                        table[t * mcp + p] = xg + ((idd * geom.H + ih) * geom.W + iw) * C
-                    else:
-                        table[t * mcp + p] = zero
+                    for kh in range(geom.KH):
+                        ih = oh * geom.sh + kh * geom.dh - geom.ph
+                        for kw in range(geom.KW):
+                            iw = ow * geom.sw + kw * geom.dw - geom.pw
+                            if (idd >= 0 and idd < geom.D and ih >= 0 and ih < geom.H
+                                    and iw >= 0 and iw < geom.W):
+                                table[t * mcp + p] = xg + ((idd * geom.H + ih) * geom.W + iw) * C
+                            else:
+                                table[t * mcp + p] = zero
+                            t = t + 1
+                ow = ow + 1
+                if ow == geom.OW:
+                    ow = 0
+                    oh = oh + 1
+                    if oh == geom.OH:
+                        oh = 0
+                        od = od + 1
+                        if od == geom.OD:
+                            od = 0
+                            n = n + 1
             # K in blocks of about KC (whole taps when Cg < KC), then B panels, then
             # pixel tiles: a kc x NR slice of B stays in L1 across the pixel tiles.
             k0 = 0
@@ -600,12 +613,12 @@ def subpixel_nhwc(const floating[:, :, :, :, ::1] dy, list weights,
                 mcp = (mc + MR - 1) // MR * MR
                 wg = wpk + wpo[ph] + (g * npn + j0 // NR) * NR * K
                 xb = dyp + ((f[SPX_LO] * Hi + f[SPX_LO + 1]) * Wi + f[SPX_LO + 2]) * Ci + g * Cgi
+                n = i0 // P  # then stepped per pixel, as in _nhwc_indirect
+                q = i0 % P
+                od = q // (f[SPX_CNT + 1] * f[SPX_CNT + 2])
+                oh = (q // f[SPX_CNT + 2]) % f[SPX_CNT + 1]
+                ow = q % f[SPX_CNT + 2]
                 for pi in range(mc):
-                    n = (i0 + pi) // P
-                    q = (i0 + pi) % P
-                    od = q // (f[SPX_CNT + 1] * f[SPX_CNT + 2])
-                    oh = (q // f[SPX_CNT + 2]) % f[SPX_CNT + 1]
-                    ow = q % f[SPX_CNT + 2]
                     orow[pi] = dxp + n * DHWCo + (((f[SPX_X0] + sd * od) * Ho + f[SPX_X0 + 1]
                                                    + sh * oh) * Wo + f[SPX_X0 + 2]
                                                   + sw * ow) * Co + g * Ogo + j0
@@ -624,6 +637,16 @@ def subpixel_nhwc(const floating[:, :, :, :, ::1] dy, list weights,
                                 else:
                                     table[t * mcp + pi] = zero
                                 t = t + 1
+                    ow = ow + 1
+                    if ow == f[SPX_CNT + 2]:
+                        ow = 0
+                        oh = oh + 1
+                        if oh == f[SPX_CNT + 1]:
+                            oh = 0
+                            od = od + 1
+                            if od == f[SPX_CNT]:
+                                od = 0
+                                n = n + 1
                 # _nhwc_indirect's K loop, into the C block (row stride WB)
                 k0 = 0
                 while k0 < K:
