@@ -473,8 +473,15 @@ dwl = cconv.conv2d_grad_weight(xl, rng.standard_normal((2, 9, 12, 19)).astype(np
 xl3 = rng.standard_normal((1, 4, 5, 6, 11))
 dwl3 = cconv.conv3d_grad_weight(xl3, rng.standard_normal((1, 4, 3, 6, 22)), (3, 3, 3, 1, 22),
                                 (1, 2, 1), 1, 1, 11, layout="NDHWC")
+# 3x3 at stride 1: the AVX-512 register window (DWGW_MID_SLIDE), partial vectors
+xs3 = rng.standard_normal((2, 9, 14, 21))
+dws = cconv.conv2d_grad_weight(xs3, rng.standard_normal((2, 9, 14, 21)), (3, 3, 1, 21), 1,
+                               1, 1, 21, layout="NHWC")
+dws32 = cconv.conv2d_grad_weight(xs3.astype(np.float32),
+                                 rng.standard_normal((2, 7, 14, 21)).astype(np.float32),
+                                 (3, 3, 1, 21), 1, 1, (2, 1), 21, layout="NHWC")
 np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3, gwg1=gwg1, gwg2=gwg2,
-         gwp=gwp, gi2=gi2, dwl=dwl, dwl3=dwl3)
+         gwp=gwp, gi2=gi2, dwl=dwl, dwl3=dwl3, dws=dws, dws32=dws32)
 """
     assert_same_on_every_isa(code, tmp_path)
 
@@ -989,6 +996,8 @@ def _dw_grad_weight_reference_last(x, g, k, stride, pads, dil):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd,C,m,sp,k,stride,pads,dil", [
     (2, 19, 1, (13, 11), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)),      # partial vectors
+    (2, 35, 1, (10, 4), (3, 3), (1, 1), ((2, 2), (1, 1)), (2, 1)),       # 3x3 window, dh 2
+    (2, 16, 1, (5, 3), (3, 3), (1, 1), ((1, 0), (0, 0)), (1, 1)),        # one-pixel middle
     (2, 16, 1, (9, 12), (7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1)),       # 49 taps: groups
     (2, 33, 1, (5, 6), (5, 5), (2, 1), ((2, 1), (0, 3)), (1, 2)),        # asymmetric pads
     (2, 8, 1, (3, 3), (5, 5), (1, 1), ((2, 2), (2, 2)), (1, 1)),         # no unchecked pixel

@@ -20,6 +20,8 @@
  * vector per tap. Pixels whose taps all read inside the image run without checks; the
  * others (row ends, top and bottom rows) test each tap. TG <= DWGW_TGMAX of the path
  * (25 AVX-512, 5 AVX2, 4 portable); more taps run as several groups, each re-reading dY.
+ * On AVX-512 a 3x3 tile at stride 1 (column dilation 1) keeps its 3 x 3 window of X
+ * vectors in registers and loads one new column per pixel (DWGW_MID_SLIDE).
  */
 #ifndef CCONV_DWGW_H
 #define CCONV_DWGW_H

@@ -254,6 +254,7 @@ GWD_TARGET static inline double gwd_hsum512_pd(__m512d v)
 #define LV_LOADM(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), (p))
 #define LV_FMA(a, b, c) _mm512_fmadd_ps((a), (b), (c))
 #define LV_HSUM(v) gwd_hsum512_ps(v)
+#define DWGW_SLIDE 1 /* 9 accumulators + 6 window vectors fit the 32 zmm registers */
 #include "dwgw_impl.h"
 #include "gwdot_impl.h"
 
@@ -267,6 +268,7 @@ GWD_TARGET static inline double gwd_hsum512_pd(__m512d v)
 #define LV_LOADM(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), (p))
 #define LV_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #define LV_HSUM(v) gwd_hsum512_pd(v)
+#define DWGW_SLIDE 1
 #include "dwgw_impl.h"
 #include "gwdot_impl.h"
 #undef GWD_TARGET
