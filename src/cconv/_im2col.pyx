@@ -343,6 +343,41 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
     return 0
 
 
+cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
+                                 const floating **ap, const floating *wg, floating *c,
+                                 Py_ssize_t ldc, Py_ssize_t K, Py_ssize_t Cg, Py_ssize_t mc,
+                                 Py_ssize_t nc, Py_ssize_t MR, Py_ssize_t NR,
+                                 Py_ssize_t KC) noexcept nogil:
+    """C[0:mc, 0:nc] (row stride ldc) = A . W: row p of A for tap t is Cg contiguous
+    channels at table[t * mcp + p]; W (K = taps * Cg rows) in NR-column panels holding
+    all of K (wg: the first panel); ap: MR row pointers of scratch. K in blocks of about
+    KC (whole taps when Cg < KC), then B panels, then MR-pixel tiles: a kc x NR slice of
+    B stays in L1 across the pixel tiles; one micro-kernel call per tap segment."""
+    cdef Py_ssize_t k0 = 0, kc, jp, it, t, c0, seg_t, seg, i
+    while k0 < K:
+        kc = min(max(KC // Cg, 1) * Cg, K - k0) if Cg < KC else min(KC, K - k0)
+        jp = 0
+        while jp * NR < nc:
+            it = 0
+            while it < mc:
+                t = k0 // Cg
+                c0 = k0 % Cg
+                seg_t = 0
+                while seg_t < kc:
+                    seg = min(Cg - c0, kc - seg_t)
+                    for i in range(MR):
+                        ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
+                    igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
+                               c + it * ldc + jp * NR, ldc, min(MR, mc - it),
+                               min(NR, nc - jp * NR), k0 + seg_t > 0)
+                    seg_t = seg_t + seg
+                    t = t + 1
+                    c0 = 0
+                it = it + MR
+            jp = jp + 1
+        k0 = k0 + kc
+
+
 cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wpre, const floating *bias,
                         floating *out, cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G,
                         Py_ssize_t O, Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC,
@@ -361,7 +396,7 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
     cdef Py_ssize_t DHWC = geom.D * geom.H * geom.W * C
     cdef Py_ssize_t npn = (Og + NR - 1) // NR
     cdef Py_ssize_t mcp = (MC + MR - 1) // MR * MR
-    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, t, p, q, i, jp, it, seg_t, c0, seg
+    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, t, p, q
     cdef Py_ssize_t od, oh, ow, idd, ih, iw, kd, kh, kw, tk0, tk1
     cdef const floating **table
     cdef const floating **ap
@@ -427,32 +462,7 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
                         if od == geom.OD:
                             od = 0
                             n = n + 1
-            # K in blocks of about KC (whole taps when Cg < KC), then B panels, then
-            # pixel tiles: a kc x NR slice of B stays in L1 across the pixel tiles.
-            k0 = 0
-            while k0 < K:
-                kc = min(max(KC // Cg, 1) * Cg, K - k0) if Cg < KC else min(KC, K - k0)
-                jp = 0
-                while jp * NR < nc:
-                    it = 0
-                    while it < mc:
-                        # one call per tap segment inside [k0, k0 + kc)
-                        t = k0 // Cg
-                        c0 = k0 % Cg
-                        seg_t = 0
-                        while seg_t < kc:
-                            seg = min(Cg - c0, kc - seg_t)
-                            for i in range(MR):
-                                ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
-                            igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
-                                       og + it * O + jp * NR, O, min(MR, mc - it),
-                                       min(NR, nc - jp * NR), k0 + seg_t > 0)
-                            seg_t = seg_t + seg
-                            t = t + 1
-                            c0 = 0
-                        it = it + MR
-                    jp = jp + 1
-                k0 = k0 + kc
+            _indirect_tiles(table, mcp, ap, wg, og, O, K, Cg, mc, nc, MR, NR, KC)
             if bias != NULL:
                 _bias_cols(og, O, bias + g * Og + j0, mc, nc)
         free(table)
@@ -556,7 +566,7 @@ def subpixel_nhwc(const floating[:, :, :, :, ::1] dy, list weights,
     cdef Py_ssize_t *Kpp = &Kp[0]
     cdef Py_ssize_t *Ppp = &Pp[0]
     cdef Py_ssize_t NWB = nwb, WB = wb
-    cdef Py_ssize_t item, r, g, i0, j0, mc, nc, k0, kc, t, pi, q, i, jp, it, seg_t, c0, seg
+    cdef Py_ssize_t item, r, g, i0, j0, mc, nc, t, pi, q
     cdef Py_ssize_t n, od, oh, ow, idd, ih, iw, kd, kh, kw, K, P, mcp, kb
     cdef const int64_t *f
     cdef const floating **table
@@ -647,30 +657,8 @@ def subpixel_nhwc(const floating[:, :, :, :, ::1] dy, list weights,
                             if od == f[SPX_CNT]:
                                 od = 0
                                 n = n + 1
-                # _nhwc_indirect's K loop, into the C block (row stride WB)
-                k0 = 0
-                while k0 < K:
-                    kc = min(max(KC // Cgi, 1) * Cgi, K - k0) if Cgi < KC else min(KC, K - k0)
-                    jp = 0
-                    while jp * NR < nc:
-                        it = 0
-                        while it < mc:
-                            t = k0 // Cgi
-                            c0 = k0 % Cgi
-                            seg_t = 0
-                            while seg_t < kc:
-                                seg = min(Cgi - c0, kc - seg_t)
-                                for i in range(MR):
-                                    ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
-                                igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
-                                           cb + it * WB + jp * NR, WB, min(MR, mc - it),
-                                           min(NR, nc - jp * NR), k0 + seg_t > 0)
-                                seg_t = seg_t + seg
-                                t = t + 1
-                                c0 = 0
-                            it = it + MR
-                        jp = jp + 1
-                    k0 = k0 + kc
+                # _nhwc_indirect's tiles, into the C block (row stride WB)
+                _indirect_tiles(table, mcp, ap, wg, cb, WB, K, Cgi, mc, nc, MR, NR, KC)
                 for pi in range(mc):
                     memcpy(orow[pi], cb + pi * WB, nc * sizeof(floating))
             free(table)

@@ -270,9 +270,10 @@ def nchw_grad_weight_via_nhwc(spec):
     stay. Strided, only up to GW_VIA_STRIDED_MAX_CG input channels (7 interleaved
     rounds, after the channels-last kernel read x in place): 3x3 stride 2 32->64 at
     32x32 b16 0.68, 64->128 at 56x56 b8 0.86, b1 0.99, 4x4 stride 2 64->128 at 32x32 b8
-    0.75; 128->128 b1 0.93 but 128->256 at 56x56 b8 1.01 and 256->512 at 28x28 b4 1.09. Its sums are plain running sums over the batch's
-    pixels (gwdot's lane sums were about 10x closer to float64 on 25088 pixels: 7e-6
-    against 4e-7 largest relative error; the GEMM path's own)."""
+    0.75; 128->128 b1 0.93 but 128->256 at 56x56 b8 1.01 and 256->512 at 28x28 b4
+    1.09. Its sums are plain running sums over the batch's pixels (gwdot's lane sums
+    were about 10x closer to float64 on 25088 pixels: 7e-6 against 4e-7 largest relative
+    error; the GEMM path's own)."""
     if spec.channels_last or spec.groups != 1 or spec.Cg < 16 or spec.O < 32:
         return False
     taps = math.prod(spec.kernel)

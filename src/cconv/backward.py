@@ -383,7 +383,8 @@ def _subpixel_fused(spec, dy, wf, dx, phases):
             info[i, [d, 3 + d, 6 + d, 9 + d, 12 + d, 15 + d]] = vals
         weights.append(np.ascontiguousarray(wf[wsl]).ravel())
     N = dy.shape[0]
-    dy5 = np.ascontiguousarray(dy, dtype=spec.dtype).reshape((N,) + spec.as3d(dy.shape[1:-1], 1) + dy.shape[-1:])
+    dy5 = np.ascontiguousarray(dy, dtype=spec.dtype)
+    dy5 = dy5.reshape((N,) + spec.as3d(dy.shape[1:-1], 1) + dy.shape[-1:])
     dx5 = dx.reshape((N,) + spec.as3d(dx.shape[1:-1], 1) + dx.shape[-1:])
     _im2col.subpixel_nhwc(dy5, weights, dx5, info,
                           spec.as3d(spec.stride, 1), spec.groups, get_num_threads())
