@@ -671,7 +671,7 @@ def test_grad_input_stride_phases_one_call(dtype, nd, N, C, O, G, sp, k, stride,
         assert t_fn(g, w, None, stride, pad, opad, G, layout=lay, out=out) is out
         np.testing.assert_array_equal(out, a)
     assert len(calls) == (4 if mode == "zeros" else 3)  # "auto": the one-call phases
-    monkeypatch.setattr(bw, "_subpixel_fused_ok", lambda *a: False)
+    monkeypatch.setattr(bw, "_phases_one_call", lambda *a: False)
     per_phase = gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay)
     assert len(calls) == (4 if mode == "zeros" else 3)
     for r in runs[1:] + [per_phase]:

@@ -158,13 +158,12 @@ cdef floating *_pack_weights_nchw(const floating *w, Py_ssize_t G, Py_ssize_t Og
     return wp
 
 
-cdef floating *_pack_weights_nhwc(const floating *w, Py_ssize_t G, Py_ssize_t Og,
-                                  Py_ssize_t K, int NR, int nthreads) noexcept nogil:
-    """W_g (K x Og, row stride O) of every group into NR-column panels holding all of K."""
+cdef void _pack_weights_nhwc_into(const floating *w, Py_ssize_t G, Py_ssize_t Og,
+                                  Py_ssize_t K, int NR, floating *wp,
+                                  int nthreads) noexcept nogil:
+    """W_g (K x Og, row stride G * Og) of every group into NR-column panels holding all
+    of K (G * ceil(Og / NR) * NR * K elements at wp)."""
     cdef Py_ssize_t npn = (Og + NR - 1) // NR, t, g, k0
-    cdef floating *wp = <floating *> cc_scratch_acquire(1, G * npn * NR * K * sizeof(floating))
-    if wp == NULL:
-        return NULL
     # row blocks, each read sequentially across all groups and panels
     cdef Py_ssize_t kb = 64, nkb = (K + kb - 1) // kb
     for t in prange(nkb, schedule="static", num_threads=nthreads):
@@ -172,6 +171,16 @@ cdef floating *_pack_weights_nhwc(const floating *w, Py_ssize_t G, Py_ssize_t Og
         for g in range(G):
             pack_b_rows_to_panels(k0, min(K, k0 + kb), Og, w + g * Og, G * Og,
                                   wp + g * npn * NR * K, K)
+
+
+cdef floating *_pack_weights_nhwc(const floating *w, Py_ssize_t G, Py_ssize_t Og,
+                                  Py_ssize_t K, int NR, int nthreads) noexcept nogil:
+    """_pack_weights_nhwc_into this thread's cached scratch (slot 1); NULL when it
+    cannot be allocated."""
+    cdef Py_ssize_t npn = (Og + NR - 1) // NR
+    cdef floating *wp = <floating *> cc_scratch_acquire(1, G * npn * NR * K * sizeof(floating))
+    if wp != NULL:
+        _pack_weights_nhwc_into(w, G, Og, K, NR, wp, nthreads)
     return wp
 
 
@@ -567,7 +576,7 @@ def subpixel_nhwc(const floating[:, :, :, :, ::1] dy, list weights,
     cdef Py_ssize_t *Ppp = &Pp[0]
     cdef Py_ssize_t NWB = nwb, WB = wb
     cdef Py_ssize_t item, r, g, i0, j0, mc, nc, t, pi, q
-    cdef Py_ssize_t n, od, oh, ow, idd, ih, iw, kd, kh, kw, K, P, mcp, kb
+    cdef Py_ssize_t n, od, oh, ow, idd, ih, iw, kd, kh, kw, K, P, mcp
     cdef const int64_t *f
     cdef const floating **table
     cdef const floating **ap
@@ -588,12 +597,7 @@ def subpixel_nhwc(const floating[:, :, :, :, ::1] dy, list weights,
         raise MemoryError("grad_input (stride phases): cannot allocate the packed weights")
     with nogil:
         for ph in range(nph):  # every phase's W_g (K x Ogo, row stride Co) in NR panels
-            K = Kpp[ph]
-            for t in prange((K + 63) // 64, schedule="static", num_threads=nthreads):
-                for g in range(G):
-                    pack_b_rows_to_panels(t * 64, min(K, t * 64 + 64), Ogo,
-                                          wsrc[ph] + g * Ogo, Co,
-                                          wpk + wpo[ph] + g * npn * NR * K, K)
+            _pack_weights_nhwc_into(wsrc[ph], G, Ogo, Kpp[ph], NR, wpk + wpo[ph], nthreads)
         with parallel(num_threads=nthreads):
             # per thread: the indirection table, MR row pointers, the output row
             # pointers and the C block (64-byte aligned)

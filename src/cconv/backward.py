@@ -312,7 +312,7 @@ def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx, wf=None):
             dx[tuple(xsl)] = 0
             continue
         phases.append((tuple(dsl), tuple(wsl), tuple(conv_pads), tuple(xsl), geo))
-    if _subpixel_fused_ok(spec, dx, [p[4] for p in phases]):
+    if cl and phases and dx.flags.c_contiguous and _phases_one_call(spec):
         _subpixel_fused(spec, dy, wf, dx, phases)
         return
     conv = (functional.conv1d, functional.conv2d, functional.conv3d)[nd - 1]
@@ -325,49 +325,43 @@ def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx, wf=None):
         _core.copy_into(y[lead], dx[xsl][lead], get_num_threads())
 
 
-def _subpixel_fused_ok(spec, dx, geos):
-    """Whether the channels-last stride phases run as one call (_im2col.subpixel_nhwc)
-    instead of one forward convolution and one strided copy per phase: exactly where
-    each phase's forward call would run the indirect channels-last kernel that
-    subpixel_nhwc repeats (grad_out rows read in place: at least 16 channels per group,
-    rows not a multiple of 4 KB apart; no phase kernel that "auto" would give to
-    Winograd (3x3 / 3-tap), to the grouped direct kernels (groups of at most 32
-    grad_out channels) or to the channels-first route (at most 16 dx channels per
-    group)), so the results are bitwise the same. Measured 2 threads, float32, 9
-    interleaved rounds, one call / per phase: grad_input 3x3 stride 2 64 -> 128 at 56x56
-    batch 8 0.87, 128 -> 256 0.89; transposed 128 -> 64 k4s2 16x16 batch 16 0.92-0.93;
-    DCGAN 512 -> 256 k4s2 4x4 batch 64 0.97-0.99 (even). The items of all phases share
-    one static round-robin schedule (chunks of 1): with contiguous halves the 3x3
-    stride-2 phases (4, 2, 2 and 1 taps) split 6:3 over two threads and ran 1.12x the
-    per-phase time."""
+def _phases_one_call(spec):
+    """Whether the stride phases of the input gradient of ``spec`` (either layout; as
+    the channels-last problem) run as one call (_im2col.subpixel_nhwc) instead of one
+    forward convolution and one strided copy per phase: exactly where each phase's
+    forward call would run the indirect channels-last kernel that subpixel_nhwc repeats
+    (grad_out rows read in place: at least 16 channels per group, rows not a multiple
+    of 4 KB apart; no phase kernel that "auto" would give to Winograd (3x3 / 3-tap), to
+    the grouped direct kernels (groups of at most 32 grad_out channels) or to the
+    channels-first route (at most 16 dx channels per group)), so the results are
+    bitwise the same. Measured 2 threads, float32, 9 interleaved rounds, one call / per
+    phase: grad_input 3x3 stride 2 64 -> 128 at 56x56 batch 8 0.87, 128 -> 256 0.89;
+    transposed 128 -> 64 k4s2 16x16 batch 16 0.92-0.93; DCGAN 512 -> 256 k4s2 4x4 batch
+    64 0.97-0.99 (even). The items of all phases share one static round-robin schedule
+    (chunks of 1): with contiguous halves the 3x3 stride-2 phases (4, 2, 2 and 1 taps)
+    split 6:3 over two threads and ran 1.12x the per-phase time."""
     from . import _im2col
 
-    if not spec.channels_last or not geos or not dx.flags.c_contiguous:
-        return False
     if spec.Og < _im2col.INDIRECT_MIN_CH or (spec.O * spec.dtype.itemsize) % 4096 == 0:
         return False
     if spec.Cg <= 16 or (spec.groups > 1 and spec.Og <= 32):
         return False
-    return not any(spec.nd <= 2 and all(g[2] == 3 for g in geo) for geo in geos)
+    # a 3x3 (3-tap) phase exists when every dim has a phase of 3 taps
+    return not (spec.nd <= 2 and all(any(-(-(k - r) // s) == 3 for r in range(s))
+                                     for k, s in zip(spec.kernel, spec.stride)))
 
 
 def _phases_via_channels_last(spec):
     """Channels-first strided input gradients whose phases run channels-last as one call
-    (_subpixel_fused_ok's conditions on the channels-last problem; one group, the
-    transposed copies within _plan.copies_fit): grad_out in and dx out through threaded
-    transposes. Against the channels-first route (col2im for uneven phases such as 3x3
-    stride 2, the channels-first phases for even ones), measured 2 threads, float32, 9
-    interleaved rounds, via / channels-first: 3x3 stride 2 64 -> 128 at 56x56 batch 8
-    0.95, 256 -> 512 at 28x28 batch 4 0.86, 32 -> 64 at 32x32 batch 16 0.88, 128 -> 256
-    at 56x56 batch 8 1.01; 4x4 stride 2 64 -> 128 at 32x32 batch 8 0.89."""
-    if spec.channels_last or spec.groups != 1 or not _plan.copies_fit(spec):
-        return False
-    if spec.O < 16 or (spec.O * spec.dtype.itemsize) % 4096 == 0 or spec.C <= 16:
-        return False
-    if spec.nd <= 2 and all(any(-(-(k - r) // s) == 3 for r in range(s))
-                            for k, s in zip(spec.kernel, spec.stride)):
-        return False  # a phase kernel "auto" could give to Winograd
-    return True
+    (_phases_one_call; one group, the transposed copies within _plan.copies_fit):
+    grad_out in and dx out through threaded transposes. Against the channels-first
+    route (col2im for uneven phases such as 3x3 stride 2, the channels-first phases for
+    even ones), measured 2 threads, float32, 9 interleaved rounds, via / channels-first:
+    3x3 stride 2 64 -> 128 at 56x56 batch 8 0.95, 256 -> 512 at 28x28 batch 4 0.86,
+    32 -> 64 at 32x32 batch 16 0.88, 128 -> 256 at 56x56 batch 8 1.01; 4x4 stride 2
+    64 -> 128 at 32x32 batch 8 0.89."""
+    return (not spec.channels_last and spec.groups == 1 and _plan.copies_fit(spec)
+            and _phases_one_call(spec))
 
 
 def _subpixel_fused(spec, dy, wf, dx, phases):
