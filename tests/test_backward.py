@@ -480,8 +480,16 @@ dws = cconv.conv2d_grad_weight(xs3, rng.standard_normal((2, 9, 14, 21)), (3, 3, 
 dws32 = cconv.conv2d_grad_weight(xs3.astype(np.float32),
                                  rng.standard_normal((2, 7, 14, 21)).astype(np.float32),
                                  (3, 3, 1, 21), 1, 1, (2, 1), 21, layout="NHWC")
+# the bias summed inside dwgw (float32 and float64 rows)
+dbs = cconv.conv2d_backward(rng.standard_normal((2, 9, 14, 21)), xs3,
+                            rng.standard_normal((3, 3, 1, 21)), 1, 1, 1, 21,
+                            layout="NHWC")[2]
+dbs32 = cconv.conv2d_backward(rng.standard_normal((2, 9, 14, 42)).astype(np.float32),
+                              xs3.astype(np.float32),
+                              rng.standard_normal((3, 3, 1, 42)).astype(np.float32), 1, 1,
+                              1, 21, layout="NHWC")[2]
 np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3, gwg1=gwg1, gwg2=gwg2,
-         gwp=gwp, gi2=gi2, dwl=dwl, dwl3=dwl3, dws=dws, dws32=dws32)
+         gwp=gwp, gi2=gi2, dwl=dwl, dwl3=dwl3, dws=dws, dws32=dws32, dbs=dbs, dbs32=dbs32)
 """
     assert_same_on_every_isa(code, tmp_path)
 
@@ -1034,6 +1042,55 @@ def test_depthwise_grad_weight_channels_last_kernel(dtype, nd, C, m, sp, k, stri
         np.testing.assert_array_equal(r, out[0])
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(g, g0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,m,sp,k,stride", [
+    (2, 3, 19, 1, (13, 11), 3, 1),      # 20 row blocks of 2 rows, partial vectors
+    (2, 2, 16, 1, (9, 12), 7, 1),       # 49 taps: tap groups, bias on the first only
+    (2, 2, 17, 2, (7, 6), 3, 2),        # multiplier 2
+    (1, 3, 40, 1, (50,), 5, 2),
+    (3, 2, 11, 3, (4, 5, 6), 3, 1),
+])
+def test_depthwise_bias_rides_on_weight_gradient(dtype, nd, N, C, m, sp, k, stride):
+    """Channels-last depthwise backward: the weight kernel (dwgw.h) sums the bias as it
+    reads grad_out. The bias is bitwise the bias computed alone (need=("bias",), the
+    biasgrad pass over the same row blocks) and for 1-3 threads, within double rounding
+    of math.fsum, and a NaN stays in its channel."""
+    import math
+    from cconv import _spec, backward
+    rng = np.random.default_rng(C + k)
+    lay = LAST_LAYOUT[nd]
+    O = C * m
+    x = rng.standard_normal((N,) + sp + (C,)).astype(dtype)
+    w = rng.standard_normal((k,) * nd + (1, O)).astype(dtype)
+    y = conv_fn(nd)(x, w, None, stride, k // 2, 1, C, layout=lay)
+    g = (rng.standard_normal(y.shape) * 10 ** rng.uniform(-2, 2, y.shape)).astype(dtype)
+    g0 = g.copy()
+    spec = _spec.backward_spec(f"conv{nd}d_backward", nd, g, x, w, stride, k // 2, 1, C,
+                               "zeros", lay, ("bias",))[0]
+    assert backward._bias_with_weight(spec)
+    bwd = bwd_fns(nd)[2]
+    full = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            full.append(bwd(g, x, w, stride, k // 2, 1, C, layout=lay))
+    alone = bwd(g, x, w, stride, k // 2, 1, C, layout=lay, need=("bias",))[2]
+    for r in full:
+        np.testing.assert_array_equal(r[2], alone)
+        np.testing.assert_array_equal(r[1], full[0][1])
+    cols = g.reshape(-1, O).astype(np.float64).T
+    exact = np.array([math.fsum(c) for c in cols])
+    scale = np.abs(cols).sum(axis=1)
+    assert alone.dtype == dtype and alone.shape == (O,)
+    assert np.all(np.abs(alone - exact) <= np.abs(exact) * np.finfo(dtype).eps
+                  + scale * cols.shape[1] * 2e-16)
+    np.testing.assert_array_equal(g, g0)
+    g2 = g.copy()
+    g2.reshape(-1, O)[-1, O - 1] = np.nan
+    b2 = bwd(g2, x, w, stride, k // 2, 1, C, layout=lay)[2]
+    assert np.isnan(b2[O - 1])
+    np.testing.assert_array_equal(b2[:O - 1], alone[:O - 1])
 
 
 def test_depthwise_grad_weight_channels_last_inf_only_where_read():

@@ -81,9 +81,9 @@ cdef extern from "dwgw.h" nogil:
     ctypedef struct cc_dwgw_geom:
         cc_idx D, H, W, C, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw
     int cconv_dwgw_nhwc_f32(const cc_dwgw_geom *g, const float *x, const float *dy,
-                            cc_idx r0, cc_idx r1, float *part)
+                            cc_idx r0, cc_idx r1, float *part, double *bias)
     int cconv_dwgw_nhwc_f64(const cc_dwgw_geom *g, const double *x, const double *dy,
-                            cc_idx r0, cc_idx r1, double *part)
+                            cc_idx r0, cc_idx r1, double *part, double *bias)
 
 
 cdef extern from "biasgrad.h" nogil:
@@ -902,8 +902,9 @@ def dw_grad_input(dy5, w5, dx5, stride, pad, dil, channels_last, nthreads):
 @cython.wraparound(False)
 def _dwgw_nhwc_blocks(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] dy,
                       floating[:, ::1] part, tuple ksize, tuple stride, tuple pad,
-                      tuple dil, Py_ssize_t rb, int nthreads):
-    """part[b] = dwgw.h's partial of row block b (rows b * rb ..), on the threads."""
+                      tuple dil, Py_ssize_t rb, int nthreads, double[:, ::1] bpart=None):
+    """part[b] = dwgw.h's partial of row block b (rows b * rb ..), on the threads; with
+    bpart, bpart[b] = the block's bias sums as well."""
     cdef cc_dwgw_geom g
     g.D, g.H, g.W, g.C = x.shape[1], x.shape[2], x.shape[3], x.shape[4]
     g.OD, g.OH, g.OW = dy.shape[1], dy.shape[2], dy.shape[3]
@@ -912,6 +913,9 @@ def _dwgw_nhwc_blocks(const floating[:, :, :, :, ::1] x, const floating[:, :, :,
     g.dd, g.dh, g.dw = dil
     g.pd, g.ph, g.pw = pad
     cdef Py_ssize_t R = dy.shape[0] * g.OD * g.OH, nb = part.shape[0], b, r0, r1
+    cdef double *bp = NULL
+    if bpart is not None:
+        bp = &bpart[0, 0]
     cdef int failed = 0
     with nogil:
         for b in prange(nb, schedule="static", num_threads=nthreads):
@@ -919,11 +923,11 @@ def _dwgw_nhwc_blocks(const floating[:, :, :, :, ::1] x, const floating[:, :, :,
             r1 = min(r0 + rb, R)
             if floating is float:
                 if cconv_dwgw_nhwc_f32(&g, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], r0, r1,
-                                       &part[b, 0]):
+                                       &part[b, 0], bp + b * g.C if bp != NULL else NULL):
                     failed = 1
             else:
                 if cconv_dwgw_nhwc_f64(&g, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], r0, r1,
-                                       &part[b, 0]):
+                                       &part[b, 0], bp + b * g.C if bp != NULL else NULL):
                     failed = 1
     if failed:
         raise MemoryError("conv grad_weight (depthwise): cannot allocate an index table")
@@ -939,33 +943,56 @@ cdef enum:
     DWGW_PART_BYTES = 4 << 20
 
 
-def dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, nthreads):
+def dw_row_block(Py_ssize_t rows, Py_ssize_t taps, Py_ssize_t C, Py_ssize_t itemsize):
+    """Rows (n, od, oh) of dY per block of the channels-last depthwise weight gradient,
+    and of its bias gradient (dw_grad_weight_nhwc), from the problem only."""
+    per = DWGW_PART_BYTES // max(taps * C * itemsize, 1)
+    target = min(rows, max(DWGW_MIN_BLOCKS, min(DWGW_BLOCKS, per)))
+    return max(-(-rows // max(target, 1)), 1)
+
+
+def dw_grad_weight_nhwc(x5, dy5, dw5, stride, pad, dil, nthreads, db=None):
     """Depthwise-style grad_weight, channels-last (overwrites dw5 (KD, KH, KW, 1, C * m)).
     Channels-first problems use grad_weight_dot. The dwgw.h kernel over row blocks,
     whose partials are added in block order; with a channel multiplier m > 1, once per
     j < m on dY's channels c * m + j (moved to a contiguous (m, ..., C) copy by a
-    threaded transpose: the kernel's lanes are input channels)."""
+    threaded transpose: the kernel's lanes are input channels).
+    db: None, or a zeroed float64 (C * m,) that receives the bias gradient sums, in
+    grad_bias's order with dw_row_block's blocks (bitwise grad_bias(..., rows_per_block))."""
     C, O = x5.shape[4], dy5.shape[4]
     m = O // C
     ksize = dw5.shape[:3]
     taps = ksize[0] * ksize[1] * ksize[2]
     R = dy5.shape[0] * dy5.shape[1] * dy5.shape[2]
-    per = DWGW_PART_BYTES // max(taps * C * dw5.itemsize, 1)
-    target = min(R, max(DWGW_MIN_BLOCKS, min(DWGW_BLOCKS, per)))
-    rb = -(-R // target)
-    part = np.empty((-(-R // rb), taps * C), dw5.dtype)
+    rb = dw_row_block(R, taps, C, dw5.itemsize)
+    nb = -(-R // rb)
+    part = np.empty((nb, taps * C), dw5.dtype)
+    bpart = np.empty((nb, C), np.float64) if db is not None else None
     if m > 1:
         dyt = np.empty((m,) + dy5.shape[:4] + (C,), dy5.dtype)
         _core.to_channels_first_into(dy5.reshape(1, -1, m), dyt.reshape(1, m, -1), nthreads)
     dwv = dw5.reshape(taps, C, m)
     for j in range(m):
         _dwgw_nhwc_blocks(x5, dyt[j] if m > 1 else dy5, part, ksize, stride, pad, dil, rb,
-                          nthreads)
+                          nthreads, bpart)
         total = part[0]
         with np.errstate(all="ignore"):  # Inf - Inf is NaN by definition: no warning
             for b in range(1, part.shape[0]):
                 total += part[b]  # block order; elementwise: thread-independent
         dwv[:, :, j] = total.reshape(taps, C)
+        if db is not None:
+            bsum = np.zeros(C, np.float64)
+            _sum_rows_f64(bpart, bsum)
+            db.reshape(C, m)[:, j] = bsum
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _sum_rows_f64(double[:, ::1] part, double[::1] out):
+    """out[c] += part[b, c] for the blocks b in order (biasgrad.h)."""
+    with nogil:
+        cconv_biasgrad_cols_f64(&part[0, 0], part.shape[0], part.shape[1], part.shape[1],
+                                &out[0])
 
 
 # ----------------------------------------------------------------------------- bias
@@ -991,11 +1018,14 @@ def _grad_bias_rows(const floating[:, :, ::1] dy, double[::1] out, int nthreads)
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def _grad_bias_cols(const floating[:, ::1] dy, double[::1] out, int nthreads):
-    """out[c] = sum of dy[:, c] (channels-last rows): per-block partial sums on the
-    threads, then the partials added in block order (zeroed out on entry)."""
+def _grad_bias_cols(const floating[:, ::1] dy, double[::1] out, int nthreads,
+                    Py_ssize_t rb=0):
+    """out[c] = sum of dy[:, c] (channels-last rows): per-block partial sums of rb rows
+    (0: the default blocks) on the threads, then the partials added in block order
+    (zeroed out on entry)."""
     cdef Py_ssize_t R = dy.shape[0], C = dy.shape[1], b, r0
-    cdef Py_ssize_t rb = max(<Py_ssize_t>BG_MIN_ROWS, (R + BG_BLOCKS - 1) // BG_BLOCKS)
+    if rb <= 0:
+        rb = max(<Py_ssize_t>BG_MIN_ROWS, (R + BG_BLOCKS - 1) // BG_BLOCKS)
     cdef Py_ssize_t nb = (R + rb - 1) // rb
     cdef double[:, ::1] part = np.zeros((nb, C), np.float64)
     with nogil:
@@ -1008,14 +1038,16 @@ def _grad_bias_cols(const floating[:, ::1] dy, double[::1] out, int nthreads):
         cconv_biasgrad_cols_f64(&part[0, 0], nb, C, C, &out[0])
 
 
-def grad_bias(dy, Py_ssize_t channels, bint channels_last, int nthreads):
+def grad_bias(dy, Py_ssize_t channels, bint channels_last, int nthreads,
+              Py_ssize_t rows_per_block=0):
     """The bias gradient: grad_out (batched, contiguous) summed over batch and space per
     channel, in double (biasgrad.h: fixed order, bitwise the same for every thread
-    count and ISA path), returned in grad_out's dtype."""
+    count and ISA path), returned in grad_out's dtype. rows_per_block: channels-last
+    only, the pixel rows of a block (0: BG_BLOCKS-based default)."""
     out = np.zeros(channels, np.float64)
     if dy.size:
         if channels_last:
-            _grad_bias_cols(dy.reshape(-1, channels), out, nthreads)
+            _grad_bias_cols(dy.reshape(-1, channels), out, nthreads, rows_per_block)
         else:
             _grad_bias_rows(dy.reshape(dy.shape[0], channels, -1), out, nthreads)
     return out.astype(dy.dtype)

@@ -450,8 +450,32 @@ def _finish_grad_input(spec, dx, out, padded):
     return dx
 
 
-def _grad_weight(spec, x, grad_out, algorithm="auto"):
-    """dL/dweight of the convolution ``spec`` (a new array in the weight's shape)."""
+def _bias_with_weight(spec):
+    """True where the weight gradient also sums the bias gradient on its way: the
+    channels-last depthwise-style route (dwgw.h reads each row of grad_out while it is
+    in cache; a separate bias pass rereads all of grad_out)."""
+    return spec.channels_last and _plan.choose_grad_weight(spec, "auto") is _plan.Algorithm.DIRECT
+
+
+def _dw_bias_rows(spec):
+    """grad_out pixel rows per block of the bias gradient (biasgrad.h): for
+    channels-last depthwise-style problems the depthwise weight gradient's row blocks
+    (so that the bias comes out bitwise the same with or without the weight gradient),
+    0 (the default blocks) for the others."""
+    if not _bias_with_weight(spec):
+        return 0
+    od, oh, ow = spec.as3d(spec.out_size, 1)
+    rows = _backward.dw_row_block(spec.N * od * oh, math.prod(spec.kernel), spec.C,
+                                  np.dtype(spec.dtype).itemsize)
+    return rows * ow
+
+
+def _grad_weight(spec, x, grad_out, algorithm="auto", db=None):
+    """dL/dweight of the convolution ``spec`` (a new array in the weight's shape).
+    db: None, or (only where _bias_with_weight(spec) and algorithm is "auto") a zeroed
+    float64 (O,) array that receives the bias gradient's double sums."""
+    if db is not None and not (algorithm == "auto" and _bias_with_weight(spec)):
+        raise AssertionError("cconv: the bias gradient rides only on the depthwise route")
     algo = _plan.choose_grad_weight(spec, algorithm)
     wshape = _weight_shape(spec)
     P = math.prod(spec.out_size)
@@ -494,7 +518,7 @@ def _grad_weight(spec, x, grad_out, algorithm="auto"):
             _backward.grad_weight(xc, dyc, dwc, *geom, spec.groups, False, nth)
         dw5[...] = dwc.transpose(2, 3, 4, 1, 0)
     elif algo is _plan.Algorithm.DIRECT:
-        _backward.dw_grad_weight_nhwc(x5, dy5, dw5, *geom, get_num_threads())
+        _backward.dw_grad_weight_nhwc(x5, dy5, dw5, *geom, get_num_threads(), db)
     else:
         _backward.grad_weight(x5, dy5, dw5, *geom, spec.groups, spec.channels_last,
                               get_num_threads())
@@ -513,12 +537,14 @@ def _weight_to_channels_first(dwh, dw5, nth):
     _core.transpose_last2(toc.reshape(1, taps, O * Cg), dw5.reshape(1, O * Cg, taps), nth)
 
 
-def _grad_bias(spec, grad_out, channels):
+def _grad_bias(spec, grad_out, channels, rows_per_block=0):
     """grad_out summed over batch and space per channel: double accumulators in a fixed
     order on the threads (biasgrad.h), rounded once to the compute dtype (NumPy's
-    one-thread sum over the non-contiguous axes took a third of a depthwise backward)."""
+    one-thread sum over the non-contiguous axes took a third of a depthwise backward).
+    rows_per_block: channels-last pixel rows per block (0: the default blocks)."""
     g = _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype))
-    return _backward.grad_bias(g, channels, spec.channels_last, get_num_threads())
+    return _backward.grad_bias(g, channels, spec.channels_last, get_num_threads(),
+                               rows_per_block)
 
 
 def _conv_forward_sized(spec, x, weight, algorithm="auto"):
@@ -559,8 +585,14 @@ def _conv_backward(fname, nd, grad_out, x, weight, stride, padding, dilation, gr
         fname, nd, grad_out, x, weight, stride, padding, dilation, groups, padding_mode,
         layout, need)
     gi = _grad_input(spec, grad_out, weight) if "input" in need else None
-    gw = _grad_weight(spec, x, grad_out) if "weight" in need else None
-    gb = _grad_bias(spec, grad_out, spec.O) if "bias" in need else None
+    # channels-last depthwise: the weight gradient sums the bias as it reads grad_out
+    fused = "weight" in need and "bias" in need and _bias_with_weight(spec)
+    db = np.zeros(spec.O, np.float64) if fused else None
+    gw = _grad_weight(spec, x, grad_out, db=db) if "weight" in need else None
+    if fused:
+        gb = db.astype(spec.dtype)
+    else:
+        gb = _grad_bias(spec, grad_out, spec.O, _dw_bias_rows(spec)) if "bias" in need else None
     return gi, gw, gb
 
 

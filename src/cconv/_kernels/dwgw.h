@@ -38,10 +38,13 @@ typedef struct {
 } cc_dwgw_geom;
 
 /* part[t * C + c] = the block's partial for rows r0 .. r1 - 1 (overwritten; taps * C
- * elements). Returns 0, or -1 when its small index tables cannot be allocated. */
+ * elements). bias: NULL, or C doubles overwritten with the block's bias gradient sums,
+ * dY[r, ow, c] added in row order then ow order (biasgrad.h's channels-last order with
+ * this block as its row block), read while the row is still in cache.
+ * Returns 0, or -1 when its small index tables cannot be allocated. */
 int cconv_dwgw_nhwc_f32(const cc_dwgw_geom *g, const float *x, const float *dy, cc_idx r0,
-                        cc_idx r1, float *part);
+                        cc_idx r1, float *part, double *bias);
 int cconv_dwgw_nhwc_f64(const cc_dwgw_geom *g, const double *x, const double *dy, cc_idx r0,
-                        cc_idx r1, double *part);
+                        cc_idx r1, double *part, double *bias);
 
 #endif

@@ -108,8 +108,30 @@
 
 DWGW_TILES(DWGW_DEFINE_TILE)
 
+/* bias[j] += dyr[ow * C + j] in double for ow = 0 .. OW - 1 in order, j < nch: the
+ * channels-last bias sum of biasgrad.h over one row (each lane its own double sum, so
+ * vectorising reorders nothing). Runs right after the row's tiles, dY still in L1. */
+DWGW_INLINE void DFN(dwgw_bias_row)(const T *dyr, cc_idx C, cc_idx OW, double *bias,
+                                    int nch)
+{
+    double acc[LANES];
+    for (int j = 0; j < LANES; j++)
+        acc[j] = j < nch ? bias[j] : 0.0;
+    if (nch == LANES) {
+        for (cc_idx ow = 0; ow < OW; ow++)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += (double)dyr[ow * C + j];
+    } else {
+        for (cc_idx ow = 0; ow < OW; ow++)
+            for (int j = 0; j < nch; j++)
+                acc[j] += (double)dyr[ow * C + j];
+    }
+    for (int j = 0; j < nch; j++)
+        bias[j] = acc[j];
+}
+
 GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T *dy,
-                                     cc_idx r0, cc_idx r1, T *part)
+                                     cc_idx r0, cc_idx r1, T *part, double *bias)
 {
     const cc_idx C = g->C, OW = g->OW, W = g->W;
     const cc_idx taps = g->KD * g->KH * g->KW;
@@ -134,6 +156,8 @@ GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T 
         koff[t] = ((kd * g->dd * g->H + kh * g->dh) * W + kw * g->dw) * C;
     }
     memset(part, 0, sizeof(T) * (size_t)(taps * C));
+    if (bias != NULL)
+        memset(bias, 0, sizeof(double) * (size_t)C);
     const cc_idx plane = g->OD * g->OH;
     /* one 3 x 3 tile, stride 1 and column dilation 1 along W: DWGW_MID_SLIDE */
     const int slide = g->KD == 1 && g->KH == 3 && g->KW == 3 && g->sw == 1 && g->dw == 1;
@@ -165,6 +189,8 @@ GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T 
                 }
 #undef DWGW_CASE
             }
+            if (bias != NULL)
+                DFN(dwgw_bias_row)(dyr + c0, C, OW, bias + c0, nch);
         }
     }
     free(tab);

@@ -311,20 +311,21 @@ GWD_DEFINE_DISPATCH(double, f64)
 #if CCONV_GWD_X86
 #define DWGW_DEFINE_DISPATCH(T, SUF)                                                     \
     int cconv_dwgw_nhwc_##SUF(const cc_dwgw_geom *g, const T *x, const T *dy, cc_idx r0, \
-                              cc_idx r1, T *part)                                        \
+                              cc_idx r1, T *part, double *bias)                          \
     {                                                                                    \
         switch (cconv_isa_active()) {                                                    \
-        case CCONV_ISA_AVX512: return dwgw_rows_##SUF##_avx512(g, x, dy, r0, r1, part);  \
-        case CCONV_ISA_AVX2: return dwgw_rows_##SUF##_avx2(g, x, dy, r0, r1, part);      \
-        default: return dwgw_rows_##SUF##_generic(g, x, dy, r0, r1, part);               \
+        case CCONV_ISA_AVX512:                                                           \
+            return dwgw_rows_##SUF##_avx512(g, x, dy, r0, r1, part, bias);               \
+        case CCONV_ISA_AVX2: return dwgw_rows_##SUF##_avx2(g, x, dy, r0, r1, part, bias);\
+        default: return dwgw_rows_##SUF##_generic(g, x, dy, r0, r1, part, bias);         \
         }                                                                                \
     }
 #else
 #define DWGW_DEFINE_DISPATCH(T, SUF)                                                     \
     int cconv_dwgw_nhwc_##SUF(const cc_dwgw_geom *g, const T *x, const T *dy, cc_idx r0, \
-                              cc_idx r1, T *part)                                        \
+                              cc_idx r1, T *part, double *bias)                          \
     {                                                                                    \
-        return dwgw_rows_##SUF##_generic(g, x, dy, r0, r1, part);                        \
+        return dwgw_rows_##SUF##_generic(g, x, dy, r0, r1, part, bias);                  \
     }
 #endif
 DWGW_DEFINE_DISPATCH(float, f32)
