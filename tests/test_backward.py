@@ -690,6 +690,69 @@ def test_grad_input_stride_phases_one_call(dtype, nd, N, C, O, G, sp, k, stride,
     assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,m,sp,k,stride,pad,dil,mode,batched", [
+    (2, 2, 19, 2, (13, 11), (3, 3), 1, 1, 1, "zeros", True),
+    (2, 1, 16, 4, (9, 12), (5, 5), 1, 2, 1, "reflect", False),
+    (2, 2, 24, 3, (14, 15), (3, 3), 2, 1, 1, "zeros", True),        # stride phases
+    (2, 2, 17, 2, (10, 9), (3, 2), (1, 2), ((2, 0), (1, 1)), (2, 1), "zeros", True),
+    (1, 3, 40, 2, (50,), (4,), 2, 1, 1, "circular", True),
+    (3, 2, 11, 2, (5, 6, 4), (3, 3, 3), 1, 1, 1, "replicate", True),
+])
+def test_grad_input_depthwise_multiplier_per_j(dtype, nd, N, C, m, sp, k, stride, pad, dil,
+                                               mode, batched, monkeypatch):
+    """Channels-last depthwise grad_input with channel multiplier m > 1 ("auto"): the sum
+    over j, in order, of the m = 1 gradients of output channels c * m + j (bitwise the
+    public calls on those channels), within rounding of the float64 scatter kernel
+    ("direct"), bitwise for 1-3 threads and for the transposed convolution into out=
+    (pre-filled with NaN), inputs unchanged."""
+    from cconv import backward as bw
+    rng = np.random.default_rng(C * m + nd)
+    lay = LAST_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, C * m, C, sp, k, batched)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    args = (stride, pad, dil, C)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
+                                        layout=lay).shape).astype(dtype)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    calls = []
+    real = bw._grad_input_per_multiplier
+    monkeypatch.setattr(bw, "_grad_input_per_multiplier",
+                        lambda *a: (calls.append(1), real(*a))[1])
+    runs = []
+    for nth in (1, 2, 3):
+        with cconv.num_threads(nth):
+            runs.append(gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay))
+    a = runs[0]
+    assert a.shape == x.shape and a.dtype == dtype
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, a)
+    if mode == "zeros":  # the transposed convolution into out= takes the same route
+        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
+        st, dl = ((v,) * nd if np.isscalar(v) else v for v in (stride, dil))
+        pd = [(pad, pad)] * nd if np.isscalar(pad) else pad
+        xsp = x.shape[1:-1] if batched else x.shape[:-1]
+        gsp = g.shape[1:-1] if batched else g.shape[:-1]
+        opad = tuple(n - ((o - 1) * s - b - e + d * (kk - 1) + 1) for n, o, s, (b, e), d, kk
+                     in zip(xsp, gsp, st, pd, dl, k))
+        out = np.full(x.shape, np.nan, dtype)
+        assert t_fn(g, w, None, stride, pad, opad, C, dil, layout=lay, out=out) is out
+        np.testing.assert_array_equal(out, a)
+    assert len(calls) == (4 if mode == "zeros" else 3)
+    terms = [gi_fn(np.ascontiguousarray(g[..., j::m]), np.ascontiguousarray(w[..., j::m]),
+                   x.shape, *args, padding_mode=mode, layout=lay) for j in range(m)]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    np.testing.assert_array_equal(a, total)
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
+                padding_mode=mode, layout=lay, algorithm="direct")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+
+
 def test_grad_input_stride_phases_one_call_every_isa(tmp_path):
     """The one-call phases give the same bits on every ISA path (uneven 3x3 stride-2
     phases, partial blocks, float32 and float64)."""

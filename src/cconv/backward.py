@@ -384,8 +384,44 @@ def _subpixel_fused(spec, dy, wf, dx, phases):
                           spec.as3d(spec.stride, 1), spec.groups, get_num_threads())
 
 
+def _per_multiplier(spec):
+    """Channels-last depthwise-style problems with a channel multiplier m > 1 (output
+    channel c * m + j reads input channel c): their input gradient runs as m depthwise
+    (m = 1) gradients, one per j, which take the depthwise forward kernels (stride 1)
+    or the stride phases, instead of the scalar scatter loop that sums over j inside
+    (measured 2 threads, float32, 3x3 32@56 batch 4: m = 2 6.8 ms, m = 4 11.7 ms)."""
+    return (spec.channels_last and spec.Cg == 1 and spec.groups > 1 and spec.Og > 1
+            and spec.N > 0 and math.prod(spec.out_size) > 0)
+
+
+def _grad_input_per_multiplier(spec, grad_out, weight, out):
+    """dx = sum over j = 0 .. m - 1, in order, of the input gradient of the depthwise
+    convolution (m = 1) between x and output channels c * m + j (grad_out's channels
+    and the weight's, moved to contiguous (m, ..., C) copies). Each term is bitwise the
+    same for every thread count, and so is the sum."""
+    m, C, nth = spec.Og, spec.C, get_num_threads()
+    dy = _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype))
+    dyt = np.empty((m,) + dy.shape[:-1] + (C,), spec.dtype)
+    _core.to_channels_first_into(dy.reshape(1, -1, m), dyt.reshape(1, m, -1), nth)
+    w = np.asarray(weight, dtype=spec.dtype)
+    wt = np.ascontiguousarray(np.moveaxis(w.reshape(w.shape[:-1] + (C, m)), -1, 0))
+    spec1 = dataclasses.replace(spec, O=C, batched=True)
+    dx = _grad_input(spec1, dyt[0], wt[0])
+    for j in range(1, m):
+        with np.errstate(all="ignore"):  # Inf - Inf is NaN by definition: no warning
+            dx += _grad_input(spec1, dyt[j], wt[j])
+    if not spec.batched:
+        dx = dx[0]
+    if out is not None:
+        out[...] = dx
+        return out
+    return dx
+
+
 def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
     """dL/dx of the convolution ``spec`` (a new array in x's shape, or ``out``)."""
+    if algorithm == "auto" and _per_multiplier(spec):
+        return _grad_input_per_multiplier(spec, grad_out, weight, out)
     algo = _plan.choose_backward(spec, algorithm)
     padded = _mode_padded(spec)
     if padded:
