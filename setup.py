@@ -39,7 +39,7 @@ EXTENSIONS = {
     "cconv._depthwise": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "depthwise.c")],
     # gwdot.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._backward": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, f)
-                                         for f in ("packt.c", "gwdot.c", "biasgrad.c")],
+                                         for f in ("packt.c", "gwdot.c", "biasgrad.c", "dwgi.c")],
     # the transforms dispatch on the ISA state kept in gemm.c: compiled together.
     "cconv._winograd": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "winograd.c")],
     # the channel sum dispatches on the ISA state kept in gemm.c: compiled together.

@@ -488,8 +488,16 @@ dbs32 = cconv.conv2d_backward(rng.standard_normal((2, 9, 14, 42)).astype(np.floa
                               xs3.astype(np.float32),
                               rng.standard_normal((3, 3, 1, 42)).astype(np.float32), 1, 1,
                               1, 21, layout="NHWC")[2]
+# the channels-last depthwise gather (dwgi.h): strided, partial vectors, both dtypes
+gg = cconv.conv2d_grad_input(rng.standard_normal((2, 7, 6, 21)),
+                             rng.standard_normal((3, 3, 1, 21)), (2, 13, 11, 21), 2, 1, 1, 21,
+                             layout="NHWC")
+gg32 = cconv.conv2d_grad_input(rng.standard_normal((2, 5, 6, 37)).astype(np.float32),
+                               rng.standard_normal((5, 4, 1, 37)).astype(np.float32),
+                               (2, 13, 11, 37), (3, 2), 2, 1, 37, layout="NHWC")
 np.savez(OUTPATH, gi=gi, gw=gw, t=t, gw1=gw1, gwd=gwd, gw3=gw3, gwg1=gwg1, gwg2=gwg2,
-         gwp=gwp, gi2=gi2, dwl=dwl, dwl3=dwl3, dws=dws, dws32=dws32, dbs=dbs, dbs32=dbs32)
+         gwp=gwp, gi2=gi2, dwl=dwl, dwl3=dwl3, dws=dws, dws32=dws32, dbs=dbs, dbs32=dbs32,
+         gg=gg, gg32=gg32)
 """
     assert_same_on_every_isa(code, tmp_path)
 
@@ -751,6 +759,70 @@ def test_grad_input_depthwise_multiplier_per_j(dtype, nd, N, C, m, sp, k, stride
     ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
                 padding_mode=mode, layout=lay, algorithm="direct")
     assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,sp,k,stride,pad,mode", [
+    (2, 2, 19, (33, 31), (3, 3), 2, 1, "zeros"),                   # partial vector
+    (2, 2, 40, (29, 30), (5, 5), 2, 2, "reflect"),
+    (2, 4, 16, (17, 16), (4, 3), (3, 2), ((2, 0), (1, 1)), "zeros"),
+    (2, 4, 33, (24, 14), (3, 3), 3, 0, "zeros"),                   # rows no tap reads
+    (1, 4, 24, (400,), (5,), 2, 1, "circular"),
+    (3, 2, 20, (10, 9, 7), (3, 3, 3), 2, 1, "zeros"),
+])
+def test_grad_input_depthwise_gather(dtype, nd, N, C, sp, k, stride, pad, mode, monkeypatch):
+    """Channels-last depthwise grad_input with stride phases runs dwgi.h's gather:
+    bitwise the per-phase forward convolutions it replaces (batch x pixels >= 1024,
+    where the phases ran; an Inf weight included:
+    the taps over grad_out's padding still multiply it by +0), bitwise for 1-3 threads
+    and into the transposed convolution's out= (pre-filled with NaN), within rounding
+    of the float64 col2im result, inputs unchanged."""
+    from cconv import _backward, backward as bw
+    rng = np.random.default_rng(C + nd)
+    lay = LAST_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, C, C, sp, k)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    args = (stride, pad, 1, C)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
+                                        layout=lay).shape).astype(dtype)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    calls = []
+    real = _backward.dw_grad_input_gather
+    monkeypatch.setattr(_backward, "dw_grad_input_gather",
+                        lambda *a: (calls.append(1), real(*a))[1])
+    runs = []
+    for nth in (1, 2, 3):
+        with cconv.num_threads(nth):
+            runs.append(gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay))
+    a = runs[0]
+    assert len(calls) == 3 and a.shape == x.shape and a.dtype == dtype
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, a)
+    if mode == "zeros":
+        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
+        st = (stride,) * nd if np.isscalar(stride) else stride
+        pd = [(pad, pad)] * nd if np.isscalar(pad) else pad
+        opad = tuple(n - ((o - 1) * s - b - e + kk) for n, o, s, (b, e), kk in
+                     zip(sp, g.shape[1:-1], st, pd, k))
+        out = np.full(x.shape, np.nan, dtype)
+        assert t_fn(g, w, None, stride, pad, opad, C, layout=lay, out=out) is out
+        np.testing.assert_array_equal(out, a)
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
+                padding_mode=mode, layout=lay, algorithm="im2col")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    n_calls = len(calls)
+    wi = w.copy()
+    wi.reshape(-1, C)[0, C // 2] = np.inf
+    ai = gi_fn(g, wi, x.shape, *args, padding_mode=mode, layout=lay)
+    assert len(calls) == n_calls + 1
+    monkeypatch.setattr(bw, "_depthwise_gather", lambda spec: False)
+    np.testing.assert_array_equal(gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay), a)
+    np.testing.assert_array_equal(gi_fn(g, wi, x.shape, *args, padding_mode=mode, layout=lay),
+                                  ai)
+    assert len(calls) == n_calls + 1
 
 
 def test_grad_input_stride_phases_one_call_every_isa(tmp_path):

@@ -38,6 +38,8 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 from libc.stdint cimport int64_t
 
+import functools
+
 import numpy as np
 
 from . import _core
@@ -84,6 +86,25 @@ cdef extern from "dwgw.h" nogil:
                             cc_idx r0, cc_idx r1, float *part, double *bias)
     int cconv_dwgw_nhwc_f64(const cc_dwgw_geom *g, const double *x, const double *dy,
                             cc_idx r0, cc_idx r1, double *part, double *bias)
+
+
+cdef extern from "dwgi.h" nogil:
+    ctypedef struct cc_dwgi_geom:
+        cc_idx D, H, W, C, OD, OH, OW, KH, KW, Td, Th, Tw
+        const cc_idx *cnt_d
+        const cc_idx *k_d
+        const cc_idx *o_d
+        const cc_idx *cnt_h
+        const cc_idx *k_h
+        const cc_idx *o_h
+        const cc_idx *cnt_w
+        const cc_idx *k_w
+        const cc_idx *o_w
+    void cconv_dwgi_nhwc_row_f32(const cc_dwgi_geom *g, const float *dy, const float *w,
+                                 float *dx, cc_idx n, cc_idx id, cc_idx ih, const float *zero)
+    void cconv_dwgi_nhwc_row_f64(const cc_dwgi_geom *g, const double *dy, const double *w,
+                                 double *dx, cc_idx n, cc_idx id, cc_idx ih,
+                                 const double *zero)
 
 
 cdef extern from "biasgrad.h" nogil:
@@ -877,6 +898,66 @@ def _dw_grad_input_nhwc(const floating[:, :, :, :, ::1] dy, const floating[:, :,
                                     for c in range(c0, c1):
                                         for j in range(m):
                                             xp[c] = xp[c] + wp[c * m + j] * yp[c * m + j]
+
+
+@functools.lru_cache(maxsize=64)
+def _gather_taps(Py_ssize_t n, Py_ssize_t s, Py_ssize_t p, Py_ssize_t K, Py_ssize_t O):
+    """dwgi.h's tap table of one dim: per coordinate i < n the taps k (decreasing) with
+    (i + p - k) % s == 0 and their output positions o (-1 outside [0, O)). Cached (a
+    few NumPy calls, tens of microseconds against a small problem's hundreds)."""
+    T = (K + s - 1) // s  # not -(-K // s): this module compiles with cdivision
+    r = np.arange(n, dtype=np.intp)[:, None] + p - np.arange(K - 1, -1, -1, dtype=np.intp)
+    valid = r % s == 0
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :T]
+    ks = np.ascontiguousarray((K - 1 - order).astype(np.intp))
+    o = np.take_along_axis(r, order, axis=1) // s
+    ok = np.take_along_axis(valid, order, axis=1)
+    o = np.ascontiguousarray(np.where(ok & (o >= 0) & (o < O), o, -1).astype(np.intp))
+    cnt = np.ascontiguousarray(valid.sum(axis=1).astype(np.intp))
+    for a in (cnt, ks, o):
+        a.flags.writeable = False
+    return cnt, ks, o, T
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def dw_grad_input_gather(const floating[:, :, :, :, ::1] dy,
+                         const floating[:, :, :, :, ::1] w, floating[:, :, :, :, ::1] dx,
+                         tuple stride, tuple pad, int nthreads):
+    """Depthwise (O == C) channels-last grad_input, dilation 1, every stride at most
+    its kernel size: dwgi.h's gather, each dx element written once (no zeroing).
+    dy (N, OD, OH, OW, C); w (KD, KH, KW, 1, C); dx (N, D, H, W, C)."""
+    cdef cc_dwgi_geom g
+    cdef Py_ssize_t N = dx.shape[0], r, rows, n, idd, ih
+    g.D, g.H, g.W, g.C = dx.shape[1], dx.shape[2], dx.shape[3], dx.shape[4]
+    g.OD, g.OH, g.OW = dy.shape[1], dy.shape[2], dy.shape[3]
+    g.KH, g.KW = w.shape[1], w.shape[2]
+    td = _gather_taps(g.D, stride[0], pad[0], w.shape[0], g.OD)
+    th = _gather_taps(g.H, stride[1], pad[1], g.KH, g.OH)
+    tw = _gather_taps(g.W, stride[2], pad[2], g.KW, g.OW)
+    if td[3] * th[3] * tw[3] > 512:  # dwgi.c's GI_MAXTAPS
+        raise AssertionError("cconv: dw_grad_input_gather: too many taps per pixel")
+    cdef const cc_idx[::1] cd = td[0], ch = th[0], cw = tw[0]
+    cdef const cc_idx[:, ::1] kd_ = td[1], kh_ = th[1], kw_ = tw[1]
+    cdef const cc_idx[:, ::1] od_ = td[2], oh_ = th[2], ow_ = tw[2]
+    g.Td, g.Th, g.Tw = td[3], th[3], tw[3]
+    g.cnt_d, g.k_d, g.o_d = &cd[0], &kd_[0, 0], &od_[0, 0]
+    g.cnt_h, g.k_h, g.o_h = &ch[0], &kh_[0, 0], &oh_[0, 0]
+    g.cnt_w, g.k_w, g.o_w = &cw[0], &kw_[0, 0], &ow_[0, 0]
+    zeros = np.zeros(max(g.C, 1), np.float32 if floating is float else np.float64)
+    cdef const floating[::1] z = zeros
+    rows = N * g.D * g.H
+    with nogil:
+        for r in prange(rows, schedule="static", num_threads=nthreads):
+            n = r // (g.D * g.H)
+            idd = r // g.H % g.D
+            ih = r % g.H
+            if floating is float:
+                cconv_dwgi_nhwc_row_f32(&g, &dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0],
+                                        &dx[0, 0, 0, 0, 0], n, idd, ih, &z[0])
+            else:
+                cconv_dwgi_nhwc_row_f64(&g, &dy[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0],
+                                        &dx[0, 0, 0, 0, 0], n, idd, ih, &z[0])
 
 
 def _channel_split(Py_ssize_t n_items, Py_ssize_t channels, int nthreads):
