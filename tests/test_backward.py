@@ -698,6 +698,55 @@ def test_grad_input_stride_phases_one_call(dtype, nd, N, C, O, G, sp, k, stride,
     assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
 
 
+def _channels_last_gi_problem(seed, nd, N, C, O, G, sp, k, args, mode, dtype, batched=True):
+    """x, w, grad_out of a channels-last problem (args: stride, padding, dilation,
+    groups), and its layout."""
+    rng = np.random.default_rng(seed)
+    lay = LAST_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, O, G, sp, k, batched)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
+                                        layout=lay).shape).astype(dtype)
+    return lay, x, w, g
+
+
+def _count_calls(monkeypatch, module, name):
+    """A list that grows by one at each call of module.name (still called)."""
+    calls = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a: (calls.append(1), real(*a))[1])
+    return calls
+
+
+def _grad_input_threads(gi_fn, g, w, x, args, mode, lay):
+    """grad_input for 1-3 threads, asserted bitwise equal; the 1-thread result."""
+    runs = []
+    for nth in (1, 2, 3):
+        with cconv.num_threads(nth):
+            runs.append(gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay))
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, runs[0])
+    assert runs[0].shape == x.shape and runs[0].dtype == x.dtype
+    return runs[0]
+
+
+def _assert_transposed_into_out(nd, g, w, x, a, stride, pad, dil, groups, lay, batched=True):
+    """The transposed convolution of g (output_padding chosen to give x's shape) into
+    out= pre-filled with NaN is ``a`` exactly."""
+    t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
+    st, dl = ((v,) * nd if np.isscalar(v) else v for v in (stride, dil))
+    pd = [(pad, pad)] * nd if np.isscalar(pad) else pad
+    xsp = x.shape[1:-1] if batched else x.shape[:-1]
+    gsp = g.shape[1:-1] if batched else g.shape[:-1]
+    kk = w.shape[:nd]
+    opad = tuple(n - ((o - 1) * s - b - e + d * (q - 1) + 1) for n, o, s, (b, e), d, q
+                 in zip(xsp, gsp, st, pd, dl, kk))
+    out = np.full(x.shape, np.nan, x.dtype)
+    assert t_fn(g, w, None, stride, pad, opad, groups, dil, layout=lay, out=out) is out
+    np.testing.assert_array_equal(out, a)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd,N,C,m,sp,k,stride,pad,dil,mode,batched", [
     (2, 2, 19, 2, (13, 11), (3, 3), 1, 1, 1, "zeros", True),
@@ -715,39 +764,15 @@ def test_grad_input_depthwise_multiplier_per_j(dtype, nd, N, C, m, sp, k, stride
     ("direct"), bitwise for 1-3 threads and for the transposed convolution into out=
     (pre-filled with NaN), inputs unchanged."""
     from cconv import backward as bw
-    rng = np.random.default_rng(C * m + nd)
-    lay = LAST_LAYOUT[nd]
-    xs, ws = shapes(lay, nd, N, C, C * m, C, sp, k, batched)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
     args = (stride, pad, dil, C)
-    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
-                                        layout=lay).shape).astype(dtype)
+    lay, x, w, g = _channels_last_gi_problem(C * m + nd, nd, N, C, C * m, C, sp, k, args,
+                                             mode, dtype, batched)
     g0, w0 = g.copy(), w.copy()
     gi_fn = bwd_fns(nd)[0]
-    calls = []
-    real = bw._grad_input_per_multiplier
-    monkeypatch.setattr(bw, "_grad_input_per_multiplier",
-                        lambda *a: (calls.append(1), real(*a))[1])
-    runs = []
-    for nth in (1, 2, 3):
-        with cconv.num_threads(nth):
-            runs.append(gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay))
-    a = runs[0]
-    assert a.shape == x.shape and a.dtype == dtype
-    for r in runs[1:]:
-        np.testing.assert_array_equal(r, a)
+    calls = _count_calls(monkeypatch, bw, "_grad_input_per_multiplier")
+    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
     if mode == "zeros":  # the transposed convolution into out= takes the same route
-        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
-        st, dl = ((v,) * nd if np.isscalar(v) else v for v in (stride, dil))
-        pd = [(pad, pad)] * nd if np.isscalar(pad) else pad
-        xsp = x.shape[1:-1] if batched else x.shape[:-1]
-        gsp = g.shape[1:-1] if batched else g.shape[:-1]
-        opad = tuple(n - ((o - 1) * s - b - e + d * (kk - 1) + 1) for n, o, s, (b, e), d, kk
-                     in zip(xsp, gsp, st, pd, dl, k))
-        out = np.full(x.shape, np.nan, dtype)
-        assert t_fn(g, w, None, stride, pad, opad, C, dil, layout=lay, out=out) is out
-        np.testing.assert_array_equal(out, a)
+        _assert_transposed_into_out(nd, g, w, x, a, stride, pad, dil, C, lay, batched)
     assert len(calls) == (4 if mode == "zeros" else 3)
     terms = [gi_fn(np.ascontiguousarray(g[..., j::m]), np.ascontiguousarray(w[..., j::m]),
                    x.shape, *args, padding_mode=mode, layout=lay) for j in range(m)]
@@ -773,42 +798,21 @@ def test_grad_input_depthwise_multiplier_per_j(dtype, nd, N, C, m, sp, k, stride
 def test_grad_input_depthwise_gather(dtype, nd, N, C, sp, k, stride, pad, mode, monkeypatch):
     """Channels-last depthwise grad_input with stride phases runs dwgi.h's gather:
     bitwise the per-phase forward convolutions it replaces (batch x pixels >= 1024,
-    where the phases ran; an Inf weight included:
-    the taps over grad_out's padding still multiply it by +0), bitwise for 1-3 threads
-    and into the transposed convolution's out= (pre-filled with NaN), within rounding
-    of the float64 col2im result, inputs unchanged."""
+    where the phases ran; an Inf weight included: the taps over grad_out's padding
+    still multiply it by +0), bitwise for 1-3 threads and into the transposed
+    convolution's out= (pre-filled with NaN), within rounding of the float64 col2im
+    result, inputs unchanged."""
     from cconv import _backward, backward as bw
-    rng = np.random.default_rng(C + nd)
-    lay = LAST_LAYOUT[nd]
-    xs, ws = shapes(lay, nd, N, C, C, C, sp, k)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
     args = (stride, pad, 1, C)
-    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
-                                        layout=lay).shape).astype(dtype)
+    lay, x, w, g = _channels_last_gi_problem(C + nd, nd, N, C, C, C, sp, k, args, mode,
+                                             dtype)
     g0, w0 = g.copy(), w.copy()
     gi_fn = bwd_fns(nd)[0]
-    calls = []
-    real = _backward.dw_grad_input_gather
-    monkeypatch.setattr(_backward, "dw_grad_input_gather",
-                        lambda *a: (calls.append(1), real(*a))[1])
-    runs = []
-    for nth in (1, 2, 3):
-        with cconv.num_threads(nth):
-            runs.append(gi_fn(g, w, x.shape, *args, padding_mode=mode, layout=lay))
-    a = runs[0]
-    assert len(calls) == 3 and a.shape == x.shape and a.dtype == dtype
-    for r in runs[1:]:
-        np.testing.assert_array_equal(r, a)
+    calls = _count_calls(monkeypatch, _backward, "dw_grad_input_gather")
+    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
+    assert len(calls) == 3
     if mode == "zeros":
-        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
-        st = (stride,) * nd if np.isscalar(stride) else stride
-        pd = [(pad, pad)] * nd if np.isscalar(pad) else pad
-        opad = tuple(n - ((o - 1) * s - b - e + kk) for n, o, s, (b, e), kk in
-                     zip(sp, g.shape[1:-1], st, pd, k))
-        out = np.full(x.shape, np.nan, dtype)
-        assert t_fn(g, w, None, stride, pad, opad, C, layout=lay, out=out) is out
-        np.testing.assert_array_equal(out, a)
+        _assert_transposed_into_out(nd, g, w, x, a, stride, pad, 1, C, lay)
     assert np.array_equal(g, g0) and np.array_equal(w, w0)
     ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
                 padding_mode=mode, layout=lay, algorithm="im2col")
