@@ -829,6 +829,30 @@ def test_grad_input_depthwise_gather(dtype, nd, N, C, sp, k, stride, pad, mode, 
     assert len(calls) == n_calls + 1
 
 
+def test_grad_input_depthwise_gather_tap_limit(monkeypatch):
+    """More taps per dx pixel than dwgi.c holds (ceil(33 / 2) x 33 = 561 > 512): the
+    stride phases run instead of the gather, with the float64 col2im result."""
+    from cconv import _backward
+    rng = np.random.default_rng(33)
+    x = rng.standard_normal((1, 40, 40, 4))
+    w = rng.standard_normal((33, 33, 1, 4))
+    g = rng.standard_normal(cconv.conv2d(x, w, None, (2, 1), 16, 1, 4, layout="NHWC").shape)
+    calls = _count_calls(monkeypatch, _backward, "dw_grad_input_gather")
+    a = cconv.conv2d_grad_input(g, w, x.shape, (2, 1), 16, 1, 4, layout="NHWC")
+    assert not calls
+    ref = cconv.conv2d_grad_input(g, w, x.shape, (2, 1), 16, 1, 4, layout="NHWC",
+                                  algorithm="im2col")
+    assert rel_error(a, ref) <= 1e-13
+    w3 = w[:31, :32]  # ceil(31 / 2) x 32 = 512 exactly: the gather
+    g3 = rng.standard_normal(cconv.conv2d(x, w3, None, (2, 1), 16, 1, 4,
+                                          layout="NHWC").shape)
+    b = cconv.conv2d_grad_input(g3, w3, x.shape, (2, 1), 16, 1, 4, layout="NHWC")
+    assert len(calls) == 1
+    ref3 = cconv.conv2d_grad_input(g3, w3, x.shape, (2, 1), 16, 1, 4, layout="NHWC",
+                                   algorithm="im2col")
+    assert rel_error(b, ref3) <= 1e-13
+
+
 def test_grad_input_stride_phases_one_call_every_isa(tmp_path):
     """The one-call phases give the same bits on every ISA path (uneven 3x3 stride-2
     phases, partial blocks, float32 and float64)."""

@@ -900,6 +900,10 @@ def _dw_grad_input_nhwc(const floating[:, :, :, :, ::1] dy, const floating[:, :,
                                             xp[c] = xp[c] + wp[c * m + j] * yp[c * m + j]
 
 
+# taps one dx pixel may receive in dwgi.c (its GI_MAXTAPS; the pointer lists on its stack)
+GATHER_MAX_TAPS = 512
+
+
 @functools.lru_cache(maxsize=64)
 def _gather_taps(Py_ssize_t n, Py_ssize_t s, Py_ssize_t p, Py_ssize_t K, Py_ssize_t O):
     """dwgi.h's tap table of one dim: per coordinate i < n the taps k (decreasing) with
@@ -935,7 +939,7 @@ def dw_grad_input_gather(const floating[:, :, :, :, ::1] dy,
     td = _gather_taps(g.D, stride[0], pad[0], w.shape[0], g.OD)
     th = _gather_taps(g.H, stride[1], pad[1], g.KH, g.OH)
     tw = _gather_taps(g.W, stride[2], pad[2], g.KW, g.OW)
-    if td[3] * th[3] * tw[3] > 512:  # dwgi.c's GI_MAXTAPS
+    if td[3] * th[3] * tw[3] > GATHER_MAX_TAPS:  # the caller checks: not reached
         raise AssertionError("cconv: dw_grad_input_gather: too many taps per pixel")
     cdef const cc_idx[::1] cd = td[0], ch = th[0], cw = tw[0]
     cdef const cc_idx[:, ::1] kd_ = td[1], kh_ = th[1], kw_ = tw[1]

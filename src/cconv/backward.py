@@ -225,7 +225,9 @@ def _depthwise_gather(spec):
     8 0.70, float64 96 @ 56² 0.33; 5x5 stride 2 240 @ 28² 0.51, 40 @ 29² 0.59-0.65; 4x4
     stride 2 64 @ 32² 0.50; 3x3 stride 3 0.20; 19 channels 4x4 stride 3 at 17² 0.97."""
     return (spec.channels_last and spec.Cg == 1 and spec.Og == 1 and spec.groups > 1
-            and _subpixel_possible(spec))
+            and _subpixel_possible(spec)
+            and math.prod(-(-k // s) for k, s in zip(spec.kernel, spec.stride))
+            <= _backward.GATHER_MAX_TAPS)
 
 
 def _depthwise_phases_pay(spec):
