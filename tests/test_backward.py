@@ -829,6 +829,55 @@ def test_grad_input_depthwise_gather(dtype, nd, N, C, sp, k, stride, pad, mode, 
     assert len(calls) == n_calls + 1
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,sp,k,stride,pad,mode,taken", [
+    (2, 2, 40, (29, 30), (3, 3), 2, 1, "zeros", True),
+    (2, 1, 64, (33, 31), (5, 4), (2, 3), ((2, 1), (0, 2)), "reflect", True),
+    (1, 2, 32, (700,), (3,), 2, 1, "zeros", True),
+    (3, 1, 48, (12, 11, 10), (3, 3, 3), 2, 1, "zeros", True),
+    (2, 2, 16, (40, 40), (3, 3), 2, 1, "zeros", False),           # 16 channels
+    (2, 1, 32, (16, 16), (3, 3), 2, 1, "zeros", False),           # 8192 elements
+])
+def test_grad_input_depthwise_gather_channels_first(dtype, nd, N, C, sp, k, stride, pad, mode,
+                                                    taken, monkeypatch):
+    """Channels-first depthwise strided grad_input runs the gather between transposes
+    (from 32 channels and 32768 elements of dx): bitwise the channels-last result of the
+    same problem, bitwise for 1-3 threads and into conv_transpose's out= (pre-filled with
+    NaN), within rounding of the float64 col2im result."""
+    from cconv import _backward
+    rng = np.random.default_rng(C * nd + len(sp))
+    lay = DEFAULT_LAYOUT[nd]
+    args = (stride, pad, 1, C)
+    xs, ws = shapes(lay, nd, N, C, C, C, sp, k)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
+                                        layout=lay).shape).astype(dtype)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    calls = _count_calls(monkeypatch, _backward, "dw_grad_input_gather")
+    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
+    assert len(calls) == (3 if taken else 0)
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
+                padding_mode=mode, layout=lay, algorithm="im2col")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    if not taken:
+        return
+    last = lambda t: np.ascontiguousarray(np.moveaxis(t, 1, -1))
+    wl = np.ascontiguousarray(np.moveaxis(w.reshape((C,) + k), 0, -1)).reshape(k + (1, C))
+    al = gi_fn(last(g), wl, last(x).shape, *args, padding_mode=mode, layout=LAST_LAYOUT[nd])
+    np.testing.assert_array_equal(a, np.moveaxis(al, -1, 1))
+    if mode == "zeros":
+        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
+        st = (stride,) * nd if np.isscalar(stride) else stride
+        opad = tuple(n - ((o - 1) * s - 2 * pad + kk) for n, o, s, kk in
+                     zip(sp, g.shape[2:], st, k))
+        out = np.full(x.shape, np.nan, dtype)
+        assert t_fn(g, w, None, stride, pad, opad, C, layout=lay, out=out) is out
+        np.testing.assert_array_equal(out, a)
+
+
 def test_grad_input_depthwise_gather_tap_limit(monkeypatch):
     """More taps per dx pixel than dwgi.c holds (ceil(33 / 2) x 33 = 561 > 512): the
     stride phases run instead of the gather, with the float64 col2im result."""

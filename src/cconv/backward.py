@@ -217,7 +217,9 @@ def _subpixel_ok(spec):
 
 def _depthwise_gather(spec):
     """Channels-last depthwise problems (one input and one output channel per group)
-    whose stride phases would run: dwgi.h's gather writes each dx element once from
+    whose stride phases would run (channels-first ones ask with their channels-last
+    spec and run between transposes, _gather_grad_input): dwgi.h's gather writes each
+    dx element once from
     the taps that reach it, with the phases' arithmetic (bitwise the same), instead of
     one depthwise convolution per phase on small kernels (2x2, 2x1, ...) and a strided
     copy of each into dx. In-process A/B, 2 threads, 5 interleaved rounds, gather /
@@ -228,6 +230,45 @@ def _depthwise_gather(spec):
             and _subpixel_possible(spec)
             and math.prod(-(-k // s) for k, s in zip(spec.kernel, spec.stride))
             <= _backward.GATHER_MAX_TAPS)
+
+
+# Channels-first depthwise problems run the gather between transposes from 32 channels
+# and 32768 elements of dx (2 threads, float32, 3x3 stride 2, gather / scatter loop:
+# 16 channels at 32x32 batch 2 1.22x, at 112x112 1.16x; 32 channels at 16x16 1.54x, at
+# 56x56 0.89x; 64 at 28x28 0.81x; 144 at 28x28 0.61x).
+_GATHER_VIA_MIN_C = 32
+_GATHER_VIA_MIN_SIZE = 32768
+
+
+def _channels_last_spec(spec):
+    return dataclasses.replace(spec, layout=_spec.LAYOUTS[spec.nd][1], channels_last=True)
+
+
+def _gather_grad_input(spec, dy, weight, sizes, pads, dx):
+    """dx = dwgi.h's gather of dy (both batched, the user layout; dx of spatial
+    ``sizes``, zero padding ``pads``). Channels-first problems run it between threaded
+    transposes of dy and dx, with the weight moved to (*k, 1, C): 2 threads, float32,
+    3x3 stride 2, against the scatter loop: 144 @ 28² batch 8 0.38x, 128 @ 28² batch 4
+    0.48x, 32 @ 112² batch 8 0.60x, 144 @ 56² batch 8 0.66x; 5x5 stride 2 240 @ 28² 0.59x
+    (against its phases); 4 x 96 @ 112² 1.3-1.4x (19 MB of dx: its allocations)."""
+    nth = get_num_threads()
+    stride3 = spec.as3d(spec.stride, 1)
+    pads3 = spec.as3d(tuple(b for b, _ in pads), 0)
+    if spec.channels_last:
+        _backward.dw_grad_input_gather(_five(spec, dy, spec.out_size),
+                                       _prepare_weight(spec, weight), _five(spec, dx, sizes),
+                                       stride3, pads3, nth)
+        return
+    hspec = _channels_last_spec(spec)
+    dyh = _core.to_channels_last(_five(spec, dy, spec.out_size), nth)
+    w = np.asarray(weight, dtype=spec.dtype).reshape((spec.O,) + tuple(spec.kernel))
+    wh = np.ascontiguousarray(np.moveaxis(w, 0, -1)).reshape(tuple(spec.kernel) + (1, spec.O))
+    dxh = np.empty((spec.N,) + spec.as3d(sizes, 1) + (spec.C,), spec.dtype)
+    _backward.dw_grad_input_gather(dyh, _prepare_weight(hspec, wh), dxh, stride3, pads3, nth)
+    if dx.flags.c_contiguous:
+        _core.to_channels_first_into(dxh, _five(spec, dx, sizes), nth)
+    else:
+        dx[...] = np.moveaxis(dxh.reshape((spec.N,) + tuple(sizes) + (spec.C,)), -1, 1)
 
 
 def _depthwise_phases_pay(spec):
@@ -267,7 +308,7 @@ def _subpixel_grad_input(spec, dy, weight, sizes, pads, dx, wf=None):
         # stay faster (1-D L=4000: 2.4 ms against 10 ms), except where the channels-last
         # phases run as one call (_phases_via_channels_last)
         nth = get_num_threads()
-        hspec = dataclasses.replace(spec, layout=_spec.LAYOUTS[nd][1], channels_last=True)
+        hspec = _channels_last_spec(spec)
         O, C, k = spec.O, spec.C, tuple(spec.kernel)
         w = np.ascontiguousarray(weight, dtype=spec.dtype)
         taps = math.prod(k)
@@ -450,9 +491,13 @@ def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
     P = math.prod(spec.out_size)
     zpads = ((0, 0),) * spec.nd if padded else spec.pads
     fspec = subpixel = None
+    gather = algorithm == "auto" and _depthwise_gather(
+        spec if spec.channels_last else _channels_last_spec(spec)) and (
+        spec.channels_last or (spec.C >= _GATHER_VIA_MIN_C
+                               and spec.N * spec.C * math.prod(sizes) >= _GATHER_VIA_MIN_SIZE))
     if algorithm == "auto" and spec.Og and P and spec.N and _forward_form_pays(spec):
         fspec = _flipped_spec(spec, sizes, zpads)
-        subpixel = fspec is None and (_subpixel_ok(spec) or _depthwise_gather(spec))
+        subpixel = fspec is None and (_subpixel_ok(spec) or gather)
     if fspec is not None or subpixel:
         # as forward convolutions (every element of dx written once), on the fastest
         # forward algorithms ("auto": im2col, depthwise or Winograd): stride 1, the
@@ -466,11 +511,8 @@ def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
             if fspec is not None:
                 _run(fspec, _plan.choose_forward(fspec, "auto"), dy,
                      _flipped_weight(spec, weight), None, dx)
-            elif _depthwise_gather(spec):
-                _backward.dw_grad_input_gather(
-                    _five(spec, dy, spec.out_size), _prepare_weight(spec, weight),
-                    _five(spec, dx, sizes), spec.as3d(spec.stride, 1),
-                    spec.as3d(tuple(b for b, _ in zpads), 0), get_num_threads())
+            elif gather:
+                _gather_grad_input(spec, dy, weight, sizes, zpads, dx)
             else:
                 _subpixel_grad_input(spec, dy, weight, sizes, zpads, dx)
         return _finish_grad_input(spec, dx, out, padded)
