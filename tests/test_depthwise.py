@@ -362,3 +362,54 @@ def test_nhwc_one_plane_kernel_on_3d_input(rng, k, D, pd):
     y = cconv.conv3d(x, w, None, 1, pad, 1, C, layout="NDHWC", algorithm="depthwise", out=out)
     assert y is out and np.isfinite(y).all()
     assert rel_error(y, ref) <= 1e-11
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,M,sp,k,stride,padding,mode", [
+    (2, 8, 200, 1, (7, 7), (3, 3), 1, 1, "zeros"),
+    (2, 16, 67, 2, (13, 11), (5, 5), 2, 2, "reflect"),           # multiplier 2, 6 columns
+    (3, 2, 48, 1, (8, 9, 10), (3, 3, 3), 1, 1, "zeros"),
+    (1, 96, 64, 1, (12,), (5,), 1, "same", "circular"),
+])
+def test_channels_first_short_rows_via_channels_last(rng, monkeypatch, dtype, nd, N, C, M, sp,
+                                                     k, stride, padding, mode):
+    """Channels-first depthwise problems with output rows of at most 12 pixels (and 65536
+    or more outputs) run the channels-last kernels between transposes
+    (_plan.nchw_depthwise_via_nhwc): bitwise the channels-first kernels' result (one
+    arithmetic for both layouts), with bias, into a NaN-filled out=, for 1-3 threads,
+    against the float64 reference; inputs unchanged."""
+    from cconv import _core, _plan, functional
+    layout = DEFAULT_LAYOUT[nd]
+    x = rng.standard_normal(input_shape(layout, N, C, sp)).astype(dtype)
+    w = rng.standard_normal(weight_shape(layout, C * M, 1, k)).astype(dtype)
+    b = rng.standard_normal(C * M).astype(dtype)
+    x0, w0 = x.copy(), w.copy()
+    fn = conv_fn(nd)
+    args = (stride, padding, 1, C)
+    calls = []
+    real = _core.to_channels_last
+    monkeypatch.setattr(_core, "to_channels_last", lambda *a: (calls.append(1), real(*a))[1])
+    functional._FAST.clear()
+    runs = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            runs.append(fn(x, w, b, *args, padding_mode=mode, layout=layout))
+    out = np.full(runs[0].shape, np.nan, dtype)
+    assert fn(x, w, b, *args, padding_mode=mode, layout=layout, out=out) is out
+    assert len(calls) == 4 and N * C * M * np.prod(runs[0].shape[2:]) >= 65536
+    assert runs[0].shape[-1] <= _plan.NCHW_DW_VIA_MAX_W
+    for r in runs[1:] + [out]:
+        np.testing.assert_array_equal(r, runs[0])
+    monkeypatch.setattr(_plan, "NCHW_DW_VIA_MAX_W", 0)
+    functional._FAST.clear()
+    direct = fn(x, w, b, *args, padding_mode=mode, layout=layout)
+    assert len(calls) == 4
+    np.testing.assert_array_equal(direct, runs[0])
+    functional._FAST.clear()
+    pairs = resolve_padding(padding, sp, k, stride, 1)
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0)) + tuple(pairs),
+                mode={"zeros": "constant", "reflect": "reflect", "circular": "wrap"}[mode])
+    ref = conv_nd_reference(xp, w.astype(np.float64), b.astype(np.float64), stride,
+                            [(0, 0)] * nd, 1, C, layout=layout)
+    assert rel_error(runs[0], ref) <= TOL[dtype]
+    assert np.array_equal(x, x0) and np.array_equal(w, w0)

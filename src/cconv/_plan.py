@@ -254,6 +254,29 @@ def nchw_via_nhwc(spec):
     return P <= NCHW_VIA_NHWC_MAX_PIXELS and spec.N * P >= NCHW_VIA_NHWC_MIN_ROWS
 
 
+# Channels-first depthwise problems with short output rows run the channels-last
+# kernels (channels as lanes) between transposes: the channels-first kernels vectorise
+# along W. Measured 2 threads, float32, 5 interleaved rounds, via / channels-first:
+# 7x7 outputs batch 8: 256 ch 3x3 0.66, 512 ch 5x5 0.50; 3-D 6^3 5x5x5 128 ch batch 8
+# 0.66, 12^3 3x3x3 64 ch batch 2 0.51; but batch 1 960 ch at 7x7 1.38 (47k outputs:
+# the transposes and the slower Python path), 14x14 batch 8 128 ch 5x5 1.16, batch 1
+# at 14x14-28x28 2-4.
+NCHW_DW_VIA_MAX_W = 12
+NCHW_DW_VIA_MIN_SIZE = 65536
+
+
+def nchw_depthwise_via_nhwc(spec):
+    """A channels-first depthwise forward (groups == C > 1) that runs the channels-last
+    kernels between threaded transposes (x and the weight in, the output back): output
+    rows of at most NCHW_DW_VIA_MAX_W pixels, at least NCHW_DW_VIA_MIN_SIZE output
+    elements, and the copies within VIA_MAX_COPY_BYTES. Both layouts' kernels have the
+    same arithmetic (depthwise.h): the same bits."""
+    return (not spec.channels_last and is_depthwise(spec) and spec.groups > 1
+            and spec.out_size[-1] <= NCHW_DW_VIA_MAX_W
+            and spec.N * spec.O * math.prod(spec.out_size) >= NCHW_DW_VIA_MIN_SIZE
+            and copies_fit(spec))
+
+
 def nchw_grad_weight_via_nhwc(spec):
     """A channels-first weight gradient that runs channels-last between transposes (x
     and grad_out in, the weight back): one group, at least 16 input and 32 output

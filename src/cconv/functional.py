@@ -264,6 +264,8 @@ def _kernel_call(spec, algo, pads3, nth, packed=None, pixrow_packed=None):
     if algo is A.IM2COL and (_plan.nchw_forward_via_nhwc(spec) or
                              (cl and _plan.nhwc_via_nchw(spec))):
         return None
+    if algo is A.DEPTHWISE and _plan.nchw_depthwise_via_nhwc(spec):
+        return None
     if algo is A.DIRECT and _plan.grouped_direct(spec):
         if _plan.grouped_width_lanes(spec):
             f = _depthwise.forward_grouped_nchw
@@ -310,10 +312,17 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
 
 
 def _run_other_layout(spec, x5, w5, b, out5, pads3, nth):
-    """im2col through the other layout (_plan.nchw_via_nhwc / nhwc_via_nchw)."""
+    """im2col through the other layout (_plan.nchw_via_nhwc / nhwc_via_nchw), or the
+    depthwise kernels (_plan.nchw_depthwise_via_nhwc)."""
     geo = _geometry(spec, pads3)
     N, O = spec.N, spec.O
-    if spec.channels_last:
+    if not spec.channels_last and _plan.nchw_depthwise_via_nhwc(spec):
+        xh = _core.to_channels_last(x5, nth)
+        wh = _core.weight_to_channels_last(w5, nth)
+        oh = np.empty((N,) + spec.as3d(spec.out_size, 1) + (O,), spec.dtype)
+        _depthwise.conv_forward(xh, wh, b, oh, *geo, spec.groups, True, nth)
+        _core.to_channels_first_into(oh, out5, nth)
+    elif spec.channels_last:
         # grouped channels-last im2col: the channels-first kernel, which packs
         # few-channel groups far better than channels-last row blocks (ResNeXt g32,
         # 8 per group: 0.27 -> 0.12 ms), between two transposes
