@@ -7,11 +7,30 @@
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define CCONV_GI_X86 1
+#include <immintrin.h>
 #else
 #define CCONV_GI_X86 0
 #endif
 
 #define GI_MAXTAPS 512 /* per pixel; the driver keeps prod(ceil(K / s)) below it */
+
+/* The partial vector of rem < L lanes at channel c: plain C (vectorised by GCC where
+ * it can), or masked AVX-512 loads (lanes past rem read and store nothing). */
+#define GI_TAIL_C(T, SUF, ATTR, ISA, FMA)                                                  \
+    ATTR static inline void gi_tail_##SUF##_##ISA(const T *const *wp, const T *const *yp,  \
+                                                  int nt, cc_idx c, int rem, T *o)         \
+    {                                                                                      \
+        T acc[64 / sizeof(T)];                                                             \
+        for (int l = 0; l < rem; l++)                                                      \
+            acc[l] = 0;                                                                    \
+        for (int t = 0; t < nt; t++) {                                                     \
+            const T *restrict a_ = wp[t] + c, *restrict b_ = yp[t] + c;                    \
+            for (int l = 0; l < rem; l++)                                                  \
+                acc[l] = FMA(a_[l], b_[l], acc[l]);                                        \
+        }                                                                                  \
+        for (int l = 0; l < rem; l++)                                                      \
+            o[l] = acc[l];                                                                 \
+    }
 
 #define GI_BODY(T, SUF, ATTR, ISA, FMA)                                                    \
     ATTR static void gi_row_##SUF##_##ISA(const cc_dwgi_geom *g, const T *dy, const T *w,   \
@@ -56,32 +75,59 @@
                 for (int l = 0; l < L; l++)                                                \
                     o[c + l] = acc[l];                                                     \
             }                                                                              \
-            if (c < C) { /* the last, partial vector: same chains, fewer lanes */         \
-                const int rem = (int)(C - c);                                              \
-                T acc[L];                                                                  \
-                for (int l = 0; l < L; l++)                                                \
-                    acc[l] = 0;                                                            \
-                for (int t = 0; t < nt; t++) {                                             \
-                    const T *restrict a_ = wp[t] + c, *restrict b_ = yp[t] + c;            \
-                    for (int l = 0; l < rem; l++)                                          \
-                        acc[l] = FMA(a_[l], b_[l], acc[l]);                                \
-                }                                                                          \
-                for (int l = 0; l < rem; l++)                                              \
-                    o[c + l] = acc[l];                                                     \
-            }                                                                              \
+            if (c < C) /* the last, partial vector: same chains, fewer lanes */           \
+                TAIL(wp, yp, nt, c, (int)(C - c), o + c);                                  \
         }                                                                                  \
     }
 
 #define GI_NOATTR
+GI_TAIL_C(float, f32, GI_NOATTR, generic, fmaf)
+GI_TAIL_C(double, f64, GI_NOATTR, generic, fma)
+#define TAIL(...) gi_tail_f32_generic(__VA_ARGS__)
 GI_BODY(float, f32, GI_NOATTR, generic, fmaf)
+#undef TAIL
+#define TAIL(...) gi_tail_f64_generic(__VA_ARGS__)
 GI_BODY(double, f64, GI_NOATTR, generic, fma)
+#undef TAIL
 #if CCONV_GI_X86
 #define GI_AVX2 __attribute__((target("avx2,fma")))
 #define GI_AVX512 __attribute__((target("avx512f,fma")))
+GI_TAIL_C(float, f32, GI_AVX2, avx2, __builtin_fmaf)
+GI_TAIL_C(double, f64, GI_AVX2, avx2, __builtin_fma)
+GI_AVX512 static inline void gi_tail_f32_avx512(const float *const *wp,
+                                                const float *const *yp, int nt, cc_idx c,
+                                                int rem, float *o)
+{
+    const __mmask16 k = (__mmask16)((1u << rem) - 1u);
+    __m512 acc = _mm512_setzero_ps();
+    for (int t = 0; t < nt; t++)
+        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, wp[t] + c),
+                              _mm512_maskz_loadu_ps(k, yp[t] + c), acc);
+    _mm512_mask_storeu_ps(o, k, acc);
+}
+GI_AVX512 static inline void gi_tail_f64_avx512(const double *const *wp,
+                                                const double *const *yp, int nt, cc_idx c,
+                                                int rem, double *o)
+{
+    const __mmask8 k = (__mmask8)((1u << rem) - 1u);
+    __m512d acc = _mm512_setzero_pd();
+    for (int t = 0; t < nt; t++)
+        acc = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(k, wp[t] + c),
+                              _mm512_maskz_loadu_pd(k, yp[t] + c), acc);
+    _mm512_mask_storeu_pd(o, k, acc);
+}
+#define TAIL(...) gi_tail_f32_avx2(__VA_ARGS__)
 GI_BODY(float, f32, GI_AVX2, avx2, __builtin_fmaf)
+#undef TAIL
+#define TAIL(...) gi_tail_f64_avx2(__VA_ARGS__)
 GI_BODY(double, f64, GI_AVX2, avx2, __builtin_fma)
+#undef TAIL
+#define TAIL(...) gi_tail_f32_avx512(__VA_ARGS__)
 GI_BODY(float, f32, GI_AVX512, avx512, __builtin_fmaf)
+#undef TAIL
+#define TAIL(...) gi_tail_f64_avx512(__VA_ARGS__)
 GI_BODY(double, f64, GI_AVX512, avx512, __builtin_fma)
+#undef TAIL
 #define GI_PICK(FN, ARGS)                                                                  \
     switch (cconv_isa_active()) {                                                          \
     case CCONV_ISA_AVX512: FN##_avx512 ARGS; return;                                       \
