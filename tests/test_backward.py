@@ -878,6 +878,53 @@ def test_grad_input_depthwise_gather_channels_first(dtype, nd, N, C, sp, k, stri
         np.testing.assert_array_equal(out, a)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,O,G,sp,k,stride,pad,mode", [
+    (2, 2, 64, 16, 4, (29, 30), (7, 7), 2, 3, "zeros"),
+    (2, 2, 32, 8, 1, (33, 31), (5, 4), (2, 2), ((2, 1), (0, 2)), "reflect"),
+    (1, 4, 48, 6, 3, (300,), (3,), 2, 1, "zeros"),
+    (3, 1, 32, 4, 2, (12, 11, 10), (3, 3, 3), 2, 1, "zeros"),
+])
+def test_grad_input_few_outputs_via_channels_last(dtype, nd, N, C, O, G, sp, k, stride, pad,
+                                                  mode, monkeypatch):
+    """Channels-first strided grad_input with uneven phases, >= 16 input and <= 8 output
+    channels per group runs channels-last between transposes: bitwise the channels-last
+    result of the same problem, bitwise for 1-3 threads and into conv_transpose's out=
+    (pre-filled with NaN), within rounding of the float64 col2im result, inputs
+    unchanged."""
+    from cconv import backward as bw
+    rng = np.random.default_rng(C + O + nd)
+    lay = DEFAULT_LAYOUT[nd]
+    args = (stride, pad, 1, G)
+    xs, ws = shapes(lay, nd, N, C, O, G, sp, k)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
+                                        layout=lay).shape).astype(dtype)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    calls = _count_calls(monkeypatch, bw, "_grad_input_via_channels_last")
+    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
+    assert len(calls) == 3
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
+                padding_mode=mode, layout=lay, algorithm="im2col")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    last = lambda t: np.ascontiguousarray(np.moveaxis(t, 1, -1))
+    wl = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
+    al = gi_fn(last(g), wl, last(x).shape, *args, padding_mode=mode, layout=LAST_LAYOUT[nd])
+    np.testing.assert_array_equal(a, np.moveaxis(al, -1, 1))
+    if mode == "zeros":
+        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
+        st = (stride,) * nd if np.isscalar(stride) else stride
+        opad = tuple(n - ((o - 1) * s - 2 * pad + kk) for n, o, s, kk in
+                     zip(sp, g.shape[2:], st, k))
+        out = np.full(x.shape, np.nan, dtype)
+        assert t_fn(g, w, None, stride, pad, opad, G, layout=lay, out=out) is out
+        np.testing.assert_array_equal(out, a)
+        assert len(calls) == 4
+
+
 def test_grad_input_depthwise_gather_tap_limit(monkeypatch):
     """More taps per dx pixel than dwgi.c holds (ceil(33 / 2) x 33 = 561 > 512): the
     stride phases run instead of the gather, with the float64 col2im result."""
