@@ -698,11 +698,12 @@ def test_grad_input_stride_phases_one_call(dtype, nd, N, C, O, G, sp, k, stride,
     assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
 
 
-def _channels_last_gi_problem(seed, nd, N, C, O, G, sp, k, args, mode, dtype, batched=True):
-    """x, w, grad_out of a channels-last problem (args: stride, padding, dilation,
-    groups), and its layout."""
+def _gi_problem(seed, nd, N, C, O, G, sp, k, args, mode, dtype, batched=True,
+                              last=True):
+    """x, w, grad_out of a channels-last (last=False: channels-first) problem (args:
+    stride, padding, dilation, groups), and its layout."""
     rng = np.random.default_rng(seed)
-    lay = LAST_LAYOUT[nd]
+    lay = LAST_LAYOUT[nd] if last else DEFAULT_LAYOUT[nd]
     xs, ws = shapes(lay, nd, N, C, O, G, sp, k, batched)
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal(ws).astype(dtype)
@@ -729,6 +730,26 @@ def _grad_input_threads(gi_fn, g, w, x, args, mode, lay):
         np.testing.assert_array_equal(r, runs[0])
     assert runs[0].shape == x.shape and runs[0].dtype == x.dtype
     return runs[0]
+
+
+def _assert_channels_first_as_last(nd, g, w, x, a, args, mode, lay):
+    """The channels-first grad_input ``a`` is bitwise the channels-last call's result on
+    the same data, and (zero padding) the transposed convolution into out=."""
+    last = lambda t: np.ascontiguousarray(np.moveaxis(t, 1, -1))
+    wl = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
+    al = bwd_fns(nd)[0](last(g), wl, last(x).shape, *args, padding_mode=mode,
+                        layout=LAST_LAYOUT[nd])
+    np.testing.assert_array_equal(a, np.moveaxis(al, -1, 1))
+    if mode == "zeros":
+        stride, pad, dil, groups = args
+        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
+        st, dl = ((v,) * nd if np.isscalar(v) else v for v in (stride, dil))
+        pd = [(pad, pad)] * nd if np.isscalar(pad) else pad
+        opad = tuple(n - ((o - 1) * s - b - e + d * (q - 1) + 1) for n, o, s, (b, e), d, q
+                     in zip(x.shape[2:], g.shape[2:], st, pd, dl, w.shape[2:]))
+        out = np.full(x.shape, np.nan, x.dtype)
+        assert t_fn(g, w, None, stride, pad, opad, groups, dil, layout=lay, out=out) is out
+        np.testing.assert_array_equal(out, a)
 
 
 def _assert_transposed_into_out(nd, g, w, x, a, stride, pad, dil, groups, lay, batched=True):
@@ -765,7 +786,7 @@ def test_grad_input_depthwise_multiplier_per_j(dtype, nd, N, C, m, sp, k, stride
     (pre-filled with NaN), inputs unchanged."""
     from cconv import backward as bw
     args = (stride, pad, dil, C)
-    lay, x, w, g = _channels_last_gi_problem(C * m + nd, nd, N, C, C * m, C, sp, k, args,
+    lay, x, w, g = _gi_problem(C * m + nd, nd, N, C, C * m, C, sp, k, args,
                                              mode, dtype, batched)
     g0, w0 = g.copy(), w.copy()
     gi_fn = bwd_fns(nd)[0]
@@ -804,7 +825,7 @@ def test_grad_input_depthwise_gather(dtype, nd, N, C, sp, k, stride, pad, mode, 
     result, inputs unchanged."""
     from cconv import _backward, backward as bw
     args = (stride, pad, 1, C)
-    lay, x, w, g = _channels_last_gi_problem(C + nd, nd, N, C, C, C, sp, k, args, mode,
+    lay, x, w, g = _gi_problem(C + nd, nd, N, C, C, C, sp, k, args, mode,
                                              dtype)
     g0, w0 = g.copy(), w.copy()
     gi_fn = bwd_fns(nd)[0]
@@ -845,14 +866,9 @@ def test_grad_input_depthwise_gather_channels_first(dtype, nd, N, C, sp, k, stri
     same problem, bitwise for 1-3 threads and into conv_transpose's out= (pre-filled with
     NaN), within rounding of the float64 col2im result."""
     from cconv import _backward
-    rng = np.random.default_rng(C * nd + len(sp))
-    lay = DEFAULT_LAYOUT[nd]
     args = (stride, pad, 1, C)
-    xs, ws = shapes(lay, nd, N, C, C, C, sp, k)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
-    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
-                                        layout=lay).shape).astype(dtype)
+    lay, x, w, g = _gi_problem(C * nd + len(sp), nd, N, C, C, C, sp, k, args,
+                                             mode, dtype, last=False)
     g0, w0 = g.copy(), w.copy()
     gi_fn = bwd_fns(nd)[0]
     calls = _count_calls(monkeypatch, _backward, "dw_grad_input_gather")
@@ -864,18 +880,7 @@ def test_grad_input_depthwise_gather_channels_first(dtype, nd, N, C, sp, k, stri
     assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
     if not taken:
         return
-    last = lambda t: np.ascontiguousarray(np.moveaxis(t, 1, -1))
-    wl = np.ascontiguousarray(np.moveaxis(w.reshape((C,) + k), 0, -1)).reshape(k + (1, C))
-    al = gi_fn(last(g), wl, last(x).shape, *args, padding_mode=mode, layout=LAST_LAYOUT[nd])
-    np.testing.assert_array_equal(a, np.moveaxis(al, -1, 1))
-    if mode == "zeros":
-        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
-        st = (stride,) * nd if np.isscalar(stride) else stride
-        opad = tuple(n - ((o - 1) * s - 2 * pad + kk) for n, o, s, kk in
-                     zip(sp, g.shape[2:], st, k))
-        out = np.full(x.shape, np.nan, dtype)
-        assert t_fn(g, w, None, stride, pad, opad, C, layout=lay, out=out) is out
-        np.testing.assert_array_equal(out, a)
+    _assert_channels_first_as_last(nd, g, w, x, a, args, mode, lay)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -893,14 +898,9 @@ def test_grad_input_few_outputs_via_channels_last(dtype, nd, N, C, O, G, sp, k, 
     (pre-filled with NaN), within rounding of the float64 col2im result, inputs
     unchanged."""
     from cconv import backward as bw
-    rng = np.random.default_rng(C + O + nd)
-    lay = DEFAULT_LAYOUT[nd]
     args = (stride, pad, 1, G)
-    xs, ws = shapes(lay, nd, N, C, O, G, sp, k)
-    x = rng.standard_normal(xs).astype(dtype)
-    w = rng.standard_normal(ws).astype(dtype)
-    g = rng.standard_normal(conv_fn(nd)(x, w, None, *args, padding_mode=mode,
-                                        layout=lay).shape).astype(dtype)
+    lay, x, w, g = _gi_problem(C + O + nd, nd, N, C, O, G, sp, k, args, mode,
+                                             dtype, last=False)
     g0, w0 = g.copy(), w.copy()
     gi_fn = bwd_fns(nd)[0]
     calls = _count_calls(monkeypatch, bw, "_grad_input_via_channels_last")
@@ -910,19 +910,8 @@ def test_grad_input_few_outputs_via_channels_last(dtype, nd, N, C, O, G, sp, k, 
     ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
                 padding_mode=mode, layout=lay, algorithm="im2col")
     assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
-    last = lambda t: np.ascontiguousarray(np.moveaxis(t, 1, -1))
-    wl = np.ascontiguousarray(np.moveaxis(w, (0, 1), (-1, -2)))
-    al = gi_fn(last(g), wl, last(x).shape, *args, padding_mode=mode, layout=LAST_LAYOUT[nd])
-    np.testing.assert_array_equal(a, np.moveaxis(al, -1, 1))
-    if mode == "zeros":
-        t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
-        st = (stride,) * nd if np.isscalar(stride) else stride
-        opad = tuple(n - ((o - 1) * s - 2 * pad + kk) for n, o, s, kk in
-                     zip(sp, g.shape[2:], st, k))
-        out = np.full(x.shape, np.nan, dtype)
-        assert t_fn(g, w, None, stride, pad, opad, G, layout=lay, out=out) is out
-        np.testing.assert_array_equal(out, a)
-        assert len(calls) == 4
+    _assert_channels_first_as_last(nd, g, w, x, a, args, mode, lay)
+    assert len(calls) == (4 if mode == "zeros" else 3)
 
 
 def test_grad_input_depthwise_gather_tap_limit(monkeypatch):

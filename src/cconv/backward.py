@@ -468,6 +468,12 @@ def _grad_input_per_multiplier(spec, grad_out, weight, out):
     for j in range(1, m):
         with np.errstate(all="ignore"):  # Inf - Inf is NaN by definition: no warning
             dx += _grad_input(spec1, dyt[j], wt[j])
+    return _deliver(spec, dx, out)
+
+
+def _deliver(spec, dx, out):
+    """A batched result dx as the call returns it: unbatched if x was, copied into out
+    when given."""
     if not spec.batched:
         dx = dx[0]
     if out is not None:
@@ -505,12 +511,7 @@ def _grad_input_via_channels_last(spec, grad_out, weight, out):
     dxh = _grad_input(hspec, dyh, wh)
     dx = np.empty((spec.N, spec.C) + tuple(spec.in_size), spec.dtype)
     _core.to_channels_first_into(dxh, dx, nth)
-    if not spec.batched:
-        dx = dx[0]
-    if out is not None:
-        out[...] = dx
-        return out
-    return dx
+    return _deliver(spec, dx, out)
 
 
 def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):

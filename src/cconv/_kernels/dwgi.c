@@ -94,28 +94,20 @@ GI_BODY(double, f64, GI_NOATTR, generic, fma)
 #define GI_AVX512 __attribute__((target("avx512f,fma")))
 GI_TAIL_C(float, f32, GI_AVX2, avx2, __builtin_fmaf)
 GI_TAIL_C(double, f64, GI_AVX2, avx2, __builtin_fma)
-GI_AVX512 static inline void gi_tail_f32_avx512(const float *const *wp,
-                                                const float *const *yp, int nt, cc_idx c,
-                                                int rem, float *o)
-{
-    const __mmask16 k = (__mmask16)((1u << rem) - 1u);
-    __m512 acc = _mm512_setzero_ps();
-    for (int t = 0; t < nt; t++)
-        acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, wp[t] + c),
-                              _mm512_maskz_loadu_ps(k, yp[t] + c), acc);
-    _mm512_mask_storeu_ps(o, k, acc);
-}
-GI_AVX512 static inline void gi_tail_f64_avx512(const double *const *wp,
-                                                const double *const *yp, int nt, cc_idx c,
-                                                int rem, double *o)
-{
-    const __mmask8 k = (__mmask8)((1u << rem) - 1u);
-    __m512d acc = _mm512_setzero_pd();
-    for (int t = 0; t < nt; t++)
-        acc = _mm512_fmadd_pd(_mm512_maskz_loadu_pd(k, wp[t] + c),
-                              _mm512_maskz_loadu_pd(k, yp[t] + c), acc);
-    _mm512_mask_storeu_pd(o, k, acc);
-}
+#define GI_TAIL_AVX512(T, SUF, VT, MT, X)                                                   \
+    GI_AVX512 static inline void gi_tail_##SUF##_avx512(const T *const *wp,                 \
+                                                        const T *const *yp, int nt,         \
+                                                        cc_idx c, int rem, T *o)            \
+    {                                                                                      \
+        const MT k = (MT)((1u << rem) - 1u);                                               \
+        VT acc = _mm512_setzero_##X();                                                     \
+        for (int t = 0; t < nt; t++)                                                       \
+            acc = _mm512_fmadd_##X(_mm512_maskz_loadu_##X(k, wp[t] + c),                   \
+                                   _mm512_maskz_loadu_##X(k, yp[t] + c), acc);             \
+        _mm512_mask_storeu_##X(o, k, acc);                                                 \
+    }
+GI_TAIL_AVX512(float, f32, __m512, __mmask16, ps)
+GI_TAIL_AVX512(double, f64, __m512d, __mmask8, pd)
 #define TAIL(...) gi_tail_f32_avx2(__VA_ARGS__)
 GI_BODY(float, f32, GI_AVX2, avx2, __builtin_fmaf)
 #undef TAIL
