@@ -308,15 +308,15 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
     if call is not None:
         call(x5, w5, b, out5)
     else:
-        _run_other_layout(spec, x5, w5, b, out5, pads3, nth)
+        _run_other_layout(spec, algo, x5, w5, b, out5, pads3, nth)
 
 
-def _run_other_layout(spec, x5, w5, b, out5, pads3, nth):
+def _run_other_layout(spec, algo, x5, w5, b, out5, pads3, nth):
     """im2col through the other layout (_plan.nchw_via_nhwc / nhwc_via_nchw), or the
     depthwise kernels (_plan.nchw_depthwise_via_nhwc)."""
     geo = _geometry(spec, pads3)
     N, O = spec.N, spec.O
-    if not spec.channels_last and _plan.nchw_depthwise_via_nhwc(spec):
+    if algo is _plan.Algorithm.DEPTHWISE:
         xh = _core.to_channels_last(x5, nth)
         wh = _core.weight_to_channels_last(w5, nth)
         oh = np.empty((N,) + spec.as3d(spec.out_size, 1) + (O,), spec.dtype)
