@@ -14,11 +14,12 @@
 
 #define GI_MAXTAPS 512 /* per pixel; the driver keeps prod(ceil(K / s)) below it */
 
-/* The partial vector of rem < L lanes at channel c: plain C (vectorised by GCC where
- * it can), or masked AVX-512 loads (lanes past rem read and store nothing). */
+/* o[l] = the fma chain over the nt taps of lane c + l, l < rem (rem <= 64 bytes of
+ * lanes): plain C, always inlined, so a constant rem (a full vector) vectorises; the
+ * AVX-512 path takes its partial vector with masked loads instead (gi_tail_*_avx512). */
 #define GI_TAIL_C(T, SUF, ATTR, ISA, FMA)                                                  \
-    ATTR static inline void gi_tail_##SUF##_##ISA(const T *const *wp, const T *const *yp,  \
-                                                  int nt, cc_idx c, int rem, T *o)         \
+    ATTR static inline __attribute__((always_inline)) void gi_tail_##SUF##_##ISA##_c(          \
+        const T *const *wp, const T *const *yp, int nt, cc_idx c, int rem, T *o)           \
     {                                                                                      \
         T acc[64 / sizeof(T)];                                                             \
         for (int l = 0; l < rem; l++)                                                      \
@@ -32,7 +33,7 @@
             o[l] = acc[l];                                                                 \
     }
 
-#define GI_BODY(T, SUF, ATTR, ISA, FMA)                                                    \
+#define GI_BODY(T, SUF, ATTR, ISA)                                                         \
     ATTR static void gi_row_##SUF##_##ISA(const cc_dwgi_geom *g, const T *dy, const T *w,   \
                                           T *dx, cc_idx n, cc_idx id, cc_idx ih,            \
                                           const T *zero)                                    \
@@ -63,18 +64,8 @@
                     yp[nt] = yrow[q] == 0 || ow_[e] < 0 ? zero : yrow[q] + ow_[e] * C;     \
                 }                                                                          \
             cc_idx c = 0;                                                                  \
-            for (; c + L <= C; c += L) {                                                   \
-                T acc[L];                                                                  \
-                for (int l = 0; l < L; l++)                                                \
-                    acc[l] = 0;                                                            \
-                for (int t = 0; t < nt; t++) {                                             \
-                    const T *restrict a_ = wp[t] + c, *restrict b_ = yp[t] + c;            \
-                    for (int l = 0; l < L; l++)                                            \
-                        acc[l] = FMA(a_[l], b_[l], acc[l]);                                \
-                }                                                                          \
-                for (int l = 0; l < L; l++)                                                \
-                    o[c + l] = acc[l];                                                     \
-            }                                                                              \
+            for (; c + L <= C; c += L)                                                     \
+                gi_tail_##SUF##_##ISA##_c(wp, yp, nt, c, L, o + c);                        \
             if (c < C) /* the last, partial vector: same chains, fewer lanes */           \
                 TAIL(wp, yp, nt, c, (int)(C - c), o + c);                                  \
         }                                                                                  \
@@ -83,17 +74,19 @@
 #define GI_NOATTR
 GI_TAIL_C(float, f32, GI_NOATTR, generic, fmaf)
 GI_TAIL_C(double, f64, GI_NOATTR, generic, fma)
-#define TAIL(...) gi_tail_f32_generic(__VA_ARGS__)
-GI_BODY(float, f32, GI_NOATTR, generic, fmaf)
+#define TAIL(...) gi_tail_f32_generic_c(__VA_ARGS__)
+GI_BODY(float, f32, GI_NOATTR, generic)
 #undef TAIL
-#define TAIL(...) gi_tail_f64_generic(__VA_ARGS__)
-GI_BODY(double, f64, GI_NOATTR, generic, fma)
+#define TAIL(...) gi_tail_f64_generic_c(__VA_ARGS__)
+GI_BODY(double, f64, GI_NOATTR, generic)
 #undef TAIL
 #if CCONV_GI_X86
 #define GI_AVX2 __attribute__((target("avx2,fma")))
 #define GI_AVX512 __attribute__((target("avx512f,fma")))
 GI_TAIL_C(float, f32, GI_AVX2, avx2, __builtin_fmaf)
 GI_TAIL_C(double, f64, GI_AVX2, avx2, __builtin_fma)
+GI_TAIL_C(float, f32, GI_AVX512, avx512, __builtin_fmaf)
+GI_TAIL_C(double, f64, GI_AVX512, avx512, __builtin_fma)
 #define GI_TAIL_AVX512(T, SUF, VT, MT, X)                                                   \
     GI_AVX512 static inline void gi_tail_##SUF##_avx512(const T *const *wp,                 \
                                                         const T *const *yp, int nt,         \
@@ -108,17 +101,17 @@ GI_TAIL_C(double, f64, GI_AVX2, avx2, __builtin_fma)
     }
 GI_TAIL_AVX512(float, f32, __m512, __mmask16, ps)
 GI_TAIL_AVX512(double, f64, __m512d, __mmask8, pd)
-#define TAIL(...) gi_tail_f32_avx2(__VA_ARGS__)
-GI_BODY(float, f32, GI_AVX2, avx2, __builtin_fmaf)
+#define TAIL(...) gi_tail_f32_avx2_c(__VA_ARGS__)
+GI_BODY(float, f32, GI_AVX2, avx2)
 #undef TAIL
-#define TAIL(...) gi_tail_f64_avx2(__VA_ARGS__)
-GI_BODY(double, f64, GI_AVX2, avx2, __builtin_fma)
+#define TAIL(...) gi_tail_f64_avx2_c(__VA_ARGS__)
+GI_BODY(double, f64, GI_AVX2, avx2)
 #undef TAIL
 #define TAIL(...) gi_tail_f32_avx512(__VA_ARGS__)
-GI_BODY(float, f32, GI_AVX512, avx512, __builtin_fmaf)
+GI_BODY(float, f32, GI_AVX512, avx512)
 #undef TAIL
 #define TAIL(...) gi_tail_f64_avx512(__VA_ARGS__)
-GI_BODY(double, f64, GI_AVX512, avx512, __builtin_fma)
+GI_BODY(double, f64, GI_AVX512, avx512)
 #undef TAIL
 #define GI_PICK(FN, ARGS)                                                                  \
     switch (cconv_isa_active()) {                                                          \
