@@ -458,14 +458,21 @@ PHASE_CASES = [
     (1, 3, 5, 7, 1, (101,), 5, 3, ((7, 2),), "reflect"),
     (3, 1, 6, 6, 1, (20, 21, 22), 3, 2, 1, "zeros"),
     (3, 1, 5, 6, 1, (19, 20, 18), 3, (2, 1, 2), 1, "replicate"),
+    # Winograd on the phases, also where the channels-first pixel rows would read the
+    # dilated taps in place (the test drops the copies' cost so that both layouts take
+    # the phases at this size)
+    (2, 1, 64, 64, 1, (30, 30), 3, 2, 2, "zeros"),
+    (2, 1, 128, 96, 1, (39, 45), 3, (2, 3), "same", "reflect"),
 ]
 
 
 @pytest.mark.parametrize("last", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", PHASE_CASES)
-def test_dilated_auto_runs_on_stride_phases(case, dtype, last):
+def test_dilated_auto_runs_on_stride_phases(case, dtype, last, monkeypatch):
     from cconv import _plan, _spec
+    if case in PHASE_CASES[-2:]:
+        monkeypatch.setattr(_plan, "PHASE_COPY_COST", {False: 0.0, True: 0.0})
     nd, N, C, O, groups, sp, k, dil, padding, mode = case
     layout = (LAST_LAYOUT if last else DEFAULT_LAYOUT)[nd]
     k = (k,) * nd if isinstance(k, int) else k
@@ -476,9 +483,15 @@ def test_dilated_auto_runs_on_stride_phases(case, dtype, last):
     x0, w0 = x.copy(), w.copy()
     spec = _spec.forward_spec("conv", nd, x, w, b, 1, padding, dil, groups, mode, layout,
                               "auto")[0]
-    # channels-first takes the phase route unless the pixel-row kernels run (they read
-    # dilated taps in place); channels-last keeps the dilated kernels
-    assert (_plan.dilation_phase_spec(spec) is None) == (last or _plan.nchw_pixrow(spec))
+    # channels-first takes the phase route; channels-last and the channels-first pixel
+    # rows (they read dilated taps in place) only for Winograd on the phases
+    pspec = _plan.dilation_phase_spec(spec)
+    if not (last or _plan.nchw_pixrow(spec)):
+        assert pspec is not None
+    elif pspec is not None:
+        assert _plan.choose_forward(pspec, "auto").winograd_m
+    if case in PHASE_CASES[-2:]:
+        assert pspec is not None and _plan.choose_forward(pspec, "auto").winograd_m
     pairs = resolve_padding(padding, sp, k, 1, dil)
     ref = conv_nd_reference(x, w, b, 1, pairs, dil, groups, mode, layout)
     outs = _thread_counts_agree(
@@ -505,8 +518,8 @@ def test_dilation_phase_route_limits():
     w = np.zeros((8, 8, 3, 3), np.float32)
     from cconv import _im2col
     _im2col.PIXROW = True   # the pixel rows read dilated taps in place: no phases
-    try:
-        assert ps(w) is None
+    try:                    # unless Winograd runs on them (3x3 only)
+        assert ps(np.zeros((8, 8, 5, 5), np.float32)) is None
     finally:
         _im2col.PIXROW = False   # the limits below, whatever the model picks per ISA
     try:
@@ -519,8 +532,21 @@ def test_dilation_phase_route_limits():
     assert ps(w, dil=5) is None                                           # 32 / 5 -> 7 - 2 < 8
     xl = np.zeros((1, 30, 30, 8), np.float32)
     assert _plan.dilation_phase_spec(_spec.forward_spec(
-        "conv2d", 2, xl, np.zeros((3, 3, 8, 8), np.float32), None, 1, 1, 2, 1, "zeros",
-        "NHWC", "auto")[0]) is None                                     # channels-last
+        "conv2d", 2, xl, np.zeros((5, 5, 8, 8), np.float32), None, 1, 1, 2, 1, "zeros",
+        "NHWC", "auto")[0]) is None                 # channels-last, no Winograd for 5x5
+    # channels-last 3x3: Winograd on the phases unless the copies cost more than it saves
+    wl = np.zeros((3, 3, 64, 64), np.float32)
+    xl = np.zeros((2, 40, 40, 64), np.float32)
+    def psl():
+        return _plan.dilation_phase_spec(_spec.forward_spec(
+            "conv2d", 2, xl, wl, None, 1, 2, 2, 1, "zeros", "NHWC", "auto")[0])
+    assert psl() is not None and psl().N == 8
+    old = _plan.PHASE_COPY_COST
+    _plan.PHASE_COPY_COST = {False: 1e6, True: 1e6}
+    try:
+        assert psl() is None
+    finally:
+        _plan.PHASE_COPY_COST = old
 
 
 # ----------------------------------------------------------------------------- grouped direct

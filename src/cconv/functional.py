@@ -216,12 +216,13 @@ def _run_phases(spec, pspec, algo, x, weight, b, result, packed=None, cached=Non
     sp = 1 if cl else 2  # first spatial axis of x5
     in3 = x5.shape[sp:sp + 3]
     nph = d3[0] * d3[1] * d3[2]
+    nth = get_num_threads()
     xs = np.zeros((nph, N) + ((*m3, C) if cl else (C, *m3)), spec.dtype)
     per_dim = [list(_phase_slices(n, p[0], d, m)) for n, p, d, m in zip(in3, pads3, d3, m3)]
     for i, ph in enumerate(itertools.product(*per_dim)):
         dst = (i, slice(None)) + (() if cl else (slice(None),)) + tuple(t[1] for t in ph)
         src = (slice(None),) + (() if cl else (slice(None),)) + tuple(t[2] for t in ph)
-        xs[dst] = x5[src]
+        _core.copy_into(x5[src], xs[dst], nth)
     o3 = pspec.as3d(pspec.out_size, 1)
     ys = np.empty((nph * N,) + ((*o3, O) if cl else (O, *o3)), spec.dtype)
     lead = (nph * N,) + ((C,) if not cl else ())
@@ -237,7 +238,7 @@ def _run_phases(spec, pspec, algo, x, weight, b, result, packed=None, cached=Non
             cnt = -(-(n - r) // d)
             dst.append(slice(r, n, d))
             src.append(slice(0, cnt))
-        out5[tuple(dst)] = ys[tuple(src)]
+        _core.copy_into(ys[tuple(src)], out5[tuple(dst)], nth)
 
 
 def _out5_shape(spec):
