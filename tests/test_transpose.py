@@ -349,3 +349,44 @@ def test_phase_copy_into_strided_views(dtype):
         assert np.isnan(dst[mask]).all()   # nothing outside the view written
     with pytest.raises(ValueError, match="axis 3"):
         _core.copy_into(src[:, :, :, :3], view, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [(5,), (3, 3), (4, 2), (2, 3, 2)])
+def test_flipped_weight_tap_by_tap(k, dtype, monkeypatch):
+    # channels-last, one group: the flipped weight (*k, Og, C) of the sub-pixel / flipped
+    # grad_input is built by one threaded transpose per tap (from FLIP_BY_TAP_MIN
+    # channel pairs; lowered here so that small weights take it)
+    from cconv import _spec, backward
+    nd = len(k)
+    rng = np.random.default_rng(len(k) * 10 + k[0])
+    Cin, Cout, sp = 20, 24, (7,) * nd
+    lay = LAST_LAYOUT[nd]
+    x = rng.standard_normal((2,) + sp + (Cin,)).astype(dtype)
+    w = rng.standard_normal(k + (Cin, Cout)).astype(dtype)   # conv weight (*k, Cg, O)
+    w0 = w.copy()
+    spec = _spec.forward_spec("conv", nd, x, w, None, 1, 0, 1, 1, "zeros", lay, "auto")[0]
+    numpy_path = backward._flipped_weight(spec, w)
+    monkeypatch.setattr(backward, "FLIP_BY_TAP_MIN", 1)
+    for threads in (1, 2, 3):
+        with cconv.num_threads(threads):
+            got = backward._flipped_weight(spec, w)
+        assert got.flags.c_contiguous and got.shape == k + (Cout, Cin)
+        np.testing.assert_array_equal(got, np.flip(w, tuple(range(nd))).swapaxes(-1, -2))
+        np.testing.assert_array_equal(got, numpy_path)
+    np.testing.assert_array_equal(w, w0)
+    # end to end: transposed convolutions (stride 1: the flipped forward; 3-D stride 2:
+    # the sub-pixel phases) give the bits they give with the NumPy-built flipped weight
+    tw = rng.standard_normal(k + (Cout, Cin)).astype(dtype)   # (*k, C_out, C_in)
+    calls = []
+    flipped = backward._flipped_weight
+    monkeypatch.setattr(backward, "_flipped_weight",
+                        lambda s, ww: calls.append(s.kernel) or flipped(s, ww))
+    for stride in (1, 2) if nd == 3 else (1,):
+        got = cconv.__dict__[f"conv_transpose{nd}d"](x, tw, None, stride, 1, layout=lay)
+        assert calls == [k]
+        monkeypatch.setattr(backward, "FLIP_BY_TAP_MIN", 1 << 60)
+        ref = cconv.__dict__[f"conv_transpose{nd}d"](x, tw, None, stride, 1, layout=lay)
+        monkeypatch.setattr(backward, "FLIP_BY_TAP_MIN", 1)
+        np.testing.assert_array_equal(got, ref)
+        calls.clear()

@@ -145,6 +145,9 @@ def _flipped_spec(spec, sizes, pads):
                           batched=True)
 
 
+FLIP_BY_TAP_MIN = 16384  # Cg * Og from which _flipped_weight transposes tap by tap
+
+
 def _flipped_weight(spec, w):
     """w of the convolution ``spec`` -> the weight of :func:`_flipped_spec`: per group
     the input and output channels swapped, every spatial axis reversed."""
@@ -152,6 +155,17 @@ def _flipped_weight(spec, w):
     k = tuple(spec.kernel)
     w = np.asarray(w, dtype=spec.dtype)
     rev = (slice(None, None, -1),) * nd
+    if spec.channels_last and G == 1 and Cg * Og >= FLIP_BY_TAP_MIN:
+        # one threaded transpose per tap, into the reversed tap's place (reversing
+        # every spatial axis reverses the flat tap order): NumPy's strided copy took
+        # 5.1 ms for 4x4 256 -> 512, this 0.6
+        taps = math.prod(k)
+        w3 = np.ascontiguousarray(w).reshape(taps, Cg, Og)
+        out = np.empty((taps, Og, Cg), spec.dtype)
+        nth = get_num_threads()
+        for t in range(taps):
+            _core.transpose_last2(w3[t:t + 1], out[taps - 1 - t:taps - t], nth)
+        return out.reshape(k + (Og, Cg))
     if spec.channels_last:  # (*k, Cg, O) -> (*k, Og, C)
         wr = w.reshape(k + (Cg, G, Og))
         f = wr.transpose(tuple(range(nd)) + (nd + 2, nd + 1, nd))[rev]
