@@ -428,9 +428,11 @@ def test_dense_channels_last_few_outputs_via_channels_first(nd, C, O, k, stride,
 
 
 # ----------------------------------------------------------------------------- dilation phases
-# "auto" runs dilated stride-1 convolutions as one undilated convolution over the batch of
-# the padded input's stride phases (_plan.dilation_phase_spec). Sizes leave phases of
-# unequal length (odd sizes, dilation 3), asymmetric padding, every padding mode.
+# A dilated stride-1 convolution is one undilated convolution over the batch of the
+# padded input's stride phases (_plan.stride_phase_spec, functional._run_phases); "auto"
+# takes that route where Winograd on the phases pays (_plan.dilation_phase_spec). Sizes
+# leave phases of unequal length (odd sizes, dilation 3), asymmetric padding, every
+# padding mode.
 def _thread_counts_agree(call, shape, dtype):
     """call(out) with a NaN-prefilled `out` under 1, 2 and 3 threads: each call returns
     `out`, and the results are bitwise equal. Returns them."""
@@ -458,9 +460,9 @@ PHASE_CASES = [
     (1, 3, 5, 7, 1, (101,), 5, 3, ((7, 2),), "reflect"),
     (3, 1, 6, 6, 1, (20, 21, 22), 3, 2, 1, "zeros"),
     (3, 1, 5, 6, 1, (19, 20, 18), 3, (2, 1, 2), 1, "replicate"),
-    # Winograd on the phases, also where the channels-first pixel rows would read the
-    # dilated taps in place (the test drops the copies' cost so that both layouts take
-    # the phases at this size)
+    # where "auto" takes the phases (the test drops the copies' cost so that both layouts
+    # take them at this size), also where the channels-first pixel rows would read the
+    # dilated taps in place
     (2, 1, 64, 64, 1, (30, 30), 3, 2, 2, "zeros"),
     (2, 1, 128, 96, 1, (39, 45), 3, (2, 3), "same", "reflect"),
 ]
@@ -469,9 +471,10 @@ PHASE_CASES = [
 @pytest.mark.parametrize("last", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", PHASE_CASES)
-def test_dilated_auto_runs_on_stride_phases(case, dtype, last, monkeypatch):
-    from cconv import _plan, _spec
-    if case in PHASE_CASES[-2:]:
+def test_dilated_convolution_on_stride_phases(case, dtype, last, monkeypatch):
+    from cconv import _plan, _spec, functional
+    auto_case = case in PHASE_CASES[-2:]
+    if auto_case:
         monkeypatch.setattr(_plan, "PHASE_COPY_COST", {False: 0.0, True: 0.0})
     nd, N, C, O, groups, sp, k, dil, padding, mode = case
     layout = (LAST_LAYOUT if last else DEFAULT_LAYOUT)[nd]
@@ -483,23 +486,26 @@ def test_dilated_auto_runs_on_stride_phases(case, dtype, last, monkeypatch):
     x0, w0 = x.copy(), w.copy()
     spec = _spec.forward_spec("conv", nd, x, w, b, 1, padding, dil, groups, mode, layout,
                               "auto")[0]
-    # channels-first takes the phase route; channels-last and the channels-first pixel
-    # rows (they read dilated taps in place) only for Winograd on the phases
-    pspec = _plan.dilation_phase_spec(spec)
-    if not (last or _plan.nchw_pixrow(spec)):
-        assert pspec is not None
-    elif pspec is not None:
-        assert _plan.choose_forward(pspec, "auto").winograd_m
-    if case in PHASE_CASES[-2:]:
-        assert pspec is not None and _plan.choose_forward(pspec, "auto").winograd_m
     pairs = resolve_padding(padding, sp, k, 1, dil)
     ref = conv_nd_reference(x, w, b, 1, pairs, dil, groups, mode, layout)
+    # the phase route itself, on the algorithm "auto" picks for the phases
+    pspec = _plan.stride_phase_spec(spec)
+    assert pspec.N == N * int(np.prod(pspec.as3d(spec.dilation, 1)))
+    algo = _plan.choose_forward(pspec, "auto")
     outs = _thread_counts_agree(
-        lambda out: conv_fn(nd)(x, w, b, 1, padding, dil, groups, padding_mode=mode,
-                                layout=layout, out=out), ref.shape, dtype)
+        lambda out: functional._run_phases(spec, pspec, algo, x, w, b, out) or out,
+        ref.shape, dtype)
     assert rel_error(outs[0], ref) <= tolerance(dtype, "auto"), rel_error(outs[0], ref)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(w, w0)
+    # "auto" takes it only for Winograd on the phases
+    auto = _plan.dilation_phase_spec(spec)
+    if auto is not None or auto_case:
+        assert auto == pspec and algo.winograd_m
+    y = conv_fn(nd)(x, w, b, 1, padding, dil, groups, padding_mode=mode, layout=layout)
+    if auto is not None:
+        np.testing.assert_array_equal(y, outs[0])
+    assert rel_error(y, ref) <= tolerance(dtype, "auto")
     # unbatched input, no bias: the same route
     y1 = conv_fn(nd)(x[0], w, None, 1, padding, dil, groups, padding_mode=mode, layout=layout)
     ref1 = conv_nd_reference(x[:1], w, None, 1, pairs, dil, groups, mode, layout)[0]
@@ -508,45 +514,37 @@ def test_dilated_auto_runs_on_stride_phases(case, dtype, last, monkeypatch):
 
 
 def test_dilation_phase_route_limits():
-    """No phase route for stride > 1, depthwise problems, or phases shorter than
-    PHASE_MIN_OUT; explicit algorithms keep the dilated kernels."""
+    """No phase route for stride > 1, depthwise or few-channel grouped problems (their
+    direct kernels take dilation as is), kernels Winograd cannot run, phases shorter than
+    PHASE_MIN_OUT, or copies that cost more than Winograd saves; explicit algorithms
+    keep the dilated kernels."""
     from cconv import _plan, _spec
-    x = np.zeros((1, 8, 30, 30), np.float32)
-    def ps(w, stride=1, dil=2, groups=1, xx=x):
+
+    def ps(w, stride=1, dil=2, groups=1, x=np.zeros((2, 64, 40, 40), np.float32),
+           layout="NCHW"):
         return _plan.dilation_phase_spec(_spec.forward_spec(
-            "conv2d", 2, xx, w, None, stride, 1, dil, groups, "zeros", "NCHW", "auto")[0])
-    w = np.zeros((8, 8, 3, 3), np.float32)
-    from cconv import _im2col
-    _im2col.PIXROW = True   # the pixel rows read dilated taps in place: no phases
-    try:                    # unless Winograd runs on them (3x3 only)
-        assert ps(np.zeros((8, 8, 5, 5), np.float32)) is None
-    finally:
-        _im2col.PIXROW = False   # the limits below, whatever the model picks per ISA
+            "conv2d", 2, x, w, None, stride, dil, dil, groups, "zeros", layout, "auto")[0])
+    w = np.zeros((64, 64, 3, 3), np.float32)
+    monkey = _plan.PHASE_COPY_COST
+    _plan.PHASE_COPY_COST = {False: 0.0, True: 0.0}
     try:
-        assert ps(w) is not None and ps(w).N == 4 and ps(w).dilation == (1, 1)
+        assert ps(w) is not None and ps(w).N == 8 and ps(w).dilation == (1, 1)
+        assert ps(w, stride=2) is None
+        assert ps(w, dil=1) is None
+        assert ps(np.zeros((64, 1, 3, 3), np.float32), groups=64) is None   # depthwise
+        assert ps(np.zeros((64, 8, 3, 3), np.float32), groups=8) is None    # grouped direct
+        assert ps(np.zeros((64, 64, 5, 5), np.float32)) is None             # no Winograd
+        assert ps(w, dil=6) is None                                # 52 / 6 -> 9 - 2 < 8
+        xl = np.zeros((2, 40, 40, 64), np.float32)
+        assert ps(np.zeros((3, 3, 64, 64), np.float32), x=xl, layout="NHWC").N == 8
+        assert _plan.stride_phase_spec(_spec.forward_spec(
+            "conv2d", 2, xl, np.zeros((5, 5, 64, 64), np.float32), None, 1, 1, 2, 1,
+            "zeros", "NHWC", "auto")[0]).N == 8                      # the geometry alone
+        _plan.PHASE_COPY_COST = {False: 1e6, True: 1e6}
+        assert ps(w) is None
+        assert ps(np.zeros((3, 3, 64, 64), np.float32), x=xl, layout="NHWC") is None
     finally:
-        _im2col.PIXROW = None
-    assert ps(w, stride=2) is None
-    assert ps(w, dil=1) is None
-    assert ps(np.zeros((8, 1, 3, 3), np.float32), groups=8) is None     # depthwise
-    assert ps(w, dil=5) is None                                           # 32 / 5 -> 7 - 2 < 8
-    xl = np.zeros((1, 30, 30, 8), np.float32)
-    assert _plan.dilation_phase_spec(_spec.forward_spec(
-        "conv2d", 2, xl, np.zeros((5, 5, 8, 8), np.float32), None, 1, 1, 2, 1, "zeros",
-        "NHWC", "auto")[0]) is None                 # channels-last, no Winograd for 5x5
-    # channels-last 3x3: Winograd on the phases unless the copies cost more than it saves
-    wl = np.zeros((3, 3, 64, 64), np.float32)
-    xl = np.zeros((2, 40, 40, 64), np.float32)
-    def psl():
-        return _plan.dilation_phase_spec(_spec.forward_spec(
-            "conv2d", 2, xl, wl, None, 1, 2, 2, 1, "zeros", "NHWC", "auto")[0])
-    assert psl() is not None and psl().N == 8
-    old = _plan.PHASE_COPY_COST
-    _plan.PHASE_COPY_COST = {False: 1e6, True: 1e6}
-    try:
-        assert psl() is None
-    finally:
-        _plan.PHASE_COPY_COST = old
+        _plan.PHASE_COPY_COST = monkey
 
 
 # ----------------------------------------------------------------------------- grouped direct

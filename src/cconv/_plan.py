@@ -396,45 +396,30 @@ def nhwc_grad_weight_via_nchw(spec):
 # output position d*m + r (per dimension) reads only input positions d*j + r, so each
 # of the prod(dilation) stride phases of the padded input is an ordinary (dilation 1,
 # padding 0) convolution with the same weights, and the phases together form one
-# batch. That batch runs on the fastest undilated kernel (3x3 layers: Winograd).
-# Measured, 3x3 d2 256 -> 256 at 28x28, 2 threads, float32, interleaved rounds (median
-# / min ms): NCHW phases (F(2x2,3x3) chosen) 5.15 / 3.97 and 5.81 / 4.74 against the
-# dilated im2col 5.78 / 5.56 and 5.89 / 5.71. NHWC: phases (F(4x4,3x3) chosen)
-# 7.58 / 4.98 and 5.10 / 4.27 against im2col 5.24 / 4.88 and 4.94 / 4.82, no clear win
-# (the channels-last im2col reads dilated taps in place). Where the kernels read dilated
-# taps in place (channels-last, and the channels-first pixel rows) the phases run only
-# for Winograd, when its cost plus PHASE_COPY_COST per gathered / scattered element
-# beats the dilated im2col by WINO_MARGIN: the copies and their fresh buffers cost far
-# more than a plain copy (4 x 64 -> 64 at 56x56 NCHW: 2.3 ms of Winograd took 6.2 ms
-# with the phase copies). Measured on the AVX-512 EPYC, 2 threads, float32, 7
-# interleaved rounds, auto / im2col (3x3, batch, C = O, size, dilation), channels-last:
-# 1 256 28 d2 0.88, 1 128 56 d2 0.58, 4 64 56 d2 0.66, 8 128 28 d2 0.60, 1 64 56 d4
-# 0.87, 2 96 40 d2 0.63, 16 64 16 d2 0.71, 2 128 64 d4 0.62, but 1 192 28 d3 1.15;
-# channels-first pixel rows: 1 128 56 d2 0.75, 8 128 28 d2 0.84, 2 128 64 d4 0.64,
-# 1 256 28 d2 0.88-1.01; kept on the pixel rows (before the copy term: 64 channels
-# 1.14-1.65). On the AVX-512 Xeon an earlier build measured the pixel rows ahead of
-# F(2x2,3x3) phases (5.06 against 6.84 ms for 256 d2 at 28x28).
+# batch, on which a 3x3 layer can take Winograd. "auto" runs the phases only for
+# Winograd, when its cost plus PHASE_COPY_COST per gathered / scattered element beats
+# the dilated im2col by WINO_MARGIN: the copies and their fresh buffers cost far more
+# than a plain copy (4 x 64 -> 64 at 56x56 NCHW: 2.3 ms of Winograd took 6.2 ms with the
+# phase copies), and im2col on the phases lost to im2col reading the dilated taps in
+# place (grouped 96 -> 32 g4 d2 at 28x28 NCHW: 0.42 against 0.27 ms, the grouped direct
+# kernel 0.17). Measured on the AVX-512 EPYC, 2 threads, float32, 7 interleaved rounds,
+# auto / im2col (3x3, batch, C = O, size, dilation), channels-last: 1 256 28 d2 0.88,
+# 1 128 56 d2 0.58, 4 64 56 d2 0.66, 8 128 28 d2 0.60, 1 64 56 d4 0.87, 2 96 40 d2 0.63,
+# 16 64 16 d2 0.71, 2 128 64 d4 0.62, but 1 192 28 d3 1.15; channels-first pixel rows:
+# 1 128 56 d2 0.75, 8 128 28 d2 0.84, 2 128 64 d4 0.64, 1 256 28 d2 0.88-1.01 (before the
+# copy term, 64 channels lost: 1.14-1.65). An earlier build on the AVX-512 Xeon measured
+# F(2x2,3x3) phases at 5.15 against 5.78 ms for 256 d2 at 28x28 channels-first (padded-
+# grid im2col), but behind the pixel rows (6.84 against 5.06).
 PHASE_MIN_OUT = 8  # each phase's output at least this long in every dilated dim
 PHASE_COPY_COST = {False: 150.0, True: 60.0}  # channels_last -> MACs per copied element
 
 
-def dilation_phase_spec(spec):
-    """For "auto": the ConvSpec of the batched phase problem when spec is dilated,
-    stride 1 and not depthwise (its own kernels take dilation as is), else None.
-    Channels-last problems and channels-first ones on the pixel-row kernels (both read
-    dilated taps in place) take the phases only where Winograd pays on them."""
+def stride_phase_spec(spec):
+    """The ConvSpec of the batch of stride phases of a dilated stride-1 spec's padded
+    input (dilation 1, no padding; see above), or None where a dilated dimension's phases
+    are shorter than PHASE_MIN_OUT outputs."""
     import dataclasses
 
-    if all(d == 1 for d in spec.dilation) or any(s != 1 for s in spec.stride):
-        return None
-    if is_depthwise(spec) and spec.groups > 1:
-        return None
-    if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups) and \
-            _direct.fewc_lanes(spec.dtype) > 1:
-        return None  # the few-channel direct kernel takes dilation as is
-    in_place = spec.channels_last or nchw_pixrow(spec)
-    if in_place and winograd_limit(dataclasses.replace(spec, dilation=(1,) * spec.nd)):
-        return None
     sizes, nph = [], 1
     for n, (b, a), k, d in zip(spec.in_size, spec.pads, spec.kernel, spec.dilation):
         m = -(-(n + b + a) // d)  # the longest phase of the padded input
@@ -444,16 +429,38 @@ def dilation_phase_spec(spec):
         nph *= d
     out = tuple(m - k + 1 for m, k in zip(sizes, spec.kernel))
     nd = spec.nd
-    pspec = dataclasses.replace(
+    return dataclasses.replace(
         spec, batched=True, N=spec.N * nph, in_size=tuple(sizes), dilation=(1,) * nd,
         pads=((0, 0),) * nd, padding_mode="zeros", out_size=out)
-    if in_place:
-        v = _winograd_pays(pspec)
-        copies = pspec.N * (spec.C * math.prod(sizes) + spec.O * math.prod(out))
-        if v is None or (winograd_cost(pspec, v.winograd_m)
-                         + copies * PHASE_COPY_COST[spec.channels_last]
-                         > WINO_MARGIN * im2col_cost(spec)):
-            return None
+
+
+def dilation_phase_spec(spec):
+    """For "auto": stride_phase_spec(spec) when spec is dilated, stride 1, not on a
+    direct kernel (they take dilation as is), and Winograd on the phases, with the
+    copies, pays against the dilated im2col; else None."""
+    import dataclasses
+
+    if all(d == 1 for d in spec.dilation) or any(s != 1 for s in spec.stride):
+        return None
+    if is_depthwise(spec) and spec.groups > 1:
+        return None
+    if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups) and \
+            _direct.fewc_lanes(spec.dtype) > 1:
+        return None  # the few-channel direct kernel takes dilation as is
+    if grouped_direct(spec) and spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last
+                                            else GROUPED_DIRECT_MAX_CG):
+        return None  # so does the grouped direct kernel
+    if winograd_limit(dataclasses.replace(spec, dilation=(1,) * spec.nd)):
+        return None
+    pspec = stride_phase_spec(spec)
+    if pspec is None:
+        return None
+    v = _winograd_pays(pspec)
+    copies = pspec.N * (spec.C * math.prod(pspec.in_size) + spec.O * math.prod(pspec.out_size))
+    if v is None or (winograd_cost(pspec, v.winograd_m)
+                     + copies * PHASE_COPY_COST[spec.channels_last]
+                     > WINO_MARGIN * im2col_cost(spec)):
+        return None
     return pspec
 
 
