@@ -593,6 +593,8 @@ DEFINE_PACK_B_ROWS(cconv_pack_b_rows_to_panels_f64, double, cconv_nr_f64)
 #define REP4(X) X(0) X(1) X(2) X(3)
 #define REP6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 #define REP12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
+#define REP12_U(X, u) X(0, u) X(1, u) X(2, u) X(3, u) X(4, u) X(5, u) X(6, u) X(7, u)    \
+    X(8, u) X(9, u) X(10, u) X(11, u)
 
 /* Portable kernels: fmaf/fma are single-rounding fused operations, so they produce the
  * same bits as the SIMD FMA instructions. Fixed-size loops: the compiler unrolls them. */
@@ -1051,6 +1053,66 @@ TARGET_AVX512 __attribute__((noinline)) static void sgemm_iukernel_12x32_avx512(
     REP12(S512_STORE)
 }
 
+/* sgemm_iukernel_12x16of32_avx512: the left half of sgemm_iukernel_12x32_avx512 (one zmm
+ * per row, columns 0..15 of a 32-column B panel: b's rows stay 32 apart). For tiles of at
+ * most 16 columns (the last panel of 1..16 output channels): the same FMAs per element in
+ * the same order, so the same bits, for half the work. */
+#define S512H_DECL(i) __m512 c##i##_0;
+#define S512H_LOAD(i) c##i##_0 = _mm512_loadu_ps(c + (i) * ldc);
+#define S512H_ZERO(i) c##i##_0 = _mm512_setzero_ps();
+#define S512H_STORE(i) _mm512_storeu_ps(c + (i) * ldc, c##i##_0);
+#define S512HI_ROW(i, u)                                                                   \
+    c##i##_0 = _mm512_fmadd_ps(_mm512_set1_ps(a##i[kk + (u)]), b0, c##i##_0);
+#define S512HI_STEP(u)                                                                     \
+    {                                                                                      \
+        const __m512 b0 = _mm512_loadu_ps(b + (u) * 32);                                   \
+        REP12_U(S512HI_ROW, u)                                                             \
+    }
+
+TARGET_AVX512 __attribute__((noinline)) static void sgemm_iukernel_12x16of32_avx512(
+    cc_idx kc, const float *const *restrict a_rows, const float *restrict b,
+    float *restrict c, cc_idx ldc, int accumulate)
+{
+    REP12(IROW_F32)
+    REP12(S512H_DECL)
+    if (accumulate) {
+        REP12(S512H_LOAD)
+    } else {
+        REP12(S512H_ZERO)
+    }
+    IUKERNEL_K_LOOP(32, S512HI_STEP)
+    REP12(S512H_STORE)
+}
+
+/* dgemm_iukernel_12x8of16_avx512: the same for float64 (one zmm of 8 per row, columns
+ * 0..7 of a 16-column panel). */
+#define D512H_DECL(i) __m512d c##i##_0;
+#define D512H_LOAD(i) c##i##_0 = _mm512_loadu_pd(c + (i) * ldc);
+#define D512H_ZERO(i) c##i##_0 = _mm512_setzero_pd();
+#define D512H_STORE(i) _mm512_storeu_pd(c + (i) * ldc, c##i##_0);
+#define D512HI_ROW(i, u)                                                                   \
+    c##i##_0 = _mm512_fmadd_pd(_mm512_set1_pd(a##i[kk + (u)]), b0, c##i##_0);
+#define D512HI_STEP(u)                                                                     \
+    {                                                                                      \
+        const __m512d b0 = _mm512_loadu_pd(b + (u) * 16);                                  \
+        REP12_U(D512HI_ROW, u)                                                             \
+    }
+
+TARGET_AVX512 __attribute__((noinline)) static void dgemm_iukernel_12x8of16_avx512(
+    cc_idx kc, const double *const *restrict a_rows, const double *restrict b,
+    double *restrict c, cc_idx ldc, int accumulate)
+{
+    REP12(IROW_F64)
+    REP12(D512H_DECL)
+    if (accumulate) {
+        REP12(D512H_LOAD)
+    } else {
+        REP12(D512H_ZERO)
+    }
+    IUKERNEL_K_LOOP(16, D512HI_STEP)
+    REP12(D512H_STORE)
+}
+
 /* dgemm_iukernel_12x16_avx512: igemm contract above, MR=12, NR=16 (two zmm per row). */
 #define D512I_ROW(i, u)                                                                    \
     {                                                                                      \
@@ -1178,11 +1240,27 @@ TARGET_AVX2 static inline void dgemm_iukernel_6x8_avx2(cc_idx kc,
                 c[i * ldc + j] = tile[i * (NR) + j];                                       \
     }
 
+/* The AVX-512 tiles of at most NR/2 columns run the half-width kernel (HALF: the same
+ * bits, half the FMAs), on C when all MR rows and NR/2 columns are there. */
+#define DEFINE_IGEMM_TILE_HALVES(NAME, ATTR, T, MR, NR, IUKERNEL, HALF)                    \
+    DEFINE_IGEMM_TILE(NAME##_half, ATTR, T, MR, (NR) / 2, HALF)                            \
+    DEFINE_IGEMM_TILE(NAME##_full, ATTR, T, MR, NR, IUKERNEL)                              \
+    ATTR static void NAME(cc_idx kc, const T *const *a_rows, const T *b, T *c, cc_idx ldc, \
+                          cc_idx m, cc_idx n, int accumulate)                              \
+    {                                                                                      \
+        if (n <= (NR) / 2)                                                                 \
+            NAME##_half(kc, a_rows, b, c, ldc, m, n, accumulate);                          \
+        else                                                                               \
+            NAME##_full(kc, a_rows, b, c, ldc, m, n, accumulate);                          \
+    }
+
 DEFINE_IGEMM_TILE(igemm_tile_generic_f32, , float, GEN_MR, GEN_NR, sgemm_iukernel_4x8_generic)
 DEFINE_IGEMM_TILE(igemm_tile_generic_f64, , double, GEN_MR, GEN_NR, dgemm_iukernel_4x8_generic)
 #if CCONV_X86
-DEFINE_IGEMM_TILE(igemm_tile_avx512_f32, TARGET_AVX512, float, 12, 32, sgemm_iukernel_12x32_avx512)
-DEFINE_IGEMM_TILE(igemm_tile_avx512_f64, TARGET_AVX512, double, 12, 16, dgemm_iukernel_12x16_avx512)
+DEFINE_IGEMM_TILE_HALVES(igemm_tile_avx512_f32, TARGET_AVX512, float, 12, 32,
+                         sgemm_iukernel_12x32_avx512, sgemm_iukernel_12x16of32_avx512)
+DEFINE_IGEMM_TILE_HALVES(igemm_tile_avx512_f64, TARGET_AVX512, double, 12, 16,
+                         dgemm_iukernel_12x16_avx512, dgemm_iukernel_12x8of16_avx512)
 DEFINE_IGEMM_TILE(igemm_tile_avx2_f32, TARGET_AVX2, float, 6, 16, sgemm_iukernel_6x16_avx2)
 DEFINE_IGEMM_TILE(igemm_tile_avx2_f64, TARGET_AVX2, double, 6, 8, dgemm_iukernel_6x8_avx2)
 #endif
