@@ -183,7 +183,10 @@ def test_env_var_unknown_name_fails_at_import():
     assert r.returncode != 0 and "ValueError" in r.stderr
 
 
-_CROSS_ISA_SHAPES = [(1, 1, 1), (13, 31, 7), (65, 100, 257), (100, 513, 300), (33, 65, 1100)]
+_CROSS_ISA_SHAPES = [(1, 1, 1), (13, 31, 7), (65, 100, 257), (100, 513, 300), (33, 65, 1100),
+                     # AVX-512 edge kernels (4 / 8 / 12 rows x 1 / 2 vectors), on C where a
+                     # partial tile fills one exactly and through the local tile where not
+                     (16, 48, 50), (20, 16, 40), (8, 40, 9), (28, 23, 70)]
 
 _CROSS_ISA_SCRIPT = r"""
 import sys, numpy as np

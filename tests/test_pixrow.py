@@ -86,6 +86,33 @@ def test_row_pairs(isa, dtype, kc, accumulate):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_needed_columns(isa, dtype, accumulate):
+    # n < NR needed columns (a last panel of few output channels): on AVX-512 at most
+    # NR/2 run the half-width kernels; the needed columns are bitwise the full kernel's
+    nr = _gemm.tile_shape(dtype)[1]
+    rng = np.random.default_rng(17)
+    for m in range(1, _gemm.pixrow_max(dtype) + 1):
+        x, offs, b, c = _case(m, 70, dtype, seed=9)
+        # row pairs read past the runs: finite everywhere, room for rs
+        x = np.concatenate([np.nan_to_num(x, nan=0.25), np.full(3 * m + 20, 0.5, dtype)])
+        full = _gemm.pixrow_tile(x, offs, b, c.copy(), accumulate)
+        for n in sorted({1, nr // 2 - 1, nr // 2, nr // 2 + 1, nr - 1}):
+            got = _gemm.pixrow_tile(x, offs, b, c.copy(), accumulate, n=n)
+            np.testing.assert_array_equal(got[:, :n], full[:, :n])
+        if m % 2 == 0:
+            rs = int(rng.integers(m, 2 * m + 9))
+            pair = _gemm.pixrow_tile(x, offs, b, c.copy(), accumulate, rs=rs)
+            for n in (1, nr // 2, nr - 1):
+                got = _gemm.pixrow_tile(x, offs, b, c.copy(), accumulate, rs=rs, n=n)
+                np.testing.assert_array_equal(got[:, :n], pair[:, :n])
+    with pytest.raises(ValueError, match="n=0"):
+        _gemm.pixrow_tile(x, offs, b, c.copy(), n=0)
+    with pytest.raises(ValueError, match=f"n={nr + 1}"):
+        _gemm.pixrow_tile(x, offs, b, c.copy(), n=nr + 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_splitting_k_is_bitwise_identical(isa, dtype):
     m = _gemm.pixrow_max(dtype)
     x, offs, b, c = _case(m, 300, dtype, seed=5)

@@ -48,14 +48,14 @@ cdef extern from "gemm.h" nogil:
                                  double *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
     int cconv_pixrow_max_f32()
     int cconv_pixrow_max_f64()
-    void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+    void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx n, cc_idx kc, const float *x, const cc_idx *offs,
                                   const float *b, float *c, cc_idx ldc, int accumulate)
-    void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+    void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx n, cc_idx kc, const double *x, const cc_idx *offs,
                                   const double *b, double *c, cc_idx ldc, int accumulate)
-    void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx kc, const float *x, cc_idx rs,
+    void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx n, cc_idx kc, const float *x, cc_idx rs,
                                    const cc_idx *offs, const float *b, float *c, cc_idx ldc,
                                    int accumulate)
-    void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx kc, const double *x, cc_idx rs,
+    void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx n, cc_idx kc, const double *x, cc_idx rs,
                                    const cc_idx *offs, const double *b, double *c, cc_idx ldc,
                                    int accumulate)
 
@@ -206,15 +206,16 @@ def pixrow_max(dtype):
     return cconv_pixrow_max_f32() if np.dtype(dtype) == np.float32 else cconv_pixrow_max_f64()
 
 
-def pixrow_tile(x, offs, b, c, bint accumulate=False, rs=None):
+def pixrow_tile(x, offs, b, c, bint accumulate=False, rs=None, n=None):
     """Test hook for the pixel-row micro-kernel (``cconv_pixrow_ukernel_*``).
 
-    Computes, in place, ``c[i, :] = (c[i] if accumulate else 0) + sum_k x[offs[k] + i] *
-    b[k, :]`` for i < m = c.shape[0] (1 <= m <= pixrow_max), on the full NR columns of
-    the active path: ``b`` (kc x NR) is one packed panel, ``c`` a writable (m, NR) array
-    with unit column stride (its row stride is passed as ldc). ``x`` is 1-D contiguous,
-    every ``offs[k] + m <= len(x)``. With ``rs`` (``cconv_pixrow2_ukernel_*``, m even):
-    rows i >= m/2 read ``x[offs[k] + rs + i - m/2]`` instead."""
+    Computes, in place, ``c[i, :n] = (c[i] if accumulate else 0) + sum_k x[offs[k] + i] *
+    b[k, :n]`` for i < m = c.shape[0] (1 <= m <= pixrow_max), n the needed columns (1..NR,
+    default NR; the kernel may write columns up to NR): ``b`` (kc x NR) is one packed
+    panel, ``c`` a writable (m, NR) array with unit column stride (its row stride is
+    passed as ldc). ``x`` is 1-D contiguous, every ``offs[k] + m <= len(x)``. With ``rs``
+    (``cconv_pixrow2_ukernel_*``, m even): rows i >= m/2 read ``x[offs[k] + rs + i -
+    m/2]`` instead."""
     cdef cnp.ndarray X = np.ascontiguousarray(x)
     cdef cnp.ndarray B = np.ascontiguousarray(b)
     cdef cnp.ndarray C = c
@@ -233,6 +234,9 @@ def pixrow_tile(x, offs, b, c, bint accumulate=False, rs=None):
     if not C.flags.writeable:
         raise ValueError("c must be writable")
     cdef cc_idx m1 = m // 2, r = 0 if rs is None else rs
+    cdef cc_idx ncol = nr if n is None else n
+    if not 1 <= ncol <= nr:
+        raise ValueError(f"n={ncol} outside 1..{nr}")
     if rs is not None and (m % 2 or r < 0):
         raise ValueError(f"row pairs need an even m and rs >= 0, got m={m}, rs={rs}")
     if kc and (O.min() < 0 or O.max() + (m if rs is None else max(m1, r + m1)) > X.shape[0]):
@@ -246,20 +250,20 @@ def pixrow_tile(x, offs, b, c, bint accumulate=False, rs=None):
     if rs is not None:
         if dt == np.float32:
             with nogil:
-                cconv_pixrow2_ukernel_f32(m1, kc, <const float *>px, r, po, <const float *>pb,
+                cconv_pixrow2_ukernel_f32(m1, ncol, kc, <const float *>px, r, po, <const float *>pb,
                                           <float *>pc, ldc, acc)
         else:
             with nogil:
-                cconv_pixrow2_ukernel_f64(m1, kc, <const double *>px, r, po,
+                cconv_pixrow2_ukernel_f64(m1, ncol, kc, <const double *>px, r, po,
                                           <const double *>pb, <double *>pc, ldc, acc)
         return c
     if dt == np.float32:
         with nogil:
-            cconv_pixrow_ukernel_f32(m, kc, <const float *>px, po, <const float *>pb,
+            cconv_pixrow_ukernel_f32(m, ncol, kc, <const float *>px, po, <const float *>pb,
                                      <float *>pc, ldc, acc)
     else:
         with nogil:
-            cconv_pixrow_ukernel_f64(m, kc, <const double *>px, po, <const double *>pb,
+            cconv_pixrow_ukernel_f64(m, ncol, kc, <const double *>px, po, <const double *>pb,
                                      <double *>pc, ldc, acc)
     return c
 

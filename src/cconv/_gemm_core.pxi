@@ -46,14 +46,14 @@ cdef extern from "gemm.h" nogil:
                                        double *ap)
     int cconv_pixrow_max_f32()
     int cconv_pixrow_max_f64()
-    void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+    void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx n, cc_idx kc, const float *x, const cc_idx *offs,
                                   const float *b, float *c, cc_idx ldc, int accumulate)
-    void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+    void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx n, cc_idx kc, const double *x, const cc_idx *offs,
                                   const double *b, double *c, cc_idx ldc, int accumulate)
-    void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx kc, const float *x, cc_idx rs,
+    void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx n, cc_idx kc, const float *x, cc_idx rs,
                                    const cc_idx *offs, const float *b, float *c, cc_idx ldc,
                                    int accumulate)
-    void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx kc, const double *x, cc_idx rs,
+    void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx n, cc_idx kc, const double *x, cc_idx rs,
                                    const cc_idx *offs, const double *b, double *c, cc_idx ldc,
                                    int accumulate)
 
@@ -136,18 +136,19 @@ cdef inline void pack_rows_to_panels(int w, cc_idx m, cc_idx k, const floating *
         cconv_pack_rows_to_panels_f64(w, m, k, a, rs, ap)
 
 
-cdef inline void pixrow(cc_idx m, cc_idx kc, const floating *x, const cc_idx *offs,
+cdef inline void pixrow(cc_idx m, cc_idx n, cc_idx kc, const floating *x, const cc_idx *offs,
                         const floating *b, floating *c, cc_idx ldc, int accumulate) noexcept nogil:
     if floating is float:
-        cconv_pixrow_ukernel_f32(m, kc, x, offs, b, c, ldc, accumulate)
+        cconv_pixrow_ukernel_f32(m, n, kc, x, offs, b, c, ldc, accumulate)
     else:
-        cconv_pixrow_ukernel_f64(m, kc, x, offs, b, c, ldc, accumulate)
+        cconv_pixrow_ukernel_f64(m, n, kc, x, offs, b, c, ldc, accumulate)
 
 
-cdef inline void pixrow2(cc_idx m1, cc_idx kc, const floating *x, cc_idx rs, const cc_idx *offs,
-                         const floating *b, floating *c, cc_idx ldc, int accumulate) noexcept nogil:
+cdef inline void pixrow2(cc_idx m1, cc_idx n, cc_idx kc, const floating *x, cc_idx rs,
+                         const cc_idx *offs, const floating *b, floating *c, cc_idx ldc,
+                         int accumulate) noexcept nogil:
     if floating is float:
-        cconv_pixrow2_ukernel_f32(m1, kc, x, rs, offs, b, c, ldc, accumulate)
+        cconv_pixrow2_ukernel_f32(m1, n, kc, x, rs, offs, b, c, ldc, accumulate)
     else:
-        cconv_pixrow2_ukernel_f64(m1, kc, x, rs, offs, b, c, ldc, accumulate)
+        cconv_pixrow2_ukernel_f64(m1, n, kc, x, rs, offs, b, c, ldc, accumulate)
 

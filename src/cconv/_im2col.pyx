@@ -787,14 +787,14 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
             vrow = ((r // OH) * Hp + r % OH) * Wp
             if 2 * OW <= MRX and r + 1 < r0 + nrows:
                 # two whole rows per tile (their offsets differ across a depth step)
-                pixrow2(OW, kc, base + vrow, ((r + 1) // OH * Hp + (r + 1) % OH) * Wp - vrow,
+                pixrow2(OW, nqc, kc, base + vrow, ((r + 1) // OH * Hp + (r + 1) % OH) * Wp - vrow,
                         offs + k0, bq, ct + (r - r0) * OW * NR, NR, k0 > 0)
                 r = r + 2
                 continue
             ow0 = 0
             while ow0 < OW:
                 m = min(tw, OW - ow0)
-                pixrow(m, kc, base + vrow + ow0, offs + k0, bq,
+                pixrow(m, nqc, kc, base + vrow + ow0, offs + k0, bq,
                        ct + ((r - r0) * OW + ow0) * NR, NR, k0 > 0)
                 ow0 = ow0 + m
             r = r + 1

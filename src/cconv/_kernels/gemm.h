@@ -122,23 +122,26 @@ void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const doubl
  * packed B panel of NR output channels, A read in place from a (zero-padded,
  * stride-phase) input at per-k offsets:
  *   C[i, j] = (accumulate ? C : 0) + sum_{kk<kc} x[offs[kk] + i] * B[kk, j]
- * i < m, j < NR. Reads x[offs[kk] .. offs[kk] + m - 1] for each kk. c: m x NR, row
- * stride ldc, unit column stride. 1 <= m <= cconv_pixrow_max_*() (active ISA: 14 on
- * AVX-512, 6 on AVX2, 8 portable). One FMA chain per element in kk order, as in every
- * kernel above (bitwise the packed product on the same data). */
+ * i < m, j < n (1 <= n <= NR: the panel's output channels that are needed; columns
+ * n..NR-1 of c may be written too: on AVX-512, n <= NR/2 runs a half-width kernel that
+ * writes NR/2 columns, the other paths write all NR). Reads x[offs[kk] .. offs[kk] + m
+ * - 1] for each kk. c: m x NR, row stride ldc, unit column stride. 1 <= m <=
+ * cconv_pixrow_max_*() (active ISA: 14 on AVX-512, 6 on AVX2, 8 portable). One FMA chain
+ * per element in kk order, as in every kernel above (bitwise the packed product on the
+ * same data). */
 int cconv_pixrow_max_f32(void);
 int cconv_pixrow_max_f64(void);
-void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx n, cc_idx kc, const float *x, const cc_idx *offs,
                               const float *b, float *c, cc_idx ldc, int accumulate);
-void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+void cconv_pixrow_ukernel_f64(cc_idx m, cc_idx n, cc_idx kc, const double *x, const cc_idx *offs,
                               const double *b, double *c, cc_idx ldc, int accumulate);
 /* Row pairs: the same for m = 2*m1 pixels, i < m1 at x[offs[kk] + i], i >= m1 at
  * x[offs[kk] + rs + i - m1] (two output rows rs elements apart); 1 <= 2*m1 <=
  * cconv_pixrow_max_*(). Reads only those elements. */
-void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx kc, const float *x, cc_idx rs,
+void cconv_pixrow2_ukernel_f32(cc_idx m1, cc_idx n, cc_idx kc, const float *x, cc_idx rs,
                                const cc_idx *offs, const float *b, float *c, cc_idx ldc,
                                int accumulate);
-void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx kc, const double *x, cc_idx rs,
+void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx n, cc_idx kc, const double *x, cc_idx rs,
                                const cc_idx *offs, const double *b, double *c, cc_idx ldc,
                                int accumulate);
 

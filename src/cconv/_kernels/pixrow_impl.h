@@ -197,6 +197,37 @@ PR_M6(D256_PIXROW)
 #define PR_M3(X) X(1) X(2) X(3)
 PR_M7(S512_PIXROW2)
 PR_M7(D512_PIXROW2)
+
+/* Half-width AVX-512 kernels: columns 0..NR/2-1 of the NR-column panel (one vector per
+ * row; b's rows stay NR apart), for a last panel of at most NR/2 output channels: the
+ * same FMAs per element in the same order (the same bits) for half the work. The
+ * accumulators reuse gemm.c's S512H_* / D512H_*. */
+#define S512H_PR_B const __m512 b0 = _mm512_loadu_ps(b);
+#define D512H_PR_B const __m512d b0 = _mm512_loadu_pd(b);
+#define S512H_FMA_FROM(A, i) c##i##_0 = _mm512_fmadd_ps(_mm512_set1_ps((A)[i]), b0, c##i##_0);
+#define D512H_FMA_FROM(A, i) c##i##_0 = _mm512_fmadd_pd(_mm512_set1_pd((A)[i]), b0, c##i##_0);
+#define S512H_FMA(i) S512H_FMA_FROM(a, i)
+#define D512H_FMA(i) D512H_FMA_FROM(a, i)
+#define S512H_FMA_B(i) S512H_FMA_FROM(a2, i)
+#define D512H_FMA_B(i) D512H_FMA_FROM(a2, i)
+#define S512H_PIXROW(M)                                                                    \
+    DEFINE_PIXROW(sgemm_pixrow_ukernel_##M##x16of32_avx512, TARGET_AVX512, float, M, 32,   \
+                  S512H_DECL, S512H_LOAD, S512H_ZERO, S512H_STORE, S512H_PR_B, S512H_FMA)
+#define D512H_PIXROW(M)                                                                    \
+    DEFINE_PIXROW(dgemm_pixrow_ukernel_##M##x8of16_avx512, TARGET_AVX512, double, M, 16,   \
+                  D512H_DECL, D512H_LOAD, D512H_ZERO, D512H_STORE, D512H_PR_B, D512H_FMA)
+#define S512H_PIXROW2(M1)                                                                  \
+    DEFINE_PIXROW2(sgemm_pixrow2_ukernel_##M1##x16of32_avx512, TARGET_AVX512, float, M1,   \
+                   PR##M1, PRH##M1, 32, S512H_DECL, S512H_LOAD, S512H_ZERO, S512H_STORE,   \
+                   S512H_PR_B, S512H_FMA, S512H_FMA_B)
+#define D512H_PIXROW2(M1)                                                                  \
+    DEFINE_PIXROW2(dgemm_pixrow2_ukernel_##M1##x8of16_avx512, TARGET_AVX512, double, M1,   \
+                   PR##M1, PRH##M1, 16, D512H_DECL, D512H_LOAD, D512H_ZERO, D512H_STORE,   \
+                   D512H_PR_B, D512H_FMA, D512H_FMA_B)
+PR_M14(S512H_PIXROW)
+PR_M14(D512H_PIXROW)
+PR_M7(S512H_PIXROW2)
+PR_M7(D512H_PIXROW2)
 PR_M3(S256_PIXROW2)
 PR_M3(D256_PIXROW2)
 
@@ -208,13 +239,22 @@ typedef void (*pixrow2_f64_fn)(cc_idx, const double *, cc_idx, const cc_idx *,
 #define PR2_D512_PTR(M) dgemm_pixrow2_ukernel_##M##x16_avx512,
 #define PR2_S256_PTR(M) sgemm_pixrow2_ukernel_##M##x16_avx2,
 #define PR2_D256_PTR(M) dgemm_pixrow2_ukernel_##M##x8_avx2,
-static const pixrow2_f32_fn PIXROW2_S512[8] = {NULL, PR_M7(PR2_S512_PTR)};
-static const pixrow2_f64_fn PIXROW2_D512[8] = {NULL, PR_M7(PR2_D512_PTR)};
+#define PR2_S512H_PTR(M) sgemm_pixrow2_ukernel_##M##x16of32_avx512,
+#define PR2_D512H_PTR(M) dgemm_pixrow2_ukernel_##M##x8of16_avx512,
+/* [half][m1]: half-width kernels in row 1 */
+static const pixrow2_f32_fn PIXROW2_S512[2][8] = {{NULL, PR_M7(PR2_S512_PTR)},
+                                                  {NULL, PR_M7(PR2_S512H_PTR)}};
+static const pixrow2_f64_fn PIXROW2_D512[2][8] = {{NULL, PR_M7(PR2_D512_PTR)},
+                                                  {NULL, PR_M7(PR2_D512H_PTR)}};
 static const pixrow2_f32_fn PIXROW2_S256[4] = {NULL, PR_M3(PR2_S256_PTR)};
 static const pixrow2_f64_fn PIXROW2_D256[4] = {NULL, PR_M3(PR2_D256_PTR)};
 
-static const pixrow_f32_fn PIXROW_S512[15] = {NULL, PR_M14(PR_S512_PTR)};
-static const pixrow_f64_fn PIXROW_D512[15] = {NULL, PR_M14(PR_D512_PTR)};
+#define PR_S512H_PTR(M) sgemm_pixrow_ukernel_##M##x16of32_avx512,
+#define PR_D512H_PTR(M) dgemm_pixrow_ukernel_##M##x8of16_avx512,
+static const pixrow_f32_fn PIXROW_S512[2][15] = {{NULL, PR_M14(PR_S512_PTR)},
+                                                 {NULL, PR_M14(PR_S512H_PTR)}};
+static const pixrow_f64_fn PIXROW_D512[2][15] = {{NULL, PR_M14(PR_D512_PTR)},
+                                                 {NULL, PR_M14(PR_D512H_PTR)}};
 static const pixrow_f32_fn PIXROW_S256[7] = {NULL, PR_M6(PR_S256_PTR)};
 static const pixrow_f64_fn PIXROW_D256[7] = {NULL, PR_M6(PR_D256_PTR)};
 #endif /* CCONV_X86 */
@@ -259,24 +299,28 @@ int cconv_pixrow_max_f64(void) { return pixrow_max(cconv_isa_active()); }
     }
 
 DEFINE_PIXROW_DISPATCH(cconv_pixrow_ukernel_f32,
-                       (cc_idx m, cc_idx kc, const float *x, const cc_idx *offs,
+                       (cc_idx m, cc_idx n, cc_idx kc, const float *x, const cc_idx *offs,
                         const float *b, float *c, cc_idx ldc, int accumulate),
-                       PIXROW_S512[m], PIXROW_S256[m], (kc, x, offs, b, c, ldc, accumulate),
+                       PIXROW_S512[n <= 16][m], PIXROW_S256[m],
+                       (kc, x, offs, b, c, ldc, accumulate),
                        sgemm_pixrow_ukernel_generic, (m, kc, x, offs, b, c, ldc, accumulate))
 DEFINE_PIXROW_DISPATCH(cconv_pixrow_ukernel_f64,
-                       (cc_idx m, cc_idx kc, const double *x, const cc_idx *offs,
+                       (cc_idx m, cc_idx n, cc_idx kc, const double *x, const cc_idx *offs,
                         const double *b, double *c, cc_idx ldc, int accumulate),
-                       PIXROW_D512[m], PIXROW_D256[m], (kc, x, offs, b, c, ldc, accumulate),
+                       PIXROW_D512[n <= 8][m], PIXROW_D256[m],
+                       (kc, x, offs, b, c, ldc, accumulate),
                        dgemm_pixrow_ukernel_generic, (m, kc, x, offs, b, c, ldc, accumulate))
 DEFINE_PIXROW_DISPATCH(cconv_pixrow2_ukernel_f32,
-                       (cc_idx m1, cc_idx kc, const float *x, cc_idx rs, const cc_idx *offs,
-                        const float *b, float *c, cc_idx ldc, int accumulate),
-                       PIXROW2_S512[m1], PIXROW2_S256[m1],
+                       (cc_idx m1, cc_idx n, cc_idx kc, const float *x, cc_idx rs,
+                        const cc_idx *offs, const float *b, float *c, cc_idx ldc,
+                        int accumulate),
+                       PIXROW2_S512[n <= 16][m1], PIXROW2_S256[m1],
                        (kc, x, rs, offs, b, c, ldc, accumulate), sgemm_pixrow2_ukernel_generic,
                        (m1, kc, x, rs, offs, b, c, ldc, accumulate))
 DEFINE_PIXROW_DISPATCH(cconv_pixrow2_ukernel_f64,
-                       (cc_idx m1, cc_idx kc, const double *x, cc_idx rs, const cc_idx *offs,
-                        const double *b, double *c, cc_idx ldc, int accumulate),
-                       PIXROW2_D512[m1], PIXROW2_D256[m1],
+                       (cc_idx m1, cc_idx n, cc_idx kc, const double *x, cc_idx rs,
+                        const cc_idx *offs, const double *b, double *c, cc_idx ldc,
+                        int accumulate),
+                       PIXROW2_D512[n <= 8][m1], PIXROW2_D256[m1],
                        (kc, x, rs, offs, b, c, ldc, accumulate), dgemm_pixrow2_ukernel_generic,
                        (m1, kc, x, rs, offs, b, c, ldc, accumulate))
