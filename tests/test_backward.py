@@ -546,6 +546,29 @@ def test_grad_input_flipped_forward_matches_col2im(layout, nd, N, C, O, G, sp, k
     _auto_grad_input_matches_col2im(8, layout, nd, N, C, O, G, sp, k, (1, pad, dil, G), mode)
 
 
+# Channels-last problems with few input channels but more (channel, tap) rows than one
+# col2im block take the forward form too: 3-D 5x5x5 / 2-D 7x7 with 4-12 channels; one
+# block (3x3 with 8 channels) and channels-first problems keep col2im.
+@pytest.mark.parametrize("nd,C,O,k,take", [
+    (3, 8, 12, (5, 5, 5), True),
+    (3, 4, 6, (5, 5, 5), True),
+    (2, 12, 10, (7, 7), True),
+    (2, 8, 10, (3, 3), False),
+    (2, 3, 10, (7, 7), False),          # below 4 channels the forward form wastes its lanes
+])
+@pytest.mark.parametrize("layout", ["first", "last"])
+def test_grad_input_forward_form_for_many_channel_taps(nd, C, O, k, take, layout):
+    from cconv import _spec, backward as bw
+    lay = LAST_LAYOUT[nd] if layout == "last" else DEFAULT_LAYOUT[nd]
+    sp = (7, 6, 8)[:nd] if nd == 3 else (13, 11)
+    xs, ws = shapes(lay, nd, 2, C, O, 1, sp, k)
+    spec = _spec.forward_spec("conv", nd, np.zeros(xs), np.zeros(ws), None, 1, "same", 1, 1,
+                              "zeros", lay, "auto")[0]
+    assert bw._forward_form_pays(spec) == (take and layout == "last")
+    _auto_grad_input_matches_col2im(10, layout, nd, 2, C, O, 1, sp, k, (1, "same", 1, 1),
+                                    "zeros")
+
+
 # Strided grad_input ("auto", dilation 1, stride <= kernel) runs as prod(stride)
 # stride-1 forward convolutions, one per stride phase ("sub-pixel"); it must agree with
 # col2im, including inputs longer than the windows read (zero gradient at the end),

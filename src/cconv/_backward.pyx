@@ -777,6 +777,11 @@ def _grad_input(const floating[:, :, :, :, ::1] dy, const floating[:, :, :, ::1]
         channels_last, MR, NR, nthreads)
 
 
+# rows (input channel x tap) per grad_input block: more input channels x taps than this
+# split a channels-last block's scatter into short channel runs (backward.py reads it)
+GRAD_INPUT_BLOCK_ROWS = KB_TARGET
+
+
 def channel_block(Py_ssize_t N, Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t taps, int nthreads):
     """Input channels per grad_input work item: about KB_TARGET dcols rows, split finer
     when there are too few items for the threads (this never changes a sum)."""

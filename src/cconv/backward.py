@@ -195,6 +195,16 @@ def _forward_form_pays(spec):
         return False
     if spec.Cg >= 16 or (spec.Cg == 1 and spec.Og == 1 and spec.groups > 1):
         return True
+    if (spec.channels_last and spec.Cg >= 4
+            and spec.Cg * math.prod(spec.kernel) > _backward.GRAD_INPUT_BLOCK_ROWS):
+        # channels-last col2im then splits the channels into blocks, and its scatter
+        # adds runs of a few channels per tap: measured 2 threads, float32, 5 interleaved
+        # rounds, forward form / col2im: 8 channels 5x5x5 at 16^3 0.26, 7x7x7 at 12^3
+        # 0.32, 4 channels 5x5x5 0.86, 12 channels 3x3x3 0.63, 8 / 12 channels 7x7 at
+        # 28x28 0.73 / 0.55, 8 channels 9x9 1.08; within one block (8 channels 3x3x3,
+        # 5x5; 4-8 channels 3x3) col2im won by 1.3-2.1x. Channels-first col2im scatters
+        # whole pixel rows and stays (0.90-1.25 on the same problems).
+        return True
     return spec.Cg > 1 and (spec.Og <= 4 or (spec.Og <= 8 and spec.Cg >= 8))
 
 
