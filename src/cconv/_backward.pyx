@@ -226,19 +226,19 @@ cdef extern from "gemm.h" nogil:
         cc_idx len
     int cconv_gwrows_mr_f32()
     int cconv_gwrows_mr_f64()
-    void cconv_gwrows_ukernel_f32(cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
+    void cconv_gwrows_ukernel_f32(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
                                   const float *b, float *c, cc_idx ldc, int accumulate)
-    void cconv_gwrows_ukernel_f64(cc_idx nseg, const cc_gwseg *seg, const double *x,
+    void cconv_gwrows_ukernel_f64(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
                                   cc_idx xs, const double *b, double *c, cc_idx ldc,
                                   int accumulate)
 
 
-cdef inline void gwrows(cc_idx nseg, const cc_gwseg *seg, const floating *x, cc_idx xs,
+cdef inline void gwrows(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const floating *x, cc_idx xs,
                         const floating *b, floating *c, cc_idx ldc, int accumulate) noexcept nogil:
     if floating is float:
-        cconv_gwrows_ukernel_f32(nseg, seg, x, xs, b, c, ldc, accumulate)
+        cconv_gwrows_ukernel_f32(n, nseg, seg, x, xs, b, c, ldc, accumulate)
     else:
-        cconv_gwrows_ukernel_f64(nseg, seg, x, xs, b, c, ldc, accumulate)
+        cconv_gwrows_ukernel_f64(n, nseg, seg, x, xs, b, c, ldc, accumulate)
 
 
 cdef cc_idx _tap_runs(const cc_conv_geom *g, cc_idx t, cc_idx q0, cc_idx qc,
@@ -350,7 +350,8 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
                             nn = _imin(NR, Og - q * NR)
                             cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
                             if nn == NR:
-                                gwrows(ns, seg, xa, xs, bp + q * pc * NR, cp, O, not first)
+                                gwrows(NR, ns, seg, xa, xs, bp + q * pc * NR, cp, O,
+                                       not first)
                             else:
                                 _gw_edge(ns, seg, xa, xs, bp + q * pc * NR, cp, O, m, nn,
                                          MR, NR, tile, first)
@@ -386,7 +387,7 @@ cdef inline void _gw_edge(cc_idx ns, const cc_gwseg *seg, const floating *xa, cc
         for i in range(m):
             for j in range(nn):
                 tile[i * NR + j] = cp[i * ldc + j]
-    gwrows(ns, seg, xa, xs, b, tile, NR, not first)
+    gwrows(nn, ns, seg, xa, xs, b, tile, NR, not first)
     for i in range(m):
         for j in range(nn):
             cp[i * ldc + j] = tile[i * NR + j]

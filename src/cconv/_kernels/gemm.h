@@ -159,9 +159,9 @@ typedef struct {
 } cc_gwseg;
 int cconv_gwrows_mr_f32(void);
 int cconv_gwrows_mr_f64(void);
-void cconv_gwrows_ukernel_f32(cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
+void cconv_gwrows_ukernel_f32(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
                               const float *b, float *c, cc_idx ldc, int accumulate);
-void cconv_gwrows_ukernel_f64(cc_idx nseg, const cc_gwseg *seg, const double *x, cc_idx xs,
+void cconv_gwrows_ukernel_f64(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x, cc_idx xs,
                               const double *b, double *c, cc_idx ldc, int accumulate);
 
 #endif

@@ -8,7 +8,8 @@
  * pixels xs elements apart per segment: one output row's valid pixels for one tap) against
  * one packed NR-column B panel of grad_out (element (p, j) at b[p*NR + j]). All MR
  * channels x[.. + 0 .. MR-1] are read for every kk; nothing else of x. C: the full MR x NR
- * tile, row stride ldc, unit column stride (edges go through the caller's local tile).
+ * tile, row stride ldc, unit column stride (edges go through the caller's local tile);
+ * n (1..NR) of its columns are needed: on AVX-512, n <= NR/2 computes NR/2 columns only.
  * Each element is one FMA chain over the segments in order, kk in order within each:
  * the same chain as a packed product over the pixels with the skipped ones left out. */
 
@@ -71,6 +72,12 @@ DEFINE_GWROWS(sgemm_gwrows_ukernel_8x32_avx512, TARGET_AVX512, float, 32, PR8, S
               S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B, S512_FMA)
 DEFINE_GWROWS(dgemm_gwrows_ukernel_8x16_avx512, TARGET_AVX512, double, 16, PR8, D512_DECL,
               D512_LOAD, D512_ZERO, D512_STORE, D512_PR_B, D512_FMA)
+/* Half width (columns 0..NR/2-1 of the panel, b's rows NR apart): a last panel of at
+ * most NR/2 output channels, the same chains for half the work (pixrow_impl.h). */
+DEFINE_GWROWS(sgemm_gwrows_ukernel_8x16of32_avx512, TARGET_AVX512, float, 32, PR8, S512H_DECL,
+              S512H_LOAD, S512H_ZERO, S512H_STORE, S512H_PR_B, S512H_FMA)
+DEFINE_GWROWS(dgemm_gwrows_ukernel_8x8of16_avx512, TARGET_AVX512, double, 16, PR8, D512H_DECL,
+              D512H_LOAD, D512H_ZERO, D512H_STORE, D512H_PR_B, D512H_FMA)
 DEFINE_GWROWS(sgemm_gwrows_ukernel_6x16_avx2, TARGET_AVX2, float, 16, REP6, S256_DECL,
               S256_LOAD, S256_ZERO, S256_STORE, S256_PR_B, S256_FMA)
 DEFINE_GWROWS(dgemm_gwrows_ukernel_6x8_avx2, TARGET_AVX2, double, 8, REP6, D256_DECL,
@@ -93,14 +100,18 @@ int cconv_gwrows_mr_f32(void) { return gwrows_mr(cconv_isa_active()); }
 int cconv_gwrows_mr_f64(void) { return gwrows_mr(cconv_isa_active()); }
 
 DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f32,
-                       (cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
+                       (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
                         const float *b, float *c, cc_idx ldc, int accumulate),
-                       sgemm_gwrows_ukernel_8x32_avx512, sgemm_gwrows_ukernel_6x16_avx2,
+                       (n <= 16 ? sgemm_gwrows_ukernel_8x16of32_avx512
+                                : sgemm_gwrows_ukernel_8x32_avx512),
+                       sgemm_gwrows_ukernel_6x16_avx2,
                        (nseg, seg, x, xs, b, c, ldc, accumulate),
                        sgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, c, ldc, accumulate))
 DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f64,
-                       (cc_idx nseg, const cc_gwseg *seg, const double *x, cc_idx xs,
-                        const double *b, double *c, cc_idx ldc, int accumulate),
-                       dgemm_gwrows_ukernel_8x16_avx512, dgemm_gwrows_ukernel_6x8_avx2,
+                       (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
+                        cc_idx xs, const double *b, double *c, cc_idx ldc, int accumulate),
+                       (n <= 8 ? dgemm_gwrows_ukernel_8x8of16_avx512
+                               : dgemm_gwrows_ukernel_8x16_avx512),
+                       dgemm_gwrows_ukernel_6x8_avx2,
                        (nseg, seg, x, xs, b, c, ldc, accumulate),
                        dgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, c, ldc, accumulate))
