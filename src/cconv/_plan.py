@@ -438,10 +438,19 @@ def dilation_phase_spec(spec):
     """For "auto": stride_phase_spec(spec) when spec is dilated, stride 1, not on a
     direct kernel (they take dilation as is), and Winograd on the phases, with the
     copies, pays against the dilated im2col; else None."""
-    import dataclasses
-
     if all(d == 1 for d in spec.dilation) or any(s != 1 for s in spec.stride):
         return None
+    return _dilation_phase_spec(spec, tuple(sorted(PHASE_COPY_COST.items())),
+                                _im2col.PIXROW)
+
+
+@functools.lru_cache(maxsize=1024)
+def _dilation_phase_spec(spec, copy_cost, pixrow):
+    # cached per spec, like _auto_forward (the cost models took ~25 us a call); the
+    # arguments after spec are the module state it reads that tests change
+    import dataclasses
+
+    del pixrow  # read by nchw_pixrow through im2col_cost; here only a cache key
     if is_depthwise(spec) and spec.groups > 1:
         return None
     if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups) and \
@@ -458,7 +467,7 @@ def dilation_phase_spec(spec):
     v = _winograd_pays(pspec)
     copies = pspec.N * (spec.C * math.prod(pspec.in_size) + spec.O * math.prod(pspec.out_size))
     if v is None or (winograd_cost(pspec, v.winograd_m)
-                     + copies * PHASE_COPY_COST[spec.channels_last]
+                     + copies * dict(copy_cost)[spec.channels_last]
                      > WINO_MARGIN * im2col_cost(spec)):
         return None
     return pspec

@@ -1036,22 +1036,25 @@ static void dgemm_iukernel_4x8_generic(cc_idx kc, const double *const *restrict 
         S512I_ROW(8, u) S512I_ROW(9, u) S512I_ROW(10, u) S512I_ROW(11, u)                  \
     }
 
-TARGET_AVX512 __attribute__((noinline)) static void sgemm_iukernel_12x32_avx512(cc_idx kc,
-                                                             const float *const *restrict a_rows,
-                                                             const float *restrict b,
-                                                             float *restrict c, cc_idx ldc,
-                                                             int accumulate)
-{
-    REP12(IROW_F32)
-    REP12(S512_DECL)
-    if (accumulate) {
-        REP12(S512_LOAD)
-    } else {
-        REP12(S512_ZERO)
+/* The shape of every 12-row AVX-512 igemm kernel: IROW the row pointers, P##_DECL /
+ * _LOAD / _ZERO / _STORE the accumulators, STEP(u) the FMAs of one k. */
+#define DEFINE_IUKERNEL_12_AVX512(NAME, T, NR, IROW, P, STEP)                              \
+    TARGET_AVX512 __attribute__((noinline)) static void NAME(                              \
+        cc_idx kc, const T *const *restrict a_rows, const T *restrict b, T *restrict c,    \
+        cc_idx ldc, int accumulate)                                                        \
+    {                                                                                      \
+        REP12(IROW)                                                                        \
+        REP12(P##_DECL)                                                                    \
+        if (accumulate) {                                                                  \
+            REP12(P##_LOAD)                                                                \
+        } else {                                                                           \
+            REP12(P##_ZERO)                                                                \
+        }                                                                                  \
+        IUKERNEL_K_LOOP(NR, STEP)                                                          \
+        REP12(P##_STORE)                                                                   \
     }
-    IUKERNEL_K_LOOP(32, S512I_STEP)
-    REP12(S512_STORE)
-}
+
+DEFINE_IUKERNEL_12_AVX512(sgemm_iukernel_12x32_avx512, float, 32, IROW_F32, S512, S512I_STEP)
 
 /* sgemm_iukernel_12x16of32_avx512: the left half of sgemm_iukernel_12x32_avx512 (one zmm
  * per row, columns 0..15 of a 32-column B panel: b's rows stay 32 apart). For tiles of at
@@ -1069,20 +1072,8 @@ TARGET_AVX512 __attribute__((noinline)) static void sgemm_iukernel_12x32_avx512(
         REP12_U(S512HI_ROW, u)                                                             \
     }
 
-TARGET_AVX512 __attribute__((noinline)) static void sgemm_iukernel_12x16of32_avx512(
-    cc_idx kc, const float *const *restrict a_rows, const float *restrict b,
-    float *restrict c, cc_idx ldc, int accumulate)
-{
-    REP12(IROW_F32)
-    REP12(S512H_DECL)
-    if (accumulate) {
-        REP12(S512H_LOAD)
-    } else {
-        REP12(S512H_ZERO)
-    }
-    IUKERNEL_K_LOOP(32, S512HI_STEP)
-    REP12(S512H_STORE)
-}
+DEFINE_IUKERNEL_12_AVX512(sgemm_iukernel_12x16of32_avx512, float, 32, IROW_F32, S512H,
+                          S512HI_STEP)
 
 /* dgemm_iukernel_12x8of16_avx512: the same for float64 (one zmm of 8 per row, columns
  * 0..7 of a 16-column panel). */
@@ -1098,20 +1089,8 @@ TARGET_AVX512 __attribute__((noinline)) static void sgemm_iukernel_12x16of32_avx
         REP12_U(D512HI_ROW, u)                                                             \
     }
 
-TARGET_AVX512 __attribute__((noinline)) static void dgemm_iukernel_12x8of16_avx512(
-    cc_idx kc, const double *const *restrict a_rows, const double *restrict b,
-    double *restrict c, cc_idx ldc, int accumulate)
-{
-    REP12(IROW_F64)
-    REP12(D512H_DECL)
-    if (accumulate) {
-        REP12(D512H_LOAD)
-    } else {
-        REP12(D512H_ZERO)
-    }
-    IUKERNEL_K_LOOP(16, D512HI_STEP)
-    REP12(D512H_STORE)
-}
+DEFINE_IUKERNEL_12_AVX512(dgemm_iukernel_12x8of16_avx512, double, 16, IROW_F64, D512H,
+                          D512HI_STEP)
 
 /* dgemm_iukernel_12x16_avx512: igemm contract above, MR=12, NR=16 (two zmm per row). */
 #define D512I_ROW(i, u)                                                                    \
@@ -1129,22 +1108,7 @@ TARGET_AVX512 __attribute__((noinline)) static void dgemm_iukernel_12x8of16_avx5
         D512I_ROW(8, u) D512I_ROW(9, u) D512I_ROW(10, u) D512I_ROW(11, u)                  \
     }
 
-TARGET_AVX512 __attribute__((noinline)) static void dgemm_iukernel_12x16_avx512(cc_idx kc,
-                                                             const double *const *restrict a_rows,
-                                                             const double *restrict b,
-                                                             double *restrict c, cc_idx ldc,
-                                                             int accumulate)
-{
-    REP12(IROW_F64)
-    REP12(D512_DECL)
-    if (accumulate) {
-        REP12(D512_LOAD)
-    } else {
-        REP12(D512_ZERO)
-    }
-    IUKERNEL_K_LOOP(16, D512I_STEP)
-    REP12(D512_STORE)
-}
+DEFINE_IUKERNEL_12_AVX512(dgemm_iukernel_12x16_avx512, double, 16, IROW_F64, D512, D512I_STEP)
 
 /* sgemm_iukernel_6x16_avx2: igemm contract above, MR=6, NR=16 (two ymm per row). */
 #define S256I_ROW(i, u)                                                                    \
