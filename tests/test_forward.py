@@ -587,6 +587,53 @@ GROUPED_CASES = [
 ]
 
 
+# Channels-last grouped problems with 1-2 output channels per group run the channels-
+# first grouped kernel between transposes (_plan.nhwc_grouped_via_nchw): bitwise the
+# channels-last kernel's result. 1-3-D, stride, dilation, asymmetric padding, bias.
+GROUPED_VIA_CASES = [
+    # nd, N, C, O, groups, spatial, kernel, stride, padding, dilation
+    (2, 1, 128, 32, 32, (28, 28), 3, 1, 1, 1),
+    (2, 2, 64, 32, 16, (20, 23), 3, 2, 1, 1),
+    (2, 1, 96, 48, 24, (17, 30), (3, 5), 1, ((0, 2), (1, 3)), (2, 1)),
+    (1, 4, 64, 32, 16, (300,), 3, 1, 2, 2),
+    (3, 2, 64, 16, 16, (9, 8, 10), 3, (1, 2, 1), 1, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", GROUPED_VIA_CASES)
+def test_grouped_channels_last_via_channels_first(case, dtype, monkeypatch):
+    import cconv
+    from cconv import _plan, _spec, functional
+    nd, N, C, O, groups, sp, k, stride, padding, dil = case
+    k = (k,) * nd if isinstance(k, int) else k
+    lay = LAST_LAYOUT[nd]
+    rng = np.random.default_rng(C + O + nd)
+    x = rng.standard_normal(input_shape(lay, N, C, sp)).astype(dtype)
+    w = rng.standard_normal(weight_shape(lay, O, C // groups, k)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    x0, w0 = x.copy(), w.copy()
+    spec = _spec.forward_spec("conv", nd, x, w, b, stride, padding, dil, groups, "zeros",
+                              lay, "auto")[0]
+    assert _plan.nhwc_grouped_via_nchw(spec)
+    assert _plan.choose_forward(spec, "auto") is _plan.Algorithm.DIRECT
+    outs = _thread_counts_agree(
+        lambda out: conv_fn(nd)(x, w, b, stride, padding, dil, groups, layout=lay, out=out),
+        conv_fn(nd)(x, w, b, stride, padding, dil, groups, layout=lay).shape, dtype)
+    pairs = resolve_padding(padding, sp, k, stride, dil)
+    ref = conv_nd_reference(x, w, b, stride, pairs, dil, groups, "zeros", lay)
+    assert rel_error(outs[0], ref) <= tolerance(dtype, "direct")
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+    # the channels-last kernel in place: the same bits
+    functional._FAST.clear()
+    monkeypatch.setattr(_plan, "NHWC_GROUPED_VIA_MAX_OG", 0)
+    assert not _plan.nhwc_grouped_via_nchw(spec)
+    np.testing.assert_array_equal(
+        conv_fn(nd)(x, w, b, stride, padding, dil, groups, layout=lay), outs[0])
+    functional._FAST.clear()
+
+
 @pytest.mark.parametrize("last", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", GROUPED_CASES)

@@ -330,6 +330,32 @@ def grouped_width_lanes(spec):
     return not spec.channels_last and spec.Og < 8
 
 
+# Channels-last grouped problems on the direct kernel with at most this many output
+# channels per group run the channels-first kernel (output columns as lanes,
+# cconv_gconv_nchw) between threaded transposes: the channels-last one fills only Og of
+# a vector's lanes. Measured on the AVX-512 EPYC, 2 threads, float32, 7 interleaved
+# rounds, via / channels-last (batch, C -> O, groups, kernel, size): Og = 1: 1 128 -> 32
+# g32 3x3 at 28x28 0.61, 3-D 2 64 -> 16 g16 3x3x3 at 16^3 0.37, 3-D 4 256 -> 8 g8
+# 5x5x5 at 16^3 0.43 (100 -> 43 ms); Og = 2: 8 256 -> 64 g32 at 14x14 0.68, 4 64 -> 32
+# g16 at 56x56 0.46, stride 2 8 96 -> 48 g24 at 28x28 0.89, 1-D 8 64 -> 32 g16 L=1000
+# 0.56; but 1 64 -> 64 g32 at 14x14 1.24 (33 -> 40 us: below NHWC_GROUPED_VIA_MIN_SIZE),
+# and Og = 4 lost (2-D 5x5 1.06, 3-D 1.29).
+NHWC_GROUPED_VIA_MAX_OG = 2
+NHWC_GROUPED_VIA_MIN_SIZE = 32768   # input elements of the batch
+
+
+def nhwc_grouped_via_nchw(spec):
+    """A channels-last grouped (not depthwise) problem on the direct kernel with at most
+    NHWC_GROUPED_VIA_MAX_OG output channels per group, at least
+    NHWC_GROUPED_VIA_MIN_SIZE input elements, its copies within VIA_MAX_COPY_BYTES: x in
+    and the output back through threaded transposes around the channels-first grouped
+    kernel (the same bits: both kernels share the arithmetic, depthwise.h)."""
+    return (spec.channels_last and grouped_direct(spec)
+            and spec.O // spec.groups <= NHWC_GROUPED_VIA_MAX_OG
+            and spec.N * spec.C * math.prod(spec.in_size) >= NHWC_GROUPED_VIA_MIN_SIZE
+            and copies_fit(spec))
+
+
 # Grouped problems with few channels per group: the direct grouped kernel against
 # im2col (a GEMM per group with K = Cg * taps), NCHW, 2 threads, float32, 3x3:
 # 256 ch g32 at 14x14 0.111 vs 0.213 ms, 128 g32 at 28x28 0.117 vs 0.244, 512 g32 at

@@ -267,6 +267,8 @@ def _kernel_call(spec, algo, pads3, nth, packed=None, pixrow_packed=None):
         return None
     if algo is A.DEPTHWISE and _plan.nchw_depthwise_via_nhwc(spec):
         return None
+    if algo is A.DIRECT and _plan.nhwc_grouped_via_nchw(spec):
+        return None
     if algo is A.DIRECT and _plan.grouped_direct(spec):
         if _plan.grouped_width_lanes(spec):
             f = _depthwise.forward_grouped_nchw
@@ -313,11 +315,19 @@ def _run(spec, algo, x, weight, b, result, packed=None, cached=None):
 
 
 def _run_other_layout(spec, algo, x5, w5, b, out5, pads3, nth):
-    """im2col through the other layout (_plan.nchw_via_nhwc / nhwc_via_nchw), or the
-    depthwise kernels (_plan.nchw_depthwise_via_nhwc)."""
+    """im2col through the other layout (_plan.nchw_via_nhwc / nhwc_via_nchw), the
+    depthwise kernels (_plan.nchw_depthwise_via_nhwc), or the channels-first grouped
+    kernel (_plan.nhwc_grouped_via_nchw)."""
     geo = _geometry(spec, pads3)
     N, O = spec.N, spec.O
-    if algo is _plan.Algorithm.DEPTHWISE:
+    if algo is _plan.Algorithm.DIRECT:
+        xc = np.empty((N, spec.C) + x5.shape[1:4], spec.dtype)
+        _core.to_channels_first_into(x5, xc, nth)
+        wc = _core.weight_to_channels_first(w5, nth)
+        oc = np.empty((N, O) + out5.shape[1:4], spec.dtype)
+        _depthwise.forward_grouped_nchw(xc, wc, oc, b, *geo, spec.groups, nth)
+        _core.transpose_last2(oc.reshape(N, O, -1), out5.reshape(N, -1, O), nth)
+    elif algo is _plan.Algorithm.DEPTHWISE:
         xh = _core.to_channels_last(x5, nth)
         wh = _core.weight_to_channels_last(w5, nth)
         oh = np.empty((N,) + spec.as3d(spec.out_size, 1) + (O,), spec.dtype)
