@@ -319,39 +319,32 @@ def _run_other_layout(spec, algo, x5, w5, b, out5, pads3, nth):
     depthwise kernels (_plan.nchw_depthwise_via_nhwc), or the channels-first grouped
     kernel (_plan.nhwc_grouped_via_nchw)."""
     geo = _geometry(spec, pads3)
-    N, O = spec.N, spec.O
-    if algo is _plan.Algorithm.DIRECT:
+    N, O, G = spec.N, spec.O, spec.groups
+    if spec.channels_last:
+        # the channels-first kernel between two transposes: grouped im2col (it packs
+        # few-channel groups far better than channels-last row blocks; ResNeXt g32, 8
+        # per group: 0.27 -> 0.12 ms), or the grouped direct kernel with output columns
+        # as lanes
         xc = np.empty((N, spec.C) + x5.shape[1:4], spec.dtype)
         _core.to_channels_first_into(x5, xc, nth)
         wc = _core.weight_to_channels_first(w5, nth)
         oc = np.empty((N, O) + out5.shape[1:4], spec.dtype)
-        _depthwise.forward_grouped_nchw(xc, wc, oc, b, *geo, spec.groups, nth)
-        _core.transpose_last2(oc.reshape(N, O, -1), out5.reshape(N, -1, O), nth)
-    elif algo is _plan.Algorithm.DEPTHWISE:
-        xh = _core.to_channels_last(x5, nth)
-        wh = _core.weight_to_channels_last(w5, nth)
-        oh = np.empty((N,) + spec.as3d(spec.out_size, 1) + (O,), spec.dtype)
-        _depthwise.conv_forward(xh, wh, b, oh, *geo, spec.groups, True, nth)
-        _core.to_channels_first_into(oh, out5, nth)
-    elif spec.channels_last:
-        # grouped channels-last im2col: the channels-first kernel, which packs
-        # few-channel groups far better than channels-last row blocks (ResNeXt g32,
-        # 8 per group: 0.27 -> 0.12 ms), between two transposes
-        xc = np.empty((N, spec.C) + x5.shape[1:4], spec.dtype)
-        _core.to_channels_first_into(x5, xc, nth)
-        oc = np.empty((N, O) + out5.shape[1:4], spec.dtype)
-        wc = _core.weight_to_channels_first(w5, nth)
-        _im2col.conv_forward(xc, wc, b, oc, *geo, spec.groups, False, nth)
+        if algo is _plan.Algorithm.DIRECT:
+            _depthwise.forward_grouped_nchw(xc, wc, oc, b, *geo, G, nth)
+        else:
+            _im2col.conv_forward(xc, wc, b, oc, *geo, G, False, nth)
         _core.transpose_last2(oc.reshape(N, O, -1), out5.reshape(N, -1, O), nth)
     else:
-        # small channels-first images: the channels-last kernel blocks pixels over the
-        # whole batch; transposing in and out costs less than half-empty tiles
+        # the channels-last kernel between two transposes: depthwise with short rows, or
+        # im2col on small images (it blocks pixels over the whole batch; transposing in
+        # and out costs less than half-empty tiles)
         xh = _core.to_channels_last(x5, nth)
         wh = _core.weight_to_channels_last(w5, nth)
         oh = np.empty((N,) + spec.as3d(spec.out_size, 1) + (O,), spec.dtype)
-        _im2col.conv_forward(xh, wh, b, oh, *geo, spec.groups, True, nth)
+        f = (_depthwise.conv_forward if algo is _plan.Algorithm.DEPTHWISE
+             else _im2col.conv_forward)
+        f(xh, wh, b, oh, *geo, G, True, nth)
         _core.to_channels_first_into(oh, out5, nth)
-
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            padding_mode="zeros", layout="NCL", algorithm="auto", out=None):

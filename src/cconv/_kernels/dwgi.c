@@ -33,7 +33,7 @@
             o[l] = acc[l];                                                                 \
     }
 
-#define GI_BODY(T, SUF, ATTR, ISA)                                                         \
+#define GI_BODY(T, SUF, ATTR, ISA, TAIL)                                                   \
     ATTR static void gi_row_##SUF##_##ISA(const cc_dwgi_geom *g, const T *dy, const T *w,   \
                                           T *dx, cc_idx n, cc_idx id, cc_idx ih,            \
                                           const T *zero)                                    \
@@ -74,12 +74,8 @@
 #define GI_NOATTR
 GI_TAIL_C(float, f32, GI_NOATTR, generic, fmaf)
 GI_TAIL_C(double, f64, GI_NOATTR, generic, fma)
-#define TAIL(...) gi_tail_f32_generic_c(__VA_ARGS__)
-GI_BODY(float, f32, GI_NOATTR, generic)
-#undef TAIL
-#define TAIL(...) gi_tail_f64_generic_c(__VA_ARGS__)
-GI_BODY(double, f64, GI_NOATTR, generic)
-#undef TAIL
+GI_BODY(float, f32, GI_NOATTR, generic, gi_tail_f32_generic_c)
+GI_BODY(double, f64, GI_NOATTR, generic, gi_tail_f64_generic_c)
 #if CCONV_GI_X86
 #define GI_AVX2 __attribute__((target("avx2,fma")))
 #define GI_AVX512 __attribute__((target("avx512f,fma")))
@@ -101,18 +97,10 @@ GI_TAIL_C(double, f64, GI_AVX512, avx512, __builtin_fma)
     }
 GI_TAIL_AVX512(float, f32, __m512, __mmask16, ps)
 GI_TAIL_AVX512(double, f64, __m512d, __mmask8, pd)
-#define TAIL(...) gi_tail_f32_avx2_c(__VA_ARGS__)
-GI_BODY(float, f32, GI_AVX2, avx2)
-#undef TAIL
-#define TAIL(...) gi_tail_f64_avx2_c(__VA_ARGS__)
-GI_BODY(double, f64, GI_AVX2, avx2)
-#undef TAIL
-#define TAIL(...) gi_tail_f32_avx512(__VA_ARGS__)
-GI_BODY(float, f32, GI_AVX512, avx512)
-#undef TAIL
-#define TAIL(...) gi_tail_f64_avx512(__VA_ARGS__)
-GI_BODY(double, f64, GI_AVX512, avx512)
-#undef TAIL
+GI_BODY(float, f32, GI_AVX2, avx2, gi_tail_f32_avx2_c)
+GI_BODY(double, f64, GI_AVX2, avx2, gi_tail_f64_avx2_c)
+GI_BODY(float, f32, GI_AVX512, avx512, gi_tail_f32_avx512)
+GI_BODY(double, f64, GI_AVX512, avx512, gi_tail_f64_avx512)
 #define GI_PICK(FN, ARGS)                                                                  \
     switch (cconv_isa_active()) {                                                          \
     case CCONV_ISA_AVX512: FN##_avx512 ARGS; return;                                       \
