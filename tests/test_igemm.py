@@ -97,6 +97,43 @@ def test_splitting_k_is_bitwise_identical(isa, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ntaps,kc", [(1, 5), (3, 1), (4, 16), (27, 3), (5, 0)])
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_taps_kernel_is_one_call_per_tap(isa, dtype, ntaps, kc, accumulate):
+    """cconv_igemm_taps_ukernel (the taps in one call, accumulators kept in registers)
+    is bitwise ntaps one-tap calls that accumulate, for every tile shape; rows past m
+    (pointing at the tap's row 0) leave no trace, nor does C's border."""
+    mr, nr = _gemm.tile_shape(dtype)
+    rng = np.random.default_rng(ntaps * 100 + kc)
+    for m in range(1, mr + 1):
+        for n in range(1, nr + 1):
+            src = rng.standard_normal((m + 7, kc + 2)).astype(dtype)
+            rows = rng.integers(0, m + 7, size=(ntaps, m))
+            b = rng.standard_normal((ntaps * kc, n)).astype(dtype)
+            c0 = rng.standard_normal((m, n)).astype(dtype)
+            big = np.full((m + 2, n + 3), SENTINEL, dtype=dtype)
+            big[:m, :n] = c0
+            _gemm.igemm_taps_tile(src, rows, b, big[:m, :n], accumulate)
+            assert np.all(big[m:, :] == SENTINEL) and np.all(big[:, n:] == SENTINEL)
+            want = c0.copy() if accumulate else np.zeros_like(c0)
+            for t in range(ntaps):
+                want = run_tile(src, rows[t], b[t * kc:(t + 1) * kc], want,
+                                accumulate or t > 0)
+            assert np.array_equal(big[:m, :n], want), (m, n)
+
+
+def test_taps_kernel_errors():
+    a = np.zeros((4, 4), np.float32)
+    c = np.zeros((2, 3), np.float32)
+    with pytest.raises(ValueError, match="multiple of 2 taps"):
+        _gemm.igemm_taps_tile(a, [[0, 1], [2, 3]], np.zeros((5, 3), np.float32), c)
+    with pytest.raises(IndexError):
+        _gemm.igemm_taps_tile(a, [[0, 9]], np.zeros((2, 3), np.float32), c)
+    with pytest.raises(TypeError):
+        _gemm.igemm_taps_tile(a, [[0, 1]], np.zeros((2, 3)), c)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_exact_on_small_integers(isa, dtype):
     mr, nr = _gemm.tile_shape(dtype)
     rng = np.random.default_rng(11)

@@ -46,6 +46,12 @@ cdef extern from "gemm.h" nogil:
                                  float *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
     void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b,
                                  double *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+    void cconv_igemm_taps_ukernel_f32(cc_idx kc, cc_idx ntaps, const float *const *a_rows,
+                                      cc_idx ts, const float *b, float *c, cc_idx ldc,
+                                      cc_idx m, cc_idx n, int accumulate)
+    void cconv_igemm_taps_ukernel_f64(cc_idx kc, cc_idx ntaps, const double *const *a_rows,
+                                      cc_idx ts, const double *b, double *c, cc_idx ldc,
+                                      cc_idx m, cc_idx n, int accumulate)
     int cconv_pixrow_max_f32()
     int cconv_pixrow_max_f64()
     void cconv_pixrow_ukernel_f32(cc_idx m, cc_idx n, cc_idx kc, const float *x, const cc_idx *offs,
@@ -198,6 +204,65 @@ def igemm_tile(a, rows, b, c, bint accumulate=False):
         with nogil:
             cconv_igemm_ukernel_f64(kc, <const double *const *>pp, <const double *>pb,
                                     <double *>pc, ldc, m, n, acc)
+    return c
+
+
+def igemm_taps_tile(a, rows, b, c, bint accumulate=False):
+    """Test hook for the indirect micro-kernel over taps (``cconv_igemm_taps_ukernel_*``).
+
+    ``rows``: (ntaps, m) row indices of ``a``, 1 <= m <= MR; ``b``: (ntaps * kc) x n,
+    1 <= n <= NR. Computes, in place, ``c[:m, :n] = (c if accumulate else 0) +
+    sum_t a[rows[t]][:, :kc] @ b[t*kc:(t+1)*kc]``. Tap t's pointers sit MR + 1 apart
+    in one table (a stride other than MR); rows i >= m point at the tap's row 0, as
+    the contract allows. ``a``, ``c`` as for :func:`igemm_tile`.
+    """
+    cdef cnp.ndarray A = a
+    cdef cnp.ndarray B = b
+    cdef cnp.ndarray C = c
+    R = np.asarray(rows, dtype=np.intp)
+    if A.ndim != 2 or B.ndim != 2 or C.ndim != 2 or R.ndim != 2:
+        raise ValueError("igemm_taps_tile expects 2-D a, rows, b and c")
+    dt = A.dtype
+    if dt not in (np.float32, np.float64) or B.dtype != dt or C.dtype != dt:
+        raise TypeError("igemm_taps_tile expects float32 or float64 arrays of one dtype")
+    mr, nr = tile_shape(dt)
+    cdef cc_idx ntaps = R.shape[0], m = R.shape[1], n = B.shape[1]
+    if ntaps < 1 or B.shape[0] % ntaps:
+        raise ValueError(f"b has {B.shape[0]} rows, not a multiple of {ntaps} taps")
+    cdef cc_idx kc = B.shape[0] // ntaps
+    if not (1 <= m <= mr and 1 <= n <= nr):
+        raise ValueError(f"tile {m}x{n} outside 1..{mr} x 1..{nr}")
+    if A.shape[0] < 1 or A.shape[1] < kc or (kc > 0 and _elem_stride(A, 1) != 1):
+        raise ValueError("a needs unit column stride and at least kc columns")
+    if C.shape[0] != m or C.shape[1] != n or (n > 1 and _elem_stride(C, 1) != 1):
+        raise ValueError("c must be an (m, n) array with unit column stride")
+    if not C.flags.writeable:
+        raise ValueError("c must be writable")
+    if R.size and (R.min() < 0 or R.max() >= A.shape[0]):
+        raise IndexError("a row index is out of range")
+    cdef cc_idx ldc = _elem_stride(C, 0), rsa = _elem_stride(A, 0), ts = mr + 1
+    panel = np.zeros((max(ntaps * kc, 1), nr), dtype=dt)
+    panel[:ntaps * kc, :n] = B
+    cdef cnp.ndarray P = panel
+    cdef cnp.ndarray ptrs = np.zeros(ntaps * ts, dtype=np.intp)
+    cdef intptr_t *pp = <intptr_t *>cnp.PyArray_DATA(ptrs)
+    cdef char *base = <char *>cnp.PyArray_DATA(A)
+    cdef Py_ssize_t t, i, r, item = A.itemsize
+    for t in range(ntaps):
+        for i in range(mr):
+            r = R[t, i if i < m else 0]
+            pp[t * ts + i] = <intptr_t>(base + r * rsa * item)
+    cdef void *pb = cnp.PyArray_DATA(P)
+    cdef void *pc = cnp.PyArray_DATA(C)
+    cdef int acc = accumulate
+    if dt == np.float32:
+        with nogil:
+            cconv_igemm_taps_ukernel_f32(kc, ntaps, <const float *const *>pp, ts,
+                                         <const float *>pb, <float *>pc, ldc, m, n, acc)
+    else:
+        with nogil:
+            cconv_igemm_taps_ukernel_f64(kc, ntaps, <const double *const *>pp, ts,
+                                         <const double *>pb, <double *>pc, ldc, m, n, acc)
     return c
 
 

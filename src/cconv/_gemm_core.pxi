@@ -40,6 +40,12 @@ cdef extern from "gemm.h" nogil:
                                  cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
     void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b,
                                  double *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
+    void cconv_igemm_taps_ukernel_f32(cc_idx kc, cc_idx ntaps, const float *const *a_rows,
+                                      cc_idx ts, const float *b, float *c, cc_idx ldc,
+                                      cc_idx m, cc_idx n, int accumulate)
+    void cconv_igemm_taps_ukernel_f64(cc_idx kc, cc_idx ntaps, const double *const *a_rows,
+                                      cc_idx ts, const double *b, double *c, cc_idx ldc,
+                                      cc_idx m, cc_idx n, int accumulate)
     void cconv_pack_rows_to_panels_f32(int w, cc_idx m, cc_idx k, const float *a, cc_idx rs,
                                        float *ap)
     void cconv_pack_rows_to_panels_f64(int w, cc_idx m, cc_idx k, const double *a, cc_idx rs,
@@ -105,6 +111,15 @@ cdef inline void igemm_tile(cc_idx kc, const floating **a_rows, const floating *
         cconv_igemm_ukernel_f32(kc, a_rows, b, c, ldc, m, n, accumulate)
     else:
         cconv_igemm_ukernel_f64(kc, a_rows, b, c, ldc, m, n, accumulate)
+
+
+cdef inline void igemm_taps_tile(cc_idx kc, cc_idx ntaps, const floating **a_rows, cc_idx ts,
+                                 const floating *b, floating *c, cc_idx ldc, cc_idx m, cc_idx n,
+                                 int accumulate) noexcept nogil:
+    if floating is float:
+        cconv_igemm_taps_ukernel_f32(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate)
+    else:
+        cconv_igemm_taps_ukernel_f64(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate)
 
 
 ISA_NAMES = ("generic", "avx2", "avx512")

@@ -358,13 +358,35 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
                                  Py_ssize_t nc, Py_ssize_t MR, Py_ssize_t NR,
                                  Py_ssize_t KC) noexcept nogil:
     """C[0:mc, 0:nc] (row stride ldc) = A . W: row p of A for tap t is Cg contiguous
-    channels at table[t * mcp + p]; W (K = taps * Cg rows) in NR-column panels holding
-    all of K (wg: the first panel); ap: MR row pointers of scratch. K in blocks of about
-    KC (whole taps when Cg < KC), then B panels, then MR-pixel tiles: a kc x NR slice of
-    B stays in L1 across the pixel tiles; one micro-kernel call per tap segment."""
+    channels at table[t * mcp + p] (the table's rows mc .. up to a whole MR tile are
+    overwritten here); W (K = taps * Cg rows) in NR-column panels holding all of K (wg:
+    the first panel); ap: MR row pointers of scratch. K in blocks of about KC (whole taps
+    when Cg < KC), then B panels, then MR-pixel tiles: a kc x NR slice of B stays in L1
+    across the pixel tiles. With whole taps, one micro-kernel call runs all the block's
+    taps (cconv_igemm_taps_ukernel: accumulators in registers from tap to tap); else one
+    call per tap segment. The same bits either way."""
     cdef Py_ssize_t k0 = 0, kc, jp, it, t, c0, seg_t, seg, i
+    cdef Py_ssize_t mcr = (mc + MR - 1) // MR * MR
+    if Cg < KC:
+        # rows past mc in the last tile read row 0 of their tap (results discarded)
+        for t in range(K // Cg):
+            for i in range(mc, mcr):
+                table[t * mcp + i] = table[t * mcp]
+        while k0 < K:
+            kc = min(max(KC // Cg, 1) * Cg, K - k0)
+            jp = 0
+            while jp * NR < nc:
+                it = 0
+                while it < mc:
+                    igemm_taps_tile(Cg, kc // Cg, table + (k0 // Cg) * mcp + it, mcp,
+                                    wg + jp * NR * K + k0 * NR, c + it * ldc + jp * NR, ldc,
+                                    min(MR, mc - it), min(NR, nc - jp * NR), k0 > 0)
+                    it = it + MR
+                jp = jp + 1
+            k0 = k0 + kc
+        return
     while k0 < K:
-        kc = min(max(KC // Cg, 1) * Cg, K - k0) if Cg < KC else min(KC, K - k0)
+        kc = min(KC, K - k0)
         jp = 0
         while jp * NR < nc:
             it = 0

@@ -925,13 +925,17 @@ void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_id
  * instead of a packed panel, so channels-last convolution can feed input rows without
  * packing them.
  *
- * Common contract (kc >= 0; a_rows: MR row pointers, all valid; b: one packed B panel,
- * element (k, j) at b[k*NR + j]):
- *   C[0:MR, 0:NR] = (accumulate ? C : 0) + sum_k a_rows[i][k] * B[k, j]
+ * Common contract (kc >= 0; ntaps >= 1 groups of MR row pointers, group t at
+ * a_rows + t*ts, all valid; b: one packed B panel, element (k, j) at b[k*NR + j], its
+ * ntaps*kc rows read in order, tap t's at rows t*kc ..):
+ *   C[0:MR, 0:NR] = (accumulate ? C : 0) + sum_t sum_k a_rows[t*ts + i][k] * B[t*kc + k, j]
  * computed per element exactly like the packed micro-kernels (acc = accumulate ? C : 0;
- * for k = 0..kc-1: acc = fma(a_rows[i][k], B[k,j], acc); C = acc), so the result is
- * bitwise the packed kernels' result on the same data. Row i is read at
- * a_rows[i][0..kc-1] only. The full MR x NR tile of C is read/written (row stride ldc,
+ * for t, then k = 0..kc-1: acc = fma(a, B, acc); C = acc), so the result is bitwise the
+ * packed kernels' result on the same data, and bitwise ntaps one-tap calls that
+ * accumulate. The taps keep the accumulators in registers: a channels-last layer with
+ * few channels per tap (16 -> 16 3x3x3) spent more on one call per tap, with its C
+ * loads and stores, than on the FMAs. Row i of tap t is read at a_rows[t*ts + i][0..kc-1]
+ * only. The full MR x NR tile of C is read/written (row stride ldc,
  * unit column stride); partial tiles go through the igemm_tile_* wrappers below.
  * No alignment requirements.
  *
@@ -942,24 +946,24 @@ void cconv_gemm_macro_f64(cc_idx m, cc_idx n, cc_idx kc, const double *ap, cc_id
  * ---------------------------------------------------------------------------------- */
 
 /* sgemm_iukernel_4x8_generic: igemm contract above, MR=4, NR=8, float (fmaf). */
-static void sgemm_iukernel_4x8_generic(cc_idx kc, const float *const *restrict a_rows,
+static void sgemm_iukernel_4x8_generic(cc_idx kc, cc_idx ntaps,
+                                       const float *const *restrict a_rows, cc_idx ts,
                                        const float *restrict b, float *restrict c,
                                        cc_idx ldc, int accumulate)
 {
-    const float *a[GEN_MR];
     float t[GEN_MR][GEN_NR];
-    for (int i = 0; i < GEN_MR; i++) {
-        a[i] = a_rows[i];
+    for (int i = 0; i < GEN_MR; i++)
         for (int j = 0; j < GEN_NR; j++)
             t[i][j] = accumulate ? c[i * ldc + j] : 0.0f;
-    }
-    for (cc_idx kk = 0; kk < kc; kk++) {
-        for (int i = 0; i < GEN_MR; i++) {
-            const float ai = a[i][kk];
-            for (int j = 0; j < GEN_NR; j++)
-                t[i][j] = fmaf(ai, b[j], t[i][j]);
+    for (cc_idx tap = 0; tap < ntaps; tap++, a_rows += ts) {
+        for (cc_idx kk = 0; kk < kc; kk++) {
+            for (int i = 0; i < GEN_MR; i++) {
+                const float ai = a_rows[i][kk];
+                for (int j = 0; j < GEN_NR; j++)
+                    t[i][j] = fmaf(ai, b[j], t[i][j]);
+            }
+            b += GEN_NR;
         }
-        b += GEN_NR;
     }
     for (int i = 0; i < GEN_MR; i++)
         for (int j = 0; j < GEN_NR; j++)
@@ -967,24 +971,24 @@ static void sgemm_iukernel_4x8_generic(cc_idx kc, const float *const *restrict a
 }
 
 /* dgemm_iukernel_4x8_generic: igemm contract above, MR=4, NR=8, double (fma). */
-static void dgemm_iukernel_4x8_generic(cc_idx kc, const double *const *restrict a_rows,
+static void dgemm_iukernel_4x8_generic(cc_idx kc, cc_idx ntaps,
+                                       const double *const *restrict a_rows, cc_idx ts,
                                        const double *restrict b, double *restrict c,
                                        cc_idx ldc, int accumulate)
 {
-    const double *a[GEN_MR];
     double t[GEN_MR][GEN_NR];
-    for (int i = 0; i < GEN_MR; i++) {
-        a[i] = a_rows[i];
+    for (int i = 0; i < GEN_MR; i++)
         for (int j = 0; j < GEN_NR; j++)
             t[i][j] = accumulate ? c[i * ldc + j] : 0.0;
-    }
-    for (cc_idx kk = 0; kk < kc; kk++) {
-        for (int i = 0; i < GEN_MR; i++) {
-            const double ai = a[i][kk];
-            for (int j = 0; j < GEN_NR; j++)
-                t[i][j] = fma(ai, b[j], t[i][j]);
+    for (cc_idx tap = 0; tap < ntaps; tap++, a_rows += ts) {
+        for (cc_idx kk = 0; kk < kc; kk++) {
+            for (int i = 0; i < GEN_MR; i++) {
+                const double ai = a_rows[i][kk];
+                for (int j = 0; j < GEN_NR; j++)
+                    t[i][j] = fma(ai, b[j], t[i][j]);
+            }
+            b += GEN_NR;
         }
-        b += GEN_NR;
     }
     for (int i = 0; i < GEN_MR; i++)
         for (int j = 0; j < GEN_NR; j++)
@@ -1019,6 +1023,14 @@ static void dgemm_iukernel_4x8_generic(cc_idx kc, const double *const *restrict 
 #define IROW_F32(i) const float *restrict a##i = a_rows[i] + kc;
 #define IROW_F64(i) const double *restrict a##i = a_rows[i] + kc;
 
+/* The taps around IUKERNEL_K_LOOP: each loads its MR row pointers (IROW) and runs the
+ * k loop, which leaves b at the next tap's rows. */
+#define IUKERNEL_TAPS(MRX, IROW, NR, STEP)                                                 \
+    for (cc_idx tap = 0; tap < ntaps; tap++, a_rows += ts) {                               \
+        MRX(IROW)                                                                          \
+        IUKERNEL_K_LOOP(NR, STEP)                                                          \
+    }
+
 /* sgemm_iukernel_12x32_avx512: igemm contract above, MR=12, NR=32 (two zmm per row),
  * 24 zmm accumulators + 2 B vectors + 1 broadcast; accumulators reuse S512_* above. */
 #define S512I_ROW(i, u)                                                                    \
@@ -1040,17 +1052,16 @@ static void dgemm_iukernel_4x8_generic(cc_idx kc, const double *const *restrict 
  * _LOAD / _ZERO / _STORE the accumulators, STEP(u) the FMAs of one k. */
 #define DEFINE_IUKERNEL_12_AVX512(NAME, T, NR, IROW, P, STEP)                              \
     TARGET_AVX512 __attribute__((noinline)) static void NAME(                              \
-        cc_idx kc, const T *const *restrict a_rows, const T *restrict b, T *restrict c,    \
-        cc_idx ldc, int accumulate)                                                        \
+        cc_idx kc, cc_idx ntaps, const T *const *restrict a_rows, cc_idx ts,               \
+        const T *restrict b, T *restrict c, cc_idx ldc, int accumulate)                    \
     {                                                                                      \
-        REP12(IROW)                                                                        \
         REP12(P##_DECL)                                                                    \
         if (accumulate) {                                                                  \
             REP12(P##_LOAD)                                                                \
         } else {                                                                           \
             REP12(P##_ZERO)                                                                \
         }                                                                                  \
-        IUKERNEL_K_LOOP(NR, STEP)                                                          \
+        IUKERNEL_TAPS(REP12, IROW, NR, STEP)                                               \
         REP12(P##_STORE)                                                                   \
     }
 
@@ -1125,20 +1136,19 @@ DEFINE_IUKERNEL_12_AVX512(dgemm_iukernel_12x16_avx512, double, 16, IROW_F64, D51
         S256I_ROW(3, u) S256I_ROW(4, u) S256I_ROW(5, u)                                    \
     }
 
-TARGET_AVX2 static inline void sgemm_iukernel_6x16_avx2(cc_idx kc,
+TARGET_AVX2 static inline void sgemm_iukernel_6x16_avx2(cc_idx kc, cc_idx ntaps,
                                                         const float *const *restrict a_rows,
-                                                        const float *restrict b,
+                                                        cc_idx ts, const float *restrict b,
                                                         float *restrict c, cc_idx ldc,
                                                         int accumulate)
 {
-    REP6(IROW_F32)
     REP6(S256_DECL)
     if (accumulate) {
         REP6(S256_LOAD)
     } else {
         REP6(S256_ZERO)
     }
-    IUKERNEL_K_LOOP(16, S256I_STEP)
+    IUKERNEL_TAPS(REP6, IROW_F32, 16, S256I_STEP)
     REP6(S256_STORE)
 }
 
@@ -1157,48 +1167,45 @@ TARGET_AVX2 static inline void sgemm_iukernel_6x16_avx2(cc_idx kc,
         D256I_ROW(3, u) D256I_ROW(4, u) D256I_ROW(5, u)                                    \
     }
 
-TARGET_AVX2 static inline void dgemm_iukernel_6x8_avx2(cc_idx kc,
+TARGET_AVX2 static inline void dgemm_iukernel_6x8_avx2(cc_idx kc, cc_idx ntaps,
                                                        const double *const *restrict a_rows,
-                                                       const double *restrict b,
+                                                       cc_idx ts, const double *restrict b,
                                                        double *restrict c, cc_idx ldc,
                                                        int accumulate)
 {
-    REP6(IROW_F64)
     REP6(D256_DECL)
     if (accumulate) {
         REP6(D256_LOAD)
     } else {
         REP6(D256_ZERO)
     }
-    IUKERNEL_K_LOOP(8, D256I_STEP)
+    IUKERNEL_TAPS(REP6, IROW_F64, 8, D256I_STEP)
     REP6(D256_STORE)
 }
 
 #endif /* CCONV_X86 */
 
-/* One igemm tile (the gemm.h contract of cconv_igemm_ukernel_*): full tiles go straight
- * to the kernel on C; partial tiles run the full kernel on an aligned local tile, with
- * rows i >= m reading row 0 (a_rows[i] for i >= m is not even loaded) and their results
- * discarded, then copy C[0:m, 0:n] back, like the macro-kernel edge path. */
+/* One igemm tile of ntaps taps (the gemm.h contract of cconv_igemm_taps_ukernel_*): full
+ * tiles go straight to the kernel on C; partial tiles run the full kernel on an aligned
+ * local tile (rows i >= m read through their pointers, which the contract keeps
+ * readable, and are discarded), then copy C[0:m, 0:n] back, like the macro-kernel edge
+ * path. */
 #define DEFINE_IGEMM_TILE(NAME, ATTR, T, MR, NR, IUKERNEL)                                 \
-    ATTR static void NAME(cc_idx kc, const T *const *a_rows, const T *b, T *c, cc_idx ldc, \
-                          cc_idx m, cc_idx n, int accumulate)                              \
+    ATTR static void NAME(cc_idx kc, cc_idx ntaps, const T *const *a_rows, cc_idx ts,      \
+                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate) \
     {                                                                                      \
         if (m <= 0 || n <= 0)                                                              \
             return;                                                                        \
         if (m == (MR) && n == (NR)) {                                                      \
-            IUKERNEL(kc, a_rows, b, c, ldc, accumulate);                                   \
+            IUKERNEL(kc, ntaps, a_rows, ts, b, c, ldc, accumulate);                        \
             return;                                                                        \
         }                                                                                  \
-        const T *rows[(MR)];                                                               \
-        for (int i = 0; i < (MR); i++)                                                     \
-            rows[i] = i < m ? a_rows[i] : a_rows[0];                                       \
         T tile[(MR) * (NR)] __attribute__((aligned(CC_ALIGN)));                            \
         if (accumulate)                                                                    \
             for (cc_idx i = 0; i < m; i++)                                                 \
                 for (cc_idx j = 0; j < n; j++)                                             \
                     tile[i * (NR) + j] = c[i * ldc + j];                                   \
-        IUKERNEL(kc, rows, b, tile, (NR), accumulate);                                     \
+        IUKERNEL(kc, ntaps, a_rows, ts, b, tile, (NR), accumulate);                        \
         for (cc_idx i = 0; i < m; i++)                                                     \
             for (cc_idx j = 0; j < n; j++)                                                 \
                 c[i * ldc + j] = tile[i * (NR) + j];                                       \
@@ -1209,13 +1216,13 @@ TARGET_AVX2 static inline void dgemm_iukernel_6x8_avx2(cc_idx kc,
 #define DEFINE_IGEMM_TILE_HALVES(NAME, ATTR, T, MR, NR, IUKERNEL, HALF)                    \
     DEFINE_IGEMM_TILE(NAME##_half, ATTR, T, MR, (NR) / 2, HALF)                            \
     DEFINE_IGEMM_TILE(NAME##_full, ATTR, T, MR, NR, IUKERNEL)                              \
-    ATTR static void NAME(cc_idx kc, const T *const *a_rows, const T *b, T *c, cc_idx ldc, \
-                          cc_idx m, cc_idx n, int accumulate)                              \
+    ATTR static void NAME(cc_idx kc, cc_idx ntaps, const T *const *a_rows, cc_idx ts,      \
+                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate) \
     {                                                                                      \
         if (n <= (NR) / 2)                                                                 \
-            NAME##_half(kc, a_rows, b, c, ldc, m, n, accumulate);                          \
+            NAME##_half(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);               \
         else                                                                               \
-            NAME##_full(kc, a_rows, b, c, ldc, m, n, accumulate);                          \
+            NAME##_full(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);               \
     }
 
 DEFINE_IGEMM_TILE(igemm_tile_generic_f32, , float, GEN_MR, GEN_NR, sgemm_iukernel_4x8_generic)
@@ -1229,41 +1236,51 @@ DEFINE_IGEMM_TILE(igemm_tile_avx2_f32, TARGET_AVX2, float, 6, 16, sgemm_iukernel
 DEFINE_IGEMM_TILE(igemm_tile_avx2_f64, TARGET_AVX2, double, 6, 8, dgemm_iukernel_6x8_avx2)
 #endif
 
-void cconv_igemm_ukernel_f32(cc_idx kc, const float *const *a_rows, const float *b, float *c,
-                             cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
-{
-    switch (cconv_isa_active()) {
-#if CCONV_X86
-    case CCONV_ISA_AVX512:
-        igemm_tile_avx512_f32(kc, a_rows, b, c, ldc, m, n, accumulate);
-        return;
-    case CCONV_ISA_AVX2:
-        igemm_tile_avx2_f32(kc, a_rows, b, c, ldc, m, n, accumulate);
-        return;
-#endif
-    default:
-        igemm_tile_generic_f32(kc, a_rows, b, c, ldc, m, n, accumulate);
-        return;
+/* The public entries per dtype: the taps one (ISA dispatch), and the one-tap one, which
+ * may leave rows i >= m NULL: they then read row 0 (results discarded). */
+#define DEFINE_IGEMM_ENTRIES(SFX, T, MRFN)                                                 \
+    void cconv_igemm_taps_ukernel_##SFX(cc_idx kc, cc_idx ntaps, const T *const *a_rows,   \
+                                        cc_idx ts, const T *b, T *c, cc_idx ldc, cc_idx m, \
+                                        cc_idx n, int accumulate)                          \
+    {                                                                                      \
+        switch (cconv_isa_active()) {                                                      \
+        IGEMM_X86_CASES(SFX)                                                               \
+        default:                                                                           \
+            igemm_tile_generic_##SFX(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);  \
+            return;                                                                        \
+        }                                                                                  \
+    }                                                                                      \
+    void cconv_igemm_ukernel_##SFX(cc_idx kc, const T *const *a_rows, const T *b, T *c,    \
+                                   cc_idx ldc, cc_idx m, cc_idx n, int accumulate)         \
+    {                                                                                      \
+        const int mr = MRFN();                                                             \
+        const T *rows[16];                                                                 \
+        if (m <= 0)                                                                        \
+            return;                                                                        \
+        if (m < mr) {                                                                      \
+            for (int i = 0; i < mr; i++)                                                   \
+                rows[i] = i < m ? a_rows[i] : a_rows[0];                                   \
+            a_rows = rows;                                                                 \
+        }                                                                                  \
+        cconv_igemm_taps_ukernel_##SFX(kc, 1, a_rows, mr, b, c, ldc, m, n, accumulate);    \
     }
-}
 
-void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b, double *c,
-                             cc_idx ldc, cc_idx m, cc_idx n, int accumulate)
-{
-    switch (cconv_isa_active()) {
 #if CCONV_X86
-    case CCONV_ISA_AVX512:
-        igemm_tile_avx512_f64(kc, a_rows, b, c, ldc, m, n, accumulate);
+#define IGEMM_X86_CASES(SFX)                                                               \
+    case CCONV_ISA_AVX512:                                                                 \
+        igemm_tile_avx512_##SFX(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);       \
+        return;                                                                            \
+    case CCONV_ISA_AVX2:                                                                   \
+        igemm_tile_avx2_##SFX(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);         \
         return;
-    case CCONV_ISA_AVX2:
-        igemm_tile_avx2_f64(kc, a_rows, b, c, ldc, m, n, accumulate);
-        return;
+#else
+#define IGEMM_X86_CASES(SFX)
 #endif
-    default:
-        igemm_tile_generic_f64(kc, a_rows, b, c, ldc, m, n, accumulate);
-        return;
-    }
-}
+
+DEFINE_IGEMM_ENTRIES(f32, float, cconv_mr_f32)
+DEFINE_IGEMM_ENTRIES(f64, double, cconv_mr_f64)
+#undef IGEMM_X86_CASES
+#undef DEFINE_IGEMM_ENTRIES
 
 /* ------------------------------------------------------------------------------------
  * Blocked GEMM driver.

@@ -118,6 +118,24 @@ void cconv_igemm_ukernel_f32(cc_idx kc, const float *const *a_rows, const float 
 void cconv_igemm_ukernel_f64(cc_idx kc, const double *const *a_rows, const double *b, double *c,
                              cc_idx ldc, cc_idx m, cc_idx n, int accumulate);
 
+/* Indirect micro-kernel over ntaps taps in one call, the accumulators kept in registers
+ * between them (channels-last convolution with few channels per tap):
+ *   C[0:m, 0:n] = (accumulate ? C : 0)
+ *                 + sum_{t<ntaps} sum_{k<kc} a_rows[t*ts + i][k] * B[t*kc + k, j]
+ * a_rows: ntaps groups of MR pointers (the active ISA's tile), group t at a_rows + t*ts;
+ *         all MR pointers of every group readable for kc elements, rows i >= m too
+ *         (their results are discarded; point them at any row of the tap).
+ * b:      one packed B panel holding the ntaps*kc rows (gemm.h layout), zero beyond
+ *         column n.
+ * Each element: one FMA chain over t, then k, in increasing order: bitwise ntaps calls of
+ * cconv_igemm_ukernel_* (the later ones accumulating). ntaps >= 1, m <= MR, n <= NR. */
+void cconv_igemm_taps_ukernel_f32(cc_idx kc, cc_idx ntaps, const float *const *a_rows,
+                                  cc_idx ts, const float *b, float *c, cc_idx ldc, cc_idx m,
+                                  cc_idx n, int accumulate);
+void cconv_igemm_taps_ukernel_f64(cc_idx kc, cc_idx ntaps, const double *const *a_rows,
+                                  cc_idx ts, const double *b, double *c, cc_idx ldc, cc_idx m,
+                                  cc_idx n, int accumulate);
+
 /* Pixel-row micro-kernel: m consecutive output pixels of one row (the M dimension) x one
  * packed B panel of NR output channels, A read in place from a (zero-padded,
  * stride-phase) input at per-k offsets:
