@@ -390,7 +390,14 @@ def nhwc_via_nchw(spec):
     than 3x3x3 (5x5x5 and 7x7x7, Cg 8-64, Og 4-16: 1.1-2.4x slower through
     channels-first). Small problems lose the transposes' fixed cost: below about 1000
     output pixels (batch x pixels; 3x3, Cg 24-64, Og 8-16) via channels-first was
-    1.2-1.9x slower (49 pixels: 0.045 -> 0.078 ms), from 1568 on 0.49-0.86."""
+    1.2-1.9x slower (49 pixels: 0.045 -> 0.078 ms), from 1568 on 0.49-0.86.
+    Those figures predate the AVX-512 half-width tiles (NR/2 columns, gemm.c): with
+    them a panel of more than NR/4 output channels is at least half used in place, and
+    with at least 16 channels per group (A rows read in place) channels-last stays.
+    Measured on the AVX-512 EPYC, 2 threads, 7 interleaved rounds, in place / via:
+    float32 Og = 16, Cg 16-32: 0.50-0.69 (3-D 8 x 16 -> 16 at 16^3: 5.2 -> 2.9 ms), Og =
+    12: 0.90-0.94; float64 Og = 8, Cg 16-64: 0.45-0.57, Og = 16: 0.91-0.96. Og <= NR/4
+    (float32 4-8: 0.85-1.07) and Cg = 8 (0.91-1.11) keep the route."""
     if not spec.channels_last or not copies_fit(spec):
         return False
     if spec.groups > 1 and spec.Cg < 16:
@@ -401,6 +408,9 @@ def nhwc_via_nchw(spec):
     if spec.nd == 3 and math.prod(spec.kernel) > 27:
         return False
     if spec.N * math.prod(spec.out_size) < NHWC_VIA_NCHW_MIN_PIXELS:
+        return False
+    if spec.Cg >= 16 and _im2col.isa_active() == "avx512" and \
+            Og > _im2col.tile_shape(spec.dtype)[1] // 4:
         return False
     return (Og <= 8 and spec.Cg <= 64) or (Og <= 16 and spec.Cg <= 32 and spec.nd >= 2)
 
