@@ -1071,6 +1071,23 @@ cdef enum:
 PIXROW = None
 
 
+cdef inline Py_ssize_t _panel_cols(Py_ssize_t n, int NR) noexcept nogil:
+    # columns computed for n output channels in NR-column panels: a last panel of at
+    # most NR/2 runs the AVX-512 half-width kernels (gemm.c, pixrow_impl.h)
+    cdef Py_ssize_t full = n // NR * NR
+    if n == full:
+        return n
+    if n - full <= NR // 2 and cconv_isa_active() == 2:  # CCONV_ISA_AVX512
+        return full + NR // 2
+    return full + NR
+
+
+def panel_cols(Py_ssize_t n, dtype):
+    """Columns the panel kernels of the active ISA path compute for n output channels
+    (n rounded up to NR, or to NR/2 for a last panel the half-width kernels take)."""
+    return _panel_cols(n, cconv_nr_f32() if np.dtype(dtype) == np.float32 else cconv_nr_f64())
+
+
 cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX, bint f64):
     """Pixel rows instead of the panels: when they compute fewer padded products (rows
     tile exactly; the panels round the pixels up to NR, on the padded grid when its
@@ -1093,7 +1110,7 @@ cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX, bi
     cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
     cdef bint grid = _virtual_waste(g) <= 1.5
     cdef double virt = <double> _cdiv(VP if grid else P, NR) * NR * (_cdiv(Og, MR) * MR)
-    cdef double pix = <double> P * (_cdiv(Og, NR) * NR)
+    cdef double pix = <double> P * _panel_cols(Og, NR)
     if not grid:
         # the panels then gather every column (cconv_pack_b_im2col_nchw, ~2 ns an
         # element), used by only Og rows: measured 2 threads, float32, batch 8, 48-128
