@@ -1528,3 +1528,68 @@ def test_grad_weight_channels_first_strided_via_only_few_channels():
         return _plan.nchw_grad_weight_via_nhwc(_spec.backward_spec(
             "conv2d_backward", 2, g, x, w, stride, 1, 1, 1, "zeros", "NCHW", ("weight",))[0])
     assert via(64, 2) and via(128, 1) and not via(128, 2) and not via(256, 2)
+
+
+# ----------------------------------------------------------------------------- 1x1 strided
+# A strided 1x1 convolution without padding reads every stride-th input position only:
+# "auto" runs forward and grad_weight on a subsampled copy of x and scatters grad_input's
+# stride-1 gradient back (_plan.pointwise_strided_spec), where that pays. Each op against
+# its im2col run (float64, rel 1e-13) and in float32; 1-3 threads bitwise; grad_input
+# into a NaN-filled out= (the positions not read must come back zero); inputs unchanged.
+@pytest.mark.parametrize("nd,layout,N,C,O,G,sp,stride,ops", [
+    (3, "first", 2, 8, 12, 1, (7, 6, 9), 2, ("forward", "grad_input", "grad_weight")),
+    (3, "last", 2, 8, 12, 2, (5, 8, 6), (2, 1, 3), ("grad_input", "grad_weight")),
+    (2, "first", 3, 6, 10, 2, (9, 12), (3, 2), ("forward", "grad_input", "grad_weight")),
+    (2, "last", 2, 16, 8, 1, (7, 9), 2, ("grad_input",)),
+    (2, "first", 1, 5, 40, 1, (8, 8), 2, ("forward", "grad_input")),
+    (1, "first", 2, 4, 6, 2, (17,), 3, ("forward", "grad_input", "grad_weight")),
+])
+def test_pointwise_strided_routes(nd, layout, N, C, O, G, sp, stride, ops):
+    from cconv import _plan, _spec
+    rng = np.random.default_rng(N + C + O)
+    lay = LAST_LAYOUT[nd] if layout == "last" else DEFAULT_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, O, G, sp, (1,) * nd)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    args = (stride, 0, 1, G)
+    y = conv_fn(nd)(x, w, None, *args, layout=lay, algorithm="im2col")
+    g = rng.standard_normal(y.shape)
+    spec = _spec.forward_spec(f"conv{nd}d", nd, x, w, None, stride, 0, 1, G, "zeros", lay,
+                              "auto")[0]
+    for op in ("forward", "grad_input", "grad_weight"):
+        assert (_plan.pointwise_strided_spec(spec, op) is not None) == (op in ops), op
+    gi_fn, gw_fn = bwd_fns(nd)[:2]
+    x0, w0, g0 = x.copy(), w.copy(), g.copy()
+    calls = {
+        "forward": lambda a, b, c, alg, out=None: conv_fn(nd)(a, b, None, *args, layout=lay,
+                                                             algorithm=alg, out=out),
+        "grad_input": lambda a, b, c, alg, out=None: gi_fn(c, b, a.shape, *args, layout=lay,
+                                                           algorithm=alg),
+        "grad_weight": lambda a, b, c, alg, out=None: gw_fn(a, c, b.shape, *args, layout=lay,
+                                                            algorithm=alg),
+    }
+    for op, call in calls.items():
+        ref = call(x, w, g, "im2col")
+        runs = []
+        for nth in (1, 2, 3):
+            with cconv.num_threads(nth):
+                runs.append(call(x, w, g, "auto"))
+        for r in runs[1:]:
+            np.testing.assert_array_equal(r, runs[0])
+        assert runs[0].shape == ref.shape and rel_error(runs[0], ref) <= 1e-13, op
+        r32 = call(x.astype(np.float32), w.astype(np.float32), g.astype(np.float32), "auto")
+        assert r32.dtype == np.float32 and rel_error(r32, ref) <= 2e-6, op
+        if op == "grad_input" and layout == "first":
+            # the transposed convolution is this grad_input; into a NaN-filled out=
+            s = spec.as3d(spec.stride, 1)[3 - nd:]
+            opad = tuple(n - ((o - 1) * st + 1) for n, o, st in zip(sp, g.shape[2:], s))
+            out = np.full(x.shape, np.nan)
+            t = getattr(cconv, f"conv_transpose{nd}d")(g, w, None, stride, 0, opad, G,
+                                                       layout=lay, out=out)
+            assert t is out
+            np.testing.assert_array_equal(out, runs[0])
+        if op == "forward":  # unbatched
+            np.testing.assert_array_equal(call(x[0], w, g, "auto"), runs[0][0])
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+    np.testing.assert_array_equal(g, g0)

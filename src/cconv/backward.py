@@ -28,7 +28,7 @@ import numpy as np
 
 from . import _backward, _core, _plan, _spec
 from ._threads import get_num_threads
-from .functional import _prepare_input, _prepare_weight, _run
+from .functional import _five_shape, _prepare_input, _prepare_weight, _run, subsample_index
 
 _DEFAULT_LAYOUT = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
 _ALL = ("input", "weight", "bias")
@@ -538,8 +538,29 @@ def _grad_input_via_channels_last(spec, grad_out, weight, out):
     return _deliver(spec, dx, out)
 
 
+def _grad_input_pointwise_strided(spec, sspec, grad_out, weight, out):
+    """dL/dx of a strided 1x1 convolution without padding (_plan.pointwise_strided_spec):
+    the stride-1 input gradient of sspec (one GEMM, as a forward 1x1 convolution with the
+    transposed weight) scattered to every stride-th position, zeros elsewhere."""
+    fspec = _flipped_spec(sspec, sspec.in_size, sspec.pads)
+    dy = _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype))
+    y = np.empty(fspec.out_shape, spec.dtype)
+    _run(fspec, _plan.choose_forward(fspec, "auto"), dy, _flipped_weight(spec, weight), None, y)
+    if out is not None:
+        dx = _batched(spec, out)
+        dx[...] = 0
+    else:
+        dx = np.zeros(_input_shape(spec, spec.in_size), spec.dtype)
+    _core.copy_into(y.reshape(_five_shape(sspec, spec.C)),
+                    _five(spec, dx, spec.in_size)[subsample_index(spec)], get_num_threads())
+    return _finish_grad_input(spec, dx, out, False)
+
+
 def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
     """dL/dx of the convolution ``spec`` (a new array in x's shape, or ``out``)."""
+    sspec = _plan.pointwise_strided_spec(spec, "grad_input") if algorithm == "auto" else None
+    if sspec is not None and spec.Og and spec.N and math.prod(spec.out_size):
+        return _grad_input_pointwise_strided(spec, sspec, grad_out, weight, out)
     if algorithm == "auto" and _per_multiplier(spec):
         return _grad_input_per_multiplier(spec, grad_out, weight, out)
     if algorithm == "auto" and _few_outputs_via_channels_last(spec):
@@ -645,6 +666,14 @@ def _grad_weight(spec, x, grad_out, algorithm="auto", db=None):
     P = math.prod(spec.out_size)
     if spec.N == 0 or spec.Cg == 0 or spec.O == 0 or P == 0:
         return np.zeros(wshape, spec.dtype)
+    sspec = _plan.pointwise_strided_spec(spec, "grad_weight") if algorithm == "auto" else None
+    if sspec is not None and db is None:
+        # strided 1x1 without padding: the stride-1 gradient over the positions read
+        x5 = _prepare_input(spec, x)[0]
+        xs = np.empty(_five_shape(sspec, spec.C), spec.dtype)
+        _core.copy_into(x5[subsample_index(spec)], xs, get_num_threads())
+        return _grad_weight(sspec, xs.reshape(_input_shape(sspec, sspec.in_size)),
+                            _batched(spec, np.asarray(grad_out)), algorithm)
     dw = np.empty(wshape, spec.dtype)
     x5, pads3 = _prepare_input(spec, x)
     dy5 = _five(spec, _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype)),

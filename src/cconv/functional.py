@@ -169,7 +169,9 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         layout, algorithm, key=key)
     pspec = _plan.dilation_phase_spec(spec) if algorithm == "auto" and cached is None \
         else None
-    algo = _plan.choose_forward(pspec or spec, algorithm, cached=cached is not None)
+    sspec = _plan.pointwise_strided_spec(spec) if algorithm == "auto" and cached is None \
+        else None
+    algo = _plan.choose_forward(pspec or sspec or spec, algorithm, cached=cached is not None)
     if packed is not None and algo.winograd_m:
         # packed weights keep their Winograd transforms too (made on first use)
         cached = packed.winograd()
@@ -187,11 +189,33 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         return result
     if pspec is not None:
         _run_phases(spec, pspec, algo, x, weight, b, result, packed, cached)
+    elif sspec is not None:
+        x5 = _prepare_input(spec, x)[0]
+        xs = np.empty(_five_shape(sspec, spec.C), spec.dtype)
+        _core.copy_into(x5[subsample_index(spec)], xs, get_num_threads())
+        lead = (spec.N,) if spec.channels_last else (spec.N, spec.C)
+        tail = (spec.C,) if spec.channels_last else ()
+        _run(sspec, algo, xs.reshape(lead + sspec.in_size + tail), weight, b, result, packed,
+             cached)
     else:
         _run(spec, algo, x, weight, b, result, packed, cached)
         if key is not None:
             _remember_fast(key, spec, algo)
     return result
+
+
+def subsample_index(spec):
+    """The index of a 5-D input (or input gradient) that picks the positions a strided
+    convolution without padding reads with a 1x1 kernel (_plan.pointwise_strided_spec)."""
+    sl = tuple(slice(0, (o - 1) * s + 1, s) for o, s in
+               zip(spec.as3d(spec.out_size, 1), spec.as3d(spec.stride, 1)))
+    return (slice(None),) + sl if spec.channels_last else (slice(None), slice(None)) + sl
+
+
+def _five_shape(spec, C):
+    """The 5-D shape of spec's batched input with C channels."""
+    sp3 = spec.as3d(spec.in_size, 1)
+    return (spec.N,) + sp3 + (C,) if spec.channels_last else (spec.N, C) + sp3
 
 
 def _phase_slices(n, before, d, m):
