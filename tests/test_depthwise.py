@@ -413,3 +413,55 @@ def test_channels_first_short_rows_via_channels_last(rng, monkeypatch, dtype, nd
                             [(0, 0)] * nd, 1, C, layout=layout)
     assert rel_error(runs[0], ref) <= TOL[dtype]
     assert np.array_equal(x, x0) and np.array_equal(w, w0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [1, 2, 3, 8])
+def test_repeat_channels(dtype, m):
+    """_core.repeat_channels is np.repeat along the last axis (a depthwise channel
+    multiplier's inputs, channels-last), for 1-3 threads; a wrong dst is a ValueError."""
+    from cconv import _core
+    x = np.random.default_rng(m).standard_normal((37, 5)).astype(dtype)
+    for nth in (1, 2, 3):
+        out = np.full((37, 5 * m), np.nan, dtype)
+        _core.repeat_channels(x, out, m, nth)
+        np.testing.assert_array_equal(out, np.repeat(x, m, axis=1))
+    with pytest.raises(ValueError, match=r"expected \(37, "):
+        _core.repeat_channels(x, np.empty((37, 5 * m + 1), dtype), m, 1)
+
+
+@pytest.mark.parametrize("nd,m,k", [(2, 2, 3), (2, 8, 5), (3, 3, 3), (1, 4, 7)])
+def test_multiplier_backward_channels_last(rng, nd, m, k):
+    """Channels-last depthwise with a channel multiplier (the inputs repeated once, one
+    kernel pass over C * m lanes): forward, grad_weight and the bias gradient riding on
+    it against the channels-first results (float64), 1-3 threads bitwise; the bias
+    gradient bitwise equal with and without the weight gradient."""
+    import cconv
+    C, N = 3, 2
+    sp = {1: (23,), 2: (9, 11), 3: (5, 6, 7)}[nd]
+    first, last = DEFAULT_LAYOUT[nd], LAST_LAYOUT[nd]
+    x = rng.standard_normal(input_shape(first, N, C, sp))
+    w = rng.standard_normal(weight_shape(first, C * m, 1, (k,) * nd))
+    y = conv_fn(nd)(x, w, None, 1, k // 2, 1, C, layout=first)
+    g = rng.standard_normal(y.shape)
+    perm = (0,) + tuple(range(2, nd + 2)) + (1,)
+    xl, gl = np.ascontiguousarray(x.transpose(perm)), np.ascontiguousarray(g.transpose(perm))
+    wl = np.ascontiguousarray(w.transpose(tuple(range(2, nd + 2)) + (1, 0)))
+    bwd = getattr(cconv, f"conv{nd}d_backward")
+    gw_fn = getattr(cconv, f"conv{nd}d_grad_weight")
+    yl = conv_fn(nd)(xl, wl, None, 1, k // 2, 1, C, layout=last)
+    assert rel_error(yl, y.transpose(perm)) <= 1e-13
+    ref_w = gw_fn(x, g, w.shape, 1, k // 2, 1, C, layout=first)
+    runs = []
+    for nth in (1, 2, 3):
+        with cconv.num_threads(nth):
+            runs.append(bwd(gl, xl, wl, 1, k // 2, 1, C, layout=last,
+                            need=("weight", "bias")))
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r[1], runs[0][1])
+        np.testing.assert_array_equal(r[2], runs[0][2])
+    gwl = runs[0][1]
+    assert rel_error(gwl, ref_w.transpose(tuple(range(2, nd + 2)) + (1, 0))) <= 1e-13
+    gb_alone = bwd(gl, xl, wl, 1, k // 2, 1, C, layout=last, need=("bias",))[2]
+    np.testing.assert_array_equal(runs[0][2], gb_alone)
+    assert rel_error(runs[0][2], g.sum(axis=(0,) + tuple(range(2, nd + 2)))) <= 1e-13

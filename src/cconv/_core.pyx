@@ -154,6 +154,34 @@ def copy_into(const floating[:, :, :, :, :] src, floating[:, :, :, :, :] dst, in
                 dp[d * sd + e * se] = sp[d * rd + e * re]
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def repeat_channels(const floating[:, ::1] src, floating[:, ::1] dst, Py_ssize_t m,
+                    int nthreads):
+    """dst[r, c * m + j] = src[r, c] for j < m (np.repeat along the last axis of a
+    channels-last array: a depthwise multiplier's inputs), threaded over rows; NumPy's
+    repeat ran on one thread at a third of this speed."""
+    cdef Py_ssize_t R = src.shape[0], C = src.shape[1], r, c, j
+    if dst.shape[0] != R or dst.shape[1] != C * m:
+        raise ValueError(f"repeat_channels: dst has shape ({dst.shape[0]}, "
+                         f"{dst.shape[1]}), expected ({R}, {C * m})")
+    cdef floating *dp
+    cdef const floating *sp
+    cdef floating v
+    for r in prange(R, nogil=True, schedule="static", num_threads=nthreads):
+        dp = &dst[r, 0]
+        sp = &src[r, 0]
+        if m == 2:  # a constant stride: the compiler interleaves whole vectors
+            for c in range(C):
+                dp[2 * c] = sp[c]
+                dp[2 * c + 1] = sp[c]
+        else:
+            for c in range(C):
+                v = sp[c]
+                for j in range(m):
+                    dp[c * m + j] = v
+
+
 # ----------------------------------------------------------------------------- probes
 def stream_copy(const unsigned char[::1] src, unsigned char[::1] dst, int nthreads):
     """dst[:] = src (bytes) as nthreads contiguous runs, one memcpy per thread: the

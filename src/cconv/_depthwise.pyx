@@ -28,6 +28,8 @@ from libc.stdint cimport int64_t
 
 import numpy as np
 
+from . import _core
+
 include "_gemm_core.pxi"
 
 cdef extern from "scratch.h" nogil:
@@ -478,7 +480,10 @@ def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nt
         M = w5.shape[4] // C
         if M > 1:
             # output channel c*M + m reads input channel c
-            x5 = np.repeat(x5, M, axis=4)
+            xr = np.empty(x5.shape[:4] + (C * M,), x5.dtype)
+            _core.repeat_channels(np.ascontiguousarray(x5).reshape(-1, C),
+                                  xr.reshape(-1, C * M), M, nthreads)
+            x5 = xr
         _forward_nhwc(x5, w5, out5, bias, stride, pad, dil, nthreads)
     else:
         _forward_nchw(x5, w5, out5, bias, stride, pad, dil, nthreads)

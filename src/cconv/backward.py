@@ -650,7 +650,7 @@ def _dw_bias_rows(spec):
     if not _bias_with_weight(spec):
         return 0
     od, oh, ow = spec.as3d(spec.out_size, 1)
-    rows = _backward.dw_row_block(spec.N * od * oh, math.prod(spec.kernel), spec.C,
+    rows = _backward.dw_row_block(spec.N * od * oh, math.prod(spec.kernel), spec.O,
                                   np.dtype(spec.dtype).itemsize)
     return rows * ow
 
