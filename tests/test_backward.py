@@ -808,6 +808,7 @@ def test_grad_input_depthwise_multiplier_per_j(dtype, nd, N, C, m, sp, k, stride
     ("direct"), bitwise for 1-3 threads and for the transposed convolution into out=
     (pre-filled with NaN), inputs unchanged."""
     from cconv import backward as bw
+    monkeypatch.setattr(bw, "MULTIPLIER_FORWARD_MAX_C", 0)  # the forward form: below
     args = (stride, pad, dil, C)
     lay, x, w, g = _gi_problem(C * m + nd, nd, N, C, C * m, C, sp, k, args,
                                              mode, dtype, batched)
@@ -824,6 +825,41 @@ def test_grad_input_depthwise_multiplier_per_j(dtype, nd, N, C, m, sp, k, stride
     for t in terms[1:]:
         total = total + t
     np.testing.assert_array_equal(a, total)
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
+                padding_mode=mode, layout=lay, algorithm="direct")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,m,sp,k,pad,dil,mode,batched", [
+    (2, 2, 2, 8, (13, 11), (5, 5), 2, 1, "zeros", True),
+    (2, 1, 16, 4, (9, 12), (5, 5), 2, 1, "reflect", False),
+    (2, 2, 17, 2, (10, 9), (3, 2), ((2, 0), (1, 1)), (2, 1), "zeros", True),
+    (3, 2, 4, 8, (5, 6, 4), (3, 3, 3), 1, 1, "replicate", True),
+    (1, 3, 3, 5, (30,), (7,), 6, 2, "zeros", True),
+])
+def test_grad_input_depthwise_multiplier_forward_form(dtype, nd, N, C, m, sp, k, pad, dil,
+                                                      mode, batched, monkeypatch):
+    """Channels-last depthwise grad_input with a channel multiplier, stride 1 and few
+    channels ("auto"): one forward convolution with the flipped weight
+    (backward._multiplier_forward_form), not the per-multiple sum; against the float64
+    scatter kernel ("direct"), bitwise for 1-3 threads and for the transposed
+    convolution into NaN-filled out=, inputs unchanged."""
+    from cconv import backward as bw, _spec
+    args = (1, pad, dil, C)
+    lay, x, w, g = _gi_problem(C * m + nd + 7, nd, N, C, C * m, C, sp, k, args,
+                               mode, dtype, batched)
+    spec = _spec.forward_spec(f"conv{nd}d", nd, x, w, None, 1, pad, dil, C, mode, lay,
+                              "auto")[0]
+    assert bw._multiplier_forward_form(spec) and not bw._per_multiplier(spec)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    calls = _count_calls(monkeypatch, bw, "_grad_input_per_multiplier")
+    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
+    if mode == "zeros":
+        _assert_transposed_into_out(nd, g, w, x, a, 1, pad, dil, C, lay, batched)
+    assert not calls
     assert np.array_equal(g, g0) and np.array_equal(w, w0)
     ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
                 padding_mode=mode, layout=lay, algorithm="direct")

@@ -186,6 +186,8 @@ def _forward_form_pays(spec):
     NCHW Cg = 2 with Og 1-2 the exception, 1.1-1.3x but within 0.05 ms; Og = 2 with
     groups = 2 channels-last 3-D at 7x7x7 was 150 ms against 1.25). A depthwise problem
     (one channel per group and per output) runs the depthwise kernels."""
+    if _multiplier_forward_form(spec):
+        return True
     if math.prod(spec.kernel) == 1 and not spec.channels_last:
         # 1x1: col2im is the same GEMM with nothing to add (measured 0.76 ms against
         # 0.92, 2 threads; again 0.97-1.09 for 14x14-28x28 batch 8, 64-1024 channels).
@@ -473,7 +475,26 @@ def _per_multiplier(spec):
     (2 threads, float32, 3x3 32@56 batch 4, medians of 7: m = 2 1.2-1.3 ms per j
     against 4.1-7.0 ms for the scatter loop, m = 4 2.7-3.5 against 8.0-11.7)."""
     return (spec.channels_last and spec.Cg == 1 and spec.groups > 1 and spec.Og > 1
-            and spec.N > 0 and math.prod(spec.out_size) > 0)
+            and spec.N > 0 and math.prod(spec.out_size) > 0
+            and not _multiplier_forward_form(spec))
+
+
+MULTIPLIER_FORWARD_MAX_C = 64
+
+
+def _multiplier_forward_form(spec):
+    """Channels-last depthwise-style problems with a channel multiplier m > 1, stride 1,
+    at most MULTIPLIER_FORWARD_MAX_C input channels and padding within the dilated
+    kernel: the input gradient as one forward convolution (C groups of m inputs and one
+    output, the flipped weight) rather than m depthwise gradients, each on C lanes.
+    Measured 2 threads, float32, 7 interleaved rounds, forward form / per multiple: 2
+    channels x 8 5x5 at 56x56 batch 8 0.25 (the seed-37 cliff), 7x7 d2 0.09, 3x3 at 7x7
+    0.17; 8 x 8 0.34, 4 x 8 7x7 0.40, 32 x 2 0.73, 3-D 8 x 8 7x7x7 0.90, 1x1x1 4 x 8 0.30;
+    144 x 2 1.03 (so not from 128 channels on)."""
+    return (spec.channels_last and spec.Cg == 1 and spec.groups > 1 and spec.Og > 1
+            and spec.C <= MULTIPLIER_FORWARD_MAX_C and all(s == 1 for s in spec.stride)
+            and all(b <= (k - 1) * d and a <= (k - 1) * d for (b, a), k, d in
+                    zip(spec.pads, spec.kernel, spec.dilation)))
 
 
 def _grad_input_per_multiplier(spec, grad_out, weight, out):
