@@ -380,6 +380,49 @@ def test_few_channel_nhwc_direct(dtype, C, O, k, stride, dil, padding):
             conv2d(x, w, b, stride, padding, dil, layout="NHWC"), outs[0])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,C,O,k,dil,take", [
+    (3, 8, 8, 5, 2, True), (3, 15, 3, 4, 1, True), (2, 12, 16, 7, 1, True),
+    (2, 5, 9, 9, 2, True), (1, 8, 8, 49, 1, True),
+    (2, 8, 8, 5, 1, False),       # 25 taps: im2col
+    (3, 16, 8, 5, 1, False),      # 16 channels: the indirect kernel
+    (2, 8, 17, 7, 1, False),      # more than one vector of outputs (float32: 16 lanes)
+])
+def test_few_channel_kernel_for_large_kernels(dtype, nd, C, O, k, dil, take):
+    """Channels-last with 5-15 input channels, at most one vector of output channels
+    and at least 49 taps: "auto" runs the few-channel direct kernel (im2col would build
+    a row block per pixel); against the reference, 1-3 threads bitwise into NaN-filled
+    out=, bitwise the explicit "direct" call."""
+    import cconv
+    from cconv import _plan, _spec
+    layout = LAST_LAYOUT[nd]
+    rng = np.random.default_rng(C * 100 + O + k)
+    sp = {1: (70,), 2: (13, 15), 3: (9, 8, 10)}[nd]
+    x = rng.standard_normal(input_shape(layout, 2, C, sp)).astype(dtype)
+    w = rng.standard_normal(weight_shape(layout, O, C, (k,) * nd)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    pad = (k // 2) * dil
+    spec = _spec.forward_spec(f"conv{nd}d", nd, x, w, b, 1, pad, dil, 1, "zeros", layout,
+                              "auto")[0]
+    lanes = cconv._direct.fewc_lanes(dtype)
+    expect = take and lanes > 1 and O <= lanes
+    assert (_plan.choose_forward(spec, "auto") is _plan.Algorithm.DIRECT) == expect
+    pairs = resolve_padding(pad, sp, (k,) * nd, 1, dil)
+    ref = conv_nd_reference(x, w, b, 1, pairs, dil, 1, "zeros", layout)
+    outs = []
+    for nth in (1, 2, 3):
+        with cconv.num_threads(nth):
+            out = np.full(ref.shape, np.nan, dtype)
+            assert conv_fn(nd)(x, w, b, 1, pad, dil, layout=layout, out=out) is out
+            outs.append(out)
+    for o in outs[1:]:
+        np.testing.assert_array_equal(o, outs[0])
+    assert rel_error(outs[0], ref) <= tolerance(dtype, "direct")
+    if expect:
+        np.testing.assert_array_equal(
+            conv_fn(nd)(x, w, b, 1, pad, dil, layout=layout, algorithm="direct"), outs[0])
+
+
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("groups,Cg,Og", [(4, 3, 5), (32, 8, 8), (2, 15, 16)])
 def test_grouped_channels_last_few_channels_per_group(nd, groups, Cg, Og):

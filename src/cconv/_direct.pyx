@@ -176,8 +176,24 @@ def fewc_lanes(dtype):
     return cconv_fewc_lanes_f32() if np.dtype(dtype) == np.float32 else cconv_fewc_lanes_f64()
 
 
-def fewc_eligible(channels_last, Cg, groups):
-    return channels_last and groups == 1 and Cg <= FEWC_MAX_CHANNELS
+# ... and, with fewer than 16 (the indirect kernel's A rows would be row blocks) and at
+# most one vector of output channels, large kernels: im2col builds a row block of
+# Cg * taps columns per pixel there. Measured 2 threads, float32, 7 interleaved rounds,
+# few-channel kernel / im2col: 3-D 8 -> 8 7x7x7 d2 at 12^3 batch 8 0.23 (25.5 -> 6.0 ms;
+# torch 2.7), 2-D 8 -> 8 7x7 d2 0.84; but 3x3x3 12 -> 16 1.06 and Og = 32 (two
+# vectors) 1.36.
+FEWC_WIDE_MAX_CHANNELS = 15
+FEWC_WIDE_MIN_TAPS = 49
+
+
+def fewc_eligible(channels_last, Cg, groups, Og=0, taps=1, dtype=np.float32):
+    """Whether a forward problem runs the few-channel kernel (Og output channels per
+    group, a kernel of `taps` taps; see FEWC_MAX_CHANNELS, FEWC_WIDE_*)."""
+    if not channels_last or groups != 1:
+        return False
+    return Cg <= FEWC_MAX_CHANNELS or (Cg <= FEWC_WIDE_MAX_CHANNELS
+                                       and taps >= FEWC_WIDE_MIN_TAPS
+                                       and 0 < Og <= fewc_lanes(dtype))
 
 
 @cython.boundscheck(False)
@@ -253,7 +269,8 @@ def conv_forward_fewc(x5, w5, bias, out5, stride, pad, dil, nthreads):
 
 def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads):
     """Direct forward convolution into out5 (see functional._forward for the layouts)."""
-    if fewc_eligible(channels_last, x5.shape[4] if channels_last else 0, groups):
+    if channels_last and fewc_eligible(True, x5.shape[4], groups, w5.shape[4] // groups,
+                                       w5.shape[0] * w5.shape[1] * w5.shape[2], x5.dtype):
         conv_forward_fewc(x5, w5, bias, out5, stride, pad, dil, nthreads)
     elif channels_last:
         _forward_nhwc(x5, w5, out5, bias, stride, pad, dil, groups, nthreads)

@@ -495,7 +495,8 @@ def _dilation_phase_spec(spec, copy_cost, pixrow):
     del pixrow  # read by nchw_pixrow through im2col_cost; here only a cache key
     if is_depthwise(spec) and spec.groups > 1:
         return None
-    if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups) and \
+    if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups, spec.Og,
+                              math.prod(spec.kernel), spec.dtype) and \
             _direct.fewc_lanes(spec.dtype) > 1:
         return None  # the few-channel direct kernel takes dilation as is
     if grouped_direct(spec) and spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last
@@ -576,7 +577,8 @@ def _auto_forward(spec):
     # threads, float32: ResNet stem 7x7/2 3->64 at 224^2 0.59-0.67 ms against im2col
     # 0.97; CIFAR 3x3 3->32 batch 16 0.17 ms against Winograd 0.22. Not on the portable
     # path (one lane there).
-    if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups) and \
+    if _direct.fewc_eligible(spec.channels_last, spec.Cg, spec.groups, spec.Og,
+                              math.prod(spec.kernel), spec.dtype) and \
             _direct.fewc_lanes(spec.dtype) > 1:
         return Algorithm.DIRECT
     if grouped_direct(spec) and spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last
