@@ -28,7 +28,8 @@ import numpy as np
 
 from . import _backward, _core, _plan, _spec
 from ._threads import get_num_threads
-from .functional import _five_shape, _prepare_input, _prepare_weight, _run, subsample_index
+from .functional import (_five_shape, _prepare_input, _prepare_weight, _run, subsample_index,
+                         subsampled_input)
 
 _DEFAULT_LAYOUT = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
 _ALL = ("input", "weight", "bias")
@@ -690,10 +691,7 @@ def _grad_weight(spec, x, grad_out, algorithm="auto", db=None):
     sspec = _plan.pointwise_strided_spec(spec, "grad_weight") if algorithm == "auto" else None
     if sspec is not None and db is None:
         # strided 1x1 without padding: the stride-1 gradient over the positions read
-        x5 = _prepare_input(spec, x)[0]
-        xs = np.empty(_five_shape(sspec, spec.C), spec.dtype)
-        _core.copy_into(x5[subsample_index(spec)], xs, get_num_threads())
-        return _grad_weight(sspec, xs.reshape(_input_shape(sspec, sspec.in_size)),
+        return _grad_weight(sspec, subsampled_input(spec, sspec, x),
                             _batched(spec, np.asarray(grad_out)), algorithm)
     dw = np.empty(wshape, spec.dtype)
     x5, pads3 = _prepare_input(spec, x)

@@ -190,13 +190,7 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
     if pspec is not None:
         _run_phases(spec, pspec, algo, x, weight, b, result, packed, cached)
     elif sspec is not None:
-        x5 = _prepare_input(spec, x)[0]
-        xs = np.empty(_five_shape(sspec, spec.C), spec.dtype)
-        _core.copy_into(x5[subsample_index(spec)], xs, get_num_threads())
-        lead = (spec.N,) if spec.channels_last else (spec.N, spec.C)
-        tail = (spec.C,) if spec.channels_last else ()
-        _run(sspec, algo, xs.reshape(lead + sspec.in_size + tail), weight, b, result, packed,
-             cached)
+        _run(sspec, algo, subsampled_input(spec, sspec, x), weight, b, result, packed, cached)
     else:
         _run(spec, algo, x, weight, b, result, packed, cached)
         if key is not None:
@@ -216,6 +210,18 @@ def _five_shape(spec, C):
     """The 5-D shape of spec's batched input with C channels."""
     sp3 = spec.as3d(spec.in_size, 1)
     return (spec.N,) + sp3 + (C,) if spec.channels_last else (spec.N, C) + sp3
+
+
+def subsampled_input(spec, sspec, x):
+    """The positions of x that the strided 1x1 convolution spec reads, as a new batched
+    array in the user layout: the input of sspec (_plan.pointwise_strided_spec), copied
+    by threads."""
+    x5 = _prepare_input(spec, x)[0]
+    xs = np.empty(_five_shape(sspec, spec.C), spec.dtype)
+    _core.copy_into(x5[subsample_index(spec)], xs, get_num_threads())
+    sp = tuple(sspec.in_size)
+    return xs.reshape((spec.N,) + sp + (spec.C,) if spec.channels_last
+                      else (spec.N, spec.C) + sp)
 
 
 def _phase_slices(n, before, d, m):
