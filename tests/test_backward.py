@@ -1629,3 +1629,31 @@ def test_pointwise_strided_routes(nd, layout, N, C, O, G, sp, stride, ops):
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(w, w0)
     np.testing.assert_array_equal(g, g0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C,O,G,via", [(3, 100, 1, False), (2, 64, 1, False), (8, 24, 2, True)])
+def test_grad_weight_channels_last_1x1_few_channels(dtype, C, O, G, via):
+    """Channels-last 1x1 grad_weight with a few input channels: dense layers stay
+    channels-last (the reduction then splits dY's column panels over the threads, the
+    same sums), grouped ones go channels-first (_plan.nhwc_grad_weight_via_nchw); against
+    the channels-first result, 1-3 threads bitwise."""
+    from cconv import _plan, _spec
+    rng = np.random.default_rng(C + O)
+    x = rng.standard_normal((3, 9, 11, C)).astype(dtype)
+    g = rng.standard_normal((3, 9, 11, O)).astype(dtype)
+    w = np.zeros((1, 1, C // G, O), dtype)
+    spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 0, 1, G, "zeros", "NHWC",
+                              "auto")[0]
+    assert _plan.nhwc_grad_weight_via_nchw(spec) == via
+    runs = []
+    for nth in (1, 2, 3):
+        with cconv.num_threads(nth):
+            runs.append(cconv.conv2d_grad_weight(x, g, w.shape, 1, 0, 1, G, layout="NHWC"))
+    for r in runs[1:]:
+        np.testing.assert_array_equal(r, runs[0])
+    ref = cconv.conv2d_grad_weight(np.ascontiguousarray(x.transpose(0, 3, 1, 2)),
+                                   np.ascontiguousarray(g.transpose(0, 3, 1, 2)),
+                                   (O, C // G, 1, 1), 1, 0, 1, G)
+    assert rel_error(runs[0], ref.transpose(2, 3, 1, 0)) <= (2e-6 if dtype == np.float32
+                                                             else 1e-13)

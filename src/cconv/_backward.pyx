@@ -289,6 +289,12 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
     # changes a sum
     cdef cc_idx nblk = _imin(npan, _imax(1, _cdiv(nthreads, G)))
     cdef cc_idx per = _cdiv(npan, nblk)
+    # too few panels for the threads (1x1 with a few input channels: one panel): the
+    # items split the NR-column panels of dY too, each packing only its own columns
+    # (8 images of 3 -> 128 1x1 at 56x56 ran on one thread)
+    cdef cc_idx nqb = _imin(nq, _imax(1, _cdiv(nthreads, G * nblk)))
+    cdef cc_idx qper = _cdiv(nq, nqb)
+    cdef cc_idx qb0, qb1
     cdef cc_idx esz = sizeof(floating)
     cdef cc_idx bsz = _line(nq * NR * PT, esz), ssz = _line(PT * MR, esz)
     cdef cc_idx tsz = _line(MR * NR, esz)
@@ -317,18 +323,24 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
         sseg = seg + PT + 2
         if buf == NULL:
             failed_p[0] = 1
-        for item in prange(G * nblk, schedule="static"):
+        for item in prange(G * nblk * nqb, schedule="static"):
             if buf == NULL:
                 continue
-            gi = item // nblk
-            pan0 = (item % nblk) * per
+            gi = item // (nblk * nqb)
+            pan0 = ((item // nqb) % nblk) * per
             pan1 = _imin(npan, pan0 + per)
+            qb0 = (item % nqb) * qper
+            qb1 = _imin(nq, qb0 + qper)
+            if qb0 >= qb1:
+                continue
             first = 1
             xn = x + gi * Cg
             p0 = 0
             while p0 < NP:
                 pc = _imin(PT, NP - p0)
-                pack_b(pc, Og, dy + p0 * O + gi * Og, O, 1, bp)
+                # panels qb0 .. qb1-1 of dY's tile, panel q at bp + q * pc * NR
+                pack_b(pc, _imin(Og, qb1 * NR) - qb0 * NR, dy + p0 * O + gi * Og + qb0 * NR,
+                       O, 1, bp + qb0 * pc * NR)
                 cur_t = -1
                 ns = 0
                 for pan in range(pan0, pan1):
@@ -346,7 +358,7 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
                     if m == MR:
                         xa = xn + c0
                         xs = g.sw * C
-                        for q in range(nq):
+                        for q in range(qb0, qb1):
                             nn = _imin(NR, Og - q * NR)
                             cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
                             if nn == NR:
@@ -364,7 +376,7 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
                                     strip[(seg[s].p + kk) * MR + i] = src[i]
                                 for i in range(m, MR):
                                     strip[(seg[s].p + kk) * MR + i] = 0
-                        for q in range(nq):
+                        for q in range(qb0, qb1):
                             nn = _imin(NR, Og - q * NR)
                             cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
                             _gw_edge(ns, sseg, strip, MR, bp + q * pc * NR, cp, O, m, nn,

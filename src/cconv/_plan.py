@@ -429,7 +429,13 @@ def nhwc_grad_weight_via_nchw(spec):
     channels-last (transposes included): groups 8 of 4-8 channels 0.30-0.46, groups 4
     of 4 channels (5x5) 0.08; 2-4 channels 0.18-0.55, 3 channels 0.46-0.93 (the
     ResNet stem 7x7/2 at 224x224 batch 8: 51 -> 38 ms); 8-12 channels 0.95-1.28 and
-    1.25-1.57 at stride 2, so those stay."""
+    1.25-1.57 at stride 2, so those stay. Dense 1x1 layers stay too since the
+    channels-last reduction splits dY's column panels over the threads (2 threads, 9
+    interleaved rounds, in place / via: 3 -> 128 at 56x56 batch 8 0.36, 2 -> 64 0.59, 3
+    -> 64 at 112x112 0.61, 4 -> 32 0.85, 3 -> 32 0.95); grouped 1x1 keep the route
+    (1.14-2.7)."""
+    if spec.groups == 1 and math.prod(spec.kernel) == 1:
+        return False
     return (spec.channels_last and 1 < spec.Cg < 16 and (spec.groups > 1 or spec.Cg <= 4)
             and copies_fit(spec))
 
