@@ -141,18 +141,23 @@ DEFINE_PIXROW_GENERIC(dgemm_pixrow_ukernel_generic, double, fma)
 #define S256_PR_B const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
 #define D256_PR_B const __m256d b0 = _mm256_loadu_pd(b), b1 = _mm256_loadu_pd(b + 4);
 
+/* One kernel of an (ISA, dtype, width) family: P names its register-tile macro set
+ * (P##_DECL / _LOAD / _ZERO / _STORE from gemm.c, P##_PR_B / _FMA / _FMA_B here). */
+#define PIXROW_OF(NAME, TGT, T, NR, P, M)                                                  \
+    DEFINE_PIXROW(NAME, TGT, T, M, NR, P##_DECL, P##_LOAD, P##_ZERO, P##_STORE, P##_PR_B,  \
+                  P##_FMA)
+#define PIXROW2_OF(NAME, TGT, T, NR, P, M1)                                                \
+    DEFINE_PIXROW2(NAME, TGT, T, M1, PR##M1, PRH##M1, NR, P##_DECL, P##_LOAD, P##_ZERO,    \
+                   P##_STORE, P##_PR_B, P##_FMA, P##_FMA_B)
+
 #define S512_PIXROW(M)                                                                     \
-    DEFINE_PIXROW(sgemm_pixrow_ukernel_##M##x32_avx512, TARGET_AVX512, float, M, 32,       \
-                  S512_DECL, S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B, S512_FMA)
+    PIXROW_OF(sgemm_pixrow_ukernel_##M##x32_avx512, TARGET_AVX512, float, 32, S512, M)
 #define D512_PIXROW(M)                                                                     \
-    DEFINE_PIXROW(dgemm_pixrow_ukernel_##M##x16_avx512, TARGET_AVX512, double, M, 16,      \
-                  D512_DECL, D512_LOAD, D512_ZERO, D512_STORE, D512_PR_B, D512_FMA)
+    PIXROW_OF(dgemm_pixrow_ukernel_##M##x16_avx512, TARGET_AVX512, double, 16, D512, M)
 #define S256_PIXROW(M)                                                                     \
-    DEFINE_PIXROW(sgemm_pixrow_ukernel_##M##x16_avx2, TARGET_AVX2, float, M, 16,           \
-                  S256_DECL, S256_LOAD, S256_ZERO, S256_STORE, S256_PR_B, S256_FMA)
+    PIXROW_OF(sgemm_pixrow_ukernel_##M##x16_avx2, TARGET_AVX2, float, 16, S256, M)
 #define D256_PIXROW(M)                                                                     \
-    DEFINE_PIXROW(dgemm_pixrow_ukernel_##M##x8_avx2, TARGET_AVX2, double, M, 8,            \
-                  D256_DECL, D256_LOAD, D256_ZERO, D256_STORE, D256_PR_B, D256_FMA)
+    PIXROW_OF(dgemm_pixrow_ukernel_##M##x8_avx2, TARGET_AVX2, double, 8, D256, M)
 
 #define PR_M14(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14)
 #define PR_M6(X) X(1) X(2) X(3) X(4) X(5) X(6)
@@ -178,21 +183,13 @@ PR_M6(D256_PIXROW)
 #define S256_FMA_B(i) S256_FMA_FROM(a2, i)
 #define D256_FMA_B(i) D256_FMA_FROM(a2, i)
 #define S512_PIXROW2(M1)                                                                   \
-    DEFINE_PIXROW2(sgemm_pixrow2_ukernel_##M1##x32_avx512, TARGET_AVX512, float, M1, PR##M1, \
-                   PRH##M1, 32, S512_DECL, S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B,    \
-                   S512_FMA, S512_FMA_B)
+    PIXROW2_OF(sgemm_pixrow2_ukernel_##M1##x32_avx512, TARGET_AVX512, float, 32, S512, M1)
 #define D512_PIXROW2(M1)                                                                   \
-    DEFINE_PIXROW2(dgemm_pixrow2_ukernel_##M1##x16_avx512, TARGET_AVX512, double, M1,      \
-                   PR##M1, PRH##M1, 16, D512_DECL, D512_LOAD, D512_ZERO, D512_STORE,       \
-                   D512_PR_B, D512_FMA, D512_FMA_B)
+    PIXROW2_OF(dgemm_pixrow2_ukernel_##M1##x16_avx512, TARGET_AVX512, double, 16, D512, M1)
 #define S256_PIXROW2(M1)                                                                   \
-    DEFINE_PIXROW2(sgemm_pixrow2_ukernel_##M1##x16_avx2, TARGET_AVX2, float, M1, PR##M1,   \
-                   PRH##M1, 16, S256_DECL, S256_LOAD, S256_ZERO, S256_STORE, S256_PR_B,    \
-                   S256_FMA, S256_FMA_B)
+    PIXROW2_OF(sgemm_pixrow2_ukernel_##M1##x16_avx2, TARGET_AVX2, float, 16, S256, M1)
 #define D256_PIXROW2(M1)                                                                   \
-    DEFINE_PIXROW2(dgemm_pixrow2_ukernel_##M1##x8_avx2, TARGET_AVX2, double, M1, PR##M1,   \
-                   PRH##M1, 8, D256_DECL, D256_LOAD, D256_ZERO, D256_STORE, D256_PR_B,     \
-                   D256_FMA, D256_FMA_B)
+    PIXROW2_OF(dgemm_pixrow2_ukernel_##M1##x8_avx2, TARGET_AVX2, double, 8, D256, M1)
 #define PR_M7(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
 #define PR_M3(X) X(1) X(2) X(3)
 PR_M7(S512_PIXROW2)
@@ -211,19 +208,14 @@ PR_M7(D512_PIXROW2)
 #define S512H_FMA_B(i) S512H_FMA_FROM(a2, i)
 #define D512H_FMA_B(i) D512H_FMA_FROM(a2, i)
 #define S512H_PIXROW(M)                                                                    \
-    DEFINE_PIXROW(sgemm_pixrow_ukernel_##M##x16of32_avx512, TARGET_AVX512, float, M, 32,   \
-                  S512H_DECL, S512H_LOAD, S512H_ZERO, S512H_STORE, S512H_PR_B, S512H_FMA)
+    PIXROW_OF(sgemm_pixrow_ukernel_##M##x16of32_avx512, TARGET_AVX512, float, 32, S512H, M)
 #define D512H_PIXROW(M)                                                                    \
-    DEFINE_PIXROW(dgemm_pixrow_ukernel_##M##x8of16_avx512, TARGET_AVX512, double, M, 16,   \
-                  D512H_DECL, D512H_LOAD, D512H_ZERO, D512H_STORE, D512H_PR_B, D512H_FMA)
+    PIXROW_OF(dgemm_pixrow_ukernel_##M##x8of16_avx512, TARGET_AVX512, double, 16, D512H, M)
 #define S512H_PIXROW2(M1)                                                                  \
-    DEFINE_PIXROW2(sgemm_pixrow2_ukernel_##M1##x16of32_avx512, TARGET_AVX512, float, M1,   \
-                   PR##M1, PRH##M1, 32, S512H_DECL, S512H_LOAD, S512H_ZERO, S512H_STORE,   \
-                   S512H_PR_B, S512H_FMA, S512H_FMA_B)
+    PIXROW2_OF(sgemm_pixrow2_ukernel_##M1##x16of32_avx512, TARGET_AVX512, float, 32, S512H, M1)
 #define D512H_PIXROW2(M1)                                                                  \
-    DEFINE_PIXROW2(dgemm_pixrow2_ukernel_##M1##x8of16_avx512, TARGET_AVX512, double, M1,   \
-                   PR##M1, PRH##M1, 16, D512H_DECL, D512H_LOAD, D512H_ZERO, D512H_STORE,   \
-                   D512H_PR_B, D512H_FMA, D512H_FMA_B)
+    PIXROW2_OF(dgemm_pixrow2_ukernel_##M1##x8of16_avx512, TARGET_AVX512, double, 16, D512H, \
+               M1)
 PR_M14(S512H_PIXROW)
 PR_M14(D512H_PIXROW)
 PR_M7(S512H_PIXROW2)
