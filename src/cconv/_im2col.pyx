@@ -139,6 +139,145 @@ cdef enum:
     INDIRECT_MIN_CHANNELS = 16
 
 
+cdef extern from "eltwise.h" nogil:
+    int cconv_all_finite_f32(const float *x, int64_t n)
+    int cconv_all_finite_f64(const double *x, int64_t n)
+
+# Channels-last indirect convolutions skip the taps that read only zero padding in a
+# whole MR-pixel tile (_indirect_tiles) where that saves at least a tenth of the tile
+# work (skip_exec_fraction <= SKIP_PAD_MAX_EXEC) and the weights are finite (one pass
+# over them per call: a NaN/Inf weight times the padding must still give NaN). Problems
+# with less than SKIP_PAD_MIN_FRACTION of their (output position, tap) pairs in the
+# padding (pad_fraction) are not even counted: most 3x3 layers. Module-level so that
+# tests can force skipping on (0 and 1) or off (a fraction above 1).
+SKIP_PAD_MIN_FRACTION = 0.1
+SKIP_PAD_MAX_EXEC = 0.9
+# tests only: skip without looking at the weights, so that a non-finite weight shows
+# which taps a tile skipped
+SKIP_PAD_ASSUME_FINITE = False
+# (output pixels, taps) pairs counted per problem at most (a prefix of the batch)
+cdef Py_ssize_t _EXEC_COUNT_MAX = 1 << 22
+_EXEC_CACHE = {}
+
+
+cdef double _dim_valid(Py_ssize_t n, Py_ssize_t on, Py_ssize_t k, Py_ssize_t s, Py_ssize_t d,
+                       Py_ssize_t p) noexcept nogil:
+    # (output, tap) pairs of one dimension that read a real input position
+    cdef Py_ssize_t kk, off, lo, hi, cnt = 0
+    for kk in range(k):
+        off = kk * d - p
+        lo = 0 if off >= 0 else (-off + s - 1) // s
+        hi = min(on, (n - 1 - off) // s + 1) if n - 1 - off >= 0 else 0
+        if hi > lo:
+            cnt = cnt + hi - lo
+    return cnt
+
+
+cdef double _pad_fraction(const cc_conv_geom *g) noexcept nogil:
+    cdef double v = (_dim_valid(g.D, g.OD, g.KD, g.sd, g.dd, g.pd) / (g.OD * g.KD)
+                     * _dim_valid(g.H, g.OH, g.KH, g.sh, g.dh, g.ph) / (g.OH * g.KH)
+                     * _dim_valid(g.W, g.OW, g.KW, g.sw, g.dw, g.pw) / (g.OW * g.KW))
+    return 1.0 - v
+
+
+def all_finite(floating[::1] a, int nthreads=1):
+    """Whether no element of a is NaN or Inf (the check behind skipping padding taps)."""
+    if a.shape[0] == 0:
+        return True
+    return _all_finite(&a[0], a.shape[0], nthreads)
+
+
+def pad_fraction(tuple isp, tuple osp, tuple ksp, tuple stride, tuple pad, tuple dil):
+    """Fraction of (output position, tap) pairs of a problem that read the zero padding
+    (3-D sizes; pad: the padding before each dim)."""
+    cdef cc_conv_geom g = _geom(isp, ksp, osp, 1, 1, stride, pad, dil)
+    return _pad_fraction(&g)
+
+
+cdef double _tile_exec_fraction(const cc_conv_geom *g, Py_ssize_t N, int MR) noexcept nogil:
+    # Fraction of (MR-pixel tile, tap) pairs of the batch's output pixels (tiles from
+    # pixel 0, as _indirect_tiles sees them) in which some pixel reads a real input
+    # position: the share of the tile work left after skipping. Counted on a prefix of the
+    # batch of at most _EXEC_COUNT_MAX (pixel, tap) pairs (whole images when possible).
+    cdef Py_ssize_t P = g.OD * g.OH * g.OW, taps = g.KD * g.KH * g.KW
+    cdef Py_ssize_t rows = N * P, q, i, m, t, kd, kh, kw, p, od, oh, ow, run = 0, tot = 0
+    cdef Py_ssize_t pd[64]
+    cdef Py_ssize_t ph[64]
+    cdef Py_ssize_t pw[64]
+    cdef bint hit
+    if MR > 64 or P == 0 or taps == 0:
+        return 1.0
+    if rows * taps > _EXEC_COUNT_MAX:
+        rows = max(P, _EXEC_COUNT_MAX // (taps * P) * P)
+        rows = min(rows, N * P)
+    q = 0
+    while q < rows:
+        m = min(MR, rows - q)
+        for i in range(m):
+            p = (q + i) % P
+            pd[i] = (p // (g.OH * g.OW)) * g.sd - g.pd
+            ph[i] = ((p // g.OW) % g.OH) * g.sh - g.ph
+            pw[i] = (p % g.OW) * g.sw - g.pw
+        for kd in range(g.KD):
+            for kh in range(g.KH):
+                for kw in range(g.KW):
+                    hit = False
+                    for i in range(m):
+                        od = pd[i] + kd * g.dd
+                        oh = ph[i] + kh * g.dh
+                        ow = pw[i] + kw * g.dw
+                        if (od >= 0 and od < g.D and oh >= 0 and oh < g.H
+                                and ow >= 0 and ow < g.W):
+                            hit = True
+                            break
+                    if hit:
+                        run = run + 1
+        tot = tot + taps
+        q = q + MR
+    return run / <double> tot
+
+
+cdef double _skip_exec(const cc_conv_geom *g, Py_ssize_t N, int MR):
+    """_tile_exec_fraction, 1.0 below SKIP_PAD_MIN_FRACTION of padding; cached."""
+    if _pad_fraction(g) < SKIP_PAD_MIN_FRACTION:
+        return 1.0
+    key = (g.D, g.H, g.W, g.OD, g.OH, g.OW, g.KD, g.KH, g.KW, g.sd, g.sh, g.sw,
+           g.dd, g.dh, g.dw, g.pd, g.ph, g.pw, N, MR)
+    v = _EXEC_CACHE.get(key)
+    cdef double f
+    if v is None:
+        if len(_EXEC_CACHE) >= 1024:
+            _EXEC_CACHE.clear()
+        with nogil:
+            f = _tile_exec_fraction(g, N, MR)
+        _EXEC_CACHE[key] = v = f
+    return v
+
+
+def skip_exec_fraction(tuple isp, tuple osp, tuple ksp, tuple stride, tuple pad,
+                       tuple dil, Py_ssize_t N, dtype):
+    """Share of the channels-last indirect kernel's tile work left after skipping the
+    taps that read only padding (1.0 when it would not skip), 3-D sizes, for the active
+    ISA's MR."""
+    cdef cc_conv_geom g = _geom(isp, ksp, osp, 1, 1, stride, pad, dil)
+    return _skip_exec(&g, N, tile_shape(dtype)[0])
+
+
+cdef bint _all_finite(const floating *w, Py_ssize_t n, int nthreads) noexcept nogil:
+    cdef Py_ssize_t nb = 8 * (nthreads if nthreads > 1 else 1), chunk = (n + nb - 1) // nb
+    cdef Py_ssize_t b
+    cdef int bad = 0
+    for b in prange(nb, schedule="static", num_threads=nthreads):
+        if b * chunk < n:
+            if floating is float:
+                if not cconv_all_finite_f32(w + b * chunk, min(chunk, n - b * chunk)):
+                    bad += 1
+            else:
+                if not cconv_all_finite_f64(w + b * chunk, min(chunk, n - b * chunk)):
+                    bad += 1
+    return bad == 0
+
+
 cdef floating *_pack_weights_nchw(const floating *w, Py_ssize_t G, Py_ssize_t Og,
                                   Py_ssize_t K, int MR, int nthreads) noexcept nogil:
     """W_g (Og x K, row-major) of every group into MR-row panels holding all of K (panel
@@ -285,20 +424,46 @@ cdef int _nchw(const floating *x, const floating *w, const floating *wpre, const
     return 0
 
 
+cdef inline bint _tile_reads_input(const cc_conv_geom *g, Py_ssize_t p0, Py_ssize_t m,
+                                   Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
+    # whether some output pixel p0 .. p0 + m - 1 (of one image) reads a real input
+    # position at some tap t0 .. t1 - 1
+    cdef Py_ssize_t i, p, t, od, oh, ow, idd, ih, iw
+    for i in range(m):
+        p = p0 + i
+        od = (p // (g.OH * g.OW)) * g.sd - g.pd
+        oh = ((p // g.OW) % g.OH) * g.sh - g.ph
+        ow = (p % g.OW) * g.sw - g.pw
+        for t in range(t0, t1):
+            idd = od + (t // (g.KH * g.KW)) * g.dd
+            ih = oh + ((t // g.KW) % g.KH) * g.dh
+            iw = ow + (t % g.KW) * g.dw
+            if idd >= 0 and idd < g.D and ih >= 0 and ih < g.H and iw >= 0 and iw < g.W:
+                return True
+    return False
+
+
 cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, const floating *bias, floating *out,
                     cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                     Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
-                    int MR, int NR, Py_ssize_t KC, int nthreads) except -1 nogil:
+                    int MR, int NR, Py_ssize_t KC, int nthreads,
+                    bint skip_pad=False) except -1 nogil:
     # Channels-last with few channels per tap: build MC x KC blocks of cols rows
     # (row-major, runs of input copied whole) and feed them to the indirect micro-kernel.
+    # skip_pad (finite weights only, as _indirect_tiles): a tile skips the K blocks whose
+    # taps read only padding for all its pixels (a block no tile needs is not packed),
+    # starts from zero at its first block, and is zero-filled if it skipped them all.
     cdef Py_ssize_t Cg = geom.C, Og = O // G, C = geom.ctot
     cdef Py_ssize_t K = Cg * geom.KD * geom.KH * geom.KW
     cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
     cdef Py_ssize_t DHWC = geom.D * geom.H * geom.W * C
     cdef Py_ssize_t npn = (Og + NR - 1) // NR
-    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, jp, it, i
+    cdef Py_ssize_t ntm = (MC + MR - 1) // MR
+    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, jp, it, i, j, nlive, tile
     cdef floating *abuf
     cdef const floating **ap
+    cdef unsigned char *live
+    cdef unsigned char *done
     cdef const floating *xg
     cdef const floating *wg
     cdef floating *og
@@ -309,9 +474,14 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
         with gil:
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
     with parallel(num_threads=nthreads):
-        # MC x KC rows, then MR row pointers (per thread)
-        abuf = <floating *> cc_scratch_acquire(0, MC * KC * sizeof(floating) + (MR + 8) * sizeof(floating *))
+        # MC x KC rows, then MR row pointers, then the tiles' live and done flags
+        # (per thread)
+        abuf = <floating *> cc_scratch_acquire(0, MC * KC * sizeof(floating)
+                                               + (MR + 8) * sizeof(floating *)
+                                               + ntm * (npn + 1) + 64)
         ap = <const floating **> (abuf + MC * KC)
+        live = <unsigned char *> (ap + MR + 8)
+        done = live + ntm
         if abuf == NULL:
             failed_p[0] = 1
         for item in prange(N * G * nmb * nnb, schedule="static"):
@@ -326,9 +496,23 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
             xg = x + n * DHWC + g * Cg
             og = out + (n * P + i0) * O + g * Og + j0
             wg = wp + (g * npn + j0 // NR) * NR * K
+            if skip_pad:
+                for i in range(ntm * npn):
+                    done[i] = 0
             k0 = 0
             while k0 < K:
                 kc = min(KC, K - k0)
+                if skip_pad:
+                    nlive = 0
+                    it = 0
+                    while it < mc:
+                        live[it // MR] = _tile_reads_input(&geom, i0 + it, min(MR, mc - it),
+                                                           k0 // Cg, (k0 + kc - 1) // Cg + 1)
+                        nlive = nlive + live[it // MR]
+                        it = it + MR
+                    if nlive == 0:
+                        k0 = k0 + kc
+                        continue
                 pack_rows_nhwc(&geom, xg, i0, mc, k0, kc, abuf, KC)
                 jp = 0
                 while jp * NR < nc:
@@ -336,11 +520,27 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
                     while it < mc:
                         for i in range(MR):
                             ap[i] = abuf + (it + i) * KC if it + i < mc else NULL
-                        igemm_tile(kc, ap, wg + jp * NR * K + k0 * NR, og + it * O + jp * NR,
-                                   O, min(MR, mc - it), min(NR, nc - jp * NR), k0 > 0)
+                        if not skip_pad:
+                            igemm_tile(kc, ap, wg + jp * NR * K + k0 * NR,
+                                       og + it * O + jp * NR, O, min(MR, mc - it),
+                                       min(NR, nc - jp * NR), k0 > 0)
+                        elif live[it // MR]:
+                            tile = jp * ntm + it // MR
+                            igemm_tile(kc, ap, wg + jp * NR * K + k0 * NR,
+                                       og + it * O + jp * NR, O, min(MR, mc - it),
+                                       min(NR, nc - jp * NR), done[tile])
+                            done[tile] = 1
                         it = it + MR
                     jp = jp + 1
                 k0 = k0 + kc
+            if skip_pad:
+                # tiles that read only padding: their sums are +0
+                for jp in range((nc + NR - 1) // NR):
+                    for it in range((mc + MR - 1) // MR):
+                        if not done[jp * ntm + it]:
+                            for i in range(it * MR, min(mc, it * MR + MR)):
+                                for j in range(jp * NR, min(nc, jp * NR + NR)):
+                                    og[i * O + j] = 0
             if bias != NULL:
                 _bias_cols(og, O, bias + g * Og + j0, mc, nc)
         cc_scratch_release(0, abuf)
@@ -352,11 +552,22 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
     return 0
 
 
+cdef inline bint _tap_all_zero(const floating **rows, Py_ssize_t m,
+                               const floating *zero) noexcept nogil:
+    # every active row of this tap points at the zero row (the tile reads only padding)
+    cdef Py_ssize_t i
+    for i in range(m):
+        if rows[i] != zero:
+            return False
+    return True
+
+
 cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
                                  const floating **ap, const floating *wg, floating *c,
                                  Py_ssize_t ldc, Py_ssize_t K, Py_ssize_t Cg, Py_ssize_t mc,
                                  Py_ssize_t nc, Py_ssize_t MR, Py_ssize_t NR,
-                                 Py_ssize_t KC) noexcept nogil:
+                                 Py_ssize_t KC, const floating *zero,
+                                 unsigned char *done) noexcept nogil:
     """C[0:mc, 0:nc] (row stride ldc) = A . W: row p of A for tap t is Cg contiguous
     channels at table[t * mcp + p] (the table's rows mc .. up to a whole MR tile are
     overwritten here); W (K = taps * Cg rows) in NR-column panels holding all of K (wg:
@@ -364,9 +575,19 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
     when Cg < KC), then B panels, then MR-pixel tiles: a kc x NR slice of B stays in L1
     across the pixel tiles. With whole taps, one micro-kernel call runs all the block's
     taps (cconv_igemm_taps_ukernel: accumulators in registers from tap to tap); else one
-    call per tap segment. The same bits either way."""
-    cdef Py_ssize_t k0 = 0, kc, jp, it, t, c0, seg_t, seg, i
-    cdef Py_ssize_t mcr = (mc + MR - 1) // MR * MR
+    call per tap segment. The same bits either way.
+
+    zero: NULL, or the zero row the table points padding taps at: then a tap whose rows
+    in a tile are all that row is skipped for the tile (its products are w * 0, which
+    leave a running sum from +0 bit for bit unchanged when w is finite: the caller
+    passes it only for finite weights), a tile's first call starts from zero, and a tile
+    every tap skipped is zero-filled. done: one flag per (panel, tile) of scratch."""
+    cdef Py_ssize_t k0 = 0, kc, jp, it, t, c0, seg_t, seg, i, nt, t1, m, n, tile
+    cdef Py_ssize_t mcr = (mc + MR - 1) // MR * MR, ntile = mcr // MR
+    cdef const floating **tr
+    if zero != NULL:
+        for i in range(ntile * ((nc + NR - 1) // NR)):
+            done[i] = 0
     if Cg < KC:
         # rows past mc in the last tile read row 0 of their tap (results discarded)
         for t in range(K // Cg):
@@ -374,46 +595,84 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
                 table[t * mcp + i] = table[t * mcp]
         while k0 < K:
             kc = min(max(KC // Cg, 1) * Cg, K - k0)
+            nt = kc // Cg
             jp = 0
             while jp * NR < nc:
+                n = min(NR, nc - jp * NR)
                 it = 0
                 while it < mc:
-                    igemm_taps_tile(Cg, kc // Cg, table + (k0 // Cg) * mcp + it, mcp,
-                                    wg + jp * NR * K + k0 * NR, c + it * ldc + jp * NR, ldc,
-                                    min(MR, mc - it), min(NR, nc - jp * NR), k0 > 0)
+                    m = min(MR, mc - it)
+                    tr = table + (k0 // Cg) * mcp + it
+                    if zero == NULL:
+                        igemm_taps_tile(Cg, nt, tr, mcp, wg + jp * NR * K + k0 * NR,
+                                        c + it * ldc + jp * NR, ldc, m, n, k0 > 0)
+                    else:
+                        # runs of taps that read a real pixel somewhere in the tile
+                        tile = jp * ntile + it // MR
+                        t = 0
+                        while t < nt:
+                            if _tap_all_zero(tr + t * mcp, m, zero):
+                                t = t + 1
+                                continue
+                            t1 = t + 1
+                            while t1 < nt and not _tap_all_zero(tr + t1 * mcp, m, zero):
+                                t1 = t1 + 1
+                            igemm_taps_tile(Cg, t1 - t, tr + t * mcp, mcp,
+                                            wg + jp * NR * K + (k0 + t * Cg) * NR,
+                                            c + it * ldc + jp * NR, ldc, m, n, done[tile])
+                            done[tile] = 1
+                            t = t1
                     it = it + MR
                 jp = jp + 1
             k0 = k0 + kc
-        return
-    while k0 < K:
-        kc = min(KC, K - k0)
-        jp = 0
-        while jp * NR < nc:
-            it = 0
-            while it < mc:
-                t = k0 // Cg
-                c0 = k0 % Cg
-                seg_t = 0
-                while seg_t < kc:
-                    seg = min(Cg - c0, kc - seg_t)
-                    for i in range(MR):
-                        ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
-                    igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
-                               c + it * ldc + jp * NR, ldc, min(MR, mc - it),
-                               min(NR, nc - jp * NR), k0 + seg_t > 0)
-                    seg_t = seg_t + seg
-                    t = t + 1
-                    c0 = 0
-                it = it + MR
-            jp = jp + 1
-        k0 = k0 + kc
+    else:
+        while k0 < K:
+            kc = min(KC, K - k0)
+            jp = 0
+            while jp * NR < nc:
+                n = min(NR, nc - jp * NR)
+                it = 0
+                while it < mc:
+                    m = min(MR, mc - it)
+                    tile = jp * ntile + it // MR
+                    t = k0 // Cg
+                    c0 = k0 % Cg
+                    seg_t = 0
+                    while seg_t < kc:
+                        seg = min(Cg - c0, kc - seg_t)
+                        if zero == NULL:
+                            for i in range(MR):
+                                ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
+                            igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
+                                       c + it * ldc + jp * NR, ldc, m, n, k0 + seg_t > 0)
+                        elif not _tap_all_zero(table + t * mcp + it, m, zero):
+                            for i in range(MR):
+                                ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
+                            igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
+                                       c + it * ldc + jp * NR, ldc, m, n, done[tile])
+                            done[tile] = 1
+                        seg_t = seg_t + seg
+                        t = t + 1
+                        c0 = 0
+                    it = it + MR
+                jp = jp + 1
+            k0 = k0 + kc
+    if zero != NULL:
+        # tiles that read only padding: their sums are +0
+        for jp in range((nc + NR - 1) // NR):
+            n = min(NR, nc - jp * NR)
+            for it in range(ntile):
+                if not done[jp * ntile + it]:
+                    for i in range(it * MR, min(mc, it * MR + MR)):
+                        for t in range(n):
+                            c[i * ldc + jp * NR + t] = 0
 
 
 cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wpre, const floating *bias,
                         floating *out, cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G,
                         Py_ssize_t O, Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC,
                         Py_ssize_t nnb, int MR, int NR, Py_ssize_t KC,
-                        int nthreads) except -1 nogil:
+                        int nthreads, bint skip_pad=False) except -1 nogil:
     # Channels-last without packing the input: for each tap, an MR-pixel tile's A rows
     # are runs of Cg contiguous input channels, read in place through row pointers (an
     # indirection table per pixel block; taps in the padding point at a zero row).
@@ -431,6 +690,7 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
     cdef Py_ssize_t od, oh, ow, idd, ih, iw, kd, kh, kw, tk0, tk1
     cdef const floating **table
     cdef const floating **ap
+    cdef unsigned char *done
     cdef const floating *xg
     cdef const floating *wg
     cdef floating *og
@@ -445,9 +705,12 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
         with gil:
             raise MemoryError("conv (im2col): cannot allocate the packed weights")
     with parallel(num_threads=nthreads):
-        # the table, then MR row pointers for the tile being computed (per thread)
-        table = <const floating **> malloc((taps * mcp + MR) * sizeof(floating *) + 64)
+        # the table, then MR row pointers for the tile being computed, then the tiles'
+        # done flags (_indirect_tiles, skip_pad) (per thread)
+        table = <const floating **> malloc((taps * mcp + MR) * sizeof(floating *)
+                                           + (mcp // MR) * npn + 64)
         ap = table + taps * mcp
+        done = <unsigned char *> (ap + MR)
         if table == NULL:
             failed_p[0] = 1
         for item in prange(G * nmb * nnb, schedule="static"):
@@ -493,7 +756,8 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
                         if od == geom.OD:
                             od = 0
                             n = n + 1
-            _indirect_tiles(table, mcp, ap, wg, og, O, K, Cg, mc, nc, MR, NR, KC)
+            _indirect_tiles(table, mcp, ap, wg, og, O, K, Cg, mc, nc, MR, NR, KC,
+                            zero if skip_pad else NULL, done)
             if bias != NULL:
                 _bias_cols(og, O, bias + g * Og + j0, mc, nc)
         free(table)
@@ -684,7 +948,7 @@ def subpixel_nhwc(const floating[:, :, :, :, ::1] dy, list weights,
                                 od = 0
                                 n = n + 1
                 # _nhwc_indirect's tiles, into the C block (row stride WB)
-                _indirect_tiles(table, mcp, ap, wg, cb, WB, K, Cgi, mc, nc, MR, NR, KC)
+                _indirect_tiles(table, mcp, ap, wg, cb, WB, K, Cgi, mc, nc, MR, NR, KC, NULL, NULL)
                 for pi in range(mc):
                     memcpy(orow[pi], cb + pi * WB, nc * sizeof(floating))
             free(table)
@@ -1124,7 +1388,9 @@ cdef bint _use_pixrow_nhwc(cc_conv_geom g, Py_ssize_t N, Py_ssize_t Og, int MR, 
                            int MRX):
     """Channels-last on the pixel rows, over a channels-first copy of the input: where
     the indirect kernel's MR-pixel tiles waste much (small images: 49 pixels in 60 rows).
-    3x3 512@7, float32: 2.07 -> 1.44 ms at 2 threads, 3.60 -> 2.71 at 1 thread."""
+    3x3 512@7, float32: 2.07 -> 1.44 ms at 2 threads, 3.60 -> 2.71 at 1 thread. Not where
+    the indirect kernel's skipped padding taps (_skip_exec) save more than the tiles
+    waste: 7x7 dilation 2 on 7x7 images leaves 0.57 of its tile work."""
     if PIXROW is False or MRX <= 0 or g.C * g.KD * g.KH * g.KW < PIXROW_MIN_K:
         return False
     if g.C < INDIRECT_MIN_CHANNELS:
@@ -1132,7 +1398,7 @@ cdef bint _use_pixrow_nhwc(cc_conv_geom g, Py_ssize_t N, Py_ssize_t Og, int MR, 
     if PIXROW is True:
         return True
     cdef Py_ssize_t rows = N * g.OD * g.OH * g.OW
-    return rows < 0.93 * (_cdiv(rows, MR) * MR)
+    return rows < 0.93 * (_cdiv(rows, MR) * MR) * _skip_exec(&g, N, MR)
 
 
 def pixrow_path(tuple osp, tuple ksp, tuple stride, tuple dil, Py_ssize_t Cg, Py_ssize_t Og,
@@ -1161,7 +1427,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     cdef Py_ssize_t N = x.shape[0], O, Cg, P, pb, npb, wb, nwb, KC, punit, ptarget, wunit
     cdef Py_ssize_t K, Og, itemsize = sizeof(floating)
     cdef int MR, NR, MRX
-    cdef bint shared
+    cdef bint shared, skip
     if bias is not None:
         b = bias
         bp = &b[0]
@@ -1226,16 +1492,18 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         return
     if channels_last:
         # pixel blocks first, output-channel blocks when the pixels run out
+        skip = (_skip_exec(&geom, N, MR) <= SKIP_PAD_MAX_EXEC
+                and (SKIP_PAD_ASSUME_FINITE or _all_finite(&w[0, 0, 0, 0, 0], O * K, nthreads)))
         if Cg >= INDIRECT_MIN_CHANNELS and (geom.ctot * itemsize) % 4096 != 0:
             # A rows read in place: no cols at all (but not rows 4 KB apart: an MR-row
             # tile's rows then share one L1 set; 1024->256 1x1 at 14x14 ran 1.3x slower)
             wb, nwb, pb, npb = _blocking(G, Og, N * P, NR, MR, NC_COLS, 240, nthreads)
             _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
-                           geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
+                           geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads, skip)
         else:
             wb, nwb, pb, npb = _blocking(N * G, Og, P, NR, MR, NC_COLS, 240, nthreads)
             _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
-                       geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads)
+                       geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads, skip)
         return
     if _use_pixrow(geom, Og, MR, NR, MRX, floating is double):
         _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads, True)

@@ -196,6 +196,9 @@ def im2col_cost(spec):
     0.86, (1, 128, 128, 28) 0.78, (1, 64, 64, 56) 1.16, (1, 256, 256, 14) 3.7."""
     if spec.channels_last and spec.Cg < 16:
         return spec.macs / IM2COL_FEW_CHANNELS_EFF
+    if spec.channels_last or _skip_pays_via(spec):
+        # taps that read only padding in a whole tile are skipped
+        return spec.macs * pad_skip_exec(spec)
     if nchw_pixrow(spec):
         Og = spec.O // spec.groups
         return spec.macs * _im2col.panel_cols(Og, spec.dtype) / Og * IM2COL_PIXROW_RATE
@@ -305,16 +308,51 @@ def nchw_grad_weight_via_nhwc(spec):
     return spec.O * spec.Cg * taps <= GW_VIA_WEIGHT_PER_PIXEL * pixels and copies_fit(spec)
 
 
+def pad_skip_exec(spec):
+    """Share of the channels-last im2col tile work left once the taps that read only
+    zero padding are skipped (_im2col.skip_exec_fraction; 1.0 where nothing is, as
+    with the other padding modes: the kernels get their input padded)."""
+    if spec.padding_mode != "zeros":
+        return 1.0
+    pads = tuple(b for b, _ in spec.pads)
+    return _im2col.skip_exec_fraction(
+        spec.as3d(spec.in_size, 1), spec.as3d(spec.out_size, 1), spec.as3d(spec.kernel, 1),
+        spec.as3d(spec.stride, 1), (0,) * (3 - spec.nd) + pads, spec.as3d(spec.dilation, 1),
+        spec.N, spec.dtype)
+
+
+# The channels-first forward im2col runs channels-last between transposes where the
+# channels-last kernels' skipped padding taps save more MACs than this many per copied
+# element (input, output and weights). Measured 2 threads, float32, 5 interleaved
+# rounds, via / in place: ASPP-style 3x3 512 -> 256 at 33x33 batch 2, dilation 24 0.43
+# (tile work left 0.36), 12 0.76 (0.71), 6 0.88-0.93 (0.88); but 7x7 dilation 2 256 ->
+# 128 at 7x7 batch 2 1.40 (0.57 left, and 6.4 MB of weights to transpose per call).
+NCHW_VIA_SKIP_COPY_MACS = 60.0
+
+
 def nchw_forward_via_nhwc(spec):
     """nchw_via_nhwc for the forward im2col, where the pixel-row kernels do not run, or
     run only thanks to the AVX-512 half-width tiles (few output channels per group): on
     these small images the rows are short. 2 threads, 9 interleaved rounds, via / pixel
-    rows, float32, Og = 16: 64 -> 16 at 4x4 batch 64 0.64, at 6x6 0.98, at 8x8 0.96."""
+    rows, float32, Og = 16: 64 -> 16 at 4x4 batch 64 0.64, at 6x6 0.98, at 8x8 0.96.
+    Also where the channels-last kernels skip enough of the padding taps
+    (NCHW_VIA_SKIP_COPY_MACS)."""
     if not nchw_via_nhwc(spec):
-        return False
+        return _skip_pays_via(spec)
     Og = spec.O // spec.groups
     nr = _im2col.tile_shape(spec.dtype)[1]
     return not nchw_pixrow(spec) or (Og <= nr // 2 and _im2col.panel_cols(Og, spec.dtype) < nr)
+
+
+def _skip_pays_via(spec):
+    if spec.channels_last or spec.Cg < 16 or not copies_fit(spec):
+        return False
+    left = pad_skip_exec(spec)
+    if left >= 1.0:
+        return False
+    copies = (spec.N * (spec.C * math.prod(spec.in_size) + spec.O * math.prod(spec.out_size))
+              + spec.O * spec.Cg * math.prod(spec.kernel))
+    return (1.0 - left) * spec.macs > NCHW_VIA_SKIP_COPY_MACS * copies
 
 
 def grouped_direct(spec):

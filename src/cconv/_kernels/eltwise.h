@@ -50,4 +50,26 @@ static inline void cconv_maxpool2x2_plane_##SUF(const T *restrict x, int64_t W, 
 CC_POOL_DEFINE(float, f32)
 CC_POOL_DEFINE(double, f64)
 #undef CC_POOL_DEFINE
+/* 1 when none of x[0:n] is NaN or Inf (an exponent field of all ones): an integer max
+ * over the magnitude bits, which the compiler vectorises (memcpy: no aliasing games). */
+static inline int cconv_all_finite_f32(const float *restrict x, int64_t n) {
+    uint32_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        __builtin_memcpy(&u, x + i, sizeof u);
+        u &= 0x7fffffffu;
+        m = u > m ? u : m;
+    }
+    return m < 0x7f800000u;
+}
+static inline int cconv_all_finite_f64(const double *restrict x, int64_t n) {
+    uint64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t u;
+        __builtin_memcpy(&u, x + i, sizeof u);
+        u &= 0x7fffffffffffffffull;
+        m = u > m ? u : m;
+    }
+    return m < 0x7ff0000000000000ull;
+}
 #endif
