@@ -23,6 +23,11 @@ CASES = [
     (3, 300, 36, 1, (5, 6), 3, 3, 3),
     (1, 16, 16, 1, (6, 6, 6), 5, 2, 4),
     (2, 40, 24, 1, (4, 5, 3), 3, 2, 2),
+    # packed rows (_nhwc_rows): few channels; channel rows 4 KB apart (whole tiles in
+    # the padding again, and dilated)
+    (2, 8, 40, 1, (3, 4), 3, 1, 4),
+    (2, 8, 40, 1, (9, 10), 3, 4, 4),
+    (1, 1024, 24, 1, (3, 3), 3, 1, 4),
 ]
 LAYOUT = {2: "NHWC", 3: "NDHWC"}
 
@@ -37,10 +42,11 @@ def make(case, dtype, seed=0):
     return x, w, b
 
 
-def run(case, x, w, b, skip, nthreads=2, monkeypatch=None):
+def run(case, x, w, b, skip, nthreads=2, monkeypatch=None, rows=None):
     N, C, O, g, sp, k, d, p = case
     nd = len(sp)
     monkeypatch.setattr(_im2col, "SKIP_PAD_MIN_FRACTION", 0.0 if skip else 2.0)
+    monkeypatch.setattr(_im2col, "SKIP_PAD_ROW_TILES", rows)
     monkeypatch.setattr(_im2col, "SKIP_PAD_MAX_EXEC", 1.0)
     monkeypatch.setattr(_im2col, "PIXROW", False)  # the indirect kernel, not pixel rows
     f = cconv.conv2d if nd == 2 else cconv.conv3d
@@ -104,9 +110,10 @@ def test_skipping_padding_taps_is_bitwise_not_skipping(case, dtype, monkeypatch)
     assert frac > 0.2  # these problems would skip under the default threshold too
     ref = conv_nd_reference(x, w, b, 1, ((p, p),) * len(sp), d, g, layout=LAYOUT[len(sp)])
     plain = run(case, x, w, b, False, monkeypatch=monkeypatch)
-    for nth in (1, 2, 3):
-        y = run(case, x, w, b, True, nth, monkeypatch)
-        assert np.array_equal(y, plain), nth
+    for nth, rows in itertools.product((1, 2, 3), (False, True)):
+        # tiles of MR pixels, or also ending at output rows
+        y = run(case, x, w, b, True, nth, monkeypatch, rows)
+        assert np.array_equal(y, plain), (nth, rows)
         assert np.array_equal(np.signbit(y), np.signbit(plain))
     assert rel_error(plain, ref) < (2e-5 if dtype == np.float32 else 1e-12)
 
@@ -124,28 +131,38 @@ def test_nonfinite_weight_turns_skipping_off(monkeypatch):
     assert np.array_equal(np.isnan(y), np.isnan(ref))
     assert np.isnan(y[:, :2, :, 7]).all()  # rows 0-1: tap (0, 0) reads padding there
     monkeypatch.setattr(_im2col, "SKIP_PAD_ASSUME_FINITE", True)
-    y2 = run(case, x, w, b, True, monkeypatch=monkeypatch)
-    # output rows 0-1 of image 0 (18 pixels, all reading padding only) hold the first
-    # MR-pixel tile (MR <= 12 on every ISA path), which covers row 0
-    assert np.isfinite(y2[0, 0, :, 7]).all()
-    assert np.array_equal(y2[0, 0], b[None, :].repeat(y2.shape[2], 0))  # only the bias
+    for rows in (False, True):
+        y2 = run(case, x, w, b, True, monkeypatch=monkeypatch, rows=rows)
+        # output rows 0-1 of image 0 (18 pixels, all reading padding only) hold the first
+        # MR-pixel tile (MR <= 12 on every ISA path), which covers row 0
+        assert np.isfinite(y2[0, 0, :, 7]).all()
+        assert np.array_equal(y2[0, 0], b[None, :].repeat(y2.shape[2], 0))  # only the bias
 
 
 def brute_exec_fraction(N, isp, ksp, st, pad, dl, MR):
-    """The tile work left after skipping, counted pixel by pixel (tiles of MR consecutive
-    output pixels of the batch from pixel 0)."""
+    """The tile work left after skipping, counted pixel by pixel: tiles of MR consecutive
+    output pixels of the batch from pixel 0, or tiles that also end at output rows,
+    whichever makes fewer kernel calls, against the calls of the plain tiles."""
     osp = tuple((i + 2 * p - d * (k - 1) - 1) // s + 1
                 for i, k, s, d, p in zip(isp, ksp, st, dl, pad))
     if min(osp) < 1:
         return osp, None
     pix = [o for _ in range(N) for o in itertools.product(*[range(n) for n in osp])]
-    run = tot = 0
-    for q in range(0, len(pix), MR):
-        for t in itertools.product(*[range(k) for k in ksp]):
-            tot += 1
-            run += any(all(0 <= oi * s + ti * d - p < n for oi, ti, s, d, p, n
-                           in zip(o, t, st, dl, pad, isp)) for o in pix[q:q + MR])
-    return osp, run / tot
+    runs = []
+    for rowed in (False, True):
+        starts, q = [], 0
+        while q < len(pix):
+            m = min(MR, len(pix) - q, osp[-1] - q % osp[-1] if rowed else MR)
+            starts.append((q, m))
+            q += m
+        run = 0
+        for q, m in starts:
+            for t in itertools.product(*[range(k) for k in ksp]):
+                run += any(all(0 <= oi * s + ti * d - p < n for oi, ti, s, d, p, n
+                               in zip(o, t, st, dl, pad, isp)) for o in pix[q:q + m])
+        runs.append(run)
+    tot = -(-len(pix) // MR) * np.prod(ksp)
+    return osp, min(runs) / tot
 
 
 def test_skip_exec_fraction(monkeypatch):

@@ -152,6 +152,9 @@ cdef extern from "eltwise.h" nogil:
 # tests can force skipping on (0 and 1) or off (a fraction above 1).
 SKIP_PAD_MIN_FRACTION = 0.1
 SKIP_PAD_MAX_EXEC = 0.9
+# tests only: None (tiles end at output rows where skip_exec_fraction counts fewer
+# calls that way), or True / False to force it
+SKIP_PAD_ROW_TILES = None
 # tests only: skip without looking at the weights, so that a non-finite weight shows
 # which taps a tile skipped
 SKIP_PAD_ASSUME_FINITE = False
@@ -194,25 +197,21 @@ def pad_fraction(tuple isp, tuple osp, tuple ksp, tuple stride, tuple pad, tuple
     return _pad_fraction(&g)
 
 
-cdef double _tile_exec_fraction(const cc_conv_geom *g, Py_ssize_t N, int MR) noexcept nogil:
-    # Fraction of (MR-pixel tile, tap) pairs of the batch's output pixels (tiles from
-    # pixel 0, as _indirect_tiles sees them) in which some pixel reads a real input
-    # position: the share of the tile work left after skipping. Counted on a prefix of the
-    # batch of at most _EXEC_COUNT_MAX (pixel, tap) pairs (whole images when possible).
-    cdef Py_ssize_t P = g.OD * g.OH * g.OW, taps = g.KD * g.KH * g.KW
-    cdef Py_ssize_t rows = N * P, q, i, m, t, kd, kh, kw, p, od, oh, ow, run = 0, tot = 0
+cdef Py_ssize_t _tile_tap_runs(const cc_conv_geom *g, Py_ssize_t rows, int MR,
+                               Py_ssize_t row) noexcept nogil:
+    # (tile, tap) pairs over output pixels [0, rows) of the batch (tiles from pixel 0 of
+    # MR pixels, ending at output rows of `row` pixels too when row > 0) in which some
+    # pixel reads a real input position
+    cdef Py_ssize_t P = g.OD * g.OH * g.OW
+    cdef Py_ssize_t q = 0, i, m, kd, kh, kw, p, od, oh, ow, run = 0
     cdef Py_ssize_t pd[64]
     cdef Py_ssize_t ph[64]
     cdef Py_ssize_t pw[64]
     cdef bint hit
-    if MR > 64 or P == 0 or taps == 0:
-        return 1.0
-    if rows * taps > _EXEC_COUNT_MAX:
-        rows = max(P, _EXEC_COUNT_MAX // (taps * P) * P)
-        rows = min(rows, N * P)
-    q = 0
     while q < rows:
         m = min(MR, rows - q)
+        if row > 0:
+            m = min(m, row - q % row)
         for i in range(m):
             p = (q + i) % P
             pd[i] = (p // (g.OH * g.OW)) * g.sd - g.pd
@@ -232,35 +231,64 @@ cdef double _tile_exec_fraction(const cc_conv_geom *g, Py_ssize_t N, int MR) noe
                             break
                     if hit:
                         run = run + 1
-        tot = tot + taps
-        q = q + MR
-    return run / <double> tot
+        q = q + m
+    return run
 
 
-cdef double _skip_exec(const cc_conv_geom *g, Py_ssize_t N, int MR):
+cdef double _tile_exec_fraction(const cc_conv_geom *g, Py_ssize_t N, int MR,
+                                int *aligned) noexcept nogil:
+    # Share of the tile work left after skipping, in MR-pixel tile calls against the
+    # unskipped count (tiles from pixel 0, as _indirect_tiles sees them), with the better
+    # of the plain tiles and tiles that also end at output rows (aligned[0] = 1: more,
+    # shorter tiles, each a full kernel call). Counted on a prefix of the batch of at
+    # most _EXEC_COUNT_MAX (pixel, tap) pairs (whole images when possible).
+    cdef Py_ssize_t P = g.OD * g.OH * g.OW, taps = g.KD * g.KH * g.KW
+    cdef Py_ssize_t rows = N * P, plain, rowed
+    aligned[0] = 0
+    if MR > 64 or P == 0 or taps == 0:
+        return 1.0
+    if rows * taps > _EXEC_COUNT_MAX:
+        rows = max(P, _EXEC_COUNT_MAX // (taps * P) * P)
+        rows = min(rows, N * P)
+    plain = _tile_tap_runs(g, rows, MR, 0)
+    rowed = _tile_tap_runs(g, rows, MR, g.OW)
+    if rowed < plain:
+        aligned[0] = 1
+        plain = rowed
+    return plain / <double> (((rows + MR - 1) // MR) * taps)
+
+
+cdef double _skip_exec(const cc_conv_geom *g, Py_ssize_t N, int MR, int *aligned=NULL):
     """_tile_exec_fraction, 1.0 below SKIP_PAD_MIN_FRACTION of padding; cached."""
+    cdef int al = 0
+    cdef double f
+    if aligned != NULL:
+        aligned[0] = 0
     if _pad_fraction(g) < SKIP_PAD_MIN_FRACTION:
         return 1.0
     key = (g.D, g.H, g.W, g.OD, g.OH, g.OW, g.KD, g.KH, g.KW, g.sd, g.sh, g.sw,
            g.dd, g.dh, g.dw, g.pd, g.ph, g.pw, N, MR)
     v = _EXEC_CACHE.get(key)
-    cdef double f
     if v is None:
         if len(_EXEC_CACHE) >= 1024:
             _EXEC_CACHE.clear()
         with nogil:
-            f = _tile_exec_fraction(g, N, MR)
-        _EXEC_CACHE[key] = v = f
-    return v
+            f = _tile_exec_fraction(g, N, MR, &al)
+        _EXEC_CACHE[key] = v = (f, al)
+    if aligned != NULL:
+        aligned[0] = v[1]
+    return v[0]
 
 
 def skip_exec_fraction(tuple isp, tuple osp, tuple ksp, tuple stride, tuple pad,
-                       tuple dil, Py_ssize_t N, dtype):
+                       tuple dil, Py_ssize_t N, dtype, bint with_rows=False):
     """Share of the channels-last indirect kernel's tile work left after skipping the
     taps that read only padding (1.0 when it would not skip), 3-D sizes, for the active
-    ISA's MR."""
+    ISA's MR; with_rows: (share, whether the tiles end at output rows)."""
     cdef cc_conv_geom g = _geom(isp, ksp, osp, 1, 1, stride, pad, dil)
-    return _skip_exec(&g, N, tile_shape(dtype)[0])
+    cdef int aligned = 0
+    cdef double f = _skip_exec(&g, N, tile_shape(dtype)[0], &aligned)
+    return (f, bool(aligned)) if with_rows else f
 
 
 cdef bint _all_finite(const floating *w, Py_ssize_t n, int nthreads) noexcept nogil:
@@ -424,6 +452,16 @@ cdef int _nchw(const floating *x, const floating *w, const floating *wpre, const
     return 0
 
 
+cdef inline Py_ssize_t _tile_rows(Py_ssize_t it, Py_ssize_t mc, Py_ssize_t MR,
+                                   Py_ssize_t q0, Py_ssize_t row) noexcept nogil:
+    # rows of the tile at it: MR, or (row > 0) up to the end of its output row (pixel
+    # q0 + it; rows of `row` pixels from q0 - q0 % row), never past mc
+    cdef Py_ssize_t m = min(MR, mc - it)
+    if row > 0:
+        m = min(m, row - (q0 + it) % row)
+    return m
+
+
 cdef inline bint _tile_reads_input(const cc_conv_geom *g, Py_ssize_t p0, Py_ssize_t m,
                                    Py_ssize_t t0, Py_ssize_t t1) noexcept nogil:
     # whether some output pixel p0 .. p0 + m - 1 (of one image) reads a real input
@@ -447,19 +485,21 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
                     cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G, Py_ssize_t O,
                     Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC, Py_ssize_t nnb,
                     int MR, int NR, Py_ssize_t KC, int nthreads,
-                    bint skip_pad=False) except -1 nogil:
+                    int skip_pad=0) except -1 nogil:
     # Channels-last with few channels per tap: build MC x KC blocks of cols rows
     # (row-major, runs of input copied whole) and feed them to the indirect micro-kernel.
     # skip_pad (finite weights only, as _indirect_tiles): a tile skips the K blocks whose
     # taps read only padding for all its pixels (a block no tile needs is not packed),
-    # starts from zero at its first block, and is zero-filled if it skipped them all.
+    # starts from zero at its first block, and is zero-filled if it skipped them all;
+    # skip_pad == 2: tiles also end where output rows do (_tile_rows).
     cdef Py_ssize_t Cg = geom.C, Og = O // G, C = geom.ctot
     cdef Py_ssize_t K = Cg * geom.KD * geom.KH * geom.KW
     cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
     cdef Py_ssize_t DHWC = geom.D * geom.H * geom.W * C
     cdef Py_ssize_t npn = (Og + NR - 1) // NR
-    cdef Py_ssize_t ntm = (MC + MR - 1) // MR
-    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, jp, it, i, j, nlive, tile
+    cdef Py_ssize_t ntm = (MC + MR - 1) // MR + (MC // geom.OW + 2 if skip_pad == 2 else 0)
+    cdef Py_ssize_t row = geom.OW if skip_pad == 2 else 0
+    cdef Py_ssize_t item, n, g, i0, j0, mc, nc, k0, kc, jp, it, i, j, nlive, tile, m, ti
     cdef floating *abuf
     cdef const floating **ap
     cdef unsigned char *live
@@ -505,11 +545,14 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
                 if skip_pad:
                     nlive = 0
                     it = 0
+                    ti = 0
                     while it < mc:
-                        live[it // MR] = _tile_reads_input(&geom, i0 + it, min(MR, mc - it),
-                                                           k0 // Cg, (k0 + kc - 1) // Cg + 1)
-                        nlive = nlive + live[it // MR]
-                        it = it + MR
+                        m = _tile_rows(it, mc, MR, i0, row)
+                        live[ti] = _tile_reads_input(&geom, i0 + it, m, k0 // Cg,
+                                                     (k0 + kc - 1) // Cg + 1)
+                        nlive = nlive + live[ti]
+                        it = it + m
+                        ti = ti + 1
                     if nlive == 0:
                         k0 = k0 + kc
                         continue
@@ -517,30 +560,38 @@ cdef int _nhwc_rows(const floating *x, const floating *w, const floating *wpre, 
                 jp = 0
                 while jp * NR < nc:
                     it = 0
+                    ti = 0
                     while it < mc:
+                        m = _tile_rows(it, mc, MR, i0, row)
                         for i in range(MR):
-                            ap[i] = abuf + (it + i) * KC if it + i < mc else NULL
+                            ap[i] = abuf + (it + i) * KC if i < m else NULL
                         if not skip_pad:
                             igemm_tile(kc, ap, wg + jp * NR * K + k0 * NR,
-                                       og + it * O + jp * NR, O, min(MR, mc - it),
+                                       og + it * O + jp * NR, O, m,
                                        min(NR, nc - jp * NR), k0 > 0)
-                        elif live[it // MR]:
-                            tile = jp * ntm + it // MR
+                        elif live[ti]:
+                            tile = jp * ntm + ti
                             igemm_tile(kc, ap, wg + jp * NR * K + k0 * NR,
-                                       og + it * O + jp * NR, O, min(MR, mc - it),
+                                       og + it * O + jp * NR, O, m,
                                        min(NR, nc - jp * NR), done[tile])
                             done[tile] = 1
-                        it = it + MR
+                        it = it + m
+                        ti = ti + 1
                     jp = jp + 1
                 k0 = k0 + kc
             if skip_pad:
                 # tiles that read only padding: their sums are +0
                 for jp in range((nc + NR - 1) // NR):
-                    for it in range((mc + MR - 1) // MR):
-                        if not done[jp * ntm + it]:
-                            for i in range(it * MR, min(mc, it * MR + MR)):
+                    it = 0
+                    ti = 0
+                    while it < mc:
+                        m = _tile_rows(it, mc, MR, i0, row)
+                        if not done[jp * ntm + ti]:
+                            for i in range(it, it + m):
                                 for j in range(jp * NR, min(nc, jp * NR + NR)):
                                     og[i * O + j] = 0
+                        it = it + m
+                        ti = ti + 1
             if bias != NULL:
                 _bias_cols(og, O, bias + g * Og + j0, mc, nc)
         cc_scratch_release(0, abuf)
@@ -567,31 +618,40 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
                                  Py_ssize_t ldc, Py_ssize_t K, Py_ssize_t Cg, Py_ssize_t mc,
                                  Py_ssize_t nc, Py_ssize_t MR, Py_ssize_t NR,
                                  Py_ssize_t KC, const floating *zero,
-                                 unsigned char *done) noexcept nogil:
+                                 unsigned char *done, Py_ssize_t q0=0,
+                                 Py_ssize_t row=0) noexcept nogil:
     """C[0:mc, 0:nc] (row stride ldc) = A . W: row p of A for tap t is Cg contiguous
-    channels at table[t * mcp + p] (the table's rows mc .. up to a whole MR tile are
-    overwritten here); W (K = taps * Cg rows) in NR-column panels holding all of K (wg:
-    the first panel); ap: MR row pointers of scratch. K in blocks of about KC (whole taps
-    when Cg < KC), then B panels, then MR-pixel tiles: a kc x NR slice of B stays in L1
-    across the pixel tiles. With whole taps, one micro-kernel call runs all the block's
-    taps (cconv_igemm_taps_ukernel: accumulators in registers from tap to tap); else one
-    call per tap segment. The same bits either way.
+    channels at table[t * mcp + p] (the table's rows mc .. mc + MR - 1, or up to a whole
+    MR tile, are overwritten here); W (K = taps * Cg rows) in NR-column panels holding
+    all of K (wg: the first panel); ap: MR row pointers of scratch. K in blocks of about
+    KC (whole taps when Cg < KC), then B panels, then MR-pixel tiles: a kc x NR slice of
+    B stays in L1 across the pixel tiles. With whole taps, one micro-kernel call runs all
+    the block's taps (cconv_igemm_taps_ukernel: accumulators in registers from tap to
+    tap); else one call per tap segment. The same bits either way.
 
     zero: NULL, or the zero row the table points padding taps at: then a tap whose rows
     in a tile are all that row is skipped for the tile (its products are w * 0, which
     leave a running sum from +0 bit for bit unchanged when w is finite: the caller
     passes it only for finite weights), a tile's first call starts from zero, and a tile
-    every tap skipped is zero-filled. done: one flag per (panel, tile) of scratch."""
-    cdef Py_ssize_t k0 = 0, kc, jp, it, t, c0, seg_t, seg, i, nt, t1, m, n, tile
-    cdef Py_ssize_t mcr = (mc + MR - 1) // MR * MR, ntile = mcr // MR
+    every tap skipped is zero-filled. done: one flag per (panel, tile) of scratch.
+    row > 0 (with zero only): tiles also end where an output row of `row` pixels ends
+    (pixel q0 is row p of the table), so that more of them read only padding at a tap;
+    the table then needs mcp >= mc + MR."""
+    cdef Py_ssize_t k0 = 0, kc, jp, it, t, c0, seg_t, seg, i, nt, t1, m, n, tile, ntile
+    cdef Py_ssize_t mcr = (mc + MR - 1) // MR * MR
     cdef const floating **tr
     if zero != NULL:
+        ntile = 0
+        it = 0
+        while it < mc:
+            it = it + _tile_rows(it, mc, MR, q0, row)
+            ntile = ntile + 1
         for i in range(ntile * ((nc + NR - 1) // NR)):
             done[i] = 0
     if Cg < KC:
         # rows past mc in the last tile read row 0 of their tap (results discarded)
         for t in range(K // Cg):
-            for i in range(mc, mcr):
+            for i in range(mc, mc + MR if row > 0 else mcr):
                 table[t * mcp + i] = table[t * mcp]
         while k0 < K:
             kc = min(max(KC // Cg, 1) * Cg, K - k0)
@@ -600,15 +660,15 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
             while jp * NR < nc:
                 n = min(NR, nc - jp * NR)
                 it = 0
+                tile = jp * ntile if zero != NULL else 0
                 while it < mc:
-                    m = min(MR, mc - it)
+                    m = _tile_rows(it, mc, MR, q0, row)
                     tr = table + (k0 // Cg) * mcp + it
                     if zero == NULL:
                         igemm_taps_tile(Cg, nt, tr, mcp, wg + jp * NR * K + k0 * NR,
                                         c + it * ldc + jp * NR, ldc, m, n, k0 > 0)
                     else:
                         # runs of taps that read a real pixel somewhere in the tile
-                        tile = jp * ntile + it // MR
                         t = 0
                         while t < nt:
                             if _tap_all_zero(tr + t * mcp, m, zero):
@@ -622,7 +682,8 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
                                             c + it * ldc + jp * NR, ldc, m, n, done[tile])
                             done[tile] = 1
                             t = t1
-                    it = it + MR
+                        tile = tile + 1
+                    it = it + m
                 jp = jp + 1
             k0 = k0 + kc
     else:
@@ -632,9 +693,9 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
             while jp * NR < nc:
                 n = min(NR, nc - jp * NR)
                 it = 0
+                tile = jp * ntile if zero != NULL else 0
                 while it < mc:
-                    m = min(MR, mc - it)
-                    tile = jp * ntile + it // MR
+                    m = _tile_rows(it, mc, MR, q0, row)
                     t = k0 // Cg
                     c0 = k0 % Cg
                     seg_t = 0
@@ -642,37 +703,43 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
                         seg = min(Cg - c0, kc - seg_t)
                         if zero == NULL:
                             for i in range(MR):
-                                ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
+                                ap[i] = table[t * mcp + it + i] + c0 if i < m else NULL
                             igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
                                        c + it * ldc + jp * NR, ldc, m, n, k0 + seg_t > 0)
                         elif not _tap_all_zero(table + t * mcp + it, m, zero):
                             for i in range(MR):
-                                ap[i] = table[t * mcp + it + i] + c0 if it + i < mc else NULL
+                                ap[i] = table[t * mcp + it + i] + c0 if i < m else NULL
                             igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
                                        c + it * ldc + jp * NR, ldc, m, n, done[tile])
                             done[tile] = 1
                         seg_t = seg_t + seg
                         t = t + 1
                         c0 = 0
-                    it = it + MR
+                    tile = tile + 1
+                    it = it + m
                 jp = jp + 1
             k0 = k0 + kc
     if zero != NULL:
         # tiles that read only padding: their sums are +0
         for jp in range((nc + NR - 1) // NR):
             n = min(NR, nc - jp * NR)
-            for it in range(ntile):
-                if not done[jp * ntile + it]:
-                    for i in range(it * MR, min(mc, it * MR + MR)):
+            it = 0
+            tile = jp * ntile
+            while it < mc:
+                m = _tile_rows(it, mc, MR, q0, row)
+                if not done[tile]:
+                    for i in range(it, it + m):
                         for t in range(n):
                             c[i * ldc + jp * NR + t] = 0
+                tile = tile + 1
+                it = it + m
 
 
 cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wpre, const floating *bias,
                         floating *out, cc_conv_geom geom, Py_ssize_t N, Py_ssize_t G,
                         Py_ssize_t O, Py_ssize_t MC, Py_ssize_t nmb, Py_ssize_t NC,
                         Py_ssize_t nnb, int MR, int NR, Py_ssize_t KC,
-                        int nthreads, bint skip_pad=False) except -1 nogil:
+                        int nthreads, int skip_pad=0) except -1 nogil:
     # Channels-last without packing the input: for each tap, an MR-pixel tile's A rows
     # are runs of Cg contiguous input channels, read in place through row pointers (an
     # indirection table per pixel block; taps in the padding point at a zero row).
@@ -685,7 +752,10 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
     cdef Py_ssize_t P = geom.OD * geom.OH * geom.OW
     cdef Py_ssize_t DHWC = geom.D * geom.H * geom.W * C
     cdef Py_ssize_t npn = (Og + NR - 1) // NR
-    cdef Py_ssize_t mcp = (MC + MR - 1) // MR * MR
+    # skip_pad: 0, or skip padding taps per tile (_indirect_tiles), 2: with tiles that
+    # end where output rows do (the table then has MR rows of slack per tap)
+    cdef Py_ssize_t mcp = (MC + MR - 1) // MR * MR + (MR if skip_pad == 2 else 0)
+    cdef Py_ssize_t ntile = (MC + MR - 1) // MR + (MC // geom.OW + 2 if skip_pad == 2 else 0)
     cdef Py_ssize_t item, n, g, i0, j0, mc, nc, t, p, q
     cdef Py_ssize_t od, oh, ow, idd, ih, iw, kd, kh, kw, tk0, tk1
     cdef const floating **table
@@ -708,7 +778,7 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
         # the table, then MR row pointers for the tile being computed, then the tiles'
         # done flags (_indirect_tiles, skip_pad) (per thread)
         table = <const floating **> malloc((taps * mcp + MR) * sizeof(floating *)
-                                           + (mcp // MR) * npn + 64)
+                                           + ntile * npn + 64)
         ap = table + taps * mcp
         done = <unsigned char *> (ap + MR)
         if table == NULL:
@@ -757,7 +827,8 @@ cdef int _nhwc_indirect(const floating *x, const floating *w, const floating *wp
                             od = 0
                             n = n + 1
             _indirect_tiles(table, mcp, ap, wg, og, O, K, Cg, mc, nc, MR, NR, KC,
-                            zero if skip_pad else NULL, done)
+                            zero if skip_pad else NULL, done, i0,
+                            geom.OW if skip_pad == 2 else 0)
             if bias != NULL:
                 _bias_cols(og, O, bias + g * Og + j0, mc, nc)
         free(table)
@@ -1428,6 +1499,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     cdef Py_ssize_t K, Og, itemsize = sizeof(floating)
     cdef int MR, NR, MRX
     cdef bint shared, skip
+    cdef int rowed = 0, skip_mode
     if bias is not None:
         b = bias
         bp = &b[0]
@@ -1492,18 +1564,21 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
         return
     if channels_last:
         # pixel blocks first, output-channel blocks when the pixels run out
-        skip = (_skip_exec(&geom, N, MR) <= SKIP_PAD_MAX_EXEC
+        skip = (_skip_exec(&geom, N, MR, &rowed) <= SKIP_PAD_MAX_EXEC
                 and (SKIP_PAD_ASSUME_FINITE or _all_finite(&w[0, 0, 0, 0, 0], O * K, nthreads)))
+        if SKIP_PAD_ROW_TILES is not None:
+            rowed = SKIP_PAD_ROW_TILES
+        skip_mode = (2 if rowed else 1) if skip else 0
         if Cg >= INDIRECT_MIN_CHANNELS and (geom.ctot * itemsize) % 4096 != 0:
             # A rows read in place: no cols at all (but not rows 4 KB apart: an MR-row
             # tile's rows then share one L1 set; 1024->256 1x1 at 14x14 ran 1.3x slower)
             wb, nwb, pb, npb = _blocking(G, Og, N * P, NR, MR, NC_COLS, 240, nthreads)
             _nhwc_indirect(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
-                           geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads, skip)
+                           geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads, skip_mode)
         else:
             wb, nwb, pb, npb = _blocking(N * G, Og, P, NR, MR, NC_COLS, 240, nthreads)
             _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
-                       geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads, skip)
+                       geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads, skip_mode)
         return
     if _use_pixrow(geom, Og, MR, NR, MRX, floating is double):
         _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads, True)
