@@ -587,10 +587,12 @@ def test_grad_input_forward_form_for_many_channel_taps(nd, C, O, k, take, layout
 ])
 def test_grad_input_subpixel_matches_col2im(layout, nd, N, C, O, G, sp, k, stride, pad,
                                             mode, monkeypatch):
-    from cconv import backward as bw
+    from cconv import _plan, backward as bw
     monkeypatch.setattr(bw, "_forward_form_pays", lambda spec: True)
     # every possible split, also the uneven channels-first ones "auto" leaves to col2im
     monkeypatch.setattr(bw, "_subpixel_ok", bw._subpixel_possible)
+    # and not the patch route (stride == kernel, few channels: test_patches.py)
+    monkeypatch.setattr(_plan, "patch_spec", lambda spec, op="forward": None)
     calls = []
     real = bw._subpixel_grad_input
     monkeypatch.setattr(bw, "_subpixel_grad_input",

@@ -28,7 +28,8 @@ import numpy as np
 
 from . import _backward, _core, _plan, _spec
 from ._threads import get_num_threads
-from .functional import (_five_shape, _prepare_input, _prepare_weight, _run, subsample_index,
+from .functional import (_five_shape, _prepare_input, _prepare_weight, _run,
+                         depth_to_space_into, patch_weight, space_to_depth, subsample_index,
                          subsampled_input)
 
 _DEFAULT_LAYOUT = {1: "NCL", 2: "NCHW", 3: "NCDHW"}
@@ -578,11 +579,30 @@ def _grad_input_pointwise_strided(spec, sspec, grad_out, weight, out):
     return _finish_grad_input(spec, dx, out, False)
 
 
+def _grad_input_patches(spec, tspec, grad_out, weight, out):
+    """dL/dx of a patch convolution (kernel == stride, _plan.patch_spec): the input
+    gradient of its 1x1 problem (one GEMM) copied back to the patches (depth to space),
+    zeros past the last whole patch."""
+    g = _grad_input(tspec, _batched(spec, grad_out), patch_weight(spec, tspec, weight))
+    whole = all(o * k == n for o, k, n in zip(spec.out_size, spec.kernel, spec.in_size))
+    if out is not None:
+        dx = _batched(spec, out)
+        if not whole:
+            dx[...] = 0
+    else:
+        dx = (np.empty if whole else np.zeros)(_input_shape(spec, spec.in_size), spec.dtype)
+    depth_to_space_into(spec, g, _five(spec, dx, spec.in_size))
+    return _finish_grad_input(spec, dx, out, False)
+
+
 def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
     """dL/dx of the convolution ``spec`` (a new array in x's shape, or ``out``)."""
     sspec = _plan.pointwise_strided_spec(spec, "grad_input") if algorithm == "auto" else None
     if sspec is not None and spec.Og and spec.N and math.prod(spec.out_size):
         return _grad_input_pointwise_strided(spec, sspec, grad_out, weight, out)
+    tspec = _plan.patch_spec(spec, "grad_input") if algorithm == "auto" else None
+    if tspec is not None and spec.N and math.prod(spec.out_size):
+        return _grad_input_patches(spec, tspec, grad_out, weight, out)
     if algorithm == "auto" and _per_multiplier(spec):
         return _grad_input_per_multiplier(spec, grad_out, weight, out)
     if algorithm == "auto" and _few_outputs_via_channels_last(spec):
@@ -688,6 +708,11 @@ def _grad_weight(spec, x, grad_out, algorithm="auto", db=None):
     P = math.prod(spec.out_size)
     if spec.N == 0 or spec.Cg == 0 or spec.O == 0 or P == 0:
         return np.zeros(wshape, spec.dtype)
+    tspec = _plan.patch_spec(spec, "grad_weight") if algorithm == "auto" else None
+    if tspec is not None and db is None:
+        # non-overlapping patches: the 1x1 gradient over their space-to-depth copy
+        return _grad_weight(tspec, space_to_depth(spec, tspec, x),
+                            _batched(spec, np.asarray(grad_out)), algorithm).reshape(wshape)
     sspec = _plan.pointwise_strided_spec(spec, "grad_weight") if algorithm == "auto" else None
     if sspec is not None and db is None:
         # strided 1x1 without padding: the stride-1 gradient over the positions read

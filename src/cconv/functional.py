@@ -171,7 +171,9 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         else None
     sspec = _plan.pointwise_strided_spec(spec) if algorithm == "auto" and cached is None \
         else None
-    algo = _plan.choose_forward(pspec or sspec or spec, algorithm, cached=cached is not None)
+    tspec = _plan.patch_spec(spec) if algorithm == "auto" and cached is None else None
+    algo = _plan.choose_forward(pspec or sspec or tspec or spec, algorithm,
+                                cached=cached is not None)
     if packed is not None and algo.winograd_m:
         # packed weights keep their Winograd transforms too (made on first use)
         cached = packed.winograd()
@@ -191,6 +193,11 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         _run_phases(spec, pspec, algo, x, weight, b, result, packed, cached)
     elif sspec is not None:
         _run(sspec, algo, subsampled_input(spec, sspec, x), weight, b, result, packed, cached)
+    elif tspec is not None:
+        # non-overlapping patches: a 1x1 convolution over their space-to-depth copy (the
+        # weight's flattening is the copy's channel order; packed panels are not reused)
+        _run(tspec, algo, space_to_depth(spec, tspec, x), patch_weight(spec, tspec, weight),
+             b, result)
     else:
         _run(spec, algo, x, weight, b, result, packed, cached)
         if key is not None:
@@ -222,6 +229,79 @@ def subsampled_input(spec, sspec, x):
     sp = tuple(sspec.in_size)
     return xs.reshape((spec.N,) + sp + (spec.C,) if spec.channels_last
                       else (spec.N, spec.C) + sp)
+
+
+def _patch_views(spec, a5):
+    """For a patch problem (_plan.patch_spec): a 5-D-or-more view of a5 (the batched 5-D
+    input, or input gradient) cropped to the whole patches, and the shape of its
+    space-to-depth copy, such that copy[...] = view.transpose(order) (channel order
+    (C, kd, kh, kw) channels-first, (kd, kh, kw, C) channels-last, matching the
+    weight's flattening)."""
+    N = spec.N
+    k = spec.as3d(spec.kernel, 1)
+    o = spec.as3d(spec.out_size, 1)
+    crop = tuple(slice(0, oi * ki) for oi, ki in zip(o, k))
+    if spec.channels_last:
+        C = a5.shape[4]
+        v = a5[(slice(None),) + crop].reshape(N, o[0], k[0], o[1], k[1], o[2], k[2] * C)
+        return v, (0, 1, 3, 5, 2, 4, 6), (N,) + o + (k[0], k[1], k[2] * C)
+    C = a5.shape[1]
+    v = a5[(slice(None), slice(None)) + crop].reshape(N * C, o[0], k[0], o[1], k[1], o[2],
+                                                       k[2])
+    return v, (0, 2, 4, 6, 1, 3, 5), (N * C,) + k + o
+
+
+def _copy_permuted(src, order, dst):
+    """dst[...] = src.transpose(order), on threads where the view folds to 5-D."""
+    v = src.transpose(order)
+    # drop unit axes, then fold axes that are contiguous in both
+    keep = [i for i in range(v.ndim) if v.shape[i] != 1]
+    v = v.reshape([v.shape[i] for i in keep]) if len(keep) != v.ndim else v
+    d = dst.reshape(v.shape)
+    if v.ndim <= 5:
+        pad = (1,) * (5 - v.ndim)
+        _core.copy_into(v.reshape(pad + v.shape), d.reshape(pad + v.shape),
+                        get_num_threads())
+    else:
+        np.copyto(d, v)
+
+
+def space_to_depth(spec, pspec, x):
+    """The input of the 1x1 problem pspec (_plan.patch_spec) of a patch problem spec: a
+    new batched array in the user layout."""
+    x5 = _prepare_input(spec, x)[0]
+    v, order, shape = _patch_views(spec, x5)
+    xs = np.empty(shape, spec.dtype)
+    _copy_permuted(v, order, xs)
+    sp = tuple(pspec.in_size)
+    return xs.reshape((spec.N,) + sp + (pspec.C,) if spec.channels_last
+                      else (spec.N, pspec.C) + sp)
+
+
+def patch_weight(spec, tspec, weight):
+    """The weight of the 1x1 problem tspec of a patch problem spec (a reshape)."""
+    w = np.ascontiguousarray(weight, dtype=spec.dtype)
+    ones = (1,) * spec.nd
+    return w.reshape(ones + (tspec.C, spec.O) if spec.channels_last
+                     else (spec.O, tspec.C) + ones)
+
+
+def depth_to_space_into(spec, g, dx5):
+    """The inverse: the batched input gradient g of the 1x1 problem copied into dx5 (the
+    batched 5-D input gradient of spec) at its patches; the positions past the last whole
+    patch are left alone."""
+    v, order, shape = _patch_views(spec, dx5)
+    inv = tuple(np.argsort(order))
+    gv = g.reshape(shape).transpose(inv)
+    keep = [i for i in range(v.ndim) if v.shape[i] != 1]
+    if len(keep) <= 5:
+        sh = (1,) * (5 - len(keep)) + tuple(v.shape[i] for i in keep)
+        vv = v.reshape(sh)  # drops and adds unit axes only: a view into dx5
+        if vv.size and not np.shares_memory(vv, dx5):
+            raise AssertionError("cconv: depth_to_space_into lost its view")
+        _core.copy_into(gv.reshape(sh), vv, get_num_threads())
+    else:
+        np.copyto(v, gv)
 
 
 def _phase_slices(n, before, d, m):
