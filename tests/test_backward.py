@@ -975,6 +975,45 @@ def test_grad_input_few_outputs_via_channels_last(dtype, nd, N, C, O, G, sp, k, 
     assert len(calls) == (4 if mode == "zeros" else 3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,C,O,sp,k,stride,pad,mode,taken", [
+    (2, 2, 3, 16, (19, 20), (3, 3), 1, 1, "zeros", True),
+    (2, 1, 3, 24, (33, 31), (7, 7), 2, 3, "zeros", True),
+    (2, 2, 2, 8, (17, 15), (5, 4), (2, 1), ((2, 1), (0, 2)), "reflect", True),
+    (1, 3, 1, 12, (300,), (9,), 1, 4, "zeros", True),
+    (3, 1, 4, 8, (9, 10, 8), (3, 3, 3), 1, 1, "circular", True),
+    (2, 2, 3, 4, (12, 12), (3, 3), 1, 1, "zeros", False),   # too few outputs
+    (2, 2, 5, 16, (12, 12), (3, 3), 1, 1, "zeros", False),  # too many inputs
+])
+def test_grad_input_few_inputs_via_channels_first(dtype, nd, N, C, O, sp, k, stride, pad,
+                                                  mode, taken, monkeypatch):
+    """Channels-last grad_input with at most 4 input channels (first layers) runs
+    channels-first between transposes: bitwise the channels-first result of the same
+    problem and for 1-3 threads, within rounding of the float64 col2im result, unbatched
+    too, inputs unchanged."""
+    from cconv import backward as bw
+    args = (stride, pad, 1, 1)
+    lay, x, w, g = _gi_problem(C + O + nd, nd, N, C, O, 1, sp, k, args, mode, dtype)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    calls = _count_calls(monkeypatch, bw, "_grad_input_via_channels_first")
+    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
+    assert len(calls) == (3 if taken else 0)
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
+                padding_mode=mode, layout=lay, algorithm="im2col")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    if not taken:
+        return
+    first = lambda t: np.ascontiguousarray(np.moveaxis(t, -1, 1))
+    wc = np.ascontiguousarray(np.moveaxis(w, (-1, -2), (0, 1)))
+    c = gi_fn(first(g), wc, first(x).shape, *args, padding_mode=mode,
+              layout=DEFAULT_LAYOUT[nd])
+    np.testing.assert_array_equal(first(a), c)
+    np.testing.assert_array_equal(
+        gi_fn(g[0], w, x.shape[1:], *args, padding_mode=mode, layout=lay), a[0])
+
+
 def test_grad_input_depthwise_gather_tap_limit(monkeypatch):
     """More taps per dx pixel than dwgi.c holds (ceil(33 / 2) x 33 = 561 > 512): the
     stride phases run instead of the gather, with the float64 col2im result."""

@@ -561,6 +561,37 @@ def _grad_input_via_channels_last(spec, grad_out, weight, out):
     return _deliver(spec, dx, out)
 
 
+# channels-last input gradients with at most this many input channels (one group)
+GI_VIA_CHANNELS_FIRST_MAX_C = 4
+
+
+def _few_inputs_via_channels_first(spec):
+    """Channels-last dense problems with at most GI_VIA_CHANNELS_FIRST_MAX_C input
+    channels (first layers: the input gradient of an RGB image), a spatial kernel and
+    at least 8 output channels: their grad_input runs channels-first between transposes,
+    where channels-last col2im scatters runs of a few channels per tap."""
+    return (spec.channels_last and spec.groups == 1 and 1 <= spec.C
+            <= GI_VIA_CHANNELS_FIRST_MAX_C and spec.O >= 8 and math.prod(spec.kernel) > 1
+            and _plan.copies_fit(spec))
+
+
+def _grad_input_via_channels_first(spec, grad_out, weight, out):
+    """dL/dx of a channels-last problem computed channels-first: grad_out and the weight
+    moved to channels-first, dx moved back (threaded transposes)."""
+    nth = get_num_threads()
+    fspec = dataclasses.replace(spec, layout=_spec.LAYOUTS[spec.nd][0], channels_last=False,
+                                batched=True)
+    dy5 = _five(spec, _batched(spec, np.ascontiguousarray(grad_out, dtype=spec.dtype)),
+                spec.out_size)
+    dyc = np.empty((spec.N, spec.O) + dy5.shape[1:4], spec.dtype)
+    _core.to_channels_first_into(dy5, dyc, nth)
+    k = tuple(spec.kernel)
+    w = np.asarray(weight, dtype=spec.dtype).reshape(k + (spec.Cg, spec.O))
+    wc = np.ascontiguousarray(np.moveaxis(w, (-1, -2), (0, 1)))
+    dxc = _grad_input(fspec, dyc.reshape((spec.N, spec.O) + tuple(spec.out_size)), wc)
+    return _deliver(spec, _core.to_channels_last(dxc, nth), out)
+
+
 def _grad_input_pointwise_strided(spec, sspec, grad_out, weight, out):
     """dL/dx of a strided 1x1 convolution without padding (_plan.pointwise_strided_spec):
     the stride-1 input gradient of sspec (one GEMM, as a forward 1x1 convolution with the
@@ -607,6 +638,8 @@ def _grad_input(spec, grad_out, weight, out=None, algorithm="auto"):
         return _grad_input_per_multiplier(spec, grad_out, weight, out)
     if algorithm == "auto" and _few_outputs_via_channels_last(spec):
         return _grad_input_via_channels_last(spec, grad_out, weight, out)
+    if algorithm == "auto" and _few_inputs_via_channels_first(spec):
+        return _grad_input_via_channels_first(spec, grad_out, weight, out)
     algo = _plan.choose_backward(spec, algorithm)
     padded = _mode_padded(spec)
     if padded:
