@@ -1459,10 +1459,12 @@ def test_depthwise_grad_weight_channels_last_inf_only_where_read():
 @pytest.mark.parametrize("nd,C,O,G,k,stride", [
     (2, 3, 16, 1, 3, 1), (2, 3, 8, 1, 7, 2), (2, 16, 8, 4, 5, 1), (1, 4, 6, 1, 3, 1),
     (3, 2, 5, 1, 3, 1), (3, 12, 6, 3, 3, 2), (2, 8, 16, 1, 3, 1),
+    (1, 1, 12, 1, 9, 2), (2, 1, 16, 1, 3, 1), (3, 1, 4, 1, 3, 1),
 ])
 def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
     """Channels-last weight gradients with few input channels per group (grouped < 16,
-    dense <= 4) run channels-first between transposes (_plan.nhwc_grad_weight_via_nchw):
+    dense <= 4, one channel too) run channels-first between transposes
+    (_plan.nhwc_grad_weight_via_nchw):
     same result as the channels-first call on the same data, within float32 rounding of
     the float64 result, bitwise for 1-3 threads."""
     from cconv import _plan, _spec
