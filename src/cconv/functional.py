@@ -251,19 +251,18 @@ def _patch_views(spec, a5):
     return v, (0, 2, 4, 6, 1, 3, 5), (N * C,) + k + o
 
 
-def _copy_permuted(src, order, dst):
-    """dst[...] = src.transpose(order), on threads where the view folds to 5-D."""
-    v = src.transpose(order)
-    # drop unit axes, then fold axes that are contiguous in both
-    keep = [i for i in range(v.ndim) if v.shape[i] != 1]
-    v = v.reshape([v.shape[i] for i in keep]) if len(keep) != v.ndim else v
-    d = dst.reshape(v.shape)
-    if v.ndim <= 5:
-        pad = (1,) * (5 - v.ndim)
-        _core.copy_into(v.reshape(pad + v.shape), d.reshape(pad + v.shape),
-                        get_num_threads())
-    else:
-        np.copyto(d, v)
+def _copy_view(src, dst):
+    """dst[...] = src for two arrays of one shape, any strides: on threads
+    (_core.copy_into) when at most five axes are longer than 1, else NumPy's copy."""
+    keep = tuple(n for n in dst.shape if n != 1)
+    if len(keep) > 5:
+        np.copyto(dst, src)
+        return
+    sh = (1,) * (5 - len(keep)) + keep
+    d = dst.reshape(sh)  # unit axes dropped and added only: still a view of dst
+    if d.size and not np.may_share_memory(d, dst):
+        raise AssertionError("cconv: _copy_view lost its destination view")
+    _core.copy_into(src.reshape(sh), d, get_num_threads())
 
 
 def space_to_depth(spec, pspec, x):
@@ -272,7 +271,7 @@ def space_to_depth(spec, pspec, x):
     x5 = _prepare_input(spec, x)[0]
     v, order, shape = _patch_views(spec, x5)
     xs = np.empty(shape, spec.dtype)
-    _copy_permuted(v, order, xs)
+    _copy_view(v.transpose(order), xs)
     sp = tuple(pspec.in_size)
     return xs.reshape((spec.N,) + sp + (pspec.C,) if spec.channels_last
                       else (spec.N, pspec.C) + sp)
@@ -291,17 +290,9 @@ def depth_to_space_into(spec, g, dx5):
     batched 5-D input gradient of spec) at its patches; the positions past the last whole
     patch are left alone."""
     v, order, shape = _patch_views(spec, dx5)
-    inv = tuple(np.argsort(order))
-    gv = g.reshape(shape).transpose(inv)
-    keep = [i for i in range(v.ndim) if v.shape[i] != 1]
-    if len(keep) <= 5:
-        sh = (1,) * (5 - len(keep)) + tuple(v.shape[i] for i in keep)
-        vv = v.reshape(sh)  # drops and adds unit axes only: a view into dx5
-        if vv.size and not np.shares_memory(vv, dx5):
-            raise AssertionError("cconv: depth_to_space_into lost its view")
-        _core.copy_into(gv.reshape(sh), vv, get_num_threads())
-    else:
-        np.copyto(v, gv)
+    if v.size and not np.may_share_memory(v, dx5):
+        raise AssertionError("cconv: depth_to_space_into needs a view of dx5")
+    _copy_view(g.reshape(shape).transpose(tuple(np.argsort(order))), v)
 
 
 def _phase_slices(n, before, d, m):
