@@ -757,6 +757,24 @@ def _grad_input_threads(gi_fn, g, w, x, args, mode, lay):
     return runs[0]
 
 
+def _gi_route_case(monkeypatch, module, name, taken, seed, nd, N, C, O, G, sp, k, args,
+                   mode, dtype, last=True):
+    """A grad_input problem (_gi_problem) whose route is module.name: called once per
+    thread count when taken, never otherwise; 1-3 threads bitwise, inputs unchanged,
+    within rounding of the float64 col2im result. Returns (lay, x, w, g, result)."""
+    lay, x, w, g = _gi_problem(seed, nd, N, C, O, G, sp, k, args, mode, dtype, last=last)
+    g0, w0 = g.copy(), w.copy()
+    gi_fn = bwd_fns(nd)[0]
+    calls = _count_calls(monkeypatch, module, name)
+    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
+    assert len(calls) == (3 if taken else 0)
+    assert np.array_equal(g, g0) and np.array_equal(w, w0)
+    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
+                padding_mode=mode, layout=lay, algorithm="im2col")
+    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    return lay, x, w, g, a
+
+
 def _assert_channels_first_as_last(nd, g, w, x, a, args, mode, lay):
     """The channels-first grad_input ``a`` is bitwise the channels-last call's result on
     the same data, and (zero padding) the transposed convolution into out=."""
@@ -928,17 +946,9 @@ def test_grad_input_depthwise_gather_channels_first(dtype, nd, N, C, sp, k, stri
     NaN), within rounding of the float64 col2im result."""
     from cconv import _backward
     args = (stride, pad, 1, C)
-    lay, x, w, g = _gi_problem(C * nd + len(sp), nd, N, C, C, C, sp, k, args,
-                                             mode, dtype, last=False)
-    g0, w0 = g.copy(), w.copy()
-    gi_fn = bwd_fns(nd)[0]
-    calls = _count_calls(monkeypatch, _backward, "dw_grad_input_gather")
-    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
-    assert len(calls) == (3 if taken else 0)
-    assert np.array_equal(g, g0) and np.array_equal(w, w0)
-    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
-                padding_mode=mode, layout=lay, algorithm="im2col")
-    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    lay, x, w, g, a = _gi_route_case(monkeypatch, _backward, "dw_grad_input_gather", taken,
+                                     C * nd + len(sp), nd, N, C, C, C, sp, k, args, mode,
+                                     dtype, last=False)
     if not taken:
         return
     _assert_channels_first_as_last(nd, g, w, x, a, args, mode, lay)
@@ -993,18 +1003,11 @@ def test_grad_input_few_inputs_via_channels_first(dtype, nd, N, C, O, sp, k, str
     too, inputs unchanged."""
     from cconv import backward as bw
     args = (stride, pad, 1, 1)
-    lay, x, w, g = _gi_problem(C + O + nd, nd, N, C, O, 1, sp, k, args, mode, dtype)
-    g0, w0 = g.copy(), w.copy()
-    gi_fn = bwd_fns(nd)[0]
-    calls = _count_calls(monkeypatch, bw, "_grad_input_via_channels_first")
-    a = _grad_input_threads(gi_fn, g, w, x, args, mode, lay)
-    assert len(calls) == (3 if taken else 0)
-    assert np.array_equal(g, g0) and np.array_equal(w, w0)
-    ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
-                padding_mode=mode, layout=lay, algorithm="im2col")
-    assert rel_error(a, ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    lay, x, w, g, a = _gi_route_case(monkeypatch, bw, "_grad_input_via_channels_first", taken,
+                                     C + O + nd, nd, N, C, O, 1, sp, k, args, mode, dtype)
     if not taken:
         return
+    gi_fn = bwd_fns(nd)[0]
     first = lambda t: np.ascontiguousarray(np.moveaxis(t, -1, 1))
     wc = np.ascontiguousarray(np.moveaxis(w, (-1, -2), (0, 1)))
     c = gi_fn(first(g), wc, first(x).shape, *args, padding_mode=mode,

@@ -52,24 +52,18 @@ CC_POOL_DEFINE(double, f64)
 #undef CC_POOL_DEFINE
 /* 1 when none of x[0:n] is NaN or Inf (an exponent field of all ones): an integer max
  * over the magnitude bits, which the compiler vectorises (memcpy: no aliasing games). */
-static inline int cconv_all_finite_f32(const float *restrict x, int64_t n) {
-    uint32_t m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint32_t u;
-        __builtin_memcpy(&u, x + i, sizeof u);
-        u &= 0x7fffffffu;
-        m = u > m ? u : m;
-    }
-    return m < 0x7f800000u;
+#define CC_ALL_FINITE_DEFINE(T, U, SUF, MAG, INF)                                          \
+static inline int cconv_all_finite_##SUF(const T *restrict x, int64_t n) {                \
+    U m = 0;                                                                              \
+    for (int64_t i = 0; i < n; i++) {                                                     \
+        U u;                                                                              \
+        __builtin_memcpy(&u, x + i, sizeof u);                                            \
+        u &= MAG;                                                                         \
+        m = u > m ? u : m;                                                                \
+    }                                                                                     \
+    return m < INF;                                                                       \
 }
-static inline int cconv_all_finite_f64(const double *restrict x, int64_t n) {
-    uint64_t m = 0;
-    for (int64_t i = 0; i < n; i++) {
-        uint64_t u;
-        __builtin_memcpy(&u, x + i, sizeof u);
-        u &= 0x7fffffffffffffffull;
-        m = u > m ? u : m;
-    }
-    return m < 0x7ff0000000000000ull;
-}
+CC_ALL_FINITE_DEFINE(float, uint32_t, f32, 0x7fffffffu, 0x7f800000u)
+CC_ALL_FINITE_DEFINE(double, uint64_t, f64, 0x7fffffffffffffffull, 0x7ff0000000000000ull)
+#undef CC_ALL_FINITE_DEFINE
 #endif
