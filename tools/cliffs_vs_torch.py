@@ -12,6 +12,8 @@ a PyTorch 2.13 heap corruption ("free(): invalid pointer") in one sequence of it
 convolution_backward calls (a grouped 3x3 channels-first grad_weight, then a 1x1 dilated
 stride-2 channels_last one), reproduced without any cconv call: a crash here is not
 necessarily cconv's; rerun the sequence with RUN-style isolation before blaming either.
+Seed 43 (session 21) died the same way ("double free or corruption") after 240 lines;
+the same problems without PyTorch ran clean under MALLOC_CHECK_=3 and AddressSanitizer.
 """
 import argparse
 import random
