@@ -639,6 +639,7 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
     the table then needs mcp >= mc + MR."""
     cdef Py_ssize_t k0 = 0, kc, jp, it, t, c0, seg_t, seg, i, nt, t1, m, n, tile, ntile
     cdef Py_ssize_t mcr = (mc + MR - 1) // MR * MR
+    cdef int acc
     cdef const floating **tr
     if zero != NULL:
         ntile = 0
@@ -653,72 +654,60 @@ cdef inline void _indirect_tiles(const floating **table, Py_ssize_t mcp,
         for t in range(K // Cg):
             for i in range(mc, mc + MR if row > 0 else mcr):
                 table[t * mcp + i] = table[t * mcp]
-        while k0 < K:
-            kc = min(max(KC // Cg, 1) * Cg, K - k0)
-            nt = kc // Cg
-            jp = 0
-            while jp * NR < nc:
-                n = min(NR, nc - jp * NR)
-                it = 0
-                tile = jp * ntile if zero != NULL else 0
-                while it < mc:
-                    m = _tile_rows(it, mc, MR, q0, row)
+    while k0 < K:
+        # whole taps per K block when a tap has fewer channels than KC
+        kc = min(max(KC // Cg, 1) * Cg, K - k0) if Cg < KC else min(KC, K - k0)
+        nt = kc // Cg
+        jp = 0
+        while jp * NR < nc:
+            n = min(NR, nc - jp * NR)
+            it = 0
+            tile = jp * ntile if zero != NULL else 0
+            while it < mc:
+                m = _tile_rows(it, mc, MR, q0, row)
+                if Cg < KC:
+                    # runs of taps that read a real pixel somewhere in the tile (without
+                    # zero: one run of all nt taps)
                     tr = table + (k0 // Cg) * mcp + it
-                    if zero == NULL:
-                        igemm_taps_tile(Cg, nt, tr, mcp, wg + jp * NR * K + k0 * NR,
-                                        c + it * ldc + jp * NR, ldc, m, n, k0 > 0)
-                    else:
-                        # runs of taps that read a real pixel somewhere in the tile
-                        t = 0
-                        while t < nt:
-                            if _tap_all_zero(tr + t * mcp, m, zero):
-                                t = t + 1
-                                continue
-                            t1 = t + 1
-                            while t1 < nt and not _tap_all_zero(tr + t1 * mcp, m, zero):
-                                t1 = t1 + 1
-                            igemm_taps_tile(Cg, t1 - t, tr + t * mcp, mcp,
-                                            wg + jp * NR * K + (k0 + t * Cg) * NR,
-                                            c + it * ldc + jp * NR, ldc, m, n, done[tile])
+                    t = 0
+                    while t < nt:
+                        if zero != NULL and _tap_all_zero(tr + t * mcp, m, zero):
+                            t = t + 1
+                            continue
+                        t1 = t + 1
+                        while t1 < nt and (zero == NULL
+                                           or not _tap_all_zero(tr + t1 * mcp, m, zero)):
+                            t1 = t1 + 1
+                        acc = done[tile] if zero != NULL else k0 > 0
+                        igemm_taps_tile(Cg, t1 - t, tr + t * mcp, mcp,
+                                        wg + jp * NR * K + (k0 + t * Cg) * NR,
+                                        c + it * ldc + jp * NR, ldc, m, n, acc)
+                        if zero != NULL:
                             done[tile] = 1
-                            t = t1
-                        tile = tile + 1
-                    it = it + m
-                jp = jp + 1
-            k0 = k0 + kc
-    else:
-        while k0 < K:
-            kc = min(KC, K - k0)
-            jp = 0
-            while jp * NR < nc:
-                n = min(NR, nc - jp * NR)
-                it = 0
-                tile = jp * ntile if zero != NULL else 0
-                while it < mc:
-                    m = _tile_rows(it, mc, MR, q0, row)
+                        t = t1
+                else:
+                    # one call per tap segment of the K block
                     t = k0 // Cg
                     c0 = k0 % Cg
                     seg_t = 0
                     while seg_t < kc:
                         seg = min(Cg - c0, kc - seg_t)
-                        if zero == NULL:
+                        if zero == NULL or not _tap_all_zero(table + t * mcp + it, m, zero):
                             for i in range(MR):
                                 ap[i] = table[t * mcp + it + i] + c0 if i < m else NULL
+                            acc = done[tile] if zero != NULL else k0 + seg_t > 0
                             igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
-                                       c + it * ldc + jp * NR, ldc, m, n, k0 + seg_t > 0)
-                        elif not _tap_all_zero(table + t * mcp + it, m, zero):
-                            for i in range(MR):
-                                ap[i] = table[t * mcp + it + i] + c0 if i < m else NULL
-                            igemm_tile(seg, ap, wg + jp * NR * K + (k0 + seg_t) * NR,
-                                       c + it * ldc + jp * NR, ldc, m, n, done[tile])
-                            done[tile] = 1
+                                       c + it * ldc + jp * NR, ldc, m, n, acc)
+                            if zero != NULL:
+                                done[tile] = 1
                         seg_t = seg_t + seg
                         t = t + 1
                         c0 = 0
+                if zero != NULL:
                     tile = tile + 1
-                    it = it + m
-                jp = jp + 1
-            k0 = k0 + kc
+                it = it + m
+            jp = jp + 1
+        k0 = k0 + kc
     if zero != NULL:
         # tiles that read only padding: their sums are +0
         for jp in range((nc + NR - 1) // NR):
