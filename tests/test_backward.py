@@ -1467,7 +1467,7 @@ def test_depthwise_grad_weight_channels_last_inf_only_where_read():
 def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
     """Channels-last weight gradients with few input channels per group (grouped < 16,
     dense <= 4, one channel too) run channels-first between transposes
-    (_plan.nhwc_grad_weight_via_nchw):
+    (_plan.nhwc_grad_weight_via_nchw) unless _gw_cols takes them in place:
     same result as the channels-first call on the same data, within float32 rounding of
     the float64 result, bitwise for 1-3 threads."""
     from cconv import _plan, _spec
@@ -1481,7 +1481,13 @@ def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
     g = rng.standard_normal(y.shape).astype(np.float32)
     spec = _spec.backward_spec(f"conv{nd}d_backward", nd, g, x, w, stride, k // 2, 1, G,
                                "zeros", lay, ("weight",))[0]
-    assert _plan.nhwc_grad_weight_via_nchw(spec) == (G > 1 or C <= 4)
+    from cconv import _backward
+    Cg, Og = C // G, O // G
+    if Cg < _backward.gw_cols_max_cg():   # in place through _gw_cols but for few outputs
+        via = Og <= 32 if (Cg == 1 and G == 1) else (G > 1 and Og <= 16)
+    else:
+        via = G > 1 or C <= 4
+    assert _plan.nhwc_grad_weight_via_nchw(spec) == via
     gw_fn = bwd_fns(nd)[1]
     out = []
     for n in (1, 2, 3):
@@ -1556,6 +1562,111 @@ def test_grad_weight_channels_last_rows(isa, dtype, nd, sp, C, O, G, k, stride, 
     assert rel_error(out[0], ref) <= (2e-6 if dtype == np.float32 else 1e-13)
     np.testing.assert_array_equal(x, x0)
     np.testing.assert_array_equal(g, g0)
+
+
+def _gw_last_problem(seed, nd, N, sp, C, O, G, k, stride, pad, dil, dtype):
+    """x, grad_out, weight shape and layout of a channels-last grad_weight problem."""
+    rng = np.random.default_rng(seed)
+    kk, st_, pd, dl = ((v,) * nd if np.isscalar(v) else v for v in (k, stride, pad, dil))
+    lay = LAST_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, O, G, sp, kk)
+    x = rng.standard_normal(xs).astype(dtype)
+    osp = tuple((n + 2 * p - d * (q - 1) - 1) // s + 1 for n, p, d, q, s in zip(sp, pd, dl, kk, st_))
+    g = rng.standard_normal((N,) + osp + (O,)).astype(dtype)
+    return x, g, ws, lay, (kk, st_, pd, dl)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,N,sp,C,O,G,k,stride,pad,dil", [
+    (2, 3, (23, 29), 3, 33, 1, 3, 1, 1, 1),     # 27 of 32 rows, a last 1-column panel
+    (2, 3, (20, 17), 1, 40, 1, 3, 2, 1, 1),     # one channel, stride 2
+    (2, 2, (12, 13), 2, 7, 1, 3, 1, 4, 2),      # pad past the dilated kernel
+    (2, 3, (15, 14), 6, 64, 2, 5, 3, 2, 1),     # groups of 3 channels, stride 3
+    (1, 2, (300,), 1, 70, 1, 10, 5, 0, 1),      # wav2vec 2.0's first layer, K = 10
+    (3, 2, (6, 7, 9), 3, 24, 1, 3, 1, 1, 1),
+    (2, 3, (60, 50), 3, 20, 1, 3, 1, 1, 1),     # 16 pixel runs, a partial last tile
+    (2, 1, (40, 33), 2, 16, 1, (3, 5), (1, 2), (1, 2), (2, 1)),
+    (2, 2, (11, 10), 7, 9, 1, 3, 1, 1, 1),      # 7 channels: AVX-512's 8-row tile only
+    (2, 4, (30, 30), 4, 12, 1, 1, 1, 0, 1),     # 1x1
+])
+def test_grad_weight_channels_last_cols(monkeypatch, isa, dtype, nd, N, sp, C, O, G, k,
+                                        stride, pad, dil):
+    """Channels-last weight gradients with fewer channels per group than the tile's rows
+    in place (the route through channels-first off): im2col rows of (tap, channel)
+    pairs (_gw_cols), the last row panel and column panel partial, one run of pixels or
+    up to 16 with partial sums; float64 reference, bitwise for 1-3 threads, inputs
+    unchanged."""
+    from cconv import _plan, functional
+    monkeypatch.setattr(_plan, "nhwc_grad_weight_via_nchw", lambda spec: False)
+    functional._FAST.clear()
+    x, g, ws, lay, (kk, st_, pd, dl) = _gw_last_problem(C * 100 + O, nd, N, sp, C, O, G, k,
+                                                        stride, pad, dil, dtype)
+    x0, g0 = x.copy(), g.copy()
+    gw_fn = bwd_fns(nd)[1]
+    out = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            out.append(gw_fn(x, g, ws, st_, pd, dl, G, layout=lay))
+    for r in out[1:]:
+        np.testing.assert_array_equal(r, out[0])
+    ref = _grad_weight_reference_last(x, g, kk, st_, pd, dl, G)
+    assert out[0].dtype == dtype and out[0].shape == ws
+    assert rel_error(out[0], ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(g, g0)
+
+
+@pytest.mark.parametrize("nd,N,sp,C,O,G,k,pad", [
+    (2, 2, (9, 11), 3, 40, 1, 3, 1),
+    (1, 3, (50,), 2, 33, 1, 5, 2),
+    (3, 1, (5, 6, 4), 1, 36, 1, 3, 1),
+    (2, 2, (10, 8), 6, 24, 2, 3, 1),
+])
+def test_grad_weight_cols_nan_grad_out(monkeypatch, nd, N, sp, C, O, G, k, pad):
+    """The in-place channels-last path for few channels per group multiplies padding
+    zeros too (README, NaN and Inf): a NaN grad_out value at a corner pixel makes every
+    weight of its output channel NaN, taps over the padding included, and nothing else;
+    the channel-block path (switch off) leaves the padding taps finite. Shows which
+    path ran."""
+    from cconv import _backward, _plan, functional
+    if C // G >= _backward.gw_cols_max_cg():
+        pytest.skip("more channels per group than this ISA's tile rows")
+    monkeypatch.setattr(_plan, "nhwc_grad_weight_via_nchw", lambda spec: False)
+    functional._FAST.clear()
+    x, g, ws, lay, args = _gw_last_problem(5, nd, N, sp, C, O, G, k, 1, pad, 1, np.float32)
+    o = O - 1
+    g[(0,) * (nd + 1) + (o,)] = np.nan
+    gw_fn = bwd_fns(nd)[1]
+    dw = gw_fn(x, g, ws, 1, pad, 1, G, layout=lay)
+    assert np.isnan(dw[..., o]).all()
+    assert np.isfinite(np.delete(dw, o, axis=-1)).all()
+    _backward._set_gw_cols(False)
+    try:
+        rows = gw_fn(x, g, ws, 1, pad, 1, G, layout=lay)
+    finally:
+        _backward._set_gw_cols(True)
+    # the corner pixel's taps that read the padding: finite on the channel-block path
+    assert np.isfinite(rows[..., o]).any() and np.isnan(rows[..., o]).any()
+    assert np.isfinite(np.delete(rows, o, axis=-1)).all()
+
+
+@pytest.mark.parametrize("C,O,G,k,via", [
+    (3, 64, 1, 7, False), (3, 16, 1, 3, False), (2, 64, 1, 5, False), (1, 64, 1, 9, False),
+    (1, 32, 1, 3, True), (1, 16, 1, 3, True), (8, 32, 4, 3, True), (6, 48, 2, 3, False),
+    (24, 48, 2, 3, True), (3, 128, 1, 1, False),
+])
+def test_grad_weight_cols_route(C, O, G, k, via):
+    """Channels-last grad_weight with few channels per group stays in place (_gw_cols)
+    except for one channel with at most 32 outputs and groups with at most 16 outputs,
+    which keep the route through channels-first (measured, _plan docstring); 8 or more
+    channels per group (no _gw_cols) keep the route as before."""
+    from cconv import _backward, _plan, _spec
+    if C // G < 8 and C // G >= _backward.gw_cols_max_cg():
+        pytest.skip("this ISA's tile rows leave the problem on the channel-block path")
+    spec = _spec.forward_spec("conv2d", 2, np.zeros((8, 32, 32, C), np.float32),
+                              np.zeros((k, k, C // G, O), np.float32), None, 1, k // 2, 1, G,
+                              "zeros", "NHWC", "auto")[0]
+    assert _plan.nhwc_grad_weight_via_nchw(spec) is via
 
 
 @pytest.mark.parametrize("nd,sp,C,O,k,stride,pad,dil,mode", [

@@ -35,7 +35,7 @@ cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset
+from libc.string cimport memset, memcpy
 from libc.stdint cimport int64_t
 
 import functools
@@ -138,6 +138,28 @@ cdef enum:
     PC = 320          # most output pixels per tile (the reduction step of grad_weight)
     GWR_PC = 256      # the same for channels-last grad_weight (a 32 KB dY panel)
     KB_TARGET = 256   # K rows/columns per work item (grad_weight), rows per block (grad_input)
+    # _gw_cols: tiles of 128 output pixels (wav2vec's 1 -> 512 layer 2.9 -> 1.9 ms
+    # against 256, 2.0 at 64); pixel runs with a private partial dW each: at most 16, of
+    # at least 512 pixels, the partials within 4 MiB
+    GWC_PC = 128
+    GWC_RUNS = 16
+    GWC_RUN_MIN = 512
+    GWC_PART_BYTES = 4 << 20
+
+cdef bint GW_COLS_ON = True   # test / A-B switch for _gw_cols (channels-last, Cg < MR)
+
+
+def gw_cols_max_cg():
+    """Channels-last grad_weight with fewer channels per group than this (the active
+    path's MR, 8 on AVX-512) runs _gw_cols (im2col rows of (tap, channel) pairs)."""
+    return cconv_gwrows_mr_f32()
+
+
+def _set_gw_cols(bint on):
+    """Test / A-B switch: channels-last grad_weight with Cg < MR through _gw_cols (the
+    default) or _gw_rows."""
+    global GW_COLS_ON
+    GW_COLS_ON = on
 
 
 cdef inline cc_idx _cdiv(cc_idx a, cc_idx b) noexcept nogil:
@@ -227,18 +249,20 @@ cdef extern from "gemm.h" nogil:
     int cconv_gwrows_mr_f32()
     int cconv_gwrows_mr_f64()
     void cconv_gwrows_ukernel_f32(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
-                                  const float *b, float *c, cc_idx ldc, int accumulate)
+                                  const float *b, cc_idx ldb, float *c, cc_idx ldc,
+                                  int accumulate)
     void cconv_gwrows_ukernel_f64(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
-                                  cc_idx xs, const double *b, double *c, cc_idx ldc,
+                                  cc_idx xs, const double *b, cc_idx ldb, double *c, cc_idx ldc,
                                   int accumulate)
 
 
 cdef inline void gwrows(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const floating *x, cc_idx xs,
-                        const floating *b, floating *c, cc_idx ldc, int accumulate) noexcept nogil:
+                        const floating *b, cc_idx ldb, floating *c, cc_idx ldc,
+                        int accumulate) noexcept nogil:
     if floating is float:
-        cconv_gwrows_ukernel_f32(n, nseg, seg, x, xs, b, c, ldc, accumulate)
+        cconv_gwrows_ukernel_f32(n, nseg, seg, x, xs, b, ldb, c, ldc, accumulate)
     else:
-        cconv_gwrows_ukernel_f64(n, nseg, seg, x, xs, b, c, ldc, accumulate)
+        cconv_gwrows_ukernel_f64(n, nseg, seg, x, xs, b, ldb, c, ldc, accumulate)
 
 
 cdef cc_idx _tap_runs(const cc_conv_geom *g, cc_idx t, cc_idx q0, cc_idx qc,
@@ -362,10 +386,10 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
                             nn = _imin(NR, Og - q * NR)
                             cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
                             if nn == NR:
-                                gwrows(NR, ns, seg, xa, xs, bp + q * pc * NR, cp, O,
+                                gwrows(NR, ns, seg, xa, xs, bp + q * pc * NR, NR, cp, O,
                                        not first)
                             else:
-                                _gw_edge(ns, seg, xa, xs, bp + q * pc * NR, cp, O, m, nn,
+                                _gw_edge(ns, seg, xa, xs, bp + q * pc * NR, NR, cp, O, m, nn,
                                          MR, NR, tile, first)
                     else:
                         # partial channel block: its channels, zero-filled to MR
@@ -379,7 +403,7 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
                         for q in range(qb0, qb1):
                             nn = _imin(NR, Og - q * NR)
                             cp = dw + (t * Cg + c0) * O + gi * Og + q * NR
-                            _gw_edge(ns, sseg, strip, MR, bp + q * pc * NR, cp, O, m, nn,
+                            _gw_edge(ns, sseg, strip, MR, bp + q * pc * NR, NR, cp, O, m, nn,
                                      MR, NR, tile, first)
                 first = 0
                 p0 = p0 + pc
@@ -390,16 +414,218 @@ cdef int _gw_rows(const cc_conv_geom *g, const floating *x, const floating *dy, 
     return 0
 
 
+cdef void _pack_cols_nhwc(const cc_conv_geom *g, const floating *x, cc_idx c0, cc_idx q0,
+                          cc_idx qc, cc_idx Kp, floating *strip) noexcept nogil:
+    """Channels-last im2col rows of output pixels q0 .. q0+qc-1 (q = n*P + p over the
+    batch): strip[q - q0, t*Cg + c] = x[n, input pixel of tap t, c0 + c] (0 in the
+    padding), columns K .. Kp-1 zero. Cg = g.C channels from channel c0 of g.ctot."""
+    cdef cc_idx Cg = g.C, C = g.ctot, K = Cg * g.KD * g.KH * g.KW, KWC = g.KW * Cg
+    cdef cc_idx P = g.OD * g.OH * g.OW, q, n, p, od, oh, ow, kd, kh, kw, i_d, i_h, i_w, c, k
+    cdef cc_idx w0
+    # whole (tap row, channels) runs are contiguous in x: one memcpy per kernel row
+    cdef bint runs = Cg == C and g.dw == 1
+    cdef floating *row
+    cdef const floating *src
+    cdef const floating *xrow
+    n = q0 // P
+    p = q0 % P
+    od = p // (g.OH * g.OW)
+    oh = (p // g.OW) % g.OH
+    ow = p % g.OW
+    for q in range(qc):
+        row = strip + q * Kp
+        k = 0
+        w0 = ow * g.sw - g.pw
+        for kd in range(g.KD):
+            i_d = od * g.sd + kd * g.dd - g.pd
+            for kh in range(g.KH):
+                i_h = oh * g.sh + kh * g.dh - g.ph
+                if not (0 <= i_d < g.D and 0 <= i_h < g.H):
+                    memset(row + k, 0, KWC * sizeof(floating))
+                    k += KWC
+                    continue
+                xrow = x + ((n * g.D + i_d) * g.H + i_h) * g.W * C + c0
+                if runs and w0 >= 0 and w0 + g.KW <= g.W:
+                    memcpy(row + k, xrow + w0 * C, KWC * sizeof(floating))
+                    k += KWC
+                    continue
+                for kw in range(g.KW):
+                    i_w = w0 + kw * g.dw
+                    if 0 <= i_w < g.W:
+                        src = xrow + i_w * C
+                        for c in range(Cg):
+                            row[k + c] = src[c]
+                    else:
+                        for c in range(Cg):
+                            row[k + c] = 0
+                    k += Cg
+        for c in range(K, Kp):
+            row[c] = 0
+        # next pixel
+        ow += 1
+        if ow == g.OW:
+            ow = 0
+            oh += 1
+            if oh == g.OH:
+                oh = 0
+                od += 1
+                if od == g.OD:
+                    od = 0
+                    n += 1
+
+
+cdef void _gw_cols_run(const cc_conv_geom *g, const floating *x, const floating *dy,
+                       cc_idx O, cc_idx gi, cc_idx q0, cc_idx q1, cc_idx qb0, cc_idx qb1,
+                       cc_idx pan0, cc_idx pan1, floating *cw, cc_idx ldc, cc_idx PT,
+                       int MR, int NR, floating *bp, floating *strip, floating *tile,
+                       cc_gwseg *seg) noexcept nogil:
+    """cw[k, q*NR + j] (row stride ldc) = the sum over output pixels q0 .. q1-1 of the
+    batch, in order, of x's im2col row (k in MR-row panels pan0 .. pan1-1) times dY's
+    columns gi*Og + (NR-column panels qb0 .. qb1-1) of group gi. Whole NR-column panels
+    of dY are read in place (rows O apart): only a last partial panel is packed."""
+    cdef cc_idx Cg = g.C, Og = O // (g.ctot // g.C), K = Cg * g.KD * g.KH * g.KW
+    cdef cc_idx Kp = _cdiv(K, MR) * MR, p0 = q0, pc, pan, k0, m, q, nn
+    cdef cc_idx qfull = _imin(qb1, Og // NR)   # panels qb0 .. qfull-1 are whole
+    cdef floating *cp
+    cdef const floating *b
+    cdef int first = 1
+    while p0 < q1:
+        pc = _imin(PT, q1 - p0)
+        if qfull < qb1:
+            pack_b(pc, Og - qfull * NR, dy + p0 * O + gi * Og + qfull * NR, O, 1, bp)
+        _pack_cols_nhwc(g, x, gi * Cg, p0, pc, Kp, strip)
+        seg.x = 0
+        seg.p = 0
+        seg.len = pc
+        for q in range(qb0, qb1):
+            for pan in range(pan0, pan1):
+                k0 = pan * MR
+                m = _imin(MR, K - k0)
+                cp = cw + k0 * ldc + q * NR
+                if q < qfull:
+                    b = dy + p0 * O + gi * Og + q * NR
+                    if m == MR:
+                        gwrows(NR, 1, seg, strip + k0, Kp, b, O, cp, ldc, not first)
+                    else:
+                        _gw_edge(1, seg, strip + k0, Kp, b, O, cp, ldc, m, NR, MR, NR, tile,
+                                 first)
+                else:
+                    nn = Og - q * NR
+                    _gw_edge(1, seg, strip + k0, Kp, bp, NR, cp, ldc, m, nn, MR, NR, tile,
+                             first)
+        first = 0
+        p0 = p0 + pc
+
+
+cdef inline cc_idx _gw_cols_runs(cc_idx NP, cc_idx KO, cc_idx esz) noexcept nogil:
+    """Pixel runs of _gw_cols: at most GWC_RUNS, each of at least GWC_RUN_MIN pixels,
+    their partials (K x O each) within GWC_PART_BYTES; 1 (no partials) when fewer than 2
+    fit. A function of the problem only, never of the thread count."""
+    cdef cc_idx r = _imin(GWC_RUNS, _imin(NP // GWC_RUN_MIN, GWC_PART_BYTES // (KO * esz)))
+    return r if r >= 2 else 1
+
+
+cdef int _gw_cols(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
+                  cc_idx N, cc_idx G, cc_idx O, cc_idx PT, cc_idx nchunk, int MR, int NR,
+                  int nthreads) except -1 nogil:
+    # Channels-last dW (K x O, row k = tap*Cg + c) for few channels per group (Cg < MR):
+    # _gw_rows would fill each tap's MR-row panel with Cg channels; here a tile's pixels
+    # are im2col rows (pixels x Kp, all (tap, channel) pairs, Kp = K rounded up to MR)
+    # and the MR-row panels run over those pairs, so only the last one is partial
+    # (3 channels, 3x3: 27 of 32 rows busy against 27 of 72).
+    # nchunk > 1 (a function of the problem only): the batch's output pixels split into
+    # nchunk runs of whole tiles; items (group, run) sum their run into a private K x Og
+    # partial (each thread packs only its own pixels: dY and the strip once), then the
+    # partials are added in run order. Else items split dW's columns and rows and each
+    # runs every pixel. Either way each dW element's sum order is fixed by the problem:
+    # running FMA sums over the pixels in order (a padding pixel adds fma(0, dy)), then
+    # the runs in order; the thread count never changes it.
+    cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW
+    cdef cc_idx K = Cg * taps, Kp = _cdiv(K, MR) * MR, npan = Kp // MR
+    cdef cc_idx NP = N * g.OD * g.OH * g.OW, nq = _cdiv(Og, NR)
+    cdef cc_idx esz = sizeof(floating)
+    cdef cc_idx bsz = _line(nq * NR * PT, esz), ssz = _line(PT * Kp, esz)
+    cdef cc_idx tsz = _line(MR * NR, esz)
+    cdef cc_idx per_run = _cdiv(_cdiv(NP, nchunk), PT) * PT
+    cdef cc_idx nqb = 1, qper = nq, nblk = 1, per = npan
+    cdef cc_idx item, gi, r, pan0, pan1, qb0, qb1, q0, q1, k, o, nitems
+    cdef floating *buf
+    cdef floating *part = NULL
+    cdef floating *acc
+    cdef const floating *src
+    cdef int failed = 0
+    cdef int *failed_p = &failed
+    if nchunk > 1:
+        nchunk = _cdiv(NP, per_run)
+        part = <floating *> malloc(G * nchunk * K * Og * esz + 64)
+        if part == NULL:
+            with gil:
+                raise MemoryError("conv grad_weight: cannot allocate the partial sums")
+        nitems = G * nchunk
+    else:
+        nqb = _imin(nq, _imax(1, _cdiv(nthreads, G)))
+        qper = _cdiv(nq, nqb)
+        nqb = _cdiv(nq, qper)
+        nblk = _imin(npan, _imax(1, _cdiv(nthreads, G * nqb)))
+        per = _cdiv(npan, nblk)
+        nitems = G * nqb * nblk
+    with parallel(num_threads=nthreads):
+        buf = <floating *> cc_scratch_acquire(0, (bsz + ssz + tsz) * esz + sizeof(cc_gwseg))
+        if buf == NULL:
+            failed_p[0] = 1
+        for item in prange(nitems, schedule="static"):
+            if buf == NULL:
+                continue
+            if part != NULL:
+                gi = item // nchunk
+                r = item % nchunk
+                q0 = r * per_run
+                q1 = _imin(NP, q0 + per_run)
+                _gw_cols_run(g, x, dy, O, gi, q0, q1, 0, nq, 0, npan,
+                             part + item * K * Og, Og, PT, MR, NR, buf, buf + bsz,
+                             buf + bsz + ssz, <cc_gwseg *> (buf + bsz + ssz + tsz))
+            else:
+                gi = item // (nqb * nblk)
+                qb0 = ((item // nblk) % nqb) * qper
+                qb1 = _imin(nq, qb0 + qper)
+                pan0 = (item % nblk) * per
+                pan1 = _imin(npan, pan0 + per)
+                if qb0 < qb1 and pan0 < pan1:
+                    _gw_cols_run(g, x, dy, O, gi, 0, NP, qb0, qb1, pan0, pan1,
+                                 dw + gi * Og, O, PT, MR, NR, buf, buf + bsz,
+                                 buf + bsz + ssz, <cc_gwseg *> (buf + bsz + ssz + tsz))
+        cc_scratch_release(0, buf)
+    if failed:
+        free(part)
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
+    if part != NULL:
+        # the runs' partials in run order, rows over the threads
+        for item in prange(G * K, nogil=True, schedule="static", num_threads=nthreads):
+            gi = item // K
+            k = item % K
+            acc = dw + k * O + gi * Og
+            src = part + (gi * nchunk * K + k) * Og
+            for o in range(Og):
+                acc[o] = src[o]
+            for r in range(1, nchunk):
+                src = part + ((gi * nchunk + r) * K + k) * Og
+                for o in range(Og):
+                    acc[o] = acc[o] + src[o]
+        free(part)
+    return 0
+
+
 cdef inline void _gw_edge(cc_idx ns, const cc_gwseg *seg, const floating *xa, cc_idx xs,
-                          const floating *b, floating *cp, cc_idx ldc, cc_idx m, cc_idx nn,
-                          int MR, int NR, floating *tile, int first) noexcept nogil:
+                          const floating *b, cc_idx ldb, floating *cp, cc_idx ldc, cc_idx m,
+                          cc_idx nn, int MR, int NR, floating *tile, int first) noexcept nogil:
     """An m x nn corner of a tile (m <= MR, nn <= NR) through the local MR x NR tile."""
     cdef cc_idx i, j
     if not first:
         for i in range(m):
             for j in range(nn):
                 tile[i * NR + j] = cp[i * ldc + j]
-    gwrows(nn, ns, seg, xa, xs, b, tile, NR, not first)
+    gwrows(nn, ns, seg, xa, xs, b, ldb, tile, NR, not first)
     for i in range(m):
         for j in range(nn):
             cp[i * ldc + j] = tile[i * NR + j]
@@ -431,6 +657,11 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     P = geom.OD * geom.OH * geom.OW
     if channels_last:
         MR = cconv_gwrows_mr_f32() if floating is float else cconv_gwrows_mr_f64()
+        if Cg < MR and GW_COLS_ON:
+            _gw_cols(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G,
+                     O, GWC_PC, _gw_cols_runs(N * P, Cg * geom.KD * geom.KH * geom.KW * O,
+                                              sizeof(floating)), MR, NR, nthreads)
+            return
         _gw_rows(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O,
                  _cdiv(N * P, _cdiv(N * P, GWR_PC)), MR, NR, nthreads)
         return
@@ -457,11 +688,12 @@ def grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads)
 # ============================================================================ grad_weight, dot
 
 cdef int _gwd(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
-             cc_idx N, cc_idx G, cc_idx O, cc_idx cb, int nthreads) except -1 nogil:
-    # NCHW: items (group, block of cb input channels) own dW[g*Og:(g+1)*Og, block]; each
-    # runs the images in order: copy the block's channels of image n, zero-padded and
-    # split into stride phases (as the forward's padded grid), then gwdot.h adds the
-    # image's dot products. Blocking and thread count never change a sum.
+             cc_idx N, cc_idx G, cc_idx O, cc_idx cb, cc_idx ob, int nthreads) except -1 nogil:
+    # NCHW: items (group, block of cb input channels, block of ob output channels) own
+    # dW[g*Og + o0 : + ob, block]; each runs the images in order: copy the block's
+    # channels of image n, zero-padded and split into stride phases (as the forward's
+    # padded grid), then gwdot.h adds the image's dot products. Each (o, k) sum is one
+    # accumulator's (gwdot.h): blocking and thread count never change a sum.
     cdef cc_idx Cg = g.C, Og = O // G, C = Cg * G, taps = g.KD * g.KH * g.KW
     cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
     cdef cc_idx Dp = g.OD + (g.KD - 1) * g.dd // g.sd
@@ -472,7 +704,8 @@ cdef int _gwd(const cc_conv_geom *g, const floating *x, const floating *dy, floa
     cdef bint same_grid = (Dp == g.D and Hp == g.H and Wp == g.W and CP == DHWp
                            and g.pd == 0 and g.ph == 0 and g.pw == 0)
     cdef cc_idx cstride = DHW if same_grid else CP
-    cdef cc_idx nblk = _cdiv(Cg, cb), item, gi, c0, ncb, n, c, k, t, td, th, tw
+    cdef cc_idx nblk = _cdiv(Cg, cb), nob = _cdiv(Og, ob), item, gi, c0, ncb, n, c, k, t, td, th, tw
+    cdef cc_idx o0, nou
     cdef cc_gwd_rows rows
     cdef cc_idx *koff = <cc_idx *> malloc(cb * taps * sizeof(cc_idx) + 8)
     cdef floating *buf
@@ -530,26 +763,28 @@ cdef int _gwd(const cc_conv_geom *g, const floating *x, const floating *dy, floa
             buf = <floating *> cc_scratch_acquire(0, NB * cb * CP * sizeof(floating))
         if ptrs == NULL or (buf == NULL and not same_grid):
             failed_p[0] = 1
-        for item in prange(G * nblk, schedule="static"):
+        for item in prange(G * nblk * nob, schedule="static"):
             if failed_p[0]:
                 continue
-            gi = item // nblk
-            c0 = (item % nblk) * cb
+            gi = item // (nblk * nob)
+            c0 = ((item // nob) % nblk) * cb
             ncb = _imin(cb, Cg - c0)
+            o0 = (item % nob) * ob
+            nou = _imin(ob, Og - o0)
             n0 = 0
             while n0 < N:
                 nb = _imin(NB, N - n0)
                 for b in range(nb):
                     n = n0 + b
-                    ptrs[b] = dy + (n * O + gi * Og) * P
+                    ptrs[b] = dy + (n * O + gi * Og + o0) * P
                     src = x + (n * C + gi * Cg + c0) * DHW
                     if not same_grid:
                         for c in range(ncb):
                             pad_channel(src + c * DHW, g, buf + (b * cb + c) * CP, Dp, Hp, Wp)
                         src = buf + b * cb * CP
                     ptrs[NB + b] = src
-                gwd_nchw(&rows, ptrs, ptrs + NB, nb, Og, koff, ncb * taps,
-                         dw + gi * Og * K + c0 * taps, K)
+                gwd_nchw(&rows, ptrs, ptrs + NB, nb, nou, koff, ncb * taps,
+                         dw + (gi * Og + o0) * K + c0 * taps, K)
                 n0 = n0 + nb
         cc_scratch_release(0, buf)
         free(ptrs)
@@ -576,8 +811,14 @@ def _grad_weight_dot(const floating[:, :, :, :, ::1] x, const floating[:, :, :, 
     cdef cc_idx cb = _cdiv(Cg, nblk)
     if taps == 1 and cb > 6:
         cb = _imin(Cg, _cdiv(cb, 6) * 6)
+    # too few (group, channel block) items to spread (one input channel: one item):
+    # output channel blocks too, multiples of 12 rows (every gwdot tile height divides
+    # 12); each block copies its input channels again, one copy per 12 * taps dot rows
+    cdef cc_idx items = G * _cdiv(Cg, cb), Og = O // G, ob = Og
+    if items < 4 * nthreads and Og >= 24:
+        ob = _imax(12, _cdiv(_cdiv(Og, _cdiv(4 * nthreads, items)), 12) * 12)
     _gwd(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], x.shape[0], G, O,
-         cb, nthreads)
+         cb, ob, nthreads)
 
 
 def grad_weight_dot(x5, dy5, dw5, stride, pad, dil, groups, nthreads):

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from . import _direct, _fft, _im2col, _winograd
+from . import _backward, _direct, _fft, _im2col, _winograd
 
 
 class Algorithm(enum.Enum):
@@ -463,21 +463,27 @@ def nhwc_grad_weight_via_nchw(spec):
     """Whether a channels-last weight gradient runs channels-first between transposes:
     grouped problems with fewer than 16 input channels per group (not depthwise) and
     dense ones with at most 4, where the channels-last GEMM reduction gathers short
-    channel runs. Measured 2 threads, float32, two rounds, via channels-first /
-    channels-last (transposes included): groups 8 of 4-8 channels 0.30-0.46, groups 4
-    of 4 channels (5x5) 0.08; 2-4 channels 0.18-0.55, 3 channels 0.46-0.93 (the
-    ResNet stem 7x7/2 at 224x224 batch 8: 51 -> 38 ms); 8-12 channels 0.95-1.28 and
-    1.25-1.57 at stride 2, so those stay. Dense 1x1 layers stay too since the
-    channels-last reduction splits dY's column panels over the threads (2 threads, 9
-    interleaved rounds, in place / via: 3 -> 128 at 56x56 batch 8 0.36, 2 -> 64 0.59, 3
-    -> 64 at 112x112 0.61, 4 -> 32 0.85, 3 -> 32 0.95); grouped 1x1 keep the route
-    (1.14-2.7). One input channel (grayscale, mono audio) counts too: 0.17-0.74
-    (wav2vec 2.0's first layer 1 -> 512 k10/5 at L = 16000 batch 4: 7.2 -> 5.3 ms;
-    1 -> 32 3x3 at 64x64 batch 16 0.28)."""
+    channel runs (measured 2 threads, float32, via / in place: groups 8 of 4-8 channels
+    0.30-0.46; 3 channels 0.46-0.93; 8-12 channels 0.95-1.57, so those stay).
+    Fewer channels per group than the tile's rows (``_backward.gw_cols_max_cg()``, 8 on
+    AVX-512) run in place through im2col rows of (tap, channel) pairs (_gw_cols), which
+    beat the route except where each group has few outputs: in place / via, 2 threads,
+    7 interleaved rounds, float32: dense 2-4 channels 0.29-0.70 (ResNet stem 7x7/2 3 ->
+    64 at 224 batch 8 0.54, 3x3 3 -> 64 at 224 batch 8 0.46 where the copies do not
+    fit, 3 -> 16 0.60), wav2vec 2.0's first layer 1 -> 512 k10/5 0.92, 1 -> 64 0.43-0.89,
+    groups of 3-4 channels with 24-32 outputs 0.70-0.83; the route stays for one channel
+    with at most 32 outputs (0.92-1.54) and groups with at most 16 outputs (1.07-2.5).
+    Dense 1x1 layers never take the route."""
     if spec.groups == 1 and math.prod(spec.kernel) == 1:
         return False
-    return (spec.channels_last and (1 < spec.Cg < 16 or spec.groups == 1)
-            and (spec.groups > 1 or spec.Cg <= 4) and copies_fit(spec))
+    if not (spec.channels_last and (1 < spec.Cg < 16 or spec.groups == 1)
+            and (spec.groups > 1 or spec.Cg <= 4) and copies_fit(spec)):
+        return False
+    if spec.Cg < _backward.gw_cols_max_cg():
+        Og = spec.O // spec.groups
+        return Og <= 32 if spec.Cg == 1 and spec.groups == 1 else (
+            spec.groups > 1 and Og <= 16)
+    return True
 
 
 # Dilated stride-1 convolution splits into undilated ones: with the input zero-padded,

@@ -165,9 +165,10 @@ void cconv_pixrow2_ukernel_f64(cc_idx m1, cc_idx n, cc_idx kc, const double *x, 
 
 /* Channels-last grad_weight micro-kernel (gwrows_impl.h has the whole contract): one
  * MR x NR tile of dW += (MR channels of x, read in place along runs of pixels) .
- * (a packed NR-column B panel of grad_out), over nseg runs:
+ * (an NR-column B panel of grad_out, rows ldb apart: packed, ldb = NR, or grad_out's
+ * own rows), over nseg runs:
  *   C[i, j] = (accumulate ? C : 0) + sum_s sum_{kk < seg[s].len}
- *             x[seg[s].x + kk*xs + i] * b[(seg[s].p + kk)*NR + j]
+ *             x[seg[s].x + kk*xs + i] * b[(seg[s].p + kk)*ldb + j]
  * i < MR = cconv_gwrows_mr_*(), j < NR = cconv_nr_*() (the active path's); every one
  * of the MR channels is read, so the caller packs a partial channel block. */
 typedef struct {
@@ -178,8 +179,8 @@ typedef struct {
 int cconv_gwrows_mr_f32(void);
 int cconv_gwrows_mr_f64(void);
 void cconv_gwrows_ukernel_f32(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
-                              const float *b, float *c, cc_idx ldc, int accumulate);
+                              const float *b, cc_idx ldb, float *c, cc_idx ldc, int accumulate);
 void cconv_gwrows_ukernel_f64(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x, cc_idx xs,
-                              const double *b, double *c, cc_idx ldc, int accumulate);
+                              const double *b, cc_idx ldb, double *c, cc_idx ldc, int accumulate);
 
 #endif

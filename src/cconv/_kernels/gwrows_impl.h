@@ -6,7 +6,8 @@
  *             + sum_{s < nseg} sum_{kk < seg[s].len} x[seg[s].x + kk*xs + i] * B[seg[s].p + kk, j]
  * for i < MR, j < NR: MR input channels of a channels-last input read in place (a run of
  * pixels xs elements apart per segment: one output row's valid pixels for one tap) against
- * one packed NR-column B panel of grad_out (element (p, j) at b[p*NR + j]). All MR
+ * one NR-column B panel of grad_out (element (p, j) at b[p*ldb + j]: a packed panel,
+ * ldb = NR, or grad_out's own rows, ldb = its channel count). All MR
  * channels x[.. + 0 .. MR-1] are read for every kk; nothing else of x. C: the full MR x NR
  * tile, row stride ldc, unit column stride (edges go through the caller's local tile);
  * n (1..NR) of its columns are needed: on AVX-512, n <= NR/2 computes NR/2 columns only.
@@ -16,7 +17,7 @@
 #define DEFINE_GWROWS(NAME, ATTR, T, NR, REP, DECL, LOAD, ZERO, STORE, BLOAD, FMA)         \
     ATTR __attribute__((noinline)) static void NAME(                                       \
         cc_idx nseg, const cc_gwseg *restrict seg, const T *restrict x, cc_idx xs,         \
-        const T *restrict bp, T *restrict c, cc_idx ldc, int accumulate)                   \
+        const T *restrict bp, cc_idx ldb, T *restrict c, cc_idx ldc, int accumulate)       \
     {                                                                                      \
         REP(DECL)                                                                          \
         if (accumulate) {                                                                  \
@@ -26,14 +27,14 @@
         }                                                                                  \
         for (cc_idx s = 0; s < nseg; s++) {                                                \
             const T *a = x + seg[s].x;                                                     \
-            const T *b = bp + seg[s].p * (NR);                                             \
+            const T *b = bp + seg[s].p * ldb;                                              \
             const cc_idx len = seg[s].len;                                                 \
             _Pragma("GCC unroll 4")                                                        \
             for (cc_idx kk = 0; kk < len; kk++) {                                          \
                 BLOAD                                                                      \
                 REP(FMA)                                                                   \
                 a += xs;                                                                   \
-                b += (NR);                                                                 \
+                b += ldb;                                                                  \
             }                                                                              \
         }                                                                                  \
         REP(STORE)                                                                         \
@@ -41,7 +42,7 @@
 
 #define DEFINE_GWROWS_GENERIC(NAME, T, FMAF)                                               \
     static void NAME(cc_idx nseg, const cc_gwseg *seg, const T *x, cc_idx xs, const T *bp, \
-                     T *c, cc_idx ldc, int accumulate)                                     \
+                     cc_idx ldb, T *c, cc_idx ldc, int accumulate)                         \
     {                                                                                      \
         T t[GEN_MR][GEN_NR];                                                               \
         for (int i = 0; i < GEN_MR; i++)                                                   \
@@ -49,13 +50,13 @@
                 t[i][j] = accumulate ? c[i * ldc + j] : (T)0;                              \
         for (cc_idx s = 0; s < nseg; s++) {                                                \
             const T *a = x + seg[s].x;                                                     \
-            const T *b = bp + seg[s].p * GEN_NR;                                           \
+            const T *b = bp + seg[s].p * ldb;                                              \
             for (cc_idx kk = 0; kk < seg[s].len; kk++) {                                   \
                 for (int i = 0; i < GEN_MR; i++)                                           \
                     for (int j = 0; j < GEN_NR; j++)                                       \
                         t[i][j] = FMAF(a[i], b[j], t[i][j]);                               \
                 a += xs;                                                                   \
-                b += GEN_NR;                                                               \
+                b += ldb;                                                                  \
             }                                                                              \
         }                                                                                  \
         for (int i = 0; i < GEN_MR; i++)                                                   \
@@ -101,17 +102,18 @@ int cconv_gwrows_mr_f64(void) { return gwrows_mr(cconv_isa_active()); }
 
 DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f32,
                        (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
-                        const float *b, float *c, cc_idx ldc, int accumulate),
+                        const float *b, cc_idx ldb, float *c, cc_idx ldc, int accumulate),
                        (n <= 16 ? sgemm_gwrows_ukernel_8x16of32_avx512
                                 : sgemm_gwrows_ukernel_8x32_avx512),
                        sgemm_gwrows_ukernel_6x16_avx2,
-                       (nseg, seg, x, xs, b, c, ldc, accumulate),
-                       sgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, c, ldc, accumulate))
+                       (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
+                       sgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
 DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f64,
                        (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
-                        cc_idx xs, const double *b, double *c, cc_idx ldc, int accumulate),
+                        cc_idx xs, const double *b, cc_idx ldb, double *c, cc_idx ldc,
+                        int accumulate),
                        (n <= 8 ? dgemm_gwrows_ukernel_8x8of16_avx512
                                : dgemm_gwrows_ukernel_8x16_avx512),
                        dgemm_gwrows_ukernel_6x8_avx2,
-                       (nseg, seg, x, xs, b, c, ldc, accumulate),
-                       dgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, c, ldc, accumulate))
+                       (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
+                       dgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
