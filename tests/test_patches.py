@@ -1,9 +1,11 @@
 """Patch convolutions (kernel == stride, no padding: ViT / Swin / ConvNeXt stems) run as
 1x1 convolutions over a space-to-depth copy of the input (_plan.patch_spec) where that
-pays. The route must give the convolution's results: checked against the float64
-reference (forward) and against the explicit im2col paths (gradients), with inputs past
-the last whole patch, kernels that differ per dim, unbatched input, NaN-filled out=,
-1-3 threads bitwise."""
+pays (channels-last grad_weight only with at least _backward.gw_cols_max_cg() channels,
+8 on AVX-512: below that, _gw_cols' im2col rows gather the patches in place). The route
+must give the convolution's results: checked against the float64 reference (forward)
+and against the explicit im2col paths (gradients), with inputs past the last whole
+patch, kernels that differ per dim, unbatched input, NaN-filled out=, 1-3 threads
+bitwise."""
 import itertools
 
 import numpy as np
@@ -19,6 +21,7 @@ CASES = [
     ("NHWC", 1, 3, 40, (34, 35), (16, 16), 1),   # 2 x 2 patches, 2-3 pixels left over
     ("NHWC", 3, 5, 9, (9, 13), (2, 4), 1),
     ("NHWC", 2, 4, 8, (7, 12), (1, 4), (3, 1)),  # a unit kernel dim, dilated
+    ("NHWC", 2, 9, 12, (12, 8), (2, 4), 1),      # 9 channels: grad_weight takes the route
     ("NCHW", 2, 3, 20, (16, 13), (4, 4), 1),
     ("NCHW", 1, 2, 12, (10, 12), (5, 3), 1),
     ("NDHWC", 1, 3, 16, (4, 10, 9), (2, 4, 4), 1),
@@ -52,7 +55,10 @@ def test_patch_route(layout, N, C, O, sp, k, dil):
                               "auto")[0]
     r = routes(spec)
     last = layout in CHANNELS_LAST
-    assert r == {"forward": last, "grad_input": last, "grad_weight": last or nd == 2}
+    # channels-last grad_weight with fewer channels than _gw_cols' limit runs in place
+    from cconv import _backward
+    gw_route = (C >= _backward.gw_cols_max_cg()) if last else nd == 2
+    assert r == {"forward": last, "grad_input": last, "grad_weight": gw_route}
     f = conv_fn(nd)
     gi_fn = getattr(cconv, f"conv{nd}d_grad_input")
     gw_fn = getattr(cconv, f"conv{nd}d_grad_weight")

@@ -630,7 +630,10 @@ def patch_spec(spec, op="forward"):
     channels-first stems grad_weight 0.82-0.83 (forward 1.04-1.05, grad_input 1.07-1.18,
     3-D grad_weight 1.42: not taken). Not ConvNeXt's 2x2 downsampling (96-384 channels:
     1.0-1.17, channels-first grad_input 384 -> 768 at 14^2 1.63) nor 1-D (PatchTST 16
-    7 -> 128: 0.97-1.25)."""
+    7 -> 128: 0.97-1.25). Nor channels-last grad_weight with fewer channels than
+    ``_backward.gw_cols_max_cg()``: the im2col rows of _gw_cols already gather whole
+    patches, in place / route 0.76-0.77 (ConvNeXt, Swin), 0.81 at batch 1, ViT 0.97,
+    video 0.86."""
     import dataclasses
 
     kk = math.prod(spec.kernel)
@@ -641,6 +644,8 @@ def patch_spec(spec, op="forward"):
     if spec.C >= PATCH_MAX_C or spec.nd == 1:
         return None
     if not spec.channels_last and (op != "grad_weight" or spec.nd != 2):
+        return None
+    if spec.channels_last and op == "grad_weight" and spec.C < _backward.gw_cols_max_cg():
         return None
     nd = spec.nd
     return dataclasses.replace(
