@@ -1334,6 +1334,40 @@ def test_grad_weight_gemm_channels_first(rng, dtype, C, O, G, sp, k, stride, pad
     assert np.abs(dw - ref).max() <= tol * np.abs(ref).max() * np.sqrt(2 * np.prod(oh))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("N,C,O,G,sp,k,stride,pads", [
+    (4, 3, 20, 1, (40, 37), (7, 7), (2, 2), ((3, 3), (3, 3))),   # a stem: 2 runs
+    (2, 4, 12, 2, (64, 50), (3, 3), (1, 1), ((1, 1), (1, 1))),   # 2 groups, 4 runs
+    (3, 5, 9, 1, (35, 33), (3, 2), (1, 1), ((1, 0), (0, 1))),    # runs end mid-image
+    (2, 64, 40, 1, (30, 31), (1, 1), (1, 1), ((0, 0), (0, 0))),  # 1x1, K = 64
+])
+def test_grad_weight_gemm_pixel_runs(dtype, N, C, O, G, sp, k, stride, pads):
+    """The channels-first GEMM grad_weight with one K block in few groups sums pixel runs
+    into partials added in run order (_backward._gw_runs): runs that end inside images
+    and tiles, groups; float64 reference, bitwise for 1-3 threads, inputs unchanged."""
+    from cconv import _backward
+    rng = np.random.default_rng(N * C + O)
+    x = rng.standard_normal((N, C) + sp).astype(dtype)
+    oh = tuple((n + b + a - (kk - 1) - 1) // s + 1
+               for n, (b, a), kk, s in zip(sp, pads, k, stride))
+    g = rng.standard_normal((N, O) + oh).astype(dtype)
+    K = C // G * int(np.prod(k))
+    assert _backward._gw_run_count(G, O // G, K, N * int(np.prod(oh)), x.itemsize) > 1
+    x0, g0 = x.copy(), g.copy()
+    out = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            out.append(cconv.conv2d_grad_weight(x, g, (O, C // G) + k, stride, pads, 1, G,
+                                                algorithm="im2col"))
+    for r in out[1:]:
+        np.testing.assert_array_equal(r, out[0])
+    ref = _grad_weight_reference(x, g, k, stride, pads, (1, 1), G)
+    assert out[0].dtype == dtype
+    assert rel_error(out[0], ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(g, g0)
+
+
 def _dw_grad_weight_reference_last(x, g, k, stride, pads, dil):
     """float64 channels-last depthwise weight gradient (output channel o reads input
     channel o // m, m = g's channels / x's): per tap, the strided slice of the

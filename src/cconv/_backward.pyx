@@ -145,8 +145,24 @@ cdef enum:
     GWC_RUNS = 16
     GWC_RUN_MIN = 512
     GWC_PART_BYTES = 4 << 20
+    GW_RUN_ITEMS = 8  # _gw: (group, K block, pixel run) items wanted (_gw_runs)
 
 cdef bint GW_COLS_ON = True   # test / A-B switch for _gw_cols (channels-last, Cg < MR)
+cdef bint GW_RUNS_ON = True   # test / A-B switch for _gw's pixel runs (channels-first)
+
+
+def _gw_run_count(cc_idx G, cc_idx Og, cc_idx K, cc_idx NP, cc_idx itemsize):
+    """The pixel runs _grad_weight gives a channels-first GEMM weight gradient (tests)."""
+    if not GW_RUNS_ON or K >= KB_TARGET:
+        return 1
+    return _gw_runs(G * _cdiv(K, KB_TARGET), NP, G * Og * K * itemsize)
+
+
+def _set_gw_runs(bint on):
+    """Test / A-B switch: the channels-first GEMM grad_weight with pixel runs where its
+    (group, K block) items are few (the default) or K blocks only."""
+    global GW_RUNS_ON
+    GW_RUNS_ON = on
 
 
 def gw_cols_max_cg():
@@ -191,19 +207,32 @@ cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, cc_idx Cg, cc_idx ctot,
 # ============================================================================ grad_weight
 
 cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
-            cc_idx N, cc_idx G, cc_idx O, cc_idx kb, cc_idx PT, int MR, int NR,
+            cc_idx N, cc_idx G, cc_idx O, cc_idx kb, cc_idx PT, cc_idx nrun, int MR, int NR,
             int nthreads) except -1 nogil:
     # channels-first: dW_g[:, k-block] (Og x kc, row stride K) += dY_g[n] (Og x pc) . cols^T (pc x kc)
+    # Items (group, K block, pixel run): nrun > 1 (a function of the problem only) splits
+    # the batch's output pixels q = n*P + p into runs, each summed into a private
+    # partial dW (tiles end at run and image ends), the partials then added in run
+    # order; each dW element's sum order is fixed by the problem, never by the threads.
     cdef cc_idx Cg = g.C, Og = O // G, taps = g.KD * g.KH * g.KW, C = g.ctot
     cdef cc_idx K = Cg * taps, P = g.OD * g.OH * g.OW, DHW = g.D * g.H * g.W
-    cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc, i, j
+    cdef cc_idx nkb = _cdiv(K, kb), item, gi, k0, kc, n, p0, pc, i, j, r
+    cdef cc_idx NP = N * P, per_run = _cdiv(NP, nrun), q, q1, OK = Og * K
     cdef cc_idx mpad = _cdiv(Og, MR) * MR, kpad = _cdiv(kb, NR) * NR
     cdef floating *abuf
     cdef floating *bbuf
     cdef floating *dwg
+    cdef floating *part = NULL
+    cdef floating *acc
+    cdef const floating *src
     cdef int first
     cdef int failed = 0
     cdef int *failed_p = &failed
+    if nrun > 1:
+        part = <floating *> malloc(G * nrun * OK * sizeof(floating) + 64)
+        if part == NULL:
+            with gil:
+                raise MemoryError("conv grad_weight: cannot allocate the partial sums")
     with parallel(num_threads=nthreads):
         # this thread's cached, 64-byte aligned scratch (scratch.h slot 0), each panel
         # block on a whole line: B panels half a line off split every vector load
@@ -213,31 +242,52 @@ cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, float
         bbuf = abuf + _line(mpad * PT, sizeof(floating))
         if abuf == NULL:
             failed_p[0] = 1
-        for item in prange(G * nkb, schedule="static"):
+        for item in prange(G * nkb * nrun, schedule="static"):
             if abuf == NULL:
                 continue
-            gi = item // nkb
-            k0 = (item % nkb) * kb
+            gi = item // (nkb * nrun)
+            k0 = ((item // nrun) % nkb) * kb
+            r = item % nrun
             kc = _imin(kb, K - k0)
-            dwg = dw + gi * Og * K + k0
+            if part != NULL:
+                dwg = part + (gi * nrun + r) * OK + k0
+            else:
+                dwg = dw + gi * OK + k0
             first = 1
-            for n in range(N):
-                p0 = 0
-                while p0 < P:
-                    pc = _imin(PT, P - p0)
-                    pack_a(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, abuf)
-                    pack_bt_nchw(g, x + (n * C + gi * Cg) * DHW, k0, kc, p0, pc, NR, bbuf)
-                    gemm_macro(Og, kc, pc, abuf, pc * MR, bbuf, pc * NR, dwg, K, not first)
-                    first = 0
-                    p0 = p0 + pc
-            if first:  # N == 0: an empty sum
+            q = r * per_run
+            q1 = _imin(NP, q + per_run)
+            while q < q1:
+                n = q // P
+                p0 = q % P
+                pc = _imin(PT, _imin(P - p0, q1 - q))
+                pack_a(Og, pc, dy + (n * O + gi * Og) * P + p0, P, 1, abuf)
+                pack_bt_nchw(g, x + (n * C + gi * Cg) * DHW, k0, kc, p0, pc, NR, bbuf)
+                gemm_macro(Og, kc, pc, abuf, pc * MR, bbuf, pc * NR, dwg, K, not first)
+                first = 0
+                q = q + pc
+            if first:  # an empty sum (N == 0, or an empty last run)
                 for i in range(Og):
                     for j in range(kc):
                         dwg[i * K + j] = 0
         cc_scratch_release(0, abuf)
     if failed:
+        free(part)
         with gil:
             raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
+    if part != NULL:
+        # the runs' partials in run order, rows over the threads
+        for item in prange(G * Og, nogil=True, schedule="static", num_threads=nthreads):
+            gi = item // Og
+            i = item % Og
+            acc = dw + item * K
+            src = part + gi * nrun * OK + i * K
+            for j in range(K):
+                acc[j] = src[j]
+            for r in range(1, nrun):
+                src = part + (gi * nrun + r) * OK + i * K
+                for j in range(K):
+                    acc[j] = acc[j] + src[j]
+        free(part)
     return 0
 
 
@@ -517,6 +567,18 @@ cdef void _gw_cols_run(const cc_conv_geom *g, const floating *x, const floating 
         p0 = p0 + pc
 
 
+cdef inline cc_idx _gw_runs(cc_idx items, cc_idx NP, cc_idx part_bytes) noexcept nogil:
+    """Pixel runs of the channels-first GEMM grad_weight (_gw): with fewer than
+    GW_RUN_ITEMS (group, K block) items, enough runs to make that many, each of at least
+    GWC_RUN_MIN pixels, their partials within GWC_PART_BYTES; 1 (no partials) when fewer
+    than 2 fit. A function of the problem only, never of the thread count."""
+    if items >= GW_RUN_ITEMS:
+        return 1
+    cdef cc_idx r = _imin(_cdiv(GW_RUN_ITEMS, items),
+                          _imin(NP // GWC_RUN_MIN, GWC_PART_BYTES // part_bytes))
+    return r if r >= 2 else 1
+
+
 cdef inline cc_idx _gw_cols_runs(cc_idx NP, cc_idx KO, cc_idx esz) noexcept nogil:
     """Pixel runs of _gw_cols: at most GWC_RUNS, each of at least GWC_RUN_MIN pixels,
     their partials (K x O each) within GWC_PART_BYTES; 1 (no partials) when fewer than 2
@@ -640,7 +702,7 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
                  floating[:, :, :, :, ::1] dw, tuple stride, tuple pad, tuple dil,
                  cc_idx G, bint channels_last, int nthreads):
     cdef cc_conv_geom geom
-    cdef cc_idx N = x.shape[0], O, Cg, K, kb, nkb, taps, P
+    cdef cc_idx N = x.shape[0], O, Cg, K, kb, nkb, taps, P, nrun
     cdef int MR, NR
     if floating is float:
         MR, NR = cconv_mr_f32(), cconv_nr_f32()
@@ -670,13 +732,28 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     # K blocks: about KB_TARGET wide, and at least 2 per thread when K allows (the
     # blocking of K never changes a sum, so it may follow the thread count)
     nkb = _cdiv(K, KB_TARGET)
+    # one K block (K < KB_TARGET) in fewer than GW_RUN_ITEMS groups: pixel runs too
+    # (_gw_runs, from the problem only) instead of K blocks narrower than K, which left
+    # the threads unbalanced and each packing dY's tiles. Measured 2 threads, float32,
+    # 7-11 interleaved rounds, runs / K blocks: ResNet stem 7x7/2 3 -> 64 at 224^2 batch 8
+    # 0.80-0.81 (batch 1 0.84), 64 -> 256 1x1 at 56^2 0.89-0.93; but with K >= 256
+    # (256 -> 64 1x1 1.03-1.09, 3x3/2 128 -> 256 1.14) the K blocks stay
+    nrun = 1
+    if GW_RUNS_ON and K < KB_TARGET:
+        nrun = _gw_runs(G * nkb, N * P, G * (O // G) * K * sizeof(floating))
+    if nrun > 1:
+        nkb = _imax(_imin(nkb, _cdiv(K, NR)), 1)
+        kb = _cdiv(_cdiv(K, nkb), NR) * NR
+        _gw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O, kb,
+            _pixel_tile(P), nrun, MR, NR, nthreads)
+        return
     if G * nkb < 8 * nthreads and (G * nkb) % nthreads:
         # round the item count up to a multiple of the threads (balance)
         nkb = _cdiv(_cdiv(G * nkb, nthreads) * nthreads, G)
     nkb = _imax(_imin(nkb, _cdiv(K, NR)), 1)
     kb = _cdiv(_cdiv(K, nkb), NR) * NR
     _gw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O, kb,
-        _pixel_tile(P), MR, NR, nthreads)
+        _pixel_tile(P), 1, MR, NR, nthreads)
 
 
 def grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads):
