@@ -841,3 +841,63 @@ def test_channels_last_pointwise_plain_gemm(dtype, nd, C, O):
     xs = np.zeros((3,) + tuple(2 * n - 1 for n in sp) + (C,), dtype)
     xs[(slice(None),) + (slice(None, None, 2),) * nd] = x
     np.testing.assert_array_equal(fn(xs, w, b, 2, layout=layout, algorithm="im2col"), outs[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd,C,O,G", [(2, 16, 256, 2), (2, 64, 96, 4), (1, 12, 42, 3),
+                                      (3, 24, 48, 3), (2, 256, 8, 8), (2, 258, 6, 2)])
+def test_channels_last_grouped_pointwise_gemms(dtype, nd, C, O, G):
+    # channels-last grouped 1x1, stride 1, unpadded (at most 128 channels per group): a
+    # GEMM per group and block of 256 pixels, in place (_im2col._pointwise_groups; a
+    # partial last block here). The same bits as the grouped direct kernel (both sum
+    # each output's channels in order from +0, then add the bias), NaN-prefilled out,
+    # every thread count; 129 channels per group keep the tile kernels.
+    import cconv
+    from cconv import _plan, _spec
+    rng = np.random.default_rng(C + O + G + nd)
+    sp = {1: (301,), 2: (17, 19), 3: (5, 7, 9)}[nd]
+    x = rng.standard_normal((3,) + sp + (C,)).astype(dtype)
+    w = rng.standard_normal((1,) * nd + (C // G, O)).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype)
+    layout = LAST_LAYOUT[nd]
+    fn = (cconv.conv1d, cconv.conv2d, cconv.conv3d)[nd - 1]
+    spec = _spec.forward_spec(fn.__name__, nd, x, w, None, 1, 0, 1, G, "zeros", layout,
+                              "im2col")[0]
+    assert _plan.pointwise_groups(spec) == (C // G <= 128)
+    assert not _plan.nhwc_via_nchw(spec)
+    ref = conv_nd_reference(x, w, b, 1, ((0, 0),) * nd, 1, G, "zeros", layout)
+    outs = []
+    for threads in (1, 2, 3):
+        with cconv.num_threads(threads):
+            out = np.full(ref.shape, np.nan, dtype)
+            y = fn(x, w, b, 1, 0, 1, G, layout=layout, algorithm="im2col", out=out)
+        assert y is out
+        outs.append(y)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+    assert rel_error(outs[0], ref) <= tolerance(dtype, "im2col"), rel_error(outs[0], ref)
+    if C // G <= 32:
+        np.testing.assert_array_equal(
+            fn(x, w, b, 1, 0, 1, G, layout=layout, algorithm="direct"), outs[0])
+
+
+def test_grouped_pointwise_auto_route():
+    # "auto" gives channels-last grouped 1x1 problems to im2col when strided or with at
+    # least 16 outputs per group in at most 16 groups (_plan.grouped_pointwise_im2col)
+    from cconv import _plan, _spec
+
+    def algo(C, O, G, stride=1, layout="NHWC", k=1):
+        last = layout == "NHWC"
+        x = np.zeros((2, 12, 12, C) if last else (2, C, 12, 12), np.float32)
+        w = np.zeros((k, k, C // G, O) if last else (O, C // G, k, k), np.float32)
+        return _plan.choose_forward(_spec.forward_spec(
+            "conv2d", 2, x, w, None, stride, 0, 1, G, "zeros", layout, "auto")[0], "auto")
+
+    A = _plan.Algorithm
+    assert algo(16, 256, 2) is A.IM2COL
+    assert algo(64, 256, 4) is A.IM2COL
+    assert algo(256, 8, 8, stride=2) is A.IM2COL
+    assert algo(64, 64, 8) is A.DIRECT          # 8 outputs per group
+    assert algo(256, 512, 32) is A.DIRECT       # 32 groups
+    assert algo(16, 256, 2, k=3) is A.DIRECT    # a spatial kernel
+    assert algo(16, 256, 2, layout="NCHW") is A.DIRECT

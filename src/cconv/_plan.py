@@ -417,6 +417,32 @@ GROUPED_DIRECT_MAX_CG_LAST = 32
 NHWC_VIA_NCHW_MIN_PIXELS = 1024  # batch x output pixels (dense problems below)
 
 
+def pointwise_groups(spec):
+    """A channels-last grouped 1x1 problem (stride 1, no padding, at most 128 channels
+    per group) that im2col runs as one in-place GEMM per group and block of pixels
+    (_im2col._pointwise_groups)."""
+    return (spec.channels_last and spec.groups > 1 and spec.Cg <= 128
+            and all(k == 1 for k in spec.kernel) and all(s == 1 for s in spec.stride)
+            and not any(b or a for b, a in spec.pads))
+
+
+def grouped_pointwise_im2col(spec):
+    """A channels-last grouped 1x1 problem without padding that "auto" gives im2col
+    (GEMMs per group, _im2col._pointwise_groups; strided ones over a copy of the pixels
+    read, functional.pointwise_strided_input) rather than the grouped direct kernel,
+    whose tiles suit spatial kernels: strided, or at least 16 output channels in at most
+    16 groups. Measured 2 threads, float32, 9 interleaved rounds, im2col / direct:
+    batch 8 16 -> 256 g2 at 56^2 0.54, 64 -> 256 g4 at 28^2 0.57, 32 -> 64 g4 at 56^2
+    0.81, 128 -> 128 g8 0.92, 128 -> 256 g16 0.87; strided 2x2: 64 -> 128 g4 at 56^2
+    0.50, 96 -> 96 g4 0.55, 256 -> 8 g8 0.39, 256 -> 64 g8 1.03; the direct kernel stays
+    for 8 output channels per group (32 -> 64 g8 1.86) and 32 groups (256 -> 512 at
+    14^2 1.07)."""
+    Og = spec.O // spec.groups
+    return (spec.channels_last and grouped_direct(spec)
+            and all(k == 1 for k in spec.kernel) and not any(b or a for b, a in spec.pads)
+            and (any(s != 1 for s in spec.stride) or (Og >= 16 and spec.groups <= 16)))
+
+
 def nhwc_via_nchw(spec):
     """Run a channels-last im2col problem through the channels-first kernel: grouped
     convolutions with fewer than 16 channels per group (the channels-last kernel builds
@@ -443,6 +469,8 @@ def nhwc_via_nchw(spec):
     12: 0.90-0.94; float64 Og = 8, Cg 16-64: 0.45-0.57, Og = 16: 0.91-0.96. Og <= NR/4
     (float32 4-8: 0.85-1.07) and Cg = 8 (0.91-1.11) keep the route."""
     if not spec.channels_last or not copies_fit(spec):
+        return False
+    if spec.groups > 1 and pointwise_groups(spec):
         return False
     if spec.groups > 1 and spec.Cg < 16:
         return True
@@ -678,7 +706,8 @@ def _auto_forward(spec):
             _direct.fewc_lanes(spec.dtype) > 1:
         return Algorithm.DIRECT
     if grouped_direct(spec) and spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last
-                                            else GROUPED_DIRECT_MAX_CG):
+                                            else GROUPED_DIRECT_MAX_CG) \
+            and not grouped_pointwise_im2col(spec):
         return Algorithm.DIRECT
     wino = _winograd_pays(spec)
     if wino is not None:
