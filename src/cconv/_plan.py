@@ -500,18 +500,22 @@ def nhwc_grad_weight_via_nchw(spec):
     64 at 224 batch 8 0.54, 3x3 3 -> 64 at 224 batch 8 0.46 where the copies do not
     fit, 3 -> 16 0.60), wav2vec 2.0's first layer 1 -> 512 k10/5 0.92, 1 -> 64 0.43-0.89,
     groups of 3-4 channels with 24-32 outputs 0.70-0.83; the route stays for one channel
-    with at most 32 outputs (0.92-1.54) and groups with at most 16 outputs (1.07-2.5).
-    Dense 1x1 layers never take the route."""
+    with at most 32 outputs (0.92-1.54) and groups with at most 16 outputs (1.07-2.5),
+    and for groups of 8-15 channels with fewer than 16 outputs (below). Dense 1x1 layers
+    never take the route."""
     if spec.groups == 1 and math.prod(spec.kernel) == 1:
         return False
     if not (spec.channels_last and (1 < spec.Cg < 16 or spec.groups == 1)
             and (spec.groups > 1 or spec.Cg <= 4) and copies_fit(spec)):
         return False
+    Og = spec.O // spec.groups
     if spec.Cg < _backward.gw_cols_max_cg():
-        Og = spec.O // spec.groups
         return Og <= 32 if spec.Cg == 1 and spec.groups == 1 else (
             spec.groups > 1 and Og <= 16)
-    return True
+    # groups of 8-15 channels: in place (channel blocks of 8) from 16 outputs per group
+    # (in place / via, rotated order: 16 -> 256 g2 1x1 at 56^2 0.48, 32 -> 128 g4 0.60,
+    # 24 -> 240 g2 0.63-0.80, 64 -> 128 g8 3x3 0.79; 12 outputs 1.38-2.0, 8 1.2-1.3)
+    return spec.groups == 1 or Og < 16
 
 
 # Dilated stride-1 convolution splits into undilated ones: with the input zero-padded,
