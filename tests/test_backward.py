@@ -1518,7 +1518,7 @@ def test_grad_weight_channels_last_few_channels(nd, C, O, G, k, stride):
     from cconv import _backward
     Cg, Og = C // G, O // G
     if Cg < _backward.gw_cols_max_cg():   # in place through _gw_cols but for few outputs
-        via = Og <= 32 if (Cg == 1 and G == 1) else (G > 1 and Og <= 16)
+        via = Og < 64 if G > 1 else (Og <= 32 if Cg == 1 else Og < 32)
     else:
         via = (G > 1 and Og < 16) or (G == 1 and C <= 4)
     assert _plan.nhwc_grad_weight_via_nchw(spec) == via
@@ -1685,15 +1685,16 @@ def test_grad_weight_cols_nan_grad_out(monkeypatch, nd, N, sp, C, O, G, k, pad):
 
 
 @pytest.mark.parametrize("C,O,G,k,via", [
-    (3, 64, 1, 7, False), (3, 16, 1, 3, False), (2, 64, 1, 5, False), (1, 64, 1, 9, False),
-    (1, 32, 1, 3, True), (1, 16, 1, 3, True), (8, 32, 4, 3, True), (6, 48, 2, 3, False),
+    (3, 64, 1, 7, False), (3, 16, 1, 3, True), (2, 64, 1, 5, False), (1, 64, 1, 9, False),
+    (4, 32, 1, 3, False), (1, 32, 1, 3, True), (1, 16, 1, 3, True), (8, 32, 4, 3, True),
+    (6, 48, 2, 3, True), (12, 192, 2, 3, False),
     (24, 48, 2, 3, False), (96, 96, 8, 3, True), (16, 256, 2, 1, False), (3, 128, 1, 1, False),
 ])
 def test_grad_weight_cols_route(C, O, G, k, via):
     """Channels-last grad_weight with few channels per group stays in place (_gw_cols)
-    except for one channel with at most 32 outputs and groups with at most 16 outputs,
-    which keep the route through channels-first (measured, _plan docstring); groups of
-    8-15 channels (no _gw_cols) keep it with fewer than 16 outputs per group."""
+    except with few outputs (dense: below 32, one channel: up to 32, groups: below 64
+    each), which keep the route through channels-first (measured, _plan docstring);
+    groups of 8-15 channels (no _gw_cols) keep it with fewer than 16 outputs per group."""
     from cconv import _backward, _plan, _spec
     if C // G < 8 and C // G >= _backward.gw_cols_max_cg():
         pytest.skip("this ISA's tile rows leave the problem on the channel-block path")

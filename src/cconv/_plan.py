@@ -495,14 +495,16 @@ def nhwc_grad_weight_via_nchw(spec):
     0.30-0.46; 3 channels 0.46-0.93; 8-12 channels 0.95-1.57, so those stay).
     Fewer channels per group than the tile's rows (``_backward.gw_cols_max_cg()``, 8 on
     AVX-512) run in place through im2col rows of (tap, channel) pairs (_gw_cols), which
-    beat the route except where each group has few outputs: in place / via, 2 threads,
-    7 interleaved rounds, float32: dense 2-4 channels 0.29-0.70 (ResNet stem 7x7/2 3 ->
-    64 at 224 batch 8 0.54, 3x3 3 -> 64 at 224 batch 8 0.46 where the copies do not
-    fit, 3 -> 16 0.60), wav2vec 2.0's first layer 1 -> 512 k10/5 0.92, 1 -> 64 0.43-0.89,
-    groups of 3-4 channels with 24-32 outputs 0.70-0.83; the route stays for one channel
-    with at most 32 outputs (0.92-1.54) and groups with at most 16 outputs (1.07-2.5),
-    and for groups of 8-15 channels with fewer than 16 outputs (below). Dense 1x1 layers
-    never take the route."""
+    beat the route where each group has many outputs. In place / via, 2 threads, float32,
+    8-10 interleaved rounds whose order rotates (PyTorch's threads slow the next call):
+    dense 2-4 channels 0.46-0.63 with 64 outputs (3x3 3 -> 64 at 224 batch 8, where the
+    copies do not even fit, 38.8 -> 12.5 ms; the ResNet stem 7x7/2 0.54), 0.75-1.03 with
+    32, 1.41-1.57 with 16-24; one channel 0.60-0.83 with 64 (wav2vec 2.0's first layer 1
+    -> 512 k10/5 0.92), 1.07-1.47 with 32, 1.5-2.7 with 16; groups of 3-6 channels
+    0.70-0.96 with 64-96 outputs each, 1.04-1.86 with 24-48. So the route stays below 32
+    outputs (dense), up to 32 (one channel) and below 64 per group (grouped); and for
+    groups of 8-15 channels with fewer than 16 outputs (below). Dense 1x1 layers never
+    take the route."""
     if spec.groups == 1 and math.prod(spec.kernel) == 1:
         return False
     if not (spec.channels_last and (1 < spec.Cg < 16 or spec.groups == 1)
@@ -510,8 +512,9 @@ def nhwc_grad_weight_via_nchw(spec):
         return False
     Og = spec.O // spec.groups
     if spec.Cg < _backward.gw_cols_max_cg():
-        return Og <= 32 if spec.Cg == 1 and spec.groups == 1 else (
-            spec.groups > 1 and Og <= 16)
+        if spec.groups > 1:
+            return Og < 64
+        return Og <= 32 if spec.Cg == 1 else Og < 32
     # groups of 8-15 channels: in place (channel blocks of 8) from 16 outputs per group
     # (in place / via, rotated order: 16 -> 256 g2 1x1 at 56^2 0.48, 32 -> 128 g4 0.60,
     # 24 -> 240 g2 0.63-0.80, 64 -> 128 g8 3x3 0.79; 12 outputs 1.38-2.0, 8 1.2-1.3)
