@@ -1561,6 +1561,37 @@ def _grad_weight_reference_last(x, dy, k, stride, pad, dil, G):
     return dw
 
 
+def _gw_last_problem(seed, nd, N, sp, C, O, G, k, stride, pad, dil, dtype):
+    """x, grad_out, weight shape and layout of a channels-last grad_weight problem."""
+    rng = np.random.default_rng(seed)
+    kk, st_, pd, dl = ((v,) * nd if np.isscalar(v) else v for v in (k, stride, pad, dil))
+    lay = LAST_LAYOUT[nd]
+    xs, ws = shapes(lay, nd, N, C, O, G, sp, kk)
+    x = rng.standard_normal(xs).astype(dtype)
+    osp = tuple((n + 2 * p - d * (q - 1) - 1) // s + 1 for n, p, d, q, s in zip(sp, pd, dl, kk, st_))
+    g = rng.standard_normal((N,) + osp + (O,)).astype(dtype)
+    return x, g, ws, lay, (kk, st_, pd, dl)
+
+
+def _assert_gw_last(x, g, ws, lay, args, G, dtype):
+    """The channels-last grad_weight of (x, g): bitwise for 1-3 threads, within rounding
+    of the float64 reference, inputs unchanged."""
+    kk, st_, pd, dl = args
+    x0, g0 = x.copy(), g.copy()
+    gw_fn = bwd_fns(len(kk))[1]
+    out = []
+    for n in (1, 2, 3):
+        with cconv.num_threads(n):
+            out.append(gw_fn(x, g, ws, st_, pd, dl, G, layout=lay))
+    for r in out[1:]:
+        np.testing.assert_array_equal(r, out[0])
+    ref = _grad_weight_reference_last(x, g, kk, st_, pd, dl, G)
+    assert out[0].dtype == dtype and out[0].shape == ws
+    assert rel_error(out[0], ref) <= (2e-6 if dtype == np.float32 else 1e-13)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(g, g0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd,sp,C,O,G,k,stride,pad,dil", [
     (2, (23, 29), 9, 33, 1, 3, 1, 1, 1),     # tiles of 224 pixels start mid-row
@@ -1576,38 +1607,8 @@ def test_grad_weight_channels_last_rows(isa, dtype, nd, sp, C, O, G, k, stride, 
     blocks and column panels with partial edges, pixel tiles that start mid-row, taps
     whose input rows lie wholly in the padding; float64 reference, bitwise for 1-3
     threads, inputs unchanged."""
-    rng = np.random.default_rng(C * 100 + O)
-    kk, st_, pd, dl = ((v,) * nd if np.isscalar(v) else v for v in (k, stride, pad, dil))
-    lay = LAST_LAYOUT[nd]
-    xs, ws = shapes(lay, nd, 3, C, O, G, sp, kk)
-    x = rng.standard_normal(xs).astype(dtype)
-    osp = tuple((n + 2 * p - d * (q - 1) - 1) // s + 1 for n, p, d, q, s in zip(sp, pd, dl, kk, st_))
-    g = rng.standard_normal((3,) + osp + (O,)).astype(dtype)
-    x0, g0 = x.copy(), g.copy()
-    gw_fn = bwd_fns(nd)[1]
-    out = []
-    for n in (1, 2, 3):
-        with cconv.num_threads(n):
-            out.append(gw_fn(x, g, ws, st_, pd, dl, G, layout=lay))
-    for r in out[1:]:
-        np.testing.assert_array_equal(r, out[0])
-    ref = _grad_weight_reference_last(x, g, kk, st_, pd, dl, G)
-    assert out[0].dtype == dtype and out[0].shape == ws
-    assert rel_error(out[0], ref) <= (2e-6 if dtype == np.float32 else 1e-13)
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(g, g0)
-
-
-def _gw_last_problem(seed, nd, N, sp, C, O, G, k, stride, pad, dil, dtype):
-    """x, grad_out, weight shape and layout of a channels-last grad_weight problem."""
-    rng = np.random.default_rng(seed)
-    kk, st_, pd, dl = ((v,) * nd if np.isscalar(v) else v for v in (k, stride, pad, dil))
-    lay = LAST_LAYOUT[nd]
-    xs, ws = shapes(lay, nd, N, C, O, G, sp, kk)
-    x = rng.standard_normal(xs).astype(dtype)
-    osp = tuple((n + 2 * p - d * (q - 1) - 1) // s + 1 for n, p, d, q, s in zip(sp, pd, dl, kk, st_))
-    g = rng.standard_normal((N,) + osp + (O,)).astype(dtype)
-    return x, g, ws, lay, (kk, st_, pd, dl)
+    _assert_gw_last(*_gw_last_problem(C * 100 + O, nd, 3, sp, C, O, G, k, stride, pad, dil,
+                                      dtype), G, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1633,21 +1634,8 @@ def test_grad_weight_channels_last_cols(monkeypatch, isa, dtype, nd, N, sp, C, O
     from cconv import _plan, functional
     monkeypatch.setattr(_plan, "nhwc_grad_weight_via_nchw", lambda spec: False)
     functional._FAST.clear()
-    x, g, ws, lay, (kk, st_, pd, dl) = _gw_last_problem(C * 100 + O, nd, N, sp, C, O, G, k,
-                                                        stride, pad, dil, dtype)
-    x0, g0 = x.copy(), g.copy()
-    gw_fn = bwd_fns(nd)[1]
-    out = []
-    for n in (1, 2, 3):
-        with cconv.num_threads(n):
-            out.append(gw_fn(x, g, ws, st_, pd, dl, G, layout=lay))
-    for r in out[1:]:
-        np.testing.assert_array_equal(r, out[0])
-    ref = _grad_weight_reference_last(x, g, kk, st_, pd, dl, G)
-    assert out[0].dtype == dtype and out[0].shape == ws
-    assert rel_error(out[0], ref) <= (2e-6 if dtype == np.float32 else 1e-13)
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(g, g0)
+    _assert_gw_last(*_gw_last_problem(C * 100 + O, nd, N, sp, C, O, G, k, stride, pad, dil,
+                                      dtype), G, dtype)
 
 
 @pytest.mark.parametrize("nd,N,sp,C,O,G,k,pad", [

@@ -206,6 +206,36 @@ cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, cc_idx Cg, cc_idx ctot,
 
 # ============================================================================ grad_weight
 
+cdef int _finish_runs(int failed, floating *part, cc_idx nrun, cc_idx G, cc_idx R, cc_idx Cn,
+                      floating *dst, cc_idx ld, cc_idx goff, int nthreads) except -1 nogil:
+    """After a grad_weight's items: raise if a thread had no packing buffer, else add the
+    pixel runs' partials (part, NULL without runs) in run order (the order is the
+    problem's, never the threads'): group gi's partial of run r is R x Cn at part +
+    ((gi * nrun + r) * R) * Cn; its row i goes to dst + gi * goff + i * ld. Frees part."""
+    cdef cc_idx item, gi, i, j, r
+    cdef floating *acc
+    cdef const floating *src
+    if failed:
+        free(part)
+        with gil:
+            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
+    if part == NULL:
+        return 0
+    for item in prange(G * R, schedule="static", num_threads=nthreads):
+        gi = item // R
+        i = item % R
+        acc = dst + gi * goff + i * ld
+        src = part + (gi * nrun * R + i) * Cn
+        for j in range(Cn):
+            acc[j] = src[j]
+        for r in range(1, nrun):
+            src = part + ((gi * nrun + r) * R + i) * Cn
+            for j in range(Cn):
+                acc[j] = acc[j] + src[j]
+    free(part)
+    return 0
+
+
 cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, floating *dw,
             cc_idx N, cc_idx G, cc_idx O, cc_idx kb, cc_idx PT, cc_idx nrun, int MR, int NR,
             int nthreads) except -1 nogil:
@@ -223,8 +253,6 @@ cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, float
     cdef floating *bbuf
     cdef floating *dwg
     cdef floating *part = NULL
-    cdef floating *acc
-    cdef const floating *src
     cdef int first
     cdef int failed = 0
     cdef int *failed_p = &failed
@@ -270,25 +298,7 @@ cdef int _gw(const cc_conv_geom *g, const floating *x, const floating *dy, float
                     for j in range(kc):
                         dwg[i * K + j] = 0
         cc_scratch_release(0, abuf)
-    if failed:
-        free(part)
-        with gil:
-            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
-    if part != NULL:
-        # the runs' partials in run order, rows over the threads
-        for item in prange(G * Og, nogil=True, schedule="static", num_threads=nthreads):
-            gi = item // Og
-            i = item % Og
-            acc = dw + item * K
-            src = part + gi * nrun * OK + i * K
-            for j in range(K):
-                acc[j] = src[j]
-            for r in range(1, nrun):
-                src = part + (gi * nrun + r) * OK + i * K
-                for j in range(K):
-                    acc[j] = acc[j] + src[j]
-        free(part)
-    return 0
+    return _finish_runs(failed, part, nrun, G, Og, K, dw, K, OK, nthreads)
 
 
 cdef extern from "gemm.h" nogil:
@@ -610,11 +620,9 @@ cdef int _gw_cols(const cc_conv_geom *g, const floating *x, const floating *dy, 
     cdef cc_idx tsz = _line(MR * NR, esz)
     cdef cc_idx per_run = _cdiv(_cdiv(NP, nchunk), PT) * PT
     cdef cc_idx nqb = 1, qper = nq, nblk = 1, per = npan
-    cdef cc_idx item, gi, r, pan0, pan1, qb0, qb1, q0, q1, k, o, nitems
+    cdef cc_idx item, gi, r, pan0, pan1, qb0, qb1, q0, q1, nitems
     cdef floating *buf
     cdef floating *part = NULL
-    cdef floating *acc
-    cdef const floating *src
     cdef int failed = 0
     cdef int *failed_p = &failed
     if nchunk > 1:
@@ -657,25 +665,7 @@ cdef int _gw_cols(const cc_conv_geom *g, const floating *x, const floating *dy, 
                                  dw + gi * Og, O, PT, MR, NR, buf, buf + bsz,
                                  buf + bsz + ssz, <cc_gwseg *> (buf + bsz + ssz + tsz))
         cc_scratch_release(0, buf)
-    if failed:
-        free(part)
-        with gil:
-            raise MemoryError("conv grad_weight: cannot allocate a packing buffer")
-    if part != NULL:
-        # the runs' partials in run order, rows over the threads
-        for item in prange(G * K, nogil=True, schedule="static", num_threads=nthreads):
-            gi = item // K
-            k = item % K
-            acc = dw + k * O + gi * Og
-            src = part + (gi * nchunk * K + k) * Og
-            for o in range(Og):
-                acc[o] = src[o]
-            for r in range(1, nchunk):
-                src = part + ((gi * nchunk + r) * K + k) * Og
-                for o in range(Og):
-                    acc[o] = acc[o] + src[o]
-        free(part)
-    return 0
+    return _finish_runs(failed, part, nchunk, G, K, Og, dw, O, Og, nthreads)
 
 
 cdef inline void _gw_edge(cc_idx ns, const cc_gwseg *seg, const floating *xa, cc_idx xs,
