@@ -903,26 +903,30 @@ def test_grouped_pointwise_auto_route():
     assert algo(16, 256, 2, layout="NCHW") is A.DIRECT
 
 
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("C,O,G,k,stride,direct", [
     (256, 32, 8, 7, 1, True), (128, 16, 2, 3, 1, True), (192, 24, 3, 3, 2, True),
     (32, 64, 4, 3, 1, True), (96, 32, 2, 3, 1, False), (256, 16, 2, 5, 2, False),
 ])
-def test_grouped_direct_channels_first_few_outputs(C, O, G, k, stride, direct):
-    # channels-first groups with at most 8 outputs take the grouped direct kernel up to
-    # 64 channels per group (_plan.grouped_direct_pays), 16 otherwise; "auto" then
-    # matches the float64 reference
+def test_grouped_direct_few_outputs(layout, C, O, G, k, stride, direct):
+    # groups with at most 8 outputs take the grouped direct kernel up to 64 channels per
+    # group (_plan.grouped_direct_pays), 16 (channels-first) or 32 (channels-last)
+    # otherwise; "auto" then matches the float64 reference
     import cconv
     from cconv import _plan, _spec
     rng = np.random.default_rng(C + O + G)
     x = rng.standard_normal((2, C, 13, 11)).astype(np.float32)
     w = rng.standard_normal((O, C // G, k, k)).astype(np.float32)
     b = rng.standard_normal(O).astype(np.float32)
-    spec = _spec.forward_spec("conv2d", 2, x, w, None, stride, k // 2, 1, G, "zeros", "NCHW",
+    if layout == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+        w = np.ascontiguousarray(w.transpose(2, 3, 1, 0))
+    spec = _spec.forward_spec("conv2d", 2, x, w, None, stride, k // 2, 1, G, "zeros", layout,
                               "auto")[0]
     assert _plan.grouped_direct_pays(spec) is direct
     assert (_plan.choose_forward(spec, "auto") is _plan.Algorithm.DIRECT) is direct
-    ref = conv_nd_reference(x, w, b, stride, ((k // 2, k // 2),) * 2, 1, G, "zeros", "NCHW")
+    ref = conv_nd_reference(x, w, b, stride, ((k // 2, k // 2),) * 2, 1, G, "zeros", layout)
     out = np.full(ref.shape, np.nan, np.float32)
-    y = cconv.conv2d(x, w, b, stride, k // 2, 1, G, out=out)
+    y = cconv.conv2d(x, w, b, stride, k // 2, 1, G, layout=layout, out=out)
     assert y is out
     assert rel_error(y, ref) <= tolerance(np.float32, "direct")

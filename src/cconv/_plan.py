@@ -412,27 +412,28 @@ GROUPED_DIRECT_MAX_CG = 16
 # batch 8 of 256 g8 at 14x14 1.43 vs 1.89, 64 g2 at 56x56 0.66 vs 1.24; with 64 per
 # group mixed (256 g4 at 14x14 1.28 vs 1.43 for batch 4, 512 g8 0.85 vs 0.74).
 GROUPED_DIRECT_MAX_CG_LAST = 32
-# Channels-first groups with at most 8 output channels take the direct kernel up to 64
-# channels per group (the GEMM per group has only Og rows of its 12-row tiles busy).
+# Groups with at most 8 output channels take the direct kernel up to 64 channels per
+# group in both layouts (the GEMM per group fills few of its tile's rows / columns).
 # Measured 2 threads, float32, 8 rounds rotating which runs first after PyTorch, direct
-# / im2col: Og 4, Cg 32: 7x7 at 28^2 batch 1 0.25, 3x3 batch 4 0.36; Og 8, Cg 32:
-# 0.61-0.71; Og 8, Cg 64 at 28^2 batch 4 0.67; but Og 16 with Cg 48 1.13, Og 32
-# 1.08-1.35, Og 8 with Cg 128 (5x5 stride 2) 1.11.
+# / im2col, channels-first: Og 4, Cg 32: 7x7 at 28^2 batch 1 0.25, 3x3 batch 4 0.36;
+# Og 8, Cg 32: 0.61-0.71; Og 8, Cg 64 at 28^2 batch 4 0.67; but Og 16 with Cg 48 1.13,
+# Og 32 1.08-1.35, Og 8 with Cg 128 (5x5 stride 2) 1.11; channels-last: Og 4-8, Cg 64
+# 0.61-0.63, Og 16 with Cg 48-64 1.03-1.09.
 GROUPED_DIRECT_MAX_CG_FEW_OUT = 64
 GROUPED_DIRECT_FEW_OUT = 8
 
 
 def grouped_direct_pays(spec):
     """Whether "auto" gives a grouped (not depthwise) problem to the grouped direct
-    kernels: few channels per group (GROUPED_DIRECT_MAX_CG channels-first, up to
-    GROUPED_DIRECT_MAX_CG_FEW_OUT with at most GROUPED_DIRECT_FEW_OUT outputs per group;
-    GROUPED_DIRECT_MAX_CG_LAST channels-last)."""
+    kernels: few channels per group (GROUPED_DIRECT_MAX_CG channels-first,
+    GROUPED_DIRECT_MAX_CG_LAST channels-last; up to GROUPED_DIRECT_MAX_CG_FEW_OUT in
+    either with at most GROUPED_DIRECT_FEW_OUT outputs per group)."""
     if not grouped_direct(spec):
         return False
-    if spec.channels_last:
-        return spec.Cg <= GROUPED_DIRECT_MAX_CG_LAST
-    few_out = spec.O // spec.groups <= GROUPED_DIRECT_FEW_OUT
-    return spec.Cg <= (GROUPED_DIRECT_MAX_CG_FEW_OUT if few_out else GROUPED_DIRECT_MAX_CG)
+    if spec.O // spec.groups <= GROUPED_DIRECT_FEW_OUT:
+        return spec.Cg <= GROUPED_DIRECT_MAX_CG_FEW_OUT
+    return spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last
+                       else GROUPED_DIRECT_MAX_CG)
 
 
 NHWC_VIA_NCHW_MIN_PIXELS = 1024  # batch x output pixels (dense problems below)
