@@ -930,3 +930,17 @@ def test_grouped_direct_few_outputs(layout, C, O, G, k, stride, direct):
     y = cconv.conv2d(x, w, b, stride, k // 2, 1, G, layout=layout, out=out)
     assert y is out
     assert rel_error(y, ref) <= tolerance(np.float32, "direct")
+
+
+def test_grouped_direct_wide_groups_not_over_padding():
+    # groups of 33-64 channels with few outputs go direct only where im2col's skipping of
+    # padding taps would save little (_plan.grouped_direct_pays, pad_skip_exec)
+    from cconv import _plan, _spec
+    for layout, xs, ws, k, d, p, direct in [
+            ("NCDHW", (2, 256, 12, 12, 12), (16, 64, 7, 7, 7), 7, 2, 6, False),
+            ("NDHWC", (2, 12, 12, 12, 256), (7, 7, 7, 64, 16), 7, 2, 6, False),
+            ("NCDHW", (2, 256, 12, 12, 12), (16, 64, 3, 3, 3), 3, 1, 1, True)]:
+        spec = _spec.forward_spec("conv3d", 3, np.zeros(xs, np.float32),
+                                  np.zeros(ws, np.float32), None, 1, p, d, 4, "zeros", layout,
+                                  "auto")[0]
+        assert _plan.grouped_direct_pays(spec) is direct, (layout, ws)
