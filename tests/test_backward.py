@@ -1754,7 +1754,9 @@ def test_grad_weight_channels_first_strided_via_only_few_channels():
 # into a NaN-filled out= (the positions not read must come back zero); inputs unchanged.
 @pytest.mark.parametrize("nd,layout,N,C,O,G,sp,stride,ops", [
     (3, "first", 2, 8, 12, 1, (7, 6, 9), 2, ("forward", "grad_input", "grad_weight")),
-    (3, "last", 2, 8, 12, 2, (5, 8, 6), (2, 1, 3), ("grad_input", "grad_weight")),
+    (3, "last", 2, 8, 12, 2, (5, 8, 6), (2, 1, 3), ("forward", "grad_input", "grad_weight")),
+    (2, "last", 2, 24, 16, 2, (11, 9), 2, ("forward", "grad_input", "grad_weight")),
+    (2, "last", 1, 32, 8, 2, (8, 9), 2, ("grad_input", "grad_weight")),  # 16 per group
     (2, "first", 3, 6, 10, 2, (9, 12), (3, 2), ("forward", "grad_input", "grad_weight")),
     (2, "last", 2, 16, 8, 1, (7, 9), 2, ("grad_input",)),
     (2, "first", 1, 5, 40, 1, (8, 8), 2, ("forward", "grad_input")),

@@ -639,7 +639,9 @@ def pointwise_strided_spec(spec, op="forward"):
     subsampled / in place:
     forward, channels-first: NCDHW 32 -> 128 at 12^3 batch 8 0.31 (torch: 0.23 ms
     against 0.75 in place), grouped 96 -> 8 g2 0.08, 2-D 0.71-0.94; channels-last reads
-    in place (0.9-1.1 either way) and keeps it.
+    in place (0.9-1.1 either way) and keeps it, but for groups of under 16 channels
+    (which im2col would run channels-first between transposes): 0.23-0.61 (96 -> 32 in
+    8 groups at 56^2 batch 8: 0.86 -> 0.19 ms), 64 -> 64 in 8 groups 1.0-1.5 (0.02 ms).
     grad_input: channels-first 0.77-0.99 (3-D 0.77, 1024 <- 2048 at 14x14 batch 8 0.82),
     grouped 0.27-0.32, channels-last small problems 0.64 (1024 <- 2048 at 7x7 outputs
     batch 8) but 1.0-1.1 from 3000 output pixels (64 <- 128 at 28x28 batch 8).
@@ -654,7 +656,9 @@ def pointwise_strided_spec(spec, op="forward"):
     Og = spec.O // spec.groups
     cl = spec.channels_last
     if op == "forward":
-        pays = not cl
+        # channels-last groups of under 16 channels: im2col would run them channels-first
+        # between transposes (nhwc_via_nchw), the subsampled copy avoids that
+        pays = not cl or (spec.groups > 1 and spec.Cg < 16 and not is_depthwise(spec))
     elif op == "grad_input":
         pays = (not cl or spec.groups > 1
                 or spec.N * math.prod(spec.out_size) <= POINTWISE_GI_MAX_PIXELS)
