@@ -844,14 +844,15 @@ def test_channels_last_pointwise_plain_gemm(dtype, nd, C, O):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("nd,C,O,G", [(2, 16, 256, 2), (2, 64, 96, 4), (1, 12, 42, 3),
-                                      (3, 24, 48, 3), (2, 256, 8, 8), (2, 258, 6, 2)])
+@pytest.mark.parametrize("nd,C,O,G", [(2, 16, 256, 2), (2, 64, 128, 4), (1, 12, 42, 3),
+                                      (3, 24, 48, 3), (2, 256, 8, 8), (2, 64, 96, 4)])
 def test_channels_last_grouped_pointwise_gemms(dtype, nd, C, O, G):
-    # channels-last grouped 1x1, stride 1, unpadded (at most 128 channels per group): a
-    # GEMM per group and block of 256 pixels, in place (_im2col._pointwise_groups; a
-    # partial last block here). The same bits as the grouped direct kernel (both sum
-    # each output's channels in order from +0, then add the bias), NaN-prefilled out,
-    # every thread count; 129 channels per group keep the tile kernels.
+    # channels-last grouped 1x1, stride 1, unpadded (under 16 channels per group, or 16
+    # with at least 32 outputs each): a GEMM per group and block of 256 pixels, in place
+    # (_im2col._pointwise_groups; a partial last block here). The same bits as the
+    # grouped direct kernel (both sum each output's channels in order from +0, then add
+    # the bias), NaN-prefilled out, every thread count; 32 channels per group, or 16
+    # with 24 outputs, keep the tile kernels.
     import cconv
     from cconv import _plan, _spec
     rng = np.random.default_rng(C + O + G + nd)
@@ -863,7 +864,8 @@ def test_channels_last_grouped_pointwise_gemms(dtype, nd, C, O, G):
     fn = (cconv.conv1d, cconv.conv2d, cconv.conv3d)[nd - 1]
     spec = _spec.forward_spec(fn.__name__, nd, x, w, None, 1, 0, 1, G, "zeros", layout,
                               "im2col")[0]
-    assert _plan.pointwise_groups(spec) == (C // G <= 128)
+    Cg, Og = C // G, O // G
+    assert _plan.pointwise_groups(spec) == (Cg < 16 or (Cg == 16 and Og >= 32))
     assert not _plan.nhwc_via_nchw(spec)
     ref = conv_nd_reference(x, w, b, 1, ((0, 0),) * nd, 1, G, "zeros", layout)
     outs = []
@@ -898,6 +900,7 @@ def test_grouped_pointwise_auto_route():
     assert algo(64, 256, 4) is A.IM2COL
     assert algo(256, 8, 8, stride=2) is A.IM2COL
     assert algo(64, 64, 8) is A.DIRECT          # 8 outputs per group
+    assert algo(128, 128, 8) is A.DIRECT        # 16 channels, 16 outputs: no GEMMs
     assert algo(256, 512, 32) is A.DIRECT       # 32 groups
     assert algo(16, 256, 2, k=3) is A.DIRECT    # a spatial kernel
     assert algo(16, 256, 2, layout="NCHW") is A.DIRECT

@@ -445,10 +445,13 @@ NHWC_VIA_NCHW_MIN_PIXELS = 1024  # batch x output pixels (dense problems below)
 
 
 def pointwise_groups(spec):
-    """A channels-last grouped 1x1 problem (stride 1, no padding, at most 128 channels
-    per group) that im2col runs as one in-place GEMM per group and block of pixels
-    (_im2col._pointwise_groups)."""
-    return (spec.channels_last and spec.groups > 1 and spec.Cg <= 128
+    """A channels-last grouped 1x1 problem (stride 1, no padding, under 16 channels per
+    group, or 16 with at least 32 outputs per group) that im2col runs as one in-place
+    GEMM per group and block of pixels (_im2col._pointwise_groups, which has the same
+    test)."""
+    Og = spec.O // spec.groups
+    return (spec.channels_last and spec.groups > 1
+            and (spec.Cg < 16 or (spec.Cg == 16 and Og >= 32))
             and all(k == 1 for k in spec.kernel) and all(s == 1 for s in spec.stride)
             and not any(b or a for b, a in spec.pads))
 
@@ -465,9 +468,14 @@ def grouped_pointwise_im2col(spec):
     for 8 output channels per group (32 -> 64 g8 1.86) and 32 groups (256 -> 512 at
     14^2 1.07)."""
     Og = spec.O // spec.groups
-    return (spec.channels_last and grouped_direct(spec)
-            and all(k == 1 for k in spec.kernel) and not any(b or a for b, a in spec.pads)
-            and (any(s != 1 for s in spec.stride) or (Og >= 16 and spec.groups <= 16)))
+    if not (spec.channels_last and grouped_direct(spec)
+            and all(k == 1 for k in spec.kernel) and not any(b or a for b, a in spec.pads)):
+        return False
+    if any(s != 1 for s in spec.stride):
+        return True
+    # stride 1: where im2col runs the GEMMs per group (pointwise_groups; 16 channels
+    # with 16 outputs per group run its tile kernels instead, even with direct)
+    return Og >= 16 and spec.groups <= 16 and pointwise_groups(spec)
 
 
 def nhwc_via_nchw(spec):
