@@ -1627,6 +1627,7 @@ cdef int _pointwise_groups(const floating *x, const floating *w, const floating 
     cdef Py_ssize_t C = G * Cg, O = G * Og, gi, r, j, blk, m0, mc
     cdef Py_ssize_t nblk = (M + PW_GROUP_ROWS - 1) // PW_GROUP_ROWS
     cdef int failed = 0
+    cdef int *failed_p = &failed
     cdef int rc
     for blk in prange(nblk, nogil=True, schedule="static", num_threads=nthreads):
         m0 = blk * PW_GROUP_ROWS
@@ -1641,7 +1642,7 @@ cdef int _pointwise_groups(const floating *x, const floating *w, const floating 
                 rc = cconv_gemm_f64(mc, Og, Cg, x + m0 * C + gi * Cg, C, 1, w + gi * Og, O, 1,
                                     out + m0 * O + gi * Og, O, 1)
             if rc != 0:
-                failed = 1
+                failed_p[0] = 1  # through a pointer: a plain assignment is thread-private
         if bp != NULL:
             for r in range(m0, m0 + mc):
                 for j in range(O):
