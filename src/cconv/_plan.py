@@ -458,15 +458,15 @@ def pointwise_groups(spec):
 
 def grouped_pointwise_im2col(spec):
     """A channels-last grouped 1x1 problem without padding that "auto" gives im2col
-    (GEMMs per group, _im2col._pointwise_groups; strided ones over a copy of the pixels
-    read, functional.pointwise_strided_input) rather than the grouped direct kernel,
-    whose tiles suit spatial kernels: strided, or at least 16 output channels in at most
-    16 groups. Measured 2 threads, float32, 9 interleaved rounds, im2col / direct:
-    batch 8 16 -> 256 g2 at 56^2 0.54, 64 -> 256 g4 at 28^2 0.57, 32 -> 64 g4 at 56^2
-    0.81, 128 -> 128 g8 0.92, 128 -> 256 g16 0.87; strided 2x2: 64 -> 128 g4 at 56^2
-    0.50, 96 -> 96 g4 0.55, 256 -> 8 g8 0.39, 256 -> 64 g8 1.03; the direct kernel stays
-    for 8 output channels per group (32 -> 64 g8 1.86) and 32 groups (256 -> 512 at
-    14^2 1.07)."""
+    rather than the grouped direct kernel, whose tiles suit spatial kernels: strided
+    (in place, or under 16 channels per group over functional.subsampled_input), or at
+    stride 1 with the GEMMs per group (pointwise_groups) and at least 16 output channels
+    in at most 16 groups. Measured 2 threads, float32, 9 interleaved rounds, im2col /
+    direct: batch 8 16 -> 256 g2 at 56^2 0.54, 64 -> 256 g4 at 28^2 0.57, 32 -> 64 g4 at
+    56^2 0.81, 128 -> 256 g16 0.87; strided 2x2: 64 -> 128 g4 at 56^2 0.50, 96 -> 96 g4
+    0.55, 256 -> 8 g8 0.39, 256 -> 64 g8 1.03; the direct kernel stays for 8 output
+    channels per group (32 -> 64 g8 1.86), 32 groups (256 -> 512 at 14^2 1.07) and 16
+    channels with 16 outputs per group (the tile kernels there: even)."""
     Og = spec.O // spec.groups
     if not (spec.channels_last and grouped_direct(spec)
             and all(k == 1 for k in spec.kernel) and not any(b or a for b, a in spec.pads)):
