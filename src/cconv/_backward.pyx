@@ -35,7 +35,7 @@ cimport cython
 from cython cimport floating
 from cython.parallel cimport prange, parallel
 from libc.stdlib cimport malloc, free
-from libc.string cimport memset, memcpy
+from libc.string cimport memset
 from libc.stdint cimport int64_t
 
 import functools
@@ -478,60 +478,18 @@ cdef void _pack_cols_nhwc(const cc_conv_geom *g, const floating *x, cc_idx c0, c
                           cc_idx qc, cc_idx Kp, floating *strip) noexcept nogil:
     """Channels-last im2col rows of output pixels q0 .. q0+qc-1 (q = n*P + p over the
     batch): strip[q - q0, t*Cg + c] = x[n, input pixel of tap t, c0 + c] (0 in the
-    padding), columns K .. Kp-1 zero. Cg = g.C channels from channel c0 of g.ctot."""
-    cdef cc_idx Cg = g.C, C = g.ctot, K = Cg * g.KD * g.KH * g.KW, KWC = g.KW * Cg
-    cdef cc_idx P = g.OD * g.OH * g.OW, q, n, p, od, oh, ow, kd, kh, kw, i_d, i_h, i_w, c, k
-    cdef cc_idx w0
-    # whole (tap row, channels) runs are contiguous in x: one memcpy per kernel row
-    cdef bint runs = Cg == C and g.dw == 1
-    cdef floating *row
-    cdef const floating *src
-    cdef const floating *xrow
-    n = q0 // P
-    p = q0 % P
-    od = p // (g.OH * g.OW)
-    oh = (p // g.OW) % g.OH
-    ow = p % g.OW
+    padding), columns K .. Kp-1 zero. Cg = g.C channels from channel c0 of g.ctot; the
+    forward's row packer (pack.h) per image."""
+    cdef cc_idx K = g.C * g.KD * g.KH * g.KW, P = g.OD * g.OH * g.OW
+    cdef cc_idx DHWC = g.D * g.H * g.W * g.ctot, q = 0, p, m
+    while q < qc:
+        p = (q0 + q) % P
+        m = _imin(qc - q, P - p)
+        pack_rows_nhwc(g, x + ((q0 + q) // P) * DHWC + c0, p, m, 0, K, strip + q * Kp, Kp)
+        q += m
     for q in range(qc):
-        row = strip + q * Kp
-        k = 0
-        w0 = ow * g.sw - g.pw
-        for kd in range(g.KD):
-            i_d = od * g.sd + kd * g.dd - g.pd
-            for kh in range(g.KH):
-                i_h = oh * g.sh + kh * g.dh - g.ph
-                if not (0 <= i_d < g.D and 0 <= i_h < g.H):
-                    memset(row + k, 0, KWC * sizeof(floating))
-                    k += KWC
-                    continue
-                xrow = x + ((n * g.D + i_d) * g.H + i_h) * g.W * C + c0
-                if runs and w0 >= 0 and w0 + g.KW <= g.W:
-                    memcpy(row + k, xrow + w0 * C, KWC * sizeof(floating))
-                    k += KWC
-                    continue
-                for kw in range(g.KW):
-                    i_w = w0 + kw * g.dw
-                    if 0 <= i_w < g.W:
-                        src = xrow + i_w * C
-                        for c in range(Cg):
-                            row[k + c] = src[c]
-                    else:
-                        for c in range(Cg):
-                            row[k + c] = 0
-                    k += Cg
-        for c in range(K, Kp):
-            row[c] = 0
-        # next pixel
-        ow += 1
-        if ow == g.OW:
-            ow = 0
-            oh += 1
-            if oh == g.OH:
-                oh = 0
-                od += 1
-                if od == g.OD:
-                    od = 0
-                    n += 1
+        for m in range(K, Kp):
+            strip[q * Kp + m] = 0
 
 
 cdef void _gw_cols_run(const cc_conv_geom *g, const floating *x, const floating *dy,

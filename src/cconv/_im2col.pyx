@@ -64,14 +64,6 @@ cdef inline void pack_cols_nchw(const cc_conv_geom *g, const floating *x, cc_idx
         cconv_pack_b_im2col_nchw_f64(g, x, k0, kc, p0, nc, nr, ps, bp)
 
 
-cdef inline void pack_rows_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
-                                cc_idx k0, cc_idx kc, floating *dst, cc_idx ld) noexcept nogil:
-    if floating is float:
-        cconv_pack_rows_im2col_nhwc_f32(g, x, p0, mc, k0, kc, dst, ld)
-    else:
-        cconv_pack_rows_im2col_nhwc_f64(g, x, p0, mc, k0, kc, dst, ld)
-
-
 def tile_shape(dtype):
     """(MR, NR, KC) of the active ISA path for float32 or float64."""
     if np.dtype(dtype) == np.float32:

@@ -32,3 +32,12 @@ cdef inline void pad_channel(const floating *x, const cc_conv_geom *g, floating 
         cconv_pad_phases_f32(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw)
     else:
         cconv_pad_phases_f64(x, g.D, g.H, g.W, xp, Dp, Hp, Wp, g.sd, g.sh, g.sw, g.pd, g.ph, g.pw)
+
+
+cdef inline void pack_rows_nhwc(const cc_conv_geom *g, const floating *x, cc_idx p0, cc_idx mc,
+                                cc_idx k0, cc_idx kc, floating *dst, cc_idx ld) noexcept nogil:
+    # rows p0 .. p0+mc-1 of one image's channels-last cols matrix (pack.h)
+    if floating is float:
+        cconv_pack_rows_im2col_nhwc_f32(g, x, p0, mc, k0, kc, dst, ld)
+    else:
+        cconv_pack_rows_im2col_nhwc_f64(g, x, p0, mc, k0, kc, dst, ld)

@@ -78,24 +78,30 @@ void cconv_pack_rows_im2col_nhwc_##SUF(const cc_conv_geom *g, const T *x, cc_idx
     /* With all channels in one group and unit W dilation, the taps kw..KW-1 of one   \
      * (kd, kh) are a single contiguous run of the input row: copy them at once. */   \
     const int merge = (C == ct && g->dw == 1);                                              \
+    /* the pixel's output coordinates, stepped (divisions per pixel cost up to a third  \
+     * of a packing with few channels) */                                                 \
+    cc_idx od = p0 / OHW, oh = (p0 / g->OW) % g->OH, ow = p0 % g->OW;                       \
+    const cc_idx t0 = k0 / C, c00 = k0 % C;                                                 \
+    const cc_idx kd0 = t0 / (g->KH * g->KW), kh0 = (t0 / g->KW) % g->KH, kw0 = t0 % g->KW;  \
     for (cc_idx r = 0; r < mc; r++) {                                                       \
-        cc_idx p = p0 + r;                                                                  \
-        cc_idx id0 = (p / OHW) * g->sd - g->pd;                                             \
-        cc_idx ih0 = ((p / g->OW) % g->OH) * g->sh - g->ph;                                 \
-        cc_idx iw0 = (p % g->OW) * g->sw - g->pw;                                           \
+        cc_idx id0 = od * g->sd - g->pd;                                                    \
+        cc_idx ih0 = oh * g->sh - g->ph;                                                    \
+        cc_idx iw0 = ow * g->sw - g->pw;                                                    \
+        if (++ow == g->OW) { ow = 0; if (++oh == g->OH) { oh = 0; od++; } }                 \
         T *row = dst + r * ld;                                                              \
         /* position of column k0: tap (kd, kh, kw), channel c0; advanced incrementally */  \
-        cc_idx t0 = k0 / C, c0 = k0 % C;                                                    \
-        cc_idx kd = t0 / (g->KH * g->KW), kh = (t0 / g->KW) % g->KH, kw = t0 % g->KW;       \
+        cc_idx c0 = c00, kd = kd0, kh = kh0, kw = kw0;                                      \
         cc_idx kk = 0;                                                                      \
         while (kk < kc) {                                                                   \
             cc_idx id = id0 + kd * g->dd, ih = ih0 + kh * g->dh;                            \
             int row_ok = id >= 0 && id < g->D && ih >= 0 && ih < g->H;                      \
             const T *xrow = x + (id * g->H + ih) * g->W * ct;                               \
-            cc_idx ntaps = (kc - kk) / C;                                                   \
+            /* whole taps left in this kernel row and in the block (no division but at \
+             * the block's end) */                                                          \
+            cc_idx ntaps = g->KW - kw;                                                      \
+            if (ntaps * C > kc - kk) ntaps = (kc - kk) / C;                                 \
             cc_idx step;                  /* taps finished by this copy */                  \
             if (merge && c0 == 0 && ntaps >= 1) {                                           \
-                if (ntaps > g->KW - kw) ntaps = g->KW - kw;                                 \
                 cc_idx iwf = iw0 + kw;                  /* input column of the first tap */ \
                 cc_idx lo = imax(0, -iwf), hi = imin(ntaps, g->W - iwf);                    \
                 if (!row_ok || lo >= hi) {                                                  \
