@@ -33,7 +33,8 @@ EXTENSIONS = {
     # direct_fewc.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._direct": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "direct_fewc.c")],
     "cconv._layers": [],
-    "cconv._im2col": KERNEL_SOURCES,
+    # unpack.c dispatches on the ISA state kept in gemm.c: compiled together.
+    "cconv._im2col": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "unpack.c")],
     "cconv._gemm": KERNEL_SOURCES,
     # depthwise.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._depthwise": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "depthwise.c")],

@@ -173,16 +173,20 @@ def _conv(nd):
     return {1: cconv.conv1d, 2: cconv.conv2d, 3: cconv.conv3d}[nd]
 
 
+@pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", CONV_CASES)
-def test_conv_on_pixel_rows(isa, dtype, case):
+def test_conv_on_pixel_rows(isa, dtype, case, with_bias):
+    # channels-first outputs leave the pixel-major tiles through unpack.h's register
+    # transposes: whole blocks of V pixels x V channels, the pixels past them and the
+    # channels of a partial panel element by element, with and without a bias
     N, C, O, G, sp, k, stride, pad, dil = case
     nd = len(sp)
     k = (k,) * nd if np.isscalar(k) else k
     rng = np.random.default_rng(len(sp) * 1000 + C * 7 + O)
     x = rng.standard_normal((N, C) + sp).astype(dtype)
     w = rng.standard_normal((O, C // G) + k).astype(dtype)
-    b = rng.standard_normal(O).astype(dtype)
+    b = rng.standard_normal(O).astype(dtype) if with_bias else None
     x0, w0 = x.copy(), w.copy()
     spec = _spec_of(x, w, stride, pad, dil, G, nd)
     out = np.full(spec.out_shape, np.nan, dtype)
@@ -193,7 +197,8 @@ def test_conv_on_pixel_rows(isa, dtype, case):
     finally:
         _set_pixrow(None)
     assert y is out
-    ref = conv_nd_reference(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+    ref = conv_nd_reference(x.astype(np.float64), w.astype(np.float64),
+                            None if b is None else b.astype(np.float64),
                             stride, spec.pads, dil, G, "zeros", spec.layout)
     assert np.abs(y - ref).max() <= TOL[dtype] * np.abs(ref).max()
     np.testing.assert_array_equal(x, x0)
@@ -330,16 +335,18 @@ def test_channels_last_on_pixel_rows(isa, dtype, case):
     np.testing.assert_array_equal(y, y2)
 
 
-def test_float64_pointwise_keeps_the_panels():
-    """auto/im2col: no pixel rows for float64 1x1 problems (they measured up to 1.9x
-    slower there, _im2col._use_pixrow); forcing them (PIXROW = True) still can."""
+def test_float64_pointwise_takes_pixel_rows():
+    """float64 1x1 problems follow the same rule as float32 (_im2col._use_pixrow): once
+    excluded (their element-by-element channels-first write-out made them up to 1.9x
+    slower), they measured 0.69-0.93x the panels' time with unpack.h; PIXROW = False
+    still turns pixel rows off."""
     from cconv import _im2col
     sp, one = (1, 56, 56), (1, 1, 1)
-    for O in (16, 64, 256):
-        assert not _im2col.pixrow_path(sp, one, one, one, 256, O, np.float64)
+    if _im2col.pixrow_path(sp, (3, 3, 3), one, one, 64, 64, np.float64):  # a SIMD path
+        assert _im2col.pixrow_path(sp, one, one, one, 256, 64, np.float64)
     old = _im2col.PIXROW
     try:
-        _im2col.PIXROW = True
-        assert _im2col.pixrow_path(sp, one, one, one, 256, 64, np.float64)
+        _im2col.PIXROW = False
+        assert not _im2col.pixrow_path(sp, one, one, one, 256, 64, np.float64)
     finally:
         _im2col.PIXROW = old

@@ -30,6 +30,12 @@ cdef extern from "scratch.h" nogil:
 
 include "_pack.pxi"
 
+cdef extern from "unpack.h" nogil:
+    void cconv_unpack_tile_nchw_f32(const float *ct, cc_idx ldc, cc_idx npix, cc_idx nc,
+                                    const float *bias, float *dst, cc_idx ldd)
+    void cconv_unpack_tile_nchw_f64(const double *ct, cc_idx ldc, cc_idx npix, cc_idx nc,
+                                    const double *bias, double *dst, cc_idx ldd)
+
 cdef extern from *:
     """
     /* Ask for rows [0, rows) of nbytes each, rs bytes apart, into L2 ahead of use. */
@@ -1073,7 +1079,6 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
     cdef const floating *bq
     cdef floating *ct
     cdef floating *dst
-    cdef floating bvs[64]  # one panel's bias (NR <= 64 on every path)
     # Packed on the fly, each KC block's panels (channels-last: all panels of the block at
     # once; channels-first: one panel) are packed right before the products that read
     # them, while the weight rows of the next pack are prefetched, spread over the
@@ -1147,15 +1152,14 @@ cdef void _pixrow_item(const floating *base, const floating *wq, const floating 
                 for j in range(nqc):
                     dst[p * O + j] = ct[p * NR + j] + (bias[q * NR + j] if bias != NULL else 0)
             continue
-        # pixel-major: ct is read in order and each of the nqc output rows is written
-        # in order (channel-major read ct with a 128-byte stride: a third of the ResNet
-        # stem's time went to that scalar gather)
-        for j in range(nqc):
-            bvs[j] = bias[q * NR + j] if bias != NULL else 0
+        # register transposes of pixel x channel blocks (unpack.h)
         dst = og + q * NR * P + r0 * OW
-        for p in range(pb):
-            for j in range(nqc):
-                dst[j * P + p] = ct[p * NR + j] + bvs[j]
+        if floating is float:
+            cconv_unpack_tile_nchw_f32(ct, NR, pb, nqc, bias + q * NR if bias != NULL else NULL,
+                                       dst, P)
+        else:
+            cconv_unpack_tile_nchw_f64(ct, NR, pb, nqc, bias + q * NR if bias != NULL else NULL,
+                                       dst, P)
 
 
 cdef struct _vplan:
@@ -1406,23 +1410,22 @@ def panel_cols(Py_ssize_t n, dtype):
     return _panel_cols(n, cconv_nr_f32() if np.dtype(dtype) == np.float32 else cconv_nr_f64())
 
 
-cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX, bint f64):
+cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX):
     """Pixel rows instead of the panels: when they compute fewer padded products (rows
     tile exactly; the panels round the pixels up to NR, on the padded grid when its
     waste is at most 1.5 (_virtual_waste), and Og up to MR). The padded copy they read
     is the same as the padded grid's.
     Measured, 2 threads, float32, ms (panels / pixel rows): 3x3 512@7 2.49 / 1.80,
     256@14 1.62 / 1.39, 128@28 1.48 / 1.25, 64@56 1.60 / 1.20, 3x3 s2 128@56 1.53 / 1.35,
-    CIFAR 32->64 16x16 batch 16 1.16 / 0.89. Not float64 pointwise problems: 2 threads,
-    ms (panels / pixel rows), 1x1 256->64 at 56x56 1.52 / 2.88, batch 8 at 28x28 3.19 /
-    3.56, 1024->256 at 14x14 1.42 / 1.43 (float32: 0.83 / 0.84, 0.82 / 0.75); the 3x3
-    layers keep them in float64 too (0.53-0.94 of the panels' time)."""
+    CIFAR 32->64 16x16 batch 16 1.16 / 0.89. Float64 pointwise problems lost while the
+    channels-first tiles went out element by element (1x1 256->64 at 56x56 1.52 / 2.88);
+    with unpack.h's register transposes (7 rotated rounds, pixel rows / panels, 2
+    threads): 1x1 256->64 at 56x56 batch 8 0.69, batch 1 0.76, at 28x28 0.69, 1024->256
+    at 14x14 0.93 (float32 0.67-0.87)."""
     if PIXROW is False or MRX <= 0 or g.C * g.KD * g.KH * g.KW < PIXROW_MIN_K:
         return False
     if PIXROW is True:
         return True
-    if f64 and g.KD * g.KH * g.KW == 1:
-        return False
     cdef Py_ssize_t P = g.OD * g.OH * g.OW
     cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh // g.sh, Wp = g.OW + (g.KW - 1) * g.dw // g.sw
     cdef Py_ssize_t VP = ((g.OD - 1) * Hp + g.OH - 1) * Wp + g.OW
@@ -1464,7 +1467,7 @@ def pixrow_path(tuple osp, tuple ksp, tuple stride, tuple dil, Py_ssize_t Cg, Py
         MR, NR, MRX = cconv_mr_f32(), cconv_nr_f32(), cconv_pixrow_max_f32()
     else:
         MR, NR, MRX = cconv_mr_f64(), cconv_nr_f64(), cconv_pixrow_max_f64()
-    return _use_pixrow(g, Og, MR, NR, MRX, np.dtype(dtype) == np.float64)
+    return _use_pixrow(g, Og, MR, NR, MRX)
 
 
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
@@ -1578,7 +1581,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
             _nhwc_rows(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0],
                        geom, N, G, O, pb, npb, wb, nwb, MR, NR, KC, nthreads, skip_mode)
         return
-    if _use_pixrow(geom, Og, MR, NR, MRX, floating is double):
+    if _use_pixrow(geom, Og, MR, NR, MRX):
         _run_nchw_virtual(x, w, wpre, wpix, out, bp, geom, N, G, O, MR, NR, KC, nthreads, True)
         return
     if _virtual_waste(geom) <= 1.5:
