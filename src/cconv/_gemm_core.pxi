@@ -3,6 +3,20 @@
 # kernels exposes (each such module holds its own copy of the ISA state; cconv._isa
 # applies CCONV_ISA to all of them). Included by _im2col, _backward and _depthwise.
 
+cdef extern from *:
+    """
+    /* Ask for rows [0, rows) of nbytes each, rs bytes apart, into L2 ahead of use. */
+    static inline void cc_prefetch_rows(const void *p, Py_ssize_t rows, Py_ssize_t rs,
+                                        Py_ssize_t nbytes)
+    {
+        const char *c = (const char *)p;
+        for (Py_ssize_t r = 0; r < rows; r++)
+            for (Py_ssize_t b = 0; b < nbytes; b += 64)
+                __builtin_prefetch(c + r * rs + b, 0, 2);
+    }
+    """
+    void cc_prefetch_rows(const void *p, Py_ssize_t rows, Py_ssize_t rs, Py_ssize_t nbytes) nogil
+
 cdef extern from "gemm.h" nogil:
     ctypedef int64_t cc_idx
     int cconv_isa_best()

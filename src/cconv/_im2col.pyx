@@ -36,20 +36,6 @@ cdef extern from "unpack.h" nogil:
     void cconv_unpack_tile_nchw_f64(const double *ct, cc_idx ldc, cc_idx npix, cc_idx nc,
                                     const double *bias, double *dst, cc_idx ldd)
 
-cdef extern from *:
-    """
-    /* Ask for rows [0, rows) of nbytes each, rs bytes apart, into L2 ahead of use. */
-    static inline void cc_prefetch_rows(const void *p, Py_ssize_t rows, Py_ssize_t rs,
-                                        Py_ssize_t nbytes)
-    {
-        const char *c = (const char *)p;
-        for (Py_ssize_t r = 0; r < rows; r++)
-            for (Py_ssize_t b = 0; b < nbytes; b += 64)
-                __builtin_prefetch(c + r * rs + b, 0, 2);
-    }
-    """
-    void cc_prefetch_rows(const void *p, Py_ssize_t rows, Py_ssize_t rs, Py_ssize_t nbytes) nogil
-
 
 # --------------------------------------------------------------------- typed wrappers
 

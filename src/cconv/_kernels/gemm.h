@@ -182,5 +182,14 @@ void cconv_gwrows_ukernel_f32(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const 
                               const float *b, cc_idx ldb, float *c, cc_idx ldc, int accumulate);
 void cconv_gwrows_ukernel_f64(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x, cc_idx xs,
                               const double *b, cc_idx ldb, double *c, cc_idx ldc, int accumulate);
+/* The same for a panel whose rows 4.. are not needed: rows 0..3 of C at least (the
+ * rest of the MR x NR tile may be written too); x[.. + 0 .. 3] read on AVX-512, all MR
+ * channels on the other paths. */
+void cconv_gwrows4_ukernel_f32(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x,
+                               cc_idx xs, const float *b, cc_idx ldb, float *c, cc_idx ldc,
+                               int accumulate);
+void cconv_gwrows4_ukernel_f64(cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
+                               cc_idx xs, const double *b, cc_idx ldb, double *c, cc_idx ldc,
+                               int accumulate);
 
 #endif

@@ -79,6 +79,17 @@ DEFINE_GWROWS(sgemm_gwrows_ukernel_8x16of32_avx512, TARGET_AVX512, float, 32, PR
               S512H_LOAD, S512H_ZERO, S512H_STORE, S512H_PR_B, S512H_FMA)
 DEFINE_GWROWS(dgemm_gwrows_ukernel_8x8of16_avx512, TARGET_AVX512, double, 16, PR8, D512H_DECL,
               D512H_LOAD, D512H_ZERO, D512H_STORE, D512H_PR_B, D512H_FMA)
+/* Four rows (channels 0..3 only, x[.. + 0 .. 3] read): a last row panel of at most 4
+ * (tap, channel) pairs in _gw_cols (1 -> 512 channels, 3 taps: 3 of 8 rows busy), the
+ * same chains for half the work. */
+DEFINE_GWROWS(sgemm_gwrows_ukernel_4x32_avx512, TARGET_AVX512, float, 32, PR4, S512_DECL,
+              S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B, S512_FMA)
+DEFINE_GWROWS(dgemm_gwrows_ukernel_4x16_avx512, TARGET_AVX512, double, 16, PR4, D512_DECL,
+              D512_LOAD, D512_ZERO, D512_STORE, D512_PR_B, D512_FMA)
+DEFINE_GWROWS(sgemm_gwrows_ukernel_4x16of32_avx512, TARGET_AVX512, float, 32, PR4, S512H_DECL,
+              S512H_LOAD, S512H_ZERO, S512H_STORE, S512H_PR_B, S512H_FMA)
+DEFINE_GWROWS(dgemm_gwrows_ukernel_4x8of16_avx512, TARGET_AVX512, double, 16, PR4, D512H_DECL,
+              D512H_LOAD, D512H_ZERO, D512H_STORE, D512H_PR_B, D512H_FMA)
 DEFINE_GWROWS(sgemm_gwrows_ukernel_6x16_avx2, TARGET_AVX2, float, 16, REP6, S256_DECL,
               S256_LOAD, S256_ZERO, S256_STORE, S256_PR_B, S256_FMA)
 DEFINE_GWROWS(dgemm_gwrows_ukernel_6x8_avx2, TARGET_AVX2, double, 8, REP6, D256_DECL,
@@ -108,6 +119,25 @@ DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f32,
                        sgemm_gwrows_ukernel_6x16_avx2,
                        (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
                        sgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
+/* Rows 0..3 of the tile at least (AVX-512: exactly those; the other paths run their
+ * whole MR rows, as cconv_gwrows_ukernel_*). */
+DEFINE_PIXROW_DISPATCH(cconv_gwrows4_ukernel_f32,
+                       (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
+                        const float *b, cc_idx ldb, float *c, cc_idx ldc, int accumulate),
+                       (n <= 16 ? sgemm_gwrows_ukernel_4x16of32_avx512
+                                : sgemm_gwrows_ukernel_4x32_avx512),
+                       sgemm_gwrows_ukernel_6x16_avx2,
+                       (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
+                       sgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
+DEFINE_PIXROW_DISPATCH(cconv_gwrows4_ukernel_f64,
+                       (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
+                        cc_idx xs, const double *b, cc_idx ldb, double *c, cc_idx ldc,
+                        int accumulate),
+                       (n <= 8 ? dgemm_gwrows_ukernel_4x8of16_avx512
+                               : dgemm_gwrows_ukernel_4x16_avx512),
+                       dgemm_gwrows_ukernel_6x8_avx2,
+                       (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
+                       dgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
 DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f64,
                        (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
                         cc_idx xs, const double *b, cc_idx ldb, double *c, cc_idx ldc,
