@@ -71,3 +71,48 @@ def test_roofline():
     res = _bench.run_bench(["effnet"], repeat=1, peers=(), file=out, roofline=True)
     assert res[0]["gbs"] > 0 and 0 < res[0]["of_roof"]
     assert "GB/s (64 MiB)" in out.getvalue()
+
+
+@pytest.mark.parametrize("suite", ["backward", "transposed"])
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_run_grad_bench_table(suite, layout):
+    from cconv import _bench_grad
+    out = io.StringIO()
+    key = "cifar" if suite == "backward" else "convT1d"
+    res = _bench_grad.run_grad_bench(suite, layout, repeat=1, peers=(), shapes=[key],
+                                     file=out)
+    assert len(res) == 1 and res[0]["cconv_ms"] > 0 and "torch_ms" not in res[0]
+    assert res[0]["shape"] in out.getvalue() and layout in out.getvalue()
+
+
+def test_grad_suite_layouts_agree():
+    """The channels-last problems of both gradient suites are the channels-first ones
+    moved: the same gradients and transposed outputs, transposed."""
+    from cconv import _bench_grad
+    s = _bench_grad.BACKWARD_SUITE[0]
+    (x, w, go), _ = _bench_grad.make_backward_problem(s, "NCHW")
+    (xh, wh, goh), _ = _bench_grad.make_backward_problem(s, "NHWC")
+    a = cconv.conv2d_backward(go, x, w, s.stride, s.pad, s.dilation, s.groups)
+    b = cconv.conv2d_backward(goh, xh, wh, s.stride, s.pad, s.dilation, s.groups,
+                              layout="NHWC")
+    np.testing.assert_allclose(b[0], a[0].transpose(0, 2, 3, 1), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(b[1], a[1].transpose(2, 3, 1, 0), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(b[2], a[2], rtol=1e-4, atol=1e-3)
+    for t in _bench_grad.TRANSPOSED_SUITE:
+        if t.name.startswith("convT_64to3") or t.name.startswith("convT1d"):
+            (x, w), _ = _bench_grad.make_transposed_problem(t, "NCHW")
+            (xh, wh), _ = _bench_grad.make_transposed_problem(t, "NHWC")
+            f = cconv.conv_transpose1d if x.ndim == 3 else cconv.conv_transpose2d
+            lay = "NLC" if x.ndim == 3 else "NHWC"
+            y = f(x, w, None, t.stride, t.pad)
+            yh = f(xh, wh, None, t.stride, t.pad, layout=lay)
+            perm = (0, 2, 1) if x.ndim == 3 else (0, 2, 3, 1)
+            np.testing.assert_allclose(yh, y.transpose(perm), rtol=1e-4, atol=1e-4)
+
+
+def test_bench_cli_grad_suite(capsys):
+    from cconv._bench import main
+    main(["--suite", "transposed", "--repeat", "1", "--no-torch", "--shapes", "convT1d"])
+    assert "convT1d_64to64_k4s2_L4000_b4" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--suite", "backward", "--dtype", "float64"])

@@ -14,8 +14,9 @@ def main(argv=None):
 
         bench_main(argv[1:])
     else:
-        print("usage: python -m cconv info | bench [--layout NHWC] [--dtype float64] "
-              "[--repeat N] [--threads N] [--shapes NAME ...]", file=sys.stderr)
+        print("usage: python -m cconv info | bench [--suite backward|transposed] "
+              "[--layout NHWC] [--dtype float64] [--repeat N] [--threads N] "
+              "[--shapes NAME ...]", file=sys.stderr)
         return 2
     return 0
 

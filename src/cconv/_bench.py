@@ -315,6 +315,10 @@ def _supports(s, algorithm):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m cconv bench")
+    ap.add_argument("--suite", choices=["forward", "backward", "transposed"], default="forward",
+                    help="forward: conv2d over the public shapes (default); backward: "
+                         "conv2d_backward (all three gradients); transposed: "
+                         "conv_transpose1d/2d (float32, PyTorch the only peer for both)")
     ap.add_argument("--layout", choices=["NCHW", "NHWC"], default="NCHW")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--repeat", type=int, default=7)
@@ -332,5 +336,12 @@ def main(argv=None):
     a = ap.parse_args(argv)
     peers = tuple(p for p, off in (("numpy", a.no_numpy), ("torch", a.no_torch),
                                    ("ort", a.no_ort)) if not off)
+    if a.suite != "forward":
+        from ._bench_grad import run_grad_bench
+
+        if a.dtype != "float32" or a.algorithm != "auto" or a.roofline:
+            ap.error(f"--suite {a.suite} runs float32, algorithm auto, without --roofline")
+        run_grad_bench(a.suite, a.layout, a.repeat, a.threads, peers, a.shapes)
+        return
     run_bench(a.shapes, a.layout, np.dtype(a.dtype), a.repeat, a.threads, peers,
               algorithm=a.algorithm, roofline=a.roofline)
