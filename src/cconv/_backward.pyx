@@ -517,8 +517,8 @@ cdef void _gw_cols_run(const cc_conv_geom *g, const floating *x, const floating 
     # kernel call. Each call reads NR columns of every pixel (rows O apart), an access
     # the hardware prefetchers did not stream from memory (1 -> 512 channels at 16000
     # samples: dY read at 6.5 GB/s)
-    cdef bint pf = O * sizeof(floating) >= 1024
     cdef cc_idx pfrows, pf0, pfn, calls = (qb1 - qb0) * (pan1 - pan0)
+    cdef bint pf = O * sizeof(floating) >= 1024 and calls > 0
     cdef cc_idx pfbytes = (_imin(qb1 * NR, Og) - qb0 * NR) * sizeof(floating)
     while p0 < q1:
         pc = _imin(PT, q1 - p0)

@@ -1406,8 +1406,11 @@ cdef bint _use_pixrow(cc_conv_geom g, Py_ssize_t Og, int MR, int NR, int MRX):
     CIFAR 32->64 16x16 batch 16 1.16 / 0.89. Float64 pointwise problems lost while the
     channels-first tiles went out element by element (1x1 256->64 at 56x56 1.52 / 2.88);
     with unpack.h's register transposes (7 rotated rounds, pixel rows / panels, 2
-    threads): 1x1 256->64 at 56x56 batch 8 0.69, batch 1 0.76, at 28x28 0.69, 1024->256
-    at 14x14 0.93 (float32 0.67-0.87)."""
+    threads): 1x1 256->64 at 56x56 batch 8 0.69, batch 1 0.76, at 28x28 0.69, 1024->512
+    at 14x14 0.63, 2048->512 at 7x7 0.53; 1024->256 at 14x14 batch 1 0.93 in some
+    processes, 1.3 in others, as in float32 there (0.88 / 1.20): its weights, packed on
+    the fly, come from memory whenever the host's shared cache has lost them (float32,
+    fresh processes: 0.55 or 0.76 ms; with cconv.pack_weights 0.55 either way)."""
     if PIXROW is False or MRX <= 0 or g.C * g.KD * g.KH * g.KW < PIXROW_MIN_K:
         return False
     if PIXROW is True:
