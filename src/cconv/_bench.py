@@ -281,27 +281,35 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
                 r["numpy_over_cconv"] = nmed / med
                 row += [f"{nmed * 1e3:12.3f}", f"{nmed / med:12.2f}"]
             if have_torch:
-                tmed = time_fn(_torch_fn(s, x, w, b, layout), repeat)[0]
-                r["torch_ms"] = tmed * 1e3
-                r["cconv_over_torch"] = med / tmed
-                row += [f"{tmed * 1e3:12.3f}", f"{med / tmed:12.2f}"]
+                add_peer(r, row, "torch", med, _torch_fn(s, x, w, b, layout), repeat)
             if have_ort:
-                ofn = _ort_fn(s, x, w, b, layout, nt)
-                omed = time_fn(ofn, repeat)[0]
-                r["ort_ms"] = omed * 1e3
-                r["cconv_over_ort"] = med / omed
-                row += [f"{omed * 1e3:12.3f}", f"{med / omed:12.2f}"]
+                add_peer(r, row, "ort", med, _ort_fn(s, x, w, b, layout, nt), repeat)
             print(f"{s.name:<22}" + "".join(row) + f"{r['spread'] * 100:7.0f}%", file=out,
                   flush=True)
             results.append(r)
-    for key, label in (("numpy_over_cconv", "numpy/cconv"), ("cconv_over_torch", "cconv/torch"),
-                       ("cconv_over_ort", "cconv/ort")):
+    print_geomeans(results, (("numpy_over_cconv", "numpy/cconv"),
+                             ("cconv_over_torch", "cconv/torch"), ("cconv_over_ort", "cconv/ort")),
+                   out)
+    return results
+
+
+def add_peer(r, row, peer, med, fn, repeat):
+    """Time a peer library's fn; add its ms and cconv's time (med, s) over it to the
+    result dict r and the table row."""
+    pmed = time_fn(fn, repeat)[0]
+    r[f"{peer}_ms"] = pmed * 1e3
+    r[f"cconv_over_{peer}"] = med / pmed
+    row += [f"{pmed * 1e3:12.3f}", f"{med / pmed:12.2f}"]
+
+
+def print_geomeans(results, keys, out):
+    """One line per (result key, label) present in results: geomean, min and max."""
+    for key, label in keys:
         vals = [r[key] for r in results if key in r]
         if vals:
             gm = float(np.exp(np.mean(np.log(vals))))
             print(f"geomean {label}: {gm:.3f}  (min {min(vals):.2f}, max {max(vals):.2f})",
                   file=out)
-    return results
 
 
 def _supports(s, algorithm):

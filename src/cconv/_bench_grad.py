@@ -9,7 +9,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import backward, functional
-from ._bench import time_fn
+from ._bench import add_peer, print_geomeans, time_fn
 from ._threads import get_num_threads, num_threads
 
 GradShape = namedtuple("GradShape", "name N C H W O K stride pad dilation groups")
@@ -141,16 +141,9 @@ def run_grad_bench(suite="backward", layout="NCHW", repeat=7, threads=None,
             r = {"shape": s.name, "cconv_ms": med * 1e3, "spread": hi / lo - 1}
             row = [f"{med * 1e3:12.3f}"]
             if tfn is not None:
-                tmed = time_fn(tfn, repeat)[0]
-                r["torch_ms"] = tmed * 1e3
-                r["cconv_over_torch"] = med / tmed
-                row += [f"{tmed * 1e3:12.3f}", f"{med / tmed:12.2f}"]
+                add_peer(r, row, "torch", med, tfn, repeat)
             print(f"{s.name:<34}" + "".join(row) + f"{r['spread'] * 100:7.0f}%", file=out,
                   flush=True)
             results.append(r)
-    vals = [r["cconv_over_torch"] for r in results if "cconv_over_torch" in r]
-    if vals:
-        gm = float(np.exp(np.mean(np.log(vals))))
-        print(f"geomean cconv/torch: {gm:.3f}  (min {min(vals):.2f}, max {max(vals):.2f})",
-              file=out)
+    print_geomeans(results, (("cconv_over_torch", "cconv/torch"),), out)
     return results

@@ -28,6 +28,22 @@ int cconv_isa_best(void);
 int cconv_isa_active(void);
 /* Select a path: returns 0, or -1 when the CPU lacks it (active path unchanged). */
 int cconv_isa_select(int isa);
+
+/* Body of a void dispatcher in a file compiled with gemm.c: calls NAME_avx512,
+ * NAME_avx2 or NAME_gen with ARGS by the active path, then returns (NAME_gen only off
+ * x86-64). */
+#if defined(__x86_64__) || defined(_M_X64)
+#define CC_ISA_PICK(NAME, ARGS)                                                            \
+    do {                                                                                   \
+        switch (cconv_isa_active()) {                                                      \
+        case CCONV_ISA_AVX512: NAME##_avx512 ARGS; return;                                \
+        case CCONV_ISA_AVX2: NAME##_avx2 ARGS; return;                                    \
+        default: NAME##_gen ARGS; return;                                                 \
+        }                                                                                  \
+    } while (0)
+#else
+#define CC_ISA_PICK(NAME, ARGS) do { NAME##_gen ARGS; return; } while (0)
+#endif
 /* "generic", "avx2", "avx512"; NULL for an unknown id. */
 const char *cconv_isa_name(int isa);
 

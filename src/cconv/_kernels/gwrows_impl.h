@@ -111,39 +111,27 @@ static int gwrows_mr(int isa)
 int cconv_gwrows_mr_f32(void) { return gwrows_mr(cconv_isa_active()); }
 int cconv_gwrows_mr_f64(void) { return gwrows_mr(cconv_isa_active()); }
 
-DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f32,
-                       (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
-                        const float *b, cc_idx ldb, float *c, cc_idx ldc, int accumulate),
-                       (n <= 16 ? sgemm_gwrows_ukernel_8x16of32_avx512
-                                : sgemm_gwrows_ukernel_8x32_avx512),
-                       sgemm_gwrows_ukernel_6x16_avx2,
-                       (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
-                       sgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
+/* One dispatcher: n <= HALF columns take the half-width AVX-512 kernel. */
+#define DEFINE_GWROWS_DISPATCH(NAME, T, HALF, K512H, K512, K256, KGEN)                     \
+    DEFINE_PIXROW_DISPATCH(NAME,                                                           \
+                           (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const T *x,        \
+                            cc_idx xs, const T *b, cc_idx ldb, T *c, cc_idx ldc,           \
+                            int accumulate),                                               \
+                           (n <= HALF ? K512H : K512), K256,                               \
+                           (nseg, seg, x, xs, b, ldb, c, ldc, accumulate), KGEN,           \
+                           (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
+DEFINE_GWROWS_DISPATCH(cconv_gwrows_ukernel_f32, float, 16, sgemm_gwrows_ukernel_8x16of32_avx512,
+                       sgemm_gwrows_ukernel_8x32_avx512, sgemm_gwrows_ukernel_6x16_avx2,
+                       sgemm_gwrows_ukernel_4x8_generic)
+DEFINE_GWROWS_DISPATCH(cconv_gwrows_ukernel_f64, double, 8, dgemm_gwrows_ukernel_8x8of16_avx512,
+                       dgemm_gwrows_ukernel_8x16_avx512, dgemm_gwrows_ukernel_6x8_avx2,
+                       dgemm_gwrows_ukernel_4x8_generic)
 /* Rows 0..3 of the tile at least (AVX-512: exactly those; the other paths run their
  * whole MR rows, as cconv_gwrows_ukernel_*). */
-DEFINE_PIXROW_DISPATCH(cconv_gwrows4_ukernel_f32,
-                       (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const float *x, cc_idx xs,
-                        const float *b, cc_idx ldb, float *c, cc_idx ldc, int accumulate),
-                       (n <= 16 ? sgemm_gwrows_ukernel_4x16of32_avx512
-                                : sgemm_gwrows_ukernel_4x32_avx512),
-                       sgemm_gwrows_ukernel_6x16_avx2,
-                       (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
-                       sgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
-DEFINE_PIXROW_DISPATCH(cconv_gwrows4_ukernel_f64,
-                       (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
-                        cc_idx xs, const double *b, cc_idx ldb, double *c, cc_idx ldc,
-                        int accumulate),
-                       (n <= 8 ? dgemm_gwrows_ukernel_4x8of16_avx512
-                               : dgemm_gwrows_ukernel_4x16_avx512),
-                       dgemm_gwrows_ukernel_6x8_avx2,
-                       (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
-                       dgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
-DEFINE_PIXROW_DISPATCH(cconv_gwrows_ukernel_f64,
-                       (cc_idx n, cc_idx nseg, const cc_gwseg *seg, const double *x,
-                        cc_idx xs, const double *b, cc_idx ldb, double *c, cc_idx ldc,
-                        int accumulate),
-                       (n <= 8 ? dgemm_gwrows_ukernel_8x8of16_avx512
-                               : dgemm_gwrows_ukernel_8x16_avx512),
-                       dgemm_gwrows_ukernel_6x8_avx2,
-                       (nseg, seg, x, xs, b, ldb, c, ldc, accumulate),
-                       dgemm_gwrows_ukernel_4x8_generic, (nseg, seg, x, xs, b, ldb, c, ldc, accumulate))
+DEFINE_GWROWS_DISPATCH(cconv_gwrows4_ukernel_f32, float, 16, sgemm_gwrows_ukernel_4x16of32_avx512,
+                       sgemm_gwrows_ukernel_4x32_avx512, sgemm_gwrows_ukernel_6x16_avx2,
+                       sgemm_gwrows_ukernel_4x8_generic)
+DEFINE_GWROWS_DISPATCH(cconv_gwrows4_ukernel_f64, double, 8, dgemm_gwrows_ukernel_4x8of16_avx512,
+                       dgemm_gwrows_ukernel_4x16_avx512, dgemm_gwrows_ukernel_6x8_avx2,
+                       dgemm_gwrows_ukernel_4x8_generic)
+#undef DEFINE_GWROWS_DISPATCH

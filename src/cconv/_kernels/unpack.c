@@ -58,21 +58,11 @@ DEFINE_UNPACK(unpack_f32_avx2, TARGET_AVX2, float, 8, __m256, _mm256_loadu_ps,
 DEFINE_UNPACK(unpack_f64_avx2, TARGET_AVX2, double, 4, __m256d, _mm256_loadu_pd,
               _mm256_storeu_pd, _mm256_set1_pd, _mm256_add_pd, cc_tr4_pd)
 
-#define PICK(NAME, ARGS)                                                                 \
-    do {                                                                                 \
-        switch (cconv_isa_active()) {                                                    \
-        case CCONV_ISA_AVX512: NAME##_avx512 ARGS; return;                              \
-        case CCONV_ISA_AVX2: NAME##_avx2 ARGS; return;                                  \
-        default: NAME##_gen ARGS; return;                                               \
-        }                                                                                \
-    } while (0)
-#else
-#define PICK(NAME, ARGS) do { NAME##_gen ARGS; return; } while (0)
 #endif
 
 void cconv_unpack_tile_nchw_f32(const float *ct, cc_idx ldc, cc_idx np, cc_idx nc,
                                 const float *bias, float *dst, cc_idx ldd)
-{ PICK(unpack_f32, (ct, ldc, np, nc, bias, dst, ldd)); }
+{ CC_ISA_PICK(unpack_f32, (ct, ldc, np, nc, bias, dst, ldd)); }
 void cconv_unpack_tile_nchw_f64(const double *ct, cc_idx ldc, cc_idx np, cc_idx nc,
                                 const double *bias, double *dst, cc_idx ldd)
-{ PICK(unpack_f64, (ct, ldc, np, nc, bias, dst, ldd)); }
+{ CC_ISA_PICK(unpack_f64, (ct, ldc, np, nc, bias, dst, ldd)); }

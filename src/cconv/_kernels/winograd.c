@@ -255,16 +255,6 @@ DEFINE_ALL_ISA(gen, NOATTR)
 #if defined(__x86_64__) || defined(_M_X64)
 DEFINE_ALL_ISA(avx2, TARGET_AVX2)
 DEFINE_ALL_ISA(avx512, TARGET_AVX512)
-#define PICK(NAME, ARGS)                                                                \
-    do {                                                                                \
-        switch (cconv_isa_active()) {                                                   \
-        case CCONV_ISA_AVX512: NAME##_avx512 ARGS; return;                             \
-        case CCONV_ISA_AVX2: NAME##_avx2 ARGS; return;                                 \
-        default: NAME##_gen ARGS; return;                                              \
-        }                                                                               \
-    } while (0)
-#else
-#define PICK(NAME, ARGS) do { NAME##_gen ARGS; return; } while (0)
 #endif
 
 /* ---------------------------------------------------------------- lane staging
@@ -299,33 +289,33 @@ CC_DEFINE_TRANSPOSE_BLOCKS(lanes_f64_avx2, TARGET_AVX2, double, 4, __m256d,
 
 void cconv_wino_lanes_f32(const float *src, cc_idx lds, cc_idx rows, cc_idx cols, float *dst,
                           cc_idx ldd)
-{ PICK(lanes_f32, (src, lds, rows, cols, dst, ldd)); }
+{ CC_ISA_PICK(lanes_f32, (src, lds, rows, cols, dst, ldd)); }
 void cconv_wino_lanes_f64(const double *src, cc_idx lds, cc_idx rows, cc_idx cols,
                           double *dst, cc_idx ldd)
-{ PICK(lanes_f64, (src, lds, rows, cols, dst, ldd)); }
+{ CC_ISA_PICK(lanes_f64, (src, lds, rows, cols, dst, ldd)); }
 
 /* ---------------------------------------------------------------- public entry points */
 
 #define DEFINE_API(FN, SUF, T, TS)                                                      \
     void cconv_winograd_##FN##x3_input_transform_##TS(const T *d, cc_idx rs, cc_idx cs, \
                                                       T *v, cc_idx ldv, cc_idx L)       \
-    { PICK(in2d_##SUF, (d, rs, cs, v, ldv, L)); }                                       \
+    { CC_ISA_PICK(in2d_##SUF, (d, rs, cs, v, ldv, L)); }                                       \
     void cconv_winograd_##FN##x3_output_transform_##TS(const T *mm, cc_idx ldm,         \
                                                        const T *bias, T *y, cc_idx rs,  \
                                                        cc_idx cs, cc_idx L)             \
-    { PICK(out2d_##SUF, (mm, ldm, bias, y, rs, cs, L)); }                               \
+    { CC_ISA_PICK(out2d_##SUF, (mm, ldm, bias, y, rs, cs, L)); }                               \
     void cconv_winograd_##FN##x3_kernel_transform_##TS(const T *g, cc_idx rs, cc_idx cs, \
                                                        cc_idx ls, T *u, cc_idx ldu,     \
                                                        cc_idx lu, cc_idx L)             \
-    { PICK(ker2d_##SUF, (g, rs, cs, ls, u, ldu, lu, L)); }                              \
+    { CC_ISA_PICK(ker2d_##SUF, (g, rs, cs, ls, u, ldu, lu, L)); }                              \
     static void ker1d_any_##SUF(const T *g, cc_idx cs, cc_idx ls, T *u, cc_idx ldu,     \
                                 cc_idx lu, cc_idx L)                                    \
-    { PICK(ker1d_##SUF, (g, cs, ls, u, ldu, lu, L)); }                                  \
+    { CC_ISA_PICK(ker1d_##SUF, (g, cs, ls, u, ldu, lu, L)); }                                  \
     static void in1d_any_##SUF(const T *d, cc_idx cs, T *v, cc_idx ldv, cc_idx L)       \
-    { PICK(in1d_##SUF, (d, cs, v, ldv, L)); }                                           \
+    { CC_ISA_PICK(in1d_##SUF, (d, cs, v, ldv, L)); }                                           \
     static void out1d_any_##SUF(const T *mm, cc_idx ldm, const T *bias, T *y,           \
                                 cc_idx cs, cc_idx L)                                    \
-    { PICK(out1d_##SUF, (mm, ldm, bias, y, cs, L)); }
+    { CC_ISA_PICK(out1d_##SUF, (mm, ldm, bias, y, cs, L)); }
 
 DEFINE_API(f4, f4_f32, float, f32)
 DEFINE_API(f4, f4_f64, double, f64)
