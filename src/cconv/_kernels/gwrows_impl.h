@@ -67,29 +67,28 @@ DEFINE_GWROWS_GENERIC(sgemm_gwrows_ukernel_4x8_generic, float, fmaf)
 DEFINE_GWROWS_GENERIC(dgemm_gwrows_ukernel_4x8_generic, double, fma)
 
 #if CCONV_X86
+/* The AVX-512 kernels of ROWS rows (REP: PR8 / PR4): float32 and float64, full width
+ * and half width (columns 0..NR/2-1 of the panel, b's rows NR apart: a last panel of
+ * at most NR/2 output channels, the same chains for half the work; pixrow_impl.h). */
+#define DEFINE_GWROWS_AVX512(ROWS, REP)                                                    \
+    DEFINE_GWROWS(sgemm_gwrows_ukernel_##ROWS##x32_avx512, TARGET_AVX512, float, 32, REP,  \
+                  S512_DECL, S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B, S512_FMA)        \
+    DEFINE_GWROWS(dgemm_gwrows_ukernel_##ROWS##x16_avx512, TARGET_AVX512, double, 16, REP, \
+                  D512_DECL, D512_LOAD, D512_ZERO, D512_STORE, D512_PR_B, D512_FMA)        \
+    DEFINE_GWROWS(sgemm_gwrows_ukernel_##ROWS##x16of32_avx512, TARGET_AVX512, float, 32,   \
+                  REP, S512H_DECL, S512H_LOAD, S512H_ZERO, S512H_STORE, S512H_PR_B,        \
+                  S512H_FMA)                                                               \
+    DEFINE_GWROWS(dgemm_gwrows_ukernel_##ROWS##x8of16_avx512, TARGET_AVX512, double, 16,   \
+                  REP, D512H_DECL, D512H_LOAD, D512H_ZERO, D512H_STORE, D512H_PR_B,        \
+                  D512H_FMA)
 /* 8 channels (not the GEMM's 12): channel counts are multiples of 8 far more often
  * than of 12, and a partial block is packed and computed at full width. */
-DEFINE_GWROWS(sgemm_gwrows_ukernel_8x32_avx512, TARGET_AVX512, float, 32, PR8, S512_DECL,
-              S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B, S512_FMA)
-DEFINE_GWROWS(dgemm_gwrows_ukernel_8x16_avx512, TARGET_AVX512, double, 16, PR8, D512_DECL,
-              D512_LOAD, D512_ZERO, D512_STORE, D512_PR_B, D512_FMA)
-/* Half width (columns 0..NR/2-1 of the panel, b's rows NR apart): a last panel of at
- * most NR/2 output channels, the same chains for half the work (pixrow_impl.h). */
-DEFINE_GWROWS(sgemm_gwrows_ukernel_8x16of32_avx512, TARGET_AVX512, float, 32, PR8, S512H_DECL,
-              S512H_LOAD, S512H_ZERO, S512H_STORE, S512H_PR_B, S512H_FMA)
-DEFINE_GWROWS(dgemm_gwrows_ukernel_8x8of16_avx512, TARGET_AVX512, double, 16, PR8, D512H_DECL,
-              D512H_LOAD, D512H_ZERO, D512H_STORE, D512H_PR_B, D512H_FMA)
+DEFINE_GWROWS_AVX512(8, PR8)
 /* Four rows (channels 0..3 only, x[.. + 0 .. 3] read): a last row panel of at most 4
  * (tap, channel) pairs in _gw_cols (1 -> 512 channels, 3 taps: 3 of 8 rows busy), the
  * same chains for half the work. */
-DEFINE_GWROWS(sgemm_gwrows_ukernel_4x32_avx512, TARGET_AVX512, float, 32, PR4, S512_DECL,
-              S512_LOAD, S512_ZERO, S512_STORE, S512_PR_B, S512_FMA)
-DEFINE_GWROWS(dgemm_gwrows_ukernel_4x16_avx512, TARGET_AVX512, double, 16, PR4, D512_DECL,
-              D512_LOAD, D512_ZERO, D512_STORE, D512_PR_B, D512_FMA)
-DEFINE_GWROWS(sgemm_gwrows_ukernel_4x16of32_avx512, TARGET_AVX512, float, 32, PR4, S512H_DECL,
-              S512H_LOAD, S512H_ZERO, S512H_STORE, S512H_PR_B, S512H_FMA)
-DEFINE_GWROWS(dgemm_gwrows_ukernel_4x8of16_avx512, TARGET_AVX512, double, 16, PR4, D512H_DECL,
-              D512H_LOAD, D512H_ZERO, D512H_STORE, D512H_PR_B, D512H_FMA)
+DEFINE_GWROWS_AVX512(4, PR4)
+#undef DEFINE_GWROWS_AVX512
 DEFINE_GWROWS(sgemm_gwrows_ukernel_6x16_avx2, TARGET_AVX2, float, 16, REP6, S256_DECL,
               S256_LOAD, S256_ZERO, S256_STORE, S256_PR_B, S256_FMA)
 DEFINE_GWROWS(dgemm_gwrows_ukernel_6x8_avx2, TARGET_AVX2, double, 8, REP6, D256_DECL,
