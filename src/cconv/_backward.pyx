@@ -153,9 +153,7 @@ cdef bint GW_RUNS_ON = True   # test / A-B switch for _gw's pixel runs (channels
 
 def _gw_run_count(cc_idx G, cc_idx Og, cc_idx K, cc_idx NP, cc_idx itemsize):
     """The pixel runs _grad_weight gives a channels-first GEMM weight gradient (tests)."""
-    if not GW_RUNS_ON or K >= KB_TARGET:
-        return 1
-    return _gw_runs(G * _cdiv(K, KB_TARGET), NP, G * Og * K * itemsize)
+    return _gw_nrun(G, Og, K, NP, itemsize)
 
 
 def _set_gw_runs(bint on):
@@ -568,6 +566,15 @@ cdef inline cc_idx _gw_runs(cc_idx items, cc_idx NP, cc_idx part_bytes) noexcept
     return r if r >= 2 else 1
 
 
+cdef inline cc_idx _gw_nrun(cc_idx G, cc_idx Og, cc_idx K, cc_idx NP,
+                           cc_idx itemsize) noexcept nogil:
+    """The pixel runs of a channels-first GEMM grad_weight: 1 from KB_TARGET (channel,
+    tap) pairs (one K block otherwise), else _gw_runs over its G groups."""
+    if not GW_RUNS_ON or K >= KB_TARGET:
+        return 1
+    return _gw_runs(G * _cdiv(K, KB_TARGET), NP, G * Og * K * itemsize)
+
+
 cdef inline cc_idx _gw_cols_runs(cc_idx NP, cc_idx KO, cc_idx esz) noexcept nogil:
     """Pixel runs of _gw_cols: at most GWC_RUNS, each of at least GWC_RUN_MIN pixels,
     their partials (K x O each) within GWC_PART_BYTES; 1 (no partials) when fewer than 2
@@ -713,22 +720,14 @@ def _grad_weight(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, :
     # 7-11 interleaved rounds, runs / K blocks: ResNet stem 7x7/2 3 -> 64 at 224^2 batch 8
     # 0.80-0.81 (batch 1 0.84), 64 -> 256 1x1 at 56^2 0.89-0.93; but with K >= 256
     # (256 -> 64 1x1 1.03-1.09, 3x3/2 128 -> 256 1.14) the K blocks stay
-    nrun = 1
-    if GW_RUNS_ON and K < KB_TARGET:
-        nrun = _gw_runs(G * nkb, N * P, G * (O // G) * K * sizeof(floating))
-    if nrun > 1:
-        nkb = _imax(_imin(nkb, _cdiv(K, NR)), 1)
-        kb = _cdiv(_cdiv(K, nkb), NR) * NR
-        _gw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O, kb,
-            _pixel_tile(P), nrun, MR, NR, nthreads)
-        return
-    if G * nkb < 8 * nthreads and (G * nkb) % nthreads:
+    nrun = _gw_nrun(G, O // G, K, N * P, sizeof(floating))
+    if nrun == 1 and G * nkb < 8 * nthreads and (G * nkb) % nthreads:
         # round the item count up to a multiple of the threads (balance)
         nkb = _cdiv(_cdiv(G * nkb, nthreads) * nthreads, G)
     nkb = _imax(_imin(nkb, _cdiv(K, NR)), 1)
     kb = _cdiv(_cdiv(K, nkb), NR) * NR
     _gw(&geom, &x[0, 0, 0, 0, 0], &dy[0, 0, 0, 0, 0], &dw[0, 0, 0, 0, 0], N, G, O, kb,
-        _pixel_tile(P), 1, MR, NR, nthreads)
+        _pixel_tile(P), nrun, MR, NR, nthreads)
 
 
 def grad_weight(x5, dy5, dw5, stride, pad, dil, groups, channels_last, nthreads):

@@ -1459,6 +1459,28 @@ def pixrow_path(tuple osp, tuple ksp, tuple stride, tuple dil, Py_ssize_t Cg, Py
     return _use_pixrow(g, Og, MR, NR, MRX)
 
 
+cdef bint PW_GROUPS_ON = True
+
+
+def _set_pointwise_groups(bint on):
+    """A-B / test switch for _pointwise_groups."""
+    global PW_GROUPS_ON
+    PW_GROUPS_ON = on
+
+
+cdef inline bint _pw_groups_channels(Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og) noexcept nogil:
+    # the channel counts _pointwise_groups takes: under PW_GROUPS_MAX_CG per group, or
+    # exactly that many with at least twice as many outputs per group
+    return PW_GROUPS_ON and G > 1 and (Cg < PW_GROUPS_MAX_CG
+                                       or (Cg == PW_GROUPS_MAX_CG and Og >= 2 * Cg))
+
+
+def pointwise_groups_channels(Py_ssize_t G, Py_ssize_t Cg, Py_ssize_t Og):
+    """Whether a channels-last grouped 1x1 problem's channel counts run the GEMMs per
+    group (_pointwise_groups; the caller checks stride 1 and no padding)."""
+    return _pw_groups_channels(G, Cg, Og)
+
+
 def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
          floating[:, :, :, :, ::1] out, object bias, tuple stride, tuple pad, tuple dil,
          Py_ssize_t G, bint channels_last, int nthreads, object packed,
@@ -1501,8 +1523,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     P = geom.OD * geom.OH * geom.OW
     K = Cg * geom.KD * geom.KH * geom.KW
     Og = O // G
-    if (channels_last and G > 1 and K == Cg and PW_GROUPS_ON
-            and (Cg < PW_GROUPS_MAX_CG or (Cg == PW_GROUPS_MAX_CG and Og >= 2 * Cg))
+    if (channels_last and K == Cg and _pw_groups_channels(G, Cg, Og)
             and geom.sd == 1 and geom.sh == 1 and geom.sw == 1
             and geom.pd == 0 and geom.ph == 0 and geom.pw == 0
             and geom.OD == geom.D and geom.OH == geom.H and geom.OW == geom.W):
@@ -1589,15 +1610,6 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
             _, _, pb, npb = _blocking(N * G, 1, P, 1, NR, 1, 384, nthreads)
     _nchw(&x[0, 0, 0, 0, 0], &w[0, 0, 0, 0, 0], wpre, bp, &out[0, 0, 0, 0, 0], geom,
           N, G, O, shared, pb, npb, wb, nwb, MR, NR, KC, nthreads)
-
-
-cdef bint PW_GROUPS_ON = True
-
-
-def _set_pointwise_groups(bint on):
-    """A-B / test switch for _pointwise_groups."""
-    global PW_GROUPS_ON
-    PW_GROUPS_ON = on
 
 
 cdef int _pointwise_groups(const floating *x, const floating *w, const floating *bp,

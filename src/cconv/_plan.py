@@ -447,11 +447,10 @@ NHWC_VIA_NCHW_MIN_PIXELS = 1024  # batch x output pixels (dense problems below)
 def pointwise_groups(spec):
     """A channels-last grouped 1x1 problem (stride 1, no padding, under 16 channels per
     group, or 16 with at least 32 outputs per group) that im2col runs as one in-place
-    GEMM per group and block of pixels (_im2col._pointwise_groups, which has the same
-    test)."""
-    Og = spec.O // spec.groups
-    return (spec.channels_last and spec.groups > 1
-            and (spec.Cg < 16 or (spec.Cg == 16 and Og >= 32))
+    GEMM per group and block of pixels (_im2col._pointwise_groups; the channel counts
+    are its rule, _im2col.pointwise_groups_channels)."""
+    return (spec.channels_last
+            and _im2col.pointwise_groups_channels(spec.groups, spec.Cg, spec.O // spec.groups)
             and all(k == 1 for k in spec.kernel) and all(s == 1 for s in spec.stride)
             and not any(b or a for b, a in spec.pads))
 
