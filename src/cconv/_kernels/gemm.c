@@ -593,8 +593,10 @@ DEFINE_PACK_B_ROWS(cconv_pack_b_rows_to_panels_f64, double, cconv_nr_f64)
 #define REP4(X) X(0) X(1) X(2) X(3)
 #define REP6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 #define REP12(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
-#define REP12_U(X, u) X(0, u) X(1, u) X(2, u) X(3, u) X(4, u) X(5, u) X(6, u) X(7, u)    \
-    X(8, u) X(9, u) X(10, u) X(11, u)
+#define REP8(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7)
+#define REP4_U(X, u) X(0, u) X(1, u) X(2, u) X(3, u)
+#define REP8_U(X, u) REP4_U(X, u) X(4, u) X(5, u) X(6, u) X(7, u)
+#define REP12_U(X, u) REP8_U(X, u) X(8, u) X(9, u) X(10, u) X(11, u)
 
 /* Portable kernels: fmaf/fma are single-rounding fused operations, so they produce the
  * same bits as the SIMD FMA instructions. Fixed-size loops: the compiler unrolls them. */
@@ -1031,43 +1033,53 @@ static void dgemm_iukernel_4x8_generic(cc_idx kc, cc_idx ntaps,
         IUKERNEL_K_LOOP(NR, STEP)                                                          \
     }
 
-/* sgemm_iukernel_12x32_avx512: igemm contract above, MR=12, NR=32 (two zmm per row),
- * 24 zmm accumulators + 2 B vectors + 1 broadcast; accumulators reuse S512_* above. */
+/* sgemm_iukernel_x32_avx512_12 (and _8, _4): igemm contract above, MR=12, NR=32 (two
+ * zmm per row), 24 zmm accumulators + 2 B vectors + 1 broadcast; accumulators reuse S512_* above. */
 #define S512I_ROW(i, u)                                                                    \
     {                                                                                      \
         const __m512 ai = _mm512_set1_ps(a##i[kk + (u)]);                                  \
         c##i##_0 = _mm512_fmadd_ps(ai, b0, c##i##_0);                                      \
         c##i##_1 = _mm512_fmadd_ps(ai, b1, c##i##_1);                                      \
     }
-#define S512I_STEP(u)                                                                      \
+#define S512I_STEP_R(REPU, u)                                                              \
     {                                                                                      \
         const __m512 b0 = _mm512_loadu_ps(b + (u) * 32);                                   \
         const __m512 b1 = _mm512_loadu_ps(b + (u) * 32 + 16);                              \
-        S512I_ROW(0, u) S512I_ROW(1, u) S512I_ROW(2, u) S512I_ROW(3, u)                    \
-        S512I_ROW(4, u) S512I_ROW(5, u) S512I_ROW(6, u) S512I_ROW(7, u)                    \
-        S512I_ROW(8, u) S512I_ROW(9, u) S512I_ROW(10, u) S512I_ROW(11, u)                  \
+        REPU(S512I_ROW, u)                                                                 \
     }
 
-/* The shape of every 12-row AVX-512 igemm kernel: IROW the row pointers, P##_DECL /
- * _LOAD / _ZERO / _STORE the accumulators, STEP(u) the FMAs of one k. */
-#define DEFINE_IUKERNEL_12_AVX512(NAME, T, NR, IROW, P, STEP)                              \
+/* The shape of every AVX-512 igemm kernel: REPX its rows (REP12, REP8 or REP4), IROW
+ * the row pointers, P##_DECL / _LOAD / _ZERO / _STORE the accumulators, STEP(u) the FMAs
+ * of one k. The 8- and 4-row kernels (rows 0..7 / 0..3 of the same contract) serve
+ * tiles of at most 8 / 4 rows: each element gets the same FMAs in the same order, so the
+ * same bits, without the FMAs of rows that are discarded (Winograd's 16 tiles of a 7x7
+ * image ran 24 rows: 12 + 12). */
+#define DEFINE_IUKERNEL_AVX512(NAME, T, NR, IROW, P, STEP, REPX)                           \
     TARGET_AVX512 __attribute__((noinline)) static void NAME(                              \
         cc_idx kc, cc_idx ntaps, const T *const *restrict a_rows, cc_idx ts,               \
         const T *restrict b, T *restrict c, cc_idx ldc, int accumulate)                    \
     {                                                                                      \
-        REP12(P##_DECL)                                                                    \
+        REPX(P##_DECL)                                                                     \
         if (accumulate) {                                                                  \
-            REP12(P##_LOAD)                                                                \
+            REPX(P##_LOAD)                                                                 \
         } else {                                                                           \
-            REP12(P##_ZERO)                                                                \
+            REPX(P##_ZERO)                                                                 \
         }                                                                                  \
-        IUKERNEL_TAPS(REP12, IROW, NR, STEP)                                               \
-        REP12(P##_STORE)                                                                   \
+        IUKERNEL_TAPS(REPX, IROW, NR, STEP)                                                \
+        REPX(P##_STORE)                                                                    \
     }
+/* One kernel per row count 12 / 8 / 4: NAME##_12, _8, _4 (STEP##_R takes the REP##_U). */
+#define DEFINE_IUKERNELS_AVX512(NAME, T, NR, IROW, P, STEP)                                \
+    DEFINE_IUKERNEL_AVX512(NAME##_12, T, NR, IROW, P, STEP##12, REP12)                     \
+    DEFINE_IUKERNEL_AVX512(NAME##_8, T, NR, IROW, P, STEP##8, REP8)                        \
+    DEFINE_IUKERNEL_AVX512(NAME##_4, T, NR, IROW, P, STEP##4, REP4)
+#define S512I_STEP12(u) S512I_STEP_R(REP12_U, u)
+#define S512I_STEP8(u) S512I_STEP_R(REP8_U, u)
+#define S512I_STEP4(u) S512I_STEP_R(REP4_U, u)
 
-DEFINE_IUKERNEL_12_AVX512(sgemm_iukernel_12x32_avx512, float, 32, IROW_F32, S512, S512I_STEP)
+DEFINE_IUKERNELS_AVX512(sgemm_iukernel_x32_avx512, float, 32, IROW_F32, S512, S512I_STEP)
 
-/* sgemm_iukernel_12x16of32_avx512: the left half of sgemm_iukernel_12x32_avx512 (one zmm
+/* sgemm_iukernel_x16of32_avx512_*: the left half of sgemm_iukernel_x32_avx512_* (one zmm
  * per row, columns 0..15 of a 32-column B panel: b's rows stay 32 apart). For tiles of at
  * most 16 columns (the last panel of 1..16 output channels): the same FMAs per element in
  * the same order, so the same bits, for half the work. */
@@ -1077,16 +1089,19 @@ DEFINE_IUKERNEL_12_AVX512(sgemm_iukernel_12x32_avx512, float, 32, IROW_F32, S512
 #define S512H_STORE(i) _mm512_storeu_ps(c + (i) * ldc, c##i##_0);
 #define S512HI_ROW(i, u)                                                                   \
     c##i##_0 = _mm512_fmadd_ps(_mm512_set1_ps(a##i[kk + (u)]), b0, c##i##_0);
-#define S512HI_STEP(u)                                                                     \
+#define S512HI_STEP_R(REPU, u)                                                             \
     {                                                                                      \
         const __m512 b0 = _mm512_loadu_ps(b + (u) * 32);                                   \
-        REP12_U(S512HI_ROW, u)                                                             \
+        REPU(S512HI_ROW, u)                                                                \
     }
+#define S512HI_STEP12(u) S512HI_STEP_R(REP12_U, u)
+#define S512HI_STEP8(u) S512HI_STEP_R(REP8_U, u)
+#define S512HI_STEP4(u) S512HI_STEP_R(REP4_U, u)
 
-DEFINE_IUKERNEL_12_AVX512(sgemm_iukernel_12x16of32_avx512, float, 32, IROW_F32, S512H,
-                          S512HI_STEP)
+DEFINE_IUKERNELS_AVX512(sgemm_iukernel_x16of32_avx512, float, 32, IROW_F32, S512H,
+                        S512HI_STEP)
 
-/* dgemm_iukernel_12x8of16_avx512: the same for float64 (one zmm of 8 per row, columns
+/* dgemm_iukernel_x8of16_avx512_*: the same for float64 (one zmm of 8 per row, columns
  * 0..7 of a 16-column panel). */
 #define D512H_DECL(i) __m512d c##i##_0;
 #define D512H_LOAD(i) c##i##_0 = _mm512_loadu_pd(c + (i) * ldc);
@@ -1094,32 +1109,36 @@ DEFINE_IUKERNEL_12_AVX512(sgemm_iukernel_12x16of32_avx512, float, 32, IROW_F32, 
 #define D512H_STORE(i) _mm512_storeu_pd(c + (i) * ldc, c##i##_0);
 #define D512HI_ROW(i, u)                                                                   \
     c##i##_0 = _mm512_fmadd_pd(_mm512_set1_pd(a##i[kk + (u)]), b0, c##i##_0);
-#define D512HI_STEP(u)                                                                     \
+#define D512HI_STEP_R(REPU, u)                                                             \
     {                                                                                      \
         const __m512d b0 = _mm512_loadu_pd(b + (u) * 16);                                  \
-        REP12_U(D512HI_ROW, u)                                                             \
+        REPU(D512HI_ROW, u)                                                                \
     }
+#define D512HI_STEP12(u) D512HI_STEP_R(REP12_U, u)
+#define D512HI_STEP8(u) D512HI_STEP_R(REP8_U, u)
+#define D512HI_STEP4(u) D512HI_STEP_R(REP4_U, u)
 
-DEFINE_IUKERNEL_12_AVX512(dgemm_iukernel_12x8of16_avx512, double, 16, IROW_F64, D512H,
-                          D512HI_STEP)
+DEFINE_IUKERNELS_AVX512(dgemm_iukernel_x8of16_avx512, double, 16, IROW_F64, D512H,
+                        D512HI_STEP)
 
-/* dgemm_iukernel_12x16_avx512: igemm contract above, MR=12, NR=16 (two zmm per row). */
+/* dgemm_iukernel_x16_avx512_*: igemm contract above, MR=12, NR=16 (two zmm per row). */
 #define D512I_ROW(i, u)                                                                    \
     {                                                                                      \
         const __m512d ai = _mm512_set1_pd(a##i[kk + (u)]);                                 \
         c##i##_0 = _mm512_fmadd_pd(ai, b0, c##i##_0);                                      \
         c##i##_1 = _mm512_fmadd_pd(ai, b1, c##i##_1);                                      \
     }
-#define D512I_STEP(u)                                                                      \
+#define D512I_STEP_R(REPU, u)                                                              \
     {                                                                                      \
         const __m512d b0 = _mm512_loadu_pd(b + (u) * 16);                                  \
         const __m512d b1 = _mm512_loadu_pd(b + (u) * 16 + 8);                              \
-        D512I_ROW(0, u) D512I_ROW(1, u) D512I_ROW(2, u) D512I_ROW(3, u)                    \
-        D512I_ROW(4, u) D512I_ROW(5, u) D512I_ROW(6, u) D512I_ROW(7, u)                    \
-        D512I_ROW(8, u) D512I_ROW(9, u) D512I_ROW(10, u) D512I_ROW(11, u)                  \
+        REPU(D512I_ROW, u)                                                                 \
     }
+#define D512I_STEP12(u) D512I_STEP_R(REP12_U, u)
+#define D512I_STEP8(u) D512I_STEP_R(REP8_U, u)
+#define D512I_STEP4(u) D512I_STEP_R(REP4_U, u)
 
-DEFINE_IUKERNEL_12_AVX512(dgemm_iukernel_12x16_avx512, double, 16, IROW_F64, D512, D512I_STEP)
+DEFINE_IUKERNELS_AVX512(dgemm_iukernel_x16_avx512, double, 16, IROW_F64, D512, D512I_STEP)
 
 /* sgemm_iukernel_6x16_avx2: igemm contract above, MR=6, NR=16 (two ymm per row). */
 #define S256I_ROW(i, u)                                                                    \
@@ -1228,10 +1247,25 @@ TARGET_AVX2 static inline void dgemm_iukernel_6x8_avx2(cc_idx kc, cc_idx ntaps,
 DEFINE_IGEMM_TILE(igemm_tile_generic_f32, , float, GEN_MR, GEN_NR, sgemm_iukernel_4x8_generic)
 DEFINE_IGEMM_TILE(igemm_tile_generic_f64, , double, GEN_MR, GEN_NR, dgemm_iukernel_4x8_generic)
 #if CCONV_X86
-DEFINE_IGEMM_TILE_HALVES(igemm_tile_avx512_f32, TARGET_AVX512, float, 12, 32,
-                         sgemm_iukernel_12x32_avx512, sgemm_iukernel_12x16of32_avx512)
-DEFINE_IGEMM_TILE_HALVES(igemm_tile_avx512_f64, TARGET_AVX512, double, 12, 16,
-                         dgemm_iukernel_12x16_avx512, dgemm_iukernel_12x8of16_avx512)
+/* The AVX-512 tiles by rows: at most 4 or 8 run the 4- or 8-row kernels. */
+#define DEFINE_IGEMM_TILE_ROWS(NAME, ATTR, T, NR, FULL, HALF)                              \
+    DEFINE_IGEMM_TILE_HALVES(NAME##_r12, ATTR, T, 12, NR, FULL##_12, HALF##_12)            \
+    DEFINE_IGEMM_TILE_HALVES(NAME##_r8, ATTR, T, 8, NR, FULL##_8, HALF##_8)                \
+    DEFINE_IGEMM_TILE_HALVES(NAME##_r4, ATTR, T, 4, NR, FULL##_4, HALF##_4)                \
+    ATTR static void NAME(cc_idx kc, cc_idx ntaps, const T *const *a_rows, cc_idx ts,      \
+                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate) \
+    {                                                                                      \
+        if (m <= 4)                                                                        \
+            NAME##_r4(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);                 \
+        else if (m <= 8)                                                                   \
+            NAME##_r8(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);                 \
+        else                                                                               \
+            NAME##_r12(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);                \
+    }
+DEFINE_IGEMM_TILE_ROWS(igemm_tile_avx512_f32, TARGET_AVX512, float, 32,
+                       sgemm_iukernel_x32_avx512, sgemm_iukernel_x16of32_avx512)
+DEFINE_IGEMM_TILE_ROWS(igemm_tile_avx512_f64, TARGET_AVX512, double, 16,
+                       dgemm_iukernel_x16_avx512, dgemm_iukernel_x8of16_avx512)
 DEFINE_IGEMM_TILE(igemm_tile_avx2_f32, TARGET_AVX2, float, 6, 16, sgemm_iukernel_6x16_avx2)
 DEFINE_IGEMM_TILE(igemm_tile_avx2_f64, TARGET_AVX2, double, 6, 8, dgemm_iukernel_6x8_avx2)
 #endif
