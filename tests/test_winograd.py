@@ -177,6 +177,32 @@ def test_auto_variant_choice():
     assert _plan.choose_forward(spec_of(4, 4, 2), "winograd").value == "winograd_f2"
 
 
+def test_packed_weights_choose_with_the_transform_kept(rng):
+    """PackedWeights keep their Winograd transform (PackedWeights.winograd), so "auto"
+    with them weighs Winograd without the transform: at 256@14 F(4x4) (36 transformed
+    matrices) once kept, F(2x2) per one-shot call. The choice depends on the problem
+    only: the first and later calls give the same bits, those of the variant run
+    explicitly."""
+    from cconv import _plan, _spec
+
+    for layout in ("NCHW", "NHWC"):
+        x = rng.standard_normal(input_shape(layout, 1, 256, (14, 14))).astype(np.float32)
+        w = (rng.standard_normal(weight_shape(layout, 256, 256, (3, 3))) * 0.05).astype(
+            np.float32)
+        spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", layout,
+                                  "auto")[0]
+        assert _plan.choose_forward(spec, "auto").value == "winograd_f2"
+        chosen = _plan.choose_forward(spec, "auto", packed=True)
+        assert chosen.value == "winograd_f4"
+        pw = cconv.pack_weights(w, layout=layout)
+        y1 = cconv.conv2d(x, pw, padding=1, layout=layout)
+        y2 = cconv.conv2d(x, pw, padding=1, layout=layout)
+        np.testing.assert_array_equal(y1, y2)
+        np.testing.assert_array_equal(
+            y1, cconv.conv2d(x, w, padding=1, layout=layout, algorithm=chosen.value))
+        assert pw._winograd is not None  # the transform is kept
+
+
 def test_cached_weights(rng):
     for layout in ("NCHW", "NHWC"):
         x, w, b = _problem(rng, 2, layout, 2, 12, 20, (15, 10))

@@ -25,9 +25,14 @@ class Algorithm(enum.Enum):
 WINOGRAD_NAMES = ("winograd", "winograd_f2", "winograd_f4")
 
 
-def choose_forward(spec, algorithm, cached=False):
+def choose_forward(spec, algorithm, cached=False, packed=False):
     """Return the Algorithm that will run `spec`. cached: the weights are already in
-    Winograd form (cconv.winograd_weights), so the variant choice ignores their cost."""
+    Winograd form (cconv.winograd_weights), so the variant choice ignores their cost.
+    packed: the weights are a PackedWeights, which keeps its Winograd transform once
+    made (PackedWeights.winograd), so "auto" weighs Winograd without the transform, as
+    for repeated calls (layers). The choice depends only on the problem and whether the
+    weights are packed, never on earlier calls: the same call always gives the same
+    bits."""
     if algorithm == "fft":
         return Algorithm.FFT
     if algorithm in WINOGRAD_NAMES:
@@ -48,7 +53,7 @@ def choose_forward(spec, algorithm, cached=False):
         return Algorithm.DEPTHWISE
     if algorithm != "auto":
         return Algorithm(algorithm)
-    return _auto_forward(spec)
+    return _auto_forward(spec, packed)
 
 
 def winograd_limit(spec):
@@ -154,12 +159,13 @@ def winograd_variant(spec, cached=False):
     return Algorithm.WINOGRAD_F4 if c4 <= c2 else Algorithm.WINOGRAD_F2
 
 
-def _winograd_pays(spec):
-    """Auto: Winograd where its predicted cost beats im2col by the margin."""
+def _winograd_pays(spec, cached=False):
+    """Auto: Winograd where its predicted cost beats im2col by the margin (cached: the
+    transformed weights are kept, see choose_forward)."""
     if winograd_limit(spec) is not None or spec.groups > 1 and spec.Cg < 16:
         return None
-    v = winograd_variant(spec)
-    if winograd_cost(spec, v.winograd_m) <= WINO_MARGIN * im2col_cost(spec):
+    v = winograd_variant(spec, cached)
+    if winograd_cost(spec, v.winograd_m, cached) <= WINO_MARGIN * im2col_cost(spec):
         return v
     return None
 
@@ -731,7 +737,7 @@ def is_depthwise(spec):
 
 
 @functools.lru_cache(maxsize=1024)
-def _auto_forward(spec):
+def _auto_forward(spec, packed=False):
     # cached per spec (frozen, hashable): the cost models below took ~10 us a call, as
     # much as a small layer's kernel; the ISA path they read is fixed at import. Code
     # that changes this module's constants at run time must call
@@ -751,7 +757,7 @@ def _auto_forward(spec):
         return Algorithm.DIRECT
     if grouped_direct_pays(spec) and not grouped_pointwise_im2col(spec):
         return Algorithm.DIRECT
-    wino = _winograd_pays(spec)
+    wino = _winograd_pays(spec, packed)
     if wino is not None:
         return wino
     return Algorithm.IM2COL

@@ -173,7 +173,7 @@ def _forward(fname, nd, x, weight, bias, stride, padding, dilation, groups,
         else None
     tspec = _plan.patch_spec(spec) if algorithm == "auto" and cached is None else None
     algo = _plan.choose_forward(pspec or sspec or tspec or spec, algorithm,
-                                cached=cached is not None)
+                                cached=cached is not None, packed=packed is not None)
     if packed is not None and algo.winograd_m:
         # packed weights keep their Winograd transforms too (made on first use)
         cached = packed.winograd()
