@@ -9,10 +9,10 @@ from collections import namedtuple
 import numpy as np
 
 from . import backward, functional
-from ._bench import add_peer, print_geomeans, time_fn
+from ._bench import Shape, add_peer, print_geomeans, time_fn
 from ._threads import get_num_threads, num_threads
 
-GradShape = namedtuple("GradShape", "name N C H W O K stride pad dilation groups")
+GradShape = Shape  # a forward problem's fields (the backward passes of that forward)
 TShape = namedtuple("TShape", "name N C H W O K stride pad")  # C in, O out; H == 1: 1-D
 
 BACKWARD_SUITE = [
