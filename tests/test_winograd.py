@@ -203,6 +203,30 @@ def test_packed_weights_choose_with_the_transform_kept(rng):
         assert pw._winograd is not None  # the transform is kept
 
 
+def test_kept_weights_beyond_l3_read_at_the_streaming_rate(rng):
+    """Kept transformed weights beyond 12 MB are only read, at about the rate of smaller
+    ones (_plan.WINO_KEPT_STREAM_DRAM_COST; one-shot calls still pay the DRAM rate with
+    the transform): 3x3 512@7 batch 2 runs F(4x4) (37.7 MB transformed) with packed
+    weights and im2col one-shot, with the bits of the explicit variant."""
+    from cconv import _plan, _spec
+
+    for layout in ("NCHW", "NHWC"):
+        x = rng.standard_normal(input_shape(layout, 2, 512, (7, 7))).astype(np.float32)
+        w = (rng.standard_normal(weight_shape(layout, 512, 512, (3, 3))) * 0.02).astype(
+            np.float32)
+        spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", layout,
+                                  "auto")[0]
+        assert _plan.choose_forward(spec, "auto").value == "im2col"
+        chosen = _plan.choose_forward(spec, "auto", packed=True)
+        assert chosen.value == "winograd_f4"
+        pw = cconv.pack_weights(w, layout=layout)
+        y1 = cconv.conv2d(x, pw, padding=1, layout=layout)
+        np.testing.assert_array_equal(y1, cconv.conv2d(x, pw, padding=1, layout=layout))
+        np.testing.assert_array_equal(
+            y1, cconv.conv2d(x, w, padding=1, layout=layout, algorithm="winograd_f4"))
+        assert pw._winograd is not None
+
+
 def test_cached_weights(rng):
     for layout in ("NCHW", "NHWC"):
         x, w, b = _problem(rng, 2, layout, 2, 12, 20, (15, 10))

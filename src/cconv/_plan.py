@@ -94,7 +94,8 @@ def _tiles(spec, m):
 #   GEMM:              N * tiles * T * Cg * Og * G MACs, at WINO_GEMM_EFF x im2col's rate
 #   tile transforms:   N * tiles * T * (C + O) elements, WINO_TILE_COST[m] each
 #   weight streaming:  T * Cg * O elements per tile block (every block reads them all),
-#                      WINO_STREAM_COST each, WINO_STREAM_DRAM_COST beyond 12 MB (DRAM)
+#                      WINO_STREAM_COST each, WINO_STREAM_DRAM_COST beyond 12 MB (DRAM);
+#                      kept (cached) weights beyond 12 MB: WINO_KEPT_STREAM_DRAM_COST
 #   weight transform:  T * Cg * O elements, WINO_WEIGHT_COST each plus one more stream
 #                      (written, then read by the GEMM); 0 when cached. Where the kernel
 #                      fuses the transform into its items (_winograd.fuses_weights) there
@@ -106,6 +107,12 @@ WINO_GEMM_EFF = 1.1
 WINO_TILE_COST = {2: 15.0, 4: 24.0}
 WINO_STREAM_COST = 8.0
 WINO_STREAM_DRAM_COST = 40.0
+# Kept transformed weights are only read (no transform writes them first), and the GEMM
+# streams them at about the cached-weight rate even from DRAM: cold measurements (4
+# rotating weight sets, 2 threads, both layouts, 11 shapes from 512@7 batch 1 to 512@28)
+# of kept F(2x2) / F(4x4) against packed im2col fit 6 per element (log rms 0.15), where
+# 40 predicted F(2x2) at 512@7 batch 1 at 2.2x im2col against 0.63-0.79x measured.
+WINO_KEPT_STREAM_DRAM_COST = 6.0
 WINO_WEIGHT_COST = {False: 12.0, True: 10.0}   # weights channels_last -> cost per element
 WINO_FUSED_COST = {False: 35.0, True: 28.0}
 WINO_TRANSPOSE_COST = 8.0
@@ -129,8 +136,10 @@ def winograd_cost(spec, m, cached=False):
     weights = T * spec.Cg * spec.O
     # streaming costs per byte: float64 weights cost twice float32's per element (the
     # GEMM and transform terms are in units of the dtype's own MAC rate already)
-    stream = (WINO_STREAM_DRAM_COST if weights * spec.dtype.itemsize > 12 << 20
-              else WINO_STREAM_COST) * spec.dtype.itemsize / 4
+    big = weights * spec.dtype.itemsize > 12 << 20
+    stream = (WINO_STREAM_DRAM_COST if big else WINO_STREAM_COST) * spec.dtype.itemsize / 4
+    read = (WINO_KEPT_STREAM_DRAM_COST * spec.dtype.itemsize / 4 if big and cached
+            else stream)
     cost = tiles * T * spec.Cg * spec.O / WINO_GEMM_EFF
     cost += tiles * T * (spec.C + spec.O) * WINO_TILE_COST[m]
     blocks = _wino_tile_blocks(tiles, spec.Cg, spec.O // spec.groups, T, spec.dtype.itemsize)
@@ -139,7 +148,7 @@ def winograd_cost(spec, m, cached=False):
                                               _winograd.tile_shape(spec.dtype)[1]):
         cost += weights * WINO_FUSED_COST[spec.channels_last]
     else:
-        cost += weights * stream * blocks
+        cost += weights * read * blocks
         if not cached:
             cost += weights * (WINO_WEIGHT_COST[spec.channels_last] + stream)
     if not spec.channels_last:
