@@ -201,6 +201,11 @@ def test_packed_weights_choose_with_the_transform_kept(rng):
         np.testing.assert_array_equal(
             y1, cconv.conv2d(x, w, padding=1, layout=layout, algorithm=chosen.value))
         assert pw._winograd is not None  # the transform is kept
+        # explicit "winograd" picks its variant the same way for packed weights
+        assert _plan.choose_forward(spec, "winograd", packed=True).value == "winograd_f4"
+        assert _plan.choose_forward(spec, "winograd").value == "winograd_f2"
+        np.testing.assert_array_equal(
+            y1, cconv.conv2d(x, pw, padding=1, layout=layout, algorithm="winograd"))
 
 
 def test_kept_weights_beyond_l3_read_at_the_streaming_rate(rng):

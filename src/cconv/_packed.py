@@ -14,9 +14,10 @@ class PackedWeights:
     the same layout (another layout is a ValueError). The panels are used when the call
     runs the im2col algorithm with the packed groups and compute dtype on the ISA path
     they were packed for; a call that runs Winograd transforms the weights once and keeps
-    them here (:meth:`winograd`), so ``algorithm="auto"`` weighs Winograd for packed
-    weights without that transform (``_plan.choose_forward(packed=True)``: it may pick
-    another Winograd variant, or Winograd where a one-shot call picks im2col); any other
+    them here (:meth:`winograd`), so ``algorithm="auto"`` (and ``"winograd"``, for its
+    variant) weighs Winograd for packed weights without that transform
+    (``_plan.choose_forward(packed=True)``: it may pick another Winograd variant, or
+    Winograd where a one-shot call picks im2col); any other
     call uses ``weight`` as usual (same result).
     ``weight`` is a read-only copy taken at packing time: later edits of the original
     array do not reach it (pack again).

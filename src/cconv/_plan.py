@@ -29,16 +29,16 @@ def choose_forward(spec, algorithm, cached=False, packed=False):
     """Return the Algorithm that will run `spec`. cached: the weights are already in
     Winograd form (cconv.winograd_weights), so the variant choice ignores their cost.
     packed: the weights are a PackedWeights, which keeps its Winograd transform once
-    made (PackedWeights.winograd), so "auto" weighs Winograd without the transform, as
-    for repeated calls (layers). The choice depends only on the problem and whether the
+    made (PackedWeights.winograd), so "auto" and "winograd" weigh Winograd without the
+    transform, as for repeated calls (layers). The choice depends only on the problem and whether the
     weights are packed, never on earlier calls: the same call always gives the same
     bits."""
     if algorithm == "fft":
         return Algorithm.FFT
     if algorithm in WINOGRAD_NAMES:
         check_winograd(spec, algorithm)
-        if algorithm == "winograd":
-            return winograd_variant(spec, cached)
+        if algorithm == "winograd":  # packed weights keep the transform, as for "auto"
+            return winograd_variant(spec, cached or packed)
         return Algorithm(algorithm)
     if algorithm == "depthwise":
         if not is_depthwise(spec):
