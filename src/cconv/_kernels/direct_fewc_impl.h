@@ -34,18 +34,44 @@
         }                                                                                 \
     }
 
+/* Each tile shape is its own non-inlined function, called for the full tiles and for
+ * the last one: inlined twice into one body, GCC 12 kept the second copy's accumulators
+ * on the stack (a load and a store per FMA; NHWC 3 -> 32 @ 32x32 ran at half the FMA
+ * rate). */
+#ifndef FEWC_CAT
+#define FEWC_CAT2(a, b) a##b
+#define FEWC_CAT(a, b) FEWC_CAT2(a, b)
+#endif
+#define FEWC_TILE_FN(NV, P)                                                               \
+    ATTR __attribute__((noinline)) static void FEWC_CAT(NAME, _tile_##NV##x##P)(          \
+        const T *restrict xr, const cc_idx *restrict toff, cc_idx K, cc_idx xcs,          \
+        const T *restrict w, cc_idx OP, const T *restrict bias, T *restrict out,          \
+        cc_idx O, cc_idx o0, cc_idx ow0)                                                  \
+    FEWC_TILE(NV, P)
+FEWC_TILE_FN(4, 6)
+FEWC_TILE_FN(3, 7)
+FEWC_TILE_FN(2, 11)
+FEWC_TILE_FN(1, 12)
+FEWC_TILE_FN(4, 1)
+FEWC_TILE_FN(3, 1)
+FEWC_TILE_FN(2, 1)
+FEWC_TILE_FN(1, 1)
+
+#define FEWC_CALL(NV, P)                                                                  \
+    FEWC_CAT(NAME, _tile_##NV##x##P)(xr, toff, K, xcs, w, OP, bias, out, O, o0, ow0)
+
 /* Whole P-pixel tiles; the last, partial one is computed as a whole tile ending at
  * the row end (it recomputes a few pixels of the previous tile, bit for bit the same
  * values): a 1-pixel tile is a chain of dependent FMAs, 4-8x slower per pixel. */
 #define FEWC_PASS(NV, P)                                                                  \
     {                                                                                     \
         cc_idx ow0 = 0;                                                                   \
-        for (; ow0 + P <= OW; ow0 += P) FEWC_TILE(NV, P)                                  \
+        for (; ow0 + P <= OW; ow0 += P) FEWC_CALL(NV, P);                                 \
         if (ow0 < OW && OW >= P) {                                                        \
             ow0 = OW - P;                                                                 \
-            FEWC_TILE(NV, P)                                                              \
+            FEWC_CALL(NV, P);                                                             \
         } else {                                                                          \
-            for (; ow0 < OW; ow0++) FEWC_TILE(NV, 1)                                      \
+            for (; ow0 < OW; ow0++) FEWC_CALL(NV, 1);                                     \
         }                                                                                 \
     }
 
@@ -67,6 +93,8 @@ ATTR static void NAME(const T *restrict xr, const cc_idx *restrict toff, cc_idx 
 }
 
 #undef FEWC_PASS
+#undef FEWC_CALL
+#undef FEWC_TILE_FN
 #undef FEWC_TILE
 #undef NAME
 #undef ATTR
