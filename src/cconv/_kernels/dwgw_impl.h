@@ -8,12 +8,17 @@
 #define DFN(name) DWGW_CAT(name, SFX)
 #define DWGW_INLINE static inline __attribute__((always_inline)) GWD_TARGET
 
+/* The loops over a tile's taps, unrolled explicitly: GCC 12 left them rolled for the
+ * larger tiles (up to 25 taps), which kept acc[] on the stack (a load and a store per
+ * FMA). */
+#define DWGW_EACH_TAP(TG) _Pragma("GCC unroll 32") for (int s = 0; s < (TG); s++)
+
 /* One checked pixel: tap s reads only where its ow range [lo[s], hi[s]) holds ow. */
 #define DWGW_EDGE_PIXEL(TG, LD)                                                           \
     {                                                                                     \
         const LV d = LD(dyr + ow * C);                                                    \
         const cc_idx xo = base + ow * step;                                               \
-        for (int s = 0; s < TG; s++)                                                      \
+        DWGW_EACH_TAP(TG)                                                                 \
             if (ow >= lo[s] && ow < hi[s])                                                \
                 acc[s] = LV_FMA(d, LD(x + (xo + koff[s])), acc[s]);                         \
     }
@@ -64,7 +69,7 @@
         for (; ow < ib; ow++) {                                                           \
             const LV d = LD(dyr + ow * C);                                                \
             const cc_idx xo = base + ow * step;                                         \
-            for (int s = 0; s < TG; s++)                                                  \
+            DWGW_EACH_TAP(TG)                                                             \
                 acc[s] = LV_FMA(d, LD(x + (xo + koff[s])), acc[s]);                      \
         }                                                                                 \
         for (; ow < OW; ow++)                                                             \
@@ -84,7 +89,7 @@
     {                                                                                     \
         LV acc[TG];                                                                       \
         cc_idx ia = 0, ib = OW;                                                           \
-        for (int s = 0; s < TG; s++) {                                                    \
+        DWGW_EACH_TAP(TG) {                                                               \
             acc[s] = LV_LOADM(acc_mem + s * C, nch);                                      \
             ia = lo[s] > ia ? lo[s] : ia;                                                 \
             ib = hi[s] < ib ? hi[s] : ib;                                                 \
@@ -93,12 +98,12 @@
             ia = ib = OW; /* no pixel reads inside for every tap: all checked */          \
         if (nch == LANES) {                                                               \
             DWGW_ROW(TG, LV_LOAD)                                                         \
-            for (int s = 0; s < TG; s++)                                                  \
+            DWGW_EACH_TAP(TG)                                                             \
                 LV_STORE(acc_mem + s * C, acc[s]);                                        \
         } else {                                                                          \
             DWGW_ROW(TG, DWGW_LDM)                                                        \
             T tmp[LANES];                                                                 \
-            for (int s = 0; s < TG; s++) {                                                \
+            DWGW_EACH_TAP(TG) {                                                           \
                 LV_STORE(tmp, acc[s]);                                                    \
                 memcpy(acc_mem + s * C, tmp, sizeof(T) * (size_t)nch);                    \
             }                                                                             \
@@ -204,4 +209,5 @@ GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T 
 #undef DWGW_ROW
 #undef DWGW_EDGE_PIXEL
 #undef DWGW_INLINE
+#undef DWGW_EACH_TAP
 #undef DFN
