@@ -177,59 +177,38 @@ def test_auto_variant_choice():
     assert _plan.choose_forward(spec_of(4, 4, 2), "winograd").value == "winograd_f2"
 
 
-def test_packed_weights_choose_with_the_transform_kept(rng):
+@pytest.mark.parametrize("N,C,size,oneshot", [
+    (1, 256, 14, "winograd_f2"),
+    # kept weights beyond 12 MB (37.7 MB here) are only read, at about the rate of
+    # smaller ones (_plan.WINO_KEPT_STREAM_DRAM_COST); one-shot calls pay the DRAM rate
+    (2, 512, 7, "im2col"),
+])
+def test_packed_weights_choose_with_the_transform_kept(rng, N, C, size, oneshot):
     """PackedWeights keep their Winograd transform (PackedWeights.winograd), so "auto"
-    with them weighs Winograd without the transform: at 256@14 F(4x4) (36 transformed
-    matrices) once kept, F(2x2) per one-shot call. The choice depends on the problem
-    only: the first and later calls give the same bits, those of the variant run
-    explicitly."""
+    and "winograd" with them weigh Winograd without the transform: F(4x4) (36
+    transformed matrices) once kept, where a one-shot call picks F(2x2) (256@14) or
+    im2col (512@7 batch 2). The choice depends on the problem only: the first and later
+    calls give the same bits, those of the variant run explicitly."""
     from cconv import _plan, _spec
 
     for layout in ("NCHW", "NHWC"):
-        x = rng.standard_normal(input_shape(layout, 1, 256, (14, 14))).astype(np.float32)
-        w = (rng.standard_normal(weight_shape(layout, 256, 256, (3, 3))) * 0.05).astype(
+        x = rng.standard_normal(input_shape(layout, N, C, (size, size))).astype(np.float32)
+        w = (rng.standard_normal(weight_shape(layout, C, C, (3, 3))) * 0.05).astype(
             np.float32)
         spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", layout,
                                   "auto")[0]
-        assert _plan.choose_forward(spec, "auto").value == "winograd_f2"
-        chosen = _plan.choose_forward(spec, "auto", packed=True)
-        assert chosen.value == "winograd_f4"
-        pw = cconv.pack_weights(w, layout=layout)
-        y1 = cconv.conv2d(x, pw, padding=1, layout=layout)
-        y2 = cconv.conv2d(x, pw, padding=1, layout=layout)
-        np.testing.assert_array_equal(y1, y2)
-        np.testing.assert_array_equal(
-            y1, cconv.conv2d(x, w, padding=1, layout=layout, algorithm=chosen.value))
-        assert pw._winograd is not None  # the transform is kept
-        # explicit "winograd" picks its variant the same way for packed weights
-        assert _plan.choose_forward(spec, "winograd", packed=True).value == "winograd_f4"
+        assert _plan.choose_forward(spec, "auto").value == oneshot
         assert _plan.choose_forward(spec, "winograd").value == "winograd_f2"
-        np.testing.assert_array_equal(
-            y1, cconv.conv2d(x, pw, padding=1, layout=layout, algorithm="winograd"))
-
-
-def test_kept_weights_beyond_l3_read_at_the_streaming_rate(rng):
-    """Kept transformed weights beyond 12 MB are only read, at about the rate of smaller
-    ones (_plan.WINO_KEPT_STREAM_DRAM_COST; one-shot calls still pay the DRAM rate with
-    the transform): 3x3 512@7 batch 2 runs F(4x4) (37.7 MB transformed) with packed
-    weights and im2col one-shot, with the bits of the explicit variant."""
-    from cconv import _plan, _spec
-
-    for layout in ("NCHW", "NHWC"):
-        x = rng.standard_normal(input_shape(layout, 2, 512, (7, 7))).astype(np.float32)
-        w = (rng.standard_normal(weight_shape(layout, 512, 512, (3, 3))) * 0.02).astype(
-            np.float32)
-        spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", layout,
-                                  "auto")[0]
-        assert _plan.choose_forward(spec, "auto").value == "im2col"
-        chosen = _plan.choose_forward(spec, "auto", packed=True)
-        assert chosen.value == "winograd_f4"
+        for algorithm in ("auto", "winograd"):
+            assert _plan.choose_forward(spec, algorithm, packed=True).value == "winograd_f4"
         pw = cconv.pack_weights(w, layout=layout)
         y1 = cconv.conv2d(x, pw, padding=1, layout=layout)
         np.testing.assert_array_equal(y1, cconv.conv2d(x, pw, padding=1, layout=layout))
         np.testing.assert_array_equal(
             y1, cconv.conv2d(x, w, padding=1, layout=layout, algorithm="winograd_f4"))
-        assert pw._winograd is not None
+        np.testing.assert_array_equal(
+            y1, cconv.conv2d(x, pw, padding=1, layout=layout, algorithm="winograd"))
+        assert pw._winograd is not None  # the transform is kept
 
 
 def test_cached_weights(rng):
