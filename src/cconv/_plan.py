@@ -30,9 +30,9 @@ def choose_forward(spec, algorithm, cached=False, packed=False):
     Winograd form (cconv.winograd_weights), so the variant choice ignores their cost.
     packed: the weights are a PackedWeights, which keeps its Winograd transform once
     made (PackedWeights.winograd), so "auto" and "winograd" weigh Winograd without the
-    transform, as for repeated calls (layers). The choice depends only on the problem and whether the
-    weights are packed, never on earlier calls: the same call always gives the same
-    bits."""
+    transform, as for repeated calls (layers). The choice depends only on the problem
+    and whether the weights are packed, never on earlier calls: the same call always
+    gives the same bits."""
     if algorithm == "fft":
         return Algorithm.FFT
     if algorithm in WINOGRAD_NAMES:
