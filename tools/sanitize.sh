@@ -14,7 +14,10 @@ CFLAGS="$SAN" LDFLAGS="$SAN" CCONV_DEBUG=1 python setup.py build_ext --inplace -
     --build-temp build/sanitize
 # fail loudly if the extensions did not pick the sanitizers up
 for so in src/cconv/_*.so; do
-    ldd "$so" | grep -q libasan || { echo "sanitize.sh: $so is not an ASan build" >&2; exit 1; }
+    # grep without -q reads all of ldd's output: with pipefail, grep -q exiting at the
+    # first match could fail the pipeline on ldd's SIGPIPE (seen on _layers)
+    ldd "$so" | grep libasan > /dev/null ||
+        { echo "sanitize.sh: $so is not an ASan build" >&2; exit 1; }
 done
 echo "sanitize.sh: the extensions in src/cconv are now ASan builds; rebuild normally" \
      "afterwards (pip install -e . --no-build-isolation)" >&2
