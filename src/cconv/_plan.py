@@ -137,9 +137,10 @@ def winograd_cost(spec, m, cached=False):
     # streaming costs per byte: float64 weights cost twice float32's per element (the
     # GEMM and transform terms are in units of the dtype's own MAC rate already)
     big = weights * spec.dtype.itemsize > 12 << 20
-    stream = (WINO_STREAM_DRAM_COST if big else WINO_STREAM_COST) * spec.dtype.itemsize / 4
-    read = (WINO_KEPT_STREAM_DRAM_COST * spec.dtype.itemsize / 4 if big and cached
-            else stream)
+    scale = spec.dtype.itemsize / 4
+    stream = (WINO_STREAM_DRAM_COST if big else WINO_STREAM_COST) * scale
+    # the tile blocks' reads of the transformed weights; kept ones were not just written
+    read = WINO_KEPT_STREAM_DRAM_COST * scale if big and cached else stream
     cost = tiles * T * spec.Cg * spec.O / WINO_GEMM_EFF
     cost += tiles * T * (spec.C + spec.O) * WINO_TILE_COST[m]
     blocks = _wino_tile_blocks(tiles, spec.Cg, spec.O // spec.groups, T, spec.dtype.itemsize)

@@ -1034,7 +1034,8 @@ static void dgemm_iukernel_4x8_generic(cc_idx kc, cc_idx ntaps,
     }
 
 /* sgemm_iukernel_x32_avx512_12 (and _8, _4): igemm contract above, MR=12, NR=32 (two
- * zmm per row), 24 zmm accumulators + 2 B vectors + 1 broadcast; accumulators reuse S512_* above. */
+ * zmm per row), 24 zmm accumulators + 2 B vectors + 1 broadcast; the accumulators reuse
+ * S512_* above. */
 #define S512I_ROW(i, u)                                                                    \
     {                                                                                      \
         const __m512 ai = _mm512_set1_ps(a##i[kk + (u)]);                                  \
@@ -1211,7 +1212,8 @@ TARGET_AVX2 static inline void dgemm_iukernel_6x8_avx2(cc_idx kc, cc_idx ntaps,
  * path. */
 #define DEFINE_IGEMM_TILE(NAME, ATTR, T, MR, NR, IUKERNEL)                                 \
     ATTR static void NAME(cc_idx kc, cc_idx ntaps, const T *const *a_rows, cc_idx ts,      \
-                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate) \
+                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n,               \
+                          int accumulate)                                                  \
     {                                                                                      \
         if (m <= 0 || n <= 0)                                                              \
             return;                                                                        \
@@ -1236,7 +1238,8 @@ TARGET_AVX2 static inline void dgemm_iukernel_6x8_avx2(cc_idx kc, cc_idx ntaps,
     DEFINE_IGEMM_TILE(NAME##_half, ATTR, T, MR, (NR) / 2, HALF)                            \
     DEFINE_IGEMM_TILE(NAME##_full, ATTR, T, MR, NR, IUKERNEL)                              \
     ATTR static void NAME(cc_idx kc, cc_idx ntaps, const T *const *a_rows, cc_idx ts,      \
-                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate) \
+                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n,               \
+                          int accumulate)                                                  \
     {                                                                                      \
         if (n <= (NR) / 2)                                                                 \
             NAME##_half(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);               \
@@ -1253,7 +1256,8 @@ DEFINE_IGEMM_TILE(igemm_tile_generic_f64, , double, GEN_MR, GEN_NR, dgemm_iukern
     DEFINE_IGEMM_TILE_HALVES(NAME##_r8, ATTR, T, 8, NR, FULL##_8, HALF##_8)                \
     DEFINE_IGEMM_TILE_HALVES(NAME##_r4, ATTR, T, 4, NR, FULL##_4, HALF##_4)                \
     ATTR static void NAME(cc_idx kc, cc_idx ntaps, const T *const *a_rows, cc_idx ts,      \
-                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n, int accumulate) \
+                          const T *b, T *c, cc_idx ldc, cc_idx m, cc_idx n,               \
+                          int accumulate)                                                  \
     {                                                                                      \
         if (m <= 4)                                                                        \
             NAME##_r4(kc, ntaps, a_rows, ts, b, c, ldc, m, n, accumulate);                 \
