@@ -81,6 +81,66 @@ def test_packed_errors():
         cconv.conv2d(np.ones((1, 3, 5, 5), np.float32), pw)
 
 
+def test_packed_panels_are_made_on_first_use():
+    """pack_weights only copies the weights: the im2col panels are packed by the first
+    call that runs im2col with them (a pack whose calls run Winograd never makes them)."""
+    rng = np.random.default_rng(15)
+    x, w, b = _arrays(2, "NHWC", 2, 32, (9, 11), 24, 3, 1, np.float32, rng)
+    pw = cconv.pack_weights(w, layout="NHWC")
+    assert pw._panels is None
+    got = cconv.conv2d(x, pw, b, padding=1, layout="NHWC", algorithm="winograd_f2")
+    np.testing.assert_array_equal(
+        got, cconv.conv2d(x, w, b, padding=1, layout="NHWC", algorithm="winograd_f2"))
+    assert pw._panels is None
+    got = cconv.conv2d(x, pw, b, padding=1, layout="NHWC", algorithm="im2col")
+    np.testing.assert_array_equal(
+        got, cconv.conv2d(x, w, b, padding=1, layout="NHWC", algorithm="im2col"))
+    panels = pw._panels
+    assert panels is not None and not panels.flags.writeable
+    cconv.conv2d(x, pw, b, padding=1, layout="NHWC", algorithm="im2col")
+    assert pw._panels is panels  # packed once
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_layer_repack_reuses_the_winograd_buffer(layout):
+    """A layer repacking after a weight update writes the new Winograd transform into the
+    previous pack's buffer (no fresh pages); the results are those of a fresh pack, and
+    the replaced pack, if used again, transforms anew instead of reading the overwritten
+    buffer."""
+    rng = np.random.default_rng(16)
+    layer = cconv.nn.Conv2d(64, 64, 3, padding=1, bias=False, layout=layout, rng=rng)
+    shape = (32, 64, 8, 8) if layout == "NCHW" else (32, 8, 8, 64)
+    x = rng.standard_normal(shape).astype(np.float32)
+    layer.forward(x)
+    old = layer._cache
+    assert old._winograd is not None, "the shape no longer runs Winograd with packed weights"
+    (key, buf), = old._winograd._packed.items()
+    ptr = buf.ctypes.data
+    del buf  # (a reference held here would keep the layer from taking it)
+    w_old = old.weight.copy()
+    layer.params["weight"][...] = rng.standard_normal(layer.params["weight"].shape)
+    layer.mark_changed()
+    y = layer.forward(x)
+    new = layer._cache
+    buf = new._winograd._packed[key]
+    assert new is not old and buf.ctypes.data == ptr  # recycled
+    assert not buf.flags.writeable
+    np.testing.assert_array_equal(y, cconv.conv2d(x, cconv.pack_weights(
+        layer.params["weight"], layout=layout), padding=1, layout=layout))
+    assert old._winograd is None  # the old pack gave its buffer away
+    np.testing.assert_array_equal(
+        cconv.conv2d(x, old, padding=1, layout=layout),
+        cconv.conv2d(x, cconv.pack_weights(w_old, layout=layout), padding=1, layout=layout))
+    assert old._winograd._packed[key].ctypes.data != ptr
+    # a buffer still referenced elsewhere (a call on the old pack in another thread) is
+    # not taken
+    busy = layer._cache
+    held = busy._winograd._packed[key]
+    layer.mark_changed()
+    layer.forward(x)
+    assert layer._cache._winograd._packed[key].ctypes.data != held.ctypes.data
+
+
 def test_packed_weights_keep_their_winograd_transform():
     """A call that runs Winograd with PackedWeights transforms them once and keeps the
     result in the packing (same output as the plain weight)."""

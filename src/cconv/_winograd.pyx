@@ -292,15 +292,24 @@ def _empty_aligned64(Py_ssize_t n, dtype):
     return raw[off:off + n * dtype.itemsize].view(dtype)
 
 
-def transform_weights(w5, Py_ssize_t G, int m, int nd, bint channels_last, int nthreads):
+def transform_weights(w5, Py_ssize_t G, int m, int nd, bint channels_last, int nthreads,
+                      spare=None):
     """Transformed weights of w5 (the 5-D weight of functional._prepare_weight, in the
     layout given by channels_last) packed for the active ISA path, as a 1-D array of
-    w5's dtype."""
+    w5's dtype. spare: None, or an earlier result no longer used, written over when its
+    size, dtype and alignment fit (a repacking layer's pages are then already mapped:
+    fresh ones cost a page fault each)."""
     if channels_last:
         Cg, O = w5.shape[3], w5.shape[4]
     else:
         O, Cg = w5.shape[0], w5.shape[1]
-    up = _empty_aligned64(packed_weights_size(G, Cg, O // G, m, nd, w5.dtype), w5.dtype)
+    n = packed_weights_size(G, Cg, O // G, m, nd, w5.dtype)
+    if (spare is not None and spare.ndim == 1 and spare.size == n
+            and spare.dtype == w5.dtype and spare.ctypes.data % 64 == 0):
+        up = spare
+        up.flags.writeable = True
+    else:
+        up = _empty_aligned64(n, w5.dtype)
     if up.size:
         _transform_weights(w5, up, G, m, nd, channels_last, nthreads)
     return up

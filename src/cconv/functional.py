@@ -59,6 +59,7 @@ class WinogradWeights:
         self.layout = layout
         self.algorithm = algorithm
         self._packed = {}
+        self._spare = {}  # buffers of a replaced object, by key (PackedWeights._recycle)
 
     def packed(self, spec, m, w5):
         MR, NR, _ = _winograd.tile_shape(spec.dtype)
@@ -66,7 +67,7 @@ class WinogradWeights:
         up = self._packed.get(key)
         if up is None:
             up = _winograd.transform_weights(w5, spec.groups, m, spec.nd, spec.channels_last,
-                                             get_num_threads())
+                                             get_num_threads(), self._spare.pop(key, None))
             up.flags.writeable = False
             self._packed[key] = up
         return up

@@ -22,7 +22,9 @@ the weights, and forward and backward both use it, so they always agree. The key
   call ``layer.mark_changed()`` (or ``model.mark_changed()``) after it. Detecting it
   would mean hashing the weight on every call, as costly as repacking.
 
-``layer.repacks`` counts rebuilds (for tests and profiling).
+``layer.repacks`` counts rebuilds (for tests and profiling). A rebuild hands the old
+pack's Winograd transform buffers to the new pack (``PackedWeights._recycle``), so a
+training step's transform does not page-fault fresh memory in.
 """
 import math
 
@@ -135,8 +137,10 @@ class _ConvNd(Module):
             if self.transposed:
                 self._cache = np.ascontiguousarray(w, dtype=self.dtype)
             else:
+                old, self._cache = self._cache, None
                 self._cache = pack_weights(w, layout=self.layout, groups=self.groups,
                                            dtype=self.dtype)
+                self._cache._recycle(old)
             self._cache_key = key
             self.repacks += 1
         return self._cache
