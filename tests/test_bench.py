@@ -48,6 +48,27 @@ def test_run_bench_table():
     assert "geomean numpy/cconv" in out.getvalue()
 
 
+def test_run_bench_packed_weights(capsys):
+    """--packed times cconv with weights packed once (the table says so) and gives the
+    plain call's result."""
+    from cconv._bench import main
+
+    res = _bench.run_bench(["cifar_b2", "resnext"], layout="NHWC", repeat=1, peers=(),
+                           file=io.StringIO(), packed=True)
+    assert [r["shape"] for r in res] == ["cifar_b2_32to64", "resnext_g32_256_14"]
+    s = next(s for s in _bench.SUITE if s.name == "resnext_g32_256_14")
+    x, w, b = _bench.make_problem(s, np.float32, "NHWC")
+    pw = cconv.pack_weights(w, layout="NHWC", groups=s.groups)
+    np.testing.assert_array_equal(
+        cconv.conv2d(x, pw, b, s.stride, s.pad, s.dilation, s.groups, layout="NHWC"),
+        cconv.conv2d(x, w, b, s.stride, s.pad, s.dilation, s.groups, layout="NHWC"))
+    main(["--packed", "--repeat", "1", "--no-numpy", "--no-torch", "--no-ort",
+          "--shapes", "cifar_b3"])
+    assert "weights packed once" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["--suite", "backward", "--packed"])
+
+
 @pytest.mark.parametrize("n", [0, 1, 63, 64, 1000, 4097])
 @pytest.mark.parametrize("nthreads", [1, 2, 3])
 def test_stream_copy(n, nthreads):

@@ -9,6 +9,7 @@ from collections import namedtuple
 import numpy as np
 
 from . import functional
+from ._packed import pack_weights
 from ._threads import get_num_threads, num_threads
 
 Shape = namedtuple("Shape", "name N C H W O K stride pad dilation groups")
@@ -207,12 +208,15 @@ def time_fn(fn, repeat, min_time=0.02, cooldown=0.4):
 
 
 def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=None,
-              peers=("numpy", "torch", "ort"), file=None, algorithm="auto", roofline=False):
+              peers=("numpy", "torch", "ort"), file=None, algorithm="auto", roofline=False,
+              packed=False):
     """Time the suite; print a table; return a list of result dicts. roofline: measure
     machine_limits first and add each shape's achieved GB/s (problem_bytes / time) and
     its share of the roofline (roofline_ms / time: 100% = as fast as the machine
     allows; above 100% where the algorithm does fewer multiplications than the direct
-    count, as Winograd does)."""
+    count, as Winograd does). packed: cconv gets its weights packed once, outside the
+    timing (cconv.pack_weights, as layers keep them; ONNX Runtime likewise prepacks its
+    constant weights when the session is made), instead of a plain array per call."""
     import sys
 
     out = file or sys.stdout
@@ -246,7 +250,7 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
     if have_ort:
         cols += ["ort ms", "cconv/ort"]
     print(f"cconv bench: conv2d {layout} {np.dtype(dtype).name}, algorithm={algorithm}, "
-          f"{nt} threads, median of "
+          f"{'weights packed once, ' if packed else ''}{nt} threads, median of "
           f"{repeat} runs (spread = max/min - 1 of the cconv runs)", file=out)
     limits = None
     if roofline:
@@ -263,7 +267,8 @@ def run_bench(shapes=None, layout="NCHW", dtype=np.float32, repeat=7, threads=No
             x, w, b = make_problem(s, dtype, layout)
             if algorithm != "auto" and not _supports(s, algorithm):
                 continue
-            cfn = lambda: functional.conv2d(x, w, b, s.stride, s.pad, s.dilation, s.groups,
+            wc = pack_weights(w, layout=layout, groups=s.groups) if packed else w
+            cfn = lambda: functional.conv2d(x, wc, b, s.stride, s.pad, s.dilation, s.groups,
                                             layout=layout, algorithm=algorithm)
             med, lo, hi = time_fn(cfn, repeat)
             r = {"shape": s.name, "cconv_ms": med * 1e3, "gflops": flops(s) / med / 1e9,
@@ -338,6 +343,10 @@ def main(argv=None):
     ap.add_argument("--no-numpy", action="store_true", help="skip the NumPy baseline")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch")
     ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
+    ap.add_argument("--packed", action="store_true",
+                    help="give cconv its weights packed once (cconv.pack_weights, as layers "
+                         "do and as ONNX Runtime prepacks constant weights) instead of a "
+                         "plain array per call")
     ap.add_argument("--roofline", action="store_true",
                     help="measure the machine's GEMM rate and copy bandwidth first and add "
                          "each shape's GB/s and share of that roofline")
@@ -347,9 +356,10 @@ def main(argv=None):
     if a.suite != "forward":
         from ._bench_grad import run_grad_bench
 
-        if a.dtype != "float32" or a.algorithm != "auto" or a.roofline:
-            ap.error(f"--suite {a.suite} runs float32, algorithm auto, without --roofline")
+        if a.dtype != "float32" or a.algorithm != "auto" or a.roofline or a.packed:
+            ap.error(f"--suite {a.suite} runs float32, algorithm auto, without --roofline "
+                     "or --packed")
         run_grad_bench(a.suite, a.layout, a.repeat, a.threads, peers, a.shapes)
         return
     run_bench(a.shapes, a.layout, np.dtype(a.dtype), a.repeat, a.threads, peers,
-              algorithm=a.algorithm, roofline=a.roofline)
+              algorithm=a.algorithm, roofline=a.roofline, packed=a.packed)
