@@ -18,11 +18,11 @@ class PackedWeights:
     on first use, for the ISA path and compute dtype active at packing time, and used
     when a call runs the im2col algorithm with the packed groups and compute dtype on
     that path (a pack whose calls all run Winograd or the pixel-row kernels, as a
-    training layer's pack used once often does, never makes them); a call that runs Winograd transforms the weights once and keeps
-    them here (:meth:`winograd`), so ``algorithm="auto"`` (and ``"winograd"``, for its
-    variant) weighs Winograd for packed weights without that transform
-    (``_plan.choose_forward(packed=True)``: it may pick another Winograd variant, or
-    Winograd where a one-shot call picks im2col); any other
+    training layer's pack used once often does, never makes them); a call that runs
+    Winograd transforms the weights once and keeps them here (:meth:`winograd`), so
+    ``algorithm="auto"`` (and ``"winograd"``, for its variant) weighs Winograd for packed
+    weights without that transform (``_plan.choose_forward(packed=True)``: it may pick
+    another Winograd variant, or Winograd where a one-shot call picks im2col); any other
     call uses ``weight`` as usual (same result).
     ``weight`` is a read-only copy taken at packing time: later edits of the original
     array do not reach it (pack again).

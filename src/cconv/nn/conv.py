@@ -137,7 +137,7 @@ class _ConvNd(Module):
             if self.transposed:
                 self._cache = np.ascontiguousarray(w, dtype=self.dtype)
             else:
-                old, self._cache = self._cache, None
+                old = self._cache
                 self._cache = pack_weights(w, layout=self.layout, groups=self.groups,
                                            dtype=self.dtype)
                 self._cache._recycle(old)
