@@ -31,6 +31,43 @@ class Conv2dGrouped(ConvBenchmark):
         self.conv(algorithm)
 
 
+class Conv2dPacked(ConvBenchmark):
+    """Weights packed once (cconv.pack_weights, as layers keep them), "auto"."""
+    params = [DENSE, ["NCHW", "NHWC"]]
+    param_names = ["shape", "layout"]
+
+    def setup(self, shape, layout):
+        if not hasattr(cconv, "pack_weights"):
+            raise NotImplementedError  # an old commit: asv skips it
+        self.make(shape, layout, "float32")
+        self.pw = cconv.pack_weights(self.w, layout=layout, groups=self.s.groups)
+        self.conv(weight=self.pw)  # panels / transforms made before the timing
+
+    def time_forward(self, shape, layout):
+        self.conv(weight=self.pw)
+
+
+class Conv2dLayerRepack(ConvBenchmark):
+    """A training step's forward of a cconv.nn.Conv2d layer: its weights changed
+    (mark_changed), so it repacks, then runs once."""
+    params = [["r50_3x3_256_14", "r50_3x3_512_7", "r50_1x1_1024to256_14"], ["NCHW", "NHWC"]]
+    param_names = ["shape", "layout"]
+
+    def setup(self, shape, layout):
+        from cconv import nn
+        if not hasattr(nn.Conv2d, "mark_changed"):
+            raise NotImplementedError
+        self.make(shape, layout, "float32")
+        s = self.s
+        self.layer = nn.Conv2d(s.C, s.O, s.K, s.stride, s.pad, s.dilation, s.groups,
+                               layout=layout, rng=np.random.default_rng(1234))
+        self.layer.forward(self.x)
+
+    def time_repack_forward(self, shape, layout):
+        self.layer.mark_changed()
+        self.layer.forward(self.x)
+
+
 # Large kernels, where FFT convolution can win (README, Algorithms: "fft"), and one where
 # it does not: (x shape, weight shape, padding), float32 NCHW.
 LARGE_KERNEL = {

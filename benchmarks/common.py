@@ -23,7 +23,8 @@ class ConvBenchmark:
         self.x, self.w, self.b = make_problem(s, np.dtype(dtype), layout, seed=1234)
         self.layout = layout
 
-    def conv(self, algorithm="auto"):
+    def conv(self, algorithm="auto", weight=None):
         s = self.s
-        return cconv.conv2d(self.x, self.w, self.b, s.stride, s.pad, s.dilation, s.groups,
+        w = self.w if weight is None else weight
+        return cconv.conv2d(self.x, w, self.b, s.stride, s.pad, s.dilation, s.groups,
                             layout=self.layout, algorithm=algorithm)
