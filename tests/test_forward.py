@@ -739,6 +739,81 @@ def test_grouped_direct_layouts_agree(case, dtype):
         np.testing.assert_array_equal(np.moveaxis(yl, -1, 1), yf)
 
 
+FEW_CHANNEL_NCHW_CASES = [
+    # nd, N, C, O, spatial, kernel, stride, padding, dilation, padding_mode
+    (2, 3, 3, 32, (17, 19), 3, 1, 1, 1, "zeros"),          # CIFAR-style, edge tiles
+    (2, 1, 3, 20, (37, 41), 7, 2, 3, 1, "zeros"),          # stem, 20 = partial lanes
+    (2, 2, 1, 8, (23, 16), (5, 3), (1, 2), ((2, 0), (1, 3)), 1, "zeros"),
+    (2, 2, 4, 17, (30, 31), 3, 1, 2, 2, "reflect"),
+    (1, 2, 2, 33, (101,), 10, 5, 0, 1, "zeros"),           # wav2vec-style 1-D
+    (1, 1, 1, 16, (64,), 3, 1, "same", 3, "circular"),
+    (3, 1, 4, 9, (9, 8, 10), 3, 2, 1, 1, "replicate"),
+    (3, 2, 1, 16, (7, 9, 8), (3, 1, 3), 1, "same", 1, "zeros"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", FEW_CHANNEL_NCHW_CASES)
+def test_few_channel_nchw_grouped_kernel(case, dtype):
+    """Channels-first problems with at most _plan.NCHW_FEW_CHANNELS_MAX_C input channels
+    (one group) run on the grouped kernel with output columns as lanes, under "direct"
+    and "auto" on the SIMD paths: exact on small integers, thread-count independent,
+    the same bits as im2col on float data, and within the float64 reference's
+    tolerance."""
+    import cconv
+    from cconv import _plan, _spec
+    nd, N, C, O, sp, k, stride, padding, dil, mode = case
+    layout = DEFAULT_LAYOUT[nd]
+    k = (k,) * nd if isinstance(k, int) else k
+    rng = np.random.default_rng(C * 100 + O + nd)
+    x = small_int_array(rng, input_shape(layout, N, C, sp), dtype)
+    w = small_int_array(rng, weight_shape(layout, O, C, k), dtype)
+    b = small_int_array(rng, (O,), dtype)
+    spec = _spec.forward_spec("conv", nd, x, w, b, stride, padding, dil, 1, mode, layout,
+                              "auto")[0]
+    simd = cconv._im2col.isa_active() != "generic"
+    assert _plan.nchw_few_channels(spec) == simd
+    if simd:
+        assert _plan.grouped_direct(spec) and _plan.grouped_width_lanes(spec)
+        if _plan.dilation_phase_spec(spec) is None:
+            assert _plan.choose_forward(spec, "auto") is _plan.Algorithm.DIRECT
+    pairs = resolve_padding(padding, sp, k, stride, dil)
+    ref = conv_nd_reference(x, w, b, stride, pairs, dil, 1, mode, layout)
+    for algorithm in ("direct", "auto"):
+        outs = _thread_counts_agree(
+            lambda out: conv_fn(nd)(x, w, b, stride, padding, dil, 1, padding_mode=mode,
+                                    layout=layout, algorithm=algorithm, out=out),
+            ref.shape, dtype)
+        np.testing.assert_array_equal(outs[0], ref)    # small integers: exact
+    xf = rng.standard_normal(x.shape).astype(dtype)
+    wf = rng.standard_normal(w.shape).astype(dtype)
+    bf = rng.standard_normal(O).astype(dtype)
+    y = conv_fn(nd)(xf, wf, bf, stride, padding, dil, 1, padding_mode=mode, layout=layout)
+    np.testing.assert_array_equal(
+        y, conv_fn(nd)(xf, wf, bf, stride, padding, dil, 1, padding_mode=mode,
+                       layout=layout, algorithm="im2col"))
+    reff = conv_nd_reference(xf, wf, bf, stride, pairs, dil, 1, mode, layout)
+    assert rel_error(y, reff) <= tolerance(dtype, "direct")
+
+
+def test_few_channel_nchw_limits():
+    """The one-group route stops at NCHW_FEW_CHANNELS_MAX_C input channels, 1x1 kernels,
+    channels-last layouts and the portable path."""
+    import cconv
+    from cconv import _plan
+    if cconv._im2col.isa_active() == "generic":
+        assert not _plan.nchw_few_channels(_grouped_spec("NCHW", 3, 32, 1, 16))
+        return
+    lim = _plan.NCHW_FEW_CHANNELS_MAX_C
+    assert _plan.nchw_few_channels(_grouped_spec("NCHW", lim, 32, 1, 16))
+    assert not _plan.nchw_few_channels(_grouped_spec("NCHW", lim + 1, 32, 1, 16))
+    assert not _plan.nchw_few_channels(_grouped_spec("NHWC", 3, 32, 1, 16))
+    from cconv import _spec
+    x, w = np.zeros((1, 3, 16, 16), np.float32), np.zeros((32, 3, 1, 1), np.float32)
+    pw = _spec.forward_spec("conv2d", 2, x, w, None, 1, 0, 1, 1, "zeros", "NCHW", "auto")[0]
+    assert not _plan.nchw_few_channels(pw)
+
+
 def _grouped_spec(layout, C, O, groups, size):
     """The ConvSpec of a 3x3, padding-1 conv2d of a (1, C, size, size) input."""
     from cconv import _spec

@@ -169,11 +169,13 @@ def test_auto_variant_choice():
     assert _plan.choose_forward(spec_of(64, 64, 56), "auto").value == "winograd_f4"
     assert _plan.choose_forward(spec_of(512, 512, 7), "auto").value == "im2col"
     # few channels: NHWC im2col builds row blocks (slow): the few-channel direct kernel
-    # where the ISA path has SIMD lanes, else Winograd (measured 2x on cifar_b1); NCHW
-    # im2col is fast there and keeps it
+    # where the ISA path has SIMD lanes, else Winograd (measured 2x on cifar_b1); NCHW:
+    # the grouped direct kernel as one group (0.64-0.71x im2col's time on cifar_b1)
+    # where the path has SIMD lanes, else im2col
     few = _plan.choose_forward(spec_of(3, 32, 32), "auto").value
     assert few == ("direct" if cconv._direct.fewc_lanes(np.float32) > 1 else "winograd_f4")
-    assert _plan.choose_forward(spec_of(3, 32, 32, layout="NCHW"), "auto").value == "im2col"
+    few = _plan.choose_forward(spec_of(3, 32, 32, layout="NCHW"), "auto").value
+    assert few == ("direct" if cconv._im2col.isa_active() != "generic" else "im2col")
     assert _plan.choose_forward(spec_of(4, 4, 2), "winograd").value == "winograd_f2"
 
 

@@ -371,23 +371,49 @@ def _skip_pays_via(spec):
     return (1.0 - left) * spec.macs > NCHW_VIA_SKIP_COPY_MACS * copies
 
 
+# Channels-first problems with at most this many input channels (one group, a spatial
+# kernel: RGB / mono stems, 1-D signals, 3-D volumes) run on the grouped kernel with
+# output columns as lanes (cconv_gconv_nchw as one group): im2col's GEMM there has
+# K = C * taps and packs 3-wide rows. Measured 2 threads, 5 interleaved rounds, that
+# kernel / im2col, float32 (float64): CIFAR 3->32 at 32^2 batch 16 0.64-0.71 (0.72);
+# ResNet stem 7x7/2 3->64 at 224^2 batch 1 0.86, batch 8 1.03; 3x3/2 3->32 at 224^2
+# 0.45; dilation 2 0.67 (0.70); 5x5 1->32 at 28^2 0.70; 4->64 at 64^2 0.72; 1-D k10/5
+# 1->64 L=16000 0.78 (0.83); 3-D 1->16 at 32^3 0.57 (0.56), 4->32 stride 2 0.36 (0.59;
+# 1 thread 1.16); 6 channels 0.84 (0.70), 8 channels 0.87-0.99 (0.95-1.05) and 1x1
+# 4->32 0.76-0.81 (1.12), so those stay im2col. The same bits as im2col (both sum the
+# taps (c, kd, kh, kw) from +0, then add the bias).
+NCHW_FEW_CHANNELS_MAX_C = 4
+
+
+def nchw_few_channels(spec):
+    """A channels-first problem that "direct" and "auto" give to the grouped kernel
+    with output columns as lanes, as one group (NCHW_FEW_CHANNELS_MAX_C): at most that
+    many input channels, groups == 1, more than one tap, on a SIMD path."""
+    return (not spec.channels_last and spec.groups == 1
+            and spec.C <= NCHW_FEW_CHANNELS_MAX_C and math.prod(spec.kernel) > 1
+            and _im2col.isa_active() != "generic")
+
+
 def grouped_direct(spec):
     """The direct algorithm on a grouped (not depthwise) problem runs the grouped
     kernels (depthwise.h: cconv_gconv, and cconv_gconv_nchw for channels-first groups of
-    fewer than 8 output channels, see grouped_width_lanes)."""
-    return spec.groups > 1 and not is_depthwise(spec)
+    fewer than 8 output channels, see grouped_width_lanes); so does a channels-first
+    problem with few input channels (nchw_few_channels), as one group."""
+    return (spec.groups > 1 and not is_depthwise(spec)) or nchw_few_channels(spec)
 
 
 def grouped_width_lanes(spec):
     """Which grouped kernel "direct" runs: channels-first problems with fewer than 8
     output channels per group take the one with output columns as SIMD lanes
-    (cconv_gconv_nchw; a group's 4 channels would fill half a vector of the other);
-    the rest the one with a group's output channels as lanes (cconv_gconv). Both give
-    the same bits. Measured, 2 threads, float32, NCHW, 3x3 (us, channel lanes vs
-    column lanes): 128 ch g32 (4 per group) at 28x28 128 vs 81; 256 g32 at 14x14 77 vs
-    79; 512 g32 at 7x7 71 vs 118; batch 8 of 256 g32 at 14x14 603 vs 627; 64 g2 at
-    56x56 772 vs 802; 1 thread, 256 g32 stride 2 at 28x28 247 vs 264."""
-    return not spec.channels_last and spec.Og < 8
+    (cconv_gconv_nchw; a group's 4 channels would fill half a vector of the other), and
+    so does one group of few input channels (nchw_few_channels); the rest the one with
+    a group's output channels as lanes (cconv_gconv). Both give the same bits.
+    Measured, 2 threads, float32, NCHW, 3x3 (us, channel lanes vs column lanes): 128 ch
+    g32 (4 per group) at 28x28 128 vs 81; 256 g32 at 14x14 77 vs 79; 512 g32 at 7x7 71
+    vs 118; batch 8 of 256 g32 at 14x14 603 vs 627; 64 g2 at 56x56 772 vs 802; 1
+    thread, 256 g32 stride 2 at 28x28 247 vs 264; one group of 3 -> 32 at 32^2 batch 16
+    1.05 vs 0.71 (im2col 1.0)."""
+    return not spec.channels_last and (spec.Og < 8 or spec.groups == 1)
 
 
 # Channels-last grouped problems on the direct kernel with at most this many output
