@@ -411,8 +411,8 @@ def grouped_width_lanes(spec):
     Measured, 2 threads, float32, NCHW, 3x3 (us, channel lanes vs column lanes): 128 ch
     g32 (4 per group) at 28x28 128 vs 81; 256 g32 at 14x14 77 vs 79; 512 g32 at 7x7 71
     vs 118; batch 8 of 256 g32 at 14x14 603 vs 627; 64 g2 at 56x56 772 vs 802; 1
-    thread, 256 g32 stride 2 at 28x28 247 vs 264; one group of 3 -> 32 at 32^2 batch 16
-    1.05 vs 0.71 (im2col 1.0)."""
+    thread, 256 g32 stride 2 at 28x28 247 vs 264; as one group, 3 -> 32 at 32^2 batch
+    16, time relative to im2col: 1.05 vs 0.71."""
     return not spec.channels_last and (spec.Og < 8 or spec.groups == 1)
 
 
