@@ -749,6 +749,12 @@ FEW_CHANNEL_NCHW_CASES = [
     (1, 1, 1, 16, (64,), 3, 1, "same", 3, "circular"),
     (3, 1, 4, 9, (9, 8, 10), 3, 2, 1, 1, "replicate"),
     (3, 2, 1, 16, (7, 9, 8), (3, 1, 3), 1, "same", 1, "zeros"),
+    # few outputs
+    (2, 2, 64, 1, (21, 18), 3, 1, 1, 1, "zeros"),
+    (2, 1, 48, 3, (13, 33), (3, 5), (2, 1), "same", (1, 2), "reflect"),
+    (2, 3, 130, 4, (9, 9), 3, 1, ((0, 2), (1, 1)), 1, "zeros"),
+    (1, 2, 40, 2, (77,), 7, 3, 3, 2, "replicate"),
+    (3, 1, 24, 3, (6, 7, 5), 3, 1, 1, 1, "circular"),
 ]
 
 
@@ -756,7 +762,8 @@ FEW_CHANNEL_NCHW_CASES = [
 @pytest.mark.parametrize("case", FEW_CHANNEL_NCHW_CASES)
 def test_few_channel_nchw_grouped_kernel(case, dtype):
     """Channels-first problems with at most _plan.NCHW_FEW_CHANNELS_MAX_C input channels
-    (one group) run on the grouped kernel with output columns as lanes, under "direct"
+    or _plan.NCHW_FEW_OUTPUTS_MAX_O output channels (one group) run on the grouped
+    kernel with output columns as lanes, under "direct"
     and "auto" on the SIMD paths: exact on small integers, thread-count independent,
     the same bits as im2col on float data, and within the float64 reference's
     tolerance."""
@@ -797,21 +804,28 @@ def test_few_channel_nchw_grouped_kernel(case, dtype):
 
 
 def test_few_channel_nchw_limits():
-    """The one-group route stops at NCHW_FEW_CHANNELS_MAX_C input channels, 1x1 kernels,
+    """The one-group route stops past NCHW_FEW_CHANNELS_MAX_C input channels and
+    NCHW_FEW_OUTPUTS_MAX_O output channels (8 float32, 4 float64), and at 1x1 kernels,
     channels-last layouts and the portable path."""
     import cconv
-    from cconv import _plan
+    from cconv import _plan, _spec
+
+    def few(C, O, dtype=np.float32, layout="NCHW", k=3):
+        last = layout == "NHWC"
+        x = np.zeros((1, 16, 16, C) if last else (1, C, 16, 16), dtype)
+        w = np.zeros((k, k, C, O) if last else (O, C, k, k), dtype)
+        return _plan.nchw_few_channels(_spec.forward_spec(
+            "conv2d", 2, x, w, None, 1, k // 2, 1, 1, "zeros", layout, "auto")[0])
+
     if cconv._im2col.isa_active() == "generic":
-        assert not _plan.nchw_few_channels(_grouped_spec("NCHW", 3, 32, 1, 16))
+        assert not few(3, 32) and not few(64, 1)
         return
     lim = _plan.NCHW_FEW_CHANNELS_MAX_C
-    assert _plan.nchw_few_channels(_grouped_spec("NCHW", lim, 32, 1, 16))
-    assert not _plan.nchw_few_channels(_grouped_spec("NCHW", lim + 1, 32, 1, 16))
-    assert not _plan.nchw_few_channels(_grouped_spec("NHWC", 3, 32, 1, 16))
-    from cconv import _spec
-    x, w = np.zeros((1, 3, 16, 16), np.float32), np.zeros((32, 3, 1, 1), np.float32)
-    pw = _spec.forward_spec("conv2d", 2, x, w, None, 1, 0, 1, 1, "zeros", "NCHW", "auto")[0]
-    assert not _plan.nchw_few_channels(pw)
+    assert few(lim, 32) and not few(lim + 1, 32)
+    assert few(64, 8) and not few(64, 9)
+    assert few(64, 4, np.float64) and not few(64, 5, np.float64)
+    assert not few(3, 32, layout="NHWC") and not few(64, 1, layout="NHWC")
+    assert not few(3, 32, k=1) and not few(64, 1, k=1)
 
 
 def _grouped_spec(layout, C, O, groups, size):

@@ -383,22 +383,33 @@ def _skip_pays_via(spec):
 # 4->32 0.76-0.81 (1.12), so those stay im2col. The same bits as im2col (both sum the
 # taps (c, kd, kh, kw) from +0, then add the bias).
 NCHW_FEW_CHANNELS_MAX_C = 4
+# So do problems with few output channels (prediction heads, the last layer of an
+# image-to-image network), where im2col's GEMM has M = O: at most this many outputs by
+# itemsize. Measured the same way, 3x3 unless said: float32 O = 1-4 0.14-0.24 (64->1 at
+# 128^2 batch 2 3.44 -> 0.77 ms; 64->1 at 512^2 70.6 -> 11.5 ms; 1 thread 0.14-0.28),
+# O = 6-8 0.19-0.52 (2048->8 at 7^2 2.20 -> 0.42 ms; 1 thread 0.70-0.75); float64 O = 1-4
+# 0.28-0.96, but O = 6-8 0.53-1.21; 4->16 with 64 inputs 0.73 (float64 1.08); 1x1
+# few-output layers 0.48-1.53, so they stay im2col.
+NCHW_FEW_OUTPUTS_MAX_O = {4: 8, 8: 4}
 
 
 def nchw_few_channels(spec):
     """A channels-first problem that "direct" and "auto" give to the grouped kernel
-    with output columns as lanes, as one group (NCHW_FEW_CHANNELS_MAX_C): at most that
-    many input channels, groups == 1, more than one tap, on a SIMD path."""
-    return (not spec.channels_last and spec.groups == 1
-            and spec.C <= NCHW_FEW_CHANNELS_MAX_C and math.prod(spec.kernel) > 1
-            and _im2col.isa_active() != "generic")
+    with output columns as lanes, as one group: groups == 1, more than one tap, on a
+    SIMD path, and at most NCHW_FEW_CHANNELS_MAX_C input channels or at most
+    NCHW_FEW_OUTPUTS_MAX_O output channels (by itemsize)."""
+    if (spec.channels_last or spec.groups != 1 or math.prod(spec.kernel) == 1
+            or _im2col.isa_active() == "generic"):
+        return False
+    return (spec.C <= NCHW_FEW_CHANNELS_MAX_C
+            or spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0))
 
 
 def grouped_direct(spec):
     """The direct algorithm on a grouped (not depthwise) problem runs the grouped
     kernels (depthwise.h: cconv_gconv, and cconv_gconv_nchw for channels-first groups of
     fewer than 8 output channels, see grouped_width_lanes); so does a channels-first
-    problem with few input channels (nchw_few_channels), as one group."""
+    problem with few input or output channels (nchw_few_channels), as one group."""
     return (spec.groups > 1 and not is_depthwise(spec)) or nchw_few_channels(spec)
 
 
@@ -406,7 +417,7 @@ def grouped_width_lanes(spec):
     """Which grouped kernel "direct" runs: channels-first problems with fewer than 8
     output channels per group take the one with output columns as SIMD lanes
     (cconv_gconv_nchw; a group's 4 channels would fill half a vector of the other), and
-    so does one group of few input channels (nchw_few_channels); the rest the one with
+    so does one group of few channels (nchw_few_channels); the rest the one with
     a group's output channels as lanes (cconv_gconv). Both give the same bits.
     Measured, 2 threads, float32, NCHW, 3x3 (us, channel lanes vs column lanes): 128 ch
     g32 (4 per group) at 28x28 128 vs 81; 256 g32 at 14x14 77 vs 79; 512 g32 at 7x7 71
@@ -470,9 +481,12 @@ def grouped_direct_pays(spec):
     """Whether "auto" gives a grouped (not depthwise) problem to the grouped direct
     kernels: few channels per group (GROUPED_DIRECT_MAX_CG channels-first,
     GROUPED_DIRECT_MAX_CG_LAST channels-last; up to GROUPED_DIRECT_MAX_CG_FEW_OUT in
-    either with at most GROUPED_DIRECT_FEW_OUT outputs per group)."""
+    either with at most GROUPED_DIRECT_FEW_OUT outputs per group); and the one-group
+    problems of nchw_few_channels, whatever their input channels."""
     if not grouped_direct(spec):
         return False
+    if spec.groups == 1:
+        return True  # nchw_few_channels (grouped_direct's only one-group problems)
     if spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last else GROUPED_DIRECT_MAX_CG):
         return True
     # the wider groups only where im2col's padding-tap skipping would save little (the
