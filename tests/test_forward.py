@@ -803,6 +803,62 @@ def test_few_channel_nchw_grouped_kernel(case, dtype):
     assert rel_error(y, reff) <= tolerance(dtype, "direct")
 
 
+FEW_OUTPUT_NHWC_CASES = [
+    # nd, N, C, O, spatial, kernel, stride, padding, dilation, padding_mode
+    (2, 2, 64, 1, (29, 31), 3, 1, 1, 1, "zeros"),
+    (2, 1, 160, 4, (15, 14), (3, 5), (1, 2), "same", (2, 1), "reflect"),
+    (1, 2, 48, 3, (400,), 5, 2, ((3, 1),), 1, "zeros"),
+    (3, 1, 32, 2, (10, 12, 11), 3, 1, 1, 1, "replicate"),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", FEW_OUTPUT_NHWC_CASES)
+def test_few_output_nhwc_through_channels_first(case, dtype):
+    """Channels-last problems with at most _plan.NCHW_FEW_OUTPUTS_MAX_O outputs (one
+    group) run the channels-first one-group kernel between transposes under "direct"
+    and "auto" on the SIMD paths: exact on small integers, thread-count independent,
+    the channels-first layout's bits, within the float64 reference's tolerance; the
+    inputs are left as they were."""
+    import cconv
+    from cconv import _plan, _spec
+    nd, N, C, O, sp, k, stride, padding, dil, mode = case
+    layout = LAST_LAYOUT[nd]
+    k = (k,) * nd if isinstance(k, int) else k
+    rng = np.random.default_rng(C + O + nd)
+    x = small_int_array(rng, input_shape(layout, N, C, sp), dtype)
+    w = small_int_array(rng, weight_shape(layout, O, C, k), dtype)
+    b = small_int_array(rng, (O,), dtype)
+    x0, w0 = x.copy(), w.copy()
+    spec = _spec.forward_spec("conv", nd, x, w, b, stride, padding, dil, 1, mode, layout,
+                              "auto")[0]
+    simd = cconv._im2col.isa_active() != "generic"
+    assert _plan.nhwc_few_outputs(spec) == simd
+    if simd:
+        assert _plan.grouped_direct(spec) and _plan.nhwc_grouped_via_nchw(spec)
+        assert _plan.choose_forward(spec, "auto") is _plan.Algorithm.DIRECT
+    pairs = resolve_padding(padding, sp, k, stride, dil)
+    ref = conv_nd_reference(x, w, b, stride, pairs, dil, 1, mode, layout)
+    for algorithm in ("direct", "auto"):
+        outs = _thread_counts_agree(
+            lambda out: conv_fn(nd)(x, w, b, stride, padding, dil, 1, padding_mode=mode,
+                                    layout=layout, algorithm=algorithm, out=out),
+            ref.shape, dtype)
+        np.testing.assert_array_equal(outs[0], ref)    # small integers: exact
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+    xf = rng.standard_normal(x.shape).astype(dtype)
+    wf = rng.standard_normal(w.shape).astype(dtype)
+    y = conv_fn(nd)(xf, wf, b, stride, padding, dil, 1, padding_mode=mode, layout=layout)
+    if simd:  # the channels-first call runs the same kernel
+        yc = conv_fn(nd)(np.moveaxis(xf, -1, 1),
+                         np.transpose(wf, (nd + 1, nd) + tuple(range(nd))), b, stride,
+                         padding, dil, 1, padding_mode=mode, layout=DEFAULT_LAYOUT[nd])
+        np.testing.assert_array_equal(np.moveaxis(yc, 1, -1), y)
+    reff = conv_nd_reference(xf, wf, b, stride, pairs, dil, 1, mode, layout)
+    assert rel_error(y, reff) <= tolerance(dtype, "direct")
+
+
 def test_few_channel_nchw_limits():
     """The one-group route stops past NCHW_FEW_CHANNELS_MAX_C input channels and
     NCHW_FEW_OUTPUTS_MAX_O output channels (8 float32, 4 float64), and at 1x1 kernels,
@@ -826,6 +882,13 @@ def test_few_channel_nchw_limits():
     assert few(64, 4, np.float64) and not few(64, 5, np.float64)
     assert not few(3, 32, layout="NHWC") and not few(64, 1, layout="NHWC")
     assert not few(3, 32, k=1) and not few(64, 1, k=1)
+    # channels-last few outputs: through channels-first from 32768 input elements
+    x, w = np.zeros((2, 16, 16, 64), np.float32), np.zeros((3, 3, 64, 4), np.float32)
+    spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", "NHWC", "auto")[0]
+    assert _plan.nhwc_few_outputs(spec)
+    spec = _spec.forward_spec("conv2d", 2, x[:1], w, None, 1, 1, 1, 1, "zeros", "NHWC",
+                              "auto")[0]
+    assert not _plan.nhwc_few_outputs(spec)  # 16384 input elements
 
 
 def _grouped_spec(layout, C, O, groups, size):

@@ -405,12 +405,31 @@ def nchw_few_channels(spec):
             or spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0))
 
 
+# Channels-last problems with few outputs take that kernel between transposes
+# (nhwc_grouped_via_nchw): in place, im2col's channels-last tiles are 32 output channels
+# wide, mostly empty. Measured 2 threads, float32, 5 interleaved rounds, via / in place:
+# 64->1 and 64->3 at 128^2 batch 2 0.27-0.29 (4.4 -> 1.3 ms), 32->4 at 56^2 batch 4
+# 0.35, 16 x 64->8 at 32^2 0.57, 1024->4 at 14^2 0.62, 2048->8 at 7^2 0.67.
+def nhwc_few_outputs(spec):
+    """A channels-last problem that "direct" and "auto" run as nchw_few_channels' kernel
+    between transposes (nhwc_grouped_via_nchw): one group, more than one tap, a SIMD
+    path, at most NCHW_FEW_OUTPUTS_MAX_O outputs, at least NHWC_GROUPED_VIA_MIN_SIZE
+    input elements, the copies within VIA_MAX_COPY_BYTES."""
+    return (spec.channels_last and spec.groups == 1 and math.prod(spec.kernel) > 1
+            and spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0)
+            and _im2col.isa_active() != "generic"
+            and spec.N * spec.C * math.prod(spec.in_size) >= NHWC_GROUPED_VIA_MIN_SIZE
+            and copies_fit(spec))
+
+
 def grouped_direct(spec):
     """The direct algorithm on a grouped (not depthwise) problem runs the grouped
     kernels (depthwise.h: cconv_gconv, and cconv_gconv_nchw for channels-first groups of
     fewer than 8 output channels, see grouped_width_lanes); so does a channels-first
-    problem with few input or output channels (nchw_few_channels), as one group."""
-    return (spec.groups > 1 and not is_depthwise(spec)) or nchw_few_channels(spec)
+    problem with few input or output channels (nchw_few_channels), as one group, and a
+    channels-last one with few outputs (nhwc_few_outputs), through channels-first."""
+    return ((spec.groups > 1 and not is_depthwise(spec)) or nchw_few_channels(spec)
+            or nhwc_few_outputs(spec))
 
 
 def grouped_width_lanes(spec):
@@ -446,7 +465,10 @@ def nhwc_grouped_via_nchw(spec):
     NHWC_GROUPED_VIA_MAX_OG output channels per group, at least
     NHWC_GROUPED_VIA_MIN_SIZE input elements, its copies within VIA_MAX_COPY_BYTES: x in
     and the output back through threaded transposes around the channels-first grouped
-    kernel (the same bits: both kernels share the arithmetic, depthwise.h)."""
+    kernel (the same bits: both kernels share the arithmetic, depthwise.h); and every
+    problem of nhwc_few_outputs."""
+    if nhwc_few_outputs(spec):
+        return True
     return (spec.channels_last and grouped_direct(spec)
             and spec.O // spec.groups <= NHWC_GROUPED_VIA_MAX_OG
             and spec.N * spec.C * math.prod(spec.in_size) >= NHWC_GROUPED_VIA_MIN_SIZE
@@ -486,7 +508,7 @@ def grouped_direct_pays(spec):
     if not grouped_direct(spec):
         return False
     if spec.groups == 1:
-        return True  # nchw_few_channels (grouped_direct's only one-group problems)
+        return True  # nchw_few_channels or nhwc_few_outputs (the one-group problems)
     if spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last else GROUPED_DIRECT_MAX_CG):
         return True
     # the wider groups only where im2col's padding-tap skipping would save little (the
