@@ -758,6 +758,33 @@ FEW_CHANNEL_NCHW_CASES = [
 ]
 
 
+def _one_group_exact(case, layout, dtype, seed):
+    """Small-integer arrays for a one-group case (nd, N, C, O, spatial, kernel, stride,
+    padding, dilation, padding_mode); checks "direct" and "auto" exact against the
+    reference under 1, 2 and 3 threads. Returns (spec, kernel tuple, resolved pads, x)."""
+    from cconv import _spec
+    nd, N, C, O, sp, k, stride, padding, dil, mode = case
+    k = (k,) * nd if isinstance(k, int) else k
+    rng = np.random.default_rng(seed)
+    x = small_int_array(rng, input_shape(layout, N, C, sp), dtype)
+    w = small_int_array(rng, weight_shape(layout, O, C, k), dtype)
+    b = small_int_array(rng, (O,), dtype)
+    x0, w0 = x.copy(), w.copy()
+    spec = _spec.forward_spec("conv", nd, x, w, b, stride, padding, dil, 1, mode, layout,
+                              "auto")[0]
+    pairs = resolve_padding(padding, sp, k, stride, dil)
+    ref = conv_nd_reference(x, w, b, stride, pairs, dil, 1, mode, layout)
+    for algorithm in ("direct", "auto"):
+        outs = _thread_counts_agree(
+            lambda out: conv_fn(nd)(x, w, b, stride, padding, dil, 1, padding_mode=mode,
+                                    layout=layout, algorithm=algorithm, out=out),
+            ref.shape, dtype)
+        np.testing.assert_array_equal(outs[0], ref)    # small integers: exact
+    np.testing.assert_array_equal(x, x0)               # inputs untouched
+    np.testing.assert_array_equal(w, w0)
+    return spec, k, pairs, x
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", FEW_CHANNEL_NCHW_CASES)
 def test_few_channel_nchw_grouped_kernel(case, dtype):
@@ -768,32 +795,19 @@ def test_few_channel_nchw_grouped_kernel(case, dtype):
     the same bits as im2col on float data, and within the float64 reference's
     tolerance."""
     import cconv
-    from cconv import _plan, _spec
-    nd, N, C, O, sp, k, stride, padding, dil, mode = case
+    from cconv import _plan
+    nd, N, C, O, sp, _, stride, padding, dil, mode = case
     layout = DEFAULT_LAYOUT[nd]
-    k = (k,) * nd if isinstance(k, int) else k
-    rng = np.random.default_rng(C * 100 + O + nd)
-    x = small_int_array(rng, input_shape(layout, N, C, sp), dtype)
-    w = small_int_array(rng, weight_shape(layout, O, C, k), dtype)
-    b = small_int_array(rng, (O,), dtype)
-    spec = _spec.forward_spec("conv", nd, x, w, b, stride, padding, dil, 1, mode, layout,
-                              "auto")[0]
+    spec, k, pairs, x = _one_group_exact(case, layout, dtype, C * 100 + O + nd)
     simd = cconv._im2col.isa_active() != "generic"
     assert _plan.nchw_few_channels(spec) == simd
     if simd:
         assert _plan.grouped_direct(spec) and _plan.grouped_width_lanes(spec)
         if _plan.dilation_phase_spec(spec) is None:
             assert _plan.choose_forward(spec, "auto") is _plan.Algorithm.DIRECT
-    pairs = resolve_padding(padding, sp, k, stride, dil)
-    ref = conv_nd_reference(x, w, b, stride, pairs, dil, 1, mode, layout)
-    for algorithm in ("direct", "auto"):
-        outs = _thread_counts_agree(
-            lambda out: conv_fn(nd)(x, w, b, stride, padding, dil, 1, padding_mode=mode,
-                                    layout=layout, algorithm=algorithm, out=out),
-            ref.shape, dtype)
-        np.testing.assert_array_equal(outs[0], ref)    # small integers: exact
+    rng = np.random.default_rng(1)
     xf = rng.standard_normal(x.shape).astype(dtype)
-    wf = rng.standard_normal(w.shape).astype(dtype)
+    wf = rng.standard_normal(weight_shape(layout, O, C, k)).astype(dtype)
     bf = rng.standard_normal(O).astype(dtype)
     y = conv_fn(nd)(xf, wf, bf, stride, padding, dil, 1, padding_mode=mode, layout=layout)
     np.testing.assert_array_equal(
@@ -821,34 +835,19 @@ def test_few_output_nhwc_through_channels_first(case, dtype):
     the channels-first layout's bits, within the float64 reference's tolerance; the
     inputs are left as they were."""
     import cconv
-    from cconv import _plan, _spec
-    nd, N, C, O, sp, k, stride, padding, dil, mode = case
+    from cconv import _plan
+    nd, N, C, O, sp, _, stride, padding, dil, mode = case
     layout = LAST_LAYOUT[nd]
-    k = (k,) * nd if isinstance(k, int) else k
-    rng = np.random.default_rng(C + O + nd)
-    x = small_int_array(rng, input_shape(layout, N, C, sp), dtype)
-    w = small_int_array(rng, weight_shape(layout, O, C, k), dtype)
-    b = small_int_array(rng, (O,), dtype)
-    x0, w0 = x.copy(), w.copy()
-    spec = _spec.forward_spec("conv", nd, x, w, b, stride, padding, dil, 1, mode, layout,
-                              "auto")[0]
+    spec, k, pairs, x = _one_group_exact(case, layout, dtype, C + O + nd)
     simd = cconv._im2col.isa_active() != "generic"
     assert _plan.nhwc_few_outputs(spec) == simd
     if simd:
         assert _plan.grouped_direct(spec) and _plan.nhwc_grouped_via_nchw(spec)
         assert _plan.choose_forward(spec, "auto") is _plan.Algorithm.DIRECT
-    pairs = resolve_padding(padding, sp, k, stride, dil)
-    ref = conv_nd_reference(x, w, b, stride, pairs, dil, 1, mode, layout)
-    for algorithm in ("direct", "auto"):
-        outs = _thread_counts_agree(
-            lambda out: conv_fn(nd)(x, w, b, stride, padding, dil, 1, padding_mode=mode,
-                                    layout=layout, algorithm=algorithm, out=out),
-            ref.shape, dtype)
-        np.testing.assert_array_equal(outs[0], ref)    # small integers: exact
-    np.testing.assert_array_equal(x, x0)
-    np.testing.assert_array_equal(w, w0)
+    rng = np.random.default_rng(2)
+    b = rng.standard_normal(O).astype(dtype)
     xf = rng.standard_normal(x.shape).astype(dtype)
-    wf = rng.standard_normal(w.shape).astype(dtype)
+    wf = rng.standard_normal(weight_shape(layout, O, C, k)).astype(dtype)
     y = conv_fn(nd)(xf, wf, b, stride, padding, dil, 1, padding_mode=mode, layout=layout)
     if simd:  # the channels-first call runs the same kernel
         yc = conv_fn(nd)(np.moveaxis(xf, -1, 1),
