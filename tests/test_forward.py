@@ -820,9 +820,9 @@ def test_few_channel_nchw_grouped_kernel(case, dtype):
 FEW_OUTPUT_NHWC_CASES = [
     # nd, N, C, O, spatial, kernel, stride, padding, dilation, padding_mode
     (2, 2, 64, 1, (29, 31), 3, 1, 1, 1, "zeros"),
-    (2, 1, 160, 4, (15, 14), (3, 5), (1, 2), "same", (2, 1), "reflect"),
+    (2, 1, 160, 4, (15, 40), (3, 5), (1, 2), "same", (2, 1), "reflect"),
     (1, 2, 48, 3, (400,), 5, 2, ((3, 1),), 1, "zeros"),
-    (3, 1, 32, 2, (10, 12, 11), 3, 1, 1, 1, "replicate"),
+    (3, 1, 32, 2, (6, 8, 24), 3, 1, 1, 1, "replicate"),
 ]
 
 
@@ -881,13 +881,21 @@ def test_few_channel_nchw_limits():
     assert few(64, 4, np.float64) and not few(64, 5, np.float64)
     assert not few(3, 32, layout="NHWC") and not few(64, 1, layout="NHWC")
     assert not few(3, 32, k=1) and not few(64, 1, k=1)
-    # channels-last few outputs: through channels-first from 32768 input elements
+    # channels-last few outputs: through channels-first from 32768 input elements and
+    # 16-wide outputs
+    def spec_of(x, w, layout="NHWC"):
+        return _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", layout,
+                                  "auto")[0]
     x, w = np.zeros((2, 16, 16, 64), np.float32), np.zeros((3, 3, 64, 4), np.float32)
-    spec = _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", "NHWC", "auto")[0]
-    assert _plan.nhwc_few_outputs(spec)
-    spec = _spec.forward_spec("conv2d", 2, x[:1], w, None, 1, 1, 1, 1, "zeros", "NHWC",
-                              "auto")[0]
-    assert not _plan.nhwc_few_outputs(spec)  # 16384 input elements
+    assert _plan.nhwc_few_outputs(spec_of(x, w))
+    assert not _plan.nhwc_few_outputs(spec_of(x[:1], w))      # 16384 input elements
+    assert not _plan.nhwc_few_outputs(spec_of(np.zeros((4, 16, 15, 64), np.float32), w))
+    # channels-first few outputs narrower than 16: up to batch 8
+    wc = np.zeros((4, 64, 3, 3), np.float32)
+    assert _plan.nchw_few_channels(spec_of(np.zeros((8, 64, 7, 7), np.float32), wc, "NCHW"))
+    assert not _plan.nchw_few_channels(spec_of(np.zeros((9, 64, 7, 7), np.float32), wc,
+                                               "NCHW"))
+    assert _plan.nchw_few_channels(spec_of(np.zeros((9, 64, 7, 16), np.float32), wc, "NCHW"))
 
 
 def _grouped_spec(layout, C, O, groups, size):

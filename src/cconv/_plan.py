@@ -389,34 +389,51 @@ NCHW_FEW_CHANNELS_MAX_C = 4
 # 128^2 batch 2 3.44 -> 0.77 ms; 64->1 at 512^2 70.6 -> 11.5 ms; 1 thread 0.14-0.28),
 # O = 6-8 0.19-0.52 (2048->8 at 7^2 2.20 -> 0.42 ms; 1 thread 0.70-0.75); float64 O = 1-4
 # 0.28-0.96, but O = 6-8 0.53-1.21; 4->16 with 64 inputs 0.73 (float64 1.08); 1x1
-# few-output layers 0.48-1.53, so they stay im2col.
+# few-output layers 0.48-1.53, so they stay im2col. On batches of small images im2col
+# wins back (it blocks pixels over the whole batch; the kernel's rows are short):
+# 512->4 batch 32 at 2^2-7^2 1.15-1.47, at 8^2 0.82 in one run and 1.31 in another, at
+# 14^2 0.91-0.95; batch 1-8 at 2^2-14^2 0.11-0.83. So outputs narrower than 16 take it
+# up to batch 8 only.
 NCHW_FEW_OUTPUTS_MAX_O = {4: 8, 8: 4}
+NCHW_FEW_OUTPUTS_MIN_OW = 16
+NCHW_FEW_OUTPUTS_NARROW_MAX_N = 8
 
 
 def nchw_few_channels(spec):
     """A channels-first problem that "direct" and "auto" give to the grouped kernel
     with output columns as lanes, as one group: groups == 1, more than one tap, on a
     SIMD path, and at most NCHW_FEW_CHANNELS_MAX_C input channels or at most
-    NCHW_FEW_OUTPUTS_MAX_O output channels (by itemsize)."""
+    NCHW_FEW_OUTPUTS_MAX_O output channels (by itemsize; outputs at least
+    NCHW_FEW_OUTPUTS_MIN_OW wide or a batch of at most NCHW_FEW_OUTPUTS_NARROW_MAX_N)."""
     if (spec.channels_last or spec.groups != 1 or math.prod(spec.kernel) == 1
             or _im2col.isa_active() == "generic"):
         return False
-    return (spec.C <= NCHW_FEW_CHANNELS_MAX_C
-            or spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0))
+    if spec.C <= NCHW_FEW_CHANNELS_MAX_C:
+        return True
+    return (spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0)
+            and (spec.out_size[-1] >= NCHW_FEW_OUTPUTS_MIN_OW
+                 or spec.N <= NCHW_FEW_OUTPUTS_NARROW_MAX_N))
 
 
 # Channels-last problems with few outputs take that kernel between transposes
 # (nhwc_grouped_via_nchw): in place, im2col's channels-last tiles are 32 output channels
 # wide, mostly empty. Measured 2 threads, float32, 5 interleaved rounds, via / in place:
 # 64->1 and 64->3 at 128^2 batch 2 0.27-0.29 (4.4 -> 1.3 ms), 32->4 at 56^2 batch 4
-# 0.35, 16 x 64->8 at 32^2 0.57, 1024->4 at 14^2 0.62, 2048->8 at 7^2 0.67.
+# 0.35, 16 x 64->8 at 32^2 0.57; but on small images the transposes and short rows
+# lose: 512->4 at 2^2-8^2 batch 8-32 1.18-2.12, at 14^2 0.86-1.12 (1024->4 at 14^2
+# 0.62, 2048->8 at 7^2 0.67), so only outputs at least NHWC_FEW_OUTPUTS_MIN_OW wide.
+NHWC_FEW_OUTPUTS_MIN_OW = 16
+
+
 def nhwc_few_outputs(spec):
     """A channels-last problem that "direct" and "auto" run as nchw_few_channels' kernel
     between transposes (nhwc_grouped_via_nchw): one group, more than one tap, a SIMD
-    path, at most NCHW_FEW_OUTPUTS_MAX_O outputs, at least NHWC_GROUPED_VIA_MIN_SIZE
-    input elements, the copies within VIA_MAX_COPY_BYTES."""
+    path, at most NCHW_FEW_OUTPUTS_MAX_O outputs, outputs at least
+    NHWC_FEW_OUTPUTS_MIN_OW wide, at least NHWC_GROUPED_VIA_MIN_SIZE input elements, the
+    copies within VIA_MAX_COPY_BYTES."""
     return (spec.channels_last and spec.groups == 1 and math.prod(spec.kernel) > 1
             and spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0)
+            and spec.out_size[-1] >= NHWC_FEW_OUTPUTS_MIN_OW
             and _im2col.isa_active() != "generic"
             and spec.N * spec.C * math.prod(spec.in_size) >= NHWC_GROUPED_VIA_MIN_SIZE
             and copies_fit(spec))
