@@ -865,12 +865,16 @@ def test_few_channel_nchw_limits():
     import cconv
     from cconv import _plan, _spec
 
+    def spec_of(x, w, layout="NHWC"):
+        k = w.shape[0] if layout == "NHWC" else w.shape[-1]
+        return _spec.forward_spec("conv2d", 2, x, w, None, 1, k // 2, 1, 1, "zeros", layout,
+                                  "auto")[0]
+
     def few(C, O, dtype=np.float32, layout="NCHW", k=3):
         last = layout == "NHWC"
         x = np.zeros((1, 16, 16, C) if last else (1, C, 16, 16), dtype)
         w = np.zeros((k, k, C, O) if last else (O, C, k, k), dtype)
-        return _plan.nchw_few_channels(_spec.forward_spec(
-            "conv2d", 2, x, w, None, 1, k // 2, 1, 1, "zeros", layout, "auto")[0])
+        return _plan.nchw_few_channels(spec_of(x, w, layout))
 
     if cconv._im2col.isa_active() == "generic":
         assert not few(3, 32) and not few(64, 1)
@@ -883,9 +887,6 @@ def test_few_channel_nchw_limits():
     assert not few(3, 32, k=1) and not few(64, 1, k=1)
     # channels-last few outputs: through channels-first from 32768 input elements and
     # 16-wide outputs
-    def spec_of(x, w, layout="NHWC"):
-        return _spec.forward_spec("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", layout,
-                                  "auto")[0]
     x, w = np.zeros((2, 16, 16, 64), np.float32), np.zeros((3, 3, 64, 4), np.float32)
     assert _plan.nhwc_few_outputs(spec_of(x, w))
     assert not _plan.nhwc_few_outputs(spec_of(x[:1], w))      # 16384 input elements

@@ -399,20 +399,28 @@ NCHW_FEW_OUTPUTS_MIN_OW = 16
 NCHW_FEW_OUTPUTS_NARROW_MAX_N = 8
 
 
+def _one_group_simd(spec):
+    """What both one-group routes need: groups == 1, more than one tap, a SIMD path."""
+    return (spec.groups == 1 and math.prod(spec.kernel) > 1
+            and _im2col.isa_active() != "generic")
+
+
+def _few_outputs(spec):
+    """At most NCHW_FEW_OUTPUTS_MAX_O output channels for the spec's dtype."""
+    return spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0)
+
+
 def nchw_few_channels(spec):
     """A channels-first problem that "direct" and "auto" give to the grouped kernel
     with output columns as lanes, as one group: groups == 1, more than one tap, on a
     SIMD path, and at most NCHW_FEW_CHANNELS_MAX_C input channels or at most
     NCHW_FEW_OUTPUTS_MAX_O output channels (by itemsize; outputs at least
     NCHW_FEW_OUTPUTS_MIN_OW wide or a batch of at most NCHW_FEW_OUTPUTS_NARROW_MAX_N)."""
-    if (spec.channels_last or spec.groups != 1 or math.prod(spec.kernel) == 1
-            or _im2col.isa_active() == "generic"):
+    if spec.channels_last or not _one_group_simd(spec):
         return False
-    if spec.C <= NCHW_FEW_CHANNELS_MAX_C:
-        return True
-    return (spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0)
-            and (spec.out_size[-1] >= NCHW_FEW_OUTPUTS_MIN_OW
-                 or spec.N <= NCHW_FEW_OUTPUTS_NARROW_MAX_N))
+    return spec.C <= NCHW_FEW_CHANNELS_MAX_C or (
+        _few_outputs(spec) and (spec.out_size[-1] >= NCHW_FEW_OUTPUTS_MIN_OW
+                                or spec.N <= NCHW_FEW_OUTPUTS_NARROW_MAX_N))
 
 
 # Channels-last problems with few outputs take that kernel between transposes
@@ -431,10 +439,8 @@ def nhwc_few_outputs(spec):
     path, at most NCHW_FEW_OUTPUTS_MAX_O outputs, outputs at least
     NHWC_FEW_OUTPUTS_MIN_OW wide, at least NHWC_GROUPED_VIA_MIN_SIZE input elements, the
     copies within VIA_MAX_COPY_BYTES."""
-    return (spec.channels_last and spec.groups == 1 and math.prod(spec.kernel) > 1
-            and spec.O <= NCHW_FEW_OUTPUTS_MAX_O.get(spec.dtype.itemsize, 0)
+    return (spec.channels_last and _one_group_simd(spec) and _few_outputs(spec)
             and spec.out_size[-1] >= NHWC_FEW_OUTPUTS_MIN_OW
-            and _im2col.isa_active() != "generic"
             and spec.N * spec.C * math.prod(spec.in_size) >= NHWC_GROUPED_VIA_MIN_SIZE
             and copies_fit(spec))
 
