@@ -564,6 +564,54 @@ def test_dilated_convolution_on_stride_phases(case, dtype, last, monkeypatch):
     assert rel_error(y1, ref1) <= tolerance(dtype, "auto")
 
 
+# Stride-2 widths on every edge of the padded phase copy (pack.c, cconv_pad_phases: the
+# two column phases of one input row written in one pass, cconv_split2): widths below,
+# at and past a vector of either phase, odd and even, zero to three columns of padding
+# on either side (a phase then starts or ends a column early), kernels 1-5, and a batch
+# of 1 (one shared copy) and of 3 (a copy per image).
+STRIDE2_COPY_CASES = [
+    # nd, N, spatial, kernel, stride, padding
+    (2, 1, (5, 1), 1, 2, 0),
+    (2, 1, (6, 2), 3, 2, 1),
+    (2, 3, (7, 3), 3, 2, ((1, 1), (2, 0))),
+    (2, 1, (9, 5), 3, 2, ((0, 3), (3, 0))),
+    (2, 1, (8, 16), 3, 2, 1),
+    (2, 3, (8, 17), 2, 2, ((0, 0), (0, 1))),
+    (2, 1, (9, 18), 5, 2, 2),
+    (2, 1, (7, 19), 3, 2, ((2, 1), (1, 3))),
+    (2, 3, (6, 33), 3, 2, ((1, 1), (3, 2))),
+    (2, 1, (6, 34), 4, (1, 2), ((1, 2), (2, 1))),
+    (2, 1, (5, 56), 3, 2, 1),
+    (2, 1, (5, 57), 3, 2, ((1, 1), (0, 0))),
+    (1, 2, (37,), 3, 2, 1),
+    (1, 1, (64,), 5, 2, ((3, 0),)),
+    (3, 1, (4, 5, 35), 3, 2, 1),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", STRIDE2_COPY_CASES)
+def test_stride2_phase_copy_edges(case, dtype):
+    """Channels-first im2col with column stride 2: exact on small integers against the
+    reference, under 1, 2 and 3 threads, output pre-filled with NaN, inputs untouched."""
+    nd, N, sp, k, stride, padding = case
+    layout = DEFAULT_LAYOUT[nd]
+    k = (k,) * nd
+    rng = np.random.default_rng(sum(sp) * 10 + N)
+    x = small_int_array(rng, input_shape(layout, N, 5, sp), dtype)
+    w = small_int_array(rng, weight_shape(layout, 7, 5, k), dtype)
+    b = small_int_array(rng, (7,), dtype)
+    x0 = x.copy()
+    pairs = resolve_padding(padding, sp, k, stride, 1)
+    ref = conv_nd_reference(x, w, b, stride, pairs, 1, 1, "zeros", layout)
+    outs = _thread_counts_agree(
+        lambda out: conv_fn(nd)(x, w, b, stride, padding, layout=layout, algorithm="im2col",
+                                out=out),
+        ref.shape, dtype)
+    np.testing.assert_array_equal(outs[0], ref)
+    np.testing.assert_array_equal(x, x0)
+
+
 def test_dilation_phase_route_limits():
     """No phase route for stride > 1, depthwise or few-channel grouped problems (their
     direct kernels take dilation as is), kernels Winograd cannot run, phases shorter than

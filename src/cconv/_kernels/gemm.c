@@ -445,6 +445,7 @@ void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
 #define S_SET1(s) _mm256_set1_ps(s)
 #define S_TR(a) cc_tr8_ps(a)
 #define S_EVEN2(a, b) cc_even2_ps((a), (b))
+#define S_ODD2(a, b) cc_odd2_ps((a), (b))
 /* [v0 v1 v4 v5 | v2 v3 v6 v7] interleaved with z: [v0 z v1 z v2 z v3 z], [v4 z .. v7 z] */
 #define S_SPREAD(v, z, lo, hi)                                                             \
     do {                                                                                   \
@@ -472,6 +473,7 @@ void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
 #define S_SET1(s) _mm256_set1_pd(s)
 #define S_TR(a) cc_tr4_pd(a)
 #define S_EVEN2(a, b) cc_even2_pd((a), (b))
+#define S_ODD2(a, b) cc_odd2_pd((a), (b))
 /* [v0 v2 v1 v3] interleaved with z: [v0 z v1 z], [v2 z v3 z] */
 #define S_SPREAD(v, z, lo, hi)                                                             \
     do {                                                                                   \
@@ -511,6 +513,15 @@ void cconv_pack_a_f64(cc_idx m, cc_idx k, const double *a, cc_idx rs, cc_idx cs,
         STRIDED_SIMD(j = copy_strided_avx2_##SUF(dst, src, ss, n))                         \
         for (; j < n; j++)                                                                 \
             dst[j] = src[j * ss];                                                          \
+    }                                                                                      \
+    void cconv_split2_##SUF(T *d0, T *d1, const T *src, cc_idx n)                         \
+    {                                                                                      \
+        cc_idx j = 0;                                                                      \
+        STRIDED_SIMD(j = split2_avx2_##SUF(d0, d1, src, n))                                \
+        for (; j < n; j++) {                                                               \
+            d0[j] = src[2 * j];                                                            \
+            d1[j] = src[2 * j + 1];                                                        \
+        }                                                                                  \
     }                                                                                      \
     void cconv_add_strided_##SUF(T *dst, cc_idx ds, const T *src, cc_idx n)                \
     {                                                                                      \

@@ -81,6 +81,10 @@ void cconv_gather_rows_t_f64(const double *const *src, const cc_idx *lo, const c
 /* dst[j] = src[j*ss] for j < n (SIMD for ss 2; reads src[0 .. (n-1)*ss] only). */
 void cconv_copy_strided_f32(float *dst, const float *src, cc_idx ss, cc_idx n);
 void cconv_copy_strided_f64(double *dst, const double *src, cc_idx ss, cc_idx n);
+/* d0[j] = src[2j], d1[j] = src[2j + 1] for j < n: the two column phases of a stride-2
+ * row (SIMD; reads src[0 .. 2n) only). */
+void cconv_split2_f32(float *d0, float *d1, const float *src, cc_idx n);
+void cconv_split2_f64(double *d0, double *d1, const double *src, cc_idx n);
 /* dst[j*ds] += src[j] for j < n, each element once in increasing j (col2im's adds; SIMD
  * for ds 1 and 2). dst and src must not overlap. */
 void cconv_add_strided_f32(float *dst, cc_idx ds, const float *src, cc_idx n);

@@ -49,6 +49,22 @@ static inline __attribute__((always_inline, target("avx2,fma"))) __m256 cc_even2
         _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
+/* The odd lanes of a then of b (cc_even2_ps's partner). */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256 cc_odd2_ps(__m256 a,
+                                                                                   __m256 b)
+{
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(
+        _mm256_castps_pd(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))),
+        _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+/* [a1 b1 a3 b3], middle pair swapped: the odd lanes of a then of b. */
+static inline __attribute__((always_inline, target("avx2,fma"))) __m256d cc_odd2_pd(__m256d a,
+                                                                                    __m256d b)
+{
+    return _mm256_permute4x64_pd(_mm256_unpackhi_pd(a, b), _MM_SHUFFLE(3, 1, 2, 0));
+}
+
 /* [a0 b0 a2 b2], middle pair swapped. */
 static inline __attribute__((always_inline, target("avx2,fma"))) __m256d cc_even2_pd(__m256d a,
                                                                                      __m256d b)

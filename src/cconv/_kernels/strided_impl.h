@@ -4,7 +4,7 @@
  *   T, SUF (f32 / f64), VEC (a 256-bit vector), IVEC (its lane-wide integers), VL lanes,
  *   S_LOAD(p) S_STORE(p, v) S_ZERO() S_MASKLOAD(p, m) S_ADD(a, b) S_SET1(s)
  *   S_TR(a)        VL x VL register transpose of a[0..VL-1]
- *   S_EVEN2(a, b)  the even lanes of a then of b
+ *   S_EVEN2(a, b)  the even lanes of a then of b (S_ODD2: the odd lanes)
  *   S_SPREAD(v, z, lo, hi)  lo = [v0 z v1 z ..], hi = the same for v's upper half
  *   S_IOTA() S_ISET1(i) S_IADD(a, b) S_IGT(a, b)  lane indices and their compares
  * AVX2 target; the portable loops stay in gemm.c. */
@@ -73,6 +73,20 @@ S_FN(copy_strided_avx2)(T *dst, const T *src, cc_idx ss, cc_idx n)
     if (ss == 2)
         for (; j + VL < n; j += VL)
             S_STORE(dst + j, S_EVEN2(S_LOAD(src + 2 * j), S_LOAD(src + 2 * j + VL)));
+    return j;
+}
+
+/* cconv_split2: d0[j] = src[2j], d1[j] = src[2j + 1], whole vectors (both loads inside
+ * src[0 .. 2n)). Returns the elements done. */
+__attribute__((target("avx2,fma"))) static cc_idx
+S_FN(split2_avx2)(T *d0, T *d1, const T *src, cc_idx n)
+{
+    cc_idx j = 0;
+    for (; j + VL <= n; j += VL) {
+        const VEC a = S_LOAD(src + 2 * j), b = S_LOAD(src + 2 * j + VL);
+        S_STORE(d0 + j, S_EVEN2(a, b));
+        S_STORE(d1 + j, S_ODD2(a, b));
+    }
     return j;
 }
 

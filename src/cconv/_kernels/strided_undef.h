@@ -12,6 +12,7 @@
 #undef S_SET1
 #undef S_TR
 #undef S_EVEN2
+#undef S_ODD2
 #undef S_SPREAD
 #undef S_IOTA
 #undef S_ISET1
