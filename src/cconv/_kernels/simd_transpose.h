@@ -123,30 +123,29 @@ static inline __attribute__((always_inline, target("avx512f"))) void cc_tr8_pd(_
 }
 /* dst[c * ldd + r] = src[r * lds + c] (r < rows, c < cols) as a static function NAME
  * (ATTR: its target): whole V x V blocks moved through registers (TR, one of the above),
- * walked in 64 x 64 tiles so that a tile's source and destination rows stay in L1; the
- * edges element by element. A copy: the same values as any loop. Used by the layout
- * transposes (transpose.h) and the Winograd lane staging (winograd.c). Against an
- * element loop in 16 x 16 blocks, AVX-512, 1 thread, same buffers: 12544 x 64 0.58x the
- * time, 196 x 1024 0.63x, 49 x 512 0.66x, 784 x 256 0.87x, 3136 x 144 1.08x. */
+ * the edges element by element. A copy: the same values as any loop. Used by the layout
+ * transposes (transpose.h) and the Winograd lane staging (winograd.c).
+ * Block order: V rows of the side with the longer rows at a time, walked along those
+ * rows, so that each of the V long rows is read or written as one sequential run. With
+ * 64 x 64 tiles instead, rows 4 KiB apart (32x32 or 64x64 planes) shared one L1 set and
+ * the transpose ran 1.6-2.5x slower than at other widths; against those tiles (AVX-512,
+ * 1 thread, 2 MB, 16 x 16 blocks): channels-last -> first 0.6-0.9x the time (1024 x 32
+ * 0.85-0.88, 3136 x 64 0.77-0.83), channels-first -> last 0.6-0.96x, one case 1.03. */
 #define CC_DEFINE_TRANSPOSE_BLOCKS(NAME, ATTR, T, V, VT, LOAD, STORE, TR)                 \
     ATTR static void NAME(const T *restrict src, int64_t lds, int64_t rows, int64_t cols,  \
                           T *restrict dst, int64_t ldd)                                    \
     {                                                                                      \
-        enum { TB = 64 };                                                                  \
         const int64_t rv = rows / V * V, cv = cols / V * V;                                \
-        for (int64_t r0 = 0; r0 < rv; r0 += TB) {                                          \
-            const int64_t r1 = r0 + TB < rv ? r0 + TB : rv;                                \
-            for (int64_t c0 = 0; c0 < cv; c0 += TB) {                                      \
-                const int64_t c1 = c0 + TB < cv ? c0 + TB : cv;                            \
-                for (int64_t c = c0; c < c1; c += V)                                       \
-                    for (int64_t r = r0; r < r1; r += V) {                                 \
-                        VT a[V];                                                           \
-                        for (int i = 0; i < V; i++) a[i] = LOAD(src + (r + i) * lds + c);  \
-                        TR(a);                                                             \
-                        for (int j = 0; j < V; j++) STORE(dst + (c + j) * ldd + r, a[j]);  \
-                    }                                                                      \
+        const int src_long = lds >= ldd;                                                   \
+        const int64_t nb = src_long ? rv / V : cv / V, mb = src_long ? cv / V : rv / V;    \
+        for (int64_t ob = 0; ob < nb; ob++)                                                \
+            for (int64_t ib = 0; ib < mb; ib++) {                                          \
+                const int64_t r = (src_long ? ob : ib) * V, c = (src_long ? ib : ob) * V;  \
+                VT a[V];                                                                   \
+                for (int i = 0; i < V; i++) a[i] = LOAD(src + (r + i) * lds + c);          \
+                TR(a);                                                                     \
+                for (int j = 0; j < V; j++) STORE(dst + (c + j) * ldd + r, a[j]);          \
             }                                                                              \
-        }                                                                                  \
         for (int64_t r = 0; r < rv; r++)                                                   \
             for (int64_t c = cv; c < cols; c++) dst[c * ldd + r] = src[r * lds + c];       \
         for (int64_t r = rv; r < rows; r++)                                                \
