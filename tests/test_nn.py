@@ -149,6 +149,32 @@ def test_batchnorm_statistics_rule():
 
 
 @pytest.mark.parametrize("layout", [None, "NHWC"])
+def test_batchnorm_training_keeps_only_its_input(layout):
+    """The training forward holds no activation-sized array besides its input (backward
+    recomputes the normalised values), so writing over its output in place (as a following
+    in-place op would) leaves the gradients unchanged."""
+    C = 4
+    shape = (2, 9, 11, C) if layout else (2, C, 9, 11)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(shape) * 2 - 1).astype(np.float32)
+    g = rng.standard_normal(shape).astype(np.float32)
+    grads = []
+    for overwrite in (False, True):
+        bn = _bn_with_stats(nn.BatchNorm2d, C, layout=layout, dtype=np.float32)
+        y = bn(x)
+        held = [a for a in (*bn._cache, *(bn._saved_input or ()))
+                if isinstance(a, np.ndarray) and a.size == x.size]
+        assert len(held) == 1 and held[0] is x
+        if overwrite:
+            y[...] = np.nan
+        dx = bn.backward(g)
+        grads.append((dx, bn.grads["weight"].copy(), bn.grads["bias"].copy()))
+    for a, b in zip(*grads):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(grads[1][0]).all()
+
+
+@pytest.mark.parametrize("layout", [None, "NHWC"])
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_batchnorm_fast_paths_against_float64(layout, training, dtype):

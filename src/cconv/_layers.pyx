@@ -146,36 +146,39 @@ cdef extern from "bn.h" nogil:
     double cconv_bn_sum_f64(const double *x, int64_t n)
     double cconv_bn_sqdev_f32(const float *x, int64_t n, double m)
     double cconv_bn_sqdev_f64(const double *x, int64_t n, double m)
-    void cconv_bn_dot_f32(const float *g, const float *h, int64_t n, double *out)
-    void cconv_bn_dot_f64(const double *g, const double *h, int64_t n, double *out)
+    void cconv_bn_dot_f32(const float *g, const float *x, int64_t n, float m, float ic,
+                          double *out)
+    void cconv_bn_dot_f64(const double *g, const double *x, int64_t n, double m, double ic,
+                          double *out)
     void cconv_bn_norm_f32(const float *x, int64_t n, float m, float ic, float gc, float bc,
-                           float *xhat, float *y)
+                           float *y)
     void cconv_bn_norm_f64(const double *x, int64_t n, double m, double ic, double gc,
-                           double bc, double *xhat, double *y)
-    void cconv_bn_dx_f32(const float *g, const float *xhat, int64_t n, float dg, float db,
-                         float sc, float *dx)
-    void cconv_bn_dx_f64(const double *g, const double *xhat, int64_t n, double dg, double db,
-                         double sc, double *dx)
+                           double bc, double *y)
+    void cconv_bn_dx_f32(const float *g, const float *x, int64_t n, float m, float ic,
+                         float dg, float db, float sc, float *dx)
+    void cconv_bn_dx_f64(const double *g, const double *x, int64_t n, double m, double ic,
+                         double dg, double db, double sc, double *dx)
     void cconv_bn_sum_cl_f32(const float *x, int64_t rows, int64_t C, double *part)
     void cconv_bn_sum_cl_f64(const double *x, int64_t rows, int64_t C, double *part)
     void cconv_bn_sqdev_cl_f32(const float *x, int64_t rows, int64_t C, const double *m,
                                double *part)
     void cconv_bn_sqdev_cl_f64(const double *x, int64_t rows, int64_t C, const double *m,
                                double *part)
-    void cconv_bn_dot_cl_f32(const float *g, const float *h, int64_t rows, int64_t C,
-                             double *ps, double *pp)
-    void cconv_bn_dot_cl_f64(const double *g, const double *h, int64_t rows, int64_t C,
-                             double *ps, double *pp)
+    void cconv_bn_dot_cl_f32(const float *g, const float *x, int64_t rows, int64_t C,
+                             const float *m, const float *ic, double *ps, double *pp)
+    void cconv_bn_dot_cl_f64(const double *g, const double *x, int64_t rows, int64_t C,
+                             const double *m, const double *ic, double *ps, double *pp)
     void cconv_bn_norm_cl_f32(const float *x, int64_t rows, int64_t C, const float *m,
-                              const float *ic, const float *gc, const float *bc, float *xhat,
-                              float *y)
+                              const float *ic, const float *gc, const float *bc, float *y)
     void cconv_bn_norm_cl_f64(const double *x, int64_t rows, int64_t C, const double *m,
                               const double *ic, const double *gc, const double *bc,
-                              double *xhat, double *y)
-    void cconv_bn_dx_cl_f32(const float *g, const float *xhat, int64_t rows, int64_t C,
-                            const float *dg, const float *db, const float *sc, float *dx)
-    void cconv_bn_dx_cl_f64(const double *g, const double *xhat, int64_t rows, int64_t C,
-                            const double *dg, const double *db, const double *sc, double *dx)
+                              double *y)
+    void cconv_bn_dx_cl_f32(const float *g, const float *x, int64_t rows, int64_t C,
+                            const float *m, const float *ic, const float *dg, const float *db,
+                            const float *sc, float *dx)
+    void cconv_bn_dx_cl_f64(const double *g, const double *x, int64_t rows, int64_t C,
+                            const double *m, const double *ic, const double *dg,
+                            const double *db, const double *sc, double *dx)
     void cconv_bn_affine_f32(const float *x, int64_t n, float a, float b, float *y)
     void cconv_bn_affine_f64(const double *x, int64_t n, double a, double b, double *y)
     void cconv_bn_affine_cl_f32(const float *x, int64_t rows, int64_t C, const float *a,
@@ -213,15 +216,16 @@ def bn_affine(const floating[:, :, ::1] x, const floating[::1] a, const floating
 @cython.wraparound(False)
 def bn_train_forward(const floating[:, :, ::1] x, const floating[::1] gamma,
                      const floating[::1] beta, double eps, floating[:, :, ::1] y,
-                     floating[:, :, ::1] xhat, double[::1] mean, double[::1] var,
+                     floating[::1] mc, double[::1] mean, double[::1] var,
                      floating[::1] inv, int nthreads):
-    """Batch statistics (mean, biased var; two passes) and y = xhat * gamma + beta."""
+    """Batch statistics (mean, biased var; two passes) and y = xhat * gamma + beta with
+    xhat = (x - mc) * inv in x's type; mc (the mean rounded to that type) and inv are
+    what bn_train_backward needs besides x (xhat itself is not stored)."""
     cdef Py_ssize_t A = x.shape[0], C = x.shape[1], B = x.shape[2]
     cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a, c, a0, a1
     cdef double[:, ::1] part = np.zeros((nb, C), np.float64)
     cdef double s, n = A * B
     cdef bint cl = B == 1
-    cdef floating[::1] mc = np.empty(C, np.float32 if floating is float else np.float64)
     for blk in prange(nb, nogil=True, schedule="static", num_threads=nthreads):
         a0 = blk * R
         a1 = min(A, a0 + R)
@@ -271,28 +275,30 @@ def bn_train_forward(const floating[:, :, ::1] x, const floating[::1] gamma,
         if cl:
             if floating is float:
                 cconv_bn_norm_cl_f32(&x[a0, 0, 0], a1 - a0, C, &mc[0], &inv[0], &gamma[0],
-                                     &beta[0], &xhat[a0, 0, 0], &y[a0, 0, 0])
+                                     &beta[0], &y[a0, 0, 0])
             else:
                 cconv_bn_norm_cl_f64(&x[a0, 0, 0], a1 - a0, C, &mc[0], &inv[0], &gamma[0],
-                                     &beta[0], &xhat[a0, 0, 0], &y[a0, 0, 0])
+                                     &beta[0], &y[a0, 0, 0])
         else:
             for a in range(a0, a1):
                 for c in range(C):
                     if floating is float:
                         cconv_bn_norm_f32(&x[a, c, 0], B, mc[c], inv[c], gamma[c], beta[c],
-                                          &xhat[a, c, 0], &y[a, c, 0])
+                                          &y[a, c, 0])
                     else:
                         cconv_bn_norm_f64(&x[a, c, 0], B, mc[c], inv[c], gamma[c], beta[c],
-                                          &xhat[a, c, 0], &y[a, c, 0])
+                                          &y[a, c, 0])
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-def bn_train_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] xhat,
+def bn_train_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] x,
+                      const floating[::1] mc, const floating[::1] inv,
                       const floating[::1] scale, floating[::1] dgamma, floating[::1] dbeta,
                       floating[:, :, ::1] dx, bint need_dx, int nthreads):
     """dbeta = sum g, dgamma = sum g * xhat (returned), and, with batch statistics,
-    dx = (g - xhat * dgamma / n - dbeta / n) * scale   (scale = gamma / sqrt(var + eps))."""
+    dx = (g - xhat * dgamma / n - dbeta / n) * scale   (scale = gamma / sqrt(var + eps)),
+    with xhat = (x - mc) * inv recomputed as bn_train_forward rounded it."""
     cdef Py_ssize_t A = g.shape[0], C = g.shape[1], B = g.shape[2]
     cdef Py_ssize_t R = _bn_rows(C, B), nb = (A + R - 1) // R, blk, a, c, a0, a1
     cdef double[:, :, ::1] part = np.zeros((nb, 2, C), np.float64)
@@ -307,10 +313,10 @@ def bn_train_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] xha
         a1 = min(A, a0 + R)
         if cl:
             if floating is float:
-                cconv_bn_dot_cl_f32(&g[a0, 0, 0], &xhat[a0, 0, 0], a1 - a0, C,
+                cconv_bn_dot_cl_f32(&g[a0, 0, 0], &x[a0, 0, 0], a1 - a0, C, &mc[0], &inv[0],
                                     &part[blk, 0, 0], &part[blk, 1, 0])
             else:
-                cconv_bn_dot_cl_f64(&g[a0, 0, 0], &xhat[a0, 0, 0], a1 - a0, C,
+                cconv_bn_dot_cl_f64(&g[a0, 0, 0], &x[a0, 0, 0], a1 - a0, C, &mc[0], &inv[0],
                                     &part[blk, 0, 0], &part[blk, 1, 0])
         else:
             for a in range(a0, a1):
@@ -318,9 +324,9 @@ def bn_train_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] xha
                     acc[blk, 0] = 0
                     acc[blk, 1] = 0
                     if floating is float:
-                        cconv_bn_dot_f32(&g[a, c, 0], &xhat[a, c, 0], B, &acc[blk, 0])
+                        cconv_bn_dot_f32(&g[a, c, 0], &x[a, c, 0], B, mc[c], inv[c], &acc[blk, 0])
                     else:
-                        cconv_bn_dot_f64(&g[a, c, 0], &xhat[a, c, 0], B, &acc[blk, 0])
+                        cconv_bn_dot_f64(&g[a, c, 0], &x[a, c, 0], B, mc[c], inv[c], &acc[blk, 0])
                     part[blk, 0, c] += acc[blk, 0]
                     part[blk, 1, c] += acc[blk, 1]
     for c in range(C):
@@ -340,17 +346,17 @@ def bn_train_backward(const floating[:, :, ::1] g, const floating[:, :, ::1] xha
         a1 = min(A, a0 + R)
         if cl:
             if floating is float:
-                cconv_bn_dx_cl_f32(&g[a0, 0, 0], &xhat[a0, 0, 0], a1 - a0, C, &dg[0], &db[0],
-                                   &scale[0], &dx[a0, 0, 0])
+                cconv_bn_dx_cl_f32(&g[a0, 0, 0], &x[a0, 0, 0], a1 - a0, C, &mc[0], &inv[0],
+                                   &dg[0], &db[0], &scale[0], &dx[a0, 0, 0])
             else:
-                cconv_bn_dx_cl_f64(&g[a0, 0, 0], &xhat[a0, 0, 0], a1 - a0, C, &dg[0], &db[0],
-                                   &scale[0], &dx[a0, 0, 0])
+                cconv_bn_dx_cl_f64(&g[a0, 0, 0], &x[a0, 0, 0], a1 - a0, C, &mc[0], &inv[0],
+                                   &dg[0], &db[0], &scale[0], &dx[a0, 0, 0])
         else:
             for a in range(a0, a1):
                 for c in range(C):
                     if floating is float:
-                        cconv_bn_dx_f32(&g[a, c, 0], &xhat[a, c, 0], B, dg[c], db[c], scale[c],
-                                        &dx[a, c, 0])
+                        cconv_bn_dx_f32(&g[a, c, 0], &x[a, c, 0], B, mc[c], inv[c], dg[c], db[c],
+                                        scale[c], &dx[a, c, 0])
                     else:
-                        cconv_bn_dx_f64(&g[a, c, 0], &xhat[a, c, 0], B, dg[c], db[c], scale[c],
-                                        &dx[a, c, 0])
+                        cconv_bn_dx_f64(&g[a, c, 0], &x[a, c, 0], B, mc[c], inv[c], dg[c], db[c],
+                                        scale[c], &dx[a, c, 0])

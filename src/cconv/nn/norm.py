@@ -5,6 +5,10 @@ Training: normalise with the batch mean and the BIASED batch variance; update
 stat``; ``momentum=None``: cumulative average) using the UNBIASED variance
 (``var * n / (n - 1)``); ``num_batches_tracked += 1``. Eval: normalise with the running
 statistics (or batch statistics if ``track_running_stats=False``).
+
+For ``backward``, the forward keeps a reference to its input (as PyTorch saves it and
+as the conv layers keep theirs), not a normalised copy: changing that array in place
+between ``forward`` and ``backward`` changes the gradients.
 """
 import numpy as np
 
@@ -130,13 +134,13 @@ class _BatchNorm(Module):
         x = np.ascontiguousarray(x)
         C = self.num_features
         y = np.empty(x.shape, x.dtype)
-        xhat = np.empty(x.shape, x.dtype)
+        mc = np.empty(C, x.dtype)
         mean = np.empty(C, np.float64)
         var = np.empty(C, np.float64)
         inv = np.empty(C, x.dtype)
         _layers.bn_train_forward(self._view3(x, axis), self.params["weight"],
                                  self.params["bias"], float(self.eps), self._view3(y, axis),
-                                 self._view3(xhat, axis), mean, var, inv, get_num_threads())
+                                 mc, mean, var, inv, get_num_threads())
         if self.training and self.track_running_stats:
             nbt = self.buffers["num_batches_tracked"]
             nbt += 1
@@ -146,7 +150,11 @@ class _BatchNorm(Module):
             rm += (f * mean).astype(rm.dtype)
             rv *= 1 - f
             rv += (f * var * (n / (n - 1))).astype(rv.dtype)
-        self._cache = (xhat, inv, True, axis, bshape, n)
+        # backward recomputes xhat = (x - mc) * inv from the input (as PyTorch saves the
+        # input): one activation-sized array less per layer, and a forward that no longer
+        # writes it (CIFAR CNN training step: see the README)
+        self._cache = (None, inv, True, axis, bshape, n)
+        self._saved_input = (x, mc)
         return y
 
     def _forward_fixed(self, x, axis, bshape, n):
@@ -167,24 +175,25 @@ class _BatchNorm(Module):
 
     def backward(self, grad_out):
         xhat, inv, batch, axis, bshape, n = self._cache
-        if xhat is None:  # eval-mode fast forward: xhat from the saved input
-            x, mean = self._saved_input
-            xhat = (x - mean.reshape(bshape)) * inv.reshape(bshape)
         g = np.asarray(grad_out, dtype=self.dtype)
-        if batch and self.affine and xhat.dtype in (np.float32, np.float64) and xhat.size:
+        if xhat is None and batch:  # batch-statistics fast forward (_forward_fast)
+            x, mc = self._saved_input
             g = np.ascontiguousarray(g)
             C = self.num_features
-            dgamma = np.empty(C, xhat.dtype)
-            dbeta = np.empty(C, xhat.dtype)
+            dgamma = np.empty(C, x.dtype)
+            dbeta = np.empty(C, x.dtype)
             dx = np.empty(g.shape, g.dtype) if self.need_input_grad else None
-            scale = (self.params["weight"] * inv).astype(xhat.dtype)
-            _layers.bn_train_backward(self._view3(g, axis), self._view3(xhat, axis), scale,
-                                      dgamma, dbeta,
+            scale = (self.params["weight"] * inv).astype(x.dtype)
+            _layers.bn_train_backward(self._view3(g, axis), self._view3(x, axis), mc, inv,
+                                      scale, dgamma, dbeta,
                                       self._view3(dx if dx is not None else g, axis),
                                       dx is not None, get_num_threads())
             self.grads["weight"] += dgamma
             self.grads["bias"] += dbeta
             return dx
+        if xhat is None:  # eval-mode fast forward: xhat from the saved input
+            x, mean = self._saved_input
+            xhat = (x - mean.reshape(bshape)) * inv.reshape(bshape)
         dbeta = self._csum(g, axis)
         dgamma = self._csum(g * xhat, axis)
         if self.affine:
