@@ -535,3 +535,39 @@ def test_maxpool_2x2_fast_path_matches_general(dtype):
     np.testing.assert_array_equal(dx, dxs)
     # the window with two NaNs routes its gradient to the later one
     assert dx[0, 0, 1, 0] == g[0, 0, 0, 0] and dx[0, 0, 0, 1] == 0
+
+
+@pytest.mark.parametrize("layout", [None, "NHWC"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_maxpool_backward_overlapping_windows_exact(layout, threads):
+    """Overlapping, padded windows: the threaded backward (each thread zeroes and fills its
+    own planes or images) equals a NumPy scatter-add over the recorded winners, exactly
+    (small integers), and writes every element of dx (rows and columns no window reaches
+    stay zero)."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 4, 11, 10))
+    x = x if layout is None else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    pool = nn.MaxPool2d(3, 2, padding=1, layout=layout)
+    y = pool(x)
+    g = rng.integers(-3, 4, y.shape).astype(np.float64)
+    with cconv.num_threads(threads):
+        dx = pool.backward(g)
+    # reference: each output position's gradient to its window's first maximum
+    xc = x if layout is None else x.transpose(0, 3, 1, 2)
+    gc = g if layout is None else g.transpose(0, 3, 1, 2)
+    ref = np.zeros(xc.shape)
+    N, C, H, W = xc.shape
+    for n in range(N):
+        for c in range(C):
+            for oh in range(gc.shape[2]):
+                for ow in range(gc.shape[3]):
+                    best = None
+                    for i in range(3):
+                        for j in range(3):
+                            ih, iw = oh * 2 - 1 + i, ow * 2 - 1 + j
+                            if 0 <= ih < H and 0 <= iw < W and (
+                                    best is None or xc[n, c, ih, iw] > xc[n, c, best[0], best[1]]):
+                                best = (ih, iw)
+                    ref[n, c, best[0], best[1]] += gc[n, c, oh, ow]
+    ref = ref if layout is None else ref.transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(dx, ref)
