@@ -33,8 +33,9 @@ EXTENSIONS = {
     # direct_fewc.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._direct": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "direct_fewc.c")],
     "cconv._layers": [],
-    # unpack.c dispatches on the ISA state kept in gemm.c: compiled together.
-    "cconv._im2col": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "unpack.c")],
+    # unpack.c and pwfew.c dispatch on the ISA state kept in gemm.c: compiled together.
+    "cconv._im2col": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, f)
+                                       for f in ("unpack.c", "pwfew.c")],
     "cconv._gemm": KERNEL_SOURCES,
     # depthwise.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._depthwise": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "depthwise.c")],

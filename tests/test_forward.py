@@ -874,6 +874,73 @@ FEW_OUTPUT_NHWC_CASES = [
 ]
 
 
+# Channels-last 1x1 layers with few outputs (_kernels/pwfew.h): pixel counts off the
+# 16- and 8-pixel blocks, channel counts below, at and past a vector (a channel block past
+# C is staged), every output count up to the per-dtype limit, 1-D, 2-D and 3-D.
+PWFEW_CASES = [
+    # nd, N, C, O, spatial
+    (2, 2, 64, 1, (9, 13)),
+    (2, 1, 17, 3, (11, 7)),
+    (2, 3, 3, 2, (5, 6)),
+    (2, 1, 40, 8, (16, 17)),
+    (2, 2, 130, 5, (4, 9)),
+    (1, 3, 24, 2, (37,)),
+    (3, 1, 16, 3, (3, 5, 7)),
+]
+
+
+def _clear_plan_caches():
+    from cconv import _plan, functional
+    _plan._auto_forward.cache_clear()
+    _plan._dilation_phase_spec.cache_clear()
+    functional._FAST.clear()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", PWFEW_CASES)
+def test_pointwise_few_outputs_channels_last(case, dtype, monkeypatch):
+    """The few-output 1x1 kernel: taken on the SIMD paths up to the per-dtype limit; exact
+    on small integers against the reference, equal for 1, 2 and 3 threads, NaN-prefilled
+    out, inputs untouched; on float data the same bits as the GEMM it replaced."""
+    import cconv
+    from cconv import _im2col, _plan, _spec
+    nd, N, C, O, sp = case
+    limit = _im2col.PWFEW_MAX_O[np.dtype(dtype).itemsize]
+    O = min(O, limit)
+    layout = LAST_LAYOUT[nd]
+    rng = np.random.default_rng(C * 10 + O)
+    x = small_int_array(rng, input_shape(layout, N, C, sp), dtype)
+    w = small_int_array(rng, weight_shape(layout, O, C, (1,) * nd), dtype)
+    b = small_int_array(rng, (O,), dtype)
+    x0, w0 = x.copy(), w.copy()
+    spec = _spec.forward_spec("conv", nd, x, w, b, 1, 0, 1, 1, "zeros", layout, "auto")[0]
+    simd = _im2col.isa_active() != "generic"
+    assert _plan.pointwise_few_outputs(spec) == simd
+    wide = _spec.forward_spec("conv", nd, x, np.concatenate([w] * (limit + 1), axis=-1)[
+        ..., :limit + 1], None, 1, 0, 1, 1, "zeros", layout, "auto")[0]
+    assert not _plan.pointwise_few_outputs(wide)
+    ref = conv_nd_reference(x, w, b, 1, [(0, 0)] * nd, 1, 1, "zeros", layout)
+    outs = _thread_counts_agree(
+        lambda out: conv_fn(nd)(x, w, b, layout=layout, out=out), ref.shape, dtype)
+    np.testing.assert_array_equal(outs[0], ref)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(w, w0)
+    xf = rng.standard_normal(x.shape).astype(dtype)
+    wf = rng.standard_normal(w.shape).astype(dtype)
+    got = conv_fn(nd)(xf, wf, b, layout=layout)
+    monkeypatch.setattr(_im2col, "PWFEW", False)
+    _clear_plan_caches()
+    try:
+        assert not _plan.pointwise_few_outputs(spec)
+        gemm = conv_fn(nd)(xf, wf, b, layout=layout)
+    finally:
+        monkeypatch.undo()
+        _clear_plan_caches()
+    np.testing.assert_array_equal(got, gemm)
+    ref = conv_nd_reference(xf, wf, b, 1, [(0, 0)] * nd, 1, 1, "zeros", layout)
+    assert rel_error(got, ref) <= tolerance(dtype, "im2col")
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", FEW_OUTPUT_NHWC_CASES)
 def test_few_output_nhwc_through_channels_first(case, dtype):

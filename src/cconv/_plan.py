@@ -556,6 +556,23 @@ def pointwise_groups(spec):
             and not any(b or a for b, a in spec.pads))
 
 
+def pointwise_few_outputs(spec):
+    """A channels-last dense 1x1 problem (stride 1, no padding) with at most
+    _im2col.PWFEW_MAX_O[itemsize] outputs (float32 8, float64 3) on a SIMD path: im2col
+    runs it in place, x read once against the few output accumulators
+    (_kernels/pwfew.h; the GEMM's bits), not through channels-first (nhwc_via_nchw).
+    Against the routes it had, 2 threads, 5 interleaved rounds, new / old: float32 64 ->
+    1, 3, 8 at 128^2 batch 2 0.23, 0.32, 0.53 (0.80 -> 0.19 ms for one output; PyTorch
+    0.36), 32 -> 2 at 64^2 batch 8 0.30, 256 -> 1 at 64^2 0.41, 512 -> 1 at 32^2 0.37,
+    256 -> 8 0.92, 1024 -> 4 at 14^2 0.97; float64 64 -> 1 0.38, 256 -> 1 0.65, 512 ->
+    1 0.44 (with 4-8 outputs float64 lost: 1.16-1.42)."""
+    return (spec.channels_last and spec.groups == 1 and _im2col.PWFEW
+            and spec.O <= _im2col.PWFEW_MAX_O[spec.dtype.itemsize]
+            and _im2col.isa_active() != "generic"
+            and all(k == 1 for k in spec.kernel) and all(s == 1 for s in spec.stride)
+            and not any(b or a for b, a in spec.pads))
+
+
 def grouped_pointwise_im2col(spec):
     """A channels-last grouped 1x1 problem without padding that "auto" gives im2col
     rather than the grouped direct kernel, whose tiles suit spatial kernels: strided
@@ -606,6 +623,8 @@ def nhwc_via_nchw(spec):
     if not spec.channels_last or not copies_fit(spec):
         return False
     if spec.groups > 1 and pointwise_groups(spec):
+        return False
+    if pointwise_few_outputs(spec):
         return False
     if spec.groups > 1 and spec.Cg < 16:
         return True
