@@ -539,13 +539,15 @@ def test_maxpool_2x2_fast_path_matches_general(dtype):
 
 @pytest.mark.parametrize("layout", [None, "NHWC"])
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_maxpool_backward_overlapping_windows_exact(layout, threads):
+@pytest.mark.parametrize("N", [1, 3])
+def test_maxpool_backward_overlapping_windows_exact(layout, threads, N):
     """Overlapping, padded windows: the threaded backward (each thread zeroes and fills its
-    own planes or images) equals a NumPy scatter-add over the recorded winners, exactly
+    own planes or images; channels-last with fewer images than threads, per channel)
+    equals a NumPy scatter-add over the recorded winners, exactly
     (small integers), and writes every element of dx (rows and columns no window reaches
     stay zero)."""
     rng = np.random.default_rng(6)
-    x = rng.standard_normal((3, 4, 11, 10))
+    x = rng.standard_normal((N, 4, 11, 10))
     x = x if layout is None else np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     pool = nn.MaxPool2d(3, 2, padding=1, layout=layout)
     y = pool(x)

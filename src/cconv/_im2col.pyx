@@ -43,7 +43,6 @@ cdef extern from "unpack.h" nogil:
                                     const double *bias, double *dst, cc_idx ldd)
 
 
-
 # --------------------------------------------------------------------- typed wrappers
 
 cdef inline void pack_rows(const floating *base, const cc_idx *offs, cc_idx kc, cc_idx j0,
@@ -1752,7 +1751,6 @@ def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nt
     `pixrow_packed`: pack_weights(..., pixrow=True), used when the pixel-row kernels run."""
     _run(x5, w5, out5, bias, stride, pad, dil, groups, channels_last, nthreads, packed,
          pixrow_packed)
-
 
 
 # Channels-last dense 1x1 layers with at most PWFEW_MAX_O[itemsize] outputs run the
