@@ -1341,6 +1341,12 @@ cdef cc_conv_geom _geom(tuple xsp, tuple ksp, tuple osp, Py_ssize_t Cg, Py_ssize
     return g
 
 
+cdef inline bint _pointwise_grid(const cc_conv_geom *g) noexcept nogil:
+    """Stride 1, no padding, output the input's size: a 1x1 layer reads x in place."""
+    return (g.sd == 1 and g.sh == 1 and g.sw == 1 and g.pd == 0 and g.ph == 0 and g.pw == 0
+            and g.OD == g.D and g.OH == g.H and g.OW == g.W)
+
+
 cdef double _virtual_waste(cc_conv_geom g):
     """Computed / kept output pixels of the padded-grid (virtual pixel) scheme."""
     cdef Py_ssize_t Hp = g.OH + (g.KH - 1) * g.dh // g.sh, Wp = g.OW + (g.KW - 1) * g.dw // g.sw
@@ -1542,9 +1548,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     K = Cg * geom.KD * geom.KH * geom.KW
     Og = O // G
     if (channels_last and K == Cg and _pw_groups_channels(G, Cg, Og)
-            and geom.sd == 1 and geom.sh == 1 and geom.sw == 1
-            and geom.pd == 0 and geom.ph == 0 and geom.pw == 0
-            and geom.OD == geom.D and geom.OH == geom.H and geom.OW == geom.W):
+            and _pointwise_grid(&geom)):
         # grouped 1x1, stride 1, no padding, few channels per group: per group,
         # out[:, group's columns] (N*P x Og, row stride O) = x[:, group's channels] (N*P
         # x Cg, row stride C) . W_g (Cg x Og, row stride O), read and written in place
@@ -1570,9 +1574,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
     if (channels_last and G == 1 and K == Cg and geom.ctot == Cg
             and O <= (PWFEW_MAX_O_F32 if sizeof(floating) == 4 else PWFEW_MAX_O_F64)
             and PWFEW and cconv_isa_active() != 0
-            and geom.sd == 1 and geom.sh == 1 and geom.sw == 1
-            and geom.pd == 0 and geom.ph == 0 and geom.pw == 0
-            and geom.OD == geom.D and geom.OH == geom.H and geom.OW == geom.W):
+            and _pointwise_grid(&geom)):
         # 1x1, one group, at most PWFEW_MAX_O outputs: x read once against O
         # accumulators (pwfew.h: the GEMM's order and bits), blocks of pixels per thread,
         # then the bias
@@ -1595,9 +1597,7 @@ def _run(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, ::1] w,
                             op[r * O + j] = op[r * O + j] + bp[j]
         return
     if (channels_last and G == 1 and K == Cg and geom.ctot == Cg and K <= PW_GEMM_MAX_K
-            and geom.sd == 1 and geom.sh == 1 and geom.sw == 1
-            and geom.pd == 0 and geom.ph == 0 and geom.pw == 0
-            and geom.OD == geom.D and geom.OH == geom.H and geom.OW == geom.W):
+            and _pointwise_grid(&geom)):
         # 1x1, stride 1, no padding, one group, few input channels: out (N*P x O) =
         # x (N*P x C) . W (C x O) on the GEMM core's own driver (each element one running
         # FMA sum over k in increasing order from +0, as the indirect kernel sums it: the

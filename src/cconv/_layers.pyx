@@ -103,6 +103,22 @@ def maxpool2d_forward(const floating[:, :, :, ::1] x, floating[:, :, :, ::1] y,
 
 
 @cython.boundscheck(False)
+@cython.wraparound(False)
+cdef inline void _maxpool_scatter_cl(const floating[:, :, :, ::1] g,
+                                     const int32_t[:, :, :, ::1] arg, floating[:, :, :, ::1] dx,
+                                     Py_ssize_t n, Py_ssize_t c0, Py_ssize_t c1) noexcept nogil:
+    """dx[n, winner, c] += g[n, oh, ow, c] for channels c0 .. c1-1 of channels-last image n,
+    output positions in (oh, ow) order."""
+    cdef Py_ssize_t W = dx.shape[2], oh, ow, c, a
+    for oh in range(g.shape[1]):
+        for ow in range(g.shape[2]):
+            for c in range(c0, c1):
+                a = arg[n, oh, ow, c]
+                if a >= 0:
+                    dx[n, a // W, a % W, c] += g[n, oh, ow, c]
+
+
+@cython.boundscheck(False)
 def maxpool2d_backward(const floating[:, :, :, ::1] g, const int32_t[:, :, :, ::1] arg,
                        floating[:, :, :, ::1] dx, bint channels_last, int nthreads):
     """dx[window argmax] += g, each output position in (oh, ow) order. Each thread zeroes
@@ -114,28 +130,16 @@ def maxpool2d_backward(const floating[:, :, :, ::1] g, const int32_t[:, :, :, ::
     cdef Py_ssize_t N = dx.shape[0], C, H, W, OH, OW, plane, n, c, oh, ow, a
     if channels_last:
         H, W, C = dx.shape[1], dx.shape[2], dx.shape[3]
-        OH, OW = g.shape[1], g.shape[2]
         if N >= nthreads:
             for n in prange(N, nogil=True, schedule="static", num_threads=nthreads):
                 memset(&dx[n, 0, 0, 0], 0, H * W * C * sizeof(floating))
-                for oh in range(OH):
-                    for ow in range(OW):
-                        for c in range(C):
-                            a = arg[n, oh, ow, c]
-                            if a >= 0:
-                                dx[n, a // W, a % W, c] += g[n, oh, ow, c]
+                _maxpool_scatter_cl(g, arg, dx, n, 0, C)
             return
         # fewer images than threads: rows zeroed in parallel, then one channel per item
         for plane in prange(N * H, nogil=True, schedule="static", num_threads=nthreads):
             memset(&dx[plane // H, plane % H, 0, 0], 0, W * C * sizeof(floating))
         for plane in prange(N * C, nogil=True, schedule="static", num_threads=nthreads):
-            n = plane // C
-            c = plane % C
-            for oh in range(OH):
-                for ow in range(OW):
-                    a = arg[n, oh, ow, c]
-                    if a >= 0:
-                        dx[n, a // W, a % W, c] += g[n, oh, ow, c]
+            _maxpool_scatter_cl(g, arg, dx, plane // C, plane % C, plane % C + 1)
         return
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     OH, OW = g.shape[2], g.shape[3]
