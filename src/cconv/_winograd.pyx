@@ -1,8 +1,8 @@
 """Winograd F(2x2,3x3) / F(4x4,3x3) convolution (1-D: F(2,3) / F(4,3)) on the GEMM core.
 
 Per group, with alpha = m + 2 and T = alpha*alpha transformed elements (alpha in 1-D):
-  1. weights: U[t] = (G g G^T)[t] for every (o, c), computed in float64, rounded once and
-     written straight into the GEMM core's packed panel layout (transform_weights; the
+  1. weights: U[t] = (G g G^T)[t] for every (o, c), computed in the dtype and written
+     straight into the GEMM core's packed panel layout (transform_weights; the
      result can be kept and reused, see cconv.winograd_weights).
   2. input tiles (alpha x alpha, overlapping by 2, origin (ty*m - pad_top, tx*m - pad_left);
      reads beyond the input are zeros): V[t] = (B^T d B)[t], one tile block at a time.

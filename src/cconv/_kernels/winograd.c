@@ -49,14 +49,15 @@ enum { KL = 16 }; /* lanes per vector block of the kernel transform */
         o[3] = b_ + (T)8 * e_ + s[5];                                                     \
     } while (0)
 
-/* G g for F(4,3), 3 -> 6 (float64: VT is double or a vector of doubles) */
-#define KER4(VT, s, o)                                                                  \
+/* G g for F(4,3), 3 -> 6 (VT: the scalar or vector type computed in, ST its scalar type) */
+#define KER4(VT, ST, s, o)                                                              \
     do {                                                                                \
         const VT g0 = s[0], g1 = s[1], g2 = s[2];                                       \
-        const VT e0 = g0 * (1.0 / 24.0) + g2 * (1.0 / 6.0), e1 = g1 * (1.0 / 12.0); \
-        o[0] = g0 * 0.25;                                                               \
-        o[1] = (g0 + g1 + g2) * (-1.0 / 6.0);                                           \
-        o[2] = (g0 - g1 + g2) * (-1.0 / 6.0);                                           \
+        const VT e0 = g0 * (ST)(1.0 / 24.0) + g2 * (ST)(1.0 / 6.0);                     \
+        const VT e1 = g1 * (ST)(1.0 / 12.0);                                            \
+        o[0] = g0 * (ST)0.25;                                                           \
+        o[1] = (g0 + g1 + g2) * (ST)(-1.0 / 6.0);                                       \
+        o[2] = (g0 - g1 + g2) * (ST)(-1.0 / 6.0);                                       \
         o[3] = e0 + e1;                                                                 \
         o[4] = e0 - e1;                                                                 \
         o[5] = g2;                                                                      \
@@ -75,12 +76,12 @@ enum { KL = 16 }; /* lanes per vector block of the kernel transform */
         o[0] = s[0] + s[1] + s[2];                                                      \
         o[1] = s[1] - s[2] - s[3];                                                      \
     } while (0)
-#define KER2(VT, s, o)                                                                  \
+#define KER2(VT, ST, s, o)                                                              \
     do {                                                                                \
         const VT g0 = s[0], g1 = s[1], g2 = s[2];                                       \
         o[0] = g0;                                                                      \
-        o[1] = (g0 + g1 + g2) * 0.5;                                                    \
-        o[2] = (g0 - g1 + g2) * 0.5;                                                    \
+        o[1] = (g0 + g1 + g2) * (ST)0.5;                                                \
+        o[2] = (g0 - g1 + g2) * (ST)0.5;                                                \
         o[3] = g2;                                                                      \
     } while (0)
 
@@ -166,24 +167,18 @@ enum { KL = 16 }; /* lanes per vector block of the kernel transform */
                                    T *restrict u, cc_idx ldu)                           \
     {                                                                                   \
         typedef T vt __attribute__((vector_size(KL * sizeof(T))));                      \
-        typedef double vd __attribute__((vector_size(KL * sizeof(double))));            \
-        vd a[9], t[A][3], r[A];                                                         \
-        for (int k = 0; k < 9; k++) {                                                   \
-            vt x;                                                                       \
-            memcpy(&x, g + (k / 3) * rs + (k % 3) * cs, sizeof x);                      \
-            a[k] = __builtin_convertvector(x, vd);                                      \
-        }                                                                               \
+        vt a[9], t[A][3], r[A];                                                         \
+        for (int k = 0; k < 9; k++)                                                     \
+            memcpy(&a[k], g + (k / 3) * rs + (k % 3) * cs, sizeof a[k]);                \
         for (int j = 0; j < 3; j++) {                                                   \
-            const vd c3[3] = {a[j], a[3 + j], a[6 + j]};                                \
-            KER(vd, c3, r);                                                             \
+            const vt c3[3] = {a[j], a[3 + j], a[6 + j]};                                \
+            KER(vt, T, c3, r);                                                          \
             for (int i = 0; i < A; i++) t[i][j] = r[i];                                 \
         }                                                                               \
         for (int i = 0; i < A; i++) {                                                   \
-            KER(vd, t[i], r);                                                           \
-            for (int j = 0; j < A; j++) {                                               \
-                const vt y = __builtin_convertvector(r[j], vt);                         \
-                memcpy(u + (i * A + j) * ldu, &y, sizeof y);                            \
-            }                                                                           \
+            KER(vt, T, t[i], r);                                                        \
+            for (int j = 0; j < A; j++)                                                 \
+                memcpy(u + (i * A + j) * ldu, &r[j], sizeof r[j]);                      \
         }                                                                               \
     }                                                                                   \
     /* Partial or strided lane blocks go through zero-padded KL-lane copies, so every  \
@@ -210,10 +205,10 @@ enum { KL = 16 }; /* lanes per vector block of the kernel transform */
                             cc_idx lu, cc_idx L)                                        \
     {                                                                                   \
         for (cc_idx l = 0; l < L; l++) {                                                \
-            double col[3], o[A];                                                        \
-            for (int j = 0; j < 3; j++) col[j] = (double)g[j * cs + l * ls];            \
-            KER(double, col, o);                                                                \
-            for (int j = 0; j < A; j++) u[j * ldu + l * lu] = (T)o[j];                  \
+            T col[3], o[A];                                                             \
+            for (int j = 0; j < 3; j++) col[j] = g[j * cs + l * ls];                    \
+            KER(T, T, col, o);                                                          \
+            for (int j = 0; j < A; j++) u[j * ldu + l * lu] = o[j];                     \
         }                                                                               \
     }
 
