@@ -33,8 +33,8 @@ CC_TR_DEFINE(float, f32)
 CC_TR_DEFINE(double, f64)
 #undef CC_TR_DEFINE
 
-/* The same transpose through AVX-512 registers (simd_transpose.h's blocks in 64 x 64
- * tiles; matrices narrower than a block take the loop above). Chosen at run time by
+/* The same transpose through AVX-512 registers (simd_transpose.h's V x V blocks walked
+ * along the long rows; matrices narrower than a block take the loop above). Chosen at run time by
  * cconv_transpose_auto_* (cconv_transpose_simd: 1 on AVX-512 machines, 0 forces the
  * loop above; set once at module import, before any call). A copy, so the same values
  * on every path. */
