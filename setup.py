@@ -30,6 +30,7 @@ KERNEL_SOURCES = [os.path.join(KERNEL_DIR, "gemm.c"), os.path.join(KERNEL_DIR, "
 
 EXTENSIONS = {
     "cconv._core": [],
+    "cconv._arraycache": [os.path.join(KERNEL_DIR, "arraycache.c")],
     # direct_fewc.c dispatches on the ISA state kept in gemm.c: compiled together.
     "cconv._direct": KERNEL_SOURCES + [os.path.join(KERNEL_DIR, "direct_fewc.c")],
     "cconv._layers": [],

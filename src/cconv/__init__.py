@@ -10,11 +10,12 @@ from .backward import __all__ as _backward_all
 from ._threads import get_num_threads, set_num_threads, num_threads
 from ._config import show_config
 from ._packed import PackedWeights, pack_weights
+from ._memory import set_array_cache, array_cache_info
 
 __all__ = [
     "conv1d", "conv2d", "conv3d", "winograd_weights", "WinogradWeights",
     "get_num_threads", "set_num_threads", "num_threads", "show_config",
-    "pack_weights", "PackedWeights",
+    "pack_weights", "PackedWeights", "set_array_cache", "array_cache_info",
     "__version__",
 ] + list(_backward_all)
 

@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from . import _backward, _core, _plan, _spec
+from ._memory import cached_arrays
 from ._threads import get_num_threads
 from .functional import (_five_shape, _prepare_input, _prepare_weight, _run,
                          depth_to_space_into, patch_weight, space_to_depth, subsample_index,
@@ -1081,3 +1082,8 @@ __all__ = [
     f"conv_transpose{nd}d_{kind}" for nd in (1, 2, 3)
     for kind in ("grad_input", "grad_weight", "backward")
 ]
+
+# every public function allocates its arrays from the array cache (_memory)
+for _name in __all__:
+    globals()[_name] = cached_arrays(globals()[_name])
+del _name

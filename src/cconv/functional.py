@@ -4,6 +4,7 @@ import itertools
 import numpy as np
 
 from . import _depthwise, _direct, _core, _fft, _im2col, _plan, _spec, _winograd
+from ._memory import cached_arrays
 from ._packed import PackedWeights
 from ._threads import get_num_threads
 
@@ -448,6 +449,7 @@ def _run_other_layout(spec, algo, x5, w5, b, out5, pads3, nth):
         f(xh, wh, b, oh, *geo, G, True, nth)
         _core.to_channels_first_into(oh, out5, nth)
 
+@cached_arrays
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            padding_mode="zeros", layout="NCL", algorithm="auto", out=None):
     """1-D convolution (cross-correlation, as in PyTorch) of x with weight.
@@ -464,6 +466,7 @@ def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                     padding_mode, layout, algorithm, out)
 
 
+@cached_arrays
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            padding_mode="zeros", layout="NCHW", algorithm="auto", out=None):
     """2-D convolution (cross-correlation, as in PyTorch) of x with weight.
@@ -524,6 +527,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
                     padding_mode, layout, algorithm, out)
 
 
+@cached_arrays
 def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            padding_mode="zeros", layout="NCDHW", algorithm="auto", out=None):
     """3-D convolution of x (N, C, D, H, W) or (N, D, H, W, C) with weight

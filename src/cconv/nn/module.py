@@ -1,6 +1,8 @@
 """Module: the base class of every cconv.nn layer (autograd-free, PyTorch-shaped)."""
 import numpy as np
 
+from .._memory import cached_arrays
+
 
 class ParamRef(tuple):
     """A ``(param, grad)`` pair (it unpacks as one) that also names its owner layer
@@ -81,6 +83,17 @@ class Module:
         return list(self._children.values())
 
     # ------------------------------------------------------------------ running
+    def __init_subclass__(cls, **kwargs):
+        # each layer's forward / backward (and a loss's __call__) allocates its arrays from
+        # the array cache (cconv._memory), as the functional API does
+        super().__init_subclass__(**kwargs)
+        for name in ("forward", "backward", "__call__"):
+            fn = cls.__dict__.get(name)
+            if callable(fn) and not getattr(fn, "_cconv_cached_arrays", False):
+                wrapped = cached_arrays(fn)
+                wrapped._cconv_cached_arrays = True
+                setattr(cls, name, wrapped)
+
     def forward(self, x):
         raise NotImplementedError
 
