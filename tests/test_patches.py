@@ -127,3 +127,28 @@ def test_patch_route_not_taken():
     y = cconv.conv2d(x, w, b, 4, layout="NHWC", algorithm="im2col")  # explicit: in place
     ref = conv_nd_reference(x, w, b, 4, ((0, 0),) * 2, 1, 1, layout="NHWC")
     assert rel_error(y, ref) <= 1e-13
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sp, k, O, expect", [
+    ((64, 60), (16, 16), 24, "im2col"),   # rows of 3 patches: narrower than a vector
+    ((32, 64), (4, 4), 16, "direct"),     # rows of 16 patches
+    ((34, 40), (8, 4), 8, "im2col"),      # rows of 10
+])
+def test_channels_first_patch_stems_narrow_rows_stay_im2col(dtype, sp, k, O, expect):
+    """Channels-first few-channel patch convolutions: "auto" leaves the grouped direct
+    kernel (output columns as lanes) for im2col when the output rows are narrower than
+    _plan.NCHW_FEW_OUTPUTS_MIN_OW (ViT's 16x16 stem: rows of 14); the result matches
+    the reference and the explicit "direct" call's tolerance either way."""
+    from cconv import _plan, _spec
+    rng = np.random.default_rng(5)
+    x, w, b = make("NCHW", 2, 3, O, sp, k, rng)
+    x, w, b = x.astype(dtype), w.astype(dtype), b.astype(dtype)
+    spec = _spec.forward_spec("conv2d", 2, x, w, b, k, 0, 1, 1, "zeros", "NCHW", "auto")[0]
+    if cconv._im2col.isa_active() == "generic":
+        expect = "im2col"   # no grouped SIMD kernel on the portable path
+    assert _plan.choose_forward(spec, "auto").value == expect
+    ref = conv_nd_reference(x, w, b, k, ((0, 0),) * 2, 1, 1, layout="NCHW")
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    for algo in ("auto", "direct"):
+        assert rel_error(cconv.conv2d(x, w, b, k, algorithm=algo), ref) <= tol

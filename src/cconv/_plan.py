@@ -522,6 +522,18 @@ GROUPED_DIRECT_FEW_OUT = 8
 GROUPED_DIRECT_MIN_EXEC = 0.8   # pad_skip_exec from which those wider groups go direct
 
 
+def _is_patch(spec):
+    """Kernel equal to the stride in every dimension (more than one tap), no padding:
+    non-overlapping patches."""
+    return (math.prod(spec.kernel) > 1 and not any(b or a for b, a in spec.pads)
+            and all(k == s for k, s in zip(spec.kernel, spec.stride)))
+
+
+# Channels-first patch convolutions (_is_patch) with few input channels and output rows
+# narrower than NCHW_FEW_OUTPUTS_MIN_OW stay im2col. Measured 2 threads, float32, 7
+# interleaved rounds, batch 8 at 224^2, im2col / the grouped kernel: ViT 16x16/16 3 -> 768
+# (rows of 14) 0.74, 1 -> 768 0.78, batch 1 0.84; with wider rows it is even: 8x8/8
+# 3 -> 256 (28) 0.98, ConvNeXt 4x4/4 3 -> 96 (56) 1.07, Swin 3 -> 128 1.02.
 def grouped_direct_pays(spec):
     """Whether "auto" gives a grouped (not depthwise) problem to the grouped direct
     kernels: few channels per group (GROUPED_DIRECT_MAX_CG channels-first,
@@ -531,7 +543,12 @@ def grouped_direct_pays(spec):
     if not grouped_direct(spec):
         return False
     if spec.groups == 1:
-        return True  # nchw_few_channels or nhwc_few_outputs (the one-group problems)
+        # nchw_few_channels or nhwc_few_outputs (the one-group problems), except
+        # channels-first patch convolutions with output rows narrower than
+        # NCHW_FEW_OUTPUTS_MIN_OW (its lanes): ViT's 16x16 / 16 stem, where im2col's GEMM
+        # (K = C * 256, M = O = 768) wins
+        return spec.channels_last or not (_is_patch(spec) and
+                                          spec.out_size[-1] < NCHW_FEW_OUTPUTS_MIN_OW)
     if spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last else GROUPED_DIRECT_MAX_CG):
         return True
     # the wider groups only where im2col's padding-tap skipping would save little (the
