@@ -10,6 +10,7 @@ import pytest
 
 cconv = pytest.importorskip("cconv")
 from cconv import _memory, backward, nn  # noqa: E402
+from reference import rel_error  # noqa: E402
 
 handler_name = np._core.multiarray.get_handler_name
 CACHE = "cconv_array_cache"
@@ -50,9 +51,8 @@ def test_outputs_use_the_cache_and_user_arrays_do_not(rng, cache_limit):
     assert after["cached"] >= before["cached"] + nbytes
     y2 = cconv.conv2d(x, w, padding=1)
     assert cconv.array_cache_info()["hits"] > after["hits"]
-    np.testing.assert_allclose(y2, cconv.conv2d(x.astype(np.float64),
-                                                w.astype(np.float64), padding=1),
-                               rtol=1e-4, atol=1e-4)
+    ref = cconv.conv2d(x.astype(np.float64), w.astype(np.float64), padding=1)
+    assert rel_error(y2, ref) <= 1e-4   # "auto" may pick Winograd: its float32 bound
 
 
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
