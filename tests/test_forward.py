@@ -1014,6 +1014,36 @@ def test_few_channel_nchw_limits():
     assert _plan.nchw_few_channels(spec_of(np.zeros((9, 64, 7, 16), np.float32), wc, "NCHW"))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("C, O, k, stride, size, expect", [
+    (16, 4, 7, 1, 6, "im2col"),     # 343 taps over rows of 6
+    (32, 4, 3, 2, 14, "im2col"),    # stride 2: rows of 7
+    (16, 4, 3, 1, 8, "direct"),     # 27 taps, stride 1: the kernel
+    (16, 4, 7, 1, 16, "direct"),    # rows of 16: the kernel
+    (3, 4, 7, 1, 6, "direct"),      # few input channels: the kernel, whatever the rows
+])
+def test_narrow_3d_few_outputs_auto(dtype, C, O, k, stride, size, expect):
+    """Channels-first 3-D layers with few outputs and rows narrower than
+    _plan.NCHW_FEW_OUTPUTS_MIN_OW take the grouped kernel only at stride 1 with at most
+    _plan.NARROW_3D_MAX_TAPS taps ("auto"; "direct" still runs it); results match the
+    reference either way."""
+    import cconv
+    from cconv import _plan, _spec
+    rng = np.random.default_rng(C + k + size)
+    x = rng.standard_normal((2, C, size, size, size)).astype(dtype)
+    w = rng.standard_normal((O, C, k, k, k)).astype(dtype)
+    pad = k // 2
+    spec = _spec.forward_spec("conv3d", 3, x, w, None, stride, pad, 1, 1, "zeros", "NCDHW",
+                              "auto")[0]
+    if cconv._im2col.isa_active() == "generic":
+        expect = "im2col"
+    assert _plan.choose_forward(spec, "auto").value == expect
+    ref = conv_nd_reference(x, w, None, stride, ((pad, pad),) * 3, 1, 1, "zeros", "NCDHW")
+    for algo in ("auto", "direct"):
+        y = cconv.conv3d(x, w, None, stride, pad, algorithm=algo)
+        assert rel_error(y, ref) <= tolerance(dtype, "direct")
+
+
 def _grouped_spec(layout, C, O, groups, size):
     """The ConvSpec of a 3x3, padding-1 conv2d of a (1, C, size, size) input."""
     from cconv import _spec

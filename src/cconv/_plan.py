@@ -529,6 +529,16 @@ def _is_patch(spec):
             and all(k == s for k, s in zip(spec.kernel, spec.stride)))
 
 
+# Channels-first 3-D few-output layers (nchw_few_channels by NCHW_FEW_OUTPUTS_MAX_O) with
+# output rows narrower than NCHW_FEW_OUTPUTS_MIN_OW: the kernel's lanes run mostly empty
+# and strided or long tap loops lose to im2col. Measured 2 threads, float32, 7
+# interleaved rounds, im2col / the grouped kernel (N, C, O, kernel, stride, size):
+# (4, 128, 8, 7^3, 1, 6^3) 0.37, (2, 256, 8, 3^3, 2, 16^3: rows of 8) 0.60, (2, 32, 8, 5^3,
+# 1, 12^3) 1.02; with 3^3 taps at stride 1 the kernel wins: (1, 64, 4, 8^3) 1.39, (8, 16,
+# 4, 8^3) 1.17, (1, 256, 1, 12^3) 1.65, (1, 32, 2, dilation 2, 12^3) 1.90, (1, 8, 8, 12^3)
+# 2.07, (2, 128, 8, 12^3) 0.99. float64 (at most 4 outputs) alike: (1, 64, 4, 8^3) 0.76,
+# (8, 16, 4) 1.14, (1, 32, 2) 1.23.
+NARROW_3D_MAX_TAPS = 27
 # Channels-first patch convolutions (_is_patch) with few input channels and output rows
 # narrower than NCHW_FEW_OUTPUTS_MIN_OW stay im2col. Measured 2 threads, float32, 7
 # interleaved rounds, batch 8 at 224^2, im2col / the grouped kernel: ViT 16x16/16 3 -> 768
@@ -547,8 +557,14 @@ def grouped_direct_pays(spec):
         # channels-first patch convolutions with output rows narrower than
         # NCHW_FEW_OUTPUTS_MIN_OW (its lanes): ViT's 16x16 / 16 stem, where im2col's GEMM
         # (K = C * 256, M = O = 768) wins
-        return spec.channels_last or not (_is_patch(spec) and
-                                          spec.out_size[-1] < NCHW_FEW_OUTPUTS_MIN_OW)
+        if spec.channels_last or spec.out_size[-1] >= NCHW_FEW_OUTPUTS_MIN_OW:
+            return True
+        if _is_patch(spec):
+            return False
+        # 3-D few-output layers with narrow rows: only stride 1 and at most 27 taps
+        return not (spec.nd == 3 and spec.C > NCHW_FEW_CHANNELS_MAX_C
+                    and (any(s > 1 for s in spec.stride)
+                         or math.prod(spec.kernel) > NARROW_3D_MAX_TAPS))
     if spec.Cg <= (GROUPED_DIRECT_MAX_CG_LAST if spec.channels_last else GROUPED_DIRECT_MAX_CG):
         return True
     # the wider groups only where im2col's padding-tap skipping would save little (the
