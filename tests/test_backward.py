@@ -1701,6 +1701,9 @@ def test_grad_weight_cols_route(C, O, G, k, via):
     (2, (17, 14), 64, 40, 3, 2, 1, 1, "zeros"),
     (2, (16, 19), 20, 32, 4, (2, 3), 1, 1, "replicate"),
     (3, (7, 6, 9), 16, 32, 3, 2, 1, 1, "zeros"),
+    (3, (6, 6, 6), 16, 16, 5, 1, 2, 1, "zeros"),     # 3-D, at most 16 outputs
+    (3, (6, 7, 5), 16, 8, 5, 1, 2, 1, "zeros"),      # 8 outputs, 125 taps
+    (3, (5, 6, 7), 24, 4, 7, 1, 3, 1, "reflect"),
 ])
 def test_grad_weight_channels_first_via_channels_last(nd, sp, C, O, k, stride, pad, dil, mode):
     """Dense channels-first weight gradients (stride 1, or strided with at most 64
@@ -1744,6 +1747,24 @@ def test_grad_weight_channels_first_strided_via_only_few_channels():
         return _plan.nchw_grad_weight_via_nhwc(_spec.backward_spec(
             "conv2d_backward", 2, g, x, w, stride, 1, 1, 1, "zeros", "NCHW", ("weight",))[0])
     assert via(64, 2) and via(128, 1) and not via(128, 2) and not via(256, 2)
+
+
+def test_grad_weight_3d_few_outputs_via_limits():
+    """3-D channels-first weight gradients with at most _plan.GW_VIA_3D_MAX_O outputs go
+    channels-last at stride 1, except at most GW_VIA_3D_FEW_O outputs with 27 taps or
+    fewer (gwdot wins there); 2-D ones with 16 outputs stay."""
+    from cconv import _plan, _spec
+
+    def via(O, k, stride=1, nd=3, C=32):
+        sp = (12,) * nd
+        x, w = np.zeros((2, C) + sp, np.float32), np.zeros((O, C) + (k,) * nd, np.float32)
+        y = conv_fn(nd)(x, w, None, stride, k // 2)
+        return _plan.nchw_grad_weight_via_nhwc(_spec.backward_spec(
+            f"conv{nd}d_backward", nd, y, x, w, stride, k // 2, 1, 1, "zeros",
+            DEFAULT_LAYOUT[nd], ("weight",))[0])
+    assert via(16, 3) and via(16, 7) and via(8, 5) and via(4, 7)
+    assert not via(8, 3) and not via(4, 3) and not via(16, 3, stride=2)
+    assert not via(16, 3, C=8) and not via(16, 3, nd=2)
 
 
 # ----------------------------------------------------------------------------- 1x1 strided
