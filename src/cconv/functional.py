@@ -449,6 +449,7 @@ def _run_other_layout(spec, algo, x5, w5, b, out5, pads3, nth):
         f(xh, wh, b, oh, *geo, G, True, nth)
         _core.to_channels_first_into(oh, out5, nth)
 
+
 @cached_arrays
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *,
            padding_mode="zeros", layout="NCL", algorithm="auto", out=None):
