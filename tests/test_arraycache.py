@@ -162,3 +162,24 @@ def test_limit_from_environment(value, expect):
     assert expect in text, text
     if expect == "ValueError":
         assert "CCONV_ARRAY_CACHE_MB must be a number of MiB >= 0" in text
+
+
+def test_user_module_subclasses_run_with_the_cache(cache_limit):
+    # Module.__init_subclass__ wraps a subclass's forward / backward once (not again
+    # for a subclass of it), as the README says
+    class Double(nn.Module):
+        def forward(self, x):
+            return x * 2
+
+        def backward(self, g):
+            return g * 2
+
+    class Quad(Double):
+        pass
+
+    x = np.ones(MiB // 2, np.float32)   # 2 MiB
+    for layer in (Double(), Quad()):
+        assert handler_name(layer(x)) == CACHE
+        assert handler_name(layer.backward(x)) == CACHE
+    assert Quad.forward is Double.forward and Double.forward._cconv_cached_arrays
+    assert handler_name(x * 2) != CACHE
