@@ -540,7 +540,7 @@ GROUPED_DIRECT_MIN_EXEC = 0.8   # pad_skip_exec from which those wider groups go
 
 def _is_patch(spec):
     """Kernel equal to the stride in every dimension (more than one tap), no padding:
-    non-overlapping patches."""
+    patches that tile the input (without overlap where the dilation is 1)."""
     return (math.prod(spec.kernel) > 1 and not any(b or a for b, a in spec.pads)
             and all(k == s for k, s in zip(spec.kernel, spec.stride)))
 
@@ -878,8 +878,7 @@ def patch_spec(spec, op="forward"):
     import dataclasses
 
     kk = math.prod(spec.kernel)
-    if (kk == 1 or spec.groups != 1 or any(b or a for b, a in spec.pads)
-            or any(k != s for k, s in zip(spec.kernel, spec.stride))
+    if (not _is_patch(spec) or spec.groups != 1
             or any(d != 1 and k > 1 for k, d in zip(spec.kernel, spec.dilation))):
         return None
     if spec.C >= PATCH_MAX_C or spec.nd == 1:
