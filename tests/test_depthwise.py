@@ -156,6 +156,30 @@ def test_nhwc_packed_rows_split_over_threads_and_channels(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nhwc_packed_rows_prefetching(rng, monkeypatch, dtype):
+    # large arrays prefetch the next chunk's rows (_depthwise.prefetch_min_bytes): run
+    # that on small ones, against the reference and bitwise against no prefetching, with
+    # whole and split channel groups, strides 1 and 2, chunks of 1..16 rows, rows in the
+    # padding and partial last chunks
+    from cconv import _depthwise
+    for N, C, (H, W), k, s, pad in [(2, 48, (37, 20), 3, 1, 1), (1, 512, (9, 400), 3, 1, 1),
+                                    (3, 20, (23, 9), 5, 2, ((3, 0), (2, 2))),
+                                    (1, 100, (30, 300), 7, 1, 3), (2, 7, (5, 5), 3, 1, 4)]:
+        x = rng.standard_normal((N, H, W, C)).astype(dtype)
+        w = rng.standard_normal((k, k, 1, C)).astype(dtype)
+        b = rng.standard_normal(C).astype(dtype)
+        pairs = resolve_padding(pad, (H, W), (k, k), s, 1)
+        ref = conv_nd_reference(x, w, b, s, pairs, 1, C, layout="NHWC")
+        ys = []
+        for bar in (1 << 62, 0):
+            monkeypatch.setattr(_depthwise, "prefetch_min_bytes", bar)
+            ys.append(cconv.conv2d(x, w, b, s, pad, 1, C, layout="NHWC",
+                                   algorithm="depthwise"))
+        assert rel_error(ys[1], ref) <= TOL[dtype], (N, C, H, W, k, s)
+        np.testing.assert_array_equal(ys[1], ys[0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 3])
 @pytest.mark.parametrize("last", [False, True])
 def test_1d_3d(rng, nd, last, dtype):

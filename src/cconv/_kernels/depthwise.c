@@ -380,10 +380,10 @@ GN_DISPATCH(f64, double)
         return op == 0 ? dwp_scratch_##DT##_avx2(g, nc) : 2 * (32 / (cc_idx)sizeof(T));
 #define DWP_X86_RUN(DT)                                                                    \
     case CCONV_ISA_AVX512:                                                                 \
-        dw_nhwc_packed_##DT##_avx512(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);       \
+        dw_nhwc_packed_##DT##_avx512(g, x, w, bias, out, c0, c1, oh0, oh1, scratch, pf);   \
         return;                                                                            \
     case CCONV_ISA_AVX2:                                                                   \
-        dw_nhwc_packed_##DT##_avx2(g, x, w, bias, out, c0, c1, oh0, oh1, scratch);         \
+        dw_nhwc_packed_##DT##_avx2(g, x, w, bias, out, c0, c1, oh0, oh1, scratch, pf);     \
         return;
 #else
 #define DWP_X86_CASES(DT, T)
@@ -408,7 +408,7 @@ GN_DISPATCH(f64, double)
     cc_idx cconv_dw_nhwc_packed_block_##DT(void) { return dwp_query_##DT(1, 0, 0); }       \
     void cconv_dw_nhwc_packed_##DT(const cc_dw_geom *g, const T *x, const T *w,            \
                                    const T *bias, T *out, cc_idx c0, cc_idx c1, cc_idx oh0, \
-                                   cc_idx oh1, T *scratch)                                 \
+                                   cc_idx oh1, T *scratch, int pf)                         \
     {                                                                                      \
         switch (cconv_isa_active()) {                                                      \
         DWP_X86_RUN(DT)                                                                    \

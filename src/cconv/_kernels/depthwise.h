@@ -66,17 +66,18 @@ void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
  * increasing order (im2col's K order), then + bias; taps in the zero padding read +0. */
 /* Channels-last packed rows (2-D, square 3/5/7 kernels, dw = 1; see depthwise_impl.h):
  * scratch elements per thread, 0 when the problem or the ISA path does not take it;
- * channels per block (each call does one block, c1 - c0 <= block); the rows. */
+ * channels per block (each call does one block, c1 - c0 <= block); the rows (prefetch:
+ * fetch rows ahead, for arrays that do not stay in cache; the same bits either way). */
 cc_idx cconv_dw_nhwc_packed_scratch_f32(const cc_dw_geom *g, cc_idx nc);
 cc_idx cconv_dw_nhwc_packed_scratch_f64(const cc_dw_geom *g, cc_idx nc);
 cc_idx cconv_dw_nhwc_packed_block_f32(void);
 cc_idx cconv_dw_nhwc_packed_block_f64(void);
 void cconv_dw_nhwc_packed_f32(const cc_dw_geom *g, const float *x, const float *w,
                               const float *bias, float *out, cc_idx c0, cc_idx c1, cc_idx oh0,
-                              cc_idx oh1, float *scratch);
+                              cc_idx oh1, float *scratch, int prefetch);
 void cconv_dw_nhwc_packed_f64(const cc_dw_geom *g, const double *x, const double *w,
                               const double *bias, double *out, cc_idx c0, cc_idx c1,
-                              cc_idx oh0, cc_idx oh1, double *scratch);
+                              cc_idx oh0, cc_idx oh1, double *scratch, int prefetch);
 
 void cconv_gconv_nchw_f32(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, const float *x,
                           const float *w, const float *bias, float *out, cc_idx od,

@@ -833,6 +833,62 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
 #if VL > 1 /* one-lane vectors keep the strided path */
 #define DWP_MAX_SPAN 64
 
+#ifndef DWP_PREFETCH_DEFINED
+#define DWP_PREFETCH_DEFINED
+/* A walk over the cache lines of some rows of an array, for prefetching them a share at a
+ * time: rows r .. r_end-1, each nseg segments of seglen bytes, segstride apart (one
+ * segment when the item has every channel: the row is contiguous). */
+typedef struct {
+    const char *base;
+    cc_idx rowbytes, segstride, seglen, nseg;
+    cc_idx r, r_end, seg, off;
+} dwp_pf;
+
+static inline void dwp_pf_start(dwp_pf *pf, const void *base, cc_idx rowbytes,
+                                cc_idx segstride, cc_idx seglen, cc_idx nseg, cc_idx r0,
+                                cc_idx r1)
+{
+    pf->base = (const char *)base;
+    pf->rowbytes = rowbytes;
+    pf->segstride = segstride;
+    pf->seglen = seglen;
+    pf->nseg = nseg;
+    pf->r = r0;
+    pf->r_end = r1;
+    pf->seg = 0;
+    pf->off = 0;
+}
+
+/* The next n lines (fewer at the end), into L2 (write intent when rw = 1). */
+static inline void dwp_pf_step(dwp_pf *pf, cc_idx n, const int rw)
+{
+    for (; n > 0 && pf->r < pf->r_end; n--) {
+        const char *s0 = pf->base + pf->r * pf->rowbytes + pf->seg * pf->segstride;
+        const char *p = (const char *)((uintptr_t)s0 & ~(uintptr_t)63) + pf->off;
+        if (rw)
+            __builtin_prefetch(p, 1, 2);
+        else
+            __builtin_prefetch(p, 0, 2);
+        pf->off += 64;
+        if (p + 64 >= s0 + pf->seglen) { /* that was the segment's last line */
+            pf->off = 0;
+            if (++pf->seg == pf->nseg) {
+                pf->seg = 0;
+                pf->r++;
+            }
+        }
+    }
+}
+
+/* Lines the walk still has (rounded up per segment). */
+static inline cc_idx dwp_pf_lines(const dwp_pf *pf)
+{
+    if (pf->r >= pf->r_end)
+        return 0;
+    return (pf->r_end - pf->r) * pf->nseg * ((pf->seglen + 63) / 64 + 1);
+}
+#endif
+
 /* Pixels per packed row (a multiple of 8, whole tiles) for output width OW. */
 static inline cc_idx FN(dwp_row_pixels)(const cc_dw_geom *g)
 {
@@ -956,10 +1012,13 @@ DW_INLINE void FN(dwp_pack_row)(const cc_dw_geom *g, const T *restrict x, cc_idx
  * (R of them, all channels) stay in L2 for the blocks and are read from memory once, in
  * order. (One block over all rows: 3x3 s2 96@112 ran 2x slower; one row over all
  * blocks: 5x5 240@28 1.3x slower.) scratch: dwp_scratch(g, c1 - c0) elements, 64-byte
- * aligned. */
+ * aligned. prefetch: fetch the next chunk's new input rows and its output rows ahead, a
+ * share per (block, row), for arrays too large to stay in cache (on cached ones the
+ * prefetches cost more than they save). */
 DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const T *w,
                                          const T *bias, T *out, cc_idx c0, cc_idx c1,
-                                         cc_idx oh0, cc_idx oh1, T *scratch)
+                                         cc_idx oh0, cc_idx oh1, T *scratch,
+                                         int prefetch)
 {
     const cc_idx C = g->C, KH = g->KH, KW = g->KW, CB = 2 * VL;
     const cc_idx span = (KH - 1) * g->dh + 1, npix = FN(dwp_row_pixels)(g);
@@ -989,8 +1048,29 @@ DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const 
     cc_idx R = (256 * 1024 / (rowbytes > 0 ? rowbytes : 1) - span) / g->sh + 1;
     R = R < 1 ? 1 : R > 16 ? 16 : R;
     const T *rp[7];
+    const int full = c1 - c0 == C;
     for (cc_idx r0 = oh0; r0 < oh1; r0 += R) {
         const cc_idx r1 = r0 + R < oh1 ? r0 + R : oh1;
+        const cc_idx r2 = r1 + R < oh1 ? r1 + R : oh1;
+        /* the next chunk's new input rows and its output rows, prefetched a share per
+         * (block, row) of this chunk: the blocks read and write them strided (2*VL
+         * channels of every pixel), which the hardware prefetchers follow badly once
+         * they are not in cache */
+        dwp_pf pfx, pfo;
+        cc_idx ia = (r1 - 1) * g->sh - g->ph + span, ib = (r2 - 1) * g->sh - g->ph + span;
+        const cc_idx ia2 = r1 * g->sh - g->ph;
+        ia = ia > ia2 ? ia : ia2;
+        ia = ia < 0 ? 0 : ia > g->H ? g->H : ia;
+        ib = ib < ia ? ia : ib > g->H ? g->H : ib;
+        dwp_pf_start(&pfx, x + c0, g->W * C * (cc_idx)sizeof(T), C * (cc_idx)sizeof(T),
+                     (full ? g->W * C : c1 - c0) * (cc_idx)sizeof(T), full ? 1 : g->W,
+                     prefetch ? ia : 0, prefetch ? ib : 0);
+        dwp_pf_start(&pfo, out + c0, g->OW * C * (cc_idx)sizeof(T), C * (cc_idx)sizeof(T),
+                     (full ? g->OW * C : c1 - c0) * (cc_idx)sizeof(T), full ? 1 : g->OW,
+                     prefetch ? r1 : 0, prefetch ? r2 : 0);
+        const cc_idx steps = nb * (r1 - r0);
+        const cc_idx nx = (dwp_pf_lines(&pfx) + steps - 1) / steps;
+        const cc_idx no = (dwp_pf_lines(&pfo) + steps - 1) / steps;
         for (cc_idx b = 0; b < nb; b++) {
             const int last = b == nb - 1, V = last ? Vl : 2, nc = last ? nl : (int)CB;
             T *rg = ring + b * ringlen;
@@ -1010,6 +1090,8 @@ DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const 
                     }
                     rp[kh] = dst;
                 }
+                dwp_pf_step(&pfx, nx, 0);
+                dwp_pf_step(&pfo, no, 1);
                 T *o = out + oh * g->OW * C + c0 + b * CB;
                 if (!last)
                     row2(rp, wb, bb, o, C, g->OW, VL);
