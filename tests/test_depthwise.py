@@ -156,26 +156,31 @@ def test_nhwc_packed_rows_split_over_threads_and_channels(rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_nhwc_packed_rows_prefetching(rng, monkeypatch, dtype):
-    # large arrays prefetch the next chunk's rows (_depthwise.prefetch_min_bytes): run
-    # that on small ones, against the reference and bitwise against no prefetching, with
-    # whole and split channel groups, strides 1 and 2, chunks of 1..16 rows, rows in the
-    # padding and partial last chunks
+def test_nhwc_prefetching(rng, monkeypatch, dtype):
+    # large channels-last arrays prefetch rows ahead (_depthwise.prefetch_min_bytes): run
+    # that on small ones, against the reference and bitwise against no prefetching. Packed
+    # rows (whole and split channel groups, chunks of 1..16 rows, rows in the padding,
+    # partial last chunks) and the strided tiles (3x3 stride 2, dilation, channel blocks
+    # of 256, 3-D)
     from cconv import _depthwise
-    for N, C, (H, W), k, s, pad in [(2, 48, (37, 20), 3, 1, 1), (1, 512, (9, 400), 3, 1, 1),
-                                    (3, 20, (23, 9), 5, 2, ((3, 0), (2, 2))),
-                                    (1, 100, (30, 300), 7, 1, 3), (2, 7, (5, 5), 3, 1, 4)]:
-        x = rng.standard_normal((N, H, W, C)).astype(dtype)
-        w = rng.standard_normal((k, k, 1, C)).astype(dtype)
+    for N, C, sp, k, s, pad, d in [
+            (2, 48, (37, 20), 3, 1, 1, 1), (1, 512, (9, 400), 3, 1, 1, 1),
+            (3, 20, (23, 9), 5, 2, ((3, 0), (2, 2)), 1), (1, 100, (30, 300), 7, 1, 3, 1),
+            (2, 7, (5, 5), 3, 1, 4, 1), (2, 40, (17, 15), 3, 2, 1, 1),
+            (1, 300, (6, 9), 3, 1, 2, 2), (2, 24, (5, 6, 7), 3, (2, 1, 1), 1, 1)]:
+        nd = len(sp)
+        x = rng.standard_normal((N,) + sp + (C,)).astype(dtype)
+        w = rng.standard_normal((k,) * nd + (1, C)).astype(dtype)
         b = rng.standard_normal(C).astype(dtype)
-        pairs = resolve_padding(pad, (H, W), (k, k), s, 1)
-        ref = conv_nd_reference(x, w, b, s, pairs, 1, C, layout="NHWC")
+        pairs = resolve_padding(pad, sp, (k,) * nd, s, d)
+        layout = LAST_LAYOUT[nd]
+        ref = conv_nd_reference(x, w, b, s, pairs, d, C, layout=layout)
         ys = []
         for bar in (1 << 62, 0):
             monkeypatch.setattr(_depthwise, "prefetch_min_bytes", bar)
-            ys.append(cconv.conv2d(x, w, b, s, pad, 1, C, layout="NHWC",
-                                   algorithm="depthwise"))
-        assert rel_error(ys[1], ref) <= TOL[dtype], (N, C, H, W, k, s)
+            ys.append(conv_fn(nd)(x, w, b, s, pad, d, C, layout=layout,
+                                  algorithm="depthwise"))
+        assert rel_error(ys[1], ref) <= TOL[dtype], (N, C, sp, k, s, d)
         np.testing.assert_array_equal(ys[1], ys[0])
 
 

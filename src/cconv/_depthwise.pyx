@@ -61,6 +61,8 @@ cdef extern from "depthwise.h" nogil:
     void cconv_gconv_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
                          const double *x, const double *w, const double *bias, double *out,
                          cc_idx od, cc_idx oh0, cc_idx oh1, double *scratch, int cf)
+    void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *out,
+                                    cc_idx esize, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1)
     void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w,
                            const float *bias, float *out, cc_idx od, cc_idx oh, cc_idx c0,
                            cc_idx c1)
@@ -470,6 +472,8 @@ def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, 
     cdef const floating *wp = &w[0, 0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0, 0]
     cdef cc_idx it, n, od, oh, cbi, c0, c1, rest
+    cdef cc_idx esize = sizeof(floating)
+    cdef int prefetch = (xvol + ovol) * N * esize >= prefetch_min_bytes
     for it in prange(nitems, nogil=True, schedule="static", num_threads=nthreads):
         cbi = it % ncb
         rest = it // ncb
@@ -481,6 +485,9 @@ def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, 
         c1 = c0 + cb
         if c1 > C:
             c1 = C
+        if prefetch and oh + 1 < OH:
+            cconv_dw_nhwc_prefetch_row(&g, xp + n * xvol, op + n * ovol, esize, od, oh + 1,
+                                       c0, c1)
         _nhwc_item(&g, xp + n * xvol, wp, bp, op + n * ovol, od, oh, c0, c1)
 
 

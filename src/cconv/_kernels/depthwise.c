@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include "depthwise.h"
+#include "dw_prefetch.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define CCONV_DW_X86 1
@@ -279,6 +280,32 @@ void cconv_dw_nchw_f64(const cc_dw_geom *g, const double *x, const double *w,
     default:
         dw_nchw_f64_generic(g, x, w, bias, out, od, oh0, oh1, scratch);
     }
+}
+
+void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *out,
+                                cc_idx esize, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1)
+{
+    const cc_idx C = g->C, span = (g->KH - 1) * g->dh + 1;
+    const int full = c1 - c0 == C;
+    const char *xb = (const char *)x + c0 * esize, *ob = (const char *)out + c0 * esize;
+    dwp_pf pf;
+    /* the input rows row oh reads that row oh - 1 did not */
+    cc_idx ia = (oh - 1) * g->sh - g->ph + span, ib = oh * g->sh - g->ph + span;
+    const cc_idx ia2 = oh * g->sh - g->ph;
+    ia = oh == 0 || ia < ia2 ? ia2 : ia;
+    ia = ia < 0 ? 0 : ia > g->H ? g->H : ia;
+    ib = ib < ia ? ia : ib > g->H ? g->H : ib;
+    for (cc_idx kd = 0; kd < g->KD; kd++) {
+        const cc_idx id = od * g->sd - g->pd + kd * g->dd;
+        if (id < 0 || id >= g->D)
+            continue;
+        dwp_pf_start(&pf, xb + id * g->H * g->W * C * esize, g->W * C * esize, C * esize,
+                     (full ? g->W * C : c1 - c0) * esize, full ? 1 : g->W, ia, ib);
+        dwp_pf_step(&pf, dwp_pf_lines(&pf), 0);
+    }
+    dwp_pf_start(&pf, ob + od * g->OH * g->OW * C * esize, g->OW * C * esize, C * esize,
+                 (full ? g->OW * C : c1 - c0) * esize, full ? 1 : g->OW, oh, oh + 1);
+    dwp_pf_step(&pf, dwp_pf_lines(&pf), 1);
 }
 
 void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,

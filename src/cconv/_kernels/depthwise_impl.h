@@ -833,61 +833,6 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
 #if VL > 1 /* one-lane vectors keep the strided path */
 #define DWP_MAX_SPAN 64
 
-#ifndef DWP_PREFETCH_DEFINED
-#define DWP_PREFETCH_DEFINED
-/* A walk over the cache lines of some rows of an array, for prefetching them a share at a
- * time: rows r .. r_end-1, each nseg segments of seglen bytes, segstride apart (one
- * segment when the item has every channel: the row is contiguous). */
-typedef struct {
-    const char *base;
-    cc_idx rowbytes, segstride, seglen, nseg;
-    cc_idx r, r_end, seg, off;
-} dwp_pf;
-
-static inline void dwp_pf_start(dwp_pf *pf, const void *base, cc_idx rowbytes,
-                                cc_idx segstride, cc_idx seglen, cc_idx nseg, cc_idx r0,
-                                cc_idx r1)
-{
-    pf->base = (const char *)base;
-    pf->rowbytes = rowbytes;
-    pf->segstride = segstride;
-    pf->seglen = seglen;
-    pf->nseg = nseg;
-    pf->r = r0;
-    pf->r_end = r1;
-    pf->seg = 0;
-    pf->off = 0;
-}
-
-/* The next n lines (fewer at the end), into L2 (write intent when rw = 1). */
-static inline void dwp_pf_step(dwp_pf *pf, cc_idx n, const int rw)
-{
-    for (; n > 0 && pf->r < pf->r_end; n--) {
-        const char *s0 = pf->base + pf->r * pf->rowbytes + pf->seg * pf->segstride;
-        const char *p = (const char *)((uintptr_t)s0 & ~(uintptr_t)63) + pf->off;
-        if (rw)
-            __builtin_prefetch(p, 1, 2);
-        else
-            __builtin_prefetch(p, 0, 2);
-        pf->off += 64;
-        if (p + 64 >= s0 + pf->seglen) { /* that was the segment's last line */
-            pf->off = 0;
-            if (++pf->seg == pf->nseg) {
-                pf->seg = 0;
-                pf->r++;
-            }
-        }
-    }
-}
-
-/* Lines the walk still has (rounded up per segment). */
-static inline cc_idx dwp_pf_lines(const dwp_pf *pf)
-{
-    if (pf->r >= pf->r_end)
-        return 0;
-    return (pf->r_end - pf->r) * pf->nseg * ((pf->seglen + 63) / 64 + 1);
-}
-#endif
 
 /* Pixels per packed row (a multiple of 8, whole tiles) for output width OW. */
 static inline cc_idx FN(dwp_row_pixels)(const cc_dw_geom *g)
