@@ -1401,11 +1401,11 @@ def _dw_grad_weight_reference_last(x, g, k, stride, pads, dil):
     (1, 5, 3, (9,), (6,), (1,), ((0, 0),), (1,)),                        # 6 taps
 ])
 def test_depthwise_grad_weight_channels_last_kernel(dtype, nd, C, m, sp, k, stride, pads,
-                                                    dil):
+                                                    dil, monkeypatch):
     """The channels-last depthwise grad_weight kernel (dwgw.h): against a float64
     reference with vector tails, tap groups (more taps than registers), checked and
     unchecked pixels, channel multipliers, 1-D to 3-D; bitwise the same for 1-3
-    threads; inputs unchanged."""
+    threads and with the rows prefetched ahead (large arrays); inputs unchanged."""
     rng = np.random.default_rng(5)
     lay = LAST_LAYOUT[nd]
     x = rng.standard_normal((2,) + sp + (C,)).astype(dtype)
@@ -1423,6 +1423,10 @@ def test_depthwise_grad_weight_channels_last_kernel(dtype, nd, C, m, sp, k, stri
     tol = 2e-6 if dtype == np.float32 else 1e-13
     assert out[0].dtype == dtype and out[0].shape == ref.shape
     assert np.abs(out[0] - ref).max() <= tol * np.abs(ref).max() * np.sqrt(2 * np.prod(osp))
+    from cconv import _depthwise
+    monkeypatch.setattr(_depthwise, "prefetch_min_bytes", 0)
+    out.append(gw_fn(x, g, k + (1, C * m), stride, pads, dil, C, layout=lay,
+                     algorithm="direct"))
     for r in out[1:]:
         np.testing.assert_array_equal(r, out[0])
     np.testing.assert_array_equal(x, x0)

@@ -42,7 +42,7 @@ import functools
 
 import numpy as np
 
-from . import _core
+from . import _core, _depthwise
 
 include "_gemm_core.pxi"
 
@@ -82,6 +82,7 @@ cdef extern from "gwdot.h" nogil:
 cdef extern from "dwgw.h" nogil:
     ctypedef struct cc_dwgw_geom:
         cc_idx D, H, W, C, OD, OH, OW, KD, KH, KW, sd, sh, sw, dd, dh, dw, pd, ph, pw
+        int prefetch
     int cconv_dwgw_nhwc_f32(const cc_dwgw_geom *g, const float *x, const float *dy,
                             cc_idx r0, cc_idx r1, float *part, double *bias)
     int cconv_dwgw_nhwc_f64(const cc_dwgw_geom *g, const double *x, const double *dy,
@@ -1328,6 +1329,8 @@ def _dwgw_nhwc_blocks(const floating[:, :, :, :, ::1] x, const floating[:, :, :,
     g.sd, g.sh, g.sw = stride
     g.dd, g.dh, g.dw = dil
     g.pd, g.ph, g.pw = pad
+    # the forward kernels' bar (_depthwise.prefetch_min_bytes), read per call
+    g.prefetch = (x.nbytes + dy.nbytes) >= _depthwise.prefetch_min_bytes
     cdef Py_ssize_t R = dy.shape[0] * g.OD * g.OH, nb = part.shape[0], b, r0, r1
     cdef double *bp = NULL
     if bpart is not None:

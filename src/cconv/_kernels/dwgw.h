@@ -35,6 +35,7 @@ typedef struct {
     cc_idx sd, sh, sw;      /* strides */
     cc_idx dd, dh, dw;      /* dilations */
     cc_idx pd, ph, pw;      /* padding before each dim (after needs nothing: bounds test) */
+    int prefetch;           /* fetch each next row ahead (arrays too large for the cache) */
 } cc_dwgw_geom;
 
 /* part[t * C + c] = the block's partial for rows r0 .. r1 - 1 (overwritten; taps * C

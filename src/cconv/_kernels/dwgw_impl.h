@@ -135,6 +135,33 @@ DWGW_INLINE void DFN(dwgw_bias_row)(const T *dyr, cc_idx C, cc_idx OW, double *b
         bias[j] = acc[j];
 }
 
+/* Prefetch row r's dY and the input rows it reads that row r - 1 (same image and plane)
+ * did not: the channel blocks below read them strided, badly prefetched by the hardware
+ * from memory. */
+DWGW_INLINE void DFN(dwgw_prefetch_row)(const cc_dwgw_geom *g, const T *x, const T *dy,
+                                        cc_idx r)
+{
+    const cc_idx C = g->C, plane = g->OD * g->OH, es = (cc_idx)sizeof(T);
+    const cc_idx n = r / plane, od = r % plane / g->OH, oh = r % g->OH;
+    const cc_idx span = (g->KH - 1) * g->dh + 1;
+    cc_idx ia = oh * g->sh - g->ph, ib = ia + span;
+    if (oh > 0 && ia < (oh - 1) * g->sh - g->ph + span)
+        ia = (oh - 1) * g->sh - g->ph + span;
+    ia = ia < 0 ? 0 : ia > g->H ? g->H : ia;
+    ib = ib < ia ? ia : ib > g->H ? g->H : ib;
+    dwp_pf pf;
+    for (cc_idx kd = 0; kd < g->KD; kd++) {
+        const cc_idx id = od * g->sd - g->pd + kd * g->dd;
+        if (id < 0 || id >= g->D)
+            continue;
+        dwp_pf_start(&pf, x + (n * g->D + id) * g->H * g->W * C, g->W * C * es, C * es,
+                     g->W * C * es, 1, ia, ib);
+        dwp_pf_step(&pf, dwp_pf_lines(&pf), 0);
+    }
+    dwp_pf_start(&pf, dy + r * g->OW * C, g->OW * C * es, C * es, g->OW * C * es, 1, 0, 1);
+    dwp_pf_step(&pf, dwp_pf_lines(&pf), 0);
+}
+
 GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T *dy,
                                      cc_idx r0, cc_idx r1, T *part, double *bias)
 {
@@ -178,6 +205,8 @@ GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T 
         }
         const cc_idx base = ((n * g->D + id0) * g->H + ih0) * W * C - g->pw * C;
         const T *dyr = dy + r * OW * C;
+        if (g->prefetch && r + 1 < r1)
+            DFN(dwgw_prefetch_row)(g, x, dy, r + 1);
         for (cc_idx c0 = 0; c0 < C; c0 += LANES) {
             const int nch = (int)(C - c0 < LANES ? C - c0 : LANES);
             for (cc_idx t0 = 0; t0 < taps; t0 += tg) {

@@ -10,6 +10,7 @@
 
 #include "gwdot.h"
 #include "dwgw.h"
+#include "dw_prefetch.h"
 
 /* dwgw (dwgw.h) shares the logical vectors: dwgw_impl.h is included before each
  * gwdot_impl.h, with DWGW_TILES listing the tap-tile sizes 1 .. DWGW_TGMAX */
