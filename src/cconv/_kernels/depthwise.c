@@ -290,11 +290,8 @@ void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *
     const char *xb = (const char *)x + c0 * esize, *ob = (const char *)out + c0 * esize;
     dwp_pf pf;
     /* the input rows row oh reads that row oh - 1 did not */
-    cc_idx ia = (oh - 1) * g->sh - g->ph + span, ib = oh * g->sh - g->ph + span;
-    const cc_idx ia2 = oh * g->sh - g->ph;
-    ia = oh == 0 || ia < ia2 ? ia2 : ia;
-    ia = ia < 0 ? 0 : ia > g->H ? g->H : ia;
-    ib = ib < ia ? ia : ib > g->H ? g->H : ib;
+    cc_idx ia, ib;
+    dwp_new_rows(oh, oh + 1, 0, g->sh, g->ph, span, g->H, &ia, &ib);
     for (cc_idx kd = 0; kd < g->KD; kd++) {
         const cc_idx id = od * g->sd - g->pd + kd * g->dd;
         if (id < 0 || id >= g->D)

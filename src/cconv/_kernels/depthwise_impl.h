@@ -1002,11 +1002,9 @@ DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const 
          * channels of every pixel), which the hardware prefetchers follow badly once
          * they are not in cache */
         dwp_pf pfx, pfo;
-        cc_idx ia = (r1 - 1) * g->sh - g->ph + span, ib = (r2 - 1) * g->sh - g->ph + span;
-        const cc_idx ia2 = r1 * g->sh - g->ph;
-        ia = ia > ia2 ? ia : ia2;
-        ia = ia < 0 ? 0 : ia > g->H ? g->H : ia;
-        ib = ib < ia ? ia : ib > g->H ? g->H : ib;
+        cc_idx ia = 0, ib = 0;
+        if (r2 > r1)
+            dwp_new_rows(r1, r2, -1, g->sh, g->ph, span, g->H, &ia, &ib);
         dwp_pf_start(&pfx, x + c0, g->W * C * (cc_idx)sizeof(T), C * (cc_idx)sizeof(T),
                      (full ? g->W * C : c1 - c0) * (cc_idx)sizeof(T), full ? 1 : g->W,
                      prefetch ? ia : 0, prefetch ? ib : 0);

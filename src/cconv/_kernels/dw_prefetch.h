@@ -54,6 +54,20 @@ static inline void dwp_pf_step(dwp_pf *pf, cc_idx n, const int rw)
     }
 }
 
+/* The input rows [*a, *b) that output rows [o0, o1) read (o1 > o0: stride sh, padding
+ * ph, span rows per output row) and output row o0 - 1 did not (none read it when
+ * o0 == skip0), within [0, H). */
+static inline void dwp_new_rows(cc_idx o0, cc_idx o1, cc_idx skip0, cc_idx sh, cc_idx ph,
+                                cc_idx span, cc_idx H, cc_idx *a, cc_idx *b)
+{
+    cc_idx lo = o0 * sh - ph, hi = (o1 - 1) * sh - ph + span;
+    if (o0 != skip0 && lo < (o0 - 1) * sh - ph + span)
+        lo = (o0 - 1) * sh - ph + span;
+    lo = lo < 0 ? 0 : lo > H ? H : lo;
+    *a = lo;
+    *b = hi < lo ? lo : hi > H ? H : hi;
+}
+
 /* Lines the walk still has (rounded up per segment). */
 static inline cc_idx dwp_pf_lines(const dwp_pf *pf)
 {

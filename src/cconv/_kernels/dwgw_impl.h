@@ -144,11 +144,8 @@ DWGW_INLINE void DFN(dwgw_prefetch_row)(const cc_dwgw_geom *g, const T *x, const
     const cc_idx C = g->C, plane = g->OD * g->OH, es = (cc_idx)sizeof(T);
     const cc_idx n = r / plane, od = r % plane / g->OH, oh = r % g->OH;
     const cc_idx span = (g->KH - 1) * g->dh + 1;
-    cc_idx ia = oh * g->sh - g->ph, ib = ia + span;
-    if (oh > 0 && ia < (oh - 1) * g->sh - g->ph + span)
-        ia = (oh - 1) * g->sh - g->ph + span;
-    ia = ia < 0 ? 0 : ia > g->H ? g->H : ia;
-    ib = ib < ia ? ia : ib > g->H ? g->H : ib;
+    cc_idx ia, ib;
+    dwp_new_rows(oh, oh + 1, 0, g->sh, g->ph, span, g->H, &ia, &ib);
     dwp_pf pf;
     for (cc_idx kd = 0; kd < g->KD; kd++) {
         const cc_idx id = od * g->sd - g->pd + kd * g->dd;
