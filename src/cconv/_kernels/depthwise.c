@@ -183,6 +183,11 @@ static inline uint32_t dw_lanes16(cc_idx base, cc_idx W)
 #define V_KEEP(v) __asm__("" : "+v"(v))
 #define V_EVEN2(a, b) \
     _mm512_permutex2var_ps((a), _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0), (b))
+#define V_ODD2(a, b) \
+    _mm512_permutex2var_ps((a), _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1), (b))
+/* lanes q .. VL-1 of lo, then lanes 0 .. q-1 of hi */
+#define V_ALIGN(hi, lo, q) \
+    _mm512_castsi512_ps(_mm512_alignr_epi32(_mm512_castps_si512(hi), _mm512_castps_si512(lo), (q)))
 /* lanes l with 0 <= base + l < W; zero-masked load (masked-off lanes read nothing) */
 #define V_MASKT __mmask16
 #define V_LANES(base, W) dw_lanes16((base), (W))
@@ -203,6 +208,9 @@ static inline uint32_t dw_lanes16(cc_idx base, cc_idx W)
 #define V_FMA(a, b, c) _mm512_fmadd_pd((a), (b), (c))
 #define V_KEEP(v) __asm__("" : "+v"(v))
 #define V_EVEN2(a, b) _mm512_permutex2var_pd((a), _mm512_set_epi64(14, 12, 10, 8, 6, 4, 2, 0), (b))
+#define V_ODD2(a, b) _mm512_permutex2var_pd((a), _mm512_set_epi64(15, 13, 11, 9, 7, 5, 3, 1), (b))
+#define V_ALIGN(hi, lo, q) \
+    _mm512_castsi512_pd(_mm512_alignr_epi64(_mm512_castpd_si512(hi), _mm512_castpd_si512(lo), (q)))
 #define V_MASKT __mmask8
 #define V_LANES(base, W) ((__mmask8)dw_lanes16((base), (W)))
 #define V_LOADZ(m, p) _mm512_maskz_loadu_pd((m), (p))

@@ -275,6 +275,48 @@ DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow
     for (int i = 0; i < SV * (R - 1) + KS; i++) {
         const cc_idx ih = ih0 + i;
         const T *row = ih >= 0 && ih < H ? xc + ih * W : zrow;
+#ifdef V_ODD2
+        if (SV == 2) {
+            /* each pair of input vectors split once into even and odd columns; tap kw
+             * reads the even (kw even) or odd ones shifted by kw / 2 lanes, the next
+             * pair's filling in: 2 loads and 2-3 shuffles per vector instead of 2 loads
+             * and a shuffle per vector and tap */
+            VEC e0, o0;
+            {
+                const cc_idx c0 = iw0;
+                const VEC lo = V_LOADZ(V_LANES(c0, W), row + c0);
+                const VEC hi = V_LOADZ(V_LANES(c0 + VL, W), row + c0 + VL);
+                e0 = V_EVEN2(lo, hi);
+                o0 = V_ODD2(lo, hi);
+            }
+            _Pragma("GCC unroll 4")
+            for (int v = 0; v < V; v++) {
+                const cc_idx c1 = iw0 + 2 * (v + 1) * VL;
+                const VEC lo = V_LOADZ(V_LANES(c1, W), row + c1);
+                const VEC hi = V_LOADZ(V_LANES(c1 + VL, W), row + c1 + VL);
+                const VEC e1 = V_EVEN2(lo, hi), o1 = V_ODD2(lo, hi);
+                _Pragma("GCC unroll 7")
+                for (int kw = 0; kw < KS; kw++) {
+                    const VEC xv = kw == 0   ? e0
+                                   : kw == 1 ? o0
+                                   : kw == 2 ? V_ALIGN(e1, e0, 1)
+                                   : kw == 3 ? V_ALIGN(o1, o0, 1)
+                                             : V_ALIGN(e1, e0, 2);
+                    _Pragma("GCC unroll 4")
+                    for (int r = 0; r < R; r++) {
+                        const int kh = i - SV * r;
+                        if (kh < 0 || kh >= KS)
+                            continue;
+                        const VEC wv = KS == 3 ? wr[kh * 3 + kw] : V_SET1(wt[kh * KS + kw]);
+                        acc[r][v] = V_FMA(xv, wv, acc[r][v]);
+                    }
+                }
+                e0 = e1;
+                o0 = o1;
+            }
+            continue;
+        }
+#endif
         _Pragma("GCC unroll 7")
         for (int kw = 0; kw < KS; kw++) {
             VEC xv[DW_NCHW_V];

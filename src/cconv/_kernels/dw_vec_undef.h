@@ -14,6 +14,8 @@
 #undef V_BCAST
 #undef V_TRANSPOSE
 #undef V_EVEN2
+#undef V_ODD2
+#undef V_ALIGN
 #undef V_KEEP
 #undef V_MASKT
 #undef V_LANES
