@@ -244,8 +244,9 @@ DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx xvol, cc_id
  * input rows ih0 + SV*r + kh, output column ow0 + v*VL + l reads input column
  * iw0 + SV*(v*VL + l) + kw. xc: the channel's plane; ih0 = SV*oh0 - ph, iw0 = SV*ow0 - pw.
  * Stride 1: one load per vector, masked at the tile's end vectors (the driver splits a
- * tile whose middle vectors would reach the padding). Stride 2: two masked loads per
- * vector and their even lanes (V_EVEN2). */
+ * tile whose middle vectors would reach the padding). Stride 2: per input row, two
+ * masked loads per vector pair, split into even and odd columns (V_EVEN2, V_ODD2) and
+ * shifted per tap (V_ALIGN). */
 DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow, cc_idx H,
                                     cc_idx W, cc_idx ih0, cc_idx iw0, const T *restrict wt,
                                     T b, T *restrict o, cc_idx ldo, int nlast, const int KS,
@@ -275,7 +276,6 @@ DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow
     for (int i = 0; i < SV * (R - 1) + KS; i++) {
         const cc_idx ih = ih0 + i;
         const T *row = ih >= 0 && ih < H ? xc + ih * W : zrow;
-#ifdef V_ODD2
         if (SV == 2) {
             /* each pair of input vectors split once into even and odd columns; tap kw
              * reads the even (kw even) or odd ones shifted by kw / 2 lanes, the next
@@ -316,26 +316,20 @@ DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow
             }
             continue;
         }
-#endif
         _Pragma("GCC unroll 7")
         for (int kw = 0; kw < KS; kw++) {
             VEC xv[DW_NCHW_V];
             _Pragma("GCC unroll 4")
             for (int v = 0; v < V; v++) {
                 const cc_idx c0 = iw0 + SV * v * VL + kw;
-                if (SV == 2) {
-                    const VEC lo = V_LOADZ(V_LANES(c0, W), row + c0);
-                    const VEC hi = V_LOADZ(V_LANES(c0 + VL, W), row + c0 + VL);
-                    xv[v] = V_EVEN2(lo, hi);
-                } else if (v == 0) {
+                if (v == 0) {
                     xv[v] = V_LOADZ(V == 1 ? (V_MASKT)(mf[kw] & ml[kw]) : mf[kw], row + c0);
                 } else if (v == V - 1) {
                     xv[v] = V_LOADZ(ml[kw], row + c0);
                 } else {
                     xv[v] = V_LOAD(row + c0);
                 }
-                if (SV == 1)
-                    V_KEEP(xv[v]); /* GCC otherwise folds the load into each row's FMA */
+                V_KEEP(xv[v]); /* GCC otherwise folds the load into each row's FMA */
             }
             _Pragma("GCC unroll 4")
             for (int r = 0; r < R; r++) {
