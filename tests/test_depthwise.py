@@ -201,6 +201,27 @@ def test_1d_3d(rng, nd, last, dtype):
             _case(rng, 3, layout, 2, C, M, sp, k, s, p, d, dtype)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ndhwc_3x3x3_tiles_all_planes(rng, dtype):
+    # channels-last 3-D 3x3 stride-1 rows of 8-pixel tiles run every kernel plane in one
+    # call (nhwc_tile8_3d): depth padding (planes outside the input), depth dilation and
+    # stride, rows in the padding, edge tiles, partial channel vectors, 1 and 2 vectors;
+    # bitwise the channels-first result (same arithmetic contract)
+    for C, sp, s, d, p in [(5, (4, 5, 11), 1, 1, 1), (40, (6, 3, 9), (2, 1, 1), (2, 1, 1), 1),
+                           (33, (3, 7, 17), 1, 1, ((2, 0), (1, 1), (0, 3))),
+                           (16, (2, 4, 8), 1, (1, 2, 1), ((3, 3), (2, 2), (1, 1)))]:
+        y = _case(rng, 3, "NDHWC", 2, C, 1, sp, (3, 3, 3), s, p, d, dtype, bias=C % 2 == 1,
+                  out_nan=True)
+        x = rng.standard_normal((2,) + sp + (C,)).astype(dtype)
+        w = rng.standard_normal((3, 3, 3, 1, C)).astype(dtype)
+        yl = cconv.conv3d(x, w, None, s, p, d, C, layout="NDHWC", algorithm="depthwise")
+        yf = cconv.conv3d(np.ascontiguousarray(np.moveaxis(x, -1, 1)),
+                          np.ascontiguousarray(w.transpose(4, 3, 0, 1, 2)), None, s, p, d, C,
+                          algorithm="depthwise")
+        assert y.shape[-1] == C
+        np.testing.assert_array_equal(np.moveaxis(yl, -1, 1), yf)
+
+
 @pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
 @pytest.mark.parametrize("algorithm", ["auto", "direct", "depthwise"])
 def test_nan_prefilled_out_and_algorithm_names(rng, layout, algorithm):

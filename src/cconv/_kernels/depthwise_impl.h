@@ -692,6 +692,64 @@ DW_NHWC_T8_VE(5, 2)
 #undef DW_NHWC_T8_VE
 #undef DW_NHWC_T8
 
+/* nhwc_tile8_kw for 3x3 stride 1 over every kernel plane in one call (3-D): the
+ * accumulators stay in registers across the planes instead of a store and reload per
+ * plane (3x3x3 layers 0.69-0.85x the time). A separate function: a plane loop inside
+ * nhwc_tile8_kw itself cost its other uses 1.1-1.3x (register allocation). Same
+ * arguments but id0, the input depth of plane kd = 0 (maybe outside), for dok; the same
+ * bits. */
+DW_INLINE void FN(nhwc_tile8_3d)(const cc_dw_geom *g, const T *restrict xp,
+                                 const T *restrict wp, const T *restrict bp, T *restrict op,
+                                 int nlast, const int V, const int EDGE, int qlo, int qhi,
+                                 cc_idx id0, cc_idx ih0)
+{
+    const cc_idx C = g->C, rstride = g->dh * g->W * C, pstride = g->dd * g->H * g->W * C;
+    VEC acc[8][2];
+    _Pragma("GCC unroll 2")
+    for (int v = 0; v < V; v++) {
+        const VEC b0 = bp ? FN(load_n)(bp + v * VL, v == V - 1 ? nlast : VL) : V_ZERO();
+        _Pragma("GCC unroll 8")
+        for (int p = 0; p < 8; p++)
+            acc[p][v] = b0;
+    }
+    for (cc_idx kd = 0; kd < g->KD; kd++, xp += pstride, wp += 9 * C) {
+        const cc_idx id = id0 + kd * g->dd;
+        const int dok = id >= 0 && id < g->D;
+        _Pragma("GCC unroll 3")
+        for (int kh = 0; kh < 3; kh++) {
+            int lo = 0, hi = 10;
+            if (EDGE) {
+                const cc_idx ih = ih0 + kh * g->dh;
+                const int rok = dok && ih >= 0 && ih < g->H;
+                lo = rok ? qlo : 0;
+                hi = rok ? qhi : 0;
+            }
+            FN(nhwc_t8_krow)(acc, xp + kh * rstride, wp + kh * 3 * C, C, nlast, 3, 1, V, EDGE,
+                             lo, hi);
+        }
+    }
+    _Pragma("GCC unroll 8")
+    for (int p = 0; p < 8; p++)
+        _Pragma("GCC unroll 2")
+        for (int v = 0; v < V; v++)
+            FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
+}
+
+typedef void (*FN(nhwc_t8_3d_fn))(const cc_dw_geom *, const T *, const T *, const T *, T *,
+                                  int, int, int, cc_idx, cc_idx);
+#define DW_NHWC_T8_3D(VV, EE)                                                              \
+    static __attribute__((noinline)) DW_TARGET void FN(nhwc_t8_3d_v##VV##_e##EE)(         \
+        const cc_dw_geom *g, const T *xp, const T *wp, const T *bp, T *op, int nlast,      \
+        int qlo, int qhi, cc_idx id0, cc_idx ih0)                                          \
+    {                                                                                      \
+        FN(nhwc_tile8_3d)(g, xp, wp, bp, op, nlast, VV, EE, qlo, qhi, id0, ih0);           \
+    }
+DW_NHWC_T8_3D(1, 0)
+DW_NHWC_T8_3D(2, 0)
+DW_NHWC_T8_3D(1, 1)
+DW_NHWC_T8_3D(2, 1)
+#undef DW_NHWC_T8_3D
+
 /* The tile for (KW, stride, V, edge), or NULL when none is compiled. */
 static inline FN(nhwc_t8_fn) FN(nhwc_t8_pick)(const cc_dw_geom *g, int V, int edge)
 {
@@ -769,12 +827,27 @@ DW_INLINE void FN(nhwc_row_tiled)(const cc_dw_geom *g, const T *x, const T *w,
     /* [edge]: the 2-vector tile and the one for the last channels */
     const FN(nhwc_t8_fn) f2[2] = {FN(nhwc_t8_pick)(g, 2, 0), FN(nhwc_t8_pick)(g, 2, 1)};
     const FN(nhwc_t8_fn) fl[2] = {FN(nhwc_t8_pick)(g, V, 0), FN(nhwc_t8_pick)(g, V, 1)};
+    /* 3-D 3x3 stride 1: every plane in one call */
+    const int all3d = g->KD > 1 && g->KW == 3 && g->KH == 3 && sw == 1;
+    const FN(nhwc_t8_3d_fn) g2[2] = {FN(nhwc_t8_3d_v2_e0), FN(nhwc_t8_3d_v2_e1)};
+    const FN(nhwc_t8_3d_fn) gl[2] = {V == 2 ? FN(nhwc_t8_3d_v2_e0) : FN(nhwc_t8_3d_v1_e0),
+                                     V == 2 ? FN(nhwc_t8_3d_v2_e1) : FN(nhwc_t8_3d_v1_e1)};
     for (cc_idx t = 0; t < OW; t += 8) {
         const cc_idx ow = t + 8 <= OW ? t : OW - 8;
         const cc_idx iw0 = ow * sw - g->pw; /* input column of the tile's q = 0 */
         const int qlo = (int)CC_DW_MIN(iw0 < 0 ? -iw0 : 0, nq);
         const int qhi = (int)CC_DW_MAX(CC_DW_MIN(nq, g->W - iw0), 0);
         const int inner = rows_ok && ow >= ow_lo && ow + 8 <= ow_hi;
+        if (all3d) {
+            const T *xk = xb + iw0 * C;
+            for (cc_idx c = c0; c < cfull; c += 2 * VL)
+                g2[!inner](g, xk + c, w + c, bias ? bias + c : 0, orow + ow * C + c, VL, qlo,
+                           qhi, id0, ih0);
+            if (left > 0)
+                gl[!inner](g, xk + cfull, w + cfull, bias ? bias + cfull : 0,
+                           orow + ow * C + cfull, nlast, qlo, qhi, id0, ih0);
+            continue;
+        }
         for (cc_idx kd = 0; kd < g->KD; kd++) {
             const cc_idx id = id0 + kd * g->dd;
             const int dok = id >= 0 && id < g->D;
