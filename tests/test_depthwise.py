@@ -419,12 +419,15 @@ def test_nhwc_one_plane_kernel_on_3d_input(rng, k, D, pd):
     (2, 8, 200, 1, (7, 7), (3, 3), 1, 1, "zeros"),
     (2, 16, 67, 2, (13, 11), (5, 5), 2, 2, "reflect"),           # multiplier 2, 6 columns
     (3, 2, 48, 1, (8, 9, 10), (3, 3, 3), 1, 1, "zeros"),
+    (3, 2, 32, 1, (6, 9, 22), (3, 3, 3), 1, ((1, 1), (1, 1), (0, 2)), "zeros"),  # 3-D: 22
+    (3, 2, 64, 2, (9, 10, 40), (2, 3, 3), 2, 1, "reflect"),                    # columns
     (1, 96, 64, 1, (12,), (5,), 1, "same", "circular"),
 ])
 def test_channels_first_short_rows_via_channels_last(rng, monkeypatch, dtype, nd, N, C, M, sp,
                                                      k, stride, padding, mode):
-    """Channels-first depthwise problems with output rows of at most 12 pixels (and 65536
-    or more outputs) run the channels-last kernels between transposes
+    """Channels-first depthwise problems with output rows of at most 12 pixels (24 with a
+    kernel depth over 1; and 65536 or more outputs) run the channels-last kernels between
+    transposes
     (_plan.nchw_depthwise_via_nhwc): bitwise the channels-first kernels' result (one
     arithmetic for both layouts), with bias, into a NaN-filled out=, for 1-3 threads,
     against the float64 reference; inputs unchanged."""
@@ -447,10 +450,12 @@ def test_channels_first_short_rows_via_channels_last(rng, monkeypatch, dtype, nd
     out = np.full(runs[0].shape, np.nan, dtype)
     assert fn(x, w, b, *args, padding_mode=mode, layout=layout, out=out) is out
     assert len(calls) == 4 and N * C * M * np.prod(runs[0].shape[2:]) >= 65536
-    assert runs[0].shape[-1] <= _plan.NCHW_DW_VIA_MAX_W
+    assert runs[0].shape[-1] <= (_plan.NCHW_DW_VIA_MAX_W_3D if nd == 3 and k[0] > 1
+                                 else _plan.NCHW_DW_VIA_MAX_W)
     for r in runs[1:] + [out]:
         np.testing.assert_array_equal(r, runs[0])
     monkeypatch.setattr(_plan, "NCHW_DW_VIA_MAX_W", 0)
+    monkeypatch.setattr(_plan, "NCHW_DW_VIA_MAX_W_3D", 0)
     functional._FAST.clear()
     direct = fn(x, w, b, *args, padding_mode=mode, layout=layout)
     assert len(calls) == 4

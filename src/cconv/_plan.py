@@ -279,18 +279,34 @@ def nchw_via_nhwc(spec):
 # 0.66, 12^3 3x3x3 64 ch batch 2 0.51; but batch 1 960 ch at 7x7 1.38 (47k outputs:
 # the transposes and the slower Python path), 14x14 batch 8 128 ch 5x5 1.16, batch 1
 # at 14x14-28x28 2-4.
+# Kernels with depth (3-D, KD > 1) go further: the channels-first kernel copies every
+# kernel plane's rows into its padded scratch per output plane, the channels-last 3x3x3
+# tile keeps its sums in registers over the planes. Via / channels-first, 2 threads,
+# float32, 5 interleaved rounds (N, C, D, H = W, kernel, stride): output rows of 14
+# (1, 192, 16, 14, 3) 0.63, (8, 64, 8, 14, 3) 0.32, (2, 128, 8, 14, 5) 0.46, (2, 96, 8,
+# 28, 3, s2) 0.32; 16-24: (1, 64, 8, 16) 0.61, (4, 64, 4, 16) 0.44, (1, 64, 16, 18) 0.46,
+# (2, 96, 8, 20) 0.45, (1, 128, 8, 24) 0.54; but 28: (1, 96, 16, 28) 1.11, 32: 1.25, 56:
+# 1.36, (1, 64, 8, 28, 7) 1.02.
 NCHW_DW_VIA_MAX_W = 12
+NCHW_DW_VIA_MAX_W_3D = 24
 NCHW_DW_VIA_MIN_SIZE = 65536
+
+
+def nchw_dw_via_max_w(spec):
+    """The widest output rows that nchw_depthwise_via_nhwc sends through channels-last."""
+    if len(spec.kernel) == 3 and spec.kernel[0] > 1:
+        return NCHW_DW_VIA_MAX_W_3D
+    return NCHW_DW_VIA_MAX_W
 
 
 def nchw_depthwise_via_nhwc(spec):
     """A channels-first depthwise forward (groups == C > 1) that runs the channels-last
     kernels between threaded transposes (x and the weight in, the output back): output
-    rows of at most NCHW_DW_VIA_MAX_W pixels, at least NCHW_DW_VIA_MIN_SIZE output
+    rows of at most nchw_dw_via_max_w pixels, at least NCHW_DW_VIA_MIN_SIZE output
     elements, and the copies within VIA_MAX_COPY_BYTES. Both layouts' kernels have the
     same arithmetic (depthwise.h): the same bits."""
     return (not spec.channels_last and is_depthwise(spec) and spec.groups > 1
-            and spec.out_size[-1] <= NCHW_DW_VIA_MAX_W
+            and spec.out_size[-1] <= nchw_dw_via_max_w(spec)
             and spec.N * spec.O * math.prod(spec.out_size) >= NCHW_DW_VIA_MIN_SIZE
             and copies_fit(spec))
 
