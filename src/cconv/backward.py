@@ -279,7 +279,9 @@ def _gather_grad_input(spec, dy, weight, sizes, pads, dx):
     transposes of dy and dx, with the weight moved to (*k, 1, C): 2 threads, float32,
     3x3 stride 2, against the scatter loop: 144 @ 28² batch 8 0.38x, 128 @ 28² batch 4
     0.48x, 32 @ 112² batch 8 0.60x, 144 @ 56² batch 8 0.66x; 5x5 stride 2 240 @ 28² 0.59x
-    (against its phases); 4 x 96 @ 112² 1.3-1.4x (19 MB of dx: its allocations)."""
+    (against its phases); 4 x 96 @ 112² (19 MB of dx) was 1.3-1.4x until the array cache
+    kept its allocations (now the phases take 1.37x the gather's time there, 1.34x at
+    batch 8)."""
     nth = get_num_threads()
     stride3 = spec.as3d(spec.stride, 1)
     pads3 = spec.as3d(tuple(b for b, _ in pads), 0)
