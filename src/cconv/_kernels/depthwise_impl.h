@@ -600,6 +600,38 @@ DW_INLINE void FN(nhwc_t8_krow)(VEC acc[8][2], const T *restrict row, const T *r
     }
 }
 
+/* The 8-pixel tiles' accumulators: the bias (or +0) in every pixel; stored to op. */
+DW_INLINE void FN(t8_acc_bias)(VEC acc[8][2], const T *restrict bp, int nlast, const int V)
+{
+    _Pragma("GCC unroll 2")
+    for (int v = 0; v < V; v++) {
+        const VEC b0 = bp ? FN(load_n)(bp + v * VL, v == V - 1 ? nlast : VL) : V_ZERO();
+        _Pragma("GCC unroll 8")
+        for (int p = 0; p < 8; p++)
+            acc[p][v] = b0;
+    }
+}
+
+DW_INLINE void FN(t8_acc_store)(VEC acc[8][2], T *restrict op, cc_idx C, int nlast,
+                                const int V)
+{
+    _Pragma("GCC unroll 8")
+    for (int p = 0; p < 8; p++)
+        _Pragma("GCC unroll 2")
+        for (int v = 0; v < V; v++)
+            FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
+}
+
+/* The input vectors [*lo, *hi) of an edge tile's kernel row at input row ih (of a plane
+ * inside the input when dok): qlo .. qhi where the row lies inside, none elsewhere. */
+DW_INLINE void FN(t8_row_range)(const cc_dw_geom *g, int dok, cc_idx ih, int qlo, int qhi,
+                                int *lo, int *hi)
+{
+    const int rok = dok && ih >= 0 && ih < g->H;
+    *lo = rok ? qlo : 0;
+    *hi = rok ? qhi : 0;
+}
+
 /* nhwc_tile for P = 8, a compile-time KH = KW = KWC (3, 5, 7) and stride SW (1, 2), dw = 1,
  * one kernel plane kd (the caller loops over kd; 3-D only): each input vector of a
  * kernel row is loaded once and used for every output of the tile that reads it
@@ -622,14 +654,7 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
     const cc_idx C = g->C, W = g->W, rstride = g->dh * W * C;
     VEC acc[8][2];
     if (first) {
-        _Pragma("GCC unroll 2")
-        for (int v = 0; v < V; v++) {
-            const int n = v == V - 1 ? nlast : VL;
-            const VEC b0 = bp ? FN(load_n)(bp + v * VL, n) : V_ZERO();
-            _Pragma("GCC unroll 8")
-            for (int p = 0; p < 8; p++)
-                acc[p][v] = b0;
-        }
+        FN(t8_acc_bias)(acc, bp, nlast, V);
     } else {
         _Pragma("GCC unroll 2")
         for (int v = 0; v < V; v++)
@@ -640,12 +665,8 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
 #define DW_T8_KROW(kh)                                                                     \
     do {                                                                                   \
         int lo = 0, hi = SW * 7 + KWC;                                                     \
-        if (EDGE) {                                                                        \
-            const cc_idx ih = ih0 + (kh) * g->dh;                                          \
-            const int rok = dok && ih >= 0 && ih < g->H;                                   \
-            lo = rok ? qlo : 0;                                                            \
-            hi = rok ? qhi : 0;                                                            \
-        }                                                                                  \
+        if (EDGE)                                                                          \
+            FN(t8_row_range)(g, dok, ih0 + (kh) * g->dh, qlo, qhi, &lo, &hi);              \
         FN(nhwc_t8_krow)(acc, xp + (kh) * rstride, wp + (kh) * KWC * C, C, nlast, KWC, SW,  \
                          V, EDGE, lo, hi);                                                 \
     } while (0)
@@ -658,11 +679,7 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
             DW_T8_KROW(kh);
     }
 #undef DW_T8_KROW
-    _Pragma("GCC unroll 8")
-    for (int p = 0; p < 8; p++)
-        _Pragma("GCC unroll 2")
-        for (int v = 0; v < V; v++)
-            FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
+    FN(t8_acc_store)(acc, op, C, nlast, V);
 }
 
 /* One out-of-line function per (KW, stride, V, edge): each gets its own register
@@ -705,34 +722,20 @@ DW_INLINE void FN(nhwc_tile8_3d)(const cc_dw_geom *g, const T *restrict xp,
 {
     const cc_idx C = g->C, rstride = g->dh * g->W * C, pstride = g->dd * g->H * g->W * C;
     VEC acc[8][2];
-    _Pragma("GCC unroll 2")
-    for (int v = 0; v < V; v++) {
-        const VEC b0 = bp ? FN(load_n)(bp + v * VL, v == V - 1 ? nlast : VL) : V_ZERO();
-        _Pragma("GCC unroll 8")
-        for (int p = 0; p < 8; p++)
-            acc[p][v] = b0;
-    }
+    FN(t8_acc_bias)(acc, bp, nlast, V);
     for (cc_idx kd = 0; kd < g->KD; kd++, xp += pstride, wp += 9 * C) {
         const cc_idx id = id0 + kd * g->dd;
         const int dok = id >= 0 && id < g->D;
         _Pragma("GCC unroll 3")
         for (int kh = 0; kh < 3; kh++) {
             int lo = 0, hi = 10;
-            if (EDGE) {
-                const cc_idx ih = ih0 + kh * g->dh;
-                const int rok = dok && ih >= 0 && ih < g->H;
-                lo = rok ? qlo : 0;
-                hi = rok ? qhi : 0;
-            }
+            if (EDGE)
+                FN(t8_row_range)(g, dok, ih0 + kh * g->dh, qlo, qhi, &lo, &hi);
             FN(nhwc_t8_krow)(acc, xp + kh * rstride, wp + kh * 3 * C, C, nlast, 3, 1, V, EDGE,
                              lo, hi);
         }
     }
-    _Pragma("GCC unroll 8")
-    for (int p = 0; p < 8; p++)
-        _Pragma("GCC unroll 2")
-        for (int v = 0; v < V; v++)
-            FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
+    FN(t8_acc_store)(acc, op, C, nlast, V);
 }
 
 typedef void (*FN(nhwc_t8_3d_fn))(const cc_dw_geom *, const T *, const T *, const T *, T *,
