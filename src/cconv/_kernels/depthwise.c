@@ -294,23 +294,13 @@ void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *
                                 cc_idx esize, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1)
 {
     const cc_idx C = g->C, span = (g->KH - 1) * g->dh + 1;
-    const int full = c1 - c0 == C;
-    const char *xb = (const char *)x + c0 * esize, *ob = (const char *)out + c0 * esize;
-    dwp_pf pf;
     /* the input rows row oh reads that row oh - 1 did not */
     cc_idx ia, ib;
     dwp_new_rows(oh, oh + 1, 0, g->sh, g->ph, span, g->H, &ia, &ib);
-    for (cc_idx kd = 0; kd < g->KD; kd++) {
-        const cc_idx id = od * g->sd - g->pd + kd * g->dd;
-        if (id < 0 || id >= g->D)
-            continue;
-        dwp_pf_start(&pf, xb + id * g->H * g->W * C * esize, g->W * C * esize, C * esize,
-                     (full ? g->W * C : c1 - c0) * esize, full ? 1 : g->W, ia, ib);
-        dwp_pf_step(&pf, dwp_pf_lines(&pf), 0);
-    }
-    dwp_pf_start(&pf, ob + od * g->OH * g->OW * C * esize, g->OW * C * esize, C * esize,
-                 (full ? g->OW * C : c1 - c0) * esize, full ? 1 : g->OW, oh, oh + 1);
-    dwp_pf_step(&pf, dwp_pf_lines(&pf), 1);
+    dwp_fetch_plane_rows((const char *)x + c0 * esize, esize, g->D, g->H, g->W, C, c1 - c0,
+                         g->KD, od * g->sd - g->pd, g->dd, ia, ib);
+    dwp_fetch_rows((const char *)out + (od * g->OH * g->OW * C + c0) * esize, esize, g->OW, C,
+                   c1 - c0, oh, oh + 1, 1);
 }
 
 void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,

@@ -51,15 +51,15 @@ void cconv_dw_nchw_f64(const cc_dw_geom *g, const double *x, const double *w,
 /* NHWC (M == 1): one image, one output row (od, oh), channels [c0, c1).
  *   x: image base (D, H, W, C); w: (KD, KH, KW, C); bias: (C,) or NULL;
  *   out: image base (OD, OH, OW, C). */
-/* Prefetch what cconv_dw_nhwc_* reads and writes for output row (od, oh), channels
- * c0 .. c1-1, beyond what row oh - 1 read: issued one row ahead for large arrays. */
-void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *out,
-                                cc_idx esize, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1);
 void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
                        float *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1);
 void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
                        const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
                        cc_idx c1);
+/* Prefetch what cconv_dw_nhwc_* reads and writes for output row (od, oh), channels
+ * c0 .. c1-1, beyond what row oh - 1 read: issued one row ahead for large arrays. */
+void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *out,
+                                cc_idx esize, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1);
 
 /* Grouped NCHW, Cg input / Og output channels per group (any groups; the ResNeXt-style
  * few-channel groups that a GEMM per group serves badly): one image, one group, output

@@ -239,6 +239,27 @@ DW_INLINE void FN(nchw_fill)(const cc_dw_geom *g, const T *x, cc_idx xvol, cc_id
  * padded scratch had cost 40% of a 3x3 56x56 plane with the data in L1.
  * -------------------------------------------------------------------------------- */
 
+/* The FMAs of input row i (of the tile's SV*(R-1)+KS), tap column kw: for each of the
+ * tile's R output rows r that reads it (kh = i - SV*r in [0, KS)), vectors v0 .. v0+NV-1
+ * of row r add xv[0 .. NV-1] times w[kh, kw] (wr: the 3x3 weights broadcast, wt: the
+ * weights). */
+DW_INLINE void FN(direct_row_fmas)(VEC acc[4][DW_NCHW_V], const VEC *xv, const int v0,
+                                   const int NV, int i, int kw, const VEC *wr,
+                                   const T *restrict wt, const int KS, const int SV,
+                                   const int R)
+{
+    _Pragma("GCC unroll 4")
+    for (int r = 0; r < R; r++) {
+        const int kh = i - SV * r;
+        if (kh < 0 || kh >= KS)
+            continue;
+        const VEC wv = KS == 3 ? wr[kh * 3 + kw] : V_SET1(wt[kh * KS + kw]);
+        _Pragma("GCC unroll 4")
+        for (int v = 0; v < NV; v++)
+            acc[r][v0 + v] = V_FMA(xv[v], wv, acc[r][v0 + v]);
+    }
+}
+
 /* R output rows x V vectors: outputs ow0 .. ow0 + V*VL - 1 of rows oh0 .. oh0+R-1 (last
  * vector nlast valid lanes), stride SV (1 or 2) in both directions: output row r reads
  * input rows ih0 + SV*r + kh, output column ow0 + v*VL + l reads input column
@@ -302,14 +323,7 @@ DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow
                                    : kw == 2 ? V_ALIGN(e1, e0, 1)
                                    : kw == 3 ? V_ALIGN(o1, o0, 1)
                                              : V_ALIGN(e1, e0, 2);
-                    _Pragma("GCC unroll 4")
-                    for (int r = 0; r < R; r++) {
-                        const int kh = i - SV * r;
-                        if (kh < 0 || kh >= KS)
-                            continue;
-                        const VEC wv = KS == 3 ? wr[kh * 3 + kw] : V_SET1(wt[kh * KS + kw]);
-                        acc[r][v] = V_FMA(xv, wv, acc[r][v]);
-                    }
+                    FN(direct_row_fmas)(acc, &xv, v, 1, i, kw, wr, wt, KS, SV, R);
                 }
                 e0 = e1;
                 o0 = o1;
@@ -331,16 +345,7 @@ DW_INLINE void FN(nchw_direct_tile)(const T *restrict xc, const T *restrict zrow
                 }
                 V_KEEP(xv[v]); /* GCC otherwise folds the load into each row's FMA */
             }
-            _Pragma("GCC unroll 4")
-            for (int r = 0; r < R; r++) {
-                const int kh = i - SV * r;
-                if (kh < 0 || kh >= KS)
-                    continue;
-                const VEC wv = KS == 3 ? wr[kh * 3 + kw] : V_SET1(wt[kh * KS + kw]);
-                _Pragma("GCC unroll 4")
-                for (int v = 0; v < V; v++)
-                    acc[r][v] = V_FMA(xv[v], wv, acc[r][v]);
-            }
+            FN(direct_row_fmas)(acc, xv, 0, V, i, kw, wr, wt, KS, SV, R);
         }
     }
     _Pragma("GCC unroll 4")

@@ -76,4 +76,29 @@ static inline cc_idx dwp_pf_lines(const dwp_pf *pf)
     return (pf->r_end - pf->r) * pf->nseg * ((pf->seglen + 63) / 64 + 1);
 }
 
+/* All at once: rows [r0, r1) of an array of W-pixel rows with C channels of es bytes,
+ * the nc channels from base (base: row 0 at the first of them; whole rows when nc == C). */
+static inline void dwp_fetch_rows(const void *base, cc_idx es, cc_idx W, cc_idx C, cc_idx nc,
+                                  cc_idx r0, cc_idx r1, const int rw)
+{
+    dwp_pf pf;
+    const int full = nc == C;
+    dwp_pf_start(&pf, base, W * C * es, C * es, (full ? W * C : nc) * es, full ? 1 : W, r0,
+                 r1);
+    dwp_pf_step(&pf, dwp_pf_lines(&pf), rw);
+}
+
+/* Input rows [ia, ib) of the kernel planes id0 + kd*dd (kd < KD) that lie in [0, D),
+ * for reading; x: the image (D, H, W, C) at its first fetched channel. */
+static inline void dwp_fetch_plane_rows(const void *x, cc_idx es, cc_idx D, cc_idx H, cc_idx W,
+                                        cc_idx C, cc_idx nc, cc_idx KD, cc_idx id0, cc_idx dd,
+                                        cc_idx ia, cc_idx ib)
+{
+    for (cc_idx kd = 0; kd < KD; kd++) {
+        const cc_idx id = id0 + kd * dd;
+        if (id >= 0 && id < D)
+            dwp_fetch_rows((const char *)x + id * H * W * C * es, es, W, C, nc, ia, ib, 0);
+    }
+}
+
 #endif

@@ -146,17 +146,9 @@ DWGW_INLINE void DFN(dwgw_prefetch_row)(const cc_dwgw_geom *g, const T *x, const
     const cc_idx span = (g->KH - 1) * g->dh + 1;
     cc_idx ia, ib;
     dwp_new_rows(oh, oh + 1, 0, g->sh, g->ph, span, g->H, &ia, &ib);
-    dwp_pf pf;
-    for (cc_idx kd = 0; kd < g->KD; kd++) {
-        const cc_idx id = od * g->sd - g->pd + kd * g->dd;
-        if (id < 0 || id >= g->D)
-            continue;
-        dwp_pf_start(&pf, x + (n * g->D + id) * g->H * g->W * C, g->W * C * es, C * es,
-                     g->W * C * es, 1, ia, ib);
-        dwp_pf_step(&pf, dwp_pf_lines(&pf), 0);
-    }
-    dwp_pf_start(&pf, dy + r * g->OW * C, g->OW * C * es, C * es, g->OW * C * es, 1, 0, 1);
-    dwp_pf_step(&pf, dwp_pf_lines(&pf), 0);
+    dwp_fetch_plane_rows(x + n * g->D * g->H * g->W * C, es, g->D, g->H, g->W, C, C, g->KD,
+                         od * g->sd - g->pd, g->dd, ia, ib);
+    dwp_fetch_rows(dy + r * g->OW * C, es, g->OW, C, C, 0, 1, 0);
 }
 
 GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T *dy,
