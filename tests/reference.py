@@ -155,6 +155,18 @@ def conv_nd_reference(x, w, bias=None, stride=1, padding_pairs=None, dilation=1,
     return np.ascontiguousarray(y)
 
 
+def aligned_full(shape, dtype, value, offset=0):
+    """An array filled with value whose data starts offset elements past a 64-byte
+    boundary (NumPy itself aligns only to 16 bytes)."""
+    size = np.dtype(dtype).itemsize
+    n = int(np.prod(shape))
+    buf = np.empty(n * size + 64 + offset * size, np.uint8)
+    start = (-buf.ctypes.data) % 64 + offset * size
+    a = buf[start:start + n * size].view(dtype).reshape(shape)
+    a[...] = value
+    return a
+
+
 def rel_error(a, ref):
     """||a - ref||_F / max(||ref||_F, tiny), computed in float64."""
     a = np.asarray(a, dtype=np.float64)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 
 from conftest import assert_same_on_every_isa, conv_fn
-from reference import DEFAULT_LAYOUT, LAST_LAYOUT, conv_nd_reference, rel_error, \
-    resolve_padding
+from reference import DEFAULT_LAYOUT, LAST_LAYOUT, aligned_full, conv_nd_reference, \
+    rel_error, resolve_padding
 
 cconv = pytest.importorskip("cconv")
 
@@ -795,9 +795,11 @@ def _assert_channels_first_as_last(nd, g, w, x, a, args, mode, lay):
         np.testing.assert_array_equal(out, a)
 
 
-def _assert_transposed_into_out(nd, g, w, x, a, stride, pad, dil, groups, lay, batched=True):
+def _assert_transposed_into_out(nd, g, w, x, a, stride, pad, dil, groups, lay, batched=True,
+                                offset=None):
     """The transposed convolution of g (output_padding chosen to give x's shape) into
-    out= pre-filled with NaN is ``a`` exactly."""
+    out= pre-filled with NaN is ``a`` exactly (out= offset elements past a 64-byte
+    boundary when offset is given)."""
     t_fn = (cconv.conv_transpose1d, cconv.conv_transpose2d, cconv.conv_transpose3d)[nd - 1]
     st, dl = ((v,) * nd if np.isscalar(v) else v for v in (stride, dil))
     pd = [(pad, pad)] * nd if np.isscalar(pad) else pad
@@ -806,7 +808,10 @@ def _assert_transposed_into_out(nd, g, w, x, a, stride, pad, dil, groups, lay, b
     kk = w.shape[:nd]
     opad = tuple(n - ((o - 1) * s - b - e + d * (q - 1) + 1) for n, o, s, (b, e), d, q
                  in zip(xsp, gsp, st, pd, dl, kk))
-    out = np.full(x.shape, np.nan, x.dtype)
+    if offset is None:
+        out = np.full(x.shape, np.nan, x.dtype)
+    else:
+        out = aligned_full(x.shape, x.dtype, np.nan, offset)
     assert t_fn(g, w, None, stride, pad, opad, groups, dil, layout=lay, out=out) is out
     np.testing.assert_array_equal(out, a)
 
@@ -894,6 +899,7 @@ def test_grad_input_depthwise_multiplier_forward_form(dtype, nd, N, C, m, sp, k,
     (2, 4, 33, (24, 14), (3, 3), 3, 0, "zeros"),                   # rows no tap reads
     (1, 4, 24, (400,), (5,), 2, 1, "circular"),
     (3, 2, 20, (10, 9, 7), (3, 3, 3), 2, 1, "zeros"),
+    (2, 2, 48, (33, 31), (3, 3), 2, 1, "zeros"),                   # whole vectors
 ])
 def test_grad_input_depthwise_gather(dtype, nd, N, C, sp, k, stride, pad, mode, monkeypatch):
     """Channels-last depthwise grad_input with stride phases runs dwgi.h's gather:
@@ -901,8 +907,9 @@ def test_grad_input_depthwise_gather(dtype, nd, N, C, sp, k, stride, pad, mode, 
     where the phases ran; an Inf weight included: the taps over grad_out's padding
     still multiply it by +0), bitwise for 1-3 threads and into the transposed
     convolution's out= (pre-filled with NaN), within rounding of the float64 col2im
-    result, inputs unchanged."""
-    from cconv import _backward, backward as bw
+    result, inputs unchanged; with the streaming stores of large arrays (forced) into an
+    aligned out=, bitwise."""
+    from cconv import _backward, _depthwise, backward as bw
     args = (stride, pad, 1, C)
     lay, x, w, g = _gi_problem(C + nd, nd, N, C, C, C, sp, k, args, mode,
                                              dtype)
@@ -913,6 +920,13 @@ def test_grad_input_depthwise_gather(dtype, nd, N, C, sp, k, stride, pad, mode, 
     assert len(calls) == 3
     if mode == "zeros":
         _assert_transposed_into_out(nd, g, w, x, a, stride, pad, 1, C, lay)
+        n0 = len(calls)
+        with monkeypatch.context() as m:
+            m.setattr(_depthwise, "prefetch_min_bytes", 0)
+            for off in (0, 1):
+                _assert_transposed_into_out(nd, g, w, x, a, stride, pad, 1, C, lay,
+                                            offset=off)
+        assert len(calls) == n0 + 2
     assert np.array_equal(g, g0) and np.array_equal(w, w0)
     ref = gi_fn(g.astype(np.float64), w.astype(np.float64), x.shape, *args,
                 padding_mode=mode, layout=lay, algorithm="im2col")
@@ -1397,6 +1411,7 @@ def _dw_grad_weight_reference_last(x, g, k, stride, pads, dil):
     (2, 17, 2, (6, 7), (2, 6), (3, 1), ((1, 1), (2, 2)), (2, 1)),        # multiplier 2
     (3, 20, 1, (4, 6, 5), (3, 3, 3), (1, 2, 1), ((1, 1), (0, 1), (1, 1)), (1, 1, 2)),
     (3, 3, 4, (4, 5, 6), (3, 3, 3), (1, 1, 1), ((1, 1), (1, 1), (1, 1)), (1, 1, 1)),
+    (3, 20, 1, (3, 6, 5), (1, 3, 3), (2, 1, 1), ((1, 1), (1, 1), (1, 1)), (1, 1, 1)),  # KD 1
     (1, 40, 1, (50,), (31,), (2,), ((15, 15),), (1,)),
     (1, 5, 3, (9,), (6,), (1,), ((0, 0),), (1,)),                        # 6 taps
 ])

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import conv_fn, run_python
-from reference import (LAST_LAYOUT, DEFAULT_LAYOUT, conv_nd_reference, input_shape, rel_error,
-                       resolve_padding, weight_shape)
+from reference import (LAST_LAYOUT, DEFAULT_LAYOUT, aligned_full, conv_nd_reference,
+                       input_shape, rel_error, resolve_padding, weight_shape)
 from test_isa import cpu_supports
 
 cconv = pytest.importorskip("cconv")
@@ -161,18 +161,22 @@ def test_nhwc_prefetching(rng, monkeypatch, dtype):
     # that on small ones, against the reference and bitwise against no prefetching. Packed
     # rows (whole and split channel groups, chunks of 1..16 rows, rows in the padding,
     # partial last chunks) and the strided tiles (3x3 stride 2, dilation, channel blocks
-    # of 256, 3-D)
+    # of 256, 3-D, a one-plane kernel over planes in the depth padding), streaming
+    # stores into aligned outputs
     from cconv import _depthwise
     for N, C, sp, k, s, pad, d in [
             (2, 48, (37, 20), 3, 1, 1, 1), (1, 512, (9, 400), 3, 1, 1, 1),
             (3, 20, (23, 9), 5, 2, ((3, 0), (2, 2)), 1), (1, 100, (30, 300), 7, 1, 3, 1),
             (2, 7, (5, 5), 3, 1, 4, 1), (2, 40, (17, 15), 3, 2, 1, 1),
-            (1, 300, (6, 9), 3, 1, 2, 2), (2, 24, (5, 6, 7), 3, (2, 1, 1), 1, 1)]:
+            (1, 300, (6, 9), 3, 1, 2, 2), (2, 24, (5, 6, 7), 3, (2, 1, 1), 1, 1),
+            (2, 40, (3, 9, 10), (1, 3, 3), 2, 1, 1),  # KD 1: rows in the depth padding
+            (2, 32, (19, 18), 3, 2, 1, 1), (2, 80, (9, 17), 5, 1, 2, 1)]:
         nd = len(sp)
+        ks = k if isinstance(k, tuple) else (k,) * nd
         x = rng.standard_normal((N,) + sp + (C,)).astype(dtype)
-        w = rng.standard_normal((k,) * nd + (1, C)).astype(dtype)
+        w = rng.standard_normal(ks + (1, C)).astype(dtype)
         b = rng.standard_normal(C).astype(dtype)
-        pairs = resolve_padding(pad, sp, (k,) * nd, s, d)
+        pairs = resolve_padding(pad, sp, ks, s, d)
         layout = LAST_LAYOUT[nd]
         ref = conv_nd_reference(x, w, b, s, pairs, d, C, layout=layout)
         ys = []
@@ -182,6 +186,12 @@ def test_nhwc_prefetching(rng, monkeypatch, dtype):
                                   algorithm="depthwise"))
         assert rel_error(ys[1], ref) <= TOL[dtype], (N, C, sp, k, s, d)
         np.testing.assert_array_equal(ys[1], ys[0])
+        # into a 64-byte aligned out= (2-D rows stream their stores when C is a multiple
+        # of the vector) and a misaligned one, pre-filled with NaN
+        for off in (0, 1):
+            o = aligned_full(ys[0].shape, dtype, np.nan, off)
+            conv_fn(nd)(x, w, b, s, pad, d, C, layout=layout, algorithm="depthwise", out=o)
+            np.testing.assert_array_equal(o, ys[0])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

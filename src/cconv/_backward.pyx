@@ -101,6 +101,7 @@ cdef extern from "dwgi.h" nogil:
         const cc_idx *cnt_w
         const cc_idx *k_w
         const cc_idx *o_w
+        int stream
     void cconv_dwgi_nhwc_row_f32(const cc_dwgi_geom *g, const float *dy, const float *w,
                                  float *dx, cc_idx n, cc_idx id, cc_idx ih, const float *zero)
     void cconv_dwgi_nhwc_row_f64(const cc_dwgi_geom *g, const double *dy, const double *w,
@@ -1268,6 +1269,8 @@ def dw_grad_input_gather(const floating[:, :, :, :, ::1] dy,
     g.D, g.H, g.W, g.C = dx.shape[1], dx.shape[2], dx.shape[3], dx.shape[4]
     g.OD, g.OH, g.OW = dy.shape[1], dy.shape[2], dy.shape[3]
     g.KH, g.KW = w.shape[1], w.shape[2]
+    # the depthwise kernels' bar for arrays that leave the cache (read per call)
+    g.stream = (dx.nbytes + dy.nbytes) >= _depthwise.prefetch_min_bytes
     td = _gather_taps(g.D, stride[0], pad[0], w.shape[0], g.OD)
     th = _gather_taps(g.H, stride[1], pad[1], g.KH, g.OH)
     tw = _gather_taps(g.W, stride[2], pad[2], g.KW, g.OW)

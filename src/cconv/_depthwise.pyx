@@ -61,14 +61,12 @@ cdef extern from "depthwise.h" nogil:
     void cconv_gconv_f64(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g0, cc_idx g1,
                          const double *x, const double *w, const double *bias, double *out,
                          cc_idx od, cc_idx oh0, cc_idx oh1, double *scratch, int cf)
-    void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *out,
-                                    cc_idx esize, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1)
     void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w,
                            const float *bias, float *out, cc_idx od, cc_idx oh, cc_idx c0,
-                           cc_idx c1)
+                           cc_idx c1, int prefetch)
     void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
                            const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
-                           cc_idx c1)
+                           cc_idx c1, int prefetch)
     cc_idx cconv_dw_nhwc_packed_scratch_f32(const cc_dw_geom *g, cc_idx nc)
     cc_idx cconv_dw_nhwc_packed_scratch_f64(const cc_dw_geom *g, cc_idx nc)
     cc_idx cconv_dw_nhwc_packed_block_f32()
@@ -86,6 +84,20 @@ cdef extern from "depthwise.h" nogil:
 # L3 (2 threads), 3x3 144 channels at 56x56, batch 8 (29 MB): 0.58x the time [0.45,
 # 0.87]; 5x5 240 at 28x28, batch 32: 0.70x; batch 2 (7 MB, cached): 1.5x, hence the bar.
 prefetch_min_bytes = 16 * 1024 * 1024
+# Those problems write their output with streaming stores (no read for ownership of each
+# line, no prefetch of the output) when the kernel has at most this many taps per plane.
+# In-process A/B, 5 rounds, streaming / fetching the output: 3x3 144 @ 56² batch 8 0.78,
+# 96 @ 112² 0.77, stride 2 0.96; 5x5 240 @ 28² batch 32 1.02; 7x7 96 @ 56² batch 8 and
+# 16 1.13-1.18 (more arithmetic per output; why streaming costs more there I did not
+# measure).
+stream_max_taps = 9
+
+
+cdef int _prefetch_flags(cc_idx nbytes, cc_idx taps) except -1:
+    """depthwise.h's prefetch argument for arrays of nbytes (input + output)."""
+    if nbytes < prefetch_min_bytes:
+        return 0
+    return 3 if taps <= stream_max_taps else 1
 
 
 cdef enum:
@@ -127,11 +139,11 @@ cdef inline void _gconv_item(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx g
 
 cdef inline void _nhwc_item(const cc_dw_geom *g, const floating *x, const floating *w,
                             const floating *bias, floating *out, cc_idx od, cc_idx oh,
-                            cc_idx c0, cc_idx c1) noexcept nogil:
+                            cc_idx c0, cc_idx c1, int prefetch) noexcept nogil:
     if floating is float:
-        cconv_dw_nhwc_f32(g, x, w, bias, out, od, oh, c0, c1)
+        cconv_dw_nhwc_f32(g, x, w, bias, out, od, oh, c0, c1, prefetch)
     else:
-        cconv_dw_nhwc_f64(g, x, w, bias, out, od, oh, c0, c1)
+        cconv_dw_nhwc_f64(g, x, w, bias, out, od, oh, c0, c1, prefetch)
 
 
 cdef void _geom(cc_dw_geom *g, tuple xsp, tuple osp, tuple ksz, tuple stride, tuple pad,
@@ -411,7 +423,7 @@ cdef int _forward_nhwc_packed(const floating[:, :, :, :, ::1] x,
     cdef cc_idx nitems = N * nrun * ncg
     # software prefetch once input and output together pass half the L3 (they then
     # come from memory, read and written strided by the channel blocks)
-    cdef int prefetch = (xvol + ovol) * N * esize >= prefetch_min_bytes
+    cdef int prefetch = _prefetch_flags((xvol + ovol) * N * esize, g.KH * g.KW)
     cdef cc_idx it, n, run, cgi, c0, c1, oh0, oh1, rest
     cdef floating *buf = NULL
     cdef int failed = 0
@@ -472,8 +484,7 @@ def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, 
     cdef const floating *wp = &w[0, 0, 0, 0, 0]
     cdef floating *op = &out[0, 0, 0, 0, 0]
     cdef cc_idx it, n, od, oh, cbi, c0, c1, rest
-    cdef cc_idx esize = sizeof(floating)
-    cdef int prefetch = (xvol + ovol) * N * esize >= prefetch_min_bytes
+    cdef int prefetch = _prefetch_flags((xvol + ovol) * N * sizeof(floating), g.KH * g.KW)
     for it in prange(nitems, nogil=True, schedule="static", num_threads=nthreads):
         cbi = it % ncb
         rest = it // ncb
@@ -485,10 +496,7 @@ def _forward_nhwc(const floating[:, :, :, :, ::1] x, const floating[:, :, :, :, 
         c1 = c0 + cb
         if c1 > C:
             c1 = C
-        if prefetch and oh + 1 < OH:
-            cconv_dw_nhwc_prefetch_row(&g, xp + n * xvol, op + n * ovol, esize, od, oh + 1,
-                                       c0, c1)
-        _nhwc_item(&g, xp + n * xvol, wp, bp, op + n * ovol, od, oh, c0, c1)
+        _nhwc_item(&g, xp + n * xvol, wp, bp, op + n * ovol, od, oh, c0, c1, prefetch)
 
 
 def conv_forward(x5, w5, bias, out5, stride, pad, dil, groups, channels_last, nthreads):

@@ -94,6 +94,8 @@ cc_idx cconv_gconv_scratch(const cc_dw_geom *g, cc_idx Cg, cc_idx Og, cc_idx ngr
 #define V_LOAD(p) (*(p))
 #define V_LOADM(p, n) (*(p))
 #define V_STORE(p, v) (*(p) = (v))
+#define V_STREAM(p, v) (*(p) = (v))
+#define V_SFENCE() ((void)0)
 #define V_STOREM(p, v, n) (*(p) = (v))
 #define V_SET1(s) (s)
 #define V_ZERO() 0.0f
@@ -176,6 +178,8 @@ static inline uint32_t dw_lanes16(cc_idx base, cc_idx W)
 #define V_LOAD(p) _mm512_loadu_ps(p)
 #define V_LOADM(p, n) _mm512_maskz_loadu_ps((__mmask16)((1u << (n)) - 1u), (p))
 #define V_STORE(p, v) _mm512_storeu_ps((p), (v))
+#define V_STREAM(p, v) _mm512_stream_ps((p), (v))
+#define V_SFENCE() _mm_sfence()
 #define V_STOREM(p, v, n) _mm512_mask_storeu_ps((p), (__mmask16)((1u << (n)) - 1u), (v))
 #define V_SET1(s) _mm512_set1_ps(s)
 #define V_ZERO() _mm512_setzero_ps()
@@ -202,6 +206,8 @@ static inline uint32_t dw_lanes16(cc_idx base, cc_idx W)
 #define V_LOAD(p) _mm512_loadu_pd(p)
 #define V_LOADM(p, n) _mm512_maskz_loadu_pd((__mmask8)((1u << (n)) - 1u), (p))
 #define V_STORE(p, v) _mm512_storeu_pd((p), (v))
+#define V_STREAM(p, v) _mm512_stream_pd((p), (v))
+#define V_SFENCE() _mm_sfence()
 #define V_STOREM(p, v, n) _mm512_mask_storeu_pd((p), (__mmask8)((1u << (n)) - 1u), (v))
 #define V_SET1(s) _mm512_set1_pd(s)
 #define V_ZERO() _mm512_setzero_pd()
@@ -304,37 +310,37 @@ void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *
 }
 
 void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
-                       float *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1)
+                       float *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1, int prefetch)
 {
     switch (cconv_isa_active()) {
 #if CCONV_DW_X86
     case CCONV_ISA_AVX512:
-        dw_nhwc_f32_avx512(g, x, w, bias, out, od, oh, c0, c1);
+        dw_nhwc_f32_avx512(g, x, w, bias, out, od, oh, c0, c1, prefetch);
         return;
     case CCONV_ISA_AVX2:
-        dw_nhwc_f32_avx2(g, x, w, bias, out, od, oh, c0, c1);
+        dw_nhwc_f32_avx2(g, x, w, bias, out, od, oh, c0, c1, prefetch);
         return;
 #endif
     default:
-        dw_nhwc_f32_generic(g, x, w, bias, out, od, oh, c0, c1);
+        dw_nhwc_f32_generic(g, x, w, bias, out, od, oh, c0, c1, prefetch);
     }
 }
 
 void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
                        const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
-                       cc_idx c1)
+                       cc_idx c1, int prefetch)
 {
     switch (cconv_isa_active()) {
 #if CCONV_DW_X86
     case CCONV_ISA_AVX512:
-        dw_nhwc_f64_avx512(g, x, w, bias, out, od, oh, c0, c1);
+        dw_nhwc_f64_avx512(g, x, w, bias, out, od, oh, c0, c1, prefetch);
         return;
     case CCONV_ISA_AVX2:
-        dw_nhwc_f64_avx2(g, x, w, bias, out, od, oh, c0, c1);
+        dw_nhwc_f64_avx2(g, x, w, bias, out, od, oh, c0, c1, prefetch);
         return;
 #endif
     default:
-        dw_nhwc_f64_generic(g, x, w, bias, out, od, oh, c0, c1);
+        dw_nhwc_f64_generic(g, x, w, bias, out, od, oh, c0, c1, prefetch);
     }
 }
 

@@ -48,16 +48,23 @@ void cconv_dw_nchw_f64(const cc_dw_geom *g, const double *x, const double *w,
                        const double *bias, double *out, cc_idx od, cc_idx oh0, cc_idx oh1,
                        double *scratch);
 
+/* The prefetch argument of the channels-last kernels: 0, or DW_PREFETCH (fetch ahead what
+ * the next rows read and write) with DW_STREAM or not (write the output with streaming
+ * stores where they can, instead of fetching it). */
+enum { DW_PREFETCH = 1, DW_STREAM = 2 };
+
 /* NHWC (M == 1): one image, one output row (od, oh), channels [c0, c1).
  *   x: image base (D, H, W, C); w: (KD, KH, KW, C); bias: (C,) or NULL;
- *   out: image base (OD, OH, OW, C). */
+ *   out: image base (OD, OH, OW, C).
+ * prefetch: also fetch what row oh + 1 (same channels) will read and write, for arrays
+ * too large for the cache (cconv_dw_nhwc_prefetch_row's lines, spread over the row). */
 void cconv_dw_nhwc_f32(const cc_dw_geom *g, const float *x, const float *w, const float *bias,
-                       float *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1);
+                       float *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1, int prefetch);
 void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
                        const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
-                       cc_idx c1);
+                       cc_idx c1, int prefetch);
 /* Prefetch what cconv_dw_nhwc_* reads and writes for output row (od, oh), channels
- * c0 .. c1-1, beyond what row oh - 1 read: issued one row ahead for large arrays. */
+ * c0 .. c1-1, beyond what row oh - 1 read, all at once. */
 void cconv_dw_nhwc_prefetch_row(const cc_dw_geom *g, const void *x, const void *out,
                                 cc_idx esize, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1);
 

@@ -24,6 +24,13 @@ DW_INLINE VEC FN(load_n)(const T *p, int n)
     return n < VL ? V_LOADM(p, n) : V_LOAD(p);
 }
 
+/* Streaming stores of whole vectors at out + (multiples of VL) can be used: out aligned
+ * to a vector, C a multiple of VL, more than one lane. */
+static inline int FN(dw_stream_ok)(const T *out, cc_idx C)
+{
+    return VL > 1 && (uintptr_t)out % (VL * sizeof(T)) == 0 && C % VL == 0;
+}
+
 DW_INLINE void FN(store_n)(T *p, VEC v, int n)
 {
     if (n < VL)
@@ -627,6 +634,18 @@ DW_INLINE void FN(t8_acc_store)(VEC acc[8][2], T *restrict op, cc_idx C, int nla
             FN(store_n)(op + p * C + v * VL, acc[p][v], v == V - 1 ? nlast : VL);
 }
 
+/* t8_acc_store with streaming (non-temporal) stores, for outputs too large for the cache:
+ * they skip the read for ownership of each line. Whole vectors only: op and C aligned to
+ * VL lanes (dw_stream_ok), nlast == VL. */
+DW_INLINE void FN(t8_acc_stream)(VEC acc[8][2], T *restrict op, cc_idx C, const int V)
+{
+    _Pragma("GCC unroll 8")
+    for (int p = 0; p < 8; p++)
+        _Pragma("GCC unroll 2")
+        for (int v = 0; v < V; v++)
+            V_STREAM(op + p * C + v * VL, acc[p][v]);
+}
+
 /* The input vectors [*lo, *hi) of an edge tile's kernel row at input row ih (of a plane
  * inside the input when dok): qlo .. qhi where the row lies inside, none elsewhere. */
 DW_INLINE void FN(t8_row_range)(const cc_dw_geom *g, int dok, cc_idx ih, int qlo, int qhi,
@@ -654,7 +673,7 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
                                  const T *restrict wp, const T *restrict bp, T *restrict op,
                                  int nlast, const int KWC, const int SW, const int V,
                                  const int EDGE, int first, int qlo, int qhi, int dok,
-                                 cc_idx ih0)
+                                 cc_idx ih0, int stream)
 {
     const cc_idx C = g->C, W = g->W, rstride = g->dh * W * C;
     VEC acc[8][2];
@@ -684,22 +703,25 @@ DW_INLINE void FN(nhwc_tile8_kw)(const cc_dw_geom *g, const T *restrict xp,
             DW_T8_KROW(kh);
     }
 #undef DW_T8_KROW
-    FN(t8_acc_store)(acc, op, C, nlast, V);
+    if (stream)
+        FN(t8_acc_stream)(acc, op, C, V);
+    else
+        FN(t8_acc_store)(acc, op, C, nlast, V);
 }
 
 /* One out-of-line function per (KW, stride, V, edge): each gets its own register
  * allocation (inlined into the row loop, the tiles' speed moved by up to 1.4x with
  * unrelated code). */
 typedef void (*FN(nhwc_t8_fn))(const cc_dw_geom *, const T *, const T *, const T *, T *,
-                               int, int, int, int, int, cc_idx);
+                               int, int, int, int, int, cc_idx, int);
 #define DW_NHWC_T8(KK, SS, VV, EE)                                                         \
     static __attribute__((noinline)) DW_TARGET void                                        \
     FN(nhwc_t8_k##KK##_s##SS##_v##VV##_e##EE)(                                             \
         const cc_dw_geom *g, const T *xp, const T *wp, const T *bp, T *op, int nlast,      \
-        int first, int qlo, int qhi, int dok, cc_idx ih0)                                  \
+        int first, int qlo, int qhi, int dok, cc_idx ih0, int stream)                      \
     {                                                                                      \
         FN(nhwc_tile8_kw)(g, xp, wp, bp, op, nlast, KK, SS, VV, EE, first, qlo, qhi, dok,  \
-                          ih0);                                                            \
+                          ih0, stream);                                                    \
     }
 #define DW_NHWC_T8_VE(KK, SS)                                                              \
     DW_NHWC_T8(KK, SS, 1, 0)                                                               \
@@ -822,7 +844,9 @@ DW_INLINE void FN(nhwc_border)(const cc_dw_geom *g, const T *restrict x, const T
  * memory (channels outer, 3x3 144@56 ran 5-13% slower). */
 DW_INLINE void FN(nhwc_row_tiled)(const cc_dw_geom *g, const T *x, const T *w,
                                   const T *bias, T *orow, cc_idx od, cc_idx oh, cc_idx c0,
-                                  cc_idx c1, cc_idx ow_lo, cc_idx ow_hi, int rows_ok)
+                                  cc_idx c1, cc_idx ow_lo, cc_idx ow_hi, int rows_ok,
+                                  dwp_pf *pfx, dwp_pf *pfo, cc_idx sx, cc_idx so,
+                                  int stream)
 {
     const cc_idx C = g->C, OW = g->OW, sw = g->sw;
     const cc_idx id0 = od * g->sd - g->pd, ih0 = oh * g->sh - g->ph;
@@ -861,12 +885,23 @@ DW_INLINE void FN(nhwc_row_tiled)(const cc_dw_geom *g, const T *x, const T *w,
             const int dok = id >= 0 && id < g->D;
             const T *xk = xb + kd * pstride + iw0 * C;
             const T *wk = w + kd * wstride;
-            for (cc_idx c = c0; c < cfull; c += 2 * VL)
+            for (cc_idx c = c0; c < cfull; c += 2 * VL) {
+                if (sx + so > 0) {
+                    dwp_pf_step(pfx, sx, 0);
+                    dwp_pf_step(pfo, so, 1);
+                }
                 f2[!inner](g, xk + c, wk + c, bias ? bias + c : 0, orow + ow * C + c, VL,
-                           kd == 0, qlo, qhi, dok, ih0);
-            if (left > 0)
+                           kd == 0, qlo, qhi, dok, ih0, stream);
+            }
+            if (left > 0) {
+                if (sx + so > 0) {
+                    dwp_pf_step(pfx, sx, 0);
+                    dwp_pf_step(pfo, so, 1);
+                }
                 fl[!inner](g, xk + cfull, wk + cfull, bias ? bias + cfull : 0,
-                           orow + ow * C + cfull, nlast, kd == 0, qlo, qhi, dok, ih0);
+                           orow + ow * C + cfull, nlast, kd == 0, qlo, qhi, dok, ih0,
+                           stream && nlast == VL);
+            }
         }
     }
 }
@@ -900,8 +935,28 @@ DW_INLINE void FN(nhwc_row)(const cc_dw_geom *g, const T *x, const T *w, const T
         FN(nhwc_border)(g, x + c, wp, bp, orow + ow * C + c, od, oh, ow, nlast, V);
 }
 
+/* cconv_dw_nhwc_prefetch_row's lines of row (od, oh), channels [c0, c1), 2-D (KD == 1),
+ * as two walks to step through: x's new input rows and out's row (write intent; none
+ * unless fetch_out). */
+DW_INLINE void FN(dw_nhwc_prefetch_walks)(const cc_dw_geom *g, const T *x, const T *out,
+                                         cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1,
+                                         int fetch_out, dwp_pf *px, dwp_pf *po)
+{
+    const cc_idx C = g->C, es = (cc_idx)sizeof(T), id = od * g->sd - g->pd;
+    const cc_idx span = (g->KH - 1) * g->dh + 1;
+    cc_idx ia, ib;
+    dwp_new_rows(oh, oh + 1, 0, g->sh, g->ph, span, g->H, &ia, &ib);
+    if (id < 0 || id >= g->D)
+        ib = ia; /* the row reads only depth padding */
+    dwp_rows_start(px, x + (id < 0 ? 0 : id) * g->H * g->W * C + c0, es, g->W, C, c1 - c0,
+                   ia, ib);
+    dwp_rows_start(po, out + (od * g->OH + oh) * g->OW * C + c0, es, g->OW, C, c1 - c0, 0,
+                   fetch_out ? 1 : 0);
+}
+
 DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, const T *bias,
-                                  T *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1)
+                                  T *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1,
+                                  int prefetch)
 {
     int rows_ok = 1;
     for (cc_idx kd = 0; kd < g->KD; kd++) {
@@ -919,8 +974,30 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
     ow_lo = CC_DW_MIN(ow_lo, g->OW);
     ow_hi = CC_DW_MIN(CC_DW_MAX(ow_hi, ow_lo), g->OW);
     T *orow = out + (od * g->OH + oh) * g->OW * g->C;
-    if (g->OW >= 8 && FN(nhwc_t8_pick)(g, 1, 0)) {
-        FN(nhwc_row_tiled)(g, x, w, bias, orow, od, oh, c0, c1, ow_lo, ow_hi, rows_ok);
+    const int tiled = g->OW >= 8 && FN(nhwc_t8_pick)(g, 1, 0);
+    /* Arrays too large for the cache (prefetch): the next row's new input rows and its
+     * output row fetched ahead, on a 2-D tiled row a share before each (tile, 2-vector
+     * channel block), else all at once before the row; a 2-D tiled row streams its
+     * output instead of fetching it where it can (dw_stream_ok; one plane: no partial
+     * sums to read back). */
+    dwp_pf pfx, pfo;
+    cc_idx sx = 0, so = 0;
+    const int stream = (prefetch & DW_STREAM) && tiled && g->KD == 1 &&
+                       FN(dw_stream_ok)(out, g->C);
+    if (prefetch && oh + 1 < g->OH) {
+        if (tiled && g->KD == 1) {
+            FN(dw_nhwc_prefetch_walks)(g, x, out, od, oh + 1, c0, c1, !stream, &pfx, &pfo);
+            const cc_idx steps = (g->OW + 7) / 8 * ((c1 - c0 + 2 * VL - 1) / (2 * VL));
+            sx = dwp_share(&pfx, steps);
+            so = dwp_share(&pfo, steps);
+        } else
+            cconv_dw_nhwc_prefetch_row(g, x, out, (cc_idx)sizeof(T), od, oh + 1, c0, c1);
+    }
+    if (tiled) {
+        FN(nhwc_row_tiled)(g, x, w, bias, orow, od, oh, c0, c1, ow_lo, ow_hi, rows_ok, &pfx,
+                           &pfo, sx, so, stream);
+        if (stream)
+            V_SFENCE(); /* the streaming stores are weakly ordered: done before the join */
         return;
     }
     cc_idx c = c0;
@@ -963,7 +1040,7 @@ static inline cc_idx FN(dwp_row_pixels)(const cc_dw_geom *g)
  * of the block; C: output pixel stride; nlast: lanes of the last vector. */
 DW_INLINE void FN(dwp_row)(const T *const *rp, const T *restrict wpk, const T *restrict bpk,
                            T *restrict o, cc_idx C, cc_idx OW, int nlast, const int KWC,
-                           const int SW, const int V)
+                           const int SW, const int V, const int STREAM)
 {
     const cc_idx CB = V * VL;
     for (cc_idx t = 0; t < OW; t += 8) {
@@ -983,6 +1060,10 @@ DW_INLINE void FN(dwp_row)(const T *const *rp, const T *restrict wpk, const T *r
                              0, 0);
         T *op = o + t * C;
         const cc_idx np = OW - t < 8 ? OW - t : 8;
+        if (STREAM && np == 8) {
+            FN(t8_acc_stream)(acc, op, C, V);
+            continue;
+        }
         _Pragma("GCC unroll 8")
         for (int p = 0; p < 8; p++)
             if (p < np)
@@ -992,16 +1073,19 @@ DW_INLINE void FN(dwp_row)(const T *const *rp, const T *restrict wpk, const T *r
     }
 }
 
+/* NT empty, or _nt: the variant with streaming stores (nlast == VL, dw_stream_ok), a
+ * function of its own: a run-time flag in the one function cost cached 3x3 rows 1.1x. */
 typedef void (*FN(dwp_row_fn))(const T *const *, const T *, const T *, T *, cc_idx, cc_idx,
                                int);
-#define DWP_ROW(KK, SS, VV)                                                                \
-    static __attribute__((noinline)) DW_TARGET void FN(dwp_row_k##KK##_s##SS##_v##VV)(    \
+#define DWP_ROW(KK, SS, VV, NT)                                                            \
+    static __attribute__((noinline)) DW_TARGET void FN(dwp_row_k##KK##_s##SS##_v##VV##NT)(\
         const T *const *rp, const T *wpk, const T *bpk, T *o, cc_idx C, cc_idx OW,          \
         int nlast)                                                                         \
     {                                                                                      \
-        FN(dwp_row)(rp, wpk, bpk, o, C, OW, nlast, KK, SS, VV);                            \
+        FN(dwp_row)(rp, wpk, bpk, o, C, OW, nlast, KK, SS, VV, sizeof(#NT) > 1);           \
     }
-#define DWP_ROW_V(KK, SS) DWP_ROW(KK, SS, 1) DWP_ROW(KK, SS, 2)
+#define DWP_ROW_V(KK, SS)                                                                  \
+    DWP_ROW(KK, SS, 1, ) DWP_ROW(KK, SS, 2, ) DWP_ROW(KK, SS, 1, _nt) DWP_ROW(KK, SS, 2, _nt)
 DWP_ROW_V(3, 1)
 DWP_ROW_V(5, 1)
 DWP_ROW_V(7, 1)
@@ -1009,14 +1093,16 @@ DWP_ROW_V(5, 2)
 #undef DWP_ROW_V
 #undef DWP_ROW
 
-static inline FN(dwp_row_fn) FN(dwp_pick)(const cc_dw_geom *g, int V)
+static inline FN(dwp_row_fn) FN(dwp_pick)(const cc_dw_geom *g, int V, int stream)
 {
     if (g->KD != 1 || g->KH != g->KW || g->dw != 1 ||
         (g->KH - 1) * g->dh + 1 > DWP_MAX_SPAN)
         return 0;
 #define DWP_PICK(KK, SS)                                                                   \
     if (g->KW == KK && g->sw == SS)                                                        \
-        return V == 1 ? FN(dwp_row_k##KK##_s##SS##_v1) : FN(dwp_row_k##KK##_s##SS##_v2);
+        return stream ? (V == 1 ? FN(dwp_row_k##KK##_s##SS##_v1_nt)                        \
+                                : FN(dwp_row_k##KK##_s##SS##_v2_nt))                       \
+                      : (V == 1 ? FN(dwp_row_k##KK##_s##SS##_v1) : FN(dwp_row_k##KK##_s##SS##_v2));
     DWP_PICK(3, 1)
     DWP_PICK(5, 1)
     DWP_PICK(7, 1)
@@ -1031,7 +1117,7 @@ static inline FN(dwp_row_fn) FN(dwp_pick)(const cc_dw_geom *g, int V)
  * weights and bias, and the ring's row tags. */
 static cc_idx FN(dwp_scratch)(const cc_dw_geom *g, cc_idx nc)
 {
-    if (!FN(dwp_pick)(g, 2))
+    if (!FN(dwp_pick)(g, 2, 0))
         return 0;
     const cc_idx span = (g->KH - 1) * g->dh + 1, CB = 2 * VL, nb = (nc + CB - 1) / CB;
     const cc_idx tags = (nb * span * (cc_idx)sizeof(cc_idx) + 63) / 64 * 64 / (cc_idx)sizeof(T);
@@ -1074,9 +1160,12 @@ DW_INLINE void FN(dwp_pack_row)(const cc_dw_geom *g, const T *restrict x, cc_idx
  * (R of them, all channels) stay in L2 for the blocks and are read from memory once, in
  * order. (One block over all rows: 3x3 s2 96@112 ran 2x slower; one row over all
  * blocks: 5x5 240@28 1.3x slower.) scratch: dwp_scratch(g, c1 - c0) elements, 64-byte
- * aligned. prefetch: fetch the next chunk's new input rows and its output rows ahead, a
- * share per (block, row), for arrays too large to stay in cache (on cached ones the
- * prefetches cost more than they save). */
+ * aligned. prefetch: for arrays too large to stay in cache (on cached ones the
+ * prefetches cost more than they save), fetch the next chunk's new input rows ahead, a
+ * share per (block, row), and write the output with streaming stores (dw_stream_ok; else
+ * prefetch its rows too): 3x3 144 @ 56² batch 8 and 16, 96 @ 112² batch 8 0.69-0.73x the
+ * time of prefetching the output rows, 5x5 240 @ 28² batch 32 0.95x, 7x7 96 @ 56² 0.87x
+ * (in-process A/B, 5 rounds). */
 DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const T *w,
                                          const T *bias, T *out, cc_idx c0, cc_idx c1,
                                          cc_idx oh0, cc_idx oh1, T *scratch,
@@ -1087,7 +1176,10 @@ DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const 
     const cc_idx nb = (c1 - c0 + CB - 1) / CB, ringlen = span * npix * CB;
     const int nl = (int)(c1 - c0 - (nb - 1) * CB); /* channels in the last block */
     const int Vl = nl > VL ? 2 : 1, nlast = Vl == 2 ? nl - VL : nl;
-    const FN(dwp_row_fn) row2 = FN(dwp_pick)(g, 2), rowl = FN(dwp_pick)(g, Vl);
+    /* arrays too large for the cache: the output rows streamed, not prefetched */
+    const int stream = (prefetch & DW_STREAM) && FN(dw_stream_ok)(out, C);
+    const FN(dwp_row_fn) row2 = FN(dwp_pick)(g, 2, stream);
+    const FN(dwp_row_fn) rowl = FN(dwp_pick)(g, Vl, stream && nlast == VL);
     cc_idx *tag = (cc_idx *)scratch;
     T *ring = scratch + (nb * span * (cc_idx)sizeof(cc_idx) + 63) / 64 * 64 / (cc_idx)sizeof(T);
     T *wpk = ring + nb * ringlen, *bpk = wpk + nb * KH * KW * CB;
@@ -1127,7 +1219,7 @@ DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const 
                      prefetch ? ia : 0, prefetch ? ib : 0);
         dwp_pf_start(&pfo, out + c0, g->OW * C * (cc_idx)sizeof(T), C * (cc_idx)sizeof(T),
                      (full ? g->OW * C : c1 - c0) * (cc_idx)sizeof(T), full ? 1 : g->OW,
-                     prefetch ? r1 : 0, prefetch ? r2 : 0);
+                     prefetch && !stream ? r1 : 0, prefetch && !stream ? r2 : 0);
         const cc_idx steps = nb * (r1 - r0);
         const cc_idx nx = (dwp_pf_lines(&pfx) + steps - 1) / steps;
         const cc_idx no = (dwp_pf_lines(&pfo) + steps - 1) / steps;
@@ -1160,6 +1252,8 @@ DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const 
             }
         }
     }
+    if (stream)
+        V_SFENCE(); /* the streaming stores are weakly ordered: done before the join */
 }
 
 #endif /* VL > 1 */

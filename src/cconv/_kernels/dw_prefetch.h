@@ -76,16 +76,28 @@ static inline cc_idx dwp_pf_lines(const dwp_pf *pf)
     return (pf->r_end - pf->r) * pf->nseg * ((pf->seglen + 63) / 64 + 1);
 }
 
-/* All at once: rows [r0, r1) of an array of W-pixel rows with C channels of es bytes,
- * the nc channels from base (base: row 0 at the first of them; whole rows when nc == C). */
+/* A walk over rows [r0, r1) of an array of W-pixel rows with C channels of es bytes, the
+ * nc channels from base (base: row 0 at the first of them; whole rows when nc == C). */
+static inline void dwp_rows_start(dwp_pf *pf, const void *base, cc_idx es, cc_idx W,
+                                  cc_idx C, cc_idx nc, cc_idx r0, cc_idx r1)
+{
+    const int full = nc == C;
+    dwp_pf_start(pf, base, W * C * es, C * es, (full ? W * C : nc) * es, full ? 1 : W, r0, r1);
+}
+
+/* The lines of such rows (dwp_rows_start), all at once. */
 static inline void dwp_fetch_rows(const void *base, cc_idx es, cc_idx W, cc_idx C, cc_idx nc,
                                   cc_idx r0, cc_idx r1, const int rw)
 {
     dwp_pf pf;
-    const int full = nc == C;
-    dwp_pf_start(&pf, base, W * C * es, C * es, (full ? W * C : nc) * es, full ? 1 : W, r0,
-                 r1);
+    dwp_rows_start(&pf, base, es, W, C, nc, r0, r1);
     dwp_pf_step(&pf, dwp_pf_lines(&pf), rw);
+}
+
+/* Lines per step that finish a walk in about n steps. */
+static inline cc_idx dwp_share(const dwp_pf *pf, cc_idx n)
+{
+    return (dwp_pf_lines(pf) + n - 1) / (n > 0 ? n : 1);
 }
 
 /* Input rows [ia, ib) of the kernel planes id0 + kd*dd (kd < KD) that lie in [0, D),

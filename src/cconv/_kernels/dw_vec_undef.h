@@ -7,6 +7,8 @@
 #undef V_LOAD
 #undef V_LOADM
 #undef V_STORE
+#undef V_STREAM
+#undef V_SFENCE
 #undef V_STOREM
 #undef V_SET1
 #undef V_ZERO

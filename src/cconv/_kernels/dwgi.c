@@ -2,6 +2,7 @@
  * run time on cconv_isa_active() (gemm.c, compiled into the same module). Channels in
  * blocks of one 64-byte vector of lanes, each lane an fma chain over the pixel's taps. */
 #include <math.h>
+#include <stdint.h>
 
 #include "dwgi.h"
 
@@ -33,7 +34,7 @@
             o[l] = acc[l];                                                                 \
     }
 
-#define GI_BODY(T, SUF, ATTR, ISA, TAIL)                                                   \
+#define GI_BODY(T, SUF, ATTR, ISA, TAIL, CAN_STREAM, STREAM, FENCE)                        \
     ATTR static void gi_row_##SUF##_##ISA(const cc_dwgi_geom *g, const T *dy, const T *w,   \
                                           T *dx, cc_idx n, cc_idx id, cc_idx ih,            \
                                           const T *zero)                                    \
@@ -42,6 +43,7 @@
         const cc_idx C = g->C;                                                             \
         const T *wp[GI_MAXTAPS], *yp[GI_MAXTAPS];                                          \
         T *o = dx + ((n * g->D + id) * g->H + ih) * g->W * C;                              \
+        const int stream = CAN_STREAM && g->stream && (uintptr_t)o % 64 == 0 && C % L == 0; \
         /* the row's (kd, kh) taps: weight plane and grad_out row (NULL: outside) */      \
         const T *wrow[GI_MAXTAPS], *yrow[GI_MAXTAPS];                                      \
         int nr = 0;                                                                        \
@@ -64,18 +66,25 @@
                     yp[nt] = yrow[q] == 0 || ow_[e] < 0 ? zero : yrow[q] + ow_[e] * C;     \
                 }                                                                          \
             cc_idx c = 0;                                                                  \
+            if (stream)                                                                    \
+                for (; c + L <= C; c += L)                                                 \
+                    STREAM(wp, yp, nt, c, o + c);                                          \
             for (; c + L <= C; c += L)                                                     \
                 gi_tail_##SUF##_##ISA##_c(wp, yp, nt, c, L, o + c);                        \
             if (c < C) /* the last, partial vector: same chains, fewer lanes */           \
                 TAIL(wp, yp, nt, c, (int)(C - c), o + c);                                  \
         }                                                                                  \
+        if (stream)                                                                        \
+            FENCE; /* the streaming stores are weakly ordered: done before the join */    \
     }
 
 #define GI_NOATTR
 GI_TAIL_C(float, f32, GI_NOATTR, generic, fmaf)
 GI_TAIL_C(double, f64, GI_NOATTR, generic, fma)
-GI_BODY(float, f32, GI_NOATTR, generic, gi_tail_f32_generic_c)
-GI_BODY(double, f64, GI_NOATTR, generic, gi_tail_f64_generic_c)
+/* paths without streaming stores */
+#define GI_NO_STREAM(wp, yp, nt, c, o) ((void)0)
+GI_BODY(float, f32, GI_NOATTR, generic, gi_tail_f32_generic_c, 0, GI_NO_STREAM, (void)0)
+GI_BODY(double, f64, GI_NOATTR, generic, gi_tail_f64_generic_c, 0, GI_NO_STREAM, (void)0)
 #if CCONV_GI_X86
 #define GI_AVX2 __attribute__((target("avx2,fma")))
 #define GI_AVX512 __attribute__((target("avx512f,fma")))
@@ -97,10 +106,26 @@ GI_TAIL_C(double, f64, GI_AVX512, avx512, __builtin_fma)
     }
 GI_TAIL_AVX512(float, f32, __m512, __mmask16, ps)
 GI_TAIL_AVX512(double, f64, __m512d, __mmask8, pd)
-GI_BODY(float, f32, GI_AVX2, avx2, gi_tail_f32_avx2_c)
-GI_BODY(double, f64, GI_AVX2, avx2, gi_tail_f64_avx2_c)
-GI_BODY(float, f32, GI_AVX512, avx512, gi_tail_f32_avx512)
-GI_BODY(double, f64, GI_AVX512, avx512, gi_tail_f64_avx512)
+/* A full vector of lanes c.. (64-byte aligned o) by the same fma chains, stored streaming. */
+#define GI_STREAM_AVX512(T, SUF, VT, X)                                                     \
+    GI_AVX512 static inline void gi_stream_##SUF##_avx512(const T *const *wp,               \
+                                                          const T *const *yp, int nt,       \
+                                                          cc_idx c, T *o)                   \
+    {                                                                                      \
+        VT acc = _mm512_setzero_##X();                                                     \
+        for (int t = 0; t < nt; t++)                                                       \
+            acc = _mm512_fmadd_##X(_mm512_loadu_##X(wp[t] + c), _mm512_loadu_##X(yp[t] + c), \
+                                   acc);                                                   \
+        _mm512_stream_##X(o, acc);                                                         \
+    }
+GI_STREAM_AVX512(float, f32, __m512, ps)
+GI_STREAM_AVX512(double, f64, __m512d, pd)
+GI_BODY(float, f32, GI_AVX2, avx2, gi_tail_f32_avx2_c, 0, GI_NO_STREAM, (void)0)
+GI_BODY(double, f64, GI_AVX2, avx2, gi_tail_f64_avx2_c, 0, GI_NO_STREAM, (void)0)
+GI_BODY(float, f32, GI_AVX512, avx512, gi_tail_f32_avx512, 1, gi_stream_f32_avx512,
+        _mm_sfence())
+GI_BODY(double, f64, GI_AVX512, avx512, gi_tail_f64_avx512, 1, gi_stream_f64_avx512,
+        _mm_sfence())
 #define GI_PICK(FN, ARGS)                                                                  \
     switch (cconv_isa_active()) {                                                          \
     case CCONV_ISA_AVX512: FN##_avx512 ARGS; return;                                       \

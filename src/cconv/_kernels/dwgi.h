@@ -17,6 +17,10 @@
  * Tap tables, per dim (d, h, w) and coordinate i: cnt[i] taps (<= T of that dim), tap
  * j at [i * T + j]: its kernel index k and output position o (-1: outside grad_out),
  * in decreasing k.
+ *
+ * stream: dx is written with non-temporal stores (AVX-512 path, dx and C aligned to a
+ * vector), which skip the read for ownership of each line: for outputs too large to stay
+ * in the cache. The same values.
  */
 #ifndef CCONV_DWGI_H
 #define CCONV_DWGI_H
@@ -31,6 +35,7 @@ typedef struct {
     const cc_idx *cnt_d, *k_d, *o_d;
     const cc_idx *cnt_h, *k_h, *o_h;
     const cc_idx *cnt_w, *k_w, *o_w;
+    int stream;         /* dx too large for the cache: streaming stores where aligned */
 } cc_dwgi_geom;
 
 /* dx row (n, id, ih): all W pixels, all C channels. zero: C zeros. */

@@ -151,6 +151,23 @@ DWGW_INLINE void DFN(dwgw_prefetch_row)(const cc_dwgw_geom *g, const T *x, const
     dwp_fetch_rows(dy + r * g->OW * C, es, g->OW, C, C, 0, 1, 0);
 }
 
+/* dwgw_prefetch_row's lines of a 2-D problem (KD == 1) as two walks to step through. */
+DWGW_INLINE void DFN(dwgw_prefetch_walks)(const cc_dwgw_geom *g, const T *x, const T *dy,
+                                          cc_idx r, dwp_pf *px, dwp_pf *pd)
+{
+    const cc_idx C = g->C, es = (cc_idx)sizeof(T);
+    const cc_idx plane = g->OD * g->OH, n = r / plane, od = r % plane / g->OH;
+    const cc_idx oh = r % g->OH, id = od * g->sd - g->pd;
+    const cc_idx span = (g->KH - 1) * g->dh + 1;
+    cc_idx ia, ib;
+    dwp_new_rows(oh, oh + 1, 0, g->sh, g->ph, span, g->H, &ia, &ib);
+    if (id < 0 || id >= g->D)
+        ib = ia; /* the row reads only depth padding */
+    dwp_rows_start(px, x + (n * g->D + (id < 0 ? 0 : id)) * g->H * g->W * C, es, g->W, C, C,
+                   ia, ib);
+    dwp_rows_start(pd, dy + r * g->OW * C, es, g->OW, C, C, 0, 1);
+}
+
 GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T *dy,
                                      cc_idx r0, cc_idx r1, T *part, double *bias)
 {
@@ -194,10 +211,24 @@ GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T 
         }
         const cc_idx base = ((n * g->D + id0) * g->H + ih0) * W * C - g->pw * C;
         const T *dyr = dy + r * OW * C;
-        if (g->prefetch && r + 1 < r1)
+        /* the next row's lines, a share before each channel block (all at once they
+         * fill the miss queue and stall the core); 3-D: all planes at the row start */
+        dwp_pf pfx, pfd;
+        const cc_idx nblk = (C + LANES - 1) / LANES;
+        cc_idx sx = 0, sd = 0;
+        const int pf = g->prefetch && r + 1 < r1;
+        if (pf && g->KD == 1) {
+            DFN(dwgw_prefetch_walks)(g, x, dy, r + 1, &pfx, &pfd);
+            sx = dwp_share(&pfx, nblk);
+            sd = dwp_share(&pfd, nblk);
+        } else if (pf)
             DFN(dwgw_prefetch_row)(g, x, dy, r + 1);
         for (cc_idx c0 = 0; c0 < C; c0 += LANES) {
             const int nch = (int)(C - c0 < LANES ? C - c0 : LANES);
+            if (sx + sd > 0) {
+                dwp_pf_step(&pfx, sx, 0);
+                dwp_pf_step(&pfd, sd, 0);
+            }
             for (cc_idx t0 = 0; t0 < taps; t0 += tg) {
                 const cc_idx cnt = taps - t0 < tg ? taps - t0 : tg;
                 T *am = part + t0 * C + c0;
