@@ -67,6 +67,9 @@ cdef extern from "depthwise.h" nogil:
     void cconv_dw_nhwc_f64(const cc_dw_geom *g, const double *x, const double *w,
                            const double *bias, double *out, cc_idx od, cc_idx oh, cc_idx c0,
                            cc_idx c1, int prefetch)
+    enum:
+        DW_PREFETCH
+        DW_STREAM
     cc_idx cconv_dw_nhwc_packed_scratch_f32(const cc_dw_geom *g, cc_idx nc)
     cc_idx cconv_dw_nhwc_packed_scratch_f64(const cc_dw_geom *g, cc_idx nc)
     cc_idx cconv_dw_nhwc_packed_block_f32()
@@ -79,8 +82,10 @@ cdef extern from "depthwise.h" nogil:
                                   cc_idx oh0, cc_idx oh1, double *scratch, int prefetch)
 
 
-# Channels-last packed rows prefetch ahead when input + output reach this many bytes
-# (a module variable so that the tests can run that path on small arrays). On a 32 MB
+# The channels-last kernels (packed rows, strided tiles, and in _backward the weight
+# gradient's prefetches and the gather's streaming stores) prefetch ahead when input +
+# output reach this many bytes (a module variable, read per call, so that the tests can
+# run those paths on small arrays). On a 32 MB
 # L3 (2 threads), 3x3 144 channels at 56x56, batch 8 (29 MB): 0.58x the time [0.45,
 # 0.87]; 5x5 240 at 28x28, batch 32: 0.70x; batch 2 (7 MB, cached): 1.5x, hence the bar.
 prefetch_min_bytes = 16 * 1024 * 1024
@@ -97,7 +102,7 @@ cdef int _prefetch_flags(cc_idx nbytes, cc_idx taps) except -1:
     """depthwise.h's prefetch argument for arrays of nbytes (input + output)."""
     if nbytes < prefetch_min_bytes:
         return 0
-    return 3 if taps <= stream_max_taps else 1
+    return DW_PREFETCH | DW_STREAM if taps <= stream_max_taps else DW_PREFETCH
 
 
 cdef enum:

@@ -1160,12 +1160,12 @@ DW_INLINE void FN(dwp_pack_row)(const cc_dw_geom *g, const T *restrict x, cc_idx
  * (R of them, all channels) stay in L2 for the blocks and are read from memory once, in
  * order. (One block over all rows: 3x3 s2 96@112 ran 2x slower; one row over all
  * blocks: 5x5 240@28 1.3x slower.) scratch: dwp_scratch(g, c1 - c0) elements, 64-byte
- * aligned. prefetch: for arrays too large to stay in cache (on cached ones the
- * prefetches cost more than they save), fetch the next chunk's new input rows ahead, a
- * share per (block, row), and write the output with streaming stores (dw_stream_ok; else
- * prefetch its rows too): 3x3 144 @ 56² batch 8 and 16, 96 @ 112² batch 8 0.69-0.73x the
- * time of prefetching the output rows, 5x5 240 @ 28² batch 32 0.95x, 7x7 96 @ 56² 0.87x
- * (in-process A/B, 5 rounds). */
+ * aligned. prefetch (depthwise.h's flags): for arrays too large to stay in cache (on
+ * cached ones the prefetches cost more than they save), fetch the next chunk's new input
+ * rows ahead, a share per (block, row), and its output rows too, unless DW_STREAM (and
+ * dw_stream_ok): then the output is written with streaming stores instead (3x3 144 @ 56²
+ * batch 8 and 16, 96 @ 112² batch 8: 0.69-0.73x the time of prefetching the output rows,
+ * in-process A/B, 5 rounds; _depthwise.stream_max_taps says which kernels). */
 DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const T *w,
                                          const T *bias, T *out, cc_idx c0, cc_idx c1,
                                          cc_idx oh0, cc_idx oh1, T *scratch,
@@ -1202,7 +1202,6 @@ DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const 
     cc_idx R = (256 * 1024 / (rowbytes > 0 ? rowbytes : 1) - span) / g->sh + 1;
     R = R < 1 ? 1 : R > 16 ? 16 : R;
     const T *rp[7];
-    const int full = c1 - c0 == C;
     for (cc_idx r0 = oh0; r0 < oh1; r0 += R) {
         const cc_idx r1 = r0 + R < oh1 ? r0 + R : oh1;
         const cc_idx r2 = r1 + R < oh1 ? r1 + R : oh1;
@@ -1214,15 +1213,12 @@ DW_TARGET static void FN(dw_nhwc_packed)(const cc_dw_geom *g, const T *x, const 
         cc_idx ia = 0, ib = 0;
         if (r2 > r1)
             dwp_new_rows(r1, r2, -1, g->sh, g->ph, span, g->H, &ia, &ib);
-        dwp_pf_start(&pfx, x + c0, g->W * C * (cc_idx)sizeof(T), C * (cc_idx)sizeof(T),
-                     (full ? g->W * C : c1 - c0) * (cc_idx)sizeof(T), full ? 1 : g->W,
-                     prefetch ? ia : 0, prefetch ? ib : 0);
-        dwp_pf_start(&pfo, out + c0, g->OW * C * (cc_idx)sizeof(T), C * (cc_idx)sizeof(T),
-                     (full ? g->OW * C : c1 - c0) * (cc_idx)sizeof(T), full ? 1 : g->OW,
-                     prefetch && !stream ? r1 : 0, prefetch && !stream ? r2 : 0);
+        dwp_rows_start(&pfx, x + c0, (cc_idx)sizeof(T), g->W, C, c1 - c0, prefetch ? ia : 0,
+                       prefetch ? ib : 0);
+        dwp_rows_start(&pfo, out + c0, (cc_idx)sizeof(T), g->OW, C, c1 - c0,
+                       prefetch && !stream ? r1 : 0, prefetch && !stream ? r2 : 0);
         const cc_idx steps = nb * (r1 - r0);
-        const cc_idx nx = (dwp_pf_lines(&pfx) + steps - 1) / steps;
-        const cc_idx no = (dwp_pf_lines(&pfo) + steps - 1) / steps;
+        const cc_idx nx = dwp_share(&pfx, steps), no = dwp_share(&pfo, steps);
         for (cc_idx b = 0; b < nb; b++) {
             const int last = b == nb - 1, V = last ? Vl : 2, nc = last ? nl : (int)CB;
             T *rg = ring + b * ringlen;
