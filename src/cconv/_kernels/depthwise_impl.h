@@ -935,25 +935,6 @@ DW_INLINE void FN(nhwc_row)(const cc_dw_geom *g, const T *x, const T *w, const T
         FN(nhwc_border)(g, x + c, wp, bp, orow + ow * C + c, od, oh, ow, nlast, V);
 }
 
-/* cconv_dw_nhwc_prefetch_row's lines of row (od, oh), channels [c0, c1), 2-D (KD == 1),
- * as two walks to step through: x's new input rows and out's row (write intent; none
- * unless fetch_out). */
-DW_INLINE void FN(dw_nhwc_prefetch_walks)(const cc_dw_geom *g, const T *x, const T *out,
-                                         cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1,
-                                         int fetch_out, dwp_pf *px, dwp_pf *po)
-{
-    const cc_idx C = g->C, es = (cc_idx)sizeof(T), id = od * g->sd - g->pd;
-    const cc_idx span = (g->KH - 1) * g->dh + 1;
-    cc_idx ia, ib;
-    dwp_new_rows(oh, oh + 1, 0, g->sh, g->ph, span, g->H, &ia, &ib);
-    if (id < 0 || id >= g->D)
-        ib = ia; /* the row reads only depth padding */
-    dwp_rows_start(px, x + (id < 0 ? 0 : id) * g->H * g->W * C + c0, es, g->W, C, c1 - c0,
-                   ia, ib);
-    dwp_rows_start(po, out + (od * g->OH + oh) * g->OW * C + c0, es, g->OW, C, c1 - c0, 0,
-                   fetch_out ? 1 : 0);
-}
-
 DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, const T *bias,
                                   T *out, cc_idx od, cc_idx oh, cc_idx c0, cc_idx c1,
                                   int prefetch)
@@ -980,13 +961,16 @@ DW_TARGET static void FN(dw_nhwc)(const cc_dw_geom *g, const T *x, const T *w, c
      * channel block), else all at once before the row; a 2-D tiled row streams its
      * output instead of fetching it where it can (dw_stream_ok; one plane: no partial
      * sums to read back). */
-    dwp_pf pfx, pfo;
+    dwp_pf pfx = {0}, pfo = {0}; /* stepped only when sx + so > 0 */
     cc_idx sx = 0, so = 0;
     const int stream = (prefetch & DW_STREAM) && tiled && g->KD == 1 &&
                        FN(dw_stream_ok)(out, g->C);
     if (prefetch && oh + 1 < g->OH) {
         if (tiled && g->KD == 1) {
-            FN(dw_nhwc_prefetch_walks)(g, x, out, od, oh + 1, c0, c1, !stream, &pfx, &pfo);
+            dwp_row_walks(&pfx, &pfo, x + c0, out + (od * g->OH + oh + 1) * g->OW * g->C + c0,
+                          (cc_idx)sizeof(T), g->D, g->H, g->W, g->OW, g->C, c1 - c0,
+                          od * g->sd - g->pd, oh + 1, g->sh, g->ph, (g->KH - 1) * g->dh + 1,
+                          !stream);
             const cc_idx steps = (g->OW + 7) / 8 * ((c1 - c0 + 2 * VL - 1) / (2 * VL));
             sx = dwp_share(&pfx, steps);
             so = dwp_share(&pfo, steps);

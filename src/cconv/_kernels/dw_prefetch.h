@@ -100,6 +100,24 @@ static inline cc_idx dwp_share(const dwp_pf *pf, cc_idx n)
     return (dwp_pf_lines(pf) + n - 1) / (n > 0 ? n : 1);
 }
 
+/* The lines that output row oh (one kernel plane, at input plane id) reads and writes
+ * beyond what row oh - 1 did, as two walks to step through: px its new input rows (none
+ * when id lies outside [0, D)), po its output row (none unless fetch_out). x: the image
+ * (D, H, W, C) at its first channel; orow: the output row at that channel; nc channels;
+ * span: input rows per output row. */
+static inline void dwp_row_walks(dwp_pf *px, dwp_pf *po, const void *x, const void *orow,
+                                 cc_idx es, cc_idx D, cc_idx H, cc_idx W, cc_idx OW, cc_idx C,
+                                 cc_idx nc, cc_idx id, cc_idx oh, cc_idx sh, cc_idx ph,
+                                 cc_idx span, int fetch_out)
+{
+    cc_idx ia, ib;
+    const int dok = id >= 0 && id < D;
+    dwp_new_rows(oh, oh + 1, 0, sh, ph, span, H, &ia, &ib);
+    dwp_rows_start(px, (const char *)x + (dok ? id : 0) * H * W * C * es, es, W, C, nc, ia,
+                   dok ? ib : ia);
+    dwp_rows_start(po, orow, es, OW, C, nc, 0, fetch_out ? 1 : 0);
+}
+
 /* Input rows [ia, ib) of the kernel planes id0 + kd*dd (kd < KD) that lie in [0, D),
  * for reading; x: the image (D, H, W, C) at its first fetched channel. */
 static inline void dwp_fetch_plane_rows(const void *x, cc_idx es, cc_idx D, cc_idx H, cc_idx W,

@@ -151,23 +151,6 @@ DWGW_INLINE void DFN(dwgw_prefetch_row)(const cc_dwgw_geom *g, const T *x, const
     dwp_fetch_rows(dy + r * g->OW * C, es, g->OW, C, C, 0, 1, 0);
 }
 
-/* dwgw_prefetch_row's lines of a 2-D problem (KD == 1) as two walks to step through. */
-DWGW_INLINE void DFN(dwgw_prefetch_walks)(const cc_dwgw_geom *g, const T *x, const T *dy,
-                                          cc_idx r, dwp_pf *px, dwp_pf *pd)
-{
-    const cc_idx C = g->C, es = (cc_idx)sizeof(T);
-    const cc_idx plane = g->OD * g->OH, n = r / plane, od = r % plane / g->OH;
-    const cc_idx oh = r % g->OH, id = od * g->sd - g->pd;
-    const cc_idx span = (g->KH - 1) * g->dh + 1;
-    cc_idx ia, ib;
-    dwp_new_rows(oh, oh + 1, 0, g->sh, g->ph, span, g->H, &ia, &ib);
-    if (id < 0 || id >= g->D)
-        ib = ia; /* the row reads only depth padding */
-    dwp_rows_start(px, x + (n * g->D + (id < 0 ? 0 : id)) * g->H * g->W * C, es, g->W, C, C,
-                   ia, ib);
-    dwp_rows_start(pd, dy + r * g->OW * C, es, g->OW, C, C, 0, 1);
-}
-
 GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T *dy,
                                      cc_idx r0, cc_idx r1, T *part, double *bias)
 {
@@ -214,12 +197,15 @@ GWD_TARGET static int DFN(dwgw_rows)(const cc_dwgw_geom *g, const T *x, const T 
         /* the next row's lines, a share before each channel block (against all at once
          * before the row, batch 8-32: 3x3 0.52-0.58x the time, 5x5 0.51); 3-D: all at
          * once */
-        dwp_pf pfx, pfd;
+        dwp_pf pfx = {0}, pfd = {0}; /* stepped only when sx + sd > 0 */
         const cc_idx nblk = (C + LANES - 1) / LANES;
         cc_idx sx = 0, sd = 0;
         const int pf = g->prefetch && r + 1 < r1;
         if (pf && g->KD == 1) {
-            DFN(dwgw_prefetch_walks)(g, x, dy, r + 1, &pfx, &pfd);
+            const cc_idx rn = r + 1, nn = rn / plane, odn = rn % plane / g->OH;
+            dwp_row_walks(&pfx, &pfd, x + nn * g->D * g->H * W * C, dy + rn * OW * C,
+                          (cc_idx)sizeof(T), g->D, g->H, W, OW, C, C, odn * g->sd - g->pd,
+                          rn % g->OH, g->sh, g->ph, (g->KH - 1) * g->dh + 1, 1);
             sx = dwp_share(&pfx, nblk);
             sd = dwp_share(&pfd, nblk);
         } else if (pf)
